@@ -1,0 +1,130 @@
+// Tests of the project's shape: the import directions of DESIGN.md §4 and a
+// doc comment on every package.
+package kmsctl_test
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/kmsctl/kmsctl"
+
+type pkg struct {
+	ImportPath string
+	Name       string
+	Doc        string
+	Deps       []string
+	Imports    []string
+}
+
+func listPackages(t *testing.T) []pkg {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-deps=false", "-json", "./...")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start go list: %v", err)
+	}
+	var pkgs []pkg
+	dec := json.NewDecoder(out)
+	for {
+		var p pkg
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("decode go list output: %v", err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("go list ./...: %v", err)
+	}
+	if len(pkgs) < 5 {
+		t.Fatalf("go list found only %d packages", len(pkgs))
+	}
+	return pkgs
+}
+
+// rel returns the package path relative to the module ("" for the root).
+func rel(path string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(path, module), "/")
+}
+
+// top returns the first path element of a module package ("kms" for "kms/kmsim").
+func top(path string) string {
+	r := rel(path)
+	if i := strings.IndexByte(r, '/'); i >= 0 {
+		return r[:i]
+	}
+	return r
+}
+
+// allowed lists, per top-level folder, the other top-level folders of the
+// module that its packages may depend on (directly or not). A folder may
+// always use its own subpackages, and any folder may use the pure redact/.
+var allowed = map[string][]string{
+	"redact":    {},
+	"hsm":       {},
+	"inventory": {},
+	"remote":    {},
+	"kms":       {"hsm"},
+	"tasks":     {"kms", "hsm"},
+	"playbooks": {"tasks", "inventory", "hsm", "kms"},
+	"cmd":       {"playbooks", "tasks", "inventory", "hsm", "kms", "remote", "internal"},
+	"e2e":       {"remote", "hsm", "kms", "internal"},
+	"bench":     {"remote", "hsm", "kms", "internal"},
+	"internal":  {"hsm"},
+}
+
+func TestImportDirections(t *testing.T) {
+	for _, p := range listPackages(t) {
+		if rel(p.ImportPath) == "" {
+			continue
+		}
+		from := top(p.ImportPath)
+		ok, known := allowed[from]
+		if !known {
+			t.Errorf("package %s lives in top-level folder %q, which has no import rule here; add one", p.ImportPath, from)
+			continue
+		}
+		for _, d := range p.Deps {
+			if d == "github.com/urfave/cli/v2" && !strings.HasPrefix(rel(p.ImportPath), "cmd/kmsctl") {
+				t.Errorf("%s depends on urfave/cli: only cmd/kmsctl may", p.ImportPath)
+			}
+			if !strings.HasPrefix(d, module+"/") {
+				continue
+			}
+			to := top(d)
+			if to == from || to == "redact" {
+				continue
+			}
+			permitted := false
+			for _, a := range ok {
+				permitted = permitted || a == to
+			}
+			if !permitted {
+				t.Errorf("%s depends on %s: %s/ may use only %v", p.ImportPath, d, from, ok)
+			}
+		}
+	}
+}
+
+func TestEveryPackageHasDocComment(t *testing.T) {
+	for _, p := range listPackages(t) {
+		if rel(p.ImportPath) == "" {
+			continue
+		}
+		want := "Package " + p.Name + " "
+		if p.Name == "main" {
+			want = "Command "
+		}
+		if !strings.HasPrefix(p.Doc, strings.TrimSpace(want)) {
+			t.Errorf("package %s has doc %q; want a comment starting %q", p.ImportPath, p.Doc, want)
+		}
+	}
+}
