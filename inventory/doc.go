@@ -1,4 +1,81 @@
 // Package inventory reads Ansible-style YAML inventories (all/children/hosts/vars) and resolves
 // each host's variables, connection settings and Key Manager layout. It is pure: no I/O beyond
-// reading the inventory files.
+// reading the inventory files (and vars files), no network, no SSH.
+//
+// # Format
+//
+// The Ansible YAML inventory shape, so an existing inventory can be reused:
+//
+//	all:
+//	  vars:
+//	    ansible_user: admin
+//	  hosts:
+//	    bastion:
+//	  children:
+//	    kms:
+//	      vars:
+//	        ansible_become: yes
+//	      hosts:
+//	        kms1: { ansible_host: 10.0.0.1 }
+//	        kms[2:3]:                  # host range: kms2, kms3
+//
+// A group may contain only hosts:, vars: and children:. A group may appear
+// under several parents and a host in several groups; each is one group or
+// host, merged. Top-level keys other than all are groups under all, as in
+// Ansible. Hosts in no group but all are in the group "ungrouped".
+//
+// Decoding is strict and every problem is reported at once, as a
+// *ValidationError whose lines read "FILE:LINE:COL: field: problem (what to
+// do)": unknown keys in groups, hosts: or children: written as a list,
+// wrongly typed or invalid values of the variables kmsctl knows (ansible_port:
+// "abc", kms_storage_path: /etc), misspelt kms_*/ansible_* variable names
+// (kms_storge_path), invalid host, group and variable names, duplicate keys,
+// cycles in children, a name used for both a host and a group, malformed YAML,
+// an empty inventory.
+//
+// # Variable precedence
+//
+// Vars resolves a host's variables, lowest precedence first (later wins):
+//
+//  1. the Key Manager layout defaults (DESIGN.md §1: kms_port 7373,
+//     kms_storage_path /mnt/minio-kms, ...);
+//  2. group vars: "all" first, then groups by depth (a group's depth is its
+//     longest distance from all: children of all 1, their children 2, ...), so
+//     a child group overrides its parent; groups at the same depth are ordered
+//     by ansible_group_priority (default 1, higher wins) and then by name,
+//     alphabetically, so of two sibling groups the one whose name sorts later
+//     wins (Ansible's rule);
+//  3. host vars (when a host is listed in several places, the last listing
+//     read wins; with several -i files, the later file wins);
+//  4. extra vars (-e), over everything.
+//
+// # Connection and Key Manager variables
+//
+// Connection reads ansible_host, ansible_port, ansible_user,
+// ansible_ssh_private_key_file, ansible_become (true/false, yes/no, on/off,
+// 1/0), ansible_become_user (default root), and kmsctl's kms_ssh_host_keys
+// (pinned host keys, authorized_keys format), kms_ssh_known_hosts,
+// kms_ssh_proxy_jump ([user@]host[:port][,...]) and kms_api (direct or ssh).
+// Node reads the kms_* layout: kms_endpoint (host:port as the cluster knows
+// it; default ADDRESS:kms_port), kms_port, kms_storage_path, kms_config_file,
+// kms_env_file, kms_certs_dir, kms_binary, kms_service, kms_user, kms_api,
+// kms_ca_file. The storage path, the only path kmsctl ever wipes, must be
+// absolute and clean, not /, not a system directory or inside one, and must
+// not contain the config, env, certs or binary paths. Errors name the file
+// and line of the variable that set the bad value ("-e" for extra vars).
+//
+// # Secrets
+//
+// Variables whose names contain api_key, hsm_key, password, passwd,
+// passphrase, secret, token, credential or private (but not
+// ..._private_key_file), or end in _pass, are secret (IsSecret). Secrets
+// belong in the environment, a 0600 file or a command, not in an inventory;
+// if present they are never printed: MaskedVars and Graph show
+// "[REDACTED]", and validation errors never quote their values.
+//
+// # Host patterns
+//
+// Select implements Ansible host patterns for --limit and a play's hosts:
+// all, *, host and group names, globs, ~regex, subscripts (kms[0]),
+// a:b and a,b unions, &group intersections and !name exclusions.
 package inventory

@@ -1,0 +1,196 @@
+package inventory
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Conn is how to reach a host over SSH, from the Ansible connection
+// variables and the kms_ssh_* variables.
+type Conn struct {
+	Host           string   // inventory host name
+	Address        string   // ansible_host (or ansible_ssh_host), else the host name
+	Port           int      // ansible_port (or ansible_ssh_port); 0 = let ssh_config decide (22)
+	User           string   // ansible_user (or ansible_ssh_user); "" = let ssh_config decide
+	PrivateKeyFile string   // ansible_ssh_private_key_file (or ansible_private_key_file), ~ expanded
+	Become         bool     // ansible_become (true/false, yes/no, on/off, 1/0)
+	BecomeUser     string   // ansible_become_user, default root
+	SSHHostKeys    []string // kms_ssh_host_keys: pinned host keys, authorized_keys format
+	KnownHostsFile string   // kms_ssh_known_hosts, ~ expanded; "" = the user's default files
+	ProxyJump      string   // kms_ssh_proxy_jump: [user@]host[:port][,...] like ssh -J
+	API            API      // kms_api: direct (default) or ssh
+}
+
+// KMSNode is the Key Manager layout of a host, from the kms_* variables with
+// the defaults of DESIGN.md §1.
+type KMSNode struct {
+	Host        string // inventory host name
+	Endpoint    string // kms_endpoint: host:port as the cluster knows it; default ADDRESS:kms_port
+	Port        int    // kms_port: the API port on the node, default 7373
+	StoragePath string // kms_storage_path: the data directory, the only path ever wiped; default /mnt/minio-kms
+	ConfigFile  string // kms_config_file, default /etc/minkms/config.yaml
+	EnvFile     string // kms_env_file, default /etc/default/minkms
+	CertsDir    string // kms_certs_dir, default /etc/minkms/certs
+	Binary      string // kms_binary, default /usr/local/bin/minkms
+	Service     string // kms_service: systemd unit, default minkms.service
+	User        string // kms_user: the service's system user, default minkms-user
+	API         API    // kms_api: direct (default) or ssh
+	CAFile      string // kms_ca_file: local CA file to verify the server, ~ expanded; "" if unset
+}
+
+// resolved is a host's merged variables with helpers that collect problems
+// at the position of the variable that set each value.
+type resolved struct {
+	host  string
+	vars  map[string]variable
+	probs problems
+}
+
+func (inv *Inventory) resolved(host string, extra map[string]any) (*resolved, error) {
+	vars, err := inv.resolve(host, extra)
+	if err != nil {
+		return nil, err
+	}
+	return &resolved{host: host, vars: vars}, nil
+}
+
+// fail records e for variable name.
+func (r *resolved) fail(name string, v variable, e *Error) {
+	e.Pos, e.Field = v.pos, "host "+r.host+": "+name
+	r.probs.addErr(e)
+}
+
+// check validates the value of name (extra vars have not been checked yet)
+// and reports whether it is set and valid.
+func (r *resolved) check(names ...string) (variable, string, bool) {
+	v, ok := firstVar(r.vars, names...)
+	if !ok {
+		return variable{}, "", false
+	}
+	name := names[0]
+	for _, n := range names {
+		if _, ok := r.vars[n]; ok {
+			name = n
+			break
+		}
+	}
+	if e := checkVar(name, v.value); e != nil {
+		r.fail(name, v, e)
+		return variable{}, name, false
+	}
+	return v, name, true
+}
+
+func (r *resolved) str(def string, names ...string) string {
+	if v, _, ok := r.check(names...); ok {
+		return v.value.(string)
+	}
+	return def
+}
+
+func (r *resolved) port(def int, names ...string) int {
+	if v, _, ok := r.check(names...); ok {
+		n, _ := asPort(v.value)
+		return n
+	}
+	return def
+}
+
+func (r *resolved) localPath(names ...string) string {
+	v, name, ok := r.check(names...)
+	if !ok {
+		return ""
+	}
+	p, err := expandHome(v.value.(string))
+	if err != nil {
+		r.fail(name, v, bad(err.Error(), "write an absolute path"))
+		return ""
+	}
+	return p
+}
+
+// expandHome expands a leading ~ or ~/ to the current user's home directory.
+func expandHome(p string) (string, error) {
+	if p != "~" && !strings.HasPrefix(p, "~/") {
+		return p, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("expand ~ in %q: %w", p, err)
+	}
+	return filepath.Join(home, strings.TrimPrefix(p, "~")), nil
+}
+
+// Connection returns how to reach host over SSH. extra holds -e variables,
+// which override the inventory. Invalid values are reported with the
+// position of the variable that set them.
+func (inv *Inventory) Connection(host string, extra map[string]any) (Conn, error) {
+	r, err := inv.resolved(host, extra)
+	if err != nil {
+		return Conn{}, err
+	}
+	c := Conn{
+		Host:           host,
+		Address:        r.str(host, VarHost, legacyHost),
+		Port:           r.port(0, VarPort, legacyPort),
+		User:           r.str("", VarUser, legacyUser),
+		PrivateKeyFile: r.localPath(VarPrivateKeyFile, legacyPrivateKey),
+		BecomeUser:     r.str(DefaultBecomeUser, VarBecomeUser),
+		KnownHostsFile: r.localPath(VarKnownHosts),
+		ProxyJump:      r.str("", VarProxyJump),
+		API:            API(r.str(string(DefaultAPI), VarAPI)),
+	}
+	if v, _, ok := r.check(VarBecome); ok {
+		c.Become, _ = asBool(v.value)
+	}
+	if v, _, ok := r.check(VarSSHHostKeys); ok {
+		c.SSHHostKeys = asHostKeys(v.value)
+	}
+	if err := r.probs.err(); err != nil {
+		return Conn{}, err
+	}
+	return c, nil
+}
+
+// Node returns host's Key Manager layout. extra holds -e variables. Every
+// invalid value is reported (with the position of the variable that set it),
+// and so is a storage path that contains the config file, env file, certs
+// directory or binary, since wiping it would destroy them.
+func (inv *Inventory) Node(host string, extra map[string]any) (KMSNode, error) {
+	r, err := inv.resolved(host, extra)
+	if err != nil {
+		return KMSNode{}, err
+	}
+	n := KMSNode{
+		Host:        host,
+		Endpoint:    r.str("", VarEndpoint),
+		Port:        r.port(DefaultKMSPort, VarKMSPort),
+		StoragePath: r.str("", VarStoragePath),
+		ConfigFile:  r.str(DefaultConfigFile, VarConfigFile),
+		EnvFile:     r.str(DefaultEnvFile, VarEnvFile),
+		CertsDir:    r.str(DefaultCertsDir, VarCertsDir),
+		Binary:      r.str(DefaultBinary, VarBinary),
+		Service:     r.str(DefaultService, VarService),
+		User:        r.str(DefaultKMSUser, VarKMSUser),
+		API:         API(r.str(string(DefaultAPI), VarAPI)),
+		CAFile:      r.localPath(VarCAFile),
+	}
+	if n.StoragePath != "" {
+		sv := r.vars[VarStoragePath]
+		for _, other := range []struct{ name, path string }{
+			{VarConfigFile, n.ConfigFile}, {VarEnvFile, n.EnvFile}, {VarCertsDir, n.CertsDir}, {VarBinary, n.Binary},
+		} {
+			if other.path == n.StoragePath || strings.HasPrefix(other.path, n.StoragePath+"/") {
+				r.fail(VarStoragePath, sv, bad(
+					fmt.Sprintf("storage path %s contains %s %s (set at %s); wiping it would destroy it", n.StoragePath, other.name, other.path, r.vars[other.name].pos),
+					"keep the data directory separate from config, certs and binary"))
+			}
+		}
+	}
+	if err := r.probs.err(); err != nil {
+		return KMSNode{}, err
+	}
+	return n, nil
+}

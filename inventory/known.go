@@ -1,0 +1,482 @@
+package inventory
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Variables kmsctl reads. Ansible connection variables keep their Ansible
+// meaning; kms_* variables describe the Key Manager node (DESIGN.md §1).
+const (
+	VarHost           = "ansible_host"
+	VarPort           = "ansible_port"
+	VarUser           = "ansible_user"
+	VarPrivateKeyFile = "ansible_ssh_private_key_file"
+	VarBecome         = "ansible_become"
+	VarBecomeUser     = "ansible_become_user"
+	VarGroupPriority  = "ansible_group_priority"
+
+	VarSSHHostKeys   = "kms_ssh_host_keys"
+	VarKnownHosts    = "kms_ssh_known_hosts"
+	VarProxyJump     = "kms_ssh_proxy_jump"
+	VarAPI           = "kms_api"
+	VarEndpoint      = "kms_endpoint"
+	VarKMSPort       = "kms_port"
+	VarStoragePath   = "kms_storage_path"
+	VarConfigFile    = "kms_config_file"
+	VarEnvFile       = "kms_env_file"
+	VarCertsDir      = "kms_certs_dir"
+	VarBinary        = "kms_binary"
+	VarService       = "kms_service"
+	VarKMSUser       = "kms_user"
+	VarCAFile        = "kms_ca_file"
+	legacyHost       = "ansible_ssh_host"
+	legacyPort       = "ansible_ssh_port"
+	legacyUser       = "ansible_ssh_user"
+	legacyPrivateKey = "ansible_private_key_file"
+)
+
+// Defaults of the Key Manager layout: the vendor's Linux layout (DESIGN.md §1).
+const (
+	DefaultKMSPort     = 7373
+	DefaultStoragePath = "/mnt/minio-kms"
+	DefaultConfigFile  = "/etc/minkms/config.yaml"
+	DefaultEnvFile     = "/etc/default/minkms"
+	DefaultCertsDir    = "/etc/minkms/certs"
+	DefaultBinary      = "/usr/local/bin/minkms"
+	DefaultService     = "minkms.service"
+	DefaultKMSUser     = "minkms-user"
+	DefaultBecomeUser  = "root"
+	DefaultAPI         = APIDirect
+)
+
+// API says how kmsctl reaches a node's Key Manager API.
+type API string
+
+// The ways to reach the Key Manager API.
+const (
+	APIDirect API = "direct" // TLS to kms_endpoint from the machine running kmsctl
+	APISSH    API = "ssh"    // through the node's SSH connection to its local kms_port
+)
+
+// checker validates one known variable's value; it returns nil or an *Error
+// without position and field (the caller fills them in).
+type checker func(v any) *Error
+
+// knownVars maps each variable kmsctl interprets to its check. Variables not
+// listed here are passed through unchecked.
+var knownVars = map[string]checker{
+	VarHost:           checkAddress,
+	legacyHost:        checkAddress,
+	VarPort:           checkPort,
+	legacyPort:        checkPort,
+	VarUser:           checkLoginName,
+	legacyUser:        checkLoginName,
+	VarPrivateKeyFile: checkLocalPath,
+	legacyPrivateKey:  checkLocalPath,
+	VarBecome:         checkBool,
+	VarBecomeUser:     checkLoginName,
+	VarGroupPriority:  checkInt,
+	VarSSHHostKeys:    checkHostKeys,
+	VarKnownHosts:     checkLocalPath,
+	VarProxyJump:      checkProxyJump,
+	VarAPI:            checkAPI,
+	VarEndpoint:       checkEndpoint,
+	VarKMSPort:        checkPort,
+	VarStoragePath:    checkStoragePath,
+	VarConfigFile:     checkRemoteFile,
+	VarEnvFile:        checkRemoteFile,
+	VarCertsDir:       checkRemoteDir,
+	VarBinary:         checkRemoteFile,
+	VarService:        checkService,
+	VarKMSUser:        checkLoginName,
+	VarCAFile:         checkLocalPath,
+}
+
+// checkVar validates name's value if name is a known variable.
+func checkVar(name string, v any) *Error {
+	c, ok := knownVars[name]
+	if !ok {
+		return nil
+	}
+	if s, ok := v.(string); ok && strings.Contains(s, "{{") {
+		return &Error{Problem: "templates are not supported in connection and Key Manager variables",
+			Hint: "write the literal value"}
+	}
+	e := c(v)
+	if e != nil && IsSecret(name) {
+		e.Problem = "invalid value" // never echo a secret's value
+	}
+	return e
+}
+
+// suggestKnown returns the known kms_ or ansible_ variable that name is a
+// likely misspelling of, or "". A misspelt kms_storage_path would otherwise
+// silently fall back to the default path.
+func suggestKnown(name string) string {
+	if _, ok := knownVars[name]; ok {
+		return ""
+	}
+	if !strings.HasPrefix(name, "kms_") && !strings.HasPrefix(name, "ansible_") {
+		return ""
+	}
+	best, bestD := "", 3
+	for k := range knownVars {
+		if d := editDistance(name, k); d < bestD || (d == bestD && best != "" && k < best) {
+			best, bestD = k, d
+		}
+	}
+	if bestD > 2 {
+		return ""
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case int, int64, uint64, float64:
+		return "a number"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a mapping"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}
+
+func bad(problem, hint string) *Error { return &Error{Problem: problem, Hint: hint} }
+
+// asString returns a non-empty string value.
+func asString(v any) (string, *Error) {
+	s, ok := v.(string)
+	if !ok {
+		return "", bad("must be a string, got "+typeName(v), "quote the value")
+	}
+	if s == "" {
+		return "", bad("must not be empty", "set a value or remove the variable")
+	}
+	return s, nil
+}
+
+// asInt accepts an integer or a string of digits, as Ansible does.
+func asInt(v any) (int, bool) {
+	switch x := v.(type) {
+	case int:
+		return x, true
+	case int64:
+		if x >= math.MinInt32 && x <= math.MaxInt32 {
+			return int(x), true
+		}
+	case uint64:
+		if x <= math.MaxInt32 {
+			return int(x), true
+		}
+	case string:
+		n, err := strconv.Atoi(strings.TrimSpace(x))
+		return n, err == nil
+	}
+	return 0, false
+}
+
+func checkInt(v any) *Error {
+	if _, ok := asInt(v); !ok {
+		return bad(fmt.Sprintf("must be an integer, got %s", typeName(v)), "write a whole number")
+	}
+	return nil
+}
+
+func asPort(v any) (int, *Error) {
+	n, ok := asInt(v)
+	if !ok {
+		if s, isStr := v.(string); isStr {
+			return 0, bad(fmt.Sprintf("must be a port number, got %q", s), "write a number from 1 to 65535")
+		}
+		return 0, bad("must be a port number, got "+typeName(v), "write a number from 1 to 65535")
+	}
+	if n < 1 || n > 65535 {
+		return 0, bad(fmt.Sprintf("port %d out of range", n), "write a number from 1 to 65535")
+	}
+	return n, nil
+}
+
+func checkPort(v any) *Error { _, e := asPort(v); return e }
+
+// asBool accepts booleans and Ansible's boolean spellings (yes/no, on/off,
+// true/false, y/n, t/f, 1/0, any case).
+func asBool(v any) (bool, *Error) {
+	switch x := v.(type) {
+	case bool:
+		return x, nil
+	case int:
+		if x == 0 || x == 1 {
+			return x == 1, nil
+		}
+	case string:
+		switch strings.ToLower(strings.TrimSpace(x)) {
+		case "yes", "y", "on", "true", "t", "1":
+			return true, nil
+		case "no", "n", "off", "false", "f", "0":
+			return false, nil
+		}
+		return false, bad(fmt.Sprintf("must be a boolean, got %q", x), "write true or false (yes/no also work)")
+	}
+	return false, bad("must be a boolean, got "+typeName(v), "write true or false (yes/no also work)")
+}
+
+func checkBool(v any) *Error { _, e := asBool(v); return e }
+
+func hasSpaceOrControl(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0
+}
+
+func checkAddress(v any) *Error {
+	s, e := asString(v)
+	if e != nil {
+		return e
+	}
+	if hasSpaceOrControl(s) || strings.HasPrefix(s, "-") || strings.ContainsAny(s, "@/,;'\"`$\\") {
+		return bad(fmt.Sprintf("invalid address %q", s), "write a host name or IP address")
+	}
+	return nil
+}
+
+var loginNameRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*\$?$`)
+
+func checkLoginName(v any) *Error {
+	s, e := asString(v)
+	if e != nil {
+		return e
+	}
+	if len(s) > 64 || !loginNameRe.MatchString(s) {
+		return bad(fmt.Sprintf("invalid user name %q", s), "use letters, digits, '.', '_' and '-'")
+	}
+	return nil
+}
+
+// checkLocalPath checks a path on the machine running kmsctl (~ allowed).
+func checkLocalPath(v any) *Error {
+	s, e := asString(v)
+	if e != nil {
+		return e
+	}
+	if strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return bad("path contains control characters", "write a plain path")
+	}
+	return nil
+}
+
+func checkAPI(v any) *Error {
+	s, e := asString(v)
+	if e != nil {
+		return e
+	}
+	if API(s) != APIDirect && API(s) != APISSH {
+		return bad(fmt.Sprintf("must be direct or ssh, got %q", s),
+			"direct: kmsctl connects to kms_endpoint; ssh: through the node's SSH connection")
+	}
+	return nil
+}
+
+func checkEndpoint(v any) *Error {
+	s, e := asString(v)
+	if e != nil {
+		return e
+	}
+	h, p, err := net.SplitHostPort(s)
+	if err != nil || h == "" || hasSpaceOrControl(h) || strings.ContainsAny(h, "/@") {
+		return bad(fmt.Sprintf("must be host:port, got %q", s), "write e.g. kms1.example.com:7373 ([::1]:7373 for IPv6)")
+	}
+	if _, e := asPort(p); e != nil {
+		return bad(fmt.Sprintf("invalid port in %q", s), "write a port from 1 to 65535")
+	}
+	return nil
+}
+
+func checkHostKeys(v any) *Error {
+	var keys []string
+	switch x := v.(type) {
+	case string:
+		keys = []string{x}
+	case []any:
+		for _, k := range x {
+			s, ok := k.(string)
+			if !ok {
+				return bad("must be a list of keys (strings), got an element that is "+typeName(k), "quote each key")
+			}
+			keys = append(keys, s)
+		}
+	default:
+		return bad("must be a list of host keys, got "+typeName(v), "write keys in authorized_keys format: - ssh-ed25519 AAAA...")
+	}
+	if len(keys) == 0 {
+		return bad("empty list of host keys", "pin at least one key or remove the variable")
+	}
+	for i, k := range keys {
+		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err != nil {
+			return bad(fmt.Sprintf("key %d is not in authorized_keys format: %v", i+1, err),
+				"copy the line from the host's /etc/ssh/ssh_host_*_key.pub")
+		}
+	}
+	return nil
+}
+
+// asHostKeys returns kms_ssh_host_keys as a list (a single string is one key).
+func asHostKeys(v any) []string {
+	switch x := v.(type) {
+	case string:
+		return []string{strings.TrimSpace(x)}
+	case []any:
+		out := make([]string, 0, len(x))
+		for _, k := range x {
+			if s, ok := k.(string); ok {
+				out = append(out, strings.TrimSpace(s))
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+func checkProxyJump(v any) *Error {
+	s, e := asString(v)
+	if e != nil {
+		return e
+	}
+	if hasSpaceOrControl(s) {
+		return bad(fmt.Sprintf("invalid proxy jump %q: contains spaces", s), "write [user@]host[:port], comma-separated for several hops")
+	}
+	for hop := range strings.SplitSeq(s, ",") {
+		hp := hop
+		if i := strings.LastIndex(hp, "@"); i >= 0 {
+			hp = hp[i+1:]
+		}
+		if hp == "" || strings.HasPrefix(hop, "-") {
+			return bad(fmt.Sprintf("invalid proxy jump hop %q", hop), "write [user@]host[:port], comma-separated for several hops")
+		}
+	}
+	return nil
+}
+
+var remotePathRe = regexp.MustCompile(`^/[A-Za-z0-9._/@+,:=-]*$`)
+
+// asRemotePath checks an absolute, clean path on a node, free of characters
+// a shell would interpret.
+func asRemotePath(v any) (string, *Error) {
+	s, e := asString(v)
+	if e != nil {
+		return "", e
+	}
+	if !strings.HasPrefix(s, "/") {
+		return "", bad(fmt.Sprintf("must be an absolute path, got %q", s), "start the path with /")
+	}
+	if slices.Contains(strings.Split(s, "/"), "..") {
+		return "", bad(fmt.Sprintf("path %q contains ..", s), "write the path without ..")
+	}
+	if !remotePathRe.MatchString(s) {
+		return "", bad(fmt.Sprintf("path %q contains unsupported characters", s), "use letters, digits and . _ - / @ + , : =")
+	}
+	if c := path.Clean(s); c != s {
+		return "", bad(fmt.Sprintf("path %q is not in clean form", s), "write it as "+c)
+	}
+	if s == "/" {
+		return "", bad("path must not be /", "name a file or directory below /")
+	}
+	return s, nil
+}
+
+func checkRemoteFile(v any) *Error { _, e := asRemotePath(v); return e }
+
+// systemTrees are directories whose whole subtree belongs to the system.
+var systemTrees = []string{"/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run", "/sbin", "/sys", "/usr"}
+
+// systemDirs are directories that may hold a data directory but must never be one.
+var systemDirs = []string{"/home", "/lost+found", "/media", "/mnt", "/opt", "/root", "/snap", "/srv", "/tmp",
+	"/var", "/var/backups", "/var/cache", "/var/lib", "/var/local", "/var/log", "/var/mail", "/var/opt", "/var/spool", "/var/tmp"}
+
+func underTree(p string, trees []string) string {
+	for _, t := range trees {
+		if p == t || strings.HasPrefix(p, t+"/") {
+			return t
+		}
+	}
+	return ""
+}
+
+func checkRemoteDir(v any) *Error {
+	p, e := asRemotePath(v)
+	if e != nil {
+		return e
+	}
+	if slices.Contains(systemTrees, p) || slices.Contains(systemDirs, p) {
+		return bad(fmt.Sprintf("%s is a system directory", p), "name a directory of its own, e.g. /etc/minkms/certs")
+	}
+	return nil
+}
+
+// checkStoragePath is the check of the one path kmsctl wipes: absolute,
+// clean, not /, not a system directory or inside one, not a whole home.
+func checkStoragePath(v any) *Error {
+	p, e := asRemotePath(v)
+	if e != nil {
+		return e
+	}
+	const hint = "name the Key Manager's own data directory, e.g. /mnt/minio-kms"
+	if t := underTree(p, systemTrees); t != "" {
+		return bad(fmt.Sprintf("storage path %s is inside the system directory %s", p, t), hint)
+	}
+	if slices.Contains(systemDirs, p) {
+		return bad(fmt.Sprintf("storage path %s is a system directory", p), hint)
+	}
+	if dir := path.Dir(p); dir == "/home" {
+		return bad(fmt.Sprintf("storage path %s is a whole home directory", p), hint)
+	}
+	return nil
+}
+
+var serviceRe = regexp.MustCompile(`^[A-Za-z0-9:_.@\\-]+$`)
+
+func checkService(v any) *Error {
+	s, e := asString(v)
+	if e != nil {
+		return e
+	}
+	if len(s) > 255 || !serviceRe.MatchString(s) || strings.HasPrefix(s, "-") {
+		return bad(fmt.Sprintf("invalid systemd unit name %q", s), "write e.g. minkms.service or minkms")
+	}
+	return nil
+}

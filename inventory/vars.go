@@ -1,0 +1,273 @@
+package inventory
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/kmsctl/kmsctl/redact"
+)
+
+// defaultPos is the position reported for a variable that was not set and
+// took its default.
+var defaultPos = Pos{File: "(default)"}
+
+// layoutDefaults are the Key Manager layout defaults (DESIGN.md §1), present
+// in Vars at the lowest precedence so that playbooks can use them.
+var layoutDefaults = map[string]any{
+	VarKMSPort:     DefaultKMSPort,
+	VarStoragePath: DefaultStoragePath,
+	VarConfigFile:  DefaultConfigFile,
+	VarEnvFile:     DefaultEnvFile,
+	VarCertsDir:    DefaultCertsDir,
+	VarBinary:      DefaultBinary,
+	VarService:     DefaultService,
+	VarKMSUser:     DefaultKMSUser,
+	VarAPI:         string(DefaultAPI),
+}
+
+// precedenceGroups returns the groups whose vars apply to h, lowest
+// precedence first: ordered by depth (all = 0, its children 1, ...), then
+// ansible_group_priority (default 1), then name — Ansible's order, later wins.
+func (inv *Inventory) precedenceGroups(h *host) []*group {
+	names := inv.ancestors(h)
+	gs := make([]*group, len(names))
+	for i, n := range names {
+		gs[i] = inv.groups[n]
+	}
+	prio := func(g *group) int {
+		if v, ok := g.vars[VarGroupPriority]; ok {
+			if n, ok := asInt(v.value); ok {
+				return n
+			}
+		}
+		return 1
+	}
+	slices.SortFunc(gs, func(a, b *group) int {
+		return cmp.Or(cmp.Compare(a.depth, b.depth), cmp.Compare(prio(a), prio(b)), cmp.Compare(a.name, b.name))
+	})
+	return gs
+}
+
+// resolve merges h's variables with their positions: layout defaults, then
+// group vars in precedence order, then host vars, then extra vars.
+func (inv *Inventory) resolve(hostName string, extra map[string]any) (map[string]variable, error) {
+	out, err := inv.resolveInventory(hostName, layoutDefaults)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range extra {
+		out[k] = variable{value: v, pos: extraPos}
+	}
+	if _, ok := out[VarEndpoint]; !ok {
+		addr := hostName
+		if a, ok := firstVar(out, VarHost, legacyHost); ok {
+			if s, ok := a.value.(string); ok && s != "" {
+				addr = s
+			}
+		}
+		port := DefaultKMSPort
+		if p, ok := asInt(out[VarKMSPort].value); ok {
+			port = p
+		}
+		out[VarEndpoint] = variable{value: net.JoinHostPort(addr, strconv.Itoa(port)), pos: defaultPos}
+	}
+	return out, nil
+}
+
+// resolveInventory merges defaults, group vars in precedence order and host
+// vars, without extra vars and without the derived kms_endpoint default.
+func (inv *Inventory) resolveInventory(hostName string, defaults map[string]any) (map[string]variable, error) {
+	h, err := inv.host(hostName)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]variable{}
+	for k, v := range defaults {
+		out[k] = variable{value: v, pos: defaultPos}
+	}
+	for _, g := range inv.precedenceGroups(h) {
+		maps.Copy(out, g.vars)
+	}
+	maps.Copy(out, h.vars)
+	return out, nil
+}
+
+// firstVar returns the first of names that is set.
+func firstVar(vars map[string]variable, names ...string) (variable, bool) {
+	for _, n := range names {
+		if v, ok := vars[n]; ok {
+			return v, true
+		}
+	}
+	return variable{}, false
+}
+
+// Vars returns host's variables with Ansible's precedence, lowest first:
+//
+//  1. Key Manager layout defaults (kms_port, kms_storage_path, ...; kms_endpoint
+//     defaults to ansible_host-or-name:kms_port);
+//  2. group vars, "all" first, then deeper groups; groups at the same depth
+//     are ordered by ansible_group_priority (default 1) and then by name,
+//     alphabetically, and the later group wins;
+//  3. the host's own vars (if the host is listed several times, the last
+//     listing wins);
+//  4. extra vars (-e), over everything.
+//
+// It also sets the magic variables inventory_hostname, inventory_hostname_short
+// and group_names (sorted, without "all"), as Ansible does. The returned map
+// is a deep copy that the caller may modify.
+func (inv *Inventory) Vars(host string, extra map[string]any) (map[string]any, error) {
+	vars, err := inv.resolve(host, extra)
+	if err != nil {
+		return nil, err
+	}
+	out := plain(vars)
+	groups, err := inv.HostGroups(host)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]any, len(groups))
+	for i, g := range groups {
+		names[i] = g
+	}
+	out["inventory_hostname"] = host
+	out["inventory_hostname_short"], _, _ = strings.Cut(host, ".")
+	out["group_names"] = names
+	return out, nil
+}
+
+// Origin returns where host's variable name was set (after precedence, without
+// extra vars): a file position, or File "(default)" for a layout default.
+// ok is false when the variable is not set for the host.
+func (inv *Inventory) Origin(host, name string) (pos Pos, ok bool) {
+	vars, err := inv.resolve(host, nil)
+	if err != nil {
+		return Pos{}, false
+	}
+	v, ok := vars[name]
+	return v.pos, ok
+}
+
+func plain(vars map[string]variable) map[string]any {
+	out := make(map[string]any, len(vars))
+	for k, v := range vars {
+		out[k] = deepCopy(v.value)
+	}
+	return out
+}
+
+func deepCopy(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = deepCopy(e)
+		}
+		return m
+	case []any:
+		s := make([]any, len(x))
+		for i, e := range x {
+			s[i] = deepCopy(e)
+		}
+		return s
+	default:
+		return v
+	}
+}
+
+// secretWords mark a variable as secret when its (lower-cased) name contains
+// one of them.
+var secretWords = []string{"api_key", "apikey", "hsm_key", "password", "passwd", "passphrase", "secret", "token", "private", "credential"}
+
+// IsSecret reports whether a variable of this name holds a secret: its name
+// contains api_key, hsm_key, password, passwd, passphrase, secret, token,
+// credential or private (but ansible_ssh_private_key_file, a path, is not
+// secret), or ends in _pass (ansible_become_pass, ansible_ssh_pass).
+func IsSecret(name string) bool {
+	n := strings.ToLower(name)
+	if n == VarPrivateKeyFile || n == legacyPrivateKey || strings.HasSuffix(n, "private_key_file") {
+		return false
+	}
+	if strings.HasSuffix(n, "_pass") || n == "pass" {
+		return true
+	}
+	for _, w := range secretWords {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// MaskedVars returns host's inventory variables (Vars without extra vars and
+// without the magic variables) with every secret value replaced by
+// redact.Mask: secret variables wholly, and any secret value appearing inside
+// another variable's string. Use it to show variables (kmsctl inventory list).
+func (inv *Inventory) MaskedVars(host string) (map[string]any, error) {
+	vars, err := inv.resolve(host, nil)
+	if err != nil {
+		return nil, err
+	}
+	return maskVars(plain(vars)), nil
+}
+
+// maskVars masks secrets in a plain variable map, in place, and returns it.
+func maskVars(vars map[string]any) map[string]any {
+	r := redact.New()
+	for k, v := range vars {
+		if IsSecret(k) {
+			addSecrets(r, v)
+			vars[k] = redact.Mask
+		}
+	}
+	for k, v := range vars {
+		vars[k] = maskValue(r, v)
+	}
+	return vars
+}
+
+func addSecrets(r *redact.Redactor, v any) {
+	switch x := v.(type) {
+	case string:
+		r.Add(x)
+	case map[string]any:
+		for _, e := range x {
+			addSecrets(r, e)
+		}
+	case []any:
+		for _, e := range x {
+			addSecrets(r, e)
+		}
+	case nil:
+	default:
+		r.Add(fmt.Sprint(x))
+	}
+}
+
+func maskValue(r *redact.Redactor, v any) any {
+	switch x := v.(type) {
+	case string:
+		return r.String(x)
+	case map[string]any:
+		for k, e := range x {
+			if IsSecret(k) {
+				x[k] = redact.Mask
+			} else {
+				x[k] = maskValue(r, e)
+			}
+		}
+		return x
+	case []any:
+		for i, e := range x {
+			x[i] = maskValue(r, e)
+		}
+		return x
+	default:
+		return v
+	}
+}
