@@ -1,0 +1,253 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// BecomeError reports that sudo refused to run a command without a
+// password (or at all) for the login user.
+type BecomeError struct {
+	Host   string
+	User   string // the become user
+	Reason string // sudo's message
+	Err    error
+}
+
+func (e *BecomeError) Error() string {
+	return fmt.Sprintf("become %s on %s: %s: kmsctl runs sudo -n and never types a password; allow the login user to run commands as %s without a password (NOPASSWD in sudoers), or log in as that user and do not use become", e.User, e.Host, e.Reason, e.User)
+}
+
+// Unwrap returns the underlying *ExitError.
+func (e *BecomeError) Unwrap() error { return e.Err }
+
+// Become returns a Conn that runs every command as user through
+// `sudo -n [-u USER] -- sh -c CMD` ("" or "root" means root, without -u).
+// File operations are done as that user too: uploads are staged as the
+// login user in /tmp (0600) and moved into place by sudo with the same
+// temp file → fsync → chown/chmod → sha256 check → rename steps as
+// (*Client).Upload.
+func Become(c Conn, user string) Conn {
+	if user == "" {
+		user = "root"
+	}
+	return &becomeConn{inner: c, user: user}
+}
+
+type becomeConn struct {
+	inner Conn
+	user  string
+}
+
+// wrap turns cmd into the sudo command line.
+func (b *becomeConn) wrap(cmd string) string {
+	if b.user == "root" {
+		return "sudo -n -- sh -c " + Quote(cmd)
+	}
+	return "sudo -n -u " + Quote(b.user) + " -- sh -c " + Quote(cmd)
+}
+
+func (b *becomeConn) Host() string { return b.inner.Host() }
+func (b *becomeConn) Close() error { return b.inner.Close() }
+
+// DialTCP opens the tunnel as the login user (sudo does not apply).
+func (b *becomeConn) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	return b.inner.DialTCP(ctx, addr)
+}
+
+// Run runs cmd as the become user.
+func (b *becomeConn) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
+	err := b.inner.Run(ctx, b.wrap(cmd), stdin, stdout, stderr)
+	var xe *ExitError
+	if errors.As(err, &xe) && xe.Status == 1 {
+		for _, m := range []string{"a password is required", "a terminal is required", "is not in the sudoers file", "is not allowed to run sudo"} {
+			if strings.Contains(xe.Stderr, m) {
+				return &BecomeError{Host: b.Host(), User: b.user, Reason: "sudo: " + m, Err: err}
+			}
+		}
+	}
+	return err
+}
+
+// Upload stages src as the login user, then installs it as the become user.
+func (b *becomeConn) Upload(ctx context.Context, target string, src io.Reader, perm fs.FileMode, owner string) (string, error) {
+	if !strings.HasPrefix(target, "/") {
+		return "", fmt.Errorf("upload %s on %s: path must be absolute", target, b.Host())
+	}
+	stage := "/tmp/.kmsctl-stage-" + randomSuffix()
+	sum, err := b.inner.Upload(ctx, stage, src, 0o600, "")
+	if err != nil {
+		return "", fmt.Errorf("upload %s (staging as the login user): %w", target, err)
+	}
+	defer func() {
+		// Best effort, also after cancellation: the staging copy is the
+		// login user's own file in /tmp.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		b.inner.Remove(rctx, stage)
+	}()
+	if err := b.Run(ctx, installScript(stage, target, perm, owner, sum), nil, nil, nil); err != nil {
+		var xe *ExitError
+		if errors.As(err, &xe) && xe.Status == installMismatch {
+			return "", fmt.Errorf("upload %s on %s as %s: checksum mismatch: %s; %s was left unchanged", target, b.Host(), b.user, strings.TrimSpace(xe.Stderr), target)
+		}
+		return "", fmt.Errorf("upload %s as %s: %w", target, b.user, err)
+	}
+	return sum, nil
+}
+
+// installMismatch is the exit status of installScript on a checksum mismatch.
+const installMismatch = 97
+
+// installScript copies stage to a temp file next to target, fsyncs it, sets
+// owner and mode, checks its sha256 and renames it over target. Stale temp
+// files of earlier runs are removed first; the temp file is removed on failure.
+func installScript(stage, target string, perm fs.FileMode, owner, sum string) string {
+	var s strings.Builder
+	s.WriteString("set -e\numask 077\n")
+	s.WriteString("prefix=" + Quote(tempPrefix(target)) + "\n")
+	s.WriteString(`rm -f -- "$prefix"*` + "\n")
+	s.WriteString(`tmp=$(mktemp "${prefix}XXXXXXXXXXXXXXXX")` + "\n")
+	s.WriteString(`trap 'rm -f -- "$tmp"' EXIT` + "\n")
+	s.WriteString(`cat -- ` + Quote(stage) + ` > "$tmp"` + "\n")
+	s.WriteString(`sync -- "$tmp" 2>/dev/null || sync` + "\n")
+	if owner != "" {
+		s.WriteString(`chown -- ` + Quote(owner) + ` "$tmp"` + "\n")
+	}
+	s.WriteString(`chmod ` + octalMode(perm) + ` "$tmp"` + "\n")
+	s.WriteString(`sum=$(sha256sum < "$tmp")` + "\n")
+	s.WriteString(`sum=${sum%% *}` + "\n")
+	s.WriteString(`if [ "$sum" != ` + Quote(sum) + ` ]; then echo "temp file has sha256 $sum, expected ` + sum + `" >&2; exit ` + strconv.Itoa(installMismatch) + `; fi` + "\n")
+	s.WriteString(`mv -f -- "$tmp" ` + Quote(target) + "\n")
+	s.WriteString("trap - EXIT\n")
+	return s.String()
+}
+
+// octalMode renders perm, with setuid/setgid/sticky, for chmod.
+func octalMode(perm fs.FileMode) string {
+	m := uint32(perm.Perm())
+	if perm&fs.ModeSetuid != 0 {
+		m |= 0o4000
+	}
+	if perm&fs.ModeSetgid != 0 {
+		m |= 0o2000
+	}
+	if perm&fs.ModeSticky != 0 {
+		m |= 0o1000
+	}
+	return fmt.Sprintf("%04o", m)
+}
+
+// notExist turns a "No such file" failure of a command into fs.ErrNotExist.
+func notExist(err error, op, host string) error {
+	var xe *ExitError
+	if errors.As(err, &xe) && strings.Contains(xe.Stderr, "No such file") {
+		return fmt.Errorf("%s on %s: %w", op, host, fs.ErrNotExist)
+	}
+	return err
+}
+
+// Download streams the file through `cat` run as the become user.
+func (b *becomeConn) Download(ctx context.Context, p string, dst io.Writer) error {
+	err := b.Run(ctx, Command("cat", "--", p), nil, dst, nil)
+	if err != nil {
+		return notExist(fmt.Errorf("download %s: %w", p, err), "download "+p, b.Host())
+	}
+	return nil
+}
+
+// Stat describes p as seen by the become user (`stat -L`).
+func (b *becomeConn) Stat(ctx context.Context, p string) (fs.FileInfo, error) {
+	var out strings.Builder
+	err := b.Run(ctx, Command("stat", "-L", "-c", "%f %s %Y", "--", p), nil, &limitWriter{w: &out, n: 256}, nil)
+	if err != nil {
+		return nil, notExist(fmt.Errorf("stat %s: %w", p, err), "stat "+p, b.Host())
+	}
+	fi, err := parseStat(out.String(), p)
+	if err != nil {
+		return nil, fmt.Errorf("stat %s on %s: %w", p, b.Host(), err)
+	}
+	return fi, nil
+}
+
+// Remove deletes the file at p as the become user (rm refuses directories).
+func (b *becomeConn) Remove(ctx context.Context, p string) error {
+	if err := b.Run(ctx, Command("rm", "--", p), nil, nil, nil); err != nil {
+		return notExist(fmt.Errorf("remove %s: %w", p, err), "remove "+p, b.Host())
+	}
+	return nil
+}
+
+// Checksum runs sha256sum as the become user.
+func (b *becomeConn) Checksum(ctx context.Context, p string) (string, error) {
+	return checksum(ctx, b, p)
+}
+
+// parseStat parses `stat -c '%f %s %Y'` output.
+func parseStat(out, p string) (fs.FileInfo, error) {
+	f := strings.Fields(out)
+	if len(f) != 3 {
+		return nil, fmt.Errorf("unexpected stat output %q", truncate(out, 100))
+	}
+	raw, err1 := strconv.ParseUint(f[0], 16, 32)
+	size, err2 := strconv.ParseInt(f[1], 10, 64)
+	mtime, err3 := strconv.ParseInt(f[2], 10, 64)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return nil, fmt.Errorf("unexpected stat output %q: %w", truncate(out, 100), err)
+	}
+	name := p
+	if i := strings.LastIndexByte(strings.TrimRight(p, "/"), '/'); i >= 0 {
+		name = strings.TrimRight(p, "/")[i+1:]
+	}
+	return &statInfo{name: name, size: size, mode: unixMode(uint32(raw)), mtime: time.Unix(mtime, 0)}, nil
+}
+
+// unixMode converts a st_mode to an fs.FileMode.
+func unixMode(m uint32) fs.FileMode {
+	mode := fs.FileMode(m & 0o777)
+	switch m & 0o170000 {
+	case 0o040000:
+		mode |= fs.ModeDir
+	case 0o120000:
+		mode |= fs.ModeSymlink
+	case 0o010000:
+		mode |= fs.ModeNamedPipe
+	case 0o140000:
+		mode |= fs.ModeSocket
+	case 0o020000:
+		mode |= fs.ModeDevice | fs.ModeCharDevice
+	case 0o060000:
+		mode |= fs.ModeDevice
+	}
+	if m&0o4000 != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if m&0o2000 != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if m&0o1000 != 0 {
+		mode |= fs.ModeSticky
+	}
+	return mode
+}
+
+type statInfo struct {
+	name  string
+	size  int64
+	mode  fs.FileMode
+	mtime time.Time
+}
+
+func (s *statInfo) Name() string       { return s.name }
+func (s *statInfo) Size() int64        { return s.size }
+func (s *statInfo) Mode() fs.FileMode  { return s.mode }
+func (s *statInfo) ModTime() time.Time { return s.mtime }
+func (s *statInfo) IsDir() bool        { return s.mode.IsDir() }
+func (s *statInfo) Sys() any           { return nil }

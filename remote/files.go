@@ -1,0 +1,322 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/pkg/sftp"
+)
+
+// tempMarker is the infix of upload temp files: ".<base>.kmsctl-tmp-<random>".
+const tempMarker = ".kmsctl-tmp-"
+
+// tempPrefix returns the prefix of the temp files of an upload to target.
+func tempPrefix(target string) string {
+	return path.Join(path.Dir(target), "."+path.Base(target)+tempMarker)
+}
+
+// sftpClient returns the connection's SFTP client, opening it on first use.
+func (c *Client) sftpClient(ctx context.Context) (*sshConn, *sftp.Client, error) {
+	sc, err := c.conn(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	sc.sftpMu.Lock()
+	defer sc.sftpMu.Unlock()
+	if sc.sftp != nil {
+		return sc, sc.sftp, nil
+	}
+	cl, err := sftp.NewClient(sc.client,
+		sftp.UseConcurrentWrites(true),
+		sftp.UseConcurrentReads(true),
+		sftp.MaxConcurrentRequestsPerFile(c.concurrency))
+	if err != nil {
+		if sc.waitDead(100 * time.Millisecond) {
+			return nil, nil, &LostError{Host: c.host, Op: "open sftp session", Err: err}
+		}
+		return nil, nil, fmt.Errorf("open sftp session on %s: %w", c.host, err)
+	}
+	sc.sftp = cl
+	return sc, cl, nil
+}
+
+// fail wraps an error of op: a *LostError when the connection died.
+func (c *Client) fail(sc *sshConn, op string, err error) error {
+	var se *sftp.StatusError
+	answered := errors.As(err, &se) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrExist)
+	if !answered && sc.waitDead(200*time.Millisecond) {
+		return &LostError{Host: c.host, Op: op, Err: err}
+	}
+	return fmt.Errorf("%s on %s: %w", op, c.host, err)
+}
+
+// Upload writes src to target atomically and returns the hex sha256 of the
+// bytes read from src:
+//
+//  1. stale temp files of earlier interrupted uploads to target
+//     (".<base>.kmsctl-tmp-*" in its directory) are removed;
+//  2. a new temp file is created exclusively in target's directory, mode
+//     0600, and src is streamed into it with concurrent SFTP writes while
+//     being hashed;
+//  3. the file is fsync'ed (fsync@openssh.com; when the server lacks that
+//     extension, `sync -- TEMP` is run instead) and closed;
+//  4. the remote sha256 of the temp file (sha256sum) must equal the hash of
+//     src, otherwise the temp file is removed and an error returned;
+//  5. owner ("user[:group]", "" = leave) is set with chown, then perm;
+//  6. the temp file is renamed over target (posix-rename@openssh.com).
+//
+// target is not touched before step 6; on any failure the temp file is
+// removed (or, when the connection died, by the next upload of target).
+func (c *Client) Upload(ctx context.Context, target string, src io.Reader, perm fs.FileMode, owner string) (sum string, err error) {
+	op := "upload " + target
+	if !path.IsAbs(target) {
+		return "", fmt.Errorf("%s on %s: path must be absolute", op, c.host)
+	}
+	sc, sf, err := c.sftpClient(ctx)
+	if err != nil {
+		return "", err
+	}
+	prefix := tempPrefix(target)
+	if err := removeStale(sf, prefix); err != nil {
+		return "", c.fail(sc, op, err)
+	}
+	tmp := prefix + randomSuffix()
+	f, err := sf.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return "", c.fail(sc, op, fmt.Errorf("create temp file %s: %w", tmp, err))
+	}
+	fileOpen := true
+	defer func() {
+		if err == nil {
+			return
+		}
+		if fileOpen {
+			f.Close()
+		}
+		if !sc.isDead() {
+			sf.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(0o600); err != nil {
+		return "", c.fail(sc, op, fmt.Errorf("chmod temp file: %w", err))
+	}
+	h := sha256.New()
+	n, err := f.ReadFromWithConcurrency(io.TeeReader(ctxReader{ctx, src}, h), c.concurrency)
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("%s on %s: %w", op, c.host, ctx.Err())
+		}
+		return "", c.fail(sc, op, fmt.Errorf("write temp file %s after %d bytes: %w", tmp, n, err))
+	}
+	needSync := false
+	if err := f.Sync(); err != nil {
+		var se *sftp.StatusError
+		if !errors.As(err, &se) || !strings.Contains(se.Error(), "not supported") {
+			return "", c.fail(sc, op, fmt.Errorf("fsync temp file: %w", err))
+		}
+		needSync = true
+	}
+	fileOpen = false
+	if err := f.Close(); err != nil {
+		return "", c.fail(sc, op, fmt.Errorf("close temp file: %w", err))
+	}
+	if needSync {
+		if err := c.Run(ctx, Command("sync", "--", tmp), nil, nil, nil); err != nil {
+			return "", fmt.Errorf("%s: fsync temp file (server lacks fsync@openssh.com): %w", op, err)
+		}
+	}
+	sum = hex.EncodeToString(h.Sum(nil))
+	landed, err := c.Checksum(ctx, tmp)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", op, err)
+	}
+	if landed != sum {
+		return "", fmt.Errorf("%s on %s: checksum mismatch: sent %d bytes with sha256 %s but the temp file has sha256 %s; %s was left unchanged", op, c.host, n, sum, landed, target)
+	}
+	if owner != "" {
+		if err := c.Run(ctx, Command("chown", "--", owner, tmp), nil, nil, nil); err != nil {
+			return "", fmt.Errorf("%s: set owner %s: %w", op, owner, err)
+		}
+	}
+	if err := sf.Chmod(tmp, perm); err != nil {
+		return "", c.fail(sc, op, fmt.Errorf("chmod %o temp file: %w", perm, err))
+	}
+	if err := sf.PosixRename(tmp, target); err != nil {
+		return "", c.fail(sc, op, fmt.Errorf("rename temp file over target: %w", err))
+	}
+	return sum, nil
+}
+
+// removeStale deletes leftover temp files whose path starts with prefix.
+func removeStale(sf *sftp.Client, prefix string) error {
+	dir, base := path.Split(prefix)
+	entries, err := sf.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("list directory %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), base) && e.Mode().IsRegular() {
+			if err := sf.Remove(path.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("remove stale temp file %s: %w", path.Join(dir, e.Name()), err)
+			}
+		}
+	}
+	return nil
+}
+
+func randomSuffix() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ctxReader fails reads once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
+}
+
+// Download streams the remote file at p into dst with concurrent SFTP reads.
+func (c *Client) Download(ctx context.Context, p string, dst io.Writer) error {
+	op := "download " + p
+	sc, sf, err := c.sftpClient(ctx)
+	if err != nil {
+		return err
+	}
+	f, err := sf.Open(p)
+	if err != nil {
+		return c.fail(sc, op, err)
+	}
+	defer f.Close()
+	stop := context.AfterFunc(ctx, func() { f.Close() })
+	defer stop()
+	if _, err := f.WriteTo(dst); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s on %s: %w", op, c.host, ctx.Err())
+		}
+		return c.fail(sc, op, err)
+	}
+	return nil
+}
+
+// Stat describes the remote path p (following symlinks). A missing path
+// yields an error matching fs.ErrNotExist.
+func (c *Client) Stat(ctx context.Context, p string) (fs.FileInfo, error) {
+	sc, sf, err := c.sftpClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := sf.Stat(p)
+	if err != nil {
+		return nil, c.fail(sc, "stat "+p, err)
+	}
+	return fi, nil
+}
+
+// Remove deletes the remote file (or symlink) at p; it refuses directories.
+// A missing path yields an error matching fs.ErrNotExist.
+func (c *Client) Remove(ctx context.Context, p string) error {
+	op := "remove " + p
+	sc, sf, err := c.sftpClient(ctx)
+	if err != nil {
+		return err
+	}
+	fi, err := sf.Lstat(p)
+	if err != nil {
+		return c.fail(sc, op, err)
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("%s on %s: is a directory (only files are removed)", op, c.host)
+	}
+	if err := sf.Remove(p); err != nil {
+		return c.fail(sc, op, err)
+	}
+	return nil
+}
+
+// Checksum returns the hex sha256 of the remote file at p, computed on the
+// host with `sha256sum`. A missing file yields an error matching
+// fs.ErrNotExist.
+func (c *Client) Checksum(ctx context.Context, p string) (string, error) {
+	return checksum(ctx, c, p)
+}
+
+// checksum runs sha256sum through conn and parses its output.
+func checksum(ctx context.Context, conn Conn, p string) (string, error) {
+	var out, errb bytes.Buffer
+	err := conn.Run(ctx, Command("sha256sum", "--", p), nil, &limitWriter{w: &out, n: 4096}, &errb)
+	if err != nil {
+		var xe *ExitError
+		if errors.As(err, &xe) && strings.Contains(errb.String(), "No such file") {
+			return "", fmt.Errorf("checksum %s on %s: %w", p, conn.Host(), fs.ErrNotExist)
+		}
+		return "", fmt.Errorf("checksum %s: %w", p, err)
+	}
+	return parseSHA256Sum(out.String(), p, conn.Host())
+}
+
+// parseSHA256Sum extracts the hash from sha256sum's output line
+// "HASH  FILE" (with a leading backslash when FILE was escaped).
+func parseSHA256Sum(out, p, host string) (string, error) {
+	line := strings.TrimPrefix(out, "\\")
+	fields := strings.Fields(line)
+	if len(fields) < 1 || len(fields[0]) != 64 {
+		return "", fmt.Errorf("checksum %s on %s: unexpected sha256sum output %q", p, host, truncate(out, 100))
+	}
+	sum := strings.ToLower(fields[0])
+	if _, err := hex.DecodeString(sum); err != nil {
+		return "", fmt.Errorf("checksum %s on %s: unexpected sha256sum output %q", p, host, truncate(out, 100))
+	}
+	return sum, nil
+}
+
+// limitWriter keeps at most n bytes and silently drops the rest.
+type limitWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	k := min(len(p), l.n)
+	if k > 0 {
+		l.w.Write(p[:k])
+		l.n -= k
+	}
+	return len(p), nil
+}
+
+// DialTCP opens a TCP connection to addr as seen from the host, through
+// the SSH connection (direct-tcpip).
+func (c *Client) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	sc, err := c.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := sc.client.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("tunnel to %s via %s: %w", addr, c.host, ctx.Err())
+		}
+		return nil, c.fail(sc, "tunnel to "+addr, err)
+	}
+	return nc, nil
+}
