@@ -1,0 +1,118 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// reorderArgs lets flags follow a command's arguments, as with
+// ansible-playbook (`kmsctl play site.yml --check --limit kms2`). urfave/cli
+// v2 stops parsing flags at the first positional argument, so before it runs
+// the arguments are rearranged: the global flags (with their values) move in
+// front of the command words, the flags of the named command move right after
+// them, and positional arguments keep their order. "--" ends the flags: it and
+// everything after it stay at the end, untouched. A run of -v (-vv, -vvv) is
+// expanded to repeated -v. Unknown flags stay where they are, so that
+// urfave/cli reports them.
+func reorderArgs(app *cli.App, args []string) []string {
+	if len(args) == 0 {
+		return args
+	}
+	var (
+		global, path, local, positional, rest []string
+		level                                 = app.Commands
+		cmdFlags                              []cli.Flag
+	)
+	in := args[1:]
+	for i := 0; i < len(in); i++ {
+		tok := in[i]
+		if tok == "--" {
+			rest = in[i:]
+			break
+		}
+		if len(tok) > 1 && tok[0] == '-' {
+			if isVerboseRun(tok) {
+				for range len(tok) - 1 {
+					global = append(global, "-v")
+				}
+				continue
+			}
+			name, hasValue := flagName(tok)
+			dst := &positional
+			f := findFlag(app.Flags, name)
+			if f != nil {
+				dst = &global
+			} else if f = findFlag(cmdFlags, name); f != nil {
+				dst = &local
+			}
+			*dst = append(*dst, tok)
+			if f != nil && takesValue(f) && !hasValue && i+1 < len(in) {
+				i++
+				*dst = append(*dst, in[i])
+			}
+			continue
+		}
+		if len(positional) == 0 {
+			if c := findCommand(level, tok); c != nil {
+				path = append(path, tok)
+				level = c.Subcommands
+				cmdFlags = append(cmdFlags, c.Flags...)
+				continue
+			}
+		}
+		positional = append(positional, tok)
+	}
+	out := make([]string, 0, len(args))
+	out = append(out, args[0])
+	out = append(out, global...)
+	out = append(out, path...)
+	out = append(out, local...)
+	out = append(out, positional...)
+	out = append(out, rest...)
+	return out
+}
+
+// isVerboseRun reports whether tok is -v repeated (-v, -vv, -vvv ...).
+func isVerboseRun(tok string) bool {
+	if len(tok) < 2 || tok[0] != '-' {
+		return false
+	}
+	return strings.Trim(tok[1:], "v") == ""
+}
+
+// flagName returns the name of a flag token ("--limit=x" → "limit", true).
+func flagName(tok string) (string, bool) {
+	name := strings.TrimLeft(tok, "-")
+	if i := strings.IndexByte(name, '='); i >= 0 {
+		return name[:i], true
+	}
+	return name, false
+}
+
+func findFlag(flags []cli.Flag, name string) cli.Flag {
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return f
+			}
+		}
+	}
+	return nil
+}
+
+func takesValue(f cli.Flag) bool {
+	if d, ok := f.(cli.DocGenerationFlag); ok {
+		return d.TakesValue()
+	}
+	return false
+}
+
+func findCommand(cmds []*cli.Command, name string) *cli.Command {
+	for _, c := range cmds {
+		if c.HasName(name) {
+			return c
+		}
+	}
+	return nil
+}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/remote"
+	"github.com/kmsctl/kmsctl/tasks"
+)
+
+// target is how to reach one host: from the inventory or from a HOST
+// argument on the command line.
+type target struct {
+	// Name is the host as shown in output (the inventory name or the argument).
+	Name string
+	// Alias is what ssh_config Host patterns are matched against.
+	Alias         string
+	HostName      string
+	Port          int
+	User          string
+	IdentityFiles []string
+	KnownHosts    []string
+	PinnedKeys    []string
+	ProxyJump     string
+	Become        bool
+	BecomeUser    string
+}
+
+// inventoryTarget describes an inventory host.
+func inventoryTarget(c inventory.Conn) target {
+	t := target{
+		Name: c.Host, Alias: c.Host, Port: c.Port, User: c.User,
+		PinnedKeys: c.SSHHostKeys, ProxyJump: c.ProxyJump,
+		Become: c.Become, BecomeUser: c.BecomeUser,
+	}
+	if c.Address != "" && c.Address != c.Host {
+		t.HostName = c.Address
+	}
+	if c.PrivateKeyFile != "" {
+		t.IdentityFiles = []string{c.PrivateKeyFile}
+	}
+	if c.KnownHostsFile != "" {
+		t.KnownHosts = []string{c.KnownHostsFile}
+	}
+	return t
+}
+
+// parseHostArg parses a HOST argument: [user@]host[:port], with IPv6
+// addresses in brackets ([::1]:2222), or an ssh_config alias.
+func parseHostArg(s string) (target, error) {
+	t := target{Name: s}
+	rest := s
+	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
+		t.User, rest = rest[:i], rest[i+1:]
+		if t.User == "" {
+			return t, fmt.Errorf("host %q: empty user before @", s)
+		}
+	}
+	host := rest
+	if strings.HasPrefix(rest, "[") || strings.Count(rest, ":") == 1 {
+		h, p, err := net.SplitHostPort(rest)
+		if err != nil {
+			if strings.HasPrefix(rest, "[") && strings.HasSuffix(rest, "]") {
+				h = strings.Trim(rest, "[]")
+			} else {
+				return t, fmt.Errorf("host %q: want [user@]host[:port]: %v", s, err)
+			}
+		} else {
+			n, err := strconv.Atoi(p)
+			if err != nil || n < 1 || n > 65535 {
+				return t, fmt.Errorf("host %q: port %q is not a number from 1 to 65535", s, p)
+			}
+			t.Port = n
+		}
+		host = h
+	}
+	if host == "" {
+		return t, fmt.Errorf("host %q: empty host name", s)
+	}
+	t.Alias = host
+	return t, nil
+}
+
+// dialer connects to targets with the global SSH flags.
+type dialer struct {
+	o               options
+	stateKnownHosts string
+	logger          zerolog.Logger
+}
+
+// options returns the remote.Options for t. Inventory and argument values
+// win over the flags, which are defaults (as in Ansible, where inventory
+// connection variables override -u and --private-key).
+func (d *dialer) options(t target) remote.Options {
+	ro := remote.Options{
+		Alias:           t.Alias,
+		HostName:        t.HostName,
+		Port:            t.Port,
+		User:            t.User,
+		IdentityFiles:   t.IdentityFiles,
+		SSHConfigFile:   d.o.SSHConfig,
+		KnownHostsFiles: append(append([]string(nil), t.KnownHosts...), d.o.KnownHosts...),
+		PinnedKeys:      t.PinnedKeys,
+		StateKnownHosts: d.stateKnownHosts,
+		AcceptNew:       d.o.AcceptNew,
+		ProxyJump:       t.ProxyJump,
+		Logger:          d.logger.With().Str("host", t.Name).Logger(),
+	}
+	if ro.User == "" {
+		ro.User = d.o.User
+	}
+	if d.o.PrivateKey != "" {
+		ro.IdentityFiles = append(ro.IdentityFiles, d.o.PrivateKey)
+	}
+	return ro
+}
+
+// dial connects to t.
+func (d *dialer) dial(ctx context.Context, t target) (tasks.Conn, error) {
+	c, err := remote.Dial(ctx, d.options(t))
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}

@@ -1,0 +1,67 @@
+// Package runlog creates kmsctl's always-on run log: one file of JSON lines
+// per run, at debug level, with secrets masked, in the user's state
+// directory (files 0600, directories 0700).
+package runlog
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/kmsctl/kmsctl/redact"
+)
+
+// Log is one run's log file.
+type Log struct {
+	// ID identifies the run: its start time and a random suffix.
+	ID string
+	// Path is the file's path.
+	Path string
+	f    *os.File
+	w    io.WriteCloser
+}
+
+// Create creates dir/runs/<time>-<id>.log. Everything written to the Log is
+// masked by r before it reaches the file.
+func Create(dir string, now time.Time, r *redact.Redactor) (*Log, error) {
+	runs := filepath.Join(dir, "runs")
+	if err := os.MkdirAll(runs, 0o700); err != nil {
+		return nil, fmt.Errorf("create run log directory: %w", err)
+	}
+	// MkdirAll keeps the mode of existing directories: tighten ours.
+	for _, d := range []string{dir, runs} {
+		if err := os.Chmod(d, 0o700); err != nil {
+			return nil, fmt.Errorf("restrict run log directory: %w", err)
+		}
+	}
+	var rnd [4]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, fmt.Errorf("run id: %w", err)
+	}
+	id := now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(rnd[:])
+	path := filepath.Join(runs, id+".log")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create run log: %w", err)
+	}
+	return &Log{ID: id, Path: path, f: f, w: r.Writer(f)}, nil
+}
+
+// Write writes p, masked, to the file.
+func (l *Log) Write(p []byte) (int, error) { return l.w.Write(p) }
+
+// Close flushes what the redacting writer holds back and closes the file.
+func (l *Log) Close() error {
+	err := l.w.Close()
+	if cerr := l.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("close run log %s: %w", l.Path, err)
+	}
+	return nil
+}

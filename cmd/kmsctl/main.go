@@ -1,0 +1,77 @@
+// Command kmsctl recovers and operates MinIO AIStor Key Manager clusters over
+// SSH, agentless, in the style of Ansible: it runs playbooks from a YAML
+// inventory, pings hosts, and prints a per-host recap.
+//
+// main alone maps errors to the documented exit codes (see the exit package):
+// 0 success, 1 usage or internal error, 2 a host failed, 3 a host unreachable,
+// 4 refused by a safety check, 5 lock held, 6 timed out, 7 verification failed.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/adrg/xdg"
+	"golang.org/x/term"
+
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+)
+
+// Set with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = "none"
+)
+
+// env is everything a command takes from the process, so that tests can run
+// commands in-process with their own streams, environment and state directory.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	// stateDir holds kmsctl's own known_hosts file and the run logs.
+	stateDir string
+	// terminal is true when stdout is an interactive terminal.
+	terminal bool
+}
+
+func main() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		fmt.Fprintln(os.Stderr, "kmsctl: interrupted: no new work is started, owed handlers run; press Ctrl-C again to exit at once")
+		cancel()
+		<-sigs
+		fmt.Fprintln(os.Stderr, "kmsctl: interrupted again: exiting at once")
+		os.Exit(exit.Interrupted)
+	}()
+	e := env{
+		stdout:   os.Stdout,
+		stderr:   os.Stderr,
+		getenv:   os.Getenv,
+		stateDir: filepath.Join(xdg.StateHome, "kmsctl"),
+		terminal: term.IsTerminal(int(os.Stdout.Fd())),
+	}
+	code := run(ctx, e, os.Args)
+	signal.Stop(sigs)
+	os.Exit(code)
+}
+
+// run runs kmsctl with args (args[0] is the program name) and returns the
+// exit code. Errors are printed on e.stderr, except those already shown.
+func run(ctx context.Context, e env, args []string) int {
+	app := newApp(e)
+	err := app.RunContext(ctx, reorderArgs(app, args))
+	code := exit.Code(err)
+	if err != nil && !exit.IsSilent(err) {
+		fmt.Fprintf(e.stderr, "kmsctl: %v\n", err)
+	}
+	return code
+}

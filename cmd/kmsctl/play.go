@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/playbooks"
+	"github.com/kmsctl/kmsctl/tasks"
+)
+
+// play runs a playbook (a built-in name or a file) over the inventory.
+func play(ctx context.Context, e env, o options, name string) error {
+	reg := tasks.Builtin()
+	pb, err := playbooks.Load(name, reg)
+	if err != nil {
+		return exit.With(exit.Usage, err)
+	}
+	inv, err := loadInventory(o, false)
+	if err != nil {
+		return err
+	}
+	popts := playbooks.Options{Inventory: inv, Limit: o.Limit, ExtraVars: o.ExtraVars}
+	plays, err := playbooks.Plays(pb, popts)
+	if err != nil {
+		return exit.With(exit.Usage, err)
+	}
+	s, err := newSession(e, o, "play "+name)
+	if err != nil {
+		return err
+	}
+	if err := registerInventorySecrets(s.red, inv, o.ExtraVars); err != nil {
+		return s.finish(err)
+	}
+	return s.finish(runPlays(ctx, s, inv, reg, plays))
+}
+
+// runPlays runs resolved plays with the engine within a session, and maps
+// the outcome to the documented exit codes.
+func runPlays(ctx context.Context, s *session, inv *inventory.Inventory, reg *tasks.Registry, plays []tasks.Play) error {
+	ctx, cancel := withTimeout(ctx, s.o)
+	defer cancel()
+	kh, err := stateKnownHosts(s.e)
+	if err != nil {
+		return err
+	}
+	d := &dialer{o: s.o, stateKnownHosts: kh, logger: s.logger}
+	eng := &tasks.Engine{
+		Forks:     s.o.Forks,
+		Check:     s.o.Check,
+		Diff:      s.o.Diff,
+		Sink:      s.sink,
+		Redactor:  s.red,
+		Modules:   reg,
+		ExtraVars: s.o.ExtraVars,
+		Connect: func(ctx context.Context, h tasks.Host) (tasks.Conn, error) {
+			c, err := inv.Connection(h.Name, s.o.ExtraVars)
+			if err != nil {
+				return nil, fmt.Errorf("connection settings of host %s: %w", h.Name, err)
+			}
+			return d.dial(ctx, inventoryTarget(c))
+		},
+	}
+	recap, err := eng.Run(ctx, plays)
+	if err == nil {
+		return nil
+	}
+	var re *tasks.RunError
+	if !errors.As(err, &re) {
+		return err
+	}
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return exit.With(exit.TimedOut, err)
+	case re.Cancelled != nil:
+		return exit.With(exit.Interrupted, err)
+	}
+	return recapError(recap, err)
+}

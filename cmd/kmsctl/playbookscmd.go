@@ -1,0 +1,37 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+	"github.com/kmsctl/kmsctl/playbooks"
+)
+
+// listPlaybooks prints the built-in playbooks with their descriptions.
+func listPlaybooks(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tDESCRIPTION")
+	for _, p := range playbooks.List() {
+		fmt.Fprintf(tw, "%s\t%s\n", p.Name, p.Description)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write playbook list: %w", err)
+	}
+	return nil
+}
+
+// showPlaybook prints the YAML of a built-in playbook.
+func showPlaybook(w io.Writer, name string) error {
+	b, err := playbooks.Show(name)
+	if errors.Is(err, playbooks.ErrUnknown) {
+		return exit.With(exit.Usage, err)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/output"
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/runlog"
+	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/redact"
+	"github.com/kmsctl/kmsctl/tasks"
+)
+
+// Environment variables holding secrets; their values are masked everywhere.
+const (
+	envAPIKey = "MINIO_KMS_API_KEY"
+	envHSMKey = "MINIO_KMS_HSM_KEY"
+)
+
+// session is what one run of a command that acts on hosts shares: the
+// redactor, the run log, the logger and the display.
+type session struct {
+	e       env
+	o       options
+	red     *redact.Redactor
+	log     *runlog.Log
+	logger  zerolog.Logger
+	display output.Display
+	// sink renders events and records them in the run log, masked.
+	sink  tasks.Sink
+	start time.Time
+}
+
+// newRedactor registers the secrets of the environment.
+func newRedactor(e env) *redact.Redactor {
+	red := redact.New()
+	for _, name := range []string{envAPIKey, envHSMKey} {
+		v := strings.TrimSpace(e.getenv(name))
+		if v == "" {
+			continue
+		}
+		red.Add(v)
+		// "hsm:aes256:BASE64" and "k1:BASE64": the key material alone, too.
+		if i := strings.LastIndexByte(v, ':'); i >= 0 {
+			red.Add(v[i+1:])
+		}
+	}
+	return red
+}
+
+// newSession starts the run log and the display for command.
+func newSession(e env, o options, command string) (*session, error) {
+	s := &session{e: e, o: o, red: newRedactor(e), start: time.Now()}
+	for k, v := range o.ExtraVars {
+		if str, ok := v.(string); ok && inventory.IsSecret(k) {
+			s.red.Add(str)
+		}
+	}
+	log, err := runlog.Create(e.stateDir, s.start, s.red)
+	if err != nil {
+		return nil, err
+	}
+	s.log = log
+	level := zerolog.WarnLevel
+	switch {
+	case o.Verbosity == 1:
+		level = zerolog.InfoLevel
+	case o.Verbosity >= 2:
+		level = zerolog.DebugLevel
+	}
+	console := zerolog.ConsoleWriter{Out: maskWriter{s.red, e.stderr}, NoColor: true, TimeFormat: "15:04:05"}
+	s.logger = zerolog.New(zerolog.MultiLevelWriter(
+		log,
+		&zerolog.FilteredLevelWriter{Writer: zerolog.LevelWriterAdapter{Writer: console}, Level: level},
+	)).Level(zerolog.DebugLevel).With().Timestamp().Str("run", log.ID).Logger()
+	s.logger.Debug().Str("command", command).Str("version", version).Str("commit", commit).
+		Strs("inventory", o.Inventories).Str("limit", o.Limit).Int("forks", o.Forks).
+		Bool("check", o.Check).Bool("diff", o.Diff).Msg("run started")
+	s.display = output.New(e.stdout, output.Options{Format: o.Output, Terminal: e.terminal && o.Output == "text", Verbosity: o.Verbosity})
+	runLog := tasks.SinkFunc(func(ev tasks.Event) { output.LogEvent(s.logger, zerolog.DebugLevel, ev) })
+	disp := output.Tee(s.display, runLog)
+	s.sink = tasks.SinkFunc(func(ev tasks.Event) { disp.Event(redactEvent(s.red, ev)) })
+	return s, nil
+}
+
+// maskWriter masks secrets in each Write. Use it for writers that write
+// whole lines at once (zerolog's ConsoleWriter does).
+type maskWriter struct {
+	red *redact.Redactor
+	w   io.Writer
+}
+
+func (m maskWriter) Write(p []byte) (int, error) {
+	if _, err := m.w.Write(m.red.Bytes(append([]byte(nil), p...))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// redactEvent masks registered secrets in every text of an event.
+func redactEvent(red *redact.Redactor, e tasks.Event) tasks.Event {
+	e.Play = red.String(e.Play)
+	e.Task = red.String(e.Task)
+	e.Msg = red.String(e.Msg)
+	e.Stdout = red.String(e.Stdout)
+	e.Stderr = red.String(e.Stderr)
+	e.Diff = red.String(e.Diff)
+	return e
+}
+
+// finish ends the session: it stops the display, records the outcome in the
+// run log, prints every host error on stderr and, on failure, where the run
+// log is. It returns err mapped to an exit code.
+func (s *session) finish(err error) error {
+	s.display.Close()
+	code := exit.Code(err)
+	if err != nil {
+		s.logger.Info().Err(err).Int("exit_code", code).Dur("duration_ms", time.Since(s.start)).Msg("run ended")
+		var re *tasks.RunError
+		if errors.As(err, &re) {
+			for _, h := range re.Hosts {
+				fmt.Fprintf(s.e.stderr, "kmsctl: %s\n", s.red.String(h.Error()))
+			}
+			if re.Cancelled != nil {
+				fmt.Fprintf(s.e.stderr, "kmsctl: %s\n", s.red.String(fmt.Sprintf("run interrupted: %v", re.Cancelled)))
+			}
+		} else if !exit.IsSilent(err) {
+			fmt.Fprintf(s.e.stderr, "kmsctl: %s\n", s.red.String(err.Error()))
+		}
+	} else {
+		s.logger.Info().Int("exit_code", 0).Dur("duration_ms", time.Since(s.start)).Msg("run ended")
+	}
+	if cerr := s.log.Close(); cerr != nil && err == nil {
+		return exit.With(exit.Usage, cerr)
+	}
+	if err != nil {
+		fmt.Fprintf(s.e.stderr, "kmsctl: run log: %s\n", s.log.Path)
+		return exit.Silent{Code: code}
+	}
+	return nil
+}
+
+// recapError maps a run's recap to the documented exit codes: 2 when a host
+// failed, 3 when one was unreachable and none failed.
+func recapError(r tasks.Recap, err error) error {
+	switch {
+	case r.Failed():
+		return exit.With(exit.HostFailed, err)
+	case r.Unreachable():
+		return exit.With(exit.Unreachable, err)
+	}
+	return err
+}
+
+// loadInventory loads the -i files. Without -i, a missing ./inventory.yml is
+// no inventory (nil) when optional; otherwise it is a usage error.
+func loadInventory(o options, optional bool) (*inventory.Inventory, error) {
+	if !o.InventoryExplicit {
+		if _, err := os.Stat(defaultInventory); errors.Is(err, fs.ErrNotExist) {
+			if optional {
+				return nil, nil
+			}
+			return nil, exit.Usagef("no inventory: %s does not exist; name one with -i FILE or KMSCTL_INVENTORY", defaultInventory)
+		}
+	}
+	inv, err := inventory.Load(o.Inventories...)
+	if err != nil {
+		return nil, exit.With(exit.Usage, fmt.Errorf("load inventory: %w", err))
+	}
+	return inv, nil
+}
+
+// registerInventorySecrets adds the values of secret inventory variables to
+// the redactor, so that they are masked even when a task prints them.
+func registerInventorySecrets(red *redact.Redactor, inv *inventory.Inventory, extra map[string]any) error {
+	for _, h := range inv.Hosts() {
+		vars, err := inv.Vars(h, extra)
+		if err != nil {
+			return fmt.Errorf("variables of host %s: %w", h, err)
+		}
+		for k, v := range vars {
+			if s, ok := v.(string); ok && inventory.IsSecret(k) {
+				red.Add(s)
+			}
+		}
+	}
+	return nil
+}
+
+// stateKnownHosts returns kmsctl's own known_hosts file, creating its
+// directory (0700).
+func stateKnownHosts(e env) (string, error) {
+	if err := os.MkdirAll(e.stateDir, 0o700); err != nil {
+		return "", fmt.Errorf("create state directory: %w", err)
+	}
+	return filepath.Join(e.stateDir, "known_hosts"), nil
+}
+
+// withTimeout applies --timeout to ctx.
+func withTimeout(ctx context.Context, o options) (context.Context, context.CancelFunc) {
+	if o.Timeout > 0 {
+		return context.WithTimeout(ctx, o.Timeout)
+	}
+	return context.WithCancel(ctx)
+}
