@@ -1,0 +1,296 @@
+package sshtest
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+// SFTP packet types used by the shim (draft-ietf-secsh-filexfer-02).
+const (
+	fxpVersion  = 2
+	fxpOpen     = 3
+	fxpClose    = 4
+	fxpWrite    = 6
+	fxpStatus   = 101
+	fxpHandle   = 102
+	fxpExtended = 200
+
+	fxOK      = 0
+	fxFailure = 4
+
+	extFsync = "fsync@openssh.com"
+	// maxPacket bounds one SFTP packet; pkg/sftp and OpenSSH stay far below it.
+	maxPacket = 4 << 20
+)
+
+// sftpShim sits between the SSH channel and pkg/sftp's server. pkg/sftp's
+// server (v1.13) does not implement fsync@openssh.com (it silently drops the
+// request), so the shim advertises it in the VERSION reply and answers it
+// itself by fsyncing the file behind the handle. It also counts WRITE payload
+// bytes for Server.CutAfterBytes.
+type sftpShim struct {
+	srv  *Server
+	conn net.Conn    // the TCP connection, closed to simulate a cut
+	ch   ssh.Channel // the client side
+
+	wmu sync.Mutex // serialises packets written to ch
+
+	mu      sync.Mutex
+	pending map[uint32]string // OPEN request id -> path
+	handles map[string]string // handle -> path
+
+	cutting bool
+	budget  int64 // WRITE payload bytes still allowed through when cutting
+}
+
+// serveSFTP runs the sftp subsystem on ch until either side ends it.
+func (s *Server) serveSFTP(conn net.Conn, ch ssh.Channel) {
+	sh := &sftpShim{srv: s, conn: conn, ch: ch, pending: map[uint32]string{}, handles: map[string]string{}}
+	c2sR, c2sW := io.Pipe()
+	s2cR, s2cW := io.Pipe()
+	var opts []sftp.ServerOption
+	if s.cfg.Dir != "" {
+		opts = append(opts, sftp.WithServerWorkingDirectory(s.cfg.Dir))
+	}
+	server, err := sftp.NewServer(pipeRWC{r: c2sR, w: s2cW}, opts...)
+	if err != nil {
+		fmt.Fprintf(ch.Stderr(), "sshtest: start sftp server: %v\n", err)
+		finish(ch, 1)
+		return
+	}
+	go func() {
+		server.Serve()
+		server.Close()
+		s2cW.Close()
+		c2sR.Close()
+	}()
+	go func() {
+		err := sh.clientToServer(c2sW)
+		c2sW.CloseWithError(err)
+	}()
+	sh.serverToClient(s2cR)
+	s2cR.Close()
+	finish(ch, 0)
+}
+
+// pipeRWC joins the two pipe ends pkg/sftp's server talks through.
+type pipeRWC struct {
+	r *io.PipeReader
+	w *io.PipeWriter
+}
+
+func (p pipeRWC) Read(b []byte) (int, error)  { return p.r.Read(b) }
+func (p pipeRWC) Write(b []byte) (int, error) { return p.w.Write(b) }
+func (p pipeRWC) Close() error {
+	p.r.Close()
+	return p.w.Close()
+}
+
+// readPacket reads one length-prefixed SFTP packet (type byte + payload).
+func readPacket(r io.Reader) ([]byte, error) {
+	var l [4]byte
+	if _, err := io.ReadFull(r, l[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(l[:])
+	if n == 0 || n > maxPacket {
+		return nil, fmt.Errorf("sftp packet length %d out of range", n)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func writePacket(w io.Writer, body []byte) error {
+	b := make([]byte, 4, 4+len(body))
+	binary.BigEndian.PutUint32(b, uint32(len(body)))
+	_, err := w.Write(append(b, body...))
+	return err
+}
+
+func (sh *sftpShim) toClient(body []byte) error {
+	sh.wmu.Lock()
+	defer sh.wmu.Unlock()
+	return writePacket(sh.ch, body)
+}
+
+// parser reads SFTP wire fields from a packet payload.
+type parser struct {
+	b   []byte
+	err error
+}
+
+func (p *parser) uint32() uint32 {
+	if len(p.b) < 4 {
+		p.err = errors.New("short sftp packet")
+		return 0
+	}
+	v := binary.BigEndian.Uint32(p.b)
+	p.b = p.b[4:]
+	return v
+}
+
+func (p *parser) uint64() uint64 {
+	hi, lo := p.uint32(), p.uint32()
+	return uint64(hi)<<32 | uint64(lo)
+}
+
+func (p *parser) string() string {
+	n := p.uint32()
+	if p.err != nil || uint32(len(p.b)) < n {
+		p.err = errors.New("short sftp packet")
+		return ""
+	}
+	v := string(p.b[:n])
+	p.b = p.b[n:]
+	return v
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+	return append(b, s...)
+}
+
+// clientToServer forwards client packets to pkg/sftp, answering fsync itself
+// and enforcing an armed cut.
+func (sh *sftpShim) clientToServer(w io.Writer) error {
+	for {
+		pkt, err := readPacket(sh.ch)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		p := parser{b: pkt[1:]}
+		switch pkt[0] {
+		case fxpOpen:
+			id, path := p.uint32(), p.string()
+			if p.err == nil {
+				sh.mu.Lock()
+				sh.pending[id] = sh.localPath(path)
+				sh.mu.Unlock()
+			}
+		case fxpClose:
+			p.uint32()
+			handle := p.string()
+			sh.mu.Lock()
+			delete(sh.handles, handle)
+			sh.mu.Unlock()
+		case fxpWrite:
+			p.uint32()
+			p.string()
+			p.uint64()
+			data := p.string()
+			if sh.cut(int64(len(data))) {
+				sh.conn.Close()
+				return errors.New("connection cut by sshtest")
+			}
+		case fxpExtended:
+			id, name := p.uint32(), p.string()
+			if name == extFsync {
+				if err := sh.toClient(sh.fsync(id, p.string())); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		if err := writePacket(w, pkt); err != nil {
+			return err
+		}
+	}
+}
+
+// cut reports whether a WRITE carrying n payload bytes must cut the
+// connection instead of being forwarded.
+func (sh *sftpShim) cut(n int64) bool {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if !sh.cutting {
+		budget, ok := sh.srv.takeCut()
+		if !ok {
+			return false
+		}
+		sh.cutting, sh.budget = true, budget
+	}
+	if n > sh.budget {
+		return true
+	}
+	sh.budget -= n
+	return false
+}
+
+// fsync answers an fsync@openssh.com request with a STATUS packet.
+func (sh *sftpShim) fsync(id uint32, handle string) []byte {
+	sh.mu.Lock()
+	path, ok := sh.handles[handle]
+	sh.mu.Unlock()
+	err := errors.New("unknown handle")
+	if ok {
+		var f *os.File
+		if f, err = os.Open(path); err == nil {
+			err = f.Sync()
+			f.Close()
+		}
+	}
+	code, msg := uint32(fxOK), ""
+	if err != nil {
+		code, msg = fxFailure, "fsync: "+err.Error()
+	}
+	b := []byte{fxpStatus}
+	b = binary.BigEndian.AppendUint32(b, id)
+	b = binary.BigEndian.AppendUint32(b, code)
+	b = appendString(b, msg)
+	return appendString(b, "")
+}
+
+// localPath resolves an SFTP path the way pkg/sftp's server does.
+func (sh *sftpShim) localPath(p string) string {
+	if !filepath.IsAbs(p) && sh.srv.cfg.Dir != "" {
+		return filepath.Join(sh.srv.cfg.Dir, p)
+	}
+	return p
+}
+
+// serverToClient forwards pkg/sftp's replies, adding fsync@openssh.com to the
+// VERSION reply and learning which handle belongs to which path.
+func (sh *sftpShim) serverToClient(r io.Reader) {
+	for {
+		pkt, err := readPacket(r)
+		if err != nil {
+			return
+		}
+		p := parser{b: pkt[1:]}
+		switch pkt[0] {
+		case fxpVersion:
+			pkt = appendString(appendString(pkt, extFsync), "1")
+		case fxpHandle:
+			id, handle := p.uint32(), p.string()
+			sh.mu.Lock()
+			if path, ok := sh.pending[id]; ok && p.err == nil {
+				sh.handles[handle] = path
+			}
+			delete(sh.pending, id)
+			sh.mu.Unlock()
+		case fxpStatus:
+			id := p.uint32()
+			sh.mu.Lock()
+			delete(sh.pending, id)
+			sh.mu.Unlock()
+		}
+		if err := sh.toClient(pkt); err != nil {
+			return
+		}
+	}
+}
