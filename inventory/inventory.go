@@ -292,7 +292,7 @@ func yamlError(file string, err error) *Error {
 	msg := err.Error()
 	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		return &Error{Pos: Pos{File: file, Line: line}, Problem: "invalid YAML: " + m[2], Hint: "fix the YAML syntax"}
+		return &Error{Pos: Pos{File: file, Line: line}, Problem: "invalid YAML: " + m[2], Hint: "fix the YAML syntax at or after this line; check the indentation"}
 	}
 	return &Error{Pos: Pos{File: file}, Problem: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: "), Hint: "fix the YAML syntax"}
 }
@@ -569,7 +569,7 @@ func (b *builder) parseVars(file string, dst map[string]variable, n *yaml.Node, 
 			continue
 		}
 		if s := suggestKnown(name); s != "" {
-			b.probs.add(posOf(file, k), vf, fmt.Sprintf("unknown Key Manager variable %q", name), "did you mean "+s+"?")
+			b.probs.add(posOf(file, k), vf, fmt.Sprintf("unknown variable %q looks like a misspelling", name), "did you mean "+s+"?")
 			continue
 		}
 		dst[name] = variable{value: val, pos: vp}
@@ -615,6 +615,20 @@ func (b *builder) finish() (*Inventory, error) {
 	inv.groupOrder = slices.DeleteFunc(inv.groupOrder, func(s string) bool { return s == GroupUngrouped })
 	inv.groupOrder = append(inv.groupOrder, GroupUngrouped)
 	b.computeDepth()
+	// Checks across variables (a storage path containing the config file),
+	// on each host's resolved layout.
+	for _, h := range inv.hosts {
+		if _, err := inv.Node(h.name, nil); err != nil {
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				return nil, err
+			}
+			b.probs.errs = append(b.probs.errs, ve.Errs...)
+		}
+	}
+	if err := b.probs.err(); err != nil {
+		return nil, err
+	}
 	return inv, nil
 }
 

@@ -215,6 +215,9 @@ func asInt(v any) (int, bool) {
 
 func checkInt(v any) *Error {
 	if _, ok := asInt(v); !ok {
+		if s, isStr := v.(string); isStr {
+			return bad(fmt.Sprintf("must be an integer, got %q", s), "write a whole number")
+		}
 		return bad(fmt.Sprintf("must be an integer, got %s", typeName(v)), "write a whole number")
 	}
 	return nil

@@ -129,35 +129,37 @@ func isIPv6ish(p string) bool {
 var subscriptRe = regexp.MustCompile(`^(.+)\[(?:(-?[0-9]+)|([0-9]+)?\s*[:-]\s*([0-9]+)?)\]$`)
 
 // matchTerm resolves one term (without & or !) to hosts in inventory order.
+// A term ending in [...] is first tried as a subscript of what precedes it
+// (Ansible's rule), then as a glob over the whole term (kms[13]).
 func (inv *Inventory) matchTerm(term string) ([]string, error) {
 	if inv.HasHost(term) {
 		return []string{term}, nil
 	}
-	base, sub := term, ""
-	if term[0] != '~' {
-		if m := subscriptRe.FindStringSubmatch(term); m != nil {
-			base, sub = m[1], term[len(m[1]):]
-		}
-	}
-	hosts, err := inv.matchBase(base)
-	if err != nil {
-		return nil, err
-	}
-	if len(hosts) == 0 && sub != "" {
-		// Not a subscript after all: maybe a glob such as kms[12].
-		if hosts, err = inv.matchBase(term); err != nil {
+	var subErr error
+	if m := subscriptRe.FindStringSubmatch(term); m != nil && term[0] != '~' {
+		base, err := inv.matchBase(m[1])
+		if err != nil {
 			return nil, err
 		}
-		sub = ""
+		if len(base) > 0 {
+			hosts, err := applySubscript(term, base, m[2], m[3], m[4])
+			if err == nil {
+				return hosts, nil
+			}
+			subErr = err
+		}
 	}
-	if len(hosts) == 0 {
-		return nil, fmt.Errorf("select hosts: pattern %q matches no host or group in the inventory (see kmsctl inventory graph)", term)
+	hosts, err := inv.matchBase(term)
+	if err != nil && subErr == nil {
+		return nil, err
 	}
-	if sub == "" {
+	if len(hosts) > 0 {
 		return hosts, nil
 	}
-	m := subscriptRe.FindStringSubmatch(term)
-	return applySubscript(term, hosts, m[2], m[3], m[4])
+	if subErr != nil {
+		return nil, subErr
+	}
+	return nil, fmt.Errorf("select hosts: pattern %q matches no host or group in the inventory (see kmsctl inventory graph)", term)
 }
 
 // matchBase matches a name, glob or ~regex against group names (selecting

@@ -91,7 +91,11 @@ func (inv *Inventory) resolveInventory(hostName string, defaults map[string]any)
 		out[k] = variable{value: v, pos: defaultPos}
 	}
 	for _, g := range inv.precedenceGroups(h) {
-		maps.Copy(out, g.vars)
+		for k, v := range g.vars {
+			if k != VarGroupPriority { // a property of the group, not a host variable (as in Ansible)
+				out[k] = v
+			}
+		}
 	}
 	maps.Copy(out, h.vars)
 	return out, nil
