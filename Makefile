@@ -34,9 +34,12 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/...
 
-## proto: regenerate kms/pb from its .proto files (needs protoc and protoc-gen-go)
+## proto: regenerate kms/pb from its .proto files (needs protoc with the well-known types in
+## /usr/include: apt-get install protobuf-compiler; and protoc-gen-go v1.36.12:
+## go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12)
+PROTO_INCLUDE ?= /usr/include
 proto:
-	cd kms/pb && protoc --go_out=. --go_opt=paths=source_relative *.proto
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc -I . -I $(PROTO_INCLUDE) --go_out=. --go_opt=paths=source_relative kms/pb/*.proto
 
 clean:
 	rm -rf $(BIN)
