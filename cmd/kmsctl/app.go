@@ -169,8 +169,11 @@ func newApp(e env) *cli.App {
 	}
 	for _, c := range app.Commands {
 		c.OnUsageError = app.OnUsageError
+		// A host called "h" or "help" is an argument, not a help command.
+		c.HideHelpCommand = len(c.Subcommands) == 0
 		for _, s := range c.Subcommands {
 			s.OnUsageError = app.OnUsageError
+			s.HideHelpCommand = true
 		}
 	}
 	return app

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/redact"
 	"github.com/kmsctl/kmsctl/remote"
 	"github.com/kmsctl/kmsctl/tasks"
 )
@@ -92,6 +93,7 @@ type dialer struct {
 	o               options
 	stateKnownHosts string
 	logger          zerolog.Logger
+	red             *redact.Redactor
 }
 
 // options returns the remote.Options for t. Inventory and argument values
@@ -123,9 +125,15 @@ func (d *dialer) options(t target) remote.Options {
 
 // dial connects to t.
 func (d *dialer) dial(ctx context.Context, t target) (tasks.Conn, error) {
-	c, err := remote.Dial(ctx, d.options(t))
+	ro := d.options(t)
+	c, err := remote.Dial(ctx, ro)
 	if err != nil {
 		return nil, err
 	}
-	return c, nil
+	// Commands are traced at debug level (the run log, and stderr with
+	// -vv); secrets are masked in captured output and traced commands.
+	return remote.Redact(remote.Trace(c, ro.Logger), d.red), nil
 }
+
+// become runs a connection's commands as user (sudo -n), for the engine.
+func become(c tasks.Conn, user string) tasks.Conn { return remote.Become(c, user) }

@@ -80,7 +80,7 @@ func runPing(ctx context.Context, s *session, targets []target) error {
 	if err != nil {
 		return err
 	}
-	d := &dialer{o: s.o, stateKnownHosts: kh, logger: s.logger}
+	d := &dialer{o: s.o, stateKnownHosts: kh, logger: s.logger, red: s.red}
 	names := make([]string, len(targets))
 	for i, t := range targets {
 		names[i] = t.Name

@@ -46,7 +46,7 @@ func runPlays(ctx context.Context, s *session, inv *inventory.Inventory, reg *ta
 	if err != nil {
 		return err
 	}
-	d := &dialer{o: s.o, stateKnownHosts: kh, logger: s.logger}
+	d := &dialer{o: s.o, stateKnownHosts: kh, logger: s.logger, red: s.red}
 	eng := &tasks.Engine{
 		Forks:     s.o.Forks,
 		Check:     s.o.Check,
@@ -55,6 +55,7 @@ func runPlays(ctx context.Context, s *session, inv *inventory.Inventory, reg *ta
 		Redactor:  s.red,
 		Modules:   reg,
 		ExtraVars: s.o.ExtraVars,
+		Become:    become,
 		Connect: func(ctx context.Context, h tasks.Host) (tasks.Conn, error) {
 			c, err := inv.Connection(h.Name, s.o.ExtraVars)
 			if err != nil {

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"github.com/urfave/cli/v2"
+
+	"io"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestReorderArgs(t *testing.T) {
+	app := newApp(env{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }})
+	cases := []struct {
+		in, want string
+	}{
+		{"kmsctl version", "kmsctl version"},
+		{"kmsctl play site.yml --check --limit kms2", "kmsctl --check --limit kms2 play site.yml"},
+		{"kmsctl play --check site.yml -l kms2", "kmsctl --check -l kms2 play site.yml"},
+		{"kmsctl -i inv.yml play site.yml", "kmsctl -i inv.yml play site.yml"},
+		{"kmsctl play site.yml -e a=1 -e b=2 -i x.yml", "kmsctl -e a=1 -e b=2 -i x.yml play site.yml"},
+		{"kmsctl play site.yml --limit=kms2 --forks=3", "kmsctl --limit=kms2 --forks=3 play site.yml"},
+		// a flag taking a value takes the next word, even if it looks like a command
+		{"kmsctl play site.yml -l play", "kmsctl -l play play site.yml"},
+		{"kmsctl play site.yml -e --weird", "kmsctl -e --weird play site.yml"},
+		// -vv and -vvv expand
+		{"kmsctl play site.yml -vv", "kmsctl -v -v play site.yml"},
+		{"kmsctl -vvv ping h1", "kmsctl -v -v -v ping h1"},
+		// "--" ends flags: what follows stays positional
+		{"kmsctl play -C -- -odd.yml --check", "kmsctl -C play -- -odd.yml --check"},
+		// nested commands, and a command flag after the arguments
+		{"kmsctl inventory graph --vars -i inv.yml", "kmsctl -i inv.yml inventory graph --vars"},
+		{"kmsctl playbooks show ping --output json", "kmsctl --output json playbooks show ping"},
+		{"kmsctl ping root@10.0.0.1:22 h2 -u admin --known-hosts kh --accept-new-host-keys",
+			"kmsctl -u admin --known-hosts kh --accept-new-host-keys ping root@10.0.0.1:22 h2"},
+		// a command word after a positional is an argument, not a command
+		{"kmsctl play ping", "kmsctl play ping"},
+		// unknown flags stay in place for urfave/cli to report
+		{"kmsctl play site.yml --bogus", "kmsctl play site.yml --bogus"},
+		{"kmsctl", "kmsctl"},
+	}
+	for _, c := range cases {
+		got := reorderArgs(app, strings.Fields(c.in))
+		if !slices.Equal(got, strings.Fields(c.want)) {
+			t.Errorf("reorderArgs(%q)\n got %q\nwant %q", c.in, strings.Join(got, " "), c.want)
+		}
+	}
+}
+
+// TestFlagsAfterArguments runs commands in-process with flags after their
+// arguments and checks that urfave/cli saw them.
+func TestFlagsAfterArguments(t *testing.T) {
+	var got options
+	var gotArgs []string
+	e := testEnv(t)
+	app := newApp(e.env)
+	for _, c := range app.Commands {
+		if c.Name == "play" {
+			c.Action = func(ctx *cli.Context) error {
+				o, err := decodeOptions(ctx, 0)
+				got, gotArgs = o, ctx.Args().Slice()
+				return err
+			}
+		}
+	}
+	args := strings.Fields("kmsctl play site.yml --check --limit kms2 -e a=1 -e {\"b\":2} -f 3 --timeout 2m -o json")
+	if err := app.Run(reorderArgs(app, args)); err != nil {
+		t.Fatal(err)
+	}
+	if !got.Check || got.Limit != "kms2" || got.Forks != 3 || got.Output != "json" || got.Timeout.Minutes() != 2 {
+		t.Errorf("options = %+v", got)
+	}
+	if got.ExtraVars["a"] != "1" || got.ExtraVars["b"] != 2 {
+		t.Errorf("extra vars = %v", got.ExtraVars)
+	}
+	if !slices.Equal(gotArgs, []string{"site.yml"}) {
+		t.Errorf("args = %q, want [site.yml]", gotArgs)
+	}
+}

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+)
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a run.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type testEnvT struct {
+	env
+	out, errOut *syncBuffer
+	vars        map[string]string
+}
+
+// testEnv returns an environment with captured output, a private state
+// directory and an environment of its own.
+func testEnv(t *testing.T) *testEnvT {
+	t.Helper()
+	te := &testEnvT{out: &syncBuffer{}, errOut: &syncBuffer{}, vars: map[string]string{}}
+	te.env = env{
+		stdout:   te.out,
+		stderr:   te.errOut,
+		getenv:   func(k string) string { return te.vars[k] },
+		stateDir: filepath.Join(t.TempDir(), "state"),
+	}
+	return te
+}
+
+// run runs kmsctl in-process and returns the exit code.
+func (te *testEnvT) run(t *testing.T, args ...string) int {
+	t.Helper()
+	return run(context.Background(), te.env, append([]string{"kmsctl"}, args...))
+}
+
+func TestVersion(t *testing.T) {
+	te := testEnv(t)
+	if code := te.run(t, "version"); code != 0 {
+		t.Fatalf("exit code %d, stderr %s", code, te.errOut)
+	}
+	out := te.out.String()
+	for _, want := range []string{"kmsctl " + version, "commit " + commit, "go1."} {
+		if !strings.Contains(out, want) {
+			t.Errorf("version output %q lacks %q", out, want)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"nosuchcommand"},
+		{"--bogus", "version"},
+		{"play"},
+		{"play", "a.yml", "b.yml"},
+		{"playbooks", "show"},
+		{"playbooks", "show", "nosuchplaybook"},
+		{"playbooks", "nosuchsub"},
+		{"ping", "--forks", "0", "h"},
+		{"ping", "--output", "yaml", "h"},
+		{"ping", "-e", "novalue", "h"},
+		{"play", "nosuchplaybook"},
+		{"inventory", "list", "-i", "/nonexistent/inventory.yml"},
+	} {
+		te := testEnv(t)
+		if code := te.run(t, args...); code != exit.Usage {
+			t.Errorf("kmsctl %q: exit code %d, want %d (stderr %q)", args, code, exit.Usage, te.errOut)
+		}
+		if te.errOut.String() == "" {
+			t.Errorf("kmsctl %q: nothing on stderr", args)
+		}
+	}
+}
+
+func TestPlaybooksLsShow(t *testing.T) {
+	te := testEnv(t)
+	if code := te.run(t, "playbooks", "ls"); code != 0 {
+		t.Fatalf("exit %d: %s", code, te.errOut)
+	}
+	if !strings.Contains(te.out.String(), "ping ") || !strings.Contains(te.out.String(), "facts ") {
+		t.Errorf("playbooks ls: %q lacks ping and facts", te.out)
+	}
+	te = testEnv(t)
+	if code := te.run(t, "playbooks", "show", "ping"); code != 0 {
+		t.Fatalf("exit %d: %s", code, te.errOut)
+	}
+	if !strings.Contains(te.out.String(), "hosts: all") || !strings.Contains(te.out.String(), "ping:") {
+		t.Errorf("playbooks show ping: %q", te.out)
+	}
+}
+
+// buildBinary builds kmsctl into a temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "kmsctl")
+	cmd := exec.Command("go", "build", "-ldflags", "-X main.version=v9.9.9-test -X main.commit=abc1234", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestBinaryExitCodes runs the built binary: main alone maps errors to
+// exit codes.
+func TestBinaryExitCodes(t *testing.T) {
+	bin := buildBinary(t)
+	state := t.TempDir()
+	cases := []struct {
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{[]string{"version"}, 0, "kmsctl v9.9.9-test\ncommit abc1234\n", ""},
+		{[]string{"nosuchcommand"}, 1, "", "unknown command"},
+		{[]string{"--bogus"}, 1, "", "flag provided but not defined"},
+		{[]string{"ping", "127.0.0.1:1", "--private-key", "/nonexistent"}, 3, "unreachable: [127.0.0.1:1]", "run log: "},
+	}
+	for _, c := range cases {
+		cmd := exec.Command(bin, c.args...)
+		cmd.Dir = t.TempDir()
+		cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+state, "HOME="+t.TempDir(), "SSH_AUTH_SOCK=")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != c.code {
+			t.Errorf("kmsctl %q: exit code %d, want %d\nstdout %s\nstderr %s", c.args, code, c.code, &stdout, &stderr)
+		}
+		if !strings.Contains(stdout.String(), c.stdout) {
+			t.Errorf("kmsctl %q: stdout %q lacks %q", c.args, &stdout, c.stdout)
+		}
+		if !strings.Contains(stderr.String(), c.stderr) {
+			t.Errorf("kmsctl %q: stderr %q lacks %q", c.args, &stderr, c.stderr)
+		}
+	}
+	logs, _ := filepath.Glob(filepath.Join(state, "kmsctl", "runs", "*.log"))
+	if len(logs) != 1 {
+		t.Fatalf("run logs %q, want one (from ping)", logs)
+	}
+	fi, err := os.Stat(logs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("run log mode %v, want 0600", fi.Mode().Perm())
+	}
+	di, _ := os.Stat(filepath.Dir(logs[0]))
+	if di.Mode().Perm() != 0o700 {
+		t.Errorf("run log dir mode %v, want 0700", di.Mode().Perm())
+	}
+}

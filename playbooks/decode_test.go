@@ -1,0 +1,164 @@
+package playbooks
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kmsctl/kmsctl/tasks"
+)
+
+func load(t *testing.T, path string) (*Playbook, error) {
+	t.Helper()
+	return Load(path, tasks.Builtin())
+}
+
+func TestDecodeValid(t *testing.T) {
+	pb, err := load(t, "testdata/valid/site.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pb.Plays) != 1 {
+		t.Fatalf("%d plays, want 1", len(pb.Plays))
+	}
+	p := pb.Plays[0]
+	if p.Name != "configure" || p.Hosts != "kms:&prod" || p.Pos != "testdata/valid/site.yml:2" {
+		t.Errorf("play = %q hosts %q pos %q", p.Name, p.Hosts, p.Pos)
+	}
+	if strings.Join(p.Serial, ",") != "1,50%" || p.AnyErrorsFatal == nil || *p.AnyErrorsFatal {
+		t.Errorf("serial %q any_errors_fatal %v", p.Serial, p.AnyErrorsFatal)
+	}
+	// vars_files win over vars, as in Ansible.
+	if p.Vars["greeting"] != "from-vars-file" || p.Vars["port"] != 7373 {
+		t.Errorf("vars = %v", p.Vars)
+	}
+	if len(p.Tasks) != 4 || len(p.Handlers) != 1 {
+		t.Fatalf("%d tasks %d handlers", len(p.Tasks), len(p.Handlers))
+	}
+	hello, push, wait, shell := p.Tasks[0], p.Tasks[1], p.Tasks[2], p.Tasks[3]
+	if hello.Module != "command" || hello.Args["cmd"] != "echo {{ greeting }}" || hello.Register != "out" || hello.ChangedWhen != "false" {
+		t.Errorf("hello = %+v", hello)
+	}
+	if hello.When != "(greeting is defined) and (port > 1)" {
+		t.Errorf("when = %q", hello.When)
+	}
+	if hello.Pos != "testdata/valid/site.yml:14" {
+		t.Errorf("task pos = %q", hello.Pos)
+	}
+	if hello.Become == nil || !*hello.Become {
+		t.Error("play become not inherited")
+	}
+	if strings.Join(push.Notify, ",") != "restart minkms" {
+		t.Errorf("notify through listen = %q", push.Notify)
+	}
+	if push.BecomeUser != "minkms-user" || strings.Join(push.Tags, ",") != "push,config" {
+		t.Errorf("push = %+v", push)
+	}
+	if wait.Retries != 2 || wait.Delay != 1500*time.Millisecond || wait.Until != "true" || !wait.IgnoreErrors || !wait.NoLog ||
+		wait.Timeout != time.Minute || wait.Become == nil || *wait.Become {
+		t.Errorf("wait = %+v", wait)
+	}
+	if shell.Module != "shell" || shell.Args["cmd"] != "systemctl daemon-reload" || shell.Args["chdir"] != "/tmp" || shell.Name != "" {
+		t.Errorf("shell = %+v", shell)
+	}
+	if p.Handlers[0].Name != "restart minkms" || p.Handlers[0].Module != "service" {
+		t.Errorf("handler = %+v", p.Handlers[0])
+	}
+}
+
+// TestDecodeInvalid checks that every problem of a file is reported, each
+// with its file:line.
+func TestDecodeInvalid(t *testing.T) {
+	cases := map[string][]string{
+		"not_a_list.yml": {"not_a_list.yml:1: a playbook is a list of plays"},
+		"many.yml": {
+			`many.yml:3: gather_facts: kmsctl does not gather facts`,
+			`many.yml:4: serial must be a positive number`,
+			`many.yml:5: play: unknown key "colour"`,
+			`many.yml:7: task "no module here" has no module`,
+			`many.yml:11: task has two modules, "command" and "shell"`,
+			`many.yml:12: unknown module "frobnicate"`,
+			`many.yml:15: module copy: unknown argument "colour"`,
+			`many.yml:15: module copy: exactly one of src, content is required, 0 given`,
+			`many.yml:22: retries must be a non-negative integer`,
+			`many.yml:23: ignore_errors must be true or false`,
+			`many.yml:24: notify: no handler is named or listens to "nobody"`,
+			`many.yml:27: play "second": hosts: is required`,
+		},
+		"bad_expr.yml":        {"bad_expr.yml:3: when: compile expression"},
+		"handler_no_name.yml": {"handler_no_name.yml:5: a handler needs a name"},
+		"free_form_copy.yml":  {"free_form_copy.yml:3: module copy: arguments must be a mapping"},
+	}
+	files, err := filepath.Glob("testdata/invalid/*.yml")
+	if err != nil || len(files) != len(cases) {
+		t.Fatalf("fixtures %q (want one per case, %d)", files, len(cases))
+	}
+	for _, f := range files {
+		want := cases[filepath.Base(f)]
+		_, err := load(t, f)
+		if err == nil {
+			t.Errorf("%s: no error", f)
+			continue
+		}
+		msg := err.Error()
+		for _, w := range want {
+			if !strings.Contains(msg, "testdata/invalid/"+w) {
+				t.Errorf("%s: error lacks %q:\n%s", f, w, msg)
+			}
+		}
+		if n := len(strings.Split(msg, "\n")); n < len(want) {
+			t.Errorf("%s: %d problems reported, want %d:\n%s", f, n, len(want), msg)
+		}
+	}
+}
+
+func TestBuiltins(t *testing.T) {
+	list := List()
+	if len(list) < 2 {
+		t.Fatalf("List() = %v", list)
+	}
+	reg := tasks.Builtin()
+	for _, info := range list {
+		if info.Description == "" {
+			t.Errorf("built-in %s has no description comment", info.Name)
+		}
+		b, err := Show(info.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Decode(info.Name, b, builtinFiles(), reg); err != nil {
+			t.Errorf("built-in %s does not decode: %v", info.Name, err)
+		}
+		pb, err := Load(info.Name, reg)
+		if err != nil || len(pb.Plays) == 0 || !strings.HasPrefix(pb.Name, "builtin:") {
+			t.Errorf("Load(%s) = %v, %v", info.Name, pb, err)
+		}
+	}
+	if _, err := Show("nosuch"); err == nil {
+		t.Error("Show(nosuch) succeeded")
+	}
+	if _, err := Show("../decode.go"); err == nil {
+		t.Error("Show escaped the built-in directory")
+	}
+	if _, err := Load("nosuch.yml", reg); err == nil || !strings.Contains(err.Error(), "ping") {
+		t.Errorf("Load(nosuch) = %v, want an error listing the built-ins", err)
+	}
+}
+
+// TestLoadFilePrefersFile: a file named like a built-in wins over it.
+func TestLoadFilePrefersFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ping")
+	if err := os.WriteFile(path, []byte("- hosts: web\n  tasks:\n    - ping:\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pb, err := load(t, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pb.Plays[0].Hosts != "web" {
+		t.Errorf("loaded %q, not the file", pb.Plays[0].Hosts)
+	}
+}
