@@ -1,0 +1,210 @@
+package tasks
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+)
+
+// maxDiffSize is the largest remote file read back to show a diff.
+const maxDiffSize = 1 << 20
+
+// copyModule puts a file on the host from a local src or from content.
+// It compares the remote sha256 (Conn.Checksum) with the local one and
+// uploads only when they differ, atomically (Conn.Upload: temp file,
+// fsync, rename, checksum verified); mode, owner and group are then
+// enforced. secret: true marks the content as secret: no diff, mode 0600
+// by default for new files.
+type copyModule struct{}
+
+var fileAttrArgs = map[string]ArgSpec{
+	"dest":   {Type: ArgString, Required: true},
+	"mode":   {Type: ArgMode},
+	"owner":  {Type: ArgString},
+	"group":  {Type: ArgString},
+	"secret": {Type: ArgBool},
+}
+
+func (copyModule) Spec() Spec {
+	a := map[string]ArgSpec{"src": {Type: ArgString}, "content": {Type: ArgString}}
+	for k, v := range fileAttrArgs {
+		a[k] = v
+	}
+	return Spec{Args: a, ExactlyOneOf: [][]string{{"src", "content"}}}
+}
+
+// source returns the bytes to put and the destination path.
+func (copyModule) source(env *Env) ([]byte, string, error) {
+	dest, err := env.Args.String("dest")
+	if err != nil {
+		return nil, "", err
+	}
+	if env.Args.Has("content") {
+		s, err := env.Args.String("content")
+		return []byte(s), dest, err
+	}
+	src, err := env.Args.String("src")
+	if err != nil {
+		return nil, "", err
+	}
+	data, err := env.ReadLocal(src)
+	if err != nil {
+		return nil, "", err
+	}
+	if strings.HasSuffix(dest, "/") {
+		dest += path.Base(strings.ReplaceAll(src, "\\", "/"))
+	}
+	return data, dest, nil
+}
+
+func (m copyModule) Plan(ctx context.Context, env *Env) (Result, error) {
+	data, dest, err := m.source(env)
+	if err != nil {
+		return Result{}, err
+	}
+	p, err := planPut(ctx, env, dest, data)
+	return p.result, err
+}
+
+func (m copyModule) Apply(ctx context.Context, env *Env) (Result, error) {
+	data, dest, err := m.source(env)
+	if err != nil {
+		return Result{}, err
+	}
+	return applyPut(ctx, env, dest, data)
+}
+
+// putPlan is what planPut found out.
+type putPlan struct {
+	result  Result
+	dest    string
+	upload  bool        // content differs or the file is missing
+	perm    fs.FileMode // mode for the upload
+	owner   string      // owner for the upload ("user[:group]")
+	attrCmd []string    // commands fixing attributes when the content is equal
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// planPut decides what putting data at dest would change, read-only.
+func planPut(ctx context.Context, env *Env, dest string, data []byte) (putPlan, error) {
+	if err := checkPath(dest, false); err != nil {
+		return putPlan{}, fmt.Errorf("dest: %w", err)
+	}
+	at, err := readAttrs(env.Args)
+	if err != nil {
+		return putPlan{}, err
+	}
+	secret, err := env.Args.Bool("secret", false)
+	if err != nil {
+		return putPlan{}, err
+	}
+	sum := sha256Hex(data)
+	p := putPlan{dest: dest}
+	p.result.Data = map[string]any{"dest": dest, "checksum": sum, "size": len(data)}
+	fi, ok, err := exists(ctx, env.Conn, dest)
+	if err != nil {
+		return p, err
+	}
+	if ok && fi.IsDir() {
+		return p, fmt.Errorf("dest %s is a directory; name the file", dest)
+	}
+	var what []string
+	if !ok {
+		p.upload = true
+		what = append(what, "create "+dest)
+	} else {
+		remote, err := env.Conn.Checksum(ctx, dest)
+		if err != nil {
+			return p, fmt.Errorf("checksum %s: %w", dest, err)
+		}
+		if remote != sum {
+			p.upload = true
+			what = append(what, "replace content of "+dest)
+		}
+	}
+	switch {
+	case at.hasMode:
+		p.perm = at.mode
+	case ok:
+		p.perm = modeBits(fi.Mode())
+	case secret:
+		p.perm = 0o600
+	default:
+		p.perm = 0o644
+	}
+	if at.owner != "" {
+		p.owner = at.owner
+		if at.group != "" {
+			p.owner += ":" + at.group
+		}
+	}
+	if ok {
+		cmds, w, err := attrChanges(ctx, env.Conn, dest, fi, at)
+		if err != nil {
+			return p, err
+		}
+		what = append(what, w...)
+		if !p.upload {
+			p.attrCmd = cmds
+		} else if at.owner == "" && at.group != "" {
+			p.attrCmd = cmds // chgrp after the upload
+		}
+	} else if at.owner == "" && at.group != "" {
+		p.attrCmd = []string{"chgrp " + Quote(at.group) + " -- " + Quote(dest)}
+	}
+	p.result.Changed = len(what) > 0
+	if p.result.Changed {
+		p.result.Msg = strings.Join(what, ", ")
+	}
+	if p.upload && env.Diff && !secret && !env.NoLog {
+		var old []byte
+		if ok {
+			if fi.Size() > maxDiffSize {
+				p.result.Diff = fmt.Sprintf("(%s: %d bytes, too large to diff)\n", dest, fi.Size())
+			} else {
+				var buf bytes.Buffer
+				if err := env.Conn.Download(ctx, dest, &buf); err != nil {
+					return p, fmt.Errorf("read %s for diff: %w", dest, err)
+				}
+				old = buf.Bytes()
+			}
+		}
+		if p.result.Diff == "" {
+			p.result.Diff = unifiedDiff(dest, old, data, ok)
+		}
+	}
+	return p, nil
+}
+
+// applyPut puts data at dest when planPut says so.
+func applyPut(ctx context.Context, env *Env, dest string, data []byte) (Result, error) {
+	p, err := planPut(ctx, env, dest, data)
+	if err != nil || !p.result.Changed {
+		return p.result, err
+	}
+	if p.upload {
+		sum, err := env.Conn.Upload(ctx, dest, bytes.NewReader(data), p.perm, p.owner)
+		if err != nil {
+			return p.result, fmt.Errorf("upload %s: %w", dest, err)
+		}
+		if want := sha256Hex(data); sum != want {
+			return p.result, errors.New("upload " + dest + ": checksum mismatch: sent " + want + ", landed " + sum)
+		}
+	}
+	for _, c := range p.attrCmd {
+		if _, err := mustRun(ctx, env.Conn, c); err != nil {
+			return p.result, err
+		}
+	}
+	return p.result, nil
+}

@@ -1,0 +1,760 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kmsctl/kmsctl/redact"
+)
+
+type recorder struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (r *recorder) Event(e Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+}
+
+// results returns the host results of a task by host.
+func (r *recorder) results(task string) map[string]Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]Event{}
+	for _, e := range r.events {
+		if e.Type == EventHostResult && e.Task == task {
+			out[e.Host] = e
+		}
+	}
+	return out
+}
+
+// trace lists "task/host=status" for every host result, in order.
+func (r *recorder) trace() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, e := range r.events {
+		if e.Type == EventHostResult {
+			out = append(out, e.Task+"/"+e.Host+"="+e.Status.String())
+		}
+	}
+	return out
+}
+
+func (r *recorder) all() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var b strings.Builder
+	for _, e := range r.events {
+		fmt.Fprintf(&b, "%+v\n", e)
+	}
+	return b.String()
+}
+
+// lab is a set of fake hosts and an engine connected to them.
+type lab struct {
+	fakes    map[string]*fakeConn
+	connects map[string]int
+	mu       sync.Mutex
+	rec      *recorder
+	eng      *Engine
+}
+
+func newLab(t *testing.T, names ...string) *lab {
+	l := &lab{fakes: map[string]*fakeConn{}, connects: map[string]int{}, rec: &recorder{}}
+	for _, n := range names {
+		l.fakes[n] = newFake(t, n)
+	}
+	l.eng = &Engine{Sink: l.rec, Connect: func(ctx context.Context, h Host) (Conn, error) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.connects[h.Name]++
+		f, ok := l.fakes[h.Name]
+		if !ok {
+			return nil, errors.New("no route to host " + h.Name)
+		}
+		return f, nil
+	}}
+	return l
+}
+
+func (l *lab) hosts(names ...string) []Host {
+	var hs []Host
+	for _, n := range names {
+		hs = append(hs, Host{Name: n, Vars: map[string]any{"hv": "host-" + n}})
+	}
+	return hs
+}
+
+func sh(name, cmd string) Task {
+	return Task{Name: name, Module: "shell", Args: map[string]any{"cmd": cmd}}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestRunOKChangedAndRecap(t *testing.T) {
+	l := newLab(t, "a", "b")
+	play := Play{Name: "p", Hosts: l.hosts("a", "b"), Tasks: []Task{
+		sh("run", "true"),
+		{Name: "ping", Module: "ping"},
+	}}
+	recap, err := l.eng.Run(context.Background(), []Play{play})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, l.rec.all())
+	}
+	for _, h := range []string{"a", "b"} {
+		if got := *recap[h]; got != (HostStats{OK: 2, Changed: 1}) {
+			t.Errorf("recap %s = %+v, want OK 2 Changed 1", h, got)
+		}
+		if l.connects[h] != 1 || l.fakes[h].closed != 1 {
+			t.Errorf("host %s: %d connects, %d closes; want 1 and 1", h, l.connects[h], l.fakes[h].closed)
+		}
+	}
+	if recap.Failed() || recap.Unreachable() {
+		t.Errorf("recap says failed/unreachable: %+v", recap)
+	}
+	last := l.rec.events[len(l.rec.events)-1]
+	if last.Type != EventRecap || last.Recap["a"].OK != 2 {
+		t.Errorf("last event %+v, want the recap", last)
+	}
+	if got := l.rec.results("run")["a"]; got.Status != StatusChanged || !got.Changed {
+		t.Errorf("run on a: %+v, want changed", got)
+	}
+}
+
+func TestConnectOncePerRunAcrossPlays(t *testing.T) {
+	l := newLab(t, "a")
+	p := Play{Name: "p", Hosts: l.hosts("a"), Tasks: []Task{sh("x", "true")}}
+	if _, err := l.eng.Run(context.Background(), []Play{p, p, p}); err != nil {
+		t.Fatal(err)
+	}
+	if l.connects["a"] != 1 || l.fakes["a"].closed != 1 {
+		t.Fatalf("connects %d closes %d, want 1 1", l.connects["a"], l.fakes["a"].closed)
+	}
+}
+
+func TestForksBound(t *testing.T) {
+	names := []string{"h1", "h2", "h3", "h4", "h5", "h6"}
+	l := newLab(t, names...)
+	var inflight, maxInflight atomic.Int32
+	started := make(chan struct{}, len(names))
+	release := make(chan struct{})
+	for _, f := range l.fakes {
+		f.on("block", func(ctx context.Context, _, _ string) (string, string, int, error) {
+			n := inflight.Add(1)
+			for {
+				m := maxInflight.Load()
+				if n <= m || maxInflight.CompareAndSwap(m, n) {
+					break
+				}
+			}
+			started <- struct{}{}
+			<-release
+			inflight.Add(-1)
+			return "", "", 0, nil
+		})
+	}
+	l.eng.Forks = 2
+	done := make(chan error)
+	go func() {
+		_, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l.hosts(names...), Tasks: []Task{sh("b", "block")}}})
+		done <- err
+	}()
+	<-started
+	<-started // two in flight, none released
+	for range names {
+		release <- struct{}{}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := maxInflight.Load(); got != 2 {
+		t.Fatalf("max concurrent runs = %d, want 2 (forks)", got)
+	}
+}
+
+func TestBatchSizes(t *testing.T) {
+	cases := []struct {
+		n      int
+		serial []string
+		want   []int
+	}{
+		{3, nil, []int{3}},
+		{10, []string{"3"}, []int{3, 3, 3, 1}},
+		{10, []string{"30%"}, []int{3, 3, 3, 1}},
+		{10, []string{"1", "2", "50%"}, []int{1, 2, 5, 2}},
+		{2, []string{"10%"}, []int{1, 1}},
+		{2, []string{"5"}, []int{2}},
+		{0, []string{"1"}, nil},
+	}
+	for _, c := range cases {
+		got, err := batchSizes(c.n, c.serial)
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("batchSizes(%d, %q) = %v, %v; want %v", c.n, c.serial, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"0", "-1", "x", "0%", "101%"} {
+		if _, err := batchSizes(4, []string{bad}); err == nil {
+			t.Errorf("serial %q accepted", bad)
+		}
+	}
+}
+
+func TestSerialRunsPlayPerBatch(t *testing.T) {
+	l := newLab(t, "a", "b", "c")
+	p := Play{Name: "p", Hosts: l.hosts("a", "b", "c"), Serial: []string{"1", "2"},
+		Tasks: []Task{sh("t1", "true"), sh("t2", "true")}}
+	if _, err := l.eng.Run(context.Background(), []Play{p}); err != nil {
+		t.Fatal(err)
+	}
+	tr := l.rec.trace()
+	// a runs both tasks before b and c start.
+	if !slices.Equal(tr[:2], []string{"t1/a=changed", "t2/a=changed"}) || len(tr) != 6 {
+		t.Fatalf("trace %v", tr)
+	}
+	rest := tr[2:]
+	if !slices.Contains(rest[:2], "t1/b=changed") || !slices.Contains(rest[:2], "t1/c=changed") {
+		t.Fatalf("second batch did not run t1 on b and c first: %v", tr)
+	}
+}
+
+func TestAnyErrorsFatal(t *testing.T) {
+	for _, aef := range []bool{true, false} {
+		t.Run(fmt.Sprint(aef), func(t *testing.T) {
+			l := newLab(t, "a", "b", "c")
+			l.fakes["b"].reply("step1", "", 3)
+			p := Play{Name: "p", Hosts: l.hosts("a", "b", "c"), AnyErrorsFatal: &aef,
+				Tasks: []Task{sh("step1", "step1"), sh("step2", "true")}}
+			p2 := Play{Name: "p2", Hosts: l.hosts("a", "c"), Tasks: []Task{sh("next", "true")}}
+			recap, err := l.eng.Run(context.Background(), []Play{p, p2})
+			var re *RunError
+			if !errors.As(err, &re) || len(re.Hosts) != 1 || re.Hosts[0].Host != "b" || re.Hosts[0].Unreachable {
+				t.Fatalf("err = %v, want a RunError for b", err)
+			}
+			if !recap.Failed() || recap["b"].Failed != 1 {
+				t.Fatalf("recap %+v", recap["b"])
+			}
+			step2 := l.rec.results("step2")
+			if aef {
+				if len(step2) != 0 || len(l.rec.results("next")) != 0 {
+					t.Fatalf("play went on after a failure with any_errors_fatal: %v", l.rec.trace())
+				}
+			} else {
+				if len(step2) != 2 || step2["a"].Status != StatusChanged || step2["c"].Status != StatusChanged {
+					t.Fatalf("step2 = %v, want a and c", l.rec.trace())
+				}
+				if _, ok := step2["b"]; ok {
+					t.Fatal("failed host b kept running")
+				}
+				if len(l.rec.results("next")) != 2 {
+					t.Fatalf("next play did not run: %v", l.rec.trace())
+				}
+			}
+		})
+	}
+}
+
+func TestUnreachableIsNotFailed(t *testing.T) {
+	l := newLab(t, "a", "c")
+	l.fakes["c"].unreachable = true
+	p := Play{Name: "p", Hosts: l.hosts("a", "b", "c"), Tasks: []Task{sh("t1", "true"), sh("t2", "true")}}
+	recap, err := l.eng.Run(context.Background(), []Play{p})
+	var re *RunError
+	if !errors.As(err, &re) || len(re.Hosts) != 2 {
+		t.Fatalf("err = %v", err)
+	}
+	for _, he := range re.Hosts {
+		if !he.Unreachable {
+			t.Errorf("%s not marked unreachable: %v", he.Host, he)
+		}
+	}
+	if recap.Failed() || !recap.Unreachable() {
+		t.Fatalf("recap failed=%v unreachable=%v", recap.Failed(), recap.Unreachable())
+	}
+	if recap["b"].Unreachable != 1 || recap["c"].Unreachable != 1 || recap["a"].OK != 2 {
+		t.Fatalf("recap a=%+v b=%+v c=%+v", *recap["a"], *recap["b"], *recap["c"])
+	}
+	if r := l.rec.results("t2"); len(r) != 1 || r["a"].Status != StatusChanged {
+		t.Fatalf("t2 should run on a only: %v", l.rec.trace())
+	}
+	if !strings.Contains(l.rec.results("t1")["b"].Msg, "no route to host b") {
+		t.Errorf("unreachable message lacks the connect error: %q", l.rec.results("t1")["b"].Msg)
+	}
+}
+
+func TestWhenRegisterChangedFailedWhen(t *testing.T) {
+	l := newLab(t, "a")
+	l.fakes["a"].reply("echo-boom", "boom\n", 1)
+	tasks := []Task{
+		{Name: "reg", Module: "command", Args: map[string]any{"argv": []any{"echo", "hello", "world"}}, Register: "r", ChangedWhen: "false"},
+		{Name: "yes", Module: "shell", Args: map[string]any{"cmd": "true"}, When: `r.stdout == "hello world\n" and r.rc == 0 and r.stdout_lines[0] == "hello world"`},
+		{Name: "no", Module: "shell", Args: map[string]any{"cmd": "true"}, When: "r.rc != 0"},
+		{Name: "undef", Module: "shell", Args: map[string]any{"cmd": "true"}, When: "nothere is defined"},
+		{Name: "undef2", Module: "shell", Args: map[string]any{"cmd": "true"}, When: "nothere is not defined and r.changed == false"},
+		{Name: "tolerated", Module: "shell", Args: map[string]any{"cmd": "echo-boom"}, Register: "b", FailedWhen: `b.stdout contains "bang"`},
+		{Name: "after", Module: "shell", Args: map[string]any{"cmd": "true"}, When: "b.rc == 1 and not b.failed"},
+		{Name: "failnow", Module: "shell", Args: map[string]any{"cmd": "true"}, FailedWhen: "result.rc == 0"},
+	}
+	recap, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l.hosts("a"), Tasks: tasks}})
+	want := []string{"reg/a=ok", "yes/a=changed", "no/a=skipped", "undef/a=skipped", "undef2/a=changed",
+		"tolerated/a=changed", "after/a=changed", "failnow/a=failed"}
+	if got := l.rec.trace(); !slices.Equal(got, want) {
+		t.Fatalf("trace\n got %v\nwant %v", got, want)
+	}
+	if err == nil || recap["a"].Failed != 1 || recap["a"].Skipped != 2 {
+		t.Fatalf("err %v recap %+v", err, recap["a"])
+	}
+	if !strings.Contains(l.rec.results("failnow")["a"].Msg, "failed_when") {
+		t.Errorf("failnow msg %q", l.rec.results("failnow")["a"].Msg)
+	}
+}
+
+func TestUntilRetries(t *testing.T) {
+	l := newLab(t, "a")
+	var n atomic.Int32
+	l.fakes["a"].on("probe", func(context.Context, string, string) (string, string, int, error) {
+		if n.Add(1) < 3 {
+			return "", "", 1, nil
+		}
+		return "ready\n", "", 0, nil
+	})
+	l.fakes["a"].reply("never", "", 1)
+	tasks := []Task{
+		{Name: "wait", Module: "shell", Args: map[string]any{"cmd": "probe"}, Register: "w", Until: "w.rc == 0", Retries: 5, Delay: time.Millisecond},
+		{Name: "check", Module: "assert", Args: map[string]any{"that": []any{"w.attempts == 3", `w.stdout == "ready\n"`}}},
+		{Name: "exhaust", Module: "shell", Args: map[string]any{"cmd": "never"}, Until: "result.rc == 0", Retries: 2, Delay: time.Millisecond},
+	}
+	_, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l.hosts("a"), Tasks: tasks}})
+	want := []string{"wait/a=changed", "check/a=ok", "exhaust/a=failed"}
+	if got := l.rec.trace(); !slices.Equal(got, want) {
+		t.Fatalf("trace %v, want %v\n%s", got, want, l.rec.all())
+	}
+	if err == nil || !strings.Contains(err.Error(), "after 3 attempts") {
+		t.Fatalf("err = %v", err)
+	}
+	if c := slices.Index(l.fakes["a"].callList(), "never"); c < 0 || strings.Count(strings.Join(l.fakes["a"].callList(), ","), "never") != 3 {
+		t.Fatalf("never ran %v", l.fakes["a"].callList())
+	}
+}
+
+func TestIgnoreErrors(t *testing.T) {
+	l := newLab(t, "a")
+	tasks := []Task{
+		{Name: "bad", Module: "shell", Args: map[string]any{"cmd": "false"}, IgnoreErrors: true},
+		sh("good", "true"),
+	}
+	recap, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l.hosts("a"), Tasks: tasks}})
+	if err != nil {
+		t.Fatalf("ignored failure returned %v", err)
+	}
+	if *recap["a"] != (HostStats{OK: 1, Changed: 1, Ignored: 1}) {
+		t.Fatalf("recap %+v", *recap["a"])
+	}
+	if e := l.rec.results("bad")["a"]; e.Status != StatusFailed || !e.Ignored {
+		t.Fatalf("bad event %+v", e)
+	}
+}
+
+func TestTags(t *testing.T) {
+	tasks := []Task{
+		{Name: "a", Module: "ping", Tags: []string{"a"}},
+		{Name: "b", Module: "ping", Tags: []string{"b"}},
+		{Name: "always", Module: "ping", Tags: []string{"always"}},
+		{Name: "never", Module: "ping", Tags: []string{"never", "debug"}},
+		{Name: "untagged", Module: "ping"},
+	}
+	cases := []struct {
+		tags, skip []string
+		want       []string
+	}{
+		{nil, nil, []string{"a", "b", "always", "untagged"}},
+		{[]string{"a"}, nil, []string{"a", "always"}},
+		{nil, []string{"a"}, []string{"b", "always", "untagged"}},
+		{[]string{"debug"}, nil, []string{"always", "never"}},
+		{[]string{"a"}, []string{"always"}, []string{"a"}},
+	}
+	for _, c := range cases {
+		l := newLab(t, "h")
+		l.eng.Tags, l.eng.SkipTags = c.tags, c.skip
+		if _, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l.hosts("h"), Tasks: tasks}}); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, s := range l.rec.trace() {
+			got = append(got, strings.TrimSuffix(s, "/h=ok"))
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("tags %v skip %v: ran %v, want %v", c.tags, c.skip, got, c.want)
+		}
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	l := newLab(t, "a")
+	l.fakes["a"].on("hang", func(ctx context.Context, _, _ string) (string, string, int, error) {
+		<-ctx.Done()
+		return "", "", 0, ctx.Err()
+	})
+	_, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l.hosts("a"),
+		Tasks: []Task{{Name: "hang", Module: "shell", Args: map[string]any{"cmd": "hang"}, Timeout: 20 * time.Millisecond}}}})
+	if err == nil || !strings.Contains(err.Error(), "timed out after 20ms") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestHandlersRunOnceAtEndAndAfterFailure(t *testing.T) {
+	l := newLab(t, "a", "b")
+	l.fakes["b"].reply("later", "", 1)
+	aef := false
+	p := Play{Name: "p", Hosts: l.hosts("a", "b"), AnyErrorsFatal: &aef,
+		Tasks: []Task{
+			{Name: "push", Module: "copy", Args: map[string]any{"content": "x", "dest": "/etc/app.conf"}, Notify: []string{"restart app"}},
+			{Name: "push again", Module: "copy", Args: map[string]any{"content": "y", "dest": "/etc/app2.conf"}, Notify: []string{"restart app", "unused"}},
+			sh("later", "later"),
+			sh("last", "true"),
+		},
+		Handlers: []Task{
+			{Name: "unused", Module: "shell", Args: map[string]any{"cmd": "true"}, When: "false"},
+			{Name: "restart app", Module: "shell", Args: map[string]any{"cmd": "restart-app"}},
+			{Name: "never notified", Module: "shell", Args: map[string]any{"cmd": "nope"}},
+		}}
+	for _, f := range l.fakes {
+		f.reply("restart-app", "", 0)
+	}
+	recap, err := l.eng.Run(context.Background(), []Play{p})
+	if err == nil || recap["b"].Failed != 1 {
+		t.Fatalf("err %v", err)
+	}
+	tr := l.rec.trace()
+	if len(tr) < 5 {
+		t.Fatalf("trace %v\n%s", tr, l.rec.all())
+	}
+	want := []string{"last/a=changed", "unused/a=skipped", "unused/b=skipped", "restart app/a=changed", "restart app/b=changed"}
+	got := tr[len(tr)-5:]
+	slices.Sort(got[1:3])
+	slices.Sort(got[3:5])
+	if !slices.Equal(got, want) {
+		t.Fatalf("trace tail %v, want %v (handlers in definition order, once, also on failed b)", tr, want)
+	}
+	for _, h := range []string{"a", "b"} {
+		n := 0
+		for _, c := range l.fakes[h].callList() {
+			if c == "restart-app" {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s: handler ran %d times", h, n)
+		}
+	}
+	if slices.Contains(l.fakes["a"].callList(), "nope") {
+		t.Error("un-notified handler ran")
+	}
+}
+
+func TestHandlerNotNotifiedWhenUnchanged(t *testing.T) {
+	l := newLab(t, "a")
+	l.fakes["a"].putFile("/etc/app.conf", "x", 0o644)
+	p := Play{Name: "p", Hosts: l.hosts("a"),
+		Tasks:    []Task{{Name: "push", Module: "copy", Args: map[string]any{"content": "x", "dest": "/etc/app.conf"}, Notify: []string{"h"}}},
+		Handlers: []Task{{Name: "h", Module: "shell", Args: map[string]any{"cmd": "handler"}}}}
+	if _, err := l.eng.Run(context.Background(), []Play{p}); err != nil {
+		t.Fatal(err)
+	}
+	if len(l.rec.results("h")) != 0 {
+		t.Fatal("handler ran though nothing changed")
+	}
+}
+
+func TestCancelStopsNewTasksButRunsHandlers(t *testing.T) {
+	l := newLab(t, "a")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var handlerCtxErr error
+	l.fakes["a"].on("deploy", func(context.Context, string, string) (string, string, int, error) {
+		cancel() // the operator presses Ctrl-C while this runs
+		return "", "", 0, nil
+	})
+	l.fakes["a"].on("restart", func(hctx context.Context, _, _ string) (string, string, int, error) {
+		handlerCtxErr = hctx.Err()
+		return "", "", 0, nil
+	})
+	p := Play{Name: "p", Hosts: l.hosts("a"),
+		Tasks:    []Task{{Name: "deploy", Module: "shell", Args: map[string]any{"cmd": "deploy"}, Notify: []string{"restart"}}, sh("next", "true")},
+		Handlers: []Task{{Name: "restart", Module: "shell", Args: map[string]any{"cmd": "restart"}}}}
+	recap, err := l.eng.Run(ctx, []Play{p, p})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	var re *RunError
+	if !errors.As(err, &re) || re.Cancelled == nil {
+		t.Fatalf("err = %#v, want a RunError with Cancelled", err)
+	}
+	want := []string{"deploy/a=changed", "restart/a=changed"}
+	if got := l.rec.trace(); !slices.Equal(got, want) {
+		t.Fatalf("trace %v, want %v", got, want)
+	}
+	if handlerCtxErr != nil {
+		t.Fatalf("handler ran with a cancelled context: %v", handlerCtxErr)
+	}
+	if recap["a"].OK != 2 || l.rec.events[len(l.rec.events)-1].Type != EventRecap {
+		t.Fatalf("recap %+v / last event missing", recap["a"])
+	}
+}
+
+func TestNoLogHidesSecrets(t *testing.T) {
+	l := newLab(t, "a")
+	l.fakes["a"].on("use-secret", func(_ context.Context, _, stdin string) (string, string, int, error) {
+		return "got " + stdin, "error near " + stdin, 1, nil
+	})
+	l.eng.Diff = true
+	tasks := []Task{
+		{Name: "secret cmd", Module: "command", Args: map[string]any{"cmd": "use-secret", "stdin": "{{ key }}"}, NoLog: true, IgnoreErrors: true},
+		{Name: "secret file", Module: "copy", Args: map[string]any{"content": "KEY={{ key }}\n", "dest": "/etc/default/minkms"}, NoLog: true},
+		{Name: "secret fail", Module: "command", Args: map[string]any{"cmd": "use-secret", "stdin": "{{ key }}"}, NoLog: true},
+	}
+	_, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l.hosts("a"), Vars: map[string]any{"key": sentinel}, Tasks: tasks}})
+	if err == nil {
+		t.Fatal("want the last task to fail")
+	}
+	if strings.Contains(err.Error(), sentinel) || strings.Contains(fmt.Sprintf("%+v", err), sentinel) {
+		t.Fatalf("secret in error: %v", err)
+	}
+	if strings.Contains(l.rec.all(), sentinel) {
+		t.Fatalf("secret in events:\n%s", l.rec.all())
+	}
+	if got := l.rec.results("secret cmd")["a"].Msg; got != noLogMsg {
+		t.Fatalf("no_log message %q", got)
+	}
+	for _, c := range l.fakes["a"].callList() {
+		if strings.Contains(c, sentinel) {
+			t.Fatalf("secret in a command line: %q", c)
+		}
+	}
+	if f, _ := l.fakes["a"].file("/etc/default/minkms"); f == nil || string(f.data) != "KEY="+sentinel+"\n" {
+		t.Fatal("secret file not written")
+	}
+}
+
+func TestRedactorMasksOutput(t *testing.T) {
+	l := newLab(t, "a")
+	l.eng.Redactor = redact.New(sentinel)
+	l.fakes["a"].reply("leak", sentinel+"\n", 2)
+	_, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l.hosts("a"), Tasks: []Task{sh("leak", "leak")}}})
+	if err == nil {
+		t.Fatal("want failure")
+	}
+	ev := l.rec.results("leak")["a"]
+	if !strings.Contains(ev.Stdout, redact.Mask) || strings.Contains(l.rec.all(), sentinel) {
+		t.Fatalf("stdout not masked: %q", ev.Stdout)
+	}
+}
+
+func TestCheckModeRunsPlanOnly(t *testing.T) {
+	l := newLab(t, "a")
+	l.fakes["a"].putFile("/etc/app.conf", "old\n", 0o644)
+	l.fakes["a"].units["minkms.service"] = &fakeUnit{}
+	l.eng.Check, l.eng.Diff = true, true
+	before := l.fakes["a"].snapshot()
+	tasks := []Task{
+		sh("cmd", "rm -rf /"),
+		{Name: "guarded", Module: "command", Args: map[string]any{"cmd": "make-thing", "creates": "/opt/thing"}},
+		{Name: "conf", Module: "copy", Args: map[string]any{"content": "new\n", "dest": "/etc/app.conf"}, Notify: []string{"restart"}},
+		{Name: "svc", Module: "service", Args: map[string]any{"name": "minkms.service", "state": "started", "enabled": true}},
+		{Name: "dir", Module: "file", Args: map[string]any{"path": "/mnt/minio-kms", "state": "directory"}},
+		{Name: "wait", Module: "wait_for", Args: map[string]any{"port": 7373, "timeout": 3600}},
+	}
+	handlers := []Task{{Name: "restart", Module: "service", Args: map[string]any{"name": "minkms.service", "state": "restarted"}}}
+	recap, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l.hosts("a"), Tasks: tasks, Handlers: handlers}})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, l.rec.all())
+	}
+	want := []string{"cmd/a=skipped", "guarded/a=changed", "conf/a=changed", "svc/a=changed", "dir/a=changed", "wait/a=ok", "restart/a=changed"}
+	if got := l.rec.trace(); !slices.Equal(got, want) {
+		t.Fatalf("trace %v, want %v", got, want)
+	}
+	if after := l.fakes["a"].snapshot(); after != before {
+		t.Fatalf("check mode changed the host:\n%s\n---\n%s", before, after)
+	}
+	for _, c := range l.fakes["a"].callList() {
+		if c == "rm -rf /" || c == "make-thing" || strings.HasPrefix(c, "upload") || strings.Contains(c, "systemctl start") {
+			t.Fatalf("check mode ran %q", c)
+		}
+	}
+	if d := l.rec.results("conf")["a"].Diff; !strings.Contains(d, "-old") || !strings.Contains(d, "+new") {
+		t.Fatalf("diff %q", d)
+	}
+	if recap["a"].Changed != 5 {
+		t.Fatalf("recap %+v", *recap["a"])
+	}
+}
+
+func TestDiffNeverForSecretFiles(t *testing.T) {
+	l := newLab(t, "a")
+	l.fakes["a"].putFile("/etc/default/minkms", "MINIO_KMS_HSM_KEY=old-"+sentinel+"\n", 0o600)
+	l.eng.Diff = true
+	tasks := []Task{
+		{Name: "env", Module: "copy", Args: map[string]any{"content": "MINIO_KMS_HSM_KEY=" + sentinel + "\n", "dest": "/etc/default/minkms", "secret": true}},
+		{Name: "tpl", Module: "template", Args: map[string]any{"src": "testdata/env.tmpl", "dest": "/etc/default/other", "secret": "yes"}},
+		{Name: "plain", Module: "copy", Args: map[string]any{"content": "hello\n", "dest": "/etc/plain"}},
+	}
+	_, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l.hosts("a"), Vars: map[string]any{"hsm_key": sentinel}, Tasks: tasks}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"env", "tpl"} {
+		if e := l.rec.results(n)["a"]; e.Status != StatusChanged || e.Diff != "" {
+			t.Fatalf("%s: %+v", n, e)
+		}
+	}
+	if d := l.rec.results("plain")["a"].Diff; !strings.Contains(d, "+hello") {
+		t.Fatalf("plain diff %q", d)
+	}
+	if strings.Contains(l.rec.all(), sentinel) {
+		t.Fatal("secret in events")
+	}
+	if f, _ := l.fakes["a"].file("/etc/default/other"); f == nil || f.mode != 0o600 || !strings.Contains(string(f.data), sentinel) {
+		t.Fatalf("template result %+v", f)
+	}
+}
+
+func TestBecome(t *testing.T) {
+	l := newLab(t, "a")
+	var users []string
+	l.eng.Become = func(c Conn, user string) Conn {
+		users = append(users, user)
+		return c
+	}
+	hosts := l.hosts("a")
+	hosts[0].Vars["ansible_become"] = true
+	tasks := []Task{
+		sh("host default", "true"),
+		{Name: "as minkms", Module: "shell", Args: map[string]any{"cmd": "true"}, BecomeUser: "minkms-user"},
+		{Name: "off", Module: "shell", Args: map[string]any{"cmd": "true"}, Become: ptr(false)},
+		{Name: "local", Module: "set_fact", Args: map[string]any{"x": 1}},
+	}
+	if _, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: hosts, Tasks: tasks}}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(users, []string{"root", "minkms-user"}) {
+		t.Fatalf("become users %v", users)
+	}
+	l2 := newLab(t, "a")
+	_, err := l2.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l2.hosts("a"), Tasks: []Task{{Name: "x", Module: "ping", Become: ptr(true)}}}})
+	if err == nil || !strings.Contains(err.Error(), "no Become") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestVariablePrecedenceAndTemplates(t *testing.T) {
+	l := newLab(t, "a")
+	l.eng.ExtraVars = map[string]any{"x": "extra"}
+	hosts := []Host{{Name: "a", Vars: map[string]any{"x": "host", "y": "host", "z": "host", "w": "host"}}}
+	p := Play{Name: "p", Hosts: hosts, Vars: map[string]any{"x": "play", "y": "play", "z": "play"},
+		Tasks: []Task{
+			{Name: "fact", Module: "set_fact", Args: map[string]any{"z": "fact-{{ w }}", "x": "fact"}},
+			{Name: "show", Module: "command", Args: map[string]any{"argv": []any{"echo", "{{ x }}", "{{ y }}", "{{ z }}", "{{ w }}", "{{ missing | default:\"dflt\" }}", "{{ inventory_hostname }}"}}, Register: "out"},
+			{Name: "check", Module: "assert", Args: map[string]any{"that": `out.stdout == "extra play fact-host host dflt a\n"`}},
+		}}
+	if _, err := l.eng.Run(context.Background(), []Play{p}); err != nil {
+		t.Fatalf("%v\n%s", err, l.rec.all())
+	}
+}
+
+func TestAssertAndSetFact(t *testing.T) {
+	l := newLab(t, "a")
+	tasks := []Task{
+		{Name: "set", Module: "set_fact", Args: map[string]any{"n": 3, "name": "{{ inventory_hostname }}-x"}},
+		{Name: "ok", Module: "assert", Args: map[string]any{"that": []any{"n == 3", `name == "a-x"`}, "success_msg": "fine"}},
+		{Name: "bad", Module: "assert", Args: map[string]any{"that": []any{"n == 3", "n > 5"}, "fail_msg": "n too small"}},
+	}
+	_, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l.hosts("a"), Tasks: tasks}})
+	if err == nil || !strings.Contains(err.Error(), "n too small") {
+		t.Fatalf("err = %v", err)
+	}
+	if got := l.rec.results("ok")["a"].Msg; got != "fine" {
+		t.Fatalf("ok msg %q", got)
+	}
+	if l.connects["a"] != 0 {
+		t.Fatalf("local modules connected to the host %d times", l.connects["a"])
+	}
+}
+
+func TestValidate(t *testing.T) {
+	r := Builtin()
+	cases := []struct {
+		task Task
+		want []string // substrings of the error; none = valid
+	}{
+		{Task{Module: "copy", Args: map[string]any{"content": "x", "dest": "/a", "mode": "0600"}, Pos: "site.yml:3"}, nil},
+		{Task{Module: "copy", Args: map[string]any{"content": "x", "dest": "{{ d }}", "mode": "{{ m }}"}}, nil},
+		{Task{Module: "ansible.builtin.ping"}, nil},
+		{Task{Module: "nosuch", Pos: "site.yml:4"}, []string{"site.yml:4", `unknown module "nosuch"`}},
+		{Task{Module: "copy", Args: map[string]any{"dest": "/a", "colour": "red", "mode": true}, Pos: "site.yml:5"},
+			[]string{"site.yml:5", `unknown argument "colour"`, `argument "mode"`, "exactly one of src, content"}},
+		{Task{Module: "file", Args: map[string]any{"state": "absent"}, Pos: "p.yml:9"}, []string{"p.yml:9", `missing required argument "path"`}},
+		{Task{Module: "wait_for", Args: map[string]any{"port": "abc"}}, []string{`argument "port"`}},
+		{Task{Module: "ping", When: "a ==", Pos: "x.yml:1"}, []string{"x.yml:1", "when"}},
+		{Task{Module: "set_fact", Args: map[string]any{"anything": 1}}, nil},
+	}
+	for _, c := range cases {
+		err := r.Validate(c.task)
+		if len(c.want) == 0 {
+			if err != nil {
+				t.Errorf("%+v: %v", c.task, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%+v: accepted", c.task)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%+v: error %q lacks %q", c.task, err, w)
+			}
+		}
+	}
+}
+
+func TestRunRejectsInvalidPlays(t *testing.T) {
+	l := newLab(t, "a")
+	p := Play{Name: "p", Pos: "site.yml:1", Hosts: l.hosts("a"), Serial: []string{"zero"},
+		Tasks: []Task{{Name: "x", Module: "ping", Notify: []string{"ghost"}, Pos: "site.yml:5"}, {Module: "nosuch", Pos: "site.yml:7"}}}
+	_, err := l.eng.Run(context.Background(), []Play{p})
+	for _, w := range []string{`serial "zero"`, `site.yml:5: task "x" notifies "ghost"`, "site.yml:7: unknown module"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("err %v lacks %q", err, w)
+		}
+	}
+	if len(l.rec.events) != 0 || l.connects["a"] != 0 {
+		t.Fatal("an invalid play ran")
+	}
+}
+
+func TestModulePanicIsAFailure(t *testing.T) {
+	l := newLab(t, "a")
+	reg := Builtin()
+	reg.Register("boom", panicModule{})
+	l.eng.Modules = reg
+	_, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l.hosts("a"), Tasks: []Task{{Name: "b", Module: "boom"}}}})
+	if err == nil || !strings.Contains(err.Error(), "module panicked") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+type panicModule struct{}
+
+func (panicModule) Spec() Spec                                  { return Spec{Local: true} }
+func (panicModule) Plan(context.Context, *Env) (Result, error)  { panic("plan") }
+func (panicModule) Apply(context.Context, *Env) (Result, error) { panic("apply") }

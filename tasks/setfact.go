@@ -1,0 +1,19 @@
+package tasks
+
+import "context"
+
+// setFactModule sets host variables for the later tasks of the run: every
+// argument (templated) becomes a variable. It runs on the control machine.
+type setFactModule struct{}
+
+func (setFactModule) Spec() Spec { return Spec{AnyArgs: true, Local: true} }
+
+func (m setFactModule) Plan(ctx context.Context, env *Env) (Result, error) { return m.Apply(ctx, env) }
+
+func (setFactModule) Apply(_ context.Context, env *Env) (Result, error) {
+	facts := make(map[string]any, len(env.Args))
+	for k, v := range env.Args {
+		facts[k] = v
+	}
+	return Result{Facts: facts, Data: map[string]any{"ansible_facts": facts}}, nil
+}

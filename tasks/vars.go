@@ -1,0 +1,170 @@
+package tasks
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+	"github.com/flosch/pongo2/v6"
+)
+
+// isDefinedRE matches Jinja's "x is defined" / "x.y is not defined" tests,
+// which are rewritten to defined("x") calls before expr compiles them.
+var isDefinedRE = regexp.MustCompile(`([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s+is\s+(not\s+)?(defined|undefined)\b`)
+
+// wholeTemplateRE matches an expression written as one "{{ ... }}".
+var wholeTemplateRE = regexp.MustCompile(`^\s*\{\{(.*)\}\}\s*$`)
+
+// identRE matches the variable names a template context can hold.
+var identRE = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
+
+// rewriteExpr turns the Ansible habits expr does not know into expr syntax.
+func rewriteExpr(src string) string {
+	if m := wholeTemplateRE.FindStringSubmatch(src); m != nil && !strings.Contains(m[1], "{{") {
+		src = m[1]
+	}
+	return isDefinedRE.ReplaceAllStringFunc(src, func(s string) string {
+		m := isDefinedRE.FindStringSubmatch(s)
+		neg := (m[2] != "") != (m[3] == "undefined")
+		if neg {
+			return fmt.Sprintf("(not defined(%q))", m[1])
+		}
+		return fmt.Sprintf("defined(%q)", m[1])
+	})
+}
+
+func compileExpr(src string) (*vm.Program, error) {
+	p, err := expr.Compile(rewriteExpr(src), expr.AllowUndefinedVariables())
+	if err != nil {
+		return nil, fmt.Errorf("compile expression %q: %w", src, err)
+	}
+	return p, nil
+}
+
+// lookupPath finds a dotted variable path ("result.rc") in vars.
+func lookupPath(vars map[string]any, path string) (any, bool) {
+	var cur any = vars
+	for _, part := range strings.Split(path, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		cur, ok = m[part]
+		if !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// evaluator compiles and caches expressions and templates for one run.
+type evaluator struct {
+	progs sync.Map // string → *vm.Program
+	tpls  sync.Map // string → *pongo2.Template
+}
+
+// eval evaluates an expr-lang expression against vars. Undefined variables
+// are nil; defined("a.b") tells whether a variable exists.
+func (ev *evaluator) eval(src string, vars map[string]any) (any, error) {
+	var prog *vm.Program
+	if p, ok := ev.progs.Load(src); ok {
+		prog = p.(*vm.Program)
+	} else {
+		p, err := compileExpr(src)
+		if err != nil {
+			return nil, err
+		}
+		ev.progs.Store(src, p)
+		prog = p
+	}
+	env := make(map[string]any, len(vars)+1)
+	for k, v := range vars {
+		env[k] = v
+	}
+	env["defined"] = func(path string) bool { _, ok := lookupPath(vars, path); return ok }
+	out, err := expr.Run(prog, env)
+	if err != nil {
+		return nil, fmt.Errorf("evaluate %q: %w", src, err)
+	}
+	return out, nil
+}
+
+func asBool(src string, v any) (bool, error) {
+	switch x := v.(type) {
+	case bool:
+		return x, nil
+	case nil:
+		return false, nil
+	}
+	return false, fmt.Errorf("expression %q gave %T %v, want true or false", src, v, v)
+}
+
+func (ev *evaluator) evalBool(src string, vars map[string]any) (bool, error) {
+	v, err := ev.eval(src, vars)
+	if err != nil {
+		return false, err
+	}
+	return asBool(src, v)
+}
+
+// render renders a pongo2 (Jinja-like) template against vars. Strings
+// without "{{" or "{%" are returned as they are. HTML autoescaping is off.
+func (ev *evaluator) render(src string, vars map[string]any) (string, error) {
+	if !strings.Contains(src, "{{") && !strings.Contains(src, "{%") {
+		return src, nil
+	}
+	var tpl *pongo2.Template
+	if t, ok := ev.tpls.Load(src); ok {
+		tpl = t.(*pongo2.Template)
+	} else {
+		t, err := pongo2.FromString("{% autoescape off %}" + src + "{% endautoescape %}")
+		if err != nil {
+			return "", fmt.Errorf("parse template %q: %w", src, err)
+		}
+		ev.tpls.Store(src, t)
+		tpl = t
+	}
+	ctx := make(pongo2.Context, len(vars))
+	for k, v := range vars {
+		if identRE.MatchString(k) {
+			ctx[k] = v
+		}
+	}
+	out, err := tpl.Execute(ctx)
+	if err != nil {
+		return "", fmt.Errorf("render template %q: %w", src, err)
+	}
+	return out, nil
+}
+
+// renderValue renders every string inside v (maps and lists recursively).
+func (ev *evaluator) renderValue(v any, vars map[string]any) (any, error) {
+	switch x := v.(type) {
+	case string:
+		return ev.render(x, vars)
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			r, err := ev.renderValue(e, vars)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = r
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			r, err := ev.renderValue(e, vars)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = r
+		}
+		return out, nil
+	}
+	return v, nil
+}
