@@ -1,0 +1,266 @@
+package fake_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kmsctl/kmsctl/remote/fake"
+	"github.com/kmsctl/kmsctl/tasks"
+)
+
+var _ tasks.Conn = (*fake.Conn)(nil)
+
+// recorder is a testing.TB that records failures instead of failing, and
+// runs cleanups when asked, so that the fake's own failure reporting can be
+// tested.
+type recorder struct {
+	testing.TB
+	mu       sync.Mutex
+	errs     []string
+	cleanups []func()
+}
+
+func (r *recorder) Helper() {}
+func (r *recorder) Errorf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+func (r *recorder) Cleanup(f func()) { r.cleanups = append(r.cleanups, f) }
+func (r *recorder) finish() {
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		r.cleanups[i]()
+	}
+}
+
+type exitStatuser interface{ ExitStatus() int }
+type unreachabler interface{ Unreachable() bool }
+
+func run(c *fake.Conn, cmd, stdin string) (string, string, error) {
+	var out, errb bytes.Buffer
+	var in io.Reader
+	if stdin != "" {
+		in = strings.NewReader(stdin)
+	}
+	err := c.Run(context.Background(), cmd, in, &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+func TestScriptedCommands(t *testing.T) {
+	c := fake.New(t, "node1")
+	c.Expect("systemctl is-active minkms").Stdout("active\n")
+	c.Expect("false").Stderr("boom\n").Exit(3)
+	c.ExpectMatch(`^cat > /etc/`).Do(func(stdin []byte) (string, string, int) {
+		return "got " + string(stdin), "", 0
+	})
+
+	if out, _, err := run(c, "systemctl is-active minkms", ""); err != nil || out != "active\n" {
+		t.Errorf("is-active: %q %v", out, err)
+	}
+	out, errOut, err := run(c, "false", "")
+	var xs exitStatuser
+	if !errors.As(err, &xs) || xs.ExitStatus() != 3 {
+		t.Fatalf("false: err %v, want exit status 3", err)
+	}
+	var xe *fake.ExitError
+	if !errors.As(err, &xe) || xe.Cmd != "false" || xe.Stderr != "boom\n" || xe.Host != "node1" {
+		t.Errorf("ExitError = %+v", xe)
+	}
+	if out != "" || errOut != "boom\n" {
+		t.Errorf("false: stdout %q stderr %q", out, errOut)
+	}
+	if out, _, err := run(c, "cat > /etc/x", "secret-on-stdin"); err != nil || out != "got secret-on-stdin" {
+		t.Errorf("Do: %q %v", out, err)
+	}
+	calls := c.Calls()
+	if len(calls) != 3 || calls[2].Kind != fake.KindRun || string(calls[2].Stdin) != "secret-on-stdin" || calls[1].Err == nil {
+		t.Errorf("Calls() = %+v", calls)
+	}
+	if got := c.Commands(); strings.Join(got, "|") != "systemctl is-active minkms|false|cat > /etc/x" {
+		t.Errorf("Commands() = %q", got)
+	}
+}
+
+func TestUnexpectedAndUnmetExpectations(t *testing.T) {
+	r := &recorder{TB: t}
+	c := fake.New(r, "node1")
+	c.ExpectMatch(`^echo `).Times(2)
+	c.Expect("never run")
+	c.Expect("optional").AnyTimes()
+
+	for i := 0; i < 2; i++ {
+		if _, _, err := run(c, fmt.Sprintf("echo %d", i), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, err := run(c, "echo 3", "")
+	var ue *fake.UnexpectedError
+	if !errors.As(err, &ue) || ue.Cmd != "echo 3" {
+		t.Errorf("third echo: %v, want *UnexpectedError", err)
+	}
+	if len(r.errs) != 1 || !strings.Contains(r.errs[0], `unexpected command "echo 3"`) || !strings.Contains(r.errs[0], `"never run"`) {
+		t.Errorf("test failures = %q, want one naming the command and listing expectations", r.errs)
+	}
+	r.finish()
+	if len(r.errs) != 2 || !strings.Contains(r.errs[1], `expected command not run: "never run"`) {
+		t.Errorf("after cleanup: %q, want the unmet expectation reported (and only it)", r.errs)
+	}
+}
+
+func TestUnreachableAndClosed(t *testing.T) {
+	c := fake.New(t, "node2")
+	c.SetUnreachable(true)
+	ctx := context.Background()
+	_, err1 := c.Stat(ctx, "/x")
+	err2 := c.Run(ctx, "true", nil, nil, nil)
+	_, err3 := c.Upload(ctx, "/x", strings.NewReader("a"), 0o600, "")
+	for i, err := range []error{err1, err2, err3} {
+		var u unreachabler
+		if !errors.As(err, &u) || !u.Unreachable() {
+			t.Errorf("call %d: %v, want an Unreachable() error", i, err)
+		}
+	}
+	if _, ok := c.File("/x"); ok {
+		t.Error("upload to an unreachable host created the file")
+	}
+	c.SetUnreachable(false)
+	c.Close()
+	if err := c.Run(ctx, "true", nil, nil, nil); !errors.Is(err, fake.ErrClosed) {
+		t.Errorf("after Close: %v", err)
+	}
+}
+
+type failingReader struct {
+	data string
+	read bool
+}
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	if !r.read {
+		r.read = true
+		return copy(p, r.data), nil
+	}
+	return 0, errors.New("disk on fire")
+}
+
+func TestFiles(t *testing.T) {
+	c := fake.New(t, "node1")
+	ctx := context.Background()
+	data := "config: 1\n"
+	sum, err := c.Upload(ctx, "/etc/minkms/config.yaml", strings.NewReader(data), 0o640, "minkms-user:minkms-user")
+	want := sha256.Sum256([]byte(data))
+	if err != nil || sum != hex.EncodeToString(want[:]) {
+		t.Fatalf("Upload = %q, %v", sum, err)
+	}
+	f, ok := c.Files()["/etc/minkms/config.yaml"]
+	if !ok || f.Content != data || f.Mode != 0o640 || f.Owner != "minkms-user:minkms-user" {
+		t.Errorf("file = %+v", f)
+	}
+	fi, err := c.Stat(ctx, "/etc/minkms/config.yaml")
+	if err != nil || fi.Size() != int64(len(data)) || fi.Mode() != 0o640 || fi.Name() != "config.yaml" || fi.IsDir() {
+		t.Errorf("Stat = %v, %v", fi, err)
+	}
+	if got, err := c.Checksum(ctx, "/etc/minkms/config.yaml"); err != nil || got != sum {
+		t.Errorf("Checksum = %q, %v", got, err)
+	}
+	var buf bytes.Buffer
+	if err := c.Download(ctx, "/etc/minkms/config.yaml", &buf); err != nil || buf.String() != data {
+		t.Errorf("Download = %q, %v", buf.String(), err)
+	}
+
+	// A failing source leaves the previous file as it was.
+	if _, err := c.Upload(ctx, "/etc/minkms/config.yaml", &failingReader{data: "partial"}, 0o600, ""); err == nil {
+		t.Error("upload from a failing reader succeeded")
+	}
+	if f2, _ := c.File("/etc/minkms/config.yaml"); f2 != f {
+		t.Errorf("failed upload changed the file: %+v", f2)
+	}
+	// owner "" keeps the owner.
+	c.Upload(ctx, "/etc/minkms/config.yaml", strings.NewReader("v2"), 0o600, "")
+	if f2, _ := c.File("/etc/minkms/config.yaml"); f2.Owner != "minkms-user:minkms-user" || f2.Content != "v2" || f2.Mode != 0o600 {
+		t.Errorf("re-upload: %+v", f2)
+	}
+	if _, err := c.Upload(ctx, "relative", strings.NewReader("x"), 0o600, ""); err == nil {
+		t.Error("relative upload path accepted")
+	}
+
+	if err := c.Remove(ctx, "/etc/minkms/config.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	_, e1 := c.Stat(ctx, "/etc/minkms/config.yaml")
+	_, e2 := c.Checksum(ctx, "/etc/minkms/config.yaml")
+	e3 := c.Download(ctx, "/etc/minkms/config.yaml", io.Discard)
+	e4 := c.Remove(ctx, "/etc/minkms/config.yaml")
+	for i, err := range []error{e1, e2, e3, e4} {
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("missing file, op %d: %v, want fs.ErrNotExist", i, err)
+		}
+	}
+
+	c.SetFile("/usr/local/bin/minkms", "ELF", 0o755)
+	if got := c.Paths(); len(got) != 1 || got[0] != "/usr/local/bin/minkms" {
+		t.Errorf("Paths() = %q", got)
+	}
+	kinds := []fake.Kind{}
+	for _, call := range c.Calls() {
+		kinds = append(kinds, call.Kind)
+	}
+	if fmt.Sprint(kinds) != "[upload stat checksum download upload upload upload remove stat checksum download remove]" {
+		t.Errorf("call kinds = %v", kinds)
+	}
+}
+
+func TestHangUntilCancel(t *testing.T) {
+	c := fake.New(t, "node1")
+	c.Expect("sleep 600").Hang()
+	ctx, cancel := context.WithCancel(context.Background())
+	// Reading stdin happens after the context check and before matching:
+	// cancelling there proves Hang waits for the context.
+	stdin := readerFunc(func([]byte) (int, error) { cancel(); return 0, io.EOF })
+	if err := c.Run(ctx, "sleep 600", stdin, nil, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("Run = %v, want context.Canceled", err)
+	}
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+func TestFailAndDialTCP(t *testing.T) {
+	c := fake.New(t, "node1")
+	lost := errors.New("connection lost")
+	c.Expect("systemctl restart minkms").Fail(lost)
+	if err := c.Run(context.Background(), "systemctl restart minkms", nil, nil, nil); !errors.Is(err, lost) {
+		t.Errorf("Fail: %v", err)
+	}
+	if _, err := c.DialTCP(context.Background(), "127.0.0.1:7373"); err == nil {
+		t.Error("DialTCP without a dialer succeeded")
+	}
+	c.SetDialTCP(func(ctx context.Context, addr string) (net.Conn, error) {
+		a, b := net.Pipe()
+		go func() { io.WriteString(b, "hello "+addr); b.Close() }()
+		return a, nil
+	})
+	nc, err := c.DialTCP(context.Background(), "127.0.0.1:7373")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if b, _ := io.ReadAll(nc); string(b) != "hello 127.0.0.1:7373" {
+		t.Errorf("tunnel read %q", b)
+	}
+	calls := c.Calls()
+	if last := calls[len(calls)-1]; last.Kind != fake.KindDialTCP || last.Addr != "127.0.0.1:7373" {
+		t.Errorf("last call = %+v", last)
+	}
+}
