@@ -1,0 +1,537 @@
+package kmsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kmsctl/kmsctl/kms/wire"
+)
+
+// peer is what a node knows about another node of its definition.
+type peer struct {
+	lastOK  time.Time // last heartbeat exchange that proved the peer is our member
+	commit  uint64
+	syncing bool
+}
+
+// rpcTimeout bounds one inter-node call.
+func (n *Node) rpcTimeout() time.Duration { return max(2*n.interval, time.Second) }
+
+// heartbeatLoop exchanges heartbeats with every other node of the
+// definition every interval (or at once when kicked) until the node stops.
+func (n *Node) heartbeatLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.interval)
+	defer t.Stop()
+	for {
+		n.heartbeatRound()
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		case <-n.kick:
+		}
+	}
+}
+
+// kickHeartbeat asks for a heartbeat round now.
+func (n *Node) kickHeartbeat() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (n *Node) heartbeatRound() {
+	n.mu.Lock()
+	st := n.st
+	n.mu.Unlock()
+	req := heartbeat{ClusterID: st.ClusterID, NodeID: st.NodeID, Epoch: st.Epoch, Nodes: st.Nodes, Commit: st.Commit}
+	var wg sync.WaitGroup
+	for id, host := range st.Nodes {
+		if id == st.NodeID {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(n.ctx, n.rpcTimeout())
+			defer cancel()
+			var resp heartbeat
+			if err := n.call(ctx, host, rpcHeartbeat, &req, &resp); err != nil {
+				return
+			}
+			n.onHeartbeatAnswer(id, host, &resp)
+		}()
+	}
+	wg.Wait()
+}
+
+// onHeartbeatAnswer records a peer's answer. A peer counts as up only if it
+// answers as the expected node of our cluster: a wiped node (new cluster ID,
+// ID 0) stays down.
+func (n *Node) onHeartbeatAnswer(id uint32, host string, resp *heartbeat) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if resp.ClusterID != n.st.ClusterID || resp.NodeID != id || n.st.Nodes[id] != host {
+		return
+	}
+	p := n.peerLocked(id)
+	p.lastOK, p.commit = time.Now(), resp.Commit
+	n.lastHeartbeat = p.lastOK
+	n.adoptDefinitionLocked(resp)
+	if n.leaderLocked() == int64(n.st.NodeID) && resp.Commit != n.st.Commit && resp.Epoch <= n.st.Epoch && !p.syncing {
+		p.syncing = true
+		n.wg.Add(1)
+		go n.syncPeer(id)
+	}
+}
+
+// onHeartbeat answers a peer's heartbeat.
+func (n *Node) onHeartbeat(req *heartbeat) *heartbeat {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if req.ClusterID == n.st.ClusterID && n.st.Nodes[req.NodeID] != "" && n.st.Nodes[req.NodeID] == req.Nodes[req.NodeID] && req.NodeID != n.st.NodeID {
+		p := n.peerLocked(req.NodeID)
+		p.lastOK = time.Now()
+		n.lastHeartbeat = p.lastOK
+		n.adoptDefinitionLocked(req)
+	}
+	st := n.st
+	return &heartbeat{ClusterID: st.ClusterID, NodeID: st.NodeID, Epoch: st.Epoch, Nodes: st.Nodes, Commit: st.Commit}
+}
+
+// adoptDefinitionLocked takes over a newer cluster definition of the same
+// cluster (CLUSTER:EDIT on another node), if it still lists this node.
+func (n *Node) adoptDefinitionLocked(hb *heartbeat) {
+	if hb.ClusterID != n.st.ClusterID || hb.Epoch <= n.st.Epoch || hb.Nodes[n.st.NodeID] != n.host {
+		return
+	}
+	next := n.st.clone()
+	next.Epoch, next.Nodes = hb.Epoch, hb.Nodes
+	if err := n.store.save(next); err != nil {
+		n.logf("adopt cluster definition (epoch %d): %v", hb.Epoch, err)
+		return
+	}
+	n.setStateLocked(next)
+	n.logf("adopted cluster definition %v (epoch %d)", describeNodes(next.Nodes), next.Epoch)
+}
+
+// syncPeer pushes the leader's state to a follower whose commit differs.
+func (n *Node) syncPeer(id uint32) {
+	defer n.wg.Done()
+	n.writeMu.Lock()
+	defer n.writeMu.Unlock()
+	n.mu.Lock()
+	st, leader := n.st, n.leaderLocked() == int64(n.st.NodeID)
+	host, ok := st.Nodes[id]
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		if p, ok := n.peers[id]; ok {
+			p.syncing = false
+		}
+		n.mu.Unlock()
+	}()
+	if !leader || !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.rpcTimeout())
+	defer cancel()
+	if err := n.call(ctx, host, rpcReplicate, &replicateRequest{From: st.NodeID, To: id, State: st}, nil); err != nil {
+		n.logf("sync node %d (%s): %v", id, host, err)
+		return
+	}
+	n.mu.Lock()
+	if p, ok := n.peers[id]; ok {
+		p.commit = st.Commit
+	}
+	n.mu.Unlock()
+}
+
+func (n *Node) peerLocked(id uint32) *peer {
+	p, ok := n.peers[id]
+	if !ok {
+		p = &peer{}
+		n.peers[id] = p
+	}
+	return p
+}
+
+// upLocked reports whether node id of the definition is up in this node's view.
+func (n *Node) upLocked(id uint32) bool {
+	if id == n.st.NodeID {
+		return true
+	}
+	p, ok := n.peers[id]
+	return ok && time.Since(p.lastOK) < n.downAfter
+}
+
+// leaderLocked is the leader in this node's view: the lowest node ID that is
+// up, provided a majority of the definition is up; otherwise -1.
+func (n *Node) leaderLocked() int64 {
+	if _, ok := n.st.Nodes[n.st.NodeID]; !ok {
+		return -1
+	}
+	var up []uint32
+	for id := range n.st.Nodes {
+		if n.upLocked(id) {
+			up = append(up, id)
+		}
+	}
+	if 2*len(up) <= len(n.st.Nodes) {
+		return -1
+	}
+	return int64(slices.Min(up))
+}
+
+// writableLocked reports whether writes are possible now: a leader exists
+// and every node of the definition is up.
+func (n *Node) writableLocked() bool {
+	if n.leaderLocked() < 0 {
+		return false
+	}
+	for id := range n.st.Nodes {
+		if !n.upLocked(id) {
+			return false
+		}
+	}
+	return true
+}
+
+func (n *Node) roleLocked() string {
+	switch l := n.leaderLocked(); {
+	case l == int64(n.st.NodeID):
+		return "Leader"
+	case l >= 0:
+		return "Follower"
+	default:
+		return "Candidate"
+	}
+}
+
+// setStateLocked replaces the state (never modified in place) and forgets
+// peers that left the definition.
+func (n *Node) setStateLocked(st *nodeState) {
+	n.st = st
+	for id := range n.peers {
+		if _, ok := st.Nodes[id]; !ok {
+			delete(n.peers, id)
+		}
+	}
+}
+
+// change describes the membership side effects of a write.
+type change struct {
+	join   bool   // joinID is a fresh node joining
+	joinID uint32 //
+	leave  *leaveRequest
+	host   string // where leave goes
+}
+
+// commit runs a write on the leader: mutate a copy of the state, send it to
+// every other node of the (new) definition, and apply it only when all of
+// them acknowledged (n of n).
+func (n *Node) commit(ctx context.Context, mutate func(st *nodeState) (*change, error)) error {
+	n.writeMu.Lock()
+	defer n.writeMu.Unlock()
+	n.mu.Lock()
+	base := n.st
+	leader := n.leaderLocked()
+	n.mu.Unlock()
+	if leader != int64(base.NodeID) {
+		return errNoLeader
+	}
+	next := base.clone()
+	ch, err := mutate(next)
+	if err != nil {
+		return err
+	}
+	next.Commit++
+
+	var (
+		wg      sync.WaitGroup
+		emu     sync.Mutex
+		errs    []string
+		joinErr *apiError // the joining node's own refusal (e.g. not fresh)
+	)
+	for id, host := range next.Nodes {
+		if id == next.NodeID {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, n.rpcTimeout())
+			defer cancel()
+			req := &replicateRequest{From: next.NodeID, To: id, Join: ch != nil && ch.join && ch.joinID == id, State: next}
+			if err := n.call(cctx, host, rpcReplicate, req, nil); err != nil {
+				emu.Lock()
+				defer emu.Unlock()
+				errs = append(errs, fmt.Sprintf("node %d (%s): %v", id, host, err))
+				var ae *apiError
+				if req.Join && errors.As(err, &ae) && ae.Status == http.StatusConflict {
+					joinErr = ae
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		if joinErr != nil && len(errs) == 1 {
+			return joinErr
+		}
+		sort.Strings(errs)
+		return errNoQuorum(strings.Join(errs, "; "))
+	}
+
+	n.mu.Lock()
+	// Heartbeats may have brought in the definition this write just sent
+	// (same commit, epoch <= next.Epoch); anything else is a conflict.
+	if cur := n.st; cur != base && (cur.ClusterID != base.ClusterID || cur.NodeID != base.NodeID || cur.Commit != base.Commit || cur.Epoch > next.Epoch) {
+		n.mu.Unlock()
+		return errorf(http.StatusConflict, "the node's state changed during the write; retry")
+	}
+	if _, ok := next.Nodes[next.NodeID]; ok || ch == nil || ch.leave == nil {
+		if err := n.store.save(next); err != nil {
+			n.mu.Unlock()
+			return errorf(http.StatusInternalServerError, "persist state: %v", err)
+		}
+		n.setStateLocked(next)
+	}
+	n.mu.Unlock()
+	n.kickHeartbeat()
+
+	if ch != nil && ch.leave != nil {
+		if ch.leave.NodeID == base.NodeID && ch.host == n.host {
+			return n.onLeave(ch.leave)
+		}
+		cctx, cancel := context.WithTimeout(ctx, n.rpcTimeout())
+		defer cancel()
+		if err := n.call(cctx, ch.host, rpcLeave, ch.leave, nil); err != nil {
+			return errorf(http.StatusInternalServerError, "node %d (%s) was removed from the cluster, but could not be told so: %v; wipe its data directory before reusing it", ch.leave.NodeID, ch.host, err)
+		}
+	}
+	return nil
+}
+
+// onReplicate applies a leader's state.
+func (n *Node) onReplicate(req *replicateRequest) error {
+	if req.State == nil || req.State.Data == nil || len(req.State.Nodes) == 0 {
+		return errorf(http.StatusBadRequest, "replicate: empty state")
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	cur := n.st
+	if req.Join {
+		if !cur.fresh() {
+			return errNotFresh
+		}
+	} else {
+		switch {
+		case req.State.ClusterID != cur.ClusterID:
+			return errorf(http.StatusConflict, "not a member of cluster %s", req.State.ClusterID)
+		case cur.Nodes[req.From] == "" || req.From == cur.NodeID:
+			return errorf(http.StatusConflict, "node %d is not in this node's cluster definition", req.From)
+		case req.To != cur.NodeID:
+			return errorf(http.StatusConflict, "this is node %d, not node %d", cur.NodeID, req.To)
+		case req.State.Epoch < cur.Epoch:
+			return errorf(http.StatusConflict, "stale cluster definition (epoch %d < %d)", req.State.Epoch, cur.Epoch)
+		}
+	}
+	if req.State.Nodes[req.To] != n.host {
+		return errorf(http.StatusConflict, "the cluster definition lists node %d as %q, but this node is %q", req.To, req.State.Nodes[req.To], n.host)
+	}
+	next := req.State.clone()
+	next.NodeID = req.To
+	next.Data.normalize()
+	if err := n.store.save(next); err != nil {
+		return errorf(http.StatusInternalServerError, "persist state: %v", err)
+	}
+	if req.Join {
+		n.peers = map[uint32]*peer{}
+		n.logf("joined cluster %s as node %d", next.ClusterID, next.NodeID)
+	}
+	n.setStateLocked(next)
+	// The sender is the leader and just proved it is up.
+	n.peerLocked(req.From).lastOK = time.Now()
+	n.lastHeartbeat = time.Now()
+	return nil
+}
+
+// onLeave resets a node that REMOVENODE removed: with Wipe it becomes a
+// fresh node, otherwise a one-node cluster that keeps its data (and so
+// cannot be added again without wiping).
+func (n *Node) onLeave(req *leaveRequest) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if req.ClusterID != n.st.ClusterID || req.NodeID != n.st.NodeID {
+		return errorf(http.StatusConflict, "not node %d of cluster %s", req.NodeID, req.ClusterID)
+	}
+	next, err := newNodeState(n.host, time.Now())
+	if err != nil {
+		return err
+	}
+	if !req.Wipe {
+		next.Data, next.Commit = n.st.clone().Data, n.st.Commit
+	}
+	if err := n.store.save(next); err != nil {
+		return errorf(http.StatusInternalServerError, "persist state: %v", err)
+	}
+	n.peers = map[uint32]*peer{}
+	n.setStateLocked(next)
+	n.logf("removed from the cluster; now node 0 of cluster %s", next.ClusterID)
+	return nil
+}
+
+// onForward runs a write that a follower forwarded to this node (the leader).
+func (n *Node) onForward(ctx context.Context, req *forwardRequest) *forwardResponse {
+	body, err := n.execute(ctx, req.Identity, req.Enclave, req.Body, true)
+	if err != nil {
+		return &forwardResponse{Status: err.Status, Message: err.Message}
+	}
+	return &forwardResponse{Status: http.StatusOK, Body: body}
+}
+
+// forward sends a write to the leader.
+func (n *Node) forward(ctx context.Context, identity, enclave string, body []byte) ([]byte, *apiError) {
+	n.mu.Lock()
+	leader := n.leaderLocked()
+	host := n.st.Nodes[uint32(max(leader, 0))]
+	n.mu.Unlock()
+	if leader < 0 {
+		return nil, errNoLeader
+	}
+	var resp forwardResponse
+	if err := n.call(ctx, host, rpcForward, &forwardRequest{Identity: identity, Enclave: enclave, Body: body}, &resp); err != nil {
+		return nil, errorf(http.StatusServiceUnavailable, "forward to leader node %d (%s): %v", leader, host, err)
+	}
+	if resp.Status != http.StatusOK {
+		return nil, &apiError{Status: resp.Status, Message: resp.Message}
+	}
+	return resp.Body, nil
+}
+
+// editCluster removes node IDs from this node's definition without quorum
+// (CLUSTER:EDIT). The new definition reaches the other nodes it lists with
+// the next heartbeat (higher epoch wins).
+func (n *Node) editCluster(remove []uint32) *apiError {
+	n.writeMu.Lock()
+	defer n.writeMu.Unlock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(remove) != 1 {
+		return fromWire(wire.ErrEditOneNode, "got %d node IDs", len(remove))
+	}
+	next := n.st.clone()
+	for _, id := range remove {
+		if id == next.NodeID {
+			if len(next.Nodes) == 1 {
+				return errLastNode
+			}
+			return errorf(http.StatusBadRequest, "cannot remove node %d from its own cluster definition: send the edit to another node", id)
+		}
+		if _, ok := next.Nodes[id]; !ok {
+			return fromWire(wire.ErrNodeNotFound, "node %d is not in the cluster definition of node %d", id, next.NodeID)
+		}
+		delete(next.Nodes, id)
+	}
+	next.Epoch++
+	if err := n.store.save(next); err != nil {
+		return errorf(http.StatusInternalServerError, "persist state: %v", err)
+	}
+	n.setStateLocked(next)
+	n.logf("cluster definition edited: removed %v, now %v (epoch %d)", remove, describeNodes(next.Nodes), next.Epoch)
+	n.kickHeartbeat()
+	return nil
+}
+
+// addNode joins a fresh node (CLUSTER:ADDNODE), on the leader.
+func (n *Node) addNode(ctx context.Context, host string) *apiError {
+	host = strings.TrimSpace(host)
+	host = strings.TrimPrefix(strings.TrimPrefix(host, "https://"), "http://")
+	host = strings.TrimSuffix(host, "/")
+	if host == "" {
+		return errorf(http.StatusBadRequest, "no host to add")
+	}
+	err := n.commit(ctx, func(st *nodeState) (*change, error) {
+		if id, ok := st.idOf(host); ok {
+			return nil, fromWire(wire.ErrNodeAlreadyMember, "%s is node %d", host, id)
+		}
+		cctx, cancel := context.WithTimeout(ctx, n.rpcTimeout())
+		defer cancel()
+		var ps peerStatus
+		if err := n.call(cctx, host, rpcStatus, struct{}{}, &ps); err != nil {
+			var ae *apiError
+			if errors.As(err, &ae) && ae.Status == http.StatusForbidden || errors.Is(err, errOpen) {
+				return nil, fromWire(wire.ErrHSMMismatch, "%s refused this cluster's node credential: it runs with another HSM key", host)
+			}
+			return nil, fromWire(wire.ErrNodeUnreachable, "%s: %v (it must be running, with the same HSM key)", host, err)
+		}
+		if ps.ClusterID == st.ClusterID {
+			// A former member that kept its data (removed by CLUSTER:EDIT while down).
+			return nil, fromWire(wire.ErrNodeNotFresh, "%s is a former node %d of this cluster and still has its data; wipe its data directory and restart it", host, ps.NodeID)
+		}
+		if !ps.Fresh {
+			return nil, fromWire(wire.ErrNodeNotFresh, "%s is node %d of a cluster of %d node(s) with commit %d; wipe its data directory and restart it", host, ps.NodeID, len(ps.Nodes), ps.Commit)
+		}
+		id := st.maxID() + 1
+		st.Nodes[id] = host
+		st.Epoch++
+		return &change{join: true, joinID: id}, nil
+	})
+	return asAPIError(err)
+}
+
+// removeNode removes a node with write quorum (CLUSTER:REMOVENODE), on the leader.
+func (n *Node) removeNode(ctx context.Context, host string, wipe bool) *apiError {
+	host = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(host), "https://"), "http://"), "/")
+	err := n.commit(ctx, func(st *nodeState) (*change, error) {
+		id, ok := st.idOf(host)
+		if !ok {
+			return nil, fromWire(wire.ErrNodeNotFound, "%s is not in the cluster definition", host)
+		}
+		if len(st.Nodes) == 1 {
+			return nil, errLastNode
+		}
+		delete(st.Nodes, id)
+		st.Epoch++
+		return &change{leave: &leaveRequest{ClusterID: st.ClusterID, NodeID: id, Wipe: wipe}, host: host}, nil
+	})
+	return asAPIError(err)
+}
+
+func asAPIError(err error) *apiError {
+	if err == nil {
+		return nil
+	}
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	return errorf(http.StatusInternalServerError, "%v", err)
+}
+
+// describeNodes renders a definition as "0=host 1=host".
+func describeNodes(nodes map[uint32]string) string {
+	ids := make([]uint32, 0, len(nodes))
+	for id := range nodes {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	var b strings.Builder
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%d=%s", id, nodes[id])
+	}
+	return b.String()
+}
