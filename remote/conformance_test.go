@@ -1,0 +1,412 @@
+package remote_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/user"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kmsctl/kmsctl/remote"
+	"github.com/kmsctl/kmsctl/remote/fake"
+	"github.com/kmsctl/kmsctl/remote/sshtest"
+	"github.com/kmsctl/kmsctl/tasks"
+	"golang.org/x/crypto/ssh"
+)
+
+// The fake satisfies the same seam as the client.
+var _ tasks.Conn = (*fake.Conn)(nil)
+
+// shellAnswer is what a POSIX shell on the host does with one command line
+// of the suite. The real client gets it from /bin/sh; the fake is scripted
+// with it, so both sides are held to the same assertions.
+type shellAnswer struct {
+	stdout, stderr string
+	exit           int
+	catStdin       bool // stdout is the command's stdin (cat)
+	hang           bool // the command writes stdout, then runs until killed
+}
+
+// conformanceConn is one connection under test plus what the suite needs to
+// drive it.
+type conformanceConn struct {
+	conn tasks.Conn
+	// dir is an absolute directory, empty at the start, for the suite's files.
+	dir string
+	// script prepares the connection for a command line the next step runs.
+	script func(cmd string, a shellAnswer)
+	// list returns the names of the files in dir, sorted.
+	list func(t *testing.T) []string
+	// killed, if set, checks that the process whose PID a cancelled command
+	// printed is gone.
+	killed func(t *testing.T, pid string)
+}
+
+// runConformance runs the transport contract of tasks.Conn against the
+// connections newConn returns (one per subtest).
+func runConformance(t *testing.T, newConn func(t *testing.T) conformanceConn) {
+	ctxFor := func(t *testing.T) context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	run := func(t *testing.T, c conformanceConn, cmd, stdin string, a shellAnswer) (string, string, error) {
+		t.Helper()
+		c.script(cmd, a)
+		var out, errb bytes.Buffer
+		var in io.Reader
+		if stdin != "" {
+			in = strings.NewReader(stdin)
+		}
+		err := c.conn.Run(ctxFor(t), cmd, in, &out, &errb)
+		return out.String(), errb.String(), err
+	}
+	upload := func(t *testing.T, c conformanceConn, p string, data []byte, perm fs.FileMode) string {
+		t.Helper()
+		sum, err := c.conn.Upload(ctxFor(t), p, bytes.NewReader(data), perm, "")
+		if err != nil {
+			t.Fatalf("Upload %s: %v", p, err)
+		}
+		return sum
+	}
+	download := func(t *testing.T, c conformanceConn, p string) []byte {
+		t.Helper()
+		var b bytes.Buffer
+		if err := c.conn.Download(ctxFor(t), p, &b); err != nil {
+			t.Fatalf("Download %s: %v", p, err)
+		}
+		return b.Bytes()
+	}
+
+	t.Run("RunSeparatesStdoutAndStderr", func(t *testing.T) {
+		c := newConn(t)
+		out, errOut, err := run(t, c, "echo out; echo err >&2", "", shellAnswer{stdout: "out\n", stderr: "err\n"})
+		if err != nil || out != "out\n" || errOut != "err\n" {
+			t.Errorf("Run = stdout %q, stderr %q, err %v; want %q, %q, nil", out, errOut, err, "out\n", "err\n")
+		}
+	})
+
+	t.Run("RunPassesStdin", func(t *testing.T) {
+		c := newConn(t)
+		in := "line one\nline two\n"
+		out, _, err := run(t, c, "cat", in, shellAnswer{catStdin: true})
+		if err != nil || out != in {
+			t.Errorf("cat = %q, %v; want %q", out, err, in)
+		}
+	})
+
+	t.Run("RunNonZeroExit", func(t *testing.T) {
+		c := newConn(t)
+		_, errOut, err := run(t, c, "echo failing >&2; exit 3", "", shellAnswer{stderr: "failing\n", exit: 3})
+		var xs interface{ ExitStatus() int }
+		if !errors.As(err, &xs) || xs.ExitStatus() != 3 {
+			t.Fatalf("err = %v, want one with ExitStatus() == 3", err)
+		}
+		if errOut != "failing\n" {
+			t.Errorf("stderr = %q, want %q", errOut, "failing\n")
+		}
+		var u interface{ Unreachable() bool }
+		if errors.As(err, &u) && u.Unreachable() {
+			t.Errorf("a failed command reads as unreachable: %v", err)
+		}
+	})
+
+	t.Run("CancelEndsLongCommand", func(t *testing.T) {
+		c := newConn(t)
+		cmd := "echo $$; exec sleep 60"
+		c.script(cmd, shellAnswer{stdout: "4242\n", hang: true})
+		ctx, cancel := context.WithCancel(ctxFor(t))
+		defer cancel()
+		// Cancel as soon as the command proves it is running.
+		out := &notifyWriter{notify: cancel}
+		err := c.conn.Run(ctx, cmd, nil, out, nil)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run = %v, want an error wrapping context.Canceled", err)
+		}
+		if c.killed != nil {
+			c.killed(t, strings.TrimSpace(out.String()))
+		}
+		// The connection stays usable.
+		if got, _, err := run(t, c, "echo after", "", shellAnswer{stdout: "after\n"}); err != nil || got != "after\n" {
+			t.Errorf("Run after cancel = %q, %v", got, err)
+		}
+	})
+
+	t.Run("UploadStatChecksumDownload", func(t *testing.T) {
+		c := newConn(t)
+		data := make([]byte, 1<<20+123) // several SFTP packets, not a round size
+		rnd := rand.New(rand.NewPCG(1, 2))
+		for i := range data {
+			data[i] = byte(rnd.Uint32())
+		}
+		want := sha256.Sum256(data)
+		wantSum := hex.EncodeToString(want[:])
+		p := path.Join(c.dir, "blob.bin")
+
+		sum, err := c.conn.Upload(ctxFor(t), p, bytes.NewReader(data), 0o640, currentUser(t))
+		if err != nil {
+			t.Fatalf("Upload: %v", err)
+		}
+		if sum != wantSum {
+			t.Errorf("Upload sha256 = %s, want %s", sum, wantSum)
+		}
+		fi, err := c.conn.Stat(ctxFor(t), p)
+		if err != nil {
+			t.Fatalf("Stat: %v", err)
+		}
+		if fi.Size() != int64(len(data)) || fi.Mode().Perm() != 0o640 || fi.Name() != "blob.bin" || fi.IsDir() || !fi.Mode().IsRegular() {
+			t.Errorf("Stat = size %d mode %v name %q dir %v; want %d, -rw-r-----, blob.bin, false", fi.Size(), fi.Mode(), fi.Name(), fi.IsDir(), len(data))
+		}
+		if got, err := c.conn.Checksum(ctxFor(t), p); err != nil || got != wantSum {
+			t.Errorf("Checksum = %q, %v; want %s", got, err, wantSum)
+		}
+		if got := download(t, c, p); !bytes.Equal(got, data) {
+			t.Errorf("Download returned %d bytes differing from the %d uploaded", len(got), len(data))
+		}
+		if got := c.list(t); strings.Join(got, ",") != "blob.bin" {
+			t.Errorf("files in dir = %q, want only blob.bin", got)
+		}
+	})
+
+	t.Run("UploadReplacesExistingFile", func(t *testing.T) {
+		c := newConn(t)
+		p := path.Join(c.dir, "config.yaml")
+		upload(t, c, p, []byte("old: 1\n"), 0o644)
+		newData := []byte("new: 2\nlonger: true\n")
+		sum := upload(t, c, p, newData, 0o600)
+		if got := download(t, c, p); !bytes.Equal(got, newData) {
+			t.Errorf("content after replace = %q, want %q", got, newData)
+		}
+		fi, err := c.conn.Stat(ctxFor(t), p)
+		if err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != int64(len(newData)) {
+			t.Errorf("Stat after replace = %v, %v; want mode 0600 size %d", fi, err, len(newData))
+		}
+		if got, err := c.conn.Checksum(ctxFor(t), p); err != nil || got != sum {
+			t.Errorf("Checksum = %q, %v; want %s", got, err, sum)
+		}
+		if got := c.list(t); strings.Join(got, ",") != "config.yaml" {
+			t.Errorf("files in dir = %q, want only config.yaml (no temp files)", got)
+		}
+	})
+
+	t.Run("UploadFailingReaderKeepsOldFile", func(t *testing.T) {
+		c := newConn(t)
+		p := path.Join(c.dir, "env")
+		old := []byte("KEY=old\n")
+		oldSum := upload(t, c, p, old, 0o600)
+		src := &failAfter{data: bytes.Repeat([]byte("x"), 256<<10), err: errors.New("source broke")}
+		if _, err := c.conn.Upload(ctxFor(t), p, src, 0o644, ""); err == nil {
+			t.Fatal("Upload from a failing reader succeeded")
+		}
+		if got := download(t, c, p); !bytes.Equal(got, old) {
+			t.Errorf("content after failed upload = %q, want the old %q", got, old)
+		}
+		fi, err := c.conn.Stat(ctxFor(t), p)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("Stat after failed upload = %v, %v; want the old mode 0600", fi, err)
+		}
+		if got, err := c.conn.Checksum(ctxFor(t), p); err != nil || got != oldSum {
+			t.Errorf("Checksum = %q, %v; want the old %s", got, err, oldSum)
+		}
+		if got := c.list(t); strings.Join(got, ",") != "env" {
+			t.Errorf("files in dir = %q, want only env (no temp file left)", got)
+		}
+	})
+
+	t.Run("MissingPathIsErrNotExist", func(t *testing.T) {
+		c := newConn(t)
+		p := path.Join(c.dir, "missing")
+		_, e1 := c.conn.Stat(ctxFor(t), p)
+		_, e2 := c.conn.Checksum(ctxFor(t), p)
+		e3 := c.conn.Download(ctxFor(t), p, io.Discard)
+		e4 := c.conn.Remove(ctxFor(t), p)
+		for i, err := range []error{e1, e2, e3, e4} {
+			if !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s of a missing path: %v, want errors.Is(err, fs.ErrNotExist)", []string{"Stat", "Checksum", "Download", "Remove"}[i], err)
+			}
+		}
+	})
+
+	t.Run("Remove", func(t *testing.T) {
+		c := newConn(t)
+		p := path.Join(c.dir, "gone")
+		upload(t, c, p, []byte("bye"), 0o600)
+		if err := c.conn.Remove(ctxFor(t), p); err != nil {
+			t.Fatalf("Remove: %v", err)
+		}
+		if _, err := c.conn.Stat(ctxFor(t), p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Stat after Remove = %v, want fs.ErrNotExist", err)
+		}
+		if got := c.list(t); len(got) != 0 {
+			t.Errorf("files in dir after Remove = %q, want none", got)
+		}
+	})
+
+	t.Run("UploadRefusesRelativePath", func(t *testing.T) {
+		c := newConn(t)
+		if _, err := c.conn.Upload(ctxFor(t), "relative/file", strings.NewReader("x"), 0o600, ""); err == nil {
+			t.Error("Upload to a relative path succeeded")
+		}
+	})
+}
+
+// TestConformanceFake runs the suite against the scripted fake.
+func TestConformanceFake(t *testing.T) {
+	runConformance(t, func(t *testing.T) conformanceConn {
+		f := fake.New(t, "fake-host")
+		dir := "/srv/conformance"
+		return conformanceConn{
+			conn: f,
+			dir:  dir,
+			script: func(cmd string, a shellAnswer) {
+				e := f.Expect(cmd).Times(1).Stdout(a.stdout).Stderr(a.stderr).Exit(a.exit)
+				switch {
+				case a.hang:
+					e.Hang()
+				case a.catStdin:
+					e.Do(func(stdin []byte) (string, string, int) { return string(stdin), a.stderr, a.exit })
+				}
+			},
+			list: func(t *testing.T) []string {
+				var names []string
+				for _, p := range f.Paths() {
+					if path.Dir(p) == dir {
+						names = append(names, path.Base(p))
+					}
+				}
+				return names
+			},
+		}
+	})
+}
+
+// TestConformanceSSH runs the suite against remote.Client talking to the
+// in-process SSH server, with a pinned host key and a key file.
+func TestConformanceSSH(t *testing.T) {
+	runConformance(t, func(t *testing.T) conformanceConn {
+		c, _ := dialConformanceServer(t, sshtest.Config{})
+		dir := t.TempDir()
+		return conformanceConn{
+			conn:   c,
+			dir:    dir,
+			script: func(string, shellAnswer) {},
+			list: func(t *testing.T) []string {
+				entries, err := os.ReadDir(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var names []string
+				for _, e := range entries {
+					names = append(names, e.Name())
+				}
+				sort.Strings(names)
+				return names
+			},
+			killed: func(t *testing.T, pid string) {
+				n, err := strconv.Atoi(pid)
+				if err != nil {
+					t.Fatalf("cancelled command printed %q, want its PID", pid)
+				}
+				// The kill is asynchronous: allow it generous time (a
+				// liveness bound, not a performance assertion).
+				for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+					if err := syscall.Kill(n, 0); errors.Is(err, syscall.ESRCH) {
+						return
+					}
+					if time.Now().After(deadline) {
+						t.Errorf("remote process %d still runs 10s after its context was cancelled", n)
+						return
+					}
+				}
+			},
+		}
+	})
+}
+
+// dialConformanceServer starts an sshtest server and dials it with an
+// isolated client environment: HOME in a temp dir, no agent, no ssh_config,
+// the server's key pinned, a fresh client key in an identity file.
+func dialConformanceServer(t *testing.T, cfg sshtest.Config) (*remote.Client, *sshtest.Server) {
+	t.Helper()
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("SSH_AUTH_SOCK", "")
+	key := sshtest.GenerateKey(t)
+	cfg.AuthorizedKeys = append(cfg.AuthorizedKeys, key.PublicKey())
+	s := sshtest.Start(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := remote.Dial(ctx, remote.Options{
+		Alias:          "conformance",
+		HostName:       "127.0.0.1",
+		Port:           s.Port(),
+		User:           "tester",
+		IdentityFiles:  []string{sshtest.ClientKeyFile(t, key, "")},
+		SSHConfigFile:  "none",
+		PinnedKeys:     []string{strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.HostKey())))},
+		AgentSocket:    "none",
+		ConnectTimeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("dial the test server: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, s
+}
+
+func currentUser(t *testing.T) string {
+	u, err := user.Current()
+	if err != nil {
+		t.Fatalf("current user: %v", err)
+	}
+	return u.Username
+}
+
+// notifyWriter collects writes and calls notify once, after the first.
+type notifyWriter struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	notify func()
+	once   sync.Once
+}
+
+func (w *notifyWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	n, err := w.buf.Write(p)
+	w.mu.Unlock()
+	w.once.Do(w.notify)
+	return n, err
+}
+
+func (w *notifyWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// failAfter yields data, then fails with err.
+type failAfter struct {
+	data []byte
+	err  error
+}
+
+func (r *failAfter) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, r.err
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
