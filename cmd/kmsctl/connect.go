@@ -112,7 +112,7 @@ func (d *dialer) options(t target) remote.Options {
 		StateKnownHosts: d.stateKnownHosts,
 		AcceptNew:       d.o.AcceptNew,
 		ProxyJump:       t.ProxyJump,
-		Logger:          d.logger.With().Str("host", t.Name).Logger(),
+		Logger:          d.logger,
 	}
 	if ro.User == "" {
 		ro.User = d.o.User

@@ -87,7 +87,10 @@ func newSession(e env, o options, command string) (*session, error) {
 		Strs("inventory", o.Inventories).Str("limit", o.Limit).Int("forks", o.Forks).
 		Bool("check", o.Check).Bool("diff", o.Diff).Msg("run started")
 	s.display = output.New(e.stdout, output.Options{Format: o.Output, Terminal: e.terminal && o.Output == "text", Verbosity: o.Verbosity})
-	runLog := tasks.SinkFunc(func(ev tasks.Event) { output.LogEvent(s.logger, zerolog.DebugLevel, ev) })
+	// Events go to the run log only (the display shows them): with their
+	// own time, so without the logger's timestamp.
+	events := zerolog.New(log).With().Str("run", log.ID).Logger()
+	runLog := tasks.SinkFunc(func(ev tasks.Event) { output.LogEvent(events, zerolog.DebugLevel, ev) })
 	disp := output.Tee(s.display, runLog)
 	s.sink = tasks.SinkFunc(func(ev tasks.Event) { disp.Event(redactEvent(s.red, ev)) })
 	return s, nil

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+	"github.com/kmsctl/kmsctl/remote/sshtest"
+	"golang.org/x/crypto/ssh"
+)
+
+// sentinel is a fake API key: it must never appear in any output.
+const sentinel = "k1:SENTINEL-api-key-0123456789"
+
+// lab is two in-process SSH servers described by an inventory.
+type lab struct {
+	inventory string
+	dirs      map[string]string // host → directory the playbook writes to
+	servers   map[string]*sshtest.Server
+}
+
+// newLab starts two SSH servers (kms1, kms2) and writes an inventory
+// reaching them with a pinned known_hosts file and a private key. extraHosts
+// are added to the kms group verbatim (YAML lines at host level).
+func newLab(t *testing.T, extraHosts string) *lab {
+	t.Helper()
+	key := sshtest.GenerateKey(t)
+	keyFile := sshtest.ClientKeyFile(t, key, "")
+	l := &lab{dirs: map[string]string{}, servers: map[string]*sshtest.Server{}}
+	var hosts, known strings.Builder
+	for _, h := range []string{"kms1", "kms2"} {
+		s := sshtest.Start(t, sshtest.Config{
+			AuthorizedKeys: []ssh.PublicKey{key.PublicKey()},
+			Env:            []string{"LEAK=" + sentinel},
+		})
+		l.servers[h] = s
+		l.dirs[h] = filepath.Join(t.TempDir(), h)
+		fmt.Fprintf(&hosts, "        %s:\n          ansible_host: 127.0.0.1\n          ansible_port: %d\n          dir: %s\n", h, s.Port(), l.dirs[h])
+		known.WriteString(s.KnownHostsLine() + "\n")
+	}
+	dir := t.TempDir()
+	kh := filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(kh, []byte(known.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv := fmt.Sprintf(`all:
+  vars:
+    ansible_user: tester
+    ansible_ssh_private_key_file: %s
+    kms_ssh_known_hosts: %s
+  children:
+    kms:
+      hosts:
+%s%s`, keyFile, kh, hosts.String(), extraHosts)
+	l.inventory = filepath.Join(dir, "inventory.yml")
+	if err := os.WriteFile(l.inventory, []byte(inv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+const sitePlaybook = `- name: site
+  hosts: kms
+  gather_facts: false
+  tasks:
+    - name: make dir
+      command: mkdir -p {{ dir }}
+      args:
+        creates: "{{ dir }}"
+    - name: push config
+      copy:
+        content: "hello {{ inventory_hostname }}\n"
+        dest: "{{ dir }}/config.yaml"
+        mode: "0640"
+      notify: restart
+    - name: leak check
+      shell: echo "leak=$LEAK"
+      changed_when: false
+  handlers:
+    - name: restart
+      command: touch {{ dir }}/restarted
+`
+
+func writePlaybook(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "site.yml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// runLogs returns the contents of every run log of te.
+func runLogs(t *testing.T, te *testEnvT) string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(te.stateDir, "runs", "*.log"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no run log in %s", te.stateDir)
+	}
+	var b strings.Builder
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(data)
+	}
+	return b.String()
+}
+
+func checkNoSentinel(t *testing.T, te *testEnvT) {
+	t.Helper()
+	for name, s := range map[string]string{"stdout": te.out.String(), "stderr": te.errOut.String(), "run log": runLogs(t, te)} {
+		if strings.Contains(s, sentinel) || strings.Contains(s, "SENTINEL-api-key") {
+			t.Errorf("the secret appears in %s:\n%s", name, s)
+		}
+	}
+}
+
+func TestPlayEndToEnd(t *testing.T) {
+	l := newLab(t, "")
+	pb := writePlaybook(t, sitePlaybook)
+
+	// --check changes nothing.
+	te := testEnv(t)
+	te.vars[envAPIKey] = sentinel
+	if code := te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none", "--check"); code != 0 {
+		t.Fatalf("--check: exit %d\nstdout %s\nstderr %s", code, te.out, te.errOut)
+	}
+	for h, d := range l.dirs {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("--check created %s on %s", d, h)
+		}
+	}
+
+	// A real run: flags after the playbook, -v to show command output.
+	te = testEnv(t)
+	te.vars[envAPIKey] = sentinel
+	if code := te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none", "-v", "--forks", "2"); code != 0 {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, te.out, te.errOut)
+	}
+	out := te.out.String()
+	for h, d := range l.dirs {
+		b, err := os.ReadFile(filepath.Join(d, "config.yaml"))
+		if err != nil || string(b) != "hello "+h+"\n" {
+			t.Errorf("%s: config.yaml = %q, %v", h, b, err)
+		}
+		if _, err := os.Stat(filepath.Join(d, "restarted")); err != nil {
+			t.Errorf("%s: handler did not run: %v", h, err)
+		}
+		for _, want := range []string{
+			"changed: [" + h + "] push config",
+			"changed: [" + h + "] restart",
+			"ok: [" + h + "] leak check",
+			h + " : ok=4 changed=3 unreachable=0 failed=0 skipped=0 ignored=0",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q:\n%s", want, out)
+			}
+		}
+	}
+	if !strings.Contains(out, "leak=[REDACTED]") || !strings.Contains(out, "PLAY RECAP") || !strings.Contains(out, "total time") {
+		t.Errorf("output:\n%s", out)
+	}
+	checkNoSentinel(t, te)
+
+	// A second run changes nothing and owes no handler.
+	te = testEnv(t)
+	if code := te.run(t, "-i", l.inventory, "--ssh-config", "none", "play", pb); code != 0 {
+		t.Fatalf("second run: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	if out := te.out.String(); strings.Contains(out, "changed:") || !strings.Contains(out, "kms1 : ok=3 changed=0") {
+		t.Errorf("second run not idempotent:\n%s", out)
+	}
+}
+
+func TestPlayJSONOutput(t *testing.T) {
+	l := newLab(t, "")
+	pb := writePlaybook(t, sitePlaybook)
+	te := testEnv(t)
+	te.vars[envAPIKey] = sentinel
+	if code := te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none", "--output", "json", "--limit", "kms2"); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	events := map[string]int{}
+	sc := bufio.NewScanner(strings.NewReader(te.out.String()))
+	var recap map[string]any
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("line %q is not JSON: %v", sc.Text(), err)
+		}
+		ev, _ := m["event"].(string)
+		events[ev]++
+		if ev == "host_result" && m["host"] != "kms2" {
+			t.Errorf("--limit kms2 ran on %v", m["host"])
+		}
+		if ev == "recap" {
+			recap = m["recap"].(map[string]any)
+		}
+	}
+	if events["play_start"] != 1 || events["task_start"] != 3 || events["host_result"] != 4 || events["recap"] != 1 {
+		t.Errorf("events %v", events)
+	}
+	if kms2, ok := recap["kms2"].(map[string]any); !ok || kms2["changed"] != float64(3) || len(recap) != 1 {
+		t.Errorf("recap %v", recap)
+	}
+	if _, err := os.Stat(l.dirs["kms1"]); err == nil {
+		t.Error("--limit kms2 touched kms1")
+	}
+	checkNoSentinel(t, te)
+}
+
+func TestPlayExitCodes(t *testing.T) {
+	// kms3 is unreachable (nothing listens on port 1).
+	l := newLab(t, "        kms3:\n          ansible_host: 127.0.0.1\n          ansible_port: 1\n          dir: /nonexistent\n")
+	ok := writePlaybook(t, "- hosts: kms\n  tasks:\n    - command: \"true\"\n")
+	te := testEnv(t)
+	if code := te.run(t, "play", ok, "-i", l.inventory, "--ssh-config", "none"); code != exit.Unreachable {
+		t.Fatalf("exit %d, want %d\n%s\n%s", code, exit.Unreachable, te.out, te.errOut)
+	}
+	if !strings.Contains(te.out.String(), "kms3 : ok=0 changed=0 unreachable=1") || !strings.Contains(te.errOut.String(), "run log: ") {
+		t.Errorf("stdout %s\nstderr %s", te.out, te.errOut)
+	}
+	failing := writePlaybook(t, "- hosts: kms\n  tasks:\n    - command: \"false\"\n")
+	te = testEnv(t)
+	if code := te.run(t, "play", failing, "-i", l.inventory, "--ssh-config", "none"); code != exit.HostFailed {
+		t.Fatalf("exit %d, want %d\n%s\n%s", code, exit.HostFailed, te.out, te.errOut)
+	}
+	if !strings.Contains(te.out.String(), "failed: [kms1]") {
+		t.Errorf("stdout %s", te.out)
+	}
+}
