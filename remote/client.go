@@ -261,7 +261,7 @@ func (c *Client) handshake(ctx context.Context, dialFn func(context.Context, str
 	// The handshake has no context: bound it by a deadline and by closing
 	// the connection when ctx ends.
 	if d, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(d)
+		conn.SetDeadline(d.Add(time.Second)) // backstop; the AfterFunc below normally fires first
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	cfg := &ssh.ClientConfig{
@@ -272,15 +272,19 @@ func (c *Client) handshake(ctx context.Context, dialFn func(context.Context, str
 		ClientVersion:     "SSH-2.0-kmsctl",
 	}
 	sconn, chans, reqs, err := ssh.NewClientConn(conn, e.addr(), cfg)
-	if !stop() {
-		if sconn != nil {
-			sconn.Close()
-		}
-		conn.Close()
-		return nil, fmt.Errorf("ssh handshake with %s: %w", e.addr(), ctx.Err())
+	stopped := stop()
+	if err == nil && !stopped {
+		sconn.Close()
+		err = ctx.Err()
 	}
 	if err != nil {
 		conn.Close()
+		if ctx.Err() != nil {
+			var hk *HostKeyError
+			if !errors.As(err, &hk) {
+				return nil, fmt.Errorf("ssh handshake with %s (connect timeout %v): %w", e.addr(), e.connectTimeout, ctx.Err())
+			}
+		}
 		var hk *HostKeyError
 		if errors.As(err, &hk) {
 			return nil, hk

@@ -6,9 +6,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/user"
 	"path"
@@ -53,6 +55,9 @@ type conformanceConn struct {
 	// killed, if set, checks that the process whose PID a cancelled command
 	// printed is gone.
 	killed func(t *testing.T, pid string)
+	// echoAddr is an address, as seen from the host, of a TCP service that
+	// echoes what it receives.
+	echoAddr string
 }
 
 // runConformance runs the transport contract of tasks.Conn against the
@@ -131,7 +136,7 @@ func runConformance(t *testing.T, newConn func(t *testing.T) conformanceConn) {
 		ctx, cancel := context.WithCancel(ctxFor(t))
 		defer cancel()
 		// Cancel as soon as the command proves it is running.
-		out := &notifyWriter{notify: cancel}
+		out := &confNotifyWriter{notify: cancel}
 		err := c.conn.Run(ctx, cmd, nil, out, nil)
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("Run = %v, want an error wrapping context.Canceled", err)
@@ -156,7 +161,7 @@ func runConformance(t *testing.T, newConn func(t *testing.T) conformanceConn) {
 		wantSum := hex.EncodeToString(want[:])
 		p := path.Join(c.dir, "blob.bin")
 
-		sum, err := c.conn.Upload(ctxFor(t), p, bytes.NewReader(data), 0o640, currentUser(t))
+		sum, err := c.conn.Upload(ctxFor(t), p, bytes.NewReader(data), 0o640, confCurrentUser(t))
 		if err != nil {
 			t.Fatalf("Upload: %v", err)
 		}
@@ -207,7 +212,7 @@ func runConformance(t *testing.T, newConn func(t *testing.T) conformanceConn) {
 		p := path.Join(c.dir, "env")
 		old := []byte("KEY=old\n")
 		oldSum := upload(t, c, p, old, 0o600)
-		src := &failAfter{data: bytes.Repeat([]byte("x"), 256<<10), err: errors.New("source broke")}
+		src := &confFailAfter{data: bytes.Repeat([]byte("x"), 256<<10), err: errors.New("source broke")}
 		if _, err := c.conn.Upload(ctxFor(t), p, src, 0o644, ""); err == nil {
 			t.Fatal("Upload from a failing reader succeeded")
 		}
@@ -255,6 +260,47 @@ func runConformance(t *testing.T, newConn func(t *testing.T) conformanceConn) {
 		}
 	})
 
+	t.Run("ConcurrentRuns", func(t *testing.T) {
+		c := newConn(t)
+		const n = 8
+		for i := 0; i < n; i++ {
+			c.script("echo "+strconv.Itoa(i), shellAnswer{stdout: strconv.Itoa(i) + "\n"})
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		outs := make([]bytes.Buffer, n)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = c.conn.Run(ctxFor(t), "echo "+strconv.Itoa(i), nil, &outs[i], nil)
+			}()
+		}
+		wg.Wait()
+		for i := 0; i < n; i++ {
+			if errs[i] != nil || outs[i].String() != strconv.Itoa(i)+"\n" {
+				t.Errorf("concurrent run %d = %q, %v", i, outs[i].String(), errs[i])
+			}
+		}
+	})
+
+	t.Run("DialTCPTunnel", func(t *testing.T) {
+		c := newConn(t)
+		nc, err := c.conn.DialTCP(ctxFor(t), c.echoAddr)
+		if err != nil {
+			t.Fatalf("DialTCP %s: %v", c.echoAddr, err)
+		}
+		defer nc.Close()
+		msg := []byte("through the tunnel")
+		if _, err := nc.Write(msg); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(nc, got); err != nil || !bytes.Equal(got, msg) {
+			t.Errorf("echo = %q, %v; want %q", got, err, msg)
+		}
+	})
+
 	t.Run("UploadRefusesRelativePath", func(t *testing.T) {
 		c := newConn(t)
 		if _, err := c.conn.Upload(ctxFor(t), "relative/file", strings.NewReader("x"), 0o600, ""); err == nil {
@@ -268,9 +314,22 @@ func TestConformanceFake(t *testing.T) {
 	runConformance(t, func(t *testing.T) conformanceConn {
 		f := fake.New(t, "fake-host")
 		dir := "/srv/conformance"
+		const echoAddr = "127.0.0.1:7373"
+		f.SetDialTCP(func(ctx context.Context, addr string) (net.Conn, error) {
+			if addr != echoAddr {
+				return nil, fmt.Errorf("connect to %s: connection refused", addr)
+			}
+			client, server := net.Pipe()
+			go func() {
+				io.Copy(server, server)
+				server.Close()
+			}()
+			return client, nil
+		})
 		return conformanceConn{
-			conn: f,
-			dir:  dir,
+			conn:     f,
+			dir:      dir,
+			echoAddr: echoAddr,
 			script: func(cmd string, a shellAnswer) {
 				e := f.Expect(cmd).Times(1).Stdout(a.stdout).Stderr(a.stderr).Exit(a.exit)
 				switch {
@@ -300,8 +359,9 @@ func TestConformanceSSH(t *testing.T) {
 		c, _ := dialConformanceServer(t, sshtest.Config{})
 		dir := t.TempDir()
 		return conformanceConn{
-			conn:   c,
-			dir:    dir,
+			conn:     c,
+			dir:      dir,
+			echoAddr: startEchoServer(t),
 			script: func(string, shellAnswer) {},
 			list: func(t *testing.T) []string {
 				entries, err := os.ReadDir(dir)
@@ -366,7 +426,37 @@ func dialConformanceServer(t *testing.T, cfg sshtest.Config) (*remote.Client, *s
 	return c, s
 }
 
-func currentUser(t *testing.T) string {
+// startEchoServer starts a TCP echo service on 127.0.0.1 for the test.
+func startEchoServer(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				io.Copy(c, c)
+				c.Close()
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func confCurrentUser(t *testing.T) string {
 	u, err := user.Current()
 	if err != nil {
 		t.Fatalf("current user: %v", err)
@@ -374,15 +464,15 @@ func currentUser(t *testing.T) string {
 	return u.Username
 }
 
-// notifyWriter collects writes and calls notify once, after the first.
-type notifyWriter struct {
+// confNotifyWriter collects writes and calls notify once, after the first.
+type confNotifyWriter struct {
 	mu     sync.Mutex
 	buf    bytes.Buffer
 	notify func()
 	once   sync.Once
 }
 
-func (w *notifyWriter) Write(p []byte) (int, error) {
+func (w *confNotifyWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	n, err := w.buf.Write(p)
 	w.mu.Unlock()
@@ -390,19 +480,19 @@ func (w *notifyWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (w *notifyWriter) String() string {
+func (w *confNotifyWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.buf.String()
 }
 
-// failAfter yields data, then fails with err.
-type failAfter struct {
+// confFailAfter yields data, then fails with err.
+type confFailAfter struct {
 	data []byte
 	err  error
 }
 
-func (r *failAfter) Read(p []byte) (int, error) {
+func (r *confFailAfter) Read(p []byte) (int, error) {
 	if len(r.data) == 0 {
 		return 0, r.err
 	}

@@ -24,7 +24,7 @@ const pinnedSource = "inventory (kms_ssh_host_keys)"
 type hostKeyVerifier struct {
 	files     []string            // known_hosts files that exist, in order
 	check     ssh.HostKeyCallback // knownhosts callback over files
-	hasCA     bool                // some file has an @cert-authority line
+	caLines   map[string]bool     // "file:line" of @cert-authority entries
 	pinned    []ssh.PublicKey
 	state     string // kmsctl's known_hosts file, appended to in accept-new mode
 	acceptNew bool
@@ -34,7 +34,7 @@ type hostKeyVerifier struct {
 // newHostKeyVerifier reads the known_hosts files that exist among files and
 // parses the pinned keys.
 func newHostKeyVerifier(files []string, pinned []string, state string, acceptNew bool, log zerolog.Logger) (*hostKeyVerifier, error) {
-	v := &hostKeyVerifier{state: state, acceptNew: acceptNew, log: log}
+	v := &hostKeyVerifier{state: state, acceptNew: acceptNew, log: log, caLines: map[string]bool{}}
 	seen := map[string]bool{}
 	for _, f := range files {
 		if seen[f] {
@@ -50,9 +50,9 @@ func newHostKeyVerifier(files []string, pinned []string, state string, acceptNew
 		}
 		v.files = append(v.files, f)
 		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
+		for n := 1; sc.Scan(); n++ {
 			if strings.HasPrefix(strings.TrimSpace(sc.Text()), "@cert-authority") {
-				v.hasCA = true
+				v.caLines[fmt.Sprintf("%s:%d", f, n)] = true
 			}
 		}
 	}
@@ -101,7 +101,7 @@ func (v *hostKeyVerifier) algorithms(addr string) []string {
 			}
 		}
 	}
-	if v.hasCA && len(v.pinned) == 0 {
+	if len(v.caLines) > 0 && len(v.pinned) == 0 {
 		add(ssh.CertAlgoED25519v01, ssh.CertAlgoECDSA256v01, ssh.CertAlgoECDSA384v01, ssh.CertAlgoECDSA521v01, ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01)
 	}
 	for _, k := range keys {
@@ -131,9 +131,21 @@ func keyAlgorithms(keyType string) []string {
 func (v *hostKeyVerifier) known(addr string) []knownhosts.KnownKey {
 	var ke *knownhosts.KeyError
 	if err := v.check(addr, placeholderAddr(addr), probeKey{}); errors.As(err, &ke) {
-		return ke.Want
+		return v.plainEntries(ke.Want)
 	}
 	return nil
+}
+
+// plainEntries drops @cert-authority entries, which knownhosts reports
+// among the keys on record for a host.
+func (v *hostKeyVerifier) plainEntries(keys []knownhosts.KnownKey) []knownhosts.KnownKey {
+	var out []knownhosts.KnownKey
+	for _, k := range keys {
+		if !v.caLines[fmt.Sprintf("%s:%d", k.Filename, k.Line)] {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // probeKey is a public key no known_hosts file contains.
@@ -162,6 +174,11 @@ func (v *hostKeyVerifier) callback(hostname string, remote net.Addr, key ssh.Pub
 	err := v.check(hostname, remote, key)
 	if cert, ok := key.(*ssh.Certificate); ok && err != nil {
 		var re *knownhosts.RevokedError
+		// knownhosts reports a revoked CA as a plain certificate error:
+		// ask about the CA key itself to find the @revoked entry.
+		if caErr := v.check(hostname, remote, cert.SignatureKey); errors.As(caErr, &re) {
+			err = caErr
+		}
 		if !errors.As(err, &re) {
 			// As OpenSSH does: a certificate that no known CA vouches for
 			// (or that is invalid) is checked again as the plain key it certifies.
@@ -201,9 +218,9 @@ func (v *hostKeyVerifier) callback(hostname string, remote net.Addr, key ssh.Pub
 	if !errors.As(err, &ke) {
 		return fmt.Errorf("verify host key of %s: %w", display, err)
 	}
-	if len(ke.Want) > 0 {
-		old := ke.Want[0]
-		for _, w := range ke.Want {
+	if want := v.plainEntries(ke.Want); len(want) > 0 {
+		old := want[0]
+		for _, w := range want {
 			if w.Key.Type() == plain.Type() {
 				old = w
 				break

@@ -1,0 +1,200 @@
+package remote_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kmsctl/kmsctl/remote"
+	"github.com/kmsctl/kmsctl/remote/sshtest"
+	"golang.org/x/crypto/ssh"
+)
+
+// dialErr dials and requires a *HostKeyError of kind.
+func dialHostKeyErr(t *testing.T, o remote.Options, kind remote.HostKeyKind) *remote.HostKeyError {
+	t.Helper()
+	c, err := remote.Dial(ctx(t), o)
+	if err == nil {
+		c.Close()
+		t.Fatalf("dial succeeded; want a %v host key error", kind)
+	}
+	var hk *remote.HostKeyError
+	if !errors.As(err, &hk) {
+		t.Fatalf("dial error %v is not a *HostKeyError", err)
+	}
+	if hk.Kind != kind {
+		t.Fatalf("host key error kind = %v, want %v: %v", hk.Kind, kind, err)
+	}
+	var u interface{ Unreachable() bool }
+	if !errors.As(err, &u) || !u.Unreachable() {
+		t.Errorf("host key error is not Unreachable: %v", err)
+	}
+	return hk
+}
+
+func TestUnknownHostKey(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{})
+	hk := dialHostKeyErr(t, e.opts(s), remote.Unknown)
+	fp := ssh.FingerprintSHA256(s.HostKey())
+	msg := hk.Error()
+	for _, want := range []string{"unknown host key", fp, "kms_ssh_host_keys", "--accept-new-host-keys", fmt.Sprintf("[127.0.0.1]:%d", s.Port())} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q lacks %q", msg, want)
+		}
+	}
+	if hk.Fingerprint != fp {
+		t.Errorf("fingerprint = %s, want %s", hk.Fingerprint, fp)
+	}
+	if len(s.Logins()) != 0 {
+		t.Errorf("client authenticated to a server with an unknown key: %v", s.Logins())
+	}
+}
+
+func TestChangedHostKeyNamesFileAndLine(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{})
+	old := sshtest.GenerateKey(t).PublicKey()
+	e.trust("# comment", "other.example ssh-ed25519 "+strings.Fields(string(ssh.MarshalAuthorizedKey(old)))[1], sshtest.KnownHostsLine(s.Addr(), old))
+	hk := dialHostKeyErr(t, e.opts(s), remote.Changed)
+	msg := hk.Error()
+	host := fmt.Sprintf("[127.0.0.1]:%d", s.Port())
+	for _, want := range []string{"host key for " + host + " changed", e.knownHosts + ":3", ssh.FingerprintSHA256(old), ssh.FingerprintSHA256(s.HostKey()), "ssh-keygen -R"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q lacks %q", msg, want)
+		}
+	}
+	if hk.File != e.knownHosts || hk.Line != 3 {
+		t.Errorf("file:line = %s:%d", hk.File, hk.Line)
+	}
+}
+
+func TestRevokedHostKey(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{})
+	e.trust(s.KnownHostsLine(), sshtest.RevokedLine("*", s.HostKey()))
+	hk := dialHostKeyErr(t, e.opts(s), remote.Revoked)
+	if !strings.Contains(hk.Error(), "revoked") || hk.Line != 2 {
+		t.Errorf("revoked error = %v (line %d)", hk, hk.Line)
+	}
+}
+
+func TestHashedKnownHostsEntry(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{})
+	e.trust(sshtest.HashedKnownHostsLine(s.Addr(), s.HostKey()))
+	c := e.dial(e.opts(s))
+	if out, _, err := run(t, c, "echo ok", ""); err != nil || out != "ok\n" {
+		t.Fatalf("run: %q %v", out, err)
+	}
+}
+
+func TestHostKeyAlgorithmFollowsKnownKeyType(t *testing.T) {
+	// The server has an ed25519 and an ECDSA-less setup is not available in
+	// sshtest, so check the opposite direction: a known ed25519 key is
+	// accepted even though the client library would prefer other types.
+	e := newEnv(t)
+	s := e.server(sshtest.Config{})
+	e.trust("unrelated.example " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshtest.GenerateKey(t).PublicKey()))), s.KnownHostsLine())
+	e.dial(e.opts(s))
+}
+
+func TestHostCertificateTrustedByCA(t *testing.T) {
+	e := newEnv(t)
+	ca := sshtest.NewCA(t)
+	hostKey := sshtest.GenerateKey(t)
+	s := e.server(sshtest.Config{HostKey: hostKey, HostCert: ca.SignHost(t, hostKey.PublicKey(), "127.0.0.1")})
+	e.trust(ca.KnownHostsLine(fmt.Sprintf("[127.0.0.1]:%d", s.Port())))
+	c := e.dial(e.opts(s))
+	if out, _, err := run(t, c, "echo cert", ""); err != nil || out != "cert\n" {
+		t.Fatalf("run: %q %v", out, err)
+	}
+
+	// A certificate from a CA we do not trust falls back to the plain key,
+	// which is unknown.
+	e2 := newEnv(t)
+	s2 := e2.server(sshtest.Config{HostKey: hostKey, HostCert: sshtest.NewCA(t).SignHost(t, hostKey.PublicKey(), "127.0.0.1")})
+	e2.trust(ca.KnownHostsLine(fmt.Sprintf("[127.0.0.1]:%d", s2.Port())))
+	hk := dialHostKeyErr(t, e2.opts(s2), remote.Unknown)
+	if hk.Fingerprint != ssh.FingerprintSHA256(hostKey.PublicKey()) {
+		t.Errorf("fingerprint %s is not the plain host key's", hk.Fingerprint)
+	}
+
+	// A revoked CA is refused even though it is also trusted.
+	e3 := newEnv(t)
+	s3 := e3.server(sshtest.Config{HostKey: hostKey, HostCert: ca.SignHost(t, hostKey.PublicKey(), "127.0.0.1")})
+	e3.trust(ca.KnownHostsLine(fmt.Sprintf("[127.0.0.1]:%d", s3.Port())), sshtest.RevokedLine("*", ca.PublicKey()))
+	dialHostKeyErr(t, e3.opts(s3), remote.Revoked)
+}
+
+func TestPinnedHostKey(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{})
+	o := e.opts(s)
+	o.PinnedKeys = []string{strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.HostKey())))}
+	c := e.dial(o) // no known_hosts file at all
+	if _, _, err := run(t, c, "true", ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPinnedHostKeyMismatchIgnoresKnownHosts(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{})
+	e.trust(s.KnownHostsLine()) // known_hosts would accept it, the pin must win
+	o := e.opts(s)
+	other := sshtest.GenerateKey(t).PublicKey()
+	o.PinnedKeys = []string{strings.TrimSpace(string(ssh.MarshalAuthorizedKey(other)))}
+	hk := dialHostKeyErr(t, o, remote.Changed)
+	if !strings.Contains(hk.Error(), "kms_ssh_host_keys") || !strings.Contains(hk.Error(), ssh.FingerprintSHA256(other)) || !strings.Contains(hk.Error(), "changed") {
+		t.Errorf("pinned mismatch message: %v", hk)
+	}
+}
+
+func TestAcceptNewWritesStateFile(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{})
+	state := filepath.Join(e.home, "state", "kmsctl", "known_hosts")
+	o := e.opts(s)
+	o.StateKnownHosts = state
+	o.AcceptNew = true
+	c := e.dial(o)
+	c.Close()
+	b := readFile(t, state)
+	if want := s.KnownHostsLine(); strings.TrimSpace(b) != want {
+		t.Errorf("state file = %q, want %q", b, want)
+	}
+	fi, err := os.Stat(state)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("state file mode: %v %v", fi.Mode(), err)
+	}
+	if di, err := os.Stat(filepath.Dir(state)); err != nil || di.Mode().Perm() != 0o700 {
+		t.Errorf("state dir mode: %v %v", di.Mode(), err)
+	}
+	// Without accept-new, the state file alone now trusts the host.
+	o.AcceptNew = false
+	e.dial(o)
+	if b2 := readFile(t, state); b2 != b {
+		t.Errorf("state file changed on second dial: %q", b2)
+	}
+}
+
+func TestAcceptNewRefusesChangedKey(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{})
+	state := filepath.Join(e.home, "state_known_hosts")
+	old := sshtest.GenerateKey(t).PublicKey()
+	sshtest.WriteKnownHosts(t, state, sshtest.KnownHostsLine(s.Addr(), old))
+	o := e.opts(s)
+	o.StateKnownHosts, o.AcceptNew = state, true
+	hk := dialHostKeyErr(t, o, remote.Changed)
+	if hk.File != state || hk.Line != 1 {
+		t.Errorf("changed key located at %s:%d", hk.File, hk.Line)
+	}
+	if b := readFile(t, state); strings.Count(b, "\n") != 1 {
+		t.Errorf("state file was appended to: %q", b)
+	}
+}

@@ -1,0 +1,192 @@
+package remote_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kmsctl/kmsctl/remote"
+	"github.com/kmsctl/kmsctl/remote/sshtest"
+)
+
+func randomBytes(t testing.TB, n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// onlyReader hides every method but Read, as a network stream would.
+type onlyReader struct{ r io.Reader }
+
+func (o onlyReader) Read(p []byte) (int, error) { return o.r.Read(p) }
+
+func TestUploadAtomicModeOwnerChecksum(t *testing.T) {
+	_, s, c := connected(t, sshtest.Config{})
+	dir := t.TempDir()
+	target := filepath.Join(dir, "minkms.env")
+	if err := os.WriteFile(target, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := randomBytes(t, 3<<20+17)
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := c.Upload(ctx(t), target, onlyReader{bytes.NewReader(data)}, 0o640, me.Username)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum != sha(data) {
+		t.Errorf("returned sha256 %s, want %s", sum, sha(data))
+	}
+	if got, _ := os.ReadFile(target); !bytes.Equal(got, data) {
+		t.Error("target content differs")
+	}
+	if fi, _ := os.Stat(target); fi.Mode().Perm() != 0o640 {
+		t.Errorf("mode = %v", fi.Mode())
+	}
+	if left := tempFiles(t, dir); len(left) != 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+	var chown, sum256 bool
+	for _, cmd := range s.Commands() {
+		chown = chown || strings.HasPrefix(cmd, "chown -- "+me.Username+" ")
+		sum256 = sum256 || strings.HasPrefix(cmd, "sha256sum -- "+dir+"/.minkms.env.kmsctl-tmp-")
+	}
+	if !chown || !sum256 {
+		t.Errorf("upload did not chown and checksum the temp file: %q", s.Commands())
+	}
+	// A relative path is refused.
+	if _, err := c.Upload(ctx(t), "relative", strings.NewReader("x"), 0o600, ""); err == nil {
+		t.Error("relative upload path accepted")
+	}
+}
+
+func TestUploadCutMidTransferLeavesTargetAndCleansUp(t *testing.T) {
+	_, s, c := connected(t, sshtest.Config{})
+	dir := t.TempDir()
+	target := filepath.Join(dir, "minkms")
+	old := []byte("previous binary\n")
+	if err := os.WriteFile(target, old, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.CutAfterBytes(1 << 20)
+	data := randomBytes(t, 8<<20)
+	_, err := c.Upload(ctx(t), target, onlyReader{bytes.NewReader(data)}, 0o755, "")
+	if !errors.Is(err, remote.ErrConnectionLost) {
+		t.Fatalf("upload cut by the server = %v, want ErrConnectionLost", err)
+	}
+	if got := readFile(t, target); got != string(old) {
+		t.Fatal("target changed by an interrupted upload")
+	}
+	if left := tempFiles(t, dir); len(left) != 1 {
+		t.Logf("temp files after the cut: %v", left) // the dead connection could not remove it
+	}
+	// The next upload re-dials, removes the stale temp file and succeeds.
+	if _, err := c.Upload(ctx(t), target, bytes.NewReader(data), 0o755, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(target); !bytes.Equal(got, data) {
+		t.Error("target content differs after the retry")
+	}
+	if left := tempFiles(t, dir); len(left) != 0 {
+		t.Errorf("temp files left after the next upload: %v", left)
+	}
+}
+
+func TestUploadRemovesStaleTempFilesOfThatTargetOnly(t *testing.T) {
+	_, _, c := connected(t, sshtest.Config{})
+	dir := t.TempDir()
+	stale := filepath.Join(dir, ".a.conf.kmsctl-tmp-0123456789abcdef")
+	other := filepath.Join(dir, ".b.conf.kmsctl-tmp-0123456789abcdef")
+	for _, p := range []string{stale, other} {
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Upload(ctx(t), filepath.Join(dir, "a.conf"), strings.NewReader("x"), 0o600, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Error("stale temp file of the target survived")
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Error("temp file of another target was removed")
+	}
+}
+
+func TestUploadChecksumMismatchDetected(t *testing.T) {
+	// The server's sha256sum reports a different hash for temp files, as if
+	// the bytes were corrupted on the way to the disk.
+	_, _, c := connected(t, sshtest.Config{Exec: func(_ context.Context, cmd string, _ io.Reader, stdout, _ io.Writer) (int, bool) {
+		if strings.HasPrefix(cmd, "sha256sum") && strings.Contains(cmd, ".kmsctl-tmp-") {
+			io.WriteString(stdout, strings.Repeat("0", 64)+"  file\n")
+			return 0, true
+		}
+		return 0, false
+	}})
+	dir := t.TempDir()
+	target := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(target, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Upload(ctx(t), target, strings.NewReader("new content"), 0o600, "")
+	if err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+		t.Fatalf("upload with corrupted landing = %v", err)
+	}
+	if readFile(t, target) != "old" {
+		t.Error("target replaced despite the checksum mismatch")
+	}
+	if left := tempFiles(t, dir); len(left) != 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+}
+
+func TestUploadCancelled(t *testing.T) {
+	_, _, c := connected(t, sshtest.Config{})
+	dir := t.TempDir()
+	target := filepath.Join(dir, "big")
+	cctx, cancel := context.WithCancel(context.Background())
+	r := &cancelAfter{n: 1 << 20, cancel: cancel}
+	_, err := c.Upload(cctx, target, r, 0o600, "")
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled upload = %v", err)
+	}
+	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) {
+		t.Error("cancelled upload created the target")
+	}
+	if left := tempFiles(t, dir); len(left) != 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+}
+
+// cancelAfter produces zeros forever and cancels after n bytes.
+type cancelAfter struct {
+	n      int
+	cancel context.CancelFunc
+}
+
+func (r *cancelAfter) Read(p []byte) (int, error) {
+	r.n -= len(p)
+	if r.n < 0 {
+		r.cancel()
+	}
+	clear(p)
+	return len(p), nil
+}
