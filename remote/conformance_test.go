@@ -362,7 +362,7 @@ func TestConformanceSSH(t *testing.T) {
 			conn:     c,
 			dir:      dir,
 			echoAddr: startEchoServer(t),
-			script: func(string, shellAnswer) {},
+			script:   func(string, shellAnswer) {},
 			list: func(t *testing.T) []string {
 				entries, err := os.ReadDir(dir)
 				if err != nil {
@@ -432,9 +432,18 @@ func startEchoServer(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
 	t.Cleanup(func() {
 		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
 		wg.Wait()
 	})
 	wg.Add(1)
@@ -445,6 +454,9 @@ func startEchoServer(t *testing.T) string {
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
