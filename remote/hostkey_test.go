@@ -98,7 +98,7 @@ func TestHostKeyAlgorithmFollowsKnownKeyType(t *testing.T) {
 	// accepted even though the client library would prefer other types.
 	e := newEnv(t)
 	s := e.server(sshtest.Config{})
-	e.trust("unrelated.example " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshtest.GenerateKey(t).PublicKey()))), s.KnownHostsLine())
+	e.trust("unrelated.example "+strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshtest.GenerateKey(t).PublicKey()))), s.KnownHostsLine())
 	e.dial(e.opts(s))
 }
 
