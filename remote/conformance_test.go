@@ -22,10 +22,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kmsctl/kmsctl/redact"
 	"github.com/kmsctl/kmsctl/remote"
 	"github.com/kmsctl/kmsctl/remote/fake"
 	"github.com/kmsctl/kmsctl/remote/sshtest"
 	"github.com/kmsctl/kmsctl/tasks"
+	"github.com/rs/zerolog"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -511,4 +513,58 @@ func (r *confFailAfter) Read(p []byte) (int, error) {
 	n := copy(p, r.data)
 	r.data = r.data[n:]
 	return n, nil
+}
+
+// TestSecretNeverLeaksFake pushes a sentinel secret through
+// Trace(Redact(fake)) on stdin and by upload: output, errors and trace logs
+// are masked, no command line carries it, and the data itself is intact.
+// (TestSecretNeverLeaks does the same over SSH with Become.)
+func TestSecretNeverLeaksFake(t *testing.T) {
+	const secret = "SENTINEL-api-key:k1:c2VudGluZWwtc2VudGluZWw="
+	f := fake.New(t, "node1")
+	var logs bytes.Buffer
+	conn := remote.Trace(remote.Redact(f, redact.New(secret)), zerolog.New(&logs).Level(zerolog.DebugLevel))
+	ctx := context.Background()
+
+	f.Expect("cat > /etc/default/minkms.new").Do(func(stdin []byte) (string, string, int) {
+		f.SetFile("/etc/default/minkms.new", string(stdin), 0o600)
+		return "stored " + string(stdin), "", 0
+	})
+	f.Expect("grep KEY /etc/default/minkms.new").Do(func([]byte) (string, string, int) {
+		c, _ := f.File("/etc/default/minkms.new")
+		return "", c.Content, 4
+	})
+	var out, errb bytes.Buffer
+	if err := conn.Run(ctx, "cat > /etc/default/minkms.new", strings.NewReader("KEY="+secret), &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	stdout1 := out.String()
+	out.Reset()
+	err := conn.Run(ctx, "grep KEY /etc/default/minkms.new", nil, &out, &errb)
+	var xs interface{ ExitStatus() int }
+	if !errors.As(err, &xs) || xs.ExitStatus() != 4 {
+		t.Fatalf("failing command = %v, want exit status 4 through the decorators", err)
+	}
+	if _, err := conn.Upload(ctx, "/etc/minkms/api.key", strings.NewReader(secret), 0o600, "minkms-user"); err != nil {
+		t.Fatal(err)
+	}
+
+	for name, text := range map[string]string{
+		"stdout": stdout1, "stderr": errb.String(), "error": err.Error(), "trace log": logs.String(),
+		"command lines": strings.Join(f.Commands(), "\n"),
+	} {
+		if strings.Contains(text, secret) || strings.Contains(text, "c2VudGluZWwtc2VudGluZWw=") {
+			t.Errorf("secret leaked into %s: %q", name, text)
+		}
+	}
+	if !strings.Contains(stdout1, redact.Mask) || !strings.Contains(errb.String(), redact.Mask) {
+		t.Errorf("stdout %q / stderr %q: want the mask where the secret was", stdout1, errb.String())
+	}
+	// The secret did travel, on stdin and as file data.
+	if calls := f.Calls(); string(calls[0].Stdin) != "KEY="+secret {
+		t.Errorf("stdin recorded = %q", calls[0].Stdin)
+	}
+	if got, _ := f.File("/etc/minkms/api.key"); got.Content != secret || got.Mode != 0o600 || got.Owner != "minkms-user" {
+		t.Errorf("uploaded file = %+v", got)
+	}
 }
