@@ -1,0 +1,182 @@
+// Command sshbench measures kmsctl's SSH transport (the remote package) against an sshd:
+// upload throughput of one file over an open connection and with a fresh connection, for
+// several SFTP in-flight settings, and the latency of sequential commands on one connection.
+// It prints one line of key=value figures per measurement; bench/ssh.sh runs it next to
+// OpenSSH's scp, sftp and ssh and formats the comparison.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kmsctl/kmsctl/remote"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "sshbench:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	host, user, key, knownHosts, file, dir string
+	port, runs, commands                   int
+	concurrency                            []int
+}
+
+func run() error {
+	var c config
+	var conc string
+	flag.StringVar(&c.host, "host", "127.0.0.1", "sshd address")
+	flag.IntVar(&c.port, "port", 22, "sshd port")
+	flag.StringVar(&c.user, "user", "root", "login user")
+	flag.StringVar(&c.key, "key", "", "private key file")
+	flag.StringVar(&c.knownHosts, "known-hosts", "", "known_hosts file pinning the sshd's key")
+	flag.StringVar(&c.file, "file", "", "local file to upload")
+	flag.StringVar(&c.dir, "dir", "/tmp", "remote directory to upload into (absolute)")
+	flag.IntVar(&c.runs, "runs", 5, "timed runs per measurement (the median is printed)")
+	flag.IntVar(&c.commands, "commands", 100, "sequential `true` commands per command run")
+	flag.StringVar(&conc, "concurrency", "8", "comma-separated SFTP in-flight settings to measure (0 = remote's default)")
+	flag.Parse()
+	if c.key == "" || c.knownHosts == "" || c.file == "" {
+		return fmt.Errorf("-key, -known-hosts and -file are required")
+	}
+	for _, s := range strings.Split(conc, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("parse -concurrency %q: %w", conc, err)
+		}
+		c.concurrency = append(c.concurrency, n)
+	}
+	st, err := os.Stat(c.file)
+	if err != nil {
+		return fmt.Errorf("stat upload file: %w", err)
+	}
+	ctx := context.Background()
+
+	for _, n := range c.concurrency {
+		if err := benchUpload(ctx, c, n, st.Size()); err != nil {
+			return err
+		}
+	}
+	return benchCommands(ctx, c)
+}
+
+func (c config) options(concurrency int) remote.Options {
+	return remote.Options{
+		HostName:        c.host,
+		Port:            c.port,
+		User:            c.user,
+		IdentityFiles:   []string{c.key},
+		KnownHostsFiles: []string{c.knownHosts},
+		SSHConfigFile:   "none",
+		AgentSocket:     "none",
+		SFTPConcurrency: concurrency,
+	}
+}
+
+// benchUpload times Upload over one open connection (after a warm-up upload that also opens
+// the SFTP session), then dial + upload + close, each c.runs times.
+func benchUpload(ctx context.Context, c config, concurrency int, size int64) error {
+	target := path.Join(c.dir, "sshbench-upload.bin")
+	cl, err := remote.Dial(ctx, c.options(concurrency))
+	if err != nil {
+		return fmt.Errorf("dial: %w", err)
+	}
+	defer cl.Close()
+	if err := upload(ctx, cl, c.file, target); err != nil {
+		return err
+	}
+	var open []time.Duration
+	for range c.runs {
+		start := time.Now()
+		if err := upload(ctx, cl, c.file, target); err != nil {
+			return err
+		}
+		open = append(open, time.Since(start))
+	}
+	// The remote sha256 check is part of Upload; time it alone to show its share.
+	var sums []time.Duration
+	for range c.runs {
+		start := time.Now()
+		if _, err := cl.Checksum(ctx, target); err != nil {
+			return fmt.Errorf("checksum: %w", err)
+		}
+		sums = append(sums, time.Since(start))
+	}
+	var fresh []time.Duration
+	for range c.runs {
+		start := time.Now()
+		fc, err := remote.Dial(ctx, c.options(concurrency))
+		if err != nil {
+			return fmt.Errorf("dial: %w", err)
+		}
+		err = upload(ctx, fc, c.file, target)
+		fc.Close()
+		if err != nil {
+			return err
+		}
+		fresh = append(fresh, time.Since(start))
+	}
+	mo, mf := median(open), median(fresh)
+	fmt.Printf("upload mode=open concurrency=%d bytes=%d median_s=%.4f mb_per_s=%.1f remote_sha256_s=%.4f\n",
+		concurrency, size, mo.Seconds(), mbps(size, mo), median(sums).Seconds())
+	fmt.Printf("upload mode=fresh concurrency=%d bytes=%d median_s=%.4f mb_per_s=%.1f\n",
+		concurrency, size, mf.Seconds(), mbps(size, mf))
+	return nil
+}
+
+func upload(ctx context.Context, cl *remote.Client, file, target string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("open upload file: %w", err)
+	}
+	defer f.Close()
+	if _, err := cl.Upload(ctx, target, f, 0o600, ""); err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	return nil
+}
+
+// benchCommands times c.commands sequential `true` commands on one open connection.
+func benchCommands(ctx context.Context, c config) error {
+	cl, err := remote.Dial(ctx, c.options(0))
+	if err != nil {
+		return fmt.Errorf("dial: %w", err)
+	}
+	defer cl.Close()
+	if err := cl.Run(ctx, "true", nil, io.Discard, io.Discard); err != nil {
+		return fmt.Errorf("run true: %w", err)
+	}
+	var per []time.Duration
+	for range c.runs {
+		start := time.Now()
+		for range c.commands {
+			if err := cl.Run(ctx, "true", nil, io.Discard, io.Discard); err != nil {
+				return fmt.Errorf("run true: %w", err)
+			}
+		}
+		per = append(per, time.Since(start)/time.Duration(c.commands))
+	}
+	fmt.Printf("commands mode=open count=%d median_ms_per_command=%.2f\n",
+		c.commands, float64(median(per).Microseconds())/1000)
+	return nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+// mbps is throughput in MB/s (10^6 bytes per second).
+func mbps(size int64, d time.Duration) float64 { return float64(size) / 1e6 / d.Seconds() }
