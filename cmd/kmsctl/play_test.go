@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +31,17 @@ type lab struct {
 // are added to the kms group verbatim (YAML lines at host level).
 func newLab(t *testing.T, extraHosts string) *lab {
 	t.Helper()
+	return newLabWith(t, extraHosts, nil)
+}
+
+// newLabExec is newLab with an ExecFunc intercepting the servers' commands.
+func newLabExec(t *testing.T, exec sshtest.ExecFunc) *lab {
+	t.Helper()
+	return newLabWith(t, "", exec)
+}
+
+func newLabWith(t *testing.T, extraHosts string, exec sshtest.ExecFunc) *lab {
+	t.Helper()
 	key := sshtest.GenerateKey(t)
 	keyFile := sshtest.ClientKeyFile(t, key, "")
 	l := &lab{dirs: map[string]string{}, servers: map[string]*sshtest.Server{}}
@@ -37,6 +50,7 @@ func newLab(t *testing.T, extraHosts string) *lab {
 		s := sshtest.Start(t, sshtest.Config{
 			AuthorizedKeys: []ssh.PublicKey{key.PublicKey()},
 			Env:            []string{"LEAK=" + sentinel},
+			Exec:           exec,
 		})
 		l.servers[h] = s
 		l.dirs[h] = filepath.Join(t.TempDir(), h)
@@ -234,5 +248,74 @@ func TestPlayExitCodes(t *testing.T) {
 	}
 	if !strings.Contains(te.out.String(), "failed: [kms1]") {
 		t.Errorf("stdout %s", te.out)
+	}
+}
+
+// TestPlayInterrupted: cancelling the run (the first Ctrl-C) stops starting
+// new work, runs the handlers owed and prints the recap; exit code 130.
+func TestPlayInterrupted(t *testing.T) {
+	started := make(chan struct{}, 4)
+	l := newLabExec(t, func(ctx context.Context, cmd string, _ io.Reader, _, _ io.Writer) (int, bool) {
+		if !strings.HasPrefix(cmd, "sleep 30") {
+			return 0, false
+		}
+		started <- struct{}{}
+		<-ctx.Done()
+		return 137, true
+	})
+	pb := writePlaybook(t, `- hosts: kms1
+  tasks:
+    - name: push config
+      copy:
+        content: "x\n"
+        dest: "{{ dir }}.conf"
+      notify: restart
+    - name: long
+      command: sleep 30
+    - name: never started
+      command: touch {{ dir }}.never
+  handlers:
+    - name: restart
+      command: touch {{ dir }}.restarted
+`)
+	te := testEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-started
+		cancel()
+	}()
+	code := run(ctx, te.env, []string{"kmsctl", "play", pb, "-i", l.inventory, "--ssh-config", "none"})
+	if code != exit.Interrupted {
+		t.Fatalf("exit %d, want %d\n%s\n%s", code, exit.Interrupted, te.out, te.errOut)
+	}
+	d := l.dirs["kms1"]
+	if _, err := os.Stat(d + ".restarted"); err != nil {
+		t.Errorf("the owed handler did not run: %v", err)
+	}
+	if _, err := os.Stat(d + ".never"); err == nil {
+		t.Error("a task after the interruption ran")
+	}
+	if !strings.Contains(te.out.String(), "PLAY RECAP") || !strings.Contains(te.errOut.String(), "interrupted") {
+		t.Errorf("stdout %s\nstderr %s", te.out, te.errOut)
+	}
+}
+
+// TestPlayTimeout: --timeout ends the run with exit code 6.
+func TestPlayTimeout(t *testing.T) {
+	l := newLabExec(t, func(ctx context.Context, cmd string, _ io.Reader, _, _ io.Writer) (int, bool) {
+		if cmd != "sleep 30" {
+			return 0, false
+		}
+		<-ctx.Done()
+		return 137, true
+	})
+	pb := writePlaybook(t, "- hosts: kms\n  tasks:\n    - command: sleep 30\n")
+	te := testEnv(t)
+	if code := te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none", "--timeout", "300ms"); code != exit.TimedOut {
+		t.Fatalf("exit %d, want %d\n%s\n%s", code, exit.TimedOut, te.out, te.errOut)
+	}
+	if !strings.Contains(te.out.String(), "PLAY RECAP") {
+		t.Errorf("no recap:\n%s", te.out)
 	}
 }

@@ -1,0 +1,114 @@
+package output
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kmsctl/kmsctl/tasks"
+)
+
+// events is a small run: one task on two hosts, one ok and one failed.
+func events() []tasks.Event {
+	hosts := []string{"kms1", "kms2"}
+	return []tasks.Event{
+		{Type: tasks.EventPlayStart, Play: "site", Hosts: hosts},
+		{Type: tasks.EventTaskStart, Play: "site", Task: "push config", Hosts: hosts},
+		{Type: tasks.EventHostResult, Play: "site", Task: "push config", Host: "kms1", Status: tasks.StatusChanged, Changed: true, Msg: "create /etc/x", Diff: "--- a\n+++ b\n"},
+		{Type: tasks.EventHostResult, Play: "site", Task: "push config", Host: "kms2", Status: tasks.StatusFailed, Msg: "permission denied\nline two", Stderr: "oops\n"},
+		{Type: tasks.EventRecap, Duration: 1500 * time.Millisecond, Recap: tasks.Recap{
+			"kms1": {OK: 1, Changed: 1},
+			"kms2": {Failed: 1},
+		}},
+	}
+}
+
+func TestPlain(t *testing.T) {
+	var b bytes.Buffer
+	d := NewPlain(&b, 0)
+	for _, e := range events() {
+		d.Event(e)
+	}
+	d.Close()
+	want := `PLAY [site] on 2 hosts
+changed: [kms1] push config
+--- a
++++ b
+failed: [kms2] push config: permission denied ⏎ line two
+  stderr: oops
+
+PLAY RECAP
+kms1 : ok=1 changed=1 unreachable=0 failed=0 skipped=0 ignored=0
+kms2 : ok=0 changed=0 unreachable=0 failed=1 skipped=0 ignored=0
+total time 1.5s
+`
+	if b.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+func TestJSON(t *testing.T) {
+	var b bytes.Buffer
+	d := New(&b, Options{Format: "json", Terminal: true})
+	for _, e := range events() {
+		d.Event(e)
+	}
+	d.Close()
+	var types []string
+	sc := bufio.NewScanner(&b)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("%q: %v", sc.Text(), err)
+		}
+		types = append(types, m["event"].(string))
+		if m["event"] == "host_result" && m["host"] == "kms2" && (m["status"] != "failed" || m["stderr"] != "oops\n") {
+			t.Errorf("kms2 result %v", m)
+		}
+		if m["event"] == "recap" {
+			kms1 := m["recap"].(map[string]any)["kms1"].(map[string]any)
+			if kms1["changed"] != float64(1) || m["duration_ms"] != float64(1500) {
+				t.Errorf("recap %v", m)
+			}
+		}
+	}
+	if got := strings.Join(types, ","); got != "play_start,task_start,host_result,host_result,recap" {
+		t.Errorf("events %s", got)
+	}
+}
+
+// TestLive: the live view draws one spinner line per running host and
+// erases it when results arrive; the results and the recap stay.
+func TestLive(t *testing.T) {
+	var b bytes.Buffer
+	d := NewLive(&b, 0).(*live)
+	evs := events()
+	d.Event(evs[0])
+	d.Event(evs[1])
+	d.mu.Lock()
+	running := strings.Join(d.running, ",")
+	d.mu.Unlock()
+	if running != "kms1,kms2" {
+		t.Errorf("running = %q", running)
+	}
+	for _, e := range evs[2:] {
+		d.Event(e)
+	}
+	d.Close()
+	out := b.String()
+	for _, want := range []string{"[kms1] push config  ", "[kms2] push config  ", "\x1b[2F\x1b[J", "changed: [kms1] push config", "failed: [kms2] push config", "PLAY RECAP"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("live output lacks %q:\n%q", want, out)
+		}
+	}
+	// After the last result nothing is left running, and nothing is drawn.
+	if d.drawn != 0 || len(d.running) != 0 {
+		t.Errorf("drawn %d running %v after close", d.drawn, d.running)
+	}
+	if !strings.HasSuffix(out, "total time 1.5s\n") {
+		t.Errorf("live output does not end with the recap:\n%q", out)
+	}
+}

@@ -1,0 +1,61 @@
+package runlog
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kmsctl/kmsctl/redact"
+)
+
+func TestCreate(t *testing.T) {
+	const secret = "hsm:aes256:SENTINELSENTINEL"
+	dir := filepath.Join(t.TempDir(), "kmsctl")
+	if err := os.MkdirAll(dir, 0o755); err != nil { // an existing, too open directory
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC)
+	l, err := Create(dir, now, redact.New(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(filepath.Base(l.Path), "20261127T050000Z-") || !strings.HasSuffix(l.Path, ".log") || filepath.Dir(l.Path) != filepath.Join(dir, "runs") {
+		t.Errorf("path %s", l.Path)
+	}
+	// A secret split across writes is still masked.
+	for _, s := range []string{`{"msg":"key hsm:aes256:SENT`, `INELSENTINEL end"}` + "\n"} {
+		if _, err := l.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(l.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != `{"msg":"key [REDACTED] end"}`+"\n" {
+		t.Errorf("log = %q", b)
+	}
+	for path, want := range map[string]os.FileMode{l.Path: 0o600, dir: 0o700, filepath.Dir(l.Path): 0o700} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s mode %v, want %v", path, fi.Mode().Perm(), want)
+		}
+	}
+	// Two runs in the same second get different files.
+	l2, err := Create(dir, now, redact.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if l2.Path == l.Path {
+		t.Error("two runs share a log file")
+	}
+}
