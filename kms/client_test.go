@@ -561,8 +561,14 @@ func TestEnclaveAndKeyOperations(t *testing.T) {
 	if _, err := c.GenerateKey(ctx, "tenant-1", "k1", 2000, nil); err == nil {
 		t.Fatal("GenerateKey accepted length 2000")
 	}
-	if err := c.CreateKey(ctx, "", "k"); err == nil {
-		t.Fatal("CreateKey without enclave accepted")
+	if err := c.CreateKey(ctx, "a/b", "k"); err == nil {
+		t.Fatal("CreateKey with enclave a/b accepted")
+	}
+	if err := c.CreateKey(ctx, "", "k0"); err != nil || !keys["/k0"] {
+		t.Fatalf("CreateKey in the default enclave: %v", err)
+	}
+	if req, _ := srv.last(); req.URL.Path != "/v1/kms" {
+		t.Fatalf("CreateKey without enclave went to %s", req.URL.Path)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -13,7 +14,8 @@ import (
 
 // Enclave, key, policy and identity operations. They are load-balanced over
 // the configured endpoints; to address one node, make a Client with only
-// that endpoint.
+// that endpoint. Key, policy and identity commands go to /v1/kms/{enclave}
+// (an empty enclave sends them to /v1/kms: the server's default enclave).
 
 // CreateEnclave creates an enclave (ENCLAVE:CREATE, SysAdmin).
 func (c *Client) CreateEnclave(ctx context.Context, name string) error {
@@ -164,11 +166,9 @@ type listResponse[R any] interface {
 func list[R any, PR listResponse[R], T any](c *Client, ctx context.Context, id wire.Command, enclave, prefix string, items func(PR) []T) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		var zero T
-		if !id.IsCluster() {
-			if err := checkEnclave(enclave); err != nil {
-				yield(zero, fmt.Errorf("list %s: %w", id, err))
-				return
-			}
+		if err := checkEnclave(enclave); err != nil {
+			yield(zero, fmt.Errorf("list %s: %w", id, err))
+			return
 		}
 		continueAt := ""
 		for {
@@ -197,12 +197,11 @@ func list[R any, PR listResponse[R], T any](c *Client, ctx context.Context, id w
 	}
 }
 
-// checkEnclave rejects enclave names that cannot be a URL path element.
+// checkEnclave rejects enclave names that cannot be one URL path element.
+// The empty name is allowed: the request then goes to /v1/kms and the server
+// applies its default (vendor behaviour unknown, fact sheet §4.1).
 func checkEnclave(enclave string) error {
-	switch enclave {
-	case "":
-		return fmt.Errorf("no enclave named")
-	case ".", "..":
+	if enclave == "." || enclave == ".." || strings.Contains(enclave, "/") {
 		return fmt.Errorf("invalid enclave name %q", enclave)
 	}
 	return nil
