@@ -501,6 +501,15 @@ func (n *Node) removeNode(ctx context.Context, host string, wipe bool) *apiError
 		if len(st.Nodes) == 1 {
 			return nil, errLastNode
 		}
+		if id != st.NodeID {
+			// Every node of the definition, the removed one included, must be up.
+			cctx, cancel := context.WithTimeout(ctx, n.rpcTimeout())
+			defer cancel()
+			var ps peerStatus
+			if err := n.call(cctx, host, rpcStatus, struct{}{}, &ps); err != nil || ps.ClusterID != st.ClusterID || ps.NodeID != id {
+				return nil, errNoQuorum(fmt.Sprintf("node %d (%s) is down or no longer a member; remove a dead node with CLUSTER:EDIT", id, host))
+			}
+		}
 		delete(st.Nodes, id)
 		st.Epoch++
 		return &change{leave: &leaveRequest{ClusterID: st.ClusterID, NodeID: id, Wipe: wipe}, host: host}, nil

@@ -1,4 +1,123 @@
 // Package kmsim is a Key Manager (minkms) simulator that speaks the real
-// wire protocol (see kms/wire) with the documented cluster semantics. It is
-// what kmsctl's tests and labs run against, installed as /usr/local/bin/minkms.
+// wire protocol (kms/wire, kms/pb) with the documented cluster semantics.
+// kmsctl's tests and labs run against it; cmd/kmsim is its command, installed
+// as /usr/local/bin/minkms on test hosts. Where the fact sheet
+// (minkms-protocol.md) marks a behaviour unknown, the choices below are ours.
+//
+// # API
+//
+// Start(ctx, Config) runs one node (TLS listener, heartbeats) until Close or
+// ctx ends; Close is a process death (no goodbye to the cluster). NewCA,
+// CA.Issue/ServerCertificate, NewAPIKey, APIKeyIdentity, ClientCertificate and
+// RootAPIKey help tests and labs build certificates and API keys.
+// LoadConfig/FileConfig.Apply read the vendor's YAML v1 config (strict).
+//
+// # Authentication and privileges
+//
+// TLS requests (does not verify) a client certificate; the identity is "h1:" +
+// base64url(SHA-256(leaf SubjectPublicKeyInfo)). /version and /v1/health/*
+// are open. Everything else needs the admin identity (admin.identity, or, if
+// unset, the root API key derived from the HSM key and printed in the banner,
+// so a journal that keeps the banner holds it, as with the real server) or an
+// identity created with IDENTITY:CREATE: SysAdmin (everything), Admin (its
+// enclave), User (its enclave, as its policy allows: Allow/Deny map command
+// names to path.Match patterns of key/policy/identity names; Deny wins).
+// Otherwise 403 "access denied: insufficient permissions".
+//
+// # Enclaves
+//
+// Every fresh node has an empty enclave "default"; enclave-scoped commands
+// sent to /v1/kms without an enclave use it.
+//
+// # Cluster
+//
+//   - Node IDs: a fresh node is node 0 of its own one-node cluster (random
+//     cluster ID). CLUSTER:ADDNODE assigns the joining node max(IDs)+1.
+//   - Leader: every node heartbeats every other node of its definition every
+//     HeartbeatInterval (both directions count). A peer is up if it answered
+//     within max(5 intervals, 1s) as the expected node ID of the same cluster
+//     ID. The leader, in each node's view, is the lowest up ID, provided a
+//     majority of the definition is up; otherwise there is none (LeaderID -1,
+//     role Candidate). Deterministic, no terms.
+//   - Writes: run on the leader (followers forward them, /v1/rpc/forward). The
+//     leader applies the write to a copy of its state, sends the full state
+//     (commit+1) to every other node of the definition, and applies it only
+//     when all of them acknowledged (n of n); otherwise 503 "write quorum not
+//     available: ...". A follower whose commit differs from the leader's
+//     (e.g. after a failed write) gets the leader's state on the next
+//     heartbeat. Reads are served by any node from its own state.
+//     /v1/health/ready?write is 200 only if a leader exists and every node of
+//     the definition is up.
+//   - CLUSTER:EDIT removes exactly one ID from the receiving node's definition
+//     without quorum; its own ID is refused (400; on a one-node cluster: 409
+//     "cannot remove the last cluster node"), an unknown ID is 404 "node does
+//     not exist". The EditClusterRequest Host field is ignored. The definition
+//     carries an epoch, bumped by every membership change; a node adopts a
+//     peer's definition of the same cluster with a higher epoch if it still
+//     lists the node at its own host, so an edit reaches the other live nodes
+//     within a heartbeat. Replication with a lower epoch is refused.
+//   - CLUSTER:ADDNODE{Host} (needs a leader and all nodes): the new node must
+//     answer over the inter-node RPC (else 502 "node is unreachable"; if it
+//     refuses the node credential: 409 "different HSM key"), must be fresh
+//     (one-node cluster, commit 0; else 409 "node is not fresh", also for a
+//     former member that kept its data) and not already listed (409 "node is
+//     already a cluster member"). It gets the ID and the full state.
+//   - CLUSTER:REMOVENODE{Host} (needs all nodes, the removed one included):
+//     the others drop it; the removed node becomes node 0 of a new one-node
+//     cluster, wiped if DeleteClusterOnHost, else keeping its data (so it is not
+//     fresh). The last node cannot be removed.
+//   - A wiped node that the others still list starts fresh (new cluster ID,
+//     node 0); the others see it as down, never replicate to it, and it
+//     ignores them.
+//   - A node whose --host differs from its own entry of a multi-node
+//     definition refuses to start ("kms: server not part of cluster").
+//
+// # Inter-node protocol
+//
+// POST https://HOST/v1/rpc/{heartbeat,status,replicate,forward,leave} over
+// mTLS. The client certificate is a self-signed Ed25519 certificate whose
+// seed is HKDF-SHA256(HSM key, "kmsim node key v1"); the server accepts
+// /v1/rpc only from that identity. Bodies are JSON sealed with AES-256-GCM
+// under HKDF(HSM key, "kmsim rpc key v1") with the path as associated data,
+// so a node with another HSM key can neither join, nor read, nor forge
+// traffic. Peer server certificates are verified against tls.ca when
+// configured (Config.PeerCAs), otherwise the sealing authenticates peers.
+//
+// # Storage
+//
+// DIR/root.key holds a random 32-byte root key sealed with AES-256-GCM under
+// HKDF(HSM key, "kmsim root key v1"), with the HSM key's fingerprint; a
+// different HSM key fails at startup with a clear error. DIR/state.db holds
+// the node state (cluster ID, node ID, definition, epoch, commit, enclaves,
+// keys, policies, identities) as JSON sealed under the root key. Both are
+// replaced atomically (renameio: temp file, fsync, rename). Deleting DIR
+// makes the node fresh.
+//
+// # Ciphertexts
+//
+// KEY:ENCRYPT and KEY:GENERATE return 0x01 || nonce || AEAD output, with
+// AES-256-GCM (12-byte nonce) or ChaCha20-Poly1305 by key type, the key
+// version's 32-byte secret as key and the request's associated data. Decrypt
+// failures are 400 "invalid ciphertext". KEY:MAC is HMAC-SHA256.
+//
+// # Backup and restore
+//
+// GET /v1/db (SysAdmin) returns JSON {format "kmsim-backup-v1",
+// hsm_fingerprint, created_at, commit, counts, sealed}, where sealed is the
+// enclaves, keys, policies and identities (never membership) as JSON, sealed
+// with AES-256-GCM under HKDF(HSM key, "kmsim backup key v1"). It is gzipped
+// (Content-Encoding: gzip) when Accept-Encoding or Accept names gzip, always
+// with Content-Length. PUT /v1/db (SysAdmin) takes the raw or gzip body
+// (sniffed); it needs a one-node cluster (409 "restore requires a single-node
+// cluster"), refuses a snapshot of another HSM key (409 "different HSM
+// key") or garbage (400 "invalid backup") without changing anything, and
+// otherwise replaces the node's data as one commit.
+//
+// # Bad input
+//
+// /v1/kms bodies are capped at 4 MiB (413), frames at 2 MiB (413); truncated
+// frames, trailing bytes, no frames and undecodable protobuf are 400
+// "malformed request: ...", unknown ids 400 "unknown command: ...". A write
+// command must be alone in its request. Errors are protobuf ErrResponse when
+// the request accepts application/octet-stream, JSON otherwise.
 package kmsim
