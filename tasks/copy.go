@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"path/filepath"
 	"strings"
 )
 
@@ -39,28 +40,31 @@ func (copyModule) Spec() Spec {
 	return Spec{Args: a, ExactlyOneOf: [][]string{{"src", "content"}}}
 }
 
-// source returns the bytes to put and the destination path.
-func (copyModule) source(env *Env) ([]byte, string, error) {
+// source returns the content to put and the destination path.
+func (copyModule) source(env *Env) (payload, string, error) {
 	dest, err := env.Args.String("dest")
 	if err != nil {
-		return nil, "", err
+		return payload{}, "", err
 	}
 	if env.Args.Has("content") {
 		s, err := env.Args.String("content")
-		return []byte(s), dest, err
+		return memPayload([]byte(s)), dest, err
 	}
 	src, err := env.Args.String("src")
 	if err != nil {
-		return nil, "", err
+		return payload{}, "", err
 	}
-	data, err := env.ReadLocal(src)
+	if src == "" {
+		return payload{}, "", errors.New("src is empty")
+	}
+	pl, err := filePayload(env, src)
 	if err != nil {
-		return nil, "", err
+		return payload{}, "", err
 	}
 	if strings.HasSuffix(dest, "/") {
-		dest += path.Base(strings.ReplaceAll(src, "\\", "/"))
+		dest += path.Base(filepath.ToSlash(src))
 	}
-	return data, dest, nil
+	return pl, dest, nil
 }
 
 func (m copyModule) Plan(ctx context.Context, env *Env) (Result, error) {
@@ -96,7 +100,7 @@ func sha256Hex(b []byte) string {
 }
 
 // planPut decides what putting data at dest would change, read-only.
-func planPut(ctx context.Context, env *Env, dest string, data []byte) (putPlan, error) {
+func planPut(ctx context.Context, env *Env, dest string, data payload) (putPlan, error) {
 	if err := checkPath(dest, false); err != nil {
 		return putPlan{}, fmt.Errorf("dest: %w", err)
 	}
@@ -108,9 +112,9 @@ func planPut(ctx context.Context, env *Env, dest string, data []byte) (putPlan, 
 	if err != nil {
 		return putPlan{}, err
 	}
-	sum := sha256Hex(data)
+	sum := data.sum
 	p := putPlan{dest: dest}
-	p.result.Data = map[string]any{"dest": dest, "checksum": sum, "size": len(data)}
+	p.result.Data = map[string]any{"dest": dest, "checksum": sum, "size": data.size}
 	fi, ok, err := exists(ctx, env.Conn, dest)
 	if err != nil {
 		return p, err
@@ -168,37 +172,47 @@ func planPut(ctx context.Context, env *Env, dest string, data []byte) (putPlan, 
 	}
 	if p.upload && env.Diff && !secret && !env.NoLog {
 		var old []byte
-		if ok {
-			if fi.Size() > maxDiffSize {
-				p.result.Diff = fmt.Sprintf("(%s: %d bytes, too large to diff)\n", dest, fi.Size())
-			} else {
-				var buf bytes.Buffer
-				if err := env.Conn.Download(ctx, dest, &buf); err != nil {
-					return p, fmt.Errorf("read %s for diff: %w", dest, err)
-				}
-				old = buf.Bytes()
+		if fi != nil && fi.Size() > maxDiffSize || data.size > maxDiffSize {
+			p.result.Diff = fmt.Sprintf("(%s: too large to diff)\n", dest)
+		} else if ok {
+			var buf bytes.Buffer
+			if err := env.Conn.Download(ctx, dest, &buf); err != nil {
+				return p, fmt.Errorf("read %s for diff: %w", dest, err)
 			}
+			old = buf.Bytes()
 		}
 		if p.result.Diff == "" {
-			p.result.Diff = unifiedDiff(dest, old, data, ok)
+			b, err := data.bytes()
+			if err != nil {
+				return p, err
+			}
+			p.result.Diff = unifiedDiff(dest, old, b, ok)
 		}
 	}
 	return p, nil
 }
 
 // applyPut puts data at dest when planPut says so.
-func applyPut(ctx context.Context, env *Env, dest string, data []byte) (Result, error) {
+func applyPut(ctx context.Context, env *Env, dest string, data payload) (Result, error) {
 	p, err := planPut(ctx, env, dest, data)
 	if err != nil || !p.result.Changed {
 		return p.result, err
 	}
 	if p.upload {
-		sum, err := env.Conn.Upload(ctx, dest, bytes.NewReader(data), p.perm, p.owner)
+		rc, err := data.open()
+		if err != nil {
+			return p.result, err
+		}
+		sum, err := env.Conn.Upload(ctx, dest, rc, p.perm, p.owner)
+		cerr := rc.Close()
 		if err != nil {
 			return p.result, fmt.Errorf("upload %s: %w", dest, err)
 		}
-		if want := sha256Hex(data); sum != want {
-			return p.result, errors.New("upload " + dest + ": checksum mismatch: sent " + want + ", landed " + sum)
+		if cerr != nil {
+			return p.result, fmt.Errorf("read local file %s: %w", data.name, cerr)
+		}
+		if sum != data.sum {
+			return p.result, fmt.Errorf("upload %s: checksum mismatch: planned %s, landed %s (did the local file change?)", dest, data.sum, sum)
 		}
 	}
 	for _, c := range p.attrCmd {

@@ -75,6 +75,7 @@ type run struct {
 	e     *Engine
 	mods  *Registry
 	ev    evaluator
+	sums  sync.Map
 	sem   chan struct{}
 	recap Recap
 	hosts map[string]*hostState
@@ -550,7 +551,7 @@ func (r *run) execute(ctx context.Context, p Play, t Task, hs *hostState, hostva
 		return failed(fmt.Errorf("module %s: %s", t.Module, strings.Join(probs, "; ")))
 	}
 	env := &Env{Host: hs.host, Args: args, Vars: vars, Diff: r.e.Diff && !t.NoLog, NoLog: t.NoLog, Files: p.Files,
-		eval: r.ev.eval, render: r.ev.render}
+		eval: r.ev.eval, render: r.ev.render, sums: &r.sums}
 	if !spec.Local {
 		c, err := r.conn(ctx, hs)
 		if err != nil {

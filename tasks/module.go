@@ -95,6 +95,7 @@ type Env struct {
 
 	eval   func(src string, vars map[string]any) (any, error)
 	render func(src string, vars map[string]any) (string, error)
+	sums   *sync.Map // local file sha256 cache for the run: sumKey → hex
 }
 
 // Eval evaluates an expression (see package doc) against the task's variables.
@@ -127,6 +128,21 @@ func (e *Env) ReadLocal(name string) ([]byte, error) {
 		return nil, fmt.Errorf("read local file: %w", err)
 	}
 	return b, nil
+}
+
+// OpenLocal opens a file on the machine running kmsctl, resolved like ReadLocal.
+func (e *Env) OpenLocal(name string) (fs.File, error) {
+	var f fs.File
+	var err error
+	if filepath.IsAbs(name) || e.Files == nil {
+		f, err = os.Open(name)
+	} else {
+		f, err = e.Files.Open(path.Clean(filepath.ToSlash(name)))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open local file: %w", err)
+	}
+	return f, nil
 }
 
 // ArgType is the type an argument must have.
@@ -479,9 +495,10 @@ func toMode(v any) (fs.FileMode, error) {
 	var n uint64
 	switch x := v.(type) {
 	case int:
-		// YAML decodes an unquoted 0600 to 384: the value is already the mode.
-		if x < 0 {
-			return 0, fmt.Errorf("want a file mode, got %d", x)
+		// YAML decodes an unquoted 0600 to 384: the value is already the
+		// mode. A larger number is the classic unquoted "mode: 600" mistake.
+		if x < 0 || x > 0o777 {
+			return 0, fmt.Errorf("file mode %d is not an octal mode: quote it, as in \"0600\"", x)
 		}
 		n = uint64(x)
 	case string:

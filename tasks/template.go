@@ -43,7 +43,7 @@ func (m templateModule) Plan(ctx context.Context, env *Env) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	p, err := planPut(ctx, env, dest, data)
+	p, err := planPut(ctx, env, dest, memPayload(data))
 	return p.result, err
 }
 
@@ -52,5 +52,5 @@ func (m templateModule) Apply(ctx context.Context, env *Env) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return applyPut(ctx, env, dest, data)
+	return applyPut(ctx, env, dest, memPayload(data))
 }

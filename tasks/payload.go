@@ -1,0 +1,98 @@
+package tasks
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"reflect"
+	"time"
+)
+
+// payload is file content to put on a host: in memory (content,
+// rendered templates) or streamed from a local file (copy src), so a large
+// binary is never held in memory once per host.
+type payload struct {
+	name string // local file, for messages ("" for content)
+	size int64
+	sum  string // hex sha256
+	data []byte // in-memory content, or nil
+	env  *Env
+}
+
+func memPayload(b []byte) payload {
+	return payload{size: int64(len(b)), sum: sha256Hex(b), data: b}
+}
+
+// sumKey identifies a local file version for the run's checksum cache.
+type sumKey struct {
+	name  string
+	files fs.FS
+	size  int64
+	mtime time.Time
+}
+
+// filePayload describes a local file, hashing it once per run and version.
+func filePayload(env *Env, name string) (payload, error) {
+	f, err := env.OpenLocal(name)
+	if err != nil {
+		return payload{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return payload{}, fmt.Errorf("stat local file %s: %w", name, err)
+	}
+	if fi.IsDir() {
+		return payload{}, fmt.Errorf("local file %s is a directory", name)
+	}
+	p := payload{name: name, size: fi.Size(), env: env}
+	key := sumKey{name: name, files: env.Files, size: fi.Size(), mtime: fi.ModTime()}
+	// A file system that cannot be a map key (fstest.MapFS) is not cached.
+	cache := env.sums
+	if env.Files != nil && !reflect.TypeOf(env.Files).Comparable() {
+		cache = nil
+	}
+	if cache != nil {
+		if s, ok := cache.Load(key); ok {
+			p.sum = s.(string)
+			return p, nil
+		}
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return payload{}, fmt.Errorf("read local file %s: %w", name, err)
+	}
+	p.sum = hex.EncodeToString(h.Sum(nil))
+	if cache != nil {
+		cache.Store(key, p.sum)
+	}
+	return p, nil
+}
+
+// open returns a reader of the content.
+func (p payload) open() (io.ReadCloser, error) {
+	if p.data != nil || p.env == nil {
+		return io.NopCloser(bytes.NewReader(p.data)), nil
+	}
+	return p.env.OpenLocal(p.name)
+}
+
+// bytes returns the whole content (for diffs of small files).
+func (p payload) bytes() ([]byte, error) {
+	if p.data != nil || p.env == nil {
+		return p.data, nil
+	}
+	rc, err := p.open()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, fmt.Errorf("read local file %s: %w", p.name, err)
+	}
+	return b, nil
+}
