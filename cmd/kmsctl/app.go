@@ -155,6 +155,10 @@ func newApp(e env) *cli.App {
 			Name:      "play",
 			Usage:     "run a playbook (a built-in name or a file)",
 			ArgsUsage: "PLAYBOOK",
+			Flags: []cli.Flag{
+				&cli.StringSliceFlag{Name: "tags", Aliases: []string{"t"}, Usage: "run only tasks tagged with one of `TAGS` (comma-separated, repeatable)"},
+				&cli.StringSliceFlag{Name: "skip-tags", Usage: "skip tasks tagged with one of `TAGS` (comma-separated, repeatable)"},
+			},
 			Action: func(c *cli.Context) error {
 				if c.NArg() != 1 {
 					return exit.Usagef("play: want exactly one playbook (a built-in name or a file), got %d arguments", c.NArg())
@@ -163,7 +167,8 @@ func newApp(e env) *cli.App {
 				if err != nil {
 					return err
 				}
-				return play(c.Context, e, o, c.Args().First())
+				sel := tagSelection{Tags: splitList(c.StringSlice("tags")), SkipTags: splitList(c.StringSlice("skip-tags"))}
+				return play(c.Context, e, o, c.Args().First(), sel)
 			},
 		},
 	}
@@ -236,4 +241,17 @@ func decodeOptions(c *cli.Context, verbose int) (options, error) {
 func printVersion(w io.Writer) error {
 	_, err := fmt.Fprintf(w, "kmsctl %s\ncommit %s\n%s %s/%s\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return err
+}
+
+// splitList splits comma-separated flag values ("a,b" "c" → a b c).
+func splitList(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }

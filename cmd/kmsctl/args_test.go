@@ -38,6 +38,9 @@ func TestReorderArgs(t *testing.T) {
 		// unknown flags stay in place for urfave/cli to report
 		{"kmsctl play site.yml --bogus", "kmsctl play site.yml --bogus"},
 		{"kmsctl", "kmsctl"},
+		// play's own flags move after the command, global ones before it
+		{"kmsctl play site.yml --tags push,config -C --skip-tags=slow", "kmsctl -C play --tags push,config --skip-tags=slow site.yml"},
+		{"kmsctl play site.yml -t push", "kmsctl play -t push site.yml"},
 	}
 	for _, c := range cases {
 		got := reorderArgs(app, strings.Fields(c.in))

@@ -37,6 +37,8 @@ type env struct {
 	stateDir string
 	// terminal is true when stdout is an interactive terminal.
 	terminal bool
+	// width is the terminal's width in columns (0 = unknown).
+	width int
 }
 
 func main() {
@@ -58,6 +60,9 @@ func main() {
 		getenv:   os.Getenv,
 		stateDir: filepath.Join(xdg.StateHome, "kmsctl"),
 		terminal: term.IsTerminal(int(os.Stdout.Fd())),
+	}
+	if e.terminal {
+		e.width, _, _ = term.GetSize(int(os.Stdout.Fd()))
 	}
 	code := run(ctx, e, os.Args)
 	signal.Stop(sigs)

@@ -11,8 +11,11 @@ import (
 	"github.com/kmsctl/kmsctl/tasks"
 )
 
+// tagSelection is play's --tags and --skip-tags.
+type tagSelection struct{ Tags, SkipTags []string }
+
 // play runs a playbook (a built-in name or a file) over the inventory.
-func play(ctx context.Context, e env, o options, name string) error {
+func play(ctx context.Context, e env, o options, name string, sel tagSelection) error {
 	reg := tasks.Builtin()
 	pb, err := playbooks.Load(name, reg)
 	if err != nil {
@@ -34,12 +37,12 @@ func play(ctx context.Context, e env, o options, name string) error {
 	if err := registerInventorySecrets(s.red, inv, o.ExtraVars); err != nil {
 		return s.finish(err)
 	}
-	return s.finish(runPlays(ctx, s, inv, reg, plays))
+	return s.finish(runPlays(ctx, s, inv, reg, plays, sel))
 }
 
 // runPlays runs resolved plays with the engine within a session, and maps
 // the outcome to the documented exit codes.
-func runPlays(ctx context.Context, s *session, inv *inventory.Inventory, reg *tasks.Registry, plays []tasks.Play) error {
+func runPlays(ctx context.Context, s *session, inv *inventory.Inventory, reg *tasks.Registry, plays []tasks.Play, sel tagSelection) error {
 	ctx, cancel := withTimeout(ctx, s.o)
 	defer cancel()
 	kh, err := stateKnownHosts(s.e)
@@ -55,6 +58,8 @@ func runPlays(ctx context.Context, s *session, inv *inventory.Inventory, reg *ta
 		Redactor:  s.red,
 		Modules:   reg,
 		ExtraVars: s.o.ExtraVars,
+		Tags:      sel.Tags,
+		SkipTags:  sel.SkipTags,
 		Become:    become,
 		Connect: func(ctx context.Context, h tasks.Host) (tasks.Conn, error) {
 			c, err := inv.Connection(h.Name, s.o.ExtraVars)

@@ -319,3 +319,28 @@ func TestPlayTimeout(t *testing.T) {
 		t.Errorf("no recap:\n%s", te.out)
 	}
 }
+
+// TestPlayTagsAndEnvInventory: --tags after the playbook selects tasks, and
+// KMSCTL_INVENTORY names the inventory when -i is not given.
+func TestPlayTagsAndEnvInventory(t *testing.T) {
+	l := newLab(t, "")
+	t.Setenv("KMSCTL_INVENTORY", l.inventory)
+	pb := writePlaybook(t, `- hosts: kms1
+  tasks:
+    - command: touch {{ dir }}.a
+      tags: a
+    - command: touch {{ dir }}.b
+      tags: [b]
+`)
+	te := testEnv(t)
+	if code := te.run(t, "play", pb, "--tags", "a", "--ssh-config", "none"); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	d := l.dirs["kms1"]
+	if _, err := os.Stat(d + ".a"); err != nil {
+		t.Errorf("task tagged a did not run: %v", err)
+	}
+	if _, err := os.Stat(d + ".b"); err == nil {
+		t.Error("task tagged b ran with --tags a")
+	}
+}

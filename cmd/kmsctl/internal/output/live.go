@@ -17,9 +17,13 @@ var spinner = [...]string{"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧"
 
 // NewLive returns the terminal renderer: finished results scroll by as plain
 // lines, and below them one line per host still running the current task,
-// with a spinner and the elapsed time, redrawn with ANSI escapes.
-func NewLive(w io.Writer, verbosity int) Display {
-	l := &live{w: w, verbosity: verbosity, plainOut: plain{w: w, verbosity: verbosity}, stop: make(chan struct{}), done: make(chan struct{})}
+// with a spinner and the elapsed time, redrawn with ANSI escapes. Live lines
+// are cut to width columns (0 = 80) so that none wraps.
+func NewLive(w io.Writer, verbosity, width int) Display {
+	if width <= 0 {
+		width = 80
+	}
+	l := &live{w: w, verbosity: verbosity, width: width, plainOut: plain{w: w, verbosity: verbosity}, stop: make(chan struct{}), done: make(chan struct{})}
 	go l.tick(100 * time.Millisecond)
 	return l
 }
@@ -28,6 +32,7 @@ type live struct {
 	mu        sync.Mutex
 	w         io.Writer
 	verbosity int
+	width     int
 	plainOut  plain
 
 	task    string
@@ -67,11 +72,11 @@ func (l *live) redraw() {
 	n := 0
 	for _, h := range l.running {
 		if n == liveMaxLines {
-			fmt.Fprintf(l.w, "  … and %d more hosts\n", len(l.running)-n)
+			fmt.Fprintln(l.w, cut(fmt.Sprintf("  … and %d more hosts", len(l.running)-n), l.width))
 			n++
 			break
 		}
-		fmt.Fprintf(l.w, "%s [%s] %s  %s\n", spinner[l.frame%len(spinner)], h, l.task, elapsed)
+		fmt.Fprintln(l.w, cut(fmt.Sprintf("%s [%s] %s  %s", spinner[l.frame%len(spinner)], h, l.task, elapsed), l.width))
 		n++
 	}
 	l.drawn = n
@@ -119,4 +124,13 @@ func (l *live) Close() {
 	l.mu.Lock()
 	l.erase()
 	l.mu.Unlock()
+}
+
+// cut shortens s to fewer than width runes, so that a line never wraps.
+func cut(s string, width int) string {
+	r := []rune(s)
+	if len(r) < width {
+		return s
+	}
+	return string(r[:width-2]) + "…"
 }

@@ -30,6 +30,8 @@ type Options struct {
 	Terminal bool
 	// Verbosity shows command output and messages of successful tasks from 1 up.
 	Verbosity int
+	// Width is the terminal's width in columns for the live view (0 = 80).
+	Width int
 }
 
 // New returns the renderer Options ask for, drawing on w.
@@ -38,7 +40,7 @@ func New(w io.Writer, o Options) Display {
 	case o.Format == "json":
 		return NewJSON(w)
 	case o.Terminal:
-		return NewLive(w, o.Verbosity)
+		return NewLive(w, o.Verbosity, o.Width)
 	default:
 		return NewPlain(w, o.Verbosity)
 	}

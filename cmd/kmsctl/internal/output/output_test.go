@@ -84,7 +84,7 @@ func TestJSON(t *testing.T) {
 // erases it when results arrive; the results and the recap stay.
 func TestLive(t *testing.T) {
 	var b bytes.Buffer
-	d := NewLive(&b, 0).(*live)
+	d := NewLive(&b, 0, 0).(*live)
 	evs := events()
 	d.Event(evs[0])
 	d.Event(evs[1])
@@ -110,5 +110,14 @@ func TestLive(t *testing.T) {
 	}
 	if !strings.HasSuffix(out, "total time 1.5s\n") {
 		t.Errorf("live output does not end with the recap:\n%q", out)
+	}
+}
+
+func TestCut(t *testing.T) {
+	if got := cut("⠋ [kms1] a very long task name  1.2s", 12); got != "⠋ [kms1] a…" || len([]rune(got)) >= 12 {
+		t.Errorf("cut = %q", got)
+	}
+	if got := cut("short", 80); got != "short" {
+		t.Errorf("cut = %q", got)
 	}
 }
