@@ -16,9 +16,10 @@ import (
 
 // peer is what a node knows about another node of its definition.
 type peer struct {
-	lastOK  time.Time // last heartbeat exchange that proved the peer is our member
-	commit  uint64
-	syncing bool
+	lastOK   time.Time // last heartbeat exchange that proved the peer is our member
+	commit   uint64
+	syncing  bool // a state push to the peer is running
+	inflight bool // a heartbeat to the peer is running
 }
 
 // rpcTimeout bounds one inter-node call.
@@ -49,29 +50,38 @@ func (n *Node) kickHeartbeat() {
 	}
 }
 
+// heartbeatRound sends one heartbeat to every other node of the definition
+// that has none in flight, without waiting: a black-holed peer must not delay
+// the heartbeats of the others.
 func (n *Node) heartbeatRound() {
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	st := n.st
-	n.mu.Unlock()
-	req := heartbeat{ClusterID: st.ClusterID, NodeID: st.NodeID, Epoch: st.Epoch, Nodes: st.Nodes, Commit: st.Commit}
-	var wg sync.WaitGroup
+	req := &heartbeat{ClusterID: st.ClusterID, NodeID: st.NodeID, Epoch: st.Epoch, Nodes: st.Nodes, Commit: st.Commit}
 	for id, host := range st.Nodes {
 		if id == st.NodeID {
 			continue
 		}
-		wg.Add(1)
+		p := n.peerLocked(id)
+		if p.inflight {
+			continue
+		}
+		p.inflight = true
+		n.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer n.wg.Done()
 			ctx, cancel := context.WithTimeout(n.ctx, n.rpcTimeout())
 			defer cancel()
 			var resp heartbeat
-			if err := n.call(ctx, host, rpcHeartbeat, &req, &resp); err != nil {
-				return
+			err := n.call(ctx, host, rpcHeartbeat, req, &resp)
+			n.mu.Lock()
+			p.inflight = false
+			n.mu.Unlock()
+			if err == nil {
+				n.onHeartbeatAnswer(id, host, &resp)
 			}
-			n.onHeartbeatAnswer(id, host, &resp)
 		}()
 	}
-	wg.Wait()
 }
 
 // onHeartbeatAnswer records a peer's answer. A peer counts as up only if it
