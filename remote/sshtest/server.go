@@ -66,6 +66,9 @@ type Config struct {
 	Sudo SudoMode
 	// Exec, when set, is offered every command line first.
 	Exec ExecFunc
+	// NoFsync hides the fsync@openssh.com SFTP extension, like an old or
+	// non-OpenSSH server.
+	NoFsync bool
 }
 
 // Server is a running test server. All methods are safe for concurrent use.
@@ -83,6 +86,7 @@ type Server struct {
 	logins   []string
 	tunnels  []string
 	cutAfter int64 // armed byte budget for the next SFTP write stream; -1 = disarmed
+	corrupt  bool  // flip a byte of the next SFTP WRITE payload
 }
 
 // Start starts a server on 127.0.0.1:0 and registers t.Cleanup(s.Close).
@@ -185,6 +189,24 @@ func (s *Server) CutAfterBytes(n int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cutAfter = n
+}
+
+// CorruptNextWrite arms a one-shot corruption: one byte of the next SFTP
+// WRITE payload (of any session) is flipped before it reaches the file, so
+// the data that lands differs from what the client sent.
+func (s *Server) CorruptNextWrite() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.corrupt = true
+}
+
+// takeCorrupt claims the armed corruption, if any.
+func (s *Server) takeCorrupt() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.corrupt
+	s.corrupt = false
+	return c
 }
 
 // takeCut claims the armed cut budget, if any.

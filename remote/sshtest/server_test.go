@@ -504,3 +504,55 @@ func TestClientKeyFile(t *testing.T) {
 		}
 	}
 }
+
+func TestCorruptNextWriteAndNoFsync(t *testing.T) {
+	dir := t.TempDir()
+	s, c := startWithClient(t, Config{NoFsync: true})
+	sc, err := sftp.NewClient(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	if _, ok := sc.HasExtension("fsync@openssh.com"); ok {
+		t.Error("fsync@openssh.com advertised despite NoFsync")
+	}
+	if _, ok := sc.HasExtension("posix-rename@openssh.com"); !ok {
+		t.Error("posix-rename@openssh.com not advertised")
+	}
+	write := func(name string, data []byte) []byte {
+		t.Helper()
+		f, err := sc.Create(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Sync(); err == nil {
+			t.Error("Sync succeeded on a server without fsync@openssh.com")
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	data := []byte("exactly these bytes")
+	s.CorruptNextWrite()
+	got := write("a", data)
+	diff := 0
+	for i := range data {
+		if i < len(got) && got[i] != data[i] {
+			diff++
+		}
+	}
+	if len(got) != len(data) || diff != 1 {
+		t.Errorf("corrupted write landed %q, want %q with one byte flipped", got, data)
+	}
+	if got := write("b", data); !bytes.Equal(got, data) {
+		t.Errorf("second write landed %q: the corruption must be one-shot", got)
+	}
+}

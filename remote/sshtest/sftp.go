@@ -24,13 +24,21 @@ const (
 	fxpHandle   = 102
 	fxpExtended = 200
 
-	fxOK      = 0
-	fxFailure = 4
+	fxOK            = 0
+	fxFailure       = 4
+	fxOpUnsupported = 8
 
 	extFsync = "fsync@openssh.com"
 	// maxPacket bounds one SFTP packet; pkg/sftp and OpenSSH stay far below it.
 	maxPacket = 4 << 20
 )
+
+// serverExtensions are the extended requests pkg/sftp's server answers.
+var serverExtensions = map[string]bool{
+	"posix-rename@openssh.com": true,
+	"statvfs@openssh.com":      true,
+	"hardlink@openssh.com":     true,
+}
 
 // sftpShim sits between the SSH channel and pkg/sftp's server. pkg/sftp's
 // server (v1.13) does not implement fsync@openssh.com (it silently drops the
@@ -193,14 +201,30 @@ func (sh *sftpShim) clientToServer(w io.Writer) error {
 			p.string()
 			p.uint64()
 			data := p.string()
+			if p.err != nil {
+				break
+			}
 			if sh.cut(int64(len(data))) {
 				sh.conn.Close()
 				return errors.New("connection cut by sshtest")
 			}
+			if len(data) > 0 && sh.srv.takeCorrupt() {
+				// The payload is the packet's tail: flip its last byte.
+				pkt[len(pkt)-1] ^= 0xff
+			}
 		case fxpExtended:
 			id, name := p.uint32(), p.string()
-			if name == extFsync {
-				if err := sh.toClient(sh.fsync(id, p.string())); err != nil {
+			var reply []byte
+			switch {
+			case name == extFsync && !sh.srv.cfg.NoFsync:
+				reply = sh.fsync(id, p.string())
+			case !serverExtensions[name]:
+				// pkg/sftp drops unknown extended requests without an
+				// answer; OpenSSH answers "unsupported".
+				reply = statusPacket(id, fxOpUnsupported, "unsupported extended request "+name)
+			}
+			if reply != nil {
+				if err := sh.toClient(reply); err != nil {
 					return err
 				}
 				continue
@@ -244,10 +268,14 @@ func (sh *sftpShim) fsync(id uint32, handle string) []byte {
 			f.Close()
 		}
 	}
-	code, msg := uint32(fxOK), ""
 	if err != nil {
-		code, msg = fxFailure, "fsync: "+err.Error()
+		return statusPacket(id, fxFailure, "fsync: "+err.Error())
 	}
+	return statusPacket(id, fxOK, "")
+}
+
+// statusPacket builds an SSH_FXP_STATUS reply.
+func statusPacket(id, code uint32, msg string) []byte {
 	b := []byte{fxpStatus}
 	b = binary.BigEndian.AppendUint32(b, id)
 	b = binary.BigEndian.AppendUint32(b, code)
@@ -274,7 +302,9 @@ func (sh *sftpShim) serverToClient(r io.Reader) {
 		p := parser{b: pkt[1:]}
 		switch pkt[0] {
 		case fxpVersion:
-			pkt = appendString(appendString(pkt, extFsync), "1")
+			if !sh.srv.cfg.NoFsync {
+				pkt = appendString(appendString(pkt, extFsync), "1")
+			}
 		case fxpHandle:
 			id, handle := p.uint32(), p.string()
 			sh.mu.Lock()
