@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -126,10 +127,16 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
-// TestBinaryExitCodes runs the built binary: main alone maps errors to
-// exit codes.
-func TestBinaryExitCodes(t *testing.T) {
+// TestBinary runs the built binary: main alone maps errors to exit codes
+// and handles signals.
+func TestBinary(t *testing.T) {
 	bin := buildBinary(t)
+	t.Run("exit codes", func(t *testing.T) { testBinaryExitCodes(t, bin) })
+	t.Run("interrupt", func(t *testing.T) { testBinaryInterrupt(t, bin, false) })
+	t.Run("interrupt twice", func(t *testing.T) { testBinaryInterrupt(t, bin, true) })
+}
+
+func testBinaryExitCodes(t *testing.T, bin string) {
 	state := t.TempDir()
 	cases := []struct {
 		args   []string
@@ -179,5 +186,70 @@ func TestBinaryExitCodes(t *testing.T) {
 	di, _ := os.Stat(filepath.Dir(logs[0]))
 	if di.Mode().Perm() != 0o700 {
 		t.Errorf("run log dir mode %v, want 0700", di.Mode().Perm())
+	}
+}
+
+// testBinaryInterrupt sends SIGINT while a task runs: the run stops, the
+// owed handler runs and the recap is printed (exit 130). With twice, the
+// handler blocks too and a second SIGINT exits at once.
+func testBinaryInterrupt(t *testing.T, bin string, twice bool) {
+	started := make(chan string, 4)
+	l := newLabExec(t, func(ctx context.Context, cmd string, _ io.Reader, _, _ io.Writer) (int, bool) {
+		if !strings.HasPrefix(cmd, "sleep 30") {
+			return 0, false
+		}
+		started <- cmd
+		<-ctx.Done()
+		return 137, true
+	})
+	handler := "touch {{ dir }}.restarted"
+	if twice {
+		handler = "sleep 30 # handler"
+	}
+	pb := writePlaybook(t, `- hosts: kms1
+  tasks:
+    - name: push config
+      copy:
+        content: "x\n"
+        dest: "{{ dir }}.conf"
+      notify: restart
+    - name: long
+      command: sleep 30
+  handlers:
+    - name: restart
+      command: `+handler+"\n")
+	cmd := exec.Command(bin, "play", pb, "-i", l.inventory, "--ssh-config", "none")
+	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir(), "HOME="+t.TempDir(), "SSH_AUTH_SOCK=")
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if twice {
+		<-started // the handler is running
+		if err := cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := cmd.Wait()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != exit.Interrupted {
+		t.Fatalf("exit %v, want code %d\nstdout %s\nstderr %s", err, exit.Interrupted, &stdout, &stderr)
+	}
+	if twice {
+		if !strings.Contains(stderr.String(), "exiting at once") || strings.Contains(stdout.String(), "PLAY RECAP") {
+			t.Errorf("second interrupt did not exit at once:\nstdout %s\nstderr %s", &stdout, &stderr)
+		}
+		return
+	}
+	if !strings.Contains(stdout.String(), "PLAY RECAP") || !strings.Contains(stderr.String(), "press Ctrl-C again") {
+		t.Errorf("stdout %s\nstderr %s", &stdout, &stderr)
+	}
+	if _, err := os.Stat(l.dirs["kms1"] + ".restarted"); err != nil {
+		t.Errorf("the owed handler did not run: %v", err)
 	}
 }
