@@ -57,6 +57,8 @@ type conformanceConn struct {
 	// killed, if set, checks that the process whose PID a cancelled command
 	// printed is gone.
 	killed func(t *testing.T, pid string)
+	// goAway makes the host unreachable (it stops answering SSH).
+	goAway func()
 	// echoAddr is an address, as seen from the host, of a TCP service that
 	// echoes what it receives.
 	echoAddr string
@@ -303,6 +305,24 @@ func runConformance(t *testing.T, newConn func(t *testing.T) conformanceConn) {
 		}
 	})
 
+	t.Run("UnreachableIsNotAFailedCommand", func(t *testing.T) {
+		c := newConn(t)
+		c.goAway()
+		err := c.conn.Run(ctxFor(t), "true", nil, nil, nil)
+		var u interface{ Unreachable() bool }
+		if !errors.As(err, &u) || !u.Unreachable() {
+			t.Errorf("Run on a host that went away = %v, want an error with Unreachable() true", err)
+		}
+		var xs interface{ ExitStatus() int }
+		if errors.As(err, &xs) {
+			t.Errorf("Run on a host that went away reports exit status %d: %v", xs.ExitStatus(), err)
+		}
+		_, err = c.conn.Upload(ctxFor(t), path.Join(c.dir, "f"), strings.NewReader("x"), 0o600, "")
+		if !errors.As(err, &u) || !u.Unreachable() {
+			t.Errorf("Upload on a host that went away = %v, want an error with Unreachable() true", err)
+		}
+	})
+
 	t.Run("UploadRefusesRelativePath", func(t *testing.T) {
 		c := newConn(t)
 		if _, err := c.conn.Upload(ctxFor(t), "relative/file", strings.NewReader("x"), 0o600, ""); err == nil {
@@ -332,6 +352,7 @@ func TestConformanceFake(t *testing.T) {
 			conn:     f,
 			dir:      dir,
 			echoAddr: echoAddr,
+			goAway:   func() { f.SetUnreachable(true) },
 			script: func(cmd string, a shellAnswer) {
 				e := f.Expect(cmd).Times(1).Stdout(a.stdout).Stderr(a.stderr).Exit(a.exit)
 				switch {
@@ -358,12 +379,13 @@ func TestConformanceFake(t *testing.T) {
 // in-process SSH server, with a pinned host key and a key file.
 func TestConformanceSSH(t *testing.T) {
 	runConformance(t, func(t *testing.T) conformanceConn {
-		c, _ := dialConformanceServer(t, sshtest.Config{})
+		c, s := dialConformanceServer(t, sshtest.Config{})
 		dir := t.TempDir()
 		return conformanceConn{
 			conn:     c,
 			dir:      dir,
 			echoAddr: startEchoServer(t),
+			goAway:   s.Close,
 			script:   func(string, shellAnswer) {},
 			list: func(t *testing.T) []string {
 				entries, err := os.ReadDir(dir)
