@@ -1,0 +1,70 @@
+package remote_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/kmsctl/kmsctl/remote"
+	"github.com/kmsctl/kmsctl/remote/sshtest"
+	"golang.org/x/crypto/ssh"
+)
+
+// BenchmarkUpload pushes a 32 MiB file (to tmpfs when /dev/shm exists)
+// through the in-process server with
+// different numbers of SFTP write requests in flight (the figure behind
+// DefaultSFTPConcurrency). Run: go test -run XXX -bench Upload ./remote/
+func BenchmarkUpload(b *testing.B) {
+	data := randomBytes(b, 32<<20)
+	for _, n := range []int{1, 4, 8, 16, 32, 64} {
+		b.Run("inflight="+strconv.Itoa(n), func(b *testing.B) {
+			c, dir := benchClient(b, n)
+			target := filepath.Join(dir, "blob")
+			b.SetBytes(int64(len(data)))
+			b.ResetTimer()
+			for range b.N {
+				if _, err := c.Upload(b.Context(), target, onlyReader{bytes.NewReader(data)}, 0o600, ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRunTrue measures per-command latency on an open connection.
+func BenchmarkRunTrue(b *testing.B) {
+	c, _ := benchClient(b, 0)
+	b.ResetTimer()
+	for range b.N {
+		if err := c.Run(b.Context(), "true", nil, nil, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchClient(b *testing.B, inflight int) (*remote.Client, string) {
+	home := b.TempDir()
+	b.Setenv("HOME", home)
+	key := sshtest.GenerateKey(b)
+	s := sshtest.Start(b, sshtest.Config{AuthorizedKeys: []ssh.PublicKey{key.PublicKey()}})
+	kh := filepath.Join(home, "known_hosts")
+	sshtest.WriteKnownHosts(b, kh, s.KnownHostsLine())
+	c, err := remote.Dial(b.Context(), remote.Options{
+		Alias: "bench", HostName: "127.0.0.1", Port: s.Port(), User: "bench",
+		IdentityFiles: []string{sshtest.ClientKeyFile(b, key, "")}, SSHConfigFile: "none",
+		KnownHostsFiles: []string{kh}, AgentSocket: "none", SFTPConcurrency: inflight,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	// Prefer tmpfs, so that the figure is the transport's, not the disk's.
+	dir, err := os.MkdirTemp("/dev/shm", "kmsctl-bench-")
+	if err != nil {
+		return c, b.TempDir()
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	return c, dir
+}
