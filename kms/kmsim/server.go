@@ -427,6 +427,11 @@ func (n *Node) serveReady(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) serveKMS(w http.ResponseWriter, r *http.Request) {
+	identity := identityOf(r)
+	if identity == "" {
+		writeError(w, r, errAccessDenied)
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxKMSBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -437,7 +442,7 @@ func (n *Node) serveKMS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, fromWire(wire.ErrBadRequest, "read body: %v", err))
 		return
 	}
-	out, aerr := n.execute(r.Context(), identityOf(r), r.PathValue("enclave"), body, false)
+	out, aerr := n.execute(r.Context(), identity, r.PathValue("enclave"), body, false)
 	if aerr != nil {
 		writeError(w, r, aerr)
 		return

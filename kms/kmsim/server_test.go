@@ -152,6 +152,9 @@ func TestAccessControl(t *testing.T) {
 	if v["api_version"] != "v1" || v["host"] != n.Host() {
 		t.Fatalf("version: %s", body)
 	}
+	if code, _, _, err := post(anon, n.Addr(), "", nil, "application/json"); err != nil || code != 403 {
+		t.Fatalf("anonymous garbage: %d %v", code, err)
+	}
 	for _, c := range []*http.Client{anon, stranger} {
 		if _, err := status(c, n.Addr()); !isErr(err, wire.ErrAccessDenied) {
 			t.Fatalf("status without privilege: %v", err)
