@@ -372,12 +372,29 @@ func merge(layers ...map[string]any) map[string]any {
 // first: inventory host vars, play vars, registered results and facts,
 // extra vars; plus inventory_hostname, ansible_check_mode,
 // ansible_diff_mode and hostvars (every play host's inventory and play vars).
+// String variables that are templates themselves ("{{ base }}/conf") are
+// rendered against the others, a few levels deep; one that fails to
+// render stays as written.
 func (r *run) vars(p Play, hs *hostState, hostvars map[string]any) map[string]any {
 	v := merge(hs.host.Vars, p.Vars, hs.facts, r.e.ExtraVars)
 	v["inventory_hostname"] = hs.host.Name
 	v["ansible_check_mode"] = r.e.Check
 	v["ansible_diff_mode"] = r.e.Diff
 	v["hostvars"] = hostvars
+	for range 5 {
+		changed := false
+		for k, val := range v {
+			if s, ok := val.(string); ok && isTemplated(s) {
+				if out, err := r.ev.render(s, v); err == nil && out != s {
+					v[k] = out
+					changed = true
+				}
+			}
+		}
+		if !changed {
+			break
+		}
+	}
 	return v
 }
 

@@ -671,6 +671,17 @@ func TestVariablePrecedenceAndTemplates(t *testing.T) {
 	}
 }
 
+func TestTemplatedVars(t *testing.T) {
+	l := newLab(t, "a")
+	hosts := []Host{{Name: "a", Vars: map[string]any{"kms_base": "/etc/minkms", "kms_config": "{{ kms_base }}/config.yaml"}}}
+	p := Play{Name: "p", Hosts: hosts, Vars: map[string]any{"conf_copy": "{{ kms_config }}.bak", "self": "{{ self }}"},
+		Tasks: []Task{{Name: "check", Module: "assert", Args: map[string]any{"that": []any{
+			`kms_config == "/etc/minkms/config.yaml"`, `conf_copy == "/etc/minkms/config.yaml.bak"`}}}}}
+	if _, err := l.eng.Run(context.Background(), []Play{p}); err != nil {
+		t.Fatalf("%v\n%s", err, l.rec.all())
+	}
+}
+
 func TestAssertAndSetFact(t *testing.T) {
 	l := newLab(t, "a")
 	tasks := []Task{

@@ -17,8 +17,8 @@ import (
 )
 
 // fetchModule copies a remote file to the control machine: to
-// dest/HOST/SRC, or with flat: true to dest itself (dest ending in "/"
-// gets the file's base name). It compares sha256 sums first and writes
+// dest/HOST/SRC, or with flat: true to dest itself (a dest ending in "/"
+// or naming an existing directory gets the file's base name). It compares sha256 sums first and writes
 // atomically (mode 0600), verifying the sum of what arrived.
 type fetchModule struct{}
 
@@ -54,8 +54,9 @@ func (fetchModule) plan(ctx context.Context, env *Env) (fetchPlan, error) {
 	if err != nil {
 		return fetchPlan{}, err
 	}
+	isDir := func(p string) bool { fi, err := os.Stat(p); return err == nil && fi.IsDir() }
 	switch {
-	case flat && strings.HasSuffix(dest, "/"):
+	case flat && (strings.HasSuffix(dest, "/") || isDir(dest)):
 		dest = filepath.Join(dest, path.Base(src))
 	case !flat:
 		dest = filepath.Join(dest, env.Host.Name, filepath.FromSlash(src))

@@ -1,0 +1,68 @@
+// # Running plays
+//
+// Engine.Run runs plays in order. Within a play the hosts run each task
+// together (at most Engine.Forks at a time) before the next task starts; a
+// play with serial runs the whole play, handlers included, batch after
+// batch. With any_errors_fatal (the default) the first task on which a host
+// fails ends the play and the run, after that task finished everywhere;
+// with it off, failed hosts drop out and the others go on. Unreachable hosts
+// (a Connect error, or an error with Unreachable() true) drop out without
+// counting as failed and without stopping the play.
+//
+// Handlers run at the end of each batch, once, in the order they are
+// defined, on the hosts that notified them with a changed result - also on
+// hosts that failed a later task, and also after a cancellation (with a
+// fresh context bounded by Engine.HandlerTimeout), so that a pushed
+// configuration is never left without its restart.
+//
+// # Variables
+//
+// A task sees, from lowest to highest precedence: the host's inventory
+// variables (Host.Vars), the play's vars, registered results and set_fact
+// facts of earlier tasks on that host (kept for the whole run), and the
+// extra vars (-e). Also defined: inventory_hostname, ansible_check_mode,
+// ansible_diff_mode, and hostvars (every play host's inventory and play
+// variables, by host name). String variables may themselves be templates.
+//
+// A registered result has rc, stdout, stdout_lines, stderr, stderr_lines,
+// changed, failed, skipped, msg, attempts (with until), and per module
+// fields (dest, checksum, state, enabled, ...). In changed_when,
+// failed_when and until, the current result is available as "result" and
+// under the register name.
+//
+// # Templates
+//
+// String arguments (also inside lists and maps) are rendered per host with
+// pongo2, a Jinja-like template language: {{ var }}, {{ a.b }},
+// {{ x|default:"y" }} (pongo2 passes filter arguments with a colon),
+// {% if %}, {% for %}. HTML autoescaping is off. An undefined variable
+// renders as the empty string: modules refuse empty paths, and the default
+// filter supplies fallbacks. The template module renders whole files the
+// same way.
+//
+// # Expressions
+//
+// when, changed_when, failed_when, until and assert's that are expressions
+// of github.com/expr-lang/expr: result.rc == 0, r.stdout contains "ok",
+// "x" in list, n > 2 and not failed, len(r.stdout_lines) == 3. An
+// undefined variable is nil (use a?.b to read a field of a possibly
+// undefined map); defined("a.b") tests existence, and Ansible's
+// "a is defined" / "a is not defined" / "a is undefined" are rewritten to
+// it. An expression written as one "{{ ... }}" is evaluated without the
+// braces. The result must be true or false (nil counts as false).
+//
+// # Check mode and diff
+//
+// With Engine.Check the engine calls only Module.Plan, which reads but
+// never writes; command and shell are skipped unless creates/removes make
+// the outcome knowable; until loops run once. With Engine.Diff, copy and
+// template report unified diffs of content changes, except for secret:
+// true files and no_log tasks.
+//
+// # Secrets
+//
+// no_log replaces a task's messages, output and diff in events and errors.
+// Engine.Redactor masks registered secret values everywhere else. Secrets
+// belong in module arguments that never reach a command line (command's
+// stdin, copy's content with secret: true).
+package tasks

@@ -1,0 +1,163 @@
+package tasks_test
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/kmsctl/kmsctl/remote"
+	"github.com/kmsctl/kmsctl/remote/sshtest"
+	"github.com/kmsctl/kmsctl/tasks"
+)
+
+// sshHost starts an in-process SSH server running commands on this machine
+// and returns an engine connected to it through the real remote client.
+func sshHost(t *testing.T) (*tasks.Engine, *[]tasks.Event) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	key := sshtest.GenerateKey(t)
+	s := sshtest.Start(t, sshtest.Config{AuthorizedKeys: []ssh.PublicKey{key.PublicKey()}})
+	kh := filepath.Join(home, "known_hosts")
+	sshtest.WriteKnownHosts(t, kh, s.KnownHostsLine())
+	keyFile := sshtest.ClientKeyFile(t, key, "")
+	var events []tasks.Event
+	e := &tasks.Engine{
+		Forks: 2,
+		Sink:  tasks.SinkFunc(func(ev tasks.Event) { events = append(events, ev) }),
+		Connect: func(ctx context.Context, h tasks.Host) (tasks.Conn, error) {
+			return remote.Dial(ctx, remote.Options{Alias: h.Name, HostName: "127.0.0.1", Port: s.Port(), User: "test",
+				IdentityFiles: []string{keyFile}, SSHConfigFile: "none", KnownHostsFiles: []string{kh}, AgentSocket: "none"})
+		},
+	}
+	return e, &events
+}
+
+// TestModulesOverSSH runs the real modules over real SSH against this
+// machine (inside a temporary directory): the shell commands they send
+// must work with a real shell and coreutils, and a second run changes nothing.
+func TestModulesOverSSH(t *testing.T) {
+	eng, events := sshHost(t)
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	data := filepath.Join(root, "data")
+	fetched := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	files := fstest.MapFS{"conf.j2": {Data: []byte("node={{ inventory_hostname }}\nport={{ port }}\n")}}
+	play := tasks.Play{Name: "ssh", Hosts: []tasks.Host{{Name: "kms1"}}, Files: files,
+		Vars: map[string]any{"root": root, "data": data, "port": 7373, "me": me.Username},
+		Tasks: []tasks.Task{
+			{Name: "ping", Module: "ping"},
+			{Name: "dir", Module: "file", Args: map[string]any{"path": "{{ data }}/sub", "state": "directory", "mode": "0750", "owner": "{{ me }}"}},
+			{Name: "tree owner", Module: "file", Args: map[string]any{"path": "{{ data }}", "state": "directory", "owner": "{{ me }}", "recurse": true}},
+			{Name: "conf", Module: "copy", Args: map[string]any{"content": "a: 1\n", "dest": "{{ data }}/conf.yaml", "mode": "0640"}},
+			{Name: "tpl", Module: "template", Args: map[string]any{"src": "conf.j2", "dest": "{{ data }}/node.conf", "secret": true}},
+			{Name: "secret via stdin", Module: "command", Args: map[string]any{"argv": []any{"sh", "-c", "cat > \"$0\"", "{{ data }}/key"}, "stdin": "hsm-key-value", "creates": "{{ data }}/key"}, NoLog: true},
+			{Name: "pipe", Module: "shell", Args: map[string]any{"cmd": "ls {{ data }} | wc -l"}, Register: "n", ChangedWhen: "false"},
+			{Name: "count", Module: "assert", Args: map[string]any{"that": `n.stdout_lines[0] == "4"`}, When: "not ansible_check_mode"},
+			{Name: "touch", Module: "file", Args: map[string]any{"path": "{{ data }}/.ready", "state": "touch"}},
+			{Name: "gone", Module: "file", Args: map[string]any{"path": "{{ data }}/sub", "state": "absent"}},
+			{Name: "fetch", Module: "fetch", Args: map[string]any{"src": "{{ data }}/conf.yaml", "dest": fetched, "flat": true}},
+			{Name: "wait path", Module: "wait_for", Args: map[string]any{"path": "{{ data }}/.ready", "timeout": 5}},
+			{Name: "wait port", Module: "wait_for", Args: map[string]any{"port": port, "timeout": 5}},
+		}}
+	recap, err := eng.Run(context.Background(), []tasks.Play{play})
+	if err != nil {
+		t.Fatalf("first run: %v\n%v", err, *events)
+	}
+	first := *recap["kms1"]
+	if first.Changed != 7 || first.Failed != 0 {
+		t.Fatalf("first run recap %+v, want 7 changed", first)
+	}
+	checkFile := func(name, want string, mode os.FileMode) {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(data, name))
+		if err != nil || string(b) != want {
+			t.Fatalf("%s = %q, %v; want %q", name, b, err, want)
+		}
+		if fi, _ := os.Stat(filepath.Join(data, name)); fi.Mode().Perm() != mode {
+			t.Fatalf("%s mode %v, want %v", name, fi.Mode().Perm(), mode)
+		}
+	}
+	checkFile("conf.yaml", "a: 1\n", 0o640)
+	checkFile("node.conf", "node=kms1\nport=7373\n", 0o600)
+	if b, _ := os.ReadFile(filepath.Join(data, "key")); string(b) != "hsm-key-value" {
+		t.Fatalf("stdin not delivered: %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(data, "sub")); !os.IsNotExist(err) {
+		t.Fatalf("sub not removed: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(fetched, "conf.yaml")); string(b) != "a: 1\n" {
+		t.Fatalf("fetched %q", b)
+	}
+
+	// Second run: the directory comes back (changed), everything else is ok.
+	*events = nil
+	recap, err = eng.Run(context.Background(), []tasks.Play{play})
+	if err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	var changed []string
+	for _, ev := range *events {
+		if ev.Type == tasks.EventHostResult && ev.Status == tasks.StatusChanged {
+			changed = append(changed, ev.Task)
+		}
+	}
+	if strings.Join(changed, ",") != "dir,gone" {
+		t.Fatalf("second run changed %v, want only dir and gone", changed)
+	}
+
+	// Check mode on the real host changes nothing.
+	before := listTree(t, root)
+	eng.Check = true
+	play.Vars["port"] = 7374
+	if _, err := eng.Run(context.Background(), []tasks.Play{play}); err != nil {
+		t.Fatalf("check run: %v", err)
+	}
+	if after := listTree(t, root); after != before {
+		t.Fatalf("check mode changed files:\n%s\n---\n%s", before, after)
+	}
+}
+
+func listTree(t *testing.T, root string) string {
+	var b strings.Builder
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		c, _ := os.ReadFile(p)
+		if fi.IsDir() {
+			c = nil
+		}
+		b.WriteString(p + " " + fi.Mode().String() + " " + strconv.Quote(string(c)) + "\n")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
