@@ -282,7 +282,15 @@ func (n *Node) commit(ctx context.Context, mutate func(st *nodeState) (*change, 
 			cctx, cancel := context.WithTimeout(ctx, n.rpcTimeout())
 			defer cancel()
 			req := &replicateRequest{From: next.NodeID, To: id, Join: ch != nil && ch.join && ch.joinID == id, State: next}
-			if err := n.call(cctx, host, rpcReplicate, req, nil); err != nil {
+			err := n.call(cctx, host, rpcReplicate, req, nil)
+			if err == nil {
+				// The acknowledgement proves the peer is up and our member.
+				n.mu.Lock()
+				p := n.peerLocked(id)
+				p.lastOK, p.commit = time.Now(), next.Commit
+				n.mu.Unlock()
+			}
+			if err != nil {
 				emu.Lock()
 				defer emu.Unlock()
 				errs = append(errs, fmt.Sprintf("node %d (%s): %v", id, host, err))

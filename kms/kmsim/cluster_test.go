@@ -276,3 +276,37 @@ func TestAddNodeWithOtherHSMKeyRefused(t *testing.T) {
 		t.Fatalf("add unreachable node: %v", err)
 	}
 }
+
+func TestRestartedNodeRejoins(t *testing.T) {
+	e := newEnv(t)
+	nodes, dirs := threeNodes(t, e)
+	// The leader itself restarts with its data: the cluster comes back as it was.
+	addr := nodes[0].Addr()
+	nodes[0].Close()
+	eventually(t, "a leader among the survivors", func() error {
+		st, err := status(e.admin, nodes[1].Addr())
+		if err != nil {
+			return err
+		}
+		if st.NodesUp[1].LeaderID != 1 || st.NodesUp[1].Role != "Leader" {
+			return fmt.Errorf("node 1: leader %d role %s", st.NodesUp[1].LeaderID, st.NodesUp[1].Role)
+		}
+		return nil
+	})
+	if err := createKey(e, nodes[1], "while-down"); err == nil {
+		t.Fatal("write succeeded with node 0 down")
+	}
+	nodes[0] = e.startWith(dirs[0], addr, e.hsmKey)
+	eventually(t, "restarted node rejoins", func() error {
+		return converged(e, map[uint32]*Node{0: nodes[0], 1: nodes[1], 2: nodes[2]})
+	})
+	eventually(t, "writes after the restart", func() error { return createKey(e, nodes[2], "after-restart") })
+	for i, n := range nodes {
+		if err := send(e.admin, n.Addr(), "", wire.KeyStatus, &pb.KeyStatusRequest{Name: "after-restart"}, nil); err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		if err := send(e.admin, n.Addr(), "", wire.KeyStatus, &pb.KeyStatusRequest{Name: "while-down"}, nil); !isErr(err, wire.ErrKeyNotFound) {
+			t.Fatalf("node %d has the failed write: %v", i, err)
+		}
+	}
+}
