@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -831,5 +832,33 @@ func TestRestore(t *testing.T) {
 	c = newTestClient(t, testKey(t), srv)
 	if err := c.Restore(context.Background(), srv.host(), bytes.NewReader(snapshot), int64(len(snapshot))); !errors.Is(err, ErrHSMMismatch) {
 		t.Fatalf("Restore = %v, want ErrHSMMismatch", err)
+	}
+}
+
+func TestEnclaveNameEscaped(t *testing.T) {
+	srv := newFakeKMS(t)
+	var enclave string
+	srv.handle(wire.KeyCreate, func(e string, _ []byte) (proto.Message, error) { enclave = e; return nil, nil })
+	c := newTestClient(t, testKey(t), srv)
+	if err := c.CreateKey(context.Background(), "my enclave%", "k"); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := srv.last()
+	if enclave != "my enclave%" || req.URL.EscapedPath() != "/v1/kms/my%20enclave%25" {
+		t.Fatalf("enclave %q, path %q", enclave, req.URL.EscapedPath())
+	}
+	for _, bad := range []string{".", "..", "a/b"} {
+		if err := c.CreateKey(context.Background(), bad, "k"); err == nil {
+			t.Errorf("CreateKey in enclave %q accepted", bad)
+		}
+	}
+}
+
+func TestDataKeyStringRedacted(t *testing.T) {
+	dk := DataKey{Version: 3, Plaintext: []byte("PLAINTEXT-SENTINEL"), Ciphertext: []byte("c")}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+		if out := fmt.Sprintf(verb, dk); strings.Contains(out, "PLAINTEXT-SENTINEL") || strings.Contains(out, hex.EncodeToString(dk.Plaintext)) {
+			t.Fatalf("%s printed the plaintext: %s", verb, out)
+		}
 	}
 }

@@ -75,6 +75,14 @@ type DataKey struct {
 	Ciphertext []byte
 }
 
+// String describes the data key without its plaintext.
+func (k DataKey) String() string {
+	return fmt.Sprintf("kms.DataKey{Version: %d, Plaintext: <redacted %d bytes>, Ciphertext: %d bytes}", k.Version, len(k.Plaintext), len(k.Ciphertext))
+}
+
+// GoString is String.
+func (k DataKey) GoString() string { return k.String() }
+
 // GenerateKey generates a data key of length bytes (0 = 32) under key
 // (KEY:GENERATE).
 func (c *Client) GenerateKey(ctx context.Context, enclave, key string, length int, associatedData []byte) (DataKey, error) {
