@@ -126,7 +126,7 @@ func (c *Client) conn(ctx context.Context) (*sshConn, error) {
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return nil, &DialError{Host: c.host, Err: fmt.Errorf("reconnect: %w (last error: %w)", ctx.Err(), err)}
+				return nil, fmt.Errorf("reconnect to %s: %w (last error: %w)", c.host, ctx.Err(), err)
 			case <-t.C:
 			}
 			delay = min(delay*3, redialMaxDelay)
@@ -170,6 +170,10 @@ func (e *configError) Unwrap() error { return e.err }
 func (c *Client) dial(ctx context.Context) (*sshConn, error) {
 	sc, err := c.dialHops(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Cancelled by the caller: not a verdict on the host.
+			return nil, fmt.Errorf("connect to %s: %w", c.host, ctx.Err())
+		}
 		return nil, &DialError{Host: c.host, Err: err}
 	}
 	go sc.keepalive(c.keepAlive, c.log.With().Str("host", c.host).Logger())

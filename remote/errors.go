@@ -73,7 +73,11 @@ func (e *ExitError) Error() string {
 	} else {
 		fmt.Fprintf(&b, "exited with status %d", e.Status)
 	}
-	fmt.Fprintf(&b, ": %s", e.Cmd)
+	cmd, _, multi := strings.Cut(e.Cmd, "\n")
+	if multi || len(cmd) > 200 {
+		cmd = truncate(cmd, 200) + " ..."
+	}
+	fmt.Fprintf(&b, ": %s", cmd)
 	if s := strings.TrimSpace(e.Stderr); s != "" {
 		fmt.Fprintf(&b, ": %s", s)
 	}
