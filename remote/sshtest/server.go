@@ -66,6 +66,11 @@ type Config struct {
 	Sudo SudoMode
 	// Exec, when set, is offered every command line first.
 	Exec ExecFunc
+	// MaxSessions bounds the session channels (commands and SFTP) open at
+	// once on one connection, like OpenSSH's MaxSessions: 0 means OpenSSH's
+	// default of 10, a negative value means no limit. A session beyond the
+	// limit is refused as OpenSSH does ("administratively prohibited").
+	MaxSessions int
 	// NoFsync hides the fsync@openssh.com SFTP extension, like an old or
 	// non-OpenSSH server.
 	NoFsync bool
@@ -113,6 +118,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Shell == "" {
 		cfg.Shell = "/bin/sh"
+	}
+	if cfg.MaxSessions == 0 {
+		cfg.MaxSessions = 10
 	}
 	s := &Server{cfg: cfg, hostKey: cfg.HostKey.PublicKey(), conns: map[net.Conn]struct{}{}, cutAfter: -1}
 	s.sshCfg = &ssh.ServerConfig{
@@ -341,17 +349,40 @@ func (s *Server) serveConn(c net.Conn) {
 			}
 		}
 	}()
+	var smu sync.Mutex
+	sessions := 0 // open session channels
 	for nc := range chans {
 		switch nc.ChannelType() {
 		case "session":
-			ch, creqs, err := nc.Accept()
-			if err != nil {
+			smu.Lock()
+			full := s.cfg.MaxSessions > 0 && sessions >= s.cfg.MaxSessions
+			if !full {
+				sessions++
+			}
+			smu.Unlock()
+			if full {
+				nc.Reject(ssh.Prohibited, "open failed")
 				continue
 			}
+			ch, creqs, err := nc.Accept()
+			if err != nil {
+				smu.Lock()
+				sessions--
+				smu.Unlock()
+				continue
+			}
+			// The slot is freed before the server closes the channel, so a
+			// client that saw a command end can open a new session at once.
+			release := sync.OnceFunc(func() {
+				smu.Lock()
+				sessions--
+				smu.Unlock()
+			})
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				s.serveSession(c, ch, creqs)
+				defer release()
+				s.serveSession(c, releasingChannel{ch, release}, creqs)
 			}()
 		case "direct-tcpip":
 			wg.Add(1)
@@ -366,6 +397,17 @@ func (s *Server) serveConn(c net.Conn) {
 	// The connection is gone: make sure sessions and tunnels notice.
 	c.Close()
 	close(gone)
+}
+
+// releasingChannel frees its session slot when closed.
+type releasingChannel struct {
+	ssh.Channel
+	release func()
+}
+
+func (c releasingChannel) Close() error {
+	c.release()
+	return c.Channel.Close()
 }
 
 // serveDirectTCPIP forwards one direct-tcpip channel to its target.

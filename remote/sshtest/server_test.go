@@ -556,3 +556,29 @@ func TestCorruptNextWriteAndNoFsync(t *testing.T) {
 		t.Errorf("second write landed %q: the corruption must be one-shot", got)
 	}
 }
+
+func TestMaxSessions(t *testing.T) {
+	_, c := startWithClient(t, Config{MaxSessions: 2})
+	var open []*ssh.Session
+	for i := 0; i < 2; i++ {
+		sess, err := c.NewSession()
+		if err != nil {
+			t.Fatalf("session %d: %v", i, err)
+		}
+		open = append(open, sess)
+	}
+	var oce *ssh.OpenChannelError
+	if _, err := c.NewSession(); !errors.As(err, &oce) || oce.Reason != ssh.Prohibited {
+		t.Fatalf("third session = %v, want administratively prohibited", err)
+	}
+	// Closing a session frees its slot.
+	if err := open[0].Run("true"); err != nil {
+		t.Fatal(err)
+	}
+	open[0].Close()
+	out, _, err := run(t, c, "echo freed", "")
+	if err != nil || out != "freed\n" {
+		t.Errorf("after a session closed: %q %v", out, err)
+	}
+	open[1].Close()
+}
