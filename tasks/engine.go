@@ -317,12 +317,31 @@ func hostNames(hosts []*hostState) []string {
 	return out
 }
 
-// fanOut calls f for every host, at most Forks at a time, and waits.
+// fanOut calls f for every host, at most Forks at a time, and waits. Once
+// ctx is cancelled it starts f on no further host. The errors recorded
+// meanwhile are sorted by host name, so that a RunError reads the same
+// from run to run.
 func (r *run) fanOut(ctx context.Context, hosts []*hostState, f func(*hostState)) {
-	var wg sync.WaitGroup
 	for _, hs := range hosts {
 		hs.taskFail = false
-		r.sem <- struct{}{}
+	}
+	r.errMu.Lock()
+	first := len(r.errs)
+	r.errMu.Unlock()
+	var wg sync.WaitGroup
+	for _, hs := range hosts {
+		acquired := false
+		select {
+		case r.sem <- struct{}{}:
+			acquired = true
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			if acquired {
+				<-r.sem
+			}
+			break
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -331,6 +350,7 @@ func (r *run) fanOut(ctx context.Context, hosts []*hostState, f func(*hostState)
 		}()
 	}
 	wg.Wait()
+	slices.SortStableFunc(r.errs[first:], func(a, b *HostError) int { return strings.Compare(a.Host, b.Host) })
 }
 
 // selected applies --tags and --skip-tags to a task's tags.

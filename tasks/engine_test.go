@@ -70,7 +70,7 @@ type lab struct {
 	eng      *Engine
 }
 
-func newLab(t *testing.T, names ...string) *lab {
+func newLab(t testing.TB, names ...string) *lab {
 	l := &lab{fakes: map[string]*fakeConn{}, connects: map[string]int{}, rec: &recorder{}}
 	for _, n := range names {
 		l.fakes[n] = newFake(t, n)
@@ -509,6 +509,29 @@ func TestCancelStopsNewTasksButRunsHandlers(t *testing.T) {
 	}
 	if recap["a"].OK != 2 || l.rec.events[len(l.rec.events)-1].Type != EventRecap {
 		t.Fatalf("recap %+v / last event missing", recap["a"])
+	}
+}
+
+func TestCancelStartsNoFurtherHost(t *testing.T) {
+	l := newLab(t, "a", "b", "c")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var ran atomic.Int32
+	for _, f := range l.fakes {
+		f.on("work", func(context.Context, string, string) (string, string, int, error) {
+			ran.Add(1)
+			cancel()
+			return "", "", 0, nil
+		})
+	}
+	l.eng.Forks = 1
+	_, err := l.eng.Run(ctx, []Play{{Name: "p", Hosts: l.hosts("a", "b", "c"), Tasks: []Task{sh("w", "work")}}})
+	if !errors.Is(err, context.Canceled) || ran.Load() != 1 {
+		t.Fatalf("err %v, ran on %d hosts; want cancelled after 1", err, ran.Load())
+	}
+	// A later run on the same Engine works normally.
+	if _, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l.hosts("a", "b", "c"), Tasks: []Task{sh("t", "true")}}}); err != nil {
+		t.Fatal(err)
 	}
 }
 

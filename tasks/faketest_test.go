@@ -25,7 +25,7 @@ import (
 // emulated commands (stat, chmod, chown, mkdir, rm, touch, find, systemctl,
 // true) and scripted handlers for anything else.
 type fakeConn struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 
 	mu          sync.Mutex
@@ -67,7 +67,7 @@ func (e exitError) ExitStatus() int { return e.code }
 
 var errFakeUnreachable = &UnreachableError{Err: errors.New("fake: connection refused")}
 
-func newFake(t *testing.T, name string) *fakeConn {
+func newFake(t testing.TB, name string) *fakeConn {
 	f := &fakeConn{t: t, name: name, files: map[string]*fakeFile{"/": {dir: true, mode: 0o755, owner: "root", group: "root"}},
 		units: map[string]*fakeUnit{}, ports: map[string]string{}}
 	for _, d := range []string{"/etc/default", "/etc/minkms", "/mnt", "/opt", "/tmp", "/usr/local/bin"} {
