@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"sort"
@@ -473,11 +474,9 @@ func (n *Node) editCluster(remove []uint32) *apiError {
 
 // addNode joins a fresh node (CLUSTER:ADDNODE), on the leader.
 func (n *Node) addNode(ctx context.Context, host string) *apiError {
-	host = strings.TrimSpace(host)
-	host = strings.TrimPrefix(strings.TrimPrefix(host, "https://"), "http://")
-	host = strings.TrimSuffix(host, "/")
+	host = normalizeHost(host)
 	if host == "" {
-		return errorf(http.StatusBadRequest, "no host to add")
+		return fromWire(wire.ErrBadRequest, "no host to add")
 	}
 	err := n.commit(ctx, func(st *nodeState) (*change, error) {
 		if id, ok := st.idOf(host); ok {
@@ -505,12 +504,15 @@ func (n *Node) addNode(ctx context.Context, host string) *apiError {
 		st.Epoch++
 		return &change{join: true, joinID: id}, nil
 	})
+	if err == nil {
+		n.logf("added %s to the cluster", host)
+	}
 	return asAPIError(err)
 }
 
 // removeNode removes a node with write quorum (CLUSTER:REMOVENODE), on the leader.
 func (n *Node) removeNode(ctx context.Context, host string, wipe bool) *apiError {
-	host = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(host), "https://"), "http://"), "/")
+	host = normalizeHost(host)
 	err := n.commit(ctx, func(st *nodeState) (*change, error) {
 		id, ok := st.idOf(host)
 		if !ok {
@@ -532,7 +534,24 @@ func (n *Node) removeNode(ctx context.Context, host string, wipe bool) *apiError
 		st.Epoch++
 		return &change{leave: &leaveRequest{ClusterID: st.ClusterID, NodeID: id, Wipe: wipe}, host: host}, nil
 	})
+	if err == nil {
+		n.logf("removed %s from the cluster", host)
+	}
 	return asAPIError(err)
+}
+
+// normalizeHost turns "https://host[:port]/" into "host:port" (port 7373 by default).
+func normalizeHost(host string) string {
+	host = strings.TrimSpace(host)
+	host = strings.TrimPrefix(strings.TrimPrefix(host, "https://"), "http://")
+	host = strings.TrimSuffix(host, "/")
+	if host == "" {
+		return ""
+	}
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		host = net.JoinHostPort(strings.Trim(host, "[]"), wire.DefaultPort)
+	}
+	return host
 }
 
 func asAPIError(err error) *apiError {

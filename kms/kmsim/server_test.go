@@ -372,3 +372,14 @@ func TestRootAPIKeyWithoutAdminIdentity(t *testing.T) {
 		t.Fatalf("banner shows an API key with admin.identity set:\n%s", banner.String())
 	}
 }
+
+func TestNormalizeHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://km1:7373/": "km1:7373", "km1": "km1:7373", " 10.0.0.1 ": "10.0.0.1:7373",
+		"[::1]": "[::1]:7373", "[::1]:8000": "[::1]:8000", "": "",
+	} {
+		if got := normalizeHost(in); got != want {
+			t.Errorf("normalizeHost(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
