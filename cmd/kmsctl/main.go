@@ -76,7 +76,7 @@ func run(ctx context.Context, e env, args []string) int {
 	err := app.RunContext(ctx, reorderArgs(app, args))
 	code := exit.Code(err)
 	if err != nil && !exit.IsSilent(err) {
-		fmt.Fprintf(e.stderr, "kmsctl: %v\n", err)
+		fmt.Fprintf(e.stderr, "kmsctl: %s\n", newRedactor(e).String(err.Error()))
 	}
 	return code
 }

@@ -253,3 +253,16 @@ func testBinaryInterrupt(t *testing.T, bin string, twice bool) {
 		t.Errorf("the owed handler did not run: %v", err)
 	}
 }
+
+// TestUsageErrorMasksSecrets: even an error printed before any run starts
+// masks the secrets of the environment.
+func TestUsageErrorMasksSecrets(t *testing.T) {
+	te := testEnv(t)
+	te.vars[envHSMKey] = "hsm:aes256:SENTINELhsmkeySENTINELhsmkey0123456789abcd="
+	if code := te.run(t, "ping", "-e", "{broken "+te.vars[envHSMKey], "h"); code != exit.Usage {
+		t.Fatalf("exit %d", code)
+	}
+	if s := te.errOut.String(); strings.Contains(s, "SENTINEL") || !strings.Contains(s, "[REDACTED]") {
+		t.Errorf("stderr %q", s)
+	}
+}
