@@ -108,6 +108,15 @@ func runConformance(t *testing.T, newConn func(t *testing.T) conformanceConn) {
 		}
 	})
 
+	t.Run("RunWithNilStreams", func(t *testing.T) {
+		c := newConn(t)
+		cmd := "echo ignored; echo ignored >&2; cat"
+		c.script(cmd, shellAnswer{stdout: "ignored\n", stderr: "ignored\n"})
+		if err := c.conn.Run(ctxFor(t), cmd, nil, nil, nil); err != nil {
+			t.Errorf("Run with nil stdin, stdout and stderr = %v", err)
+		}
+	})
+
 	t.Run("RunPassesStdin", func(t *testing.T) {
 		c := newConn(t)
 		in := "line one\nline two\n"
