@@ -65,16 +65,9 @@ func (r *resolved) fail(name string, v variable, e *Error) {
 // check validates the value of name (extra vars have not been checked yet)
 // and reports whether it is set and valid.
 func (r *resolved) check(names ...string) (variable, string, bool) {
-	v, ok := firstVar(r.vars, names...)
+	v, name, ok := pickVar(r.vars, names...)
 	if !ok {
 		return variable{}, "", false
-	}
-	name := names[0]
-	for _, n := range names {
-		if _, ok := r.vars[n]; ok {
-			name = n
-			break
-		}
 	}
 	if e := checkVar(name, v.value); e != nil {
 		r.fail(name, v, e)

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -97,12 +98,18 @@ func isLetter(c byte) bool {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
 }
 
-var hostNameRe = regexp.MustCompile(`^[A-Za-z0-9_:][A-Za-z0-9._:%-]*$`)
+var hostNameRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`)
 
 // checkHostName returns "" for an acceptable host name, else the problem.
 // Names become ssh destinations and --limit patterns, so they are restricted
-// to letters, digits, '.', '-', '_', and ':' / '%' for IPv6 addresses.
+// to letters, digits, '.', '-', '_', or an IPv6 address.
 func checkHostName(name string) string {
+	if strings.Contains(name, ":") {
+		if a, err := netip.ParseAddr(name); err != nil || !a.Is6() {
+			return fmt.Sprintf("invalid host name %q: only an IPv6 address may contain ':'", name)
+		}
+		return ""
+	}
 	switch {
 	case name == "":
 		return "empty host name"

@@ -22,7 +22,10 @@ const (
 
 // maxNodes bounds the work done on one load, so that a hostile inventory
 // (YAML aliases nested to expand exponentially, huge host ranges) fails fast.
-const maxNodes = 1_000_000
+const maxNodes = 500_000
+
+// maxDepth bounds how deeply groups may be nested under children:.
+const maxDepth = 64
 
 // maxRangeHosts bounds how many hosts a single host range pattern expands to.
 const maxRangeHosts = 10_000
@@ -31,6 +34,7 @@ const maxRangeHosts = 10_000
 type variable struct {
 	value any
 	pos   Pos
+	rank  int // precedence layer it was resolved from (higher wins); set by resolve
 }
 
 // group is one inventory group, merged over every place it is written.
@@ -41,6 +45,7 @@ type group struct {
 	children []string       // direct child groups, first-seen order
 	childPos map[string]Pos // where each child was listed under this group
 	hosts    []string       // direct hosts, first-seen order
+	hostSet  map[string]bool
 	parents  []string
 	depth    int // longest distance from "all"
 }
@@ -208,9 +213,10 @@ func (inv *Inventory) ancestors(h *host) []string {
 
 // builder accumulates one or more files into an Inventory.
 type builder struct {
-	inv   *Inventory
-	probs problems
-	nodes int // structural nodes visited, bounded by maxNodes
+	inv    *Inventory
+	probs  problems
+	nodes  int                 // structural nodes visited, bounded by maxNodes
+	active map[*yaml.Node]bool // group bodies being parsed, to stop alias recursion
 }
 
 func newBuilder() *builder {
@@ -218,7 +224,7 @@ func newBuilder() *builder {
 		hostByName: map[string]*host{},
 		groups:     map[string]*group{},
 	}
-	b := &builder{inv: inv}
+	b := &builder{inv: inv, active: map[*yaml.Node]bool{}}
 	b.group(GroupAll, Pos{})
 	return b
 }
@@ -283,7 +289,7 @@ func (b *builder) parseFile(name string, data []byte) {
 		if name2 != GroupAll {
 			parent = GroupAll // Ansible: top-level groups are children of all
 		}
-		b.parseGroup(name, name2, v, name2, parent, posOf(name, k))
+		b.parseGroup(name, name2, v, name2, parent, posOf(name, k), 0)
 	}
 }
 
@@ -332,15 +338,25 @@ func (b *builder) deref(n *yaml.Node) *yaml.Node {
 	if n == nil || n.Kind == yaml.AliasNode {
 		return nil
 	}
-	b.nodes++
-	if b.nodes == maxNodes {
-		b.probs.add(Pos{File: b.inv.files[len(b.inv.files)-1]}, "", "inventory too large (too many hosts or YAML aliases)",
-			"split it, or write it without nested aliases")
-	}
-	if b.nodes >= maxNodes {
+	if !b.spend(1) {
 		return nil
 	}
 	return n
+}
+
+// spend counts n units of work against maxNodes and reports whether the
+// budget still holds; the first time it does not, it records a problem.
+func (b *builder) spend(n int) bool {
+	if b.nodes >= maxNodes {
+		return false
+	}
+	b.nodes += n
+	if b.nodes >= maxNodes {
+		b.probs.add(Pos{File: b.inv.files[len(b.inv.files)-1]}, "", "inventory too large (too many hosts or YAML aliases)",
+			"split it, or write it without nested aliases")
+		return false
+	}
+	return true
 }
 
 // key returns a mapping key as a string, checking it is a plain scalar and
@@ -377,7 +393,7 @@ func join(field, name string) string {
 func (b *builder) group(name string, pos Pos) *group {
 	g, ok := b.inv.groups[name]
 	if !ok {
-		g = &group{name: name, pos: pos, vars: map[string]variable{}, childPos: map[string]Pos{}}
+		g = &group{name: name, pos: pos, vars: map[string]variable{}, childPos: map[string]Pos{}, hostSet: map[string]bool{}}
 		b.inv.groups[name] = g
 		b.inv.groupOrder = append(b.inv.groupOrder, name)
 	}
@@ -396,7 +412,7 @@ func (b *builder) checkGroupName(file string, k *yaml.Node, name, field string) 
 }
 
 // parseGroup reads a group body (hosts, vars, children) into group name.
-func (b *builder) parseGroup(file, name string, n *yaml.Node, field, parent string, keyPos Pos) {
+func (b *builder) parseGroup(file, name string, n *yaml.Node, field, parent string, keyPos Pos, depth int) {
 	g := b.group(name, keyPos)
 	if parent != "" {
 		p := b.inv.groups[parent]
@@ -410,6 +426,16 @@ func (b *builder) parseGroup(file, name string, n *yaml.Node, field, parent stri
 	if n == nil || isNull(n) {
 		return
 	}
+	if depth >= maxDepth {
+		b.probs.add(keyPos, field, fmt.Sprintf("groups nested more than %d levels deep", maxDepth), "flatten the children: hierarchy")
+		return
+	}
+	if b.active[n] {
+		b.probs.add(keyPos, field, "group body refers to itself through a YAML alias", "write the group without the recursive alias")
+		return
+	}
+	b.active[n] = true
+	defer delete(b.active, n)
 	if n.Kind != yaml.MappingNode {
 		b.probs.add(posOf(file, n), field, "group must be a mapping with hosts:, vars: and children:, got "+kindName(n),
 			"write "+name+": followed by hosts:, vars: or children: indented under it")
@@ -428,7 +454,7 @@ func (b *builder) parseGroup(file, name string, n *yaml.Node, field, parent stri
 		case "vars":
 			b.parseVars(file, g.vars, v, join(field, key))
 		case "children":
-			b.parseChildren(file, g, v, join(field, key))
+			b.parseChildren(file, g, v, join(field, key), depth)
 		default:
 			b.probs.add(posOf(file, k), join(field, key), fmt.Sprintf("unknown key %q in group %s", key, name),
 				"a group may only contain hosts:, vars: and children:; put variables under vars:")
@@ -436,7 +462,7 @@ func (b *builder) parseGroup(file, name string, n *yaml.Node, field, parent stri
 	}
 }
 
-func (b *builder) parseChildren(file string, g *group, n *yaml.Node, field string) {
+func (b *builder) parseChildren(file string, g *group, n *yaml.Node, field string, depth int) {
 	n = b.deref(n)
 	if n == nil || isNull(n) {
 		return
@@ -461,7 +487,7 @@ func (b *builder) parseChildren(file string, g *group, n *yaml.Node, field strin
 		if !b.checkGroupName(file, k, name, cf) {
 			continue
 		}
-		b.parseGroup(file, name, v, cf, g.name, posOf(file, k))
+		b.parseGroup(file, name, v, cf, g.name, posOf(file, k), depth+1)
 	}
 }
 
@@ -488,6 +514,9 @@ func (b *builder) parseHosts(file string, g *group, n *yaml.Node, field string) 
 			b.probs.add(posOf(file, k), hf, err.Error(), "write ranges as name[1:3] or name[01:10] or name[a:c]")
 			continue
 		}
+		if !b.spend(len(names)) {
+			return
+		}
 		var hostsHere []*host
 		for _, name := range names {
 			if prob := checkHostName(name); prob != "" {
@@ -503,7 +532,8 @@ func (b *builder) parseHosts(file string, g *group, n *yaml.Node, field string) 
 			if !slices.Contains(h.groups, g.name) {
 				h.groups = append(h.groups, g.name)
 			}
-			if !slices.Contains(g.hosts, name) {
+			if !g.hostSet[name] {
+				g.hostSet[name] = true
 				g.hosts = append(g.hosts, name)
 			}
 			hostsHere = append(hostsHere, h)
@@ -601,7 +631,8 @@ func (b *builder) finish() (*Inventory, error) {
 	ung := b.group(GroupUngrouped, Pos{})
 	for _, h := range inv.hosts {
 		if len(h.groups) == 0 || (len(h.groups) == 1 && h.groups[0] == GroupAll) {
-			if !slices.Contains(ung.hosts, h.name) {
+			if !ung.hostSet[h.name] {
+				ung.hostSet[h.name] = true
 				ung.hosts = append(ung.hosts, h.name)
 				h.groups = append(h.groups, GroupUngrouped)
 			}

@@ -27,6 +27,9 @@ import (
 // terms exclude; a pattern of only ! terms starts from all. A term that
 // matches nothing is an error naming it (Ansible only warns).
 func (inv *Inventory) Select(pattern string) ([]string, error) {
+	if inv.HasHost(pattern) {
+		return []string{pattern}, nil
+	}
 	terms := splitPattern(pattern)
 	if len(terms) == 0 {
 		return nil, fmt.Errorf("select hosts: empty host pattern (use all, a group or a host name)")

@@ -53,7 +53,7 @@ func TestSelect(t *testing.T) {
 		{pattern: "kms*", want: []string{"kms1", "kms2", "kms3"}},
 		{pattern: "kms_*", want: []string{"kms1", "kms2", "kms3"}},
 		{pattern: "db?", want: []string{"db1", "db2"}},
-		{pattern: "kms[13]", want: []string{"kms1", "kms3"}}, // not a valid subscript: a glob
+		{pattern: "kms[13]", want: []string{"kms1", "kms3"}},  // not a valid subscript: a glob
 		{pattern: "kms[1-3]", want: []string{"kms2", "kms3"}}, // a valid subscript wins, as in Ansible
 		{pattern: "kms[0]", want: []string{"kms1"}},
 		{pattern: "kms[-1]", want: []string{"kms3"}},

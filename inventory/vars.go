@@ -3,7 +3,7 @@ package inventory
 import (
 	"cmp"
 	"fmt"
-	"maps"
+	"math"
 	"net"
 	"slices"
 	"strconv"
@@ -61,7 +61,7 @@ func (inv *Inventory) resolve(hostName string, extra map[string]any) (map[string
 		return nil, err
 	}
 	for k, v := range extra {
-		out[k] = variable{value: v, pos: extraPos}
+		out[k] = variable{value: v, pos: extraPos, rank: math.MaxInt}
 	}
 	if _, ok := out[VarEndpoint]; !ok {
 		addr := hostName
@@ -90,25 +90,40 @@ func (inv *Inventory) resolveInventory(hostName string, defaults map[string]any)
 	for k, v := range defaults {
 		out[k] = variable{value: v, pos: defaultPos}
 	}
+	rank := 1
 	for _, g := range inv.precedenceGroups(h) {
 		for k, v := range g.vars {
 			if k != VarGroupPriority { // a property of the group, not a host variable (as in Ansible)
+				v.rank = rank
 				out[k] = v
 			}
 		}
+		rank++
 	}
-	maps.Copy(out, h.vars)
+	for k, v := range h.vars {
+		v.rank = rank
+		out[k] = v
+	}
 	return out, nil
 }
 
-// firstVar returns the first of names that is set.
+// firstVar returns the variable set at the highest precedence among names,
+// which are spellings of one setting (ansible_user, ansible_ssh_user); at
+// equal precedence the first name wins.
 func firstVar(vars map[string]variable, names ...string) (variable, bool) {
+	v, _, ok := pickVar(vars, names...)
+	return v, ok
+}
+
+func pickVar(vars map[string]variable, names ...string) (variable, string, bool) {
+	var best variable
+	bestName, found := "", false
 	for _, n := range names {
-		if v, ok := vars[n]; ok {
-			return v, true
+		if v, ok := vars[n]; ok && (!found || v.rank > best.rank) {
+			best, bestName, found = v, n, true
 		}
 	}
-	return variable{}, false
+	return best, bestName, found
 }
 
 // Vars returns host's variables with Ansible's precedence, lowest first:

@@ -1,0 +1,204 @@
+package inventory
+
+import (
+	"errors"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHq8ZzQ3oK4o2mM3w0bC8o3l2m8kqv0dZ6r4mFQj9f7w"
+
+func TestConnection(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	inv := mustParse(t, `
+all:
+  vars:
+    ansible_user: admin
+    ansible_become: "yes"
+  hosts:
+    plain:
+    full:
+      ansible_host: 10.0.0.9
+      ansible_port: "2222"
+      ansible_user: ops
+      ansible_ssh_private_key_file: ~/.ssh/id_kms
+      ansible_become: no
+      ansible_become_user: minkms-user
+      kms_ssh_host_keys: ["`+hostKey+`"]
+      kms_ssh_known_hosts: ~/kh
+      kms_ssh_proxy_jump: jump@bastion:2200,inner
+      kms_api: ssh
+    legacy:
+      ansible_ssh_host: 2001:db8::5
+      ansible_ssh_port: 2200
+      ansible_ssh_user: root
+      ansible_private_key_file: /k
+`)
+	c, err := inv.Connection("plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Conn{Host: "plain", Address: "plain", Port: 0, User: "admin", Become: true, BecomeUser: "root", API: APIDirect}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("plain:\n got %+v\nwant %+v", c, want)
+	}
+	c, err = inv.Connection("full", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = Conn{Host: "full", Address: "10.0.0.9", Port: 2222, User: "ops",
+		PrivateKeyFile: filepath.Join(home, ".ssh/id_kms"), Become: false, BecomeUser: "minkms-user",
+		SSHHostKeys: []string{hostKey}, KnownHostsFile: filepath.Join(home, "kh"),
+		ProxyJump: "jump@bastion:2200,inner", API: APISSH}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("full:\n got %+v\nwant %+v", c, want)
+	}
+	c, err = inv.Connection("legacy", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Address != "2001:db8::5" || c.Port != 2200 || c.User != "root" || c.PrivateKeyFile != "/k" {
+		t.Errorf("legacy names: %+v", c)
+	}
+	// -e overrides, and a bad -e value is reported as such.
+	c, err = inv.Connection("plain", map[string]any{"ansible_port": 2022, "ansible_become": "off"})
+	if err != nil || c.Port != 2022 || c.Become {
+		t.Errorf("-e: %+v %v", c, err)
+	}
+	_, err = inv.Connection("plain", map[string]any{"ansible_port": "abc", "ansible_become": "perhaps"})
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Errs) != 2 {
+		t.Fatalf("bad -e: want 2 problems, got %v", err)
+	}
+	for _, e := range ve.Errs {
+		if e.Pos.File != "-e" || !strings.Contains(e.Field, "host plain") {
+			t.Errorf("bad -e problem: %v", e)
+		}
+	}
+	if _, err := inv.Connection("ghost", nil); err == nil || !strings.Contains(err.Error(), `"ghost"`) {
+		t.Errorf("unknown host: %v", err)
+	}
+}
+
+func TestNodeDefaults(t *testing.T) {
+	inv := mustParse(t, `
+all:
+  hosts:
+    kms1:
+    kms2:
+      ansible_host: 10.1.1.2
+    kms3:
+      ansible_host: 2001:db8::3
+      kms_port: 7474
+`)
+	n, err := inv.Node("kms1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := KMSNode{Host: "kms1", Endpoint: "kms1:7373", Port: 7373, StoragePath: "/mnt/minio-kms",
+		ConfigFile: "/etc/minkms/config.yaml", EnvFile: "/etc/default/minkms", CertsDir: "/etc/minkms/certs",
+		Binary: "/usr/local/bin/minkms", Service: "minkms.service", User: "minkms-user", API: APIDirect}
+	if !reflect.DeepEqual(n, want) {
+		t.Errorf("defaults:\n got %+v\nwant %+v", n, want)
+	}
+	if n, _ := inv.Node("kms2", nil); n.Endpoint != "10.1.1.2:7373" {
+		t.Errorf("endpoint from ansible_host = %q", n.Endpoint)
+	}
+	if n, _ := inv.Node("kms3", nil); n.Endpoint != "[2001:db8::3]:7474" || n.Port != 7474 {
+		t.Errorf("IPv6 endpoint = %q port %d", n.Endpoint, n.Port)
+	}
+	if pos, ok := inv.Origin("kms1", VarStoragePath); !ok || pos.File != "(default)" {
+		t.Errorf("Origin of a default = %v %v", pos, ok)
+	}
+}
+
+func TestNodeOverridesAndValidation(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	inv := mustParse(t, `
+all:
+  children:
+    kms:
+      vars:
+        kms_storage_path: /srv/minkms/data
+        kms_service: minkms
+        kms_ca_file: ~/ca.pem
+      hosts:
+        kms1:
+          kms_endpoint: kms1.cluster:7373
+          kms_config_file: /opt/minkms/config.yaml
+          kms_env_file: /opt/minkms/env
+          kms_certs_dir: /opt/minkms/certs
+          kms_binary: /opt/minkms/bin/minkms
+          kms_user: kms
+          kms_api: ssh
+`)
+	n, err := inv.Node("kms1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := KMSNode{Host: "kms1", Endpoint: "kms1.cluster:7373", Port: 7373, StoragePath: "/srv/minkms/data",
+		ConfigFile: "/opt/minkms/config.yaml", EnvFile: "/opt/minkms/env", CertsDir: "/opt/minkms/certs",
+		Binary: "/opt/minkms/bin/minkms", Service: "minkms", User: "kms", API: APISSH, CAFile: filepath.Join(home, "ca.pem")}
+	if !reflect.DeepEqual(n, want) {
+		t.Errorf("overrides:\n got %+v\nwant %+v", n, want)
+	}
+	// Bad -e values: every one reported, at "-e".
+	_, err = inv.Node("kms1", map[string]any{
+		"kms_storage_path": "/", "kms_port": 0, "kms_endpoint": "nohost", "kms_api": "carrier-pigeon",
+	})
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Errs) != 4 {
+		t.Fatalf("want 4 problems, got %v", err)
+	}
+	for _, e := range ve.Errs {
+		if e.Pos != extraPos {
+			t.Errorf("position %v, want -e: %v", e.Pos, e)
+		}
+	}
+	// A storage path that would swallow the certs dir, set in two places:
+	// the error names both positions.
+	_, err = inv.Node("kms1", map[string]any{"kms_storage_path": "/opt/minkms"})
+	if err == nil || !strings.Contains(err.Error(), "-e: host kms1: kms_storage_path: storage path /opt/minkms contains kms_config_file /opt/minkms/config.yaml (set at inv.yml:12:28)") {
+		t.Errorf("containment: %v", err)
+	}
+	// The storage path checks, one by one.
+	for _, p := range []string{"/", "/etc", "/etc/minkms", "/usr/local/minkms", "/var", "/var/lib", "/home", "/home/alice", "/root", "/tmp",
+		"/proc/1", "/dev/sda", "/boot/x", "/lib64/x", "relative", "/a/../b", "/a/./b", "/a//b", "/a/", "/a b", "/a;b", "/a$b", ""} {
+		if _, err := inv.Node("kms1", map[string]any{"kms_storage_path": p}); err == nil {
+			t.Errorf("storage path %q accepted", p)
+		}
+	}
+	for _, p := range []string{"/mnt/minio-kms", "/data", "/var/lib/minkms", "/home/alice/kms", "/srv/kms", "/opt/minkms-data"} {
+		if _, err := inv.Node("kms1", map[string]any{"kms_storage_path": p}); err != nil {
+			t.Errorf("storage path %q rejected: %v", p, err)
+		}
+	}
+}
+
+// TestNodeValidationPositions checks that a bad layout value in a file is
+// reported at the line of the variable.
+func TestNodeValidationPositions(t *testing.T) {
+	_, err := Parse("site.yml", []byte("all:\n  vars:\n    kms_storage_path: /usr\n  hosts:\n    kms1:\n      kms_port: 99999\n"))
+	if err == nil {
+		t.Fatal("want error")
+	}
+	want := "site.yml:3:23: all.vars.kms_storage_path: storage path /usr is inside the system directory /usr (name the Key Manager's own data directory, e.g. /mnt/minio-kms)\n" +
+		"site.yml:6:17: all.hosts.kms1.kms_port: port 99999 out of range (write a number from 1 to 65535)"
+	if err.Error() != want {
+		t.Errorf("got:\n%v\nwant:\n%v", err, want)
+	}
+}
+
+func TestExpandHomeRelative(t *testing.T) {
+	t.Setenv("HOME", "/home/op")
+	for in, want := range map[string]string{"~": "/home/op", "~/x": "/home/op/x", "/abs": "/abs", "rel/x": "rel/x", "~other/x": "~other/x"} {
+		got, err := expandHome(in)
+		if err != nil || got != want {
+			t.Errorf("expandHome(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}

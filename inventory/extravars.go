@@ -1,0 +1,93 @@
+package inventory
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// ParseExtraVars turns -e arguments into extra vars, later arguments
+// overriding earlier ones. Each argument is one of:
+//
+//   - KEY=VALUE: one variable with a string value (the whole rest of the
+//     argument, spaces included; unlike Ansible, one variable per -e);
+//   - @FILE: a YAML or JSON file holding a mapping of variables (LoadVarsFile);
+//   - {...}: an inline YAML or JSON mapping ({"kms_port": 7474}).
+//
+// Variable names must be identifiers; the values of the variables kmsctl
+// knows are checked when used (Connection, Node), reported at "-e".
+func ParseExtraVars(args []string) (map[string]any, error) {
+	out := map[string]any{}
+	for _, a := range args {
+		switch {
+		case strings.HasPrefix(a, "@"):
+			vars, err := LoadVarsFile(a[1:])
+			if err != nil {
+				return nil, err
+			}
+			for k, v := range vars {
+				out[k] = v
+			}
+		case strings.HasPrefix(strings.TrimSpace(a), "{"):
+			vars, err := ParseVars("-e", []byte(a))
+			if err != nil {
+				return nil, err
+			}
+			for k, v := range vars {
+				out[k] = v
+			}
+		default:
+			k, v, ok := strings.Cut(a, "=")
+			if !ok || !varNameRe.MatchString(k) {
+				name := k
+				if IsSecret(k) || !ok {
+					name = "" // never echo what may be a secret value
+				}
+				return nil, fmt.Errorf("parse -e %s: want KEY=VALUE, @FILE or a {...} mapping, with KEY made of letters, digits and _", name)
+			}
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+// LoadVarsFile reads a vars file (-e @FILE, a play's vars_files): a YAML or
+// JSON mapping of variable names to values, decoded strictly like inventory
+// vars (identifier names, no duplicates, known variables type-checked), with
+// every problem reported at FILE:LINE:COL.
+func LoadVarsFile(path string) (map[string]any, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read vars file: %w", err)
+	}
+	return ParseVars(path, data)
+}
+
+// ParseVars parses a vars mapping held in memory; name is used in positions.
+// An empty document is an empty mapping.
+func ParseVars(name string, data []byte) (map[string]any, error) {
+	b := newBuilder()
+	b.inv.files = append(b.inv.files, name)
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return map[string]any{}, nil
+		}
+		b.probs.addErr(yamlError(name, err))
+		return nil, b.probs.err()
+	}
+	dst := map[string]variable{}
+	if len(doc.Content) > 0 {
+		b.parseVars(name, dst, doc.Content[0], "")
+	}
+	if err := b.probs.err(); err != nil {
+		return nil, err
+	}
+	return plain(dst), nil
+}
