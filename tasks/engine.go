@@ -430,6 +430,9 @@ func (r *run) conn(ctx context.Context, hs *hostState) (Conn, error) {
 	if err != nil {
 		return nil, &UnreachableError{Err: fmt.Errorf("connect to %s: %w", hs.host.Name, err)}
 	}
+	if c == nil {
+		return nil, fmt.Errorf("connect to %s: Connect returned no connection", hs.host.Name)
+	}
 	hs.conn, hs.connected = c, true
 	return c, nil
 }

@@ -21,10 +21,15 @@ import (
 // sshHost starts an in-process SSH server running commands on this machine
 // and returns an engine connected to it through the real remote client.
 func sshHost(t *testing.T) (*tasks.Engine, *[]tasks.Event) {
+	e, ev, _ := sshHostWith(t, sshtest.SudoNone)
+	return e, ev
+}
+
+func sshHostWith(t *testing.T, sudo sshtest.SudoMode) (*tasks.Engine, *[]tasks.Event, *sshtest.Server) {
 	home := t.TempDir()
 	t.Setenv("HOME", home)
 	key := sshtest.GenerateKey(t)
-	s := sshtest.Start(t, sshtest.Config{AuthorizedKeys: []ssh.PublicKey{key.PublicKey()}})
+	s := sshtest.Start(t, sshtest.Config{AuthorizedKeys: []ssh.PublicKey{key.PublicKey()}, Sudo: sudo})
 	kh := filepath.Join(home, "known_hosts")
 	sshtest.WriteKnownHosts(t, kh, s.KnownHostsLine())
 	keyFile := sshtest.ClientKeyFile(t, key, "")
@@ -36,8 +41,43 @@ func sshHost(t *testing.T) (*tasks.Engine, *[]tasks.Event) {
 			return remote.Dial(ctx, remote.Options{Alias: h.Name, HostName: "127.0.0.1", Port: s.Port(), User: "test",
 				IdentityFiles: []string{keyFile}, SSHConfigFile: "none", KnownHostsFiles: []string{kh}, AgentSocket: "none"})
 		},
+		Become: func(c tasks.Conn, user string) tasks.Conn { return remote.Become(c, user) },
 	}
-	return e, &events
+	return e, &events, s
+}
+
+// TestBecomeOverSSH runs tasks through remote.Become: commands and file
+// writes go through sudo -n; a sudo that wants a password fails the task
+// (it is not an unreachable host).
+func TestBecomeOverSSH(t *testing.T) {
+	eng, _, srv := sshHostWith(t, sshtest.SudoAllow)
+	dir := t.TempDir()
+	yes := true
+	play := tasks.Play{Name: "become", Hosts: []tasks.Host{{Name: "kms1"}}, Tasks: []tasks.Task{
+		{Name: "conf", Module: "copy", Args: map[string]any{"content": "x\n", "dest": dir + "/conf", "mode": "0600"}, Become: &yes},
+		{Name: "cmd", Module: "command", Args: map[string]any{"argv": []any{"touch", dir + "/flag"}}, Become: &yes},
+	}}
+	if _, err := eng.Run(context.Background(), []tasks.Play{play}); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if b, err := os.ReadFile(dir + "/conf"); err != nil || string(b) != "x\n" {
+		t.Fatalf("conf %q %v", b, err)
+	}
+	sudo := 0
+	for _, c := range srv.Commands() {
+		if strings.HasPrefix(c, "sudo -n") {
+			sudo++
+		}
+	}
+	if sudo < 2 {
+		t.Fatalf("commands did not go through sudo: %q", srv.Commands())
+	}
+
+	eng, _, _ = sshHostWith(t, sshtest.SudoPasswordRequired)
+	recap, err := eng.Run(context.Background(), []tasks.Play{play})
+	if err == nil || recap["kms1"].Failed != 1 || recap["kms1"].Unreachable != 0 || !strings.Contains(err.Error(), "NOPASSWD") {
+		t.Fatalf("password sudo: recap %+v, err %v", recap["kms1"], err)
+	}
 }
 
 // TestModulesOverSSH runs the real modules over real SSH against this
