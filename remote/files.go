@@ -75,7 +75,8 @@ func (c *Client) fail(sc *sshConn, op string, err error) error {
 //  4. the remote sha256 of the temp file (sha256sum) must equal the hash of
 //     src, otherwise the temp file is removed and an error returned;
 //  5. owner ("user[:group]", "" = leave) is set with chown, then perm;
-//  6. the temp file is renamed over target (posix-rename@openssh.com).
+//  6. the temp file is renamed over target (posix-rename@openssh.com, or
+//     `mv -f` when the server lacks it).
 //
 // target is not touched before step 6; on any failure the temp file is
 // removed (or, when the connection died, by the next upload of target).
@@ -122,8 +123,7 @@ func (c *Client) Upload(ctx context.Context, target string, src io.Reader, perm 
 	}
 	needSync := false
 	if err := f.Sync(); err != nil {
-		var se *sftp.StatusError
-		if !errors.As(err, &se) || !strings.Contains(se.Error(), "not supported") {
+		if !unsupported(err) {
 			return "", c.fail(sc, op, fmt.Errorf("fsync temp file: %w", err))
 		}
 		needSync = true
@@ -153,10 +153,21 @@ func (c *Client) Upload(ctx context.Context, target string, src io.Reader, perm 
 	if err := sf.Chmod(tmp, perm); err != nil {
 		return "", c.fail(sc, op, fmt.Errorf("chmod %o temp file: %w", perm, err))
 	}
-	if err := sf.PosixRename(tmp, target); err != nil {
+	if err := sf.PosixRename(tmp, target); unsupported(err) {
+		// No posix-rename@openssh.com: rename(2) through mv.
+		if err := c.Run(ctx, Command("mv", "-f", "--", tmp, target), nil, nil, nil); err != nil {
+			return "", fmt.Errorf("%s: rename temp file over target: %w", op, err)
+		}
+	} else if err != nil {
 		return "", c.fail(sc, op, fmt.Errorf("rename temp file over target: %w", err))
 	}
 	return sum, nil
+}
+
+// unsupported reports whether err is the server's SSH_FX_OP_UNSUPPORTED.
+func unsupported(err error) bool {
+	var se *sftp.StatusError
+	return errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxOpUnsupported
 }
 
 // removeStale deletes leftover temp files whose path starts with prefix.
