@@ -135,6 +135,24 @@ func (inv *Inventory) Connection(host string, extra map[string]any) (Conn, error
 		ProxyJump:      r.str("", VarProxyJump),
 		API:            API(r.str(string(DefaultAPI), VarAPI)),
 	}
+	if v, ok := r.vars["ansible_connection"]; ok {
+		if s, _ := v.value.(string); s != "ssh" && s != "smart" && s != "paramiko" {
+			r.fail("ansible_connection", v, bad(fmt.Sprintf("connection type %v is not supported", FormatValue(v.value)),
+				"kmsctl connects over SSH; remove ansible_connection for this host or leave it out of the pattern"))
+		}
+	}
+	if c.ProxyJump == "" {
+		for _, name := range []string{"ansible_ssh_common_args", "ansible_ssh_extra_args", "ansible_ssh_args"} {
+			v, ok := r.vars[name]
+			if !ok {
+				continue
+			}
+			if s, _ := v.value.(string); strings.Contains(s, "ProxyJump") || strings.Contains(s, "ProxyCommand") || strings.Contains(s, "-J") {
+				r.fail(name, v, bad("kmsctl does not read "+name+", and this host would be reached without its proxy",
+					"set kms_ssh_proxy_jump: [user@]bastion[:port] (or ProxyJump in ~/.ssh/config)"))
+			}
+		}
+	}
 	if v, _, ok := r.check(VarBecome); ok {
 		c.Become, _ = asBool(v.value)
 	}

@@ -202,3 +202,36 @@ func TestExpandHomeRelative(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectionUnsupported checks the Ansible settings kmsctl cannot honour
+// are refused rather than silently ignored.
+func TestConnectionUnsupported(t *testing.T) {
+	inv := mustParse(t, `
+all:
+  hosts:
+    local:
+      ansible_connection: local
+    proxied:
+      ansible_ssh_common_args: '-o ProxyCommand="ssh -W %h:%p -q bastion"'
+    proxied_ok:
+      ansible_ssh_common_args: '-J bastion'
+      kms_ssh_proxy_jump: bastion
+    args_ok:
+      ansible_ssh_common_args: '-o ServerAliveInterval=5'
+      ansible_connection: ssh
+`)
+	for host, want := range map[string]string{
+		"local":   "inv.yml:5:27: host local: ansible_connection: connection type local is not supported",
+		"proxied": "inv.yml:7:32: host proxied: ansible_ssh_common_args: kmsctl does not read ansible_ssh_common_args",
+	} {
+		_, err := inv.Connection(host, nil)
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("Connection(%s) = %v, want %q", host, err, want)
+		}
+	}
+	for _, host := range []string{"proxied_ok", "args_ok"} {
+		if _, err := inv.Connection(host, nil); err != nil {
+			t.Errorf("Connection(%s): %v", host, err)
+		}
+	}
+}

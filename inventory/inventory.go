@@ -540,6 +540,13 @@ func (b *builder) parseHosts(file string, g *group, n *yaml.Node, field string) 
 		}
 		vars := map[string]variable{}
 		b.parseHostVars(file, vars, v, hf)
+		for _, gk := range []string{"hosts", "vars", "children"} {
+			if vv, ok := vars[gk]; ok {
+				b.probs.add(vv.pos, join(hf, gk), fmt.Sprintf("%s: under a host is read as a variable named %q", gk, gk),
+					"write host variables directly under the host name (kms1: { ansible_host: ... }); "+gk+": belongs to groups")
+				delete(vars, gk)
+			}
+		}
 		for _, h := range hostsHere {
 			for name, val := range vars {
 				h.vars[name] = val
