@@ -19,13 +19,13 @@ func (e *apiError) Error() string { return fmt.Sprintf("%d %s", e.Status, e.Mess
 // wireError returns the wire form of e.
 func (e *apiError) wireError() wire.Error { return wire.Error{Status: e.Status, Message: e.Message} }
 
-// fromWire turns a canonical pair into an *apiError, with optional detail
-// appended as ": detail" (clients still match the canonical pair).
-func fromWire(e wire.Error, detailf ...any) *apiError {
-	if len(detailf) > 0 {
-		e = e.WithDetail(fmt.Sprintf(detailf[0].(string), detailf[1:]...))
-	}
-	return &apiError{Status: e.Status, Message: e.Message}
+// canon turns a canonical pair into an *apiError.
+func canon(e wire.Error) *apiError { return &apiError{Status: e.Status, Message: e.Message} }
+
+// fromWire is canon with detail appended as ": detail" (clients still
+// match the canonical pair).
+func fromWire(e wire.Error, format string, args ...any) *apiError {
+	return canon(e.WithDetail(fmt.Sprintf(format, args...)))
 }
 
 func errorf(status int, format string, args ...any) *apiError {
@@ -34,19 +34,17 @@ func errorf(status int, format string, args ...any) *apiError {
 
 // Canonical errors (kms/wire): the vendor's pairs and kmsctl's cluster pairs.
 var (
-	errAccessDenied      = fromWire(wire.ErrAccessDenied)
-	errEnclaveExists     = fromWire(wire.ErrEnclaveExists)
-	errNoEnclave         = fromWire(wire.ErrEnclaveNotFound)
-	errKeyExists         = fromWire(wire.ErrKeyExists)
-	errNoKey             = fromWire(wire.ErrKeyNotFound)
-	errNoPolicy          = fromWire(wire.ErrPolicyNotFound)
-	errNoIdentity        = fromWire(wire.ErrIdentityNotFound)
-	errInvalidCiphertext = fromWire(wire.ErrDecrypt)
-	errNoLeader          = fromWire(wire.ErrNoLeader)
-	errNotFresh          = fromWire(wire.ErrNodeNotFresh)
-	errAlreadyMember     = fromWire(wire.ErrNodeAlreadyMember)
-	errLastNode          = fromWire(wire.ErrLastNode)
-	errRestoreSingle     = fromWire(wire.ErrRestoreNotSingle)
+	errAccessDenied      = canon(wire.ErrAccessDenied)
+	errEnclaveExists     = canon(wire.ErrEnclaveExists)
+	errNoEnclave         = canon(wire.ErrEnclaveNotFound)
+	errKeyExists         = canon(wire.ErrKeyExists)
+	errNoKey             = canon(wire.ErrKeyNotFound)
+	errNoPolicy          = canon(wire.ErrPolicyNotFound)
+	errNoIdentity        = canon(wire.ErrIdentityNotFound)
+	errInvalidCiphertext = canon(wire.ErrDecrypt)
+	errNoLeader          = canon(wire.ErrNoLeader)
+	errNotFresh          = canon(wire.ErrNodeNotFresh)
+	errLastNode          = canon(wire.ErrLastNode)
 
 	// Not in the vendor's table; ours.
 	errPolicyExists   = &apiError{http.StatusConflict, "policy already exists"}
