@@ -518,7 +518,7 @@ func (r *run) runTask(ctx context.Context, p Play, t Task, hs *hostState, hostva
 		}
 	}
 	ev := Event{Type: EventHostResult, Play: p.Name, Task: t.DisplayName(), Pos: t.Pos, Host: hs.host.Name,
-		Status: status, Changed: res.Changed && status != StatusFailed, Ignored: ignored, Check: r.e.Check,
+		Status: status, Changed: res.Changed && status != StatusFailed, Ignored: ignored, Check: r.check(t),
 		Duration: time.Since(start)}
 	msg := res.Msg
 	if (status == StatusFailed || status == StatusUnreachable) && out.err != nil {
@@ -603,7 +603,7 @@ func (r *run) execute(ctx context.Context, p Play, t Task, hs *hostState, hostva
 		env.Conn = c
 	}
 	attempts := 1
-	if t.Until != "" && !r.e.Check {
+	if t.Until != "" && !r.check(t) {
 		retries := t.Retries
 		if retries == 0 {
 			retries = 3
@@ -617,7 +617,7 @@ func (r *run) execute(ctx context.Context, p Play, t Task, hs *hostState, hostva
 	var out outcome
 	for attempt := 1; ; attempt++ {
 		out = r.attempt(ctx, mod, t, env)
-		if out.unreachable || t.Until == "" || r.e.Check || out.res.Skipped {
+		if out.unreachable || t.Until == "" || r.check(t) || out.res.Skipped {
 			return out
 		}
 		cv := merge(vars, map[string]any{"result": out.res.Vars()})
@@ -654,6 +654,15 @@ func (r *run) execute(ctx context.Context, p Play, t Task, hs *hostState, hostva
 		case <-tm.C:
 		}
 	}
+}
+
+// check reports whether the task runs in check mode: the engine's mode
+// unless the task's check_mode overrides it.
+func (r *run) check(t Task) bool {
+	if t.CheckMode != nil {
+		return *t.CheckMode
+	}
+	return r.e.Check
 }
 
 func (r *run) become(c Conn, t Task, hs *hostState) (Conn, error) {
@@ -694,7 +703,7 @@ func (r *run) attempt(ctx context.Context, mod Module, t Task, env *Env) outcome
 		actx, cancel = context.WithTimeout(ctx, t.Timeout)
 		defer cancel()
 	}
-	res, err := callModule(actx, mod, env, r.e.Check)
+	res, err := callModule(actx, mod, env, r.check(t))
 	var out outcome
 	if err != nil {
 		if isUnreachable(err) {

@@ -622,6 +622,35 @@ func TestCheckModeRunsPlanOnly(t *testing.T) {
 	}
 }
 
+func TestTaskCheckModeOverride(t *testing.T) {
+	l := newLab(t, "a")
+	l.fakes["a"].reply("systemctl is-active", "active\n", 0)
+	l.eng.Check = true
+	tasks := []Task{
+		{Name: "probe", Module: "shell", Args: map[string]any{"cmd": "systemctl is-active minkms"}, CheckMode: ptr(false), Register: "st", ChangedWhen: "false"},
+		{Name: "use", Module: "assert", Args: map[string]any{"that": `st.stdout == "active\n"`}},
+		{Name: "mutate", Module: "shell", Args: map[string]any{"cmd": "reboot"}},
+	}
+	if _, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l.hosts("a"), Tasks: tasks}}); err != nil {
+		t.Fatalf("%v\n%s", err, l.rec.all())
+	}
+	if got := l.rec.trace(); !slices.Equal(got, []string{"probe/a=ok", "use/a=ok", "mutate/a=skipped"}) {
+		t.Fatalf("trace %v", got)
+	}
+	if slices.Contains(l.fakes["a"].callList(), "reboot") {
+		t.Fatal("check mode ran a mutation")
+	}
+	l2 := newLab(t, "a")
+	_, err := l2.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l2.hosts("a"), Tasks: []Task{
+		{Name: "always plan", Module: "copy", Args: map[string]any{"content": "x", "dest": "/etc/x"}, CheckMode: ptr(true)}}}})
+	if err != nil || l2.rec.results("always plan")["a"].Status != StatusChanged {
+		t.Fatalf("%v %v", err, l2.rec.trace())
+	}
+	if _, ok := l2.fakes["a"].file("/etc/x"); ok {
+		t.Fatal("check_mode: true wrote a file")
+	}
+}
+
 func TestDiffNeverForSecretFiles(t *testing.T) {
 	l := newLab(t, "a")
 	l.fakes["a"].putFile("/etc/default/minkms", "MINIO_KMS_HSM_KEY=old-"+sentinel+"\n", 0o600)

@@ -30,7 +30,11 @@ type Task struct {
 	Become       *bool         // nil = the host's ansible_become variable
 	BecomeUser   string        // "" = the host's ansible_become_user, else root
 	Notify       []string      // handler names notified when the task changed something
-	Pos          string        // "file:line" for error messages
+	// CheckMode overrides the engine's check mode for this task (Ansible's
+	// check_mode): false runs a read-only probe for real even under
+	// --check; true only ever plans. nil follows Engine.Check.
+	CheckMode *bool
+	Pos       string // "file:line" for error messages
 }
 
 // DisplayName is the task's name, or its module's when it has none.
