@@ -91,7 +91,7 @@ type Expectation struct {
 	stdout  string
 	stderr  string
 	code    int
-	do      func(stdin []byte) (stdout, stderr string, code int)
+	do      func(cmd string, stdin []byte) (stdout, stderr string, code int)
 	err     error
 	hang    bool
 	min     int
@@ -143,6 +143,15 @@ func (e *Expectation) AnyTimes() *Expectation { e.set(func() { e.min, e.max = 0,
 // overrides Stdout, Stderr and Exit. f may change the fake's files (SetFile,
 // DeleteFile) to model the command's effect.
 func (e *Expectation) Do(f func(stdin []byte) (stdout, stderr string, code int)) *Expectation {
+	e.set(func() {
+		e.do = func(_ string, stdin []byte) (string, string, int) { return f(stdin) }
+	})
+	return e
+}
+
+// DoCommand is Do for answers that depend on the command line (with
+// ExpectMatch): f gets the command line and stdin.
+func (e *Expectation) DoCommand(f func(cmd string, stdin []byte) (stdout, stderr string, code int)) *Expectation {
 	e.set(func() { e.do = f })
 	return e
 }
@@ -357,7 +366,7 @@ func (c *Conn) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, std
 		call.Err = fmt.Errorf("run command on %s: %w", c.host, ctx.Err())
 		return c.record(call)
 	case do != nil:
-		out, errOut, code = do(call.Stdin)
+		out, errOut, code = do(cmd, call.Stdin)
 	}
 	if stdout != nil {
 		io.WriteString(stdout, out)

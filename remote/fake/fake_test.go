@@ -91,6 +91,18 @@ func TestScriptedCommands(t *testing.T) {
 	}
 }
 
+func TestDoCommand(t *testing.T) {
+	c := fake.New(t, "node1")
+	c.ExpectMatch(`^systemctl (start|stop) `).Times(2).DoCommand(func(cmd string, _ []byte) (string, string, int) {
+		return "did " + strings.Fields(cmd)[1] + "\n", "", 0
+	})
+	for _, verb := range []string{"start", "stop"} {
+		if out, _, err := run(c, "systemctl "+verb+" minkms", ""); err != nil || out != "did "+verb+"\n" {
+			t.Errorf("%s: %q %v", verb, out, err)
+		}
+	}
+}
+
 func TestUnexpectedAndUnmetExpectations(t *testing.T) {
 	r := &recorder{TB: t}
 	c := fake.New(r, "node1")
