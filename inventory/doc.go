@@ -49,6 +49,18 @@
 //     read wins; with several -i files, the later file wins);
 //  4. extra vars (-e), over everything.
 //
+// Vars also sets Ansible's magic variables inventory_hostname,
+// inventory_hostname_short and group_names (sorted, without all, with
+// ungrouped). ansible_group_priority is a property of its group, not a host
+// variable. Templates ({{ ... }}) in ordinary variables are returned as
+// written, for the playbook engine to render; in the connection and kms_*
+// variables below they are refused, since those are used before any
+// templating.
+//
+// Extra vars come from ParseExtraVars: -e KEY=VALUE (a string, one
+// variable per -e), -e @FILE (LoadVarsFile, a YAML or JSON mapping decoded
+// as strictly as the inventory) or -e '{"k": 1}'.
+//
 // # Connection and Key Manager variables
 //
 // Connection reads ansible_host, ansible_port, ansible_user,
@@ -64,6 +76,12 @@
 // not contain the config, env, certs or binary paths. Errors name the file
 // and line of the variable that set the bad value ("-e" for extra vars).
 //
+// Connection refuses what kmsctl cannot honour rather than ignoring it:
+// ansible_connection other than ssh, and a ProxyJump/ProxyCommand hidden in
+// ansible_ssh_common_args (or _extra_args, _args) when kms_ssh_proxy_jump
+// is not set. Other ansible_ssh_*_args are not read; ~/.ssh/config is the
+// place for such options.
+//
 // # Secrets
 //
 // Variables whose names contain api_key, hsm_key, password, passwd,
@@ -78,4 +96,25 @@
 // Select implements Ansible host patterns for --limit and a play's hosts:
 // all, *, host and group names, globs, ~regex, subscripts (kms[0]),
 // a:b and a,b unions, &group intersections and !name exclusions.
+//
+// # Where kmsctl is stricter than Ansible
+//
+// What Ansible warns about is an error here: a host pattern that matches
+// nothing, a name that is both a host and a group, invalid group and
+// variable names. Host names are letters, digits, '.', '-', '_' or an IPv6
+// address (they end up in ssh command lines and --limit patterns). YAML merge
+// keys (<<) are not supported in inventory structure.
+//
+// # Use
+//
+//	inv, err := inventory.Load(paths...)           // -i, repeatable
+//	extra, err := inventory.ParseExtraVars(eFlags) // -e, repeatable
+//	hosts, err := inv.Select(limit)                 // --limit, a play's hosts:
+//	for _, h := range hosts {
+//		conn, err := inv.Connection(h, extra) // how to SSH there
+//		node, err := inv.Node(h, extra)       // the Key Manager layout
+//		vars, err := inv.Vars(h, extra)       // for templates and conditions
+//	}
+//	err = inv.Graph(os.Stdout, withVars)   // kmsctl inventory graph [--vars]
+//	shown, err := inv.MaskedVars(h)         // kmsctl inventory list
 package inventory

@@ -595,7 +595,11 @@ func (b *builder) parseVars(file string, dst map[string]variable, n *yaml.Node, 
 		}
 		var val any
 		if err := v.Decode(&val); err != nil {
-			b.probs.add(posOf(file, v), vf, "cannot decode value: "+strings.TrimPrefix(err.Error(), "yaml: "), "fix the value")
+			msg := "cannot decode value: " + strings.TrimPrefix(err.Error(), "yaml: ")
+			if IsSecret(name) {
+				msg = "cannot decode value (check its YAML tag)" // the error would quote the secret
+			}
+			b.probs.add(posOf(file, v), vf, msg, "fix the value")
 			continue
 		}
 		val = normalize(val)

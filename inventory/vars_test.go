@@ -272,6 +272,10 @@ all:
 	if strings.Contains(err.Error(), sentinel) {
 		t.Errorf("error leaks the secret: %v", err)
 	}
+	_, err = Parse("bad.yml", []byte(src+"          api_token2: !!int "+sentinel+"\n          other: !!int "+sentinel+"x\n"))
+	if err == nil || strings.Contains(err.Error(), sentinel+"`") || !strings.Contains(err.Error(), "other: cannot decode value") {
+		t.Errorf("decode error of a secret: %v", err)
+	}
 	_, err = Parse("bad.yml", []byte(src+"          ansible_port: nope\n"))
 	if err == nil || strings.Contains(err.Error(), sentinel) {
 		t.Errorf("error = %v", err)
