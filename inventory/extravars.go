@@ -1,14 +1,9 @@
 package inventory
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 )
 
 // ParseExtraVars turns -e arguments into extra vars, later arguments
@@ -73,19 +68,8 @@ func LoadVarsFile(path string) (map[string]any, error) {
 func ParseVars(name string, data []byte) (map[string]any, error) {
 	b := newBuilder()
 	b.inv.files = append(b.inv.files, name)
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return map[string]any{}, nil
-		}
-		b.probs.addErr(yamlError(name, err))
-		return nil, b.probs.err()
-	}
 	dst := map[string]variable{}
-	if len(doc.Content) > 0 {
-		b.parseVars(name, dst, doc.Content[0], "")
-	}
+	b.parseVarsData(name, data, dst)
 	if err := b.probs.err(); err != nil {
 		return nil, err
 	}

@@ -68,21 +68,42 @@ type Inventory struct {
 	files      []string
 }
 
-// Load reads and merges one or more inventory files (-i may be given more
-// than once). Later files add hosts and groups; a variable defined again in a
-// later file for the same host or group overrides the earlier value. Every
-// problem in every file is reported at once, as a *ValidationError.
+// Load reads and merges one or more inventories (-i may be given more than
+// once). Later inventories add hosts and groups; a variable defined again in
+// a later file for the same host or group overrides the earlier value.
+//
+// Like Ansible, Load also reads the group_vars/ and host_vars/ directories
+// next to each inventory file (see LoadVarsDirs for the rules), and a path
+// that is a directory is read as an inventory directory: its *.yml and
+// *.yaml files in name order, then its group_vars/ and host_vars/.
+//
+// Every problem in every file is reported at once, as a *ValidationError.
 func Load(paths ...string) (*Inventory, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("load inventory: no inventory file given (pass -i FILE)")
 	}
 	b := newBuilder()
+	var dirs []string
 	for _, p := range paths {
-		data, err := os.ReadFile(p)
+		files, dir, err := inventoryFiles(p)
 		if err != nil {
-			return nil, fmt.Errorf("read inventory: %w", err)
+			return nil, err
 		}
-		b.parseFile(p, data)
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("read inventory: %w", err)
+			}
+			b.parseFile(f, data)
+		}
+		if !slices.Contains(dirs, dir) {
+			dirs = append(dirs, dir)
+		}
+	}
+	for _, d := range dirs {
+		if err := b.loadVarsDirs(d); err != nil {
+			return nil, err
+		}
 	}
 	return b.finish()
 }
@@ -226,6 +247,7 @@ func newBuilder() *builder {
 	}
 	b := &builder{inv: inv, active: map[*yaml.Node]bool{}}
 	b.group(GroupAll, Pos{})
+	b.group(GroupUngrouped, Pos{})
 	return b
 }
 
