@@ -255,9 +255,25 @@ func TestPassphraseKeyNotInAgent(t *testing.T) {
 	}
 
 	// With the key in an agent, the same options work.
+	sock := startAgent(t, e.key)
+	o.AgentSocket = sock
+	o.IdentityFiles = []string{locked}
+	e.dial(o)
+	// SSH_AUTH_SOCK is used when AgentSocket is empty.
+	t.Setenv("SSH_AUTH_SOCK", sock)
+	o.AgentSocket = ""
+	o.IdentityFiles = nil
+	e.dial(o)
+}
+
+// startAgent serves an in-process ssh-agent holding keys and returns its socket.
+func startAgent(t *testing.T, keys ...*sshtest.Key) string {
+	t.Helper()
 	keyring := agent.NewKeyring()
-	if err := keyring.Add(agent.AddedKey{PrivateKey: e.key.Private}); err != nil {
-		t.Fatal(err)
+	for _, k := range keys {
+		if err := keyring.Add(agent.AddedKey{PrivateKey: k.Private}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	sock := filepath.Join(t.TempDir(), "agent.sock")
 	ln, err := net.Listen("unix", sock)
@@ -274,14 +290,29 @@ func TestPassphraseKeyNotInAgent(t *testing.T) {
 			go func() { agent.ServeAgent(keyring, c); c.Close() }()
 		}
 	}()
-	o.AgentSocket = sock
-	o.IdentityFiles = []string{locked}
-	e.dial(o)
-	// SSH_AUTH_SOCK is used when AgentSocket is empty.
-	t.Setenv("SSH_AUTH_SOCK", sock)
-	o.AgentSocket = ""
+	return sock
+}
+
+func TestIdentitiesOnly(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{}) // accepts e.key only
+	e.trust(s.KnownHostsLine())
+	other := sshtest.ClientKeyFile(t, sshtest.GenerateKey(t), "")
+	cfg := filepath.Join(t.TempDir(), "config")
+	if err := os.WriteFile(cfg, []byte("Host target\n    IdentityFile "+other+"\n    IdentitiesOnly yes\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := e.opts(s)
+	o.SSHConfigFile = cfg
 	o.IdentityFiles = nil
-	e.dial(o)
+	o.AgentSocket = startAgent(t, e.key) // the agent holds the accepted key
+	if _, err := remote.Dial(ctx(t), o); err == nil || !strings.Contains(err.Error(), other) {
+		t.Fatalf("IdentitiesOnly yes used an agent key not named by IdentityFile: %v", err)
+	}
+	if err := os.WriteFile(cfg, []byte("Host target\n    IdentityFile "+other+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.dial(o) // without IdentitiesOnly the agent key is tried after the file
 }
 
 func TestAuthFailureIsUnreachable(t *testing.T) {
