@@ -215,8 +215,8 @@ func (l *Lab) Kill(name string) {
 	}
 }
 
-// Start starts a stopped or killed container and waits until its sshd answers.
-// If Docker published SSH on another port, ssh_config and known_hosts are rewritten.
+// Start starts a stopped or killed container and waits until its sshd answers. Its SSH port
+// stays the same (it is pinned at creation).
 func (l *Lab) Start(name string) {
 	l.t.Helper()
 	h := l.Host(name)
@@ -238,7 +238,7 @@ func (l *Lab) Start(name string) {
 }
 
 // Replace removes the named container and creates a new one with the same name, on the same
-// published port if possible, with a NEW host key. known_hosts is NOT rewritten: it still pins
+// published port (unless it was taken meanwhile), with a NEW host key. known_hosts is NOT rewritten: it still pins
 // the old key, as a user's known_hosts would. ssh_config is rewritten if the port changed.
 func (l *Lab) Replace(name string) *Host {
 	l.t.Helper()
@@ -328,8 +328,8 @@ func (l *Lab) Dial(name string) (*ssh.Client, error) {
 	})
 }
 
-// create makes, provisions and starts a container for name with a new host key; port 0 lets
-// Docker choose the published port, otherwise that port is tried first.
+// create makes, provisions and starts a container for name with a new host key, publishing
+// SSH on 127.0.0.1:port (0: a free port), or on another free port if that one is taken.
 func (l *Lab) create(name string, port int) *Host {
 	l.t.Helper()
 	h := &Host{Name: name, Container: l.prefix + "-" + name}
@@ -348,18 +348,21 @@ func (l *Lab) create(name string, port int) *Host {
 	}
 	h.hostPriv = pem.EncodeToMemory(block)
 
-	err = errors.New("no attempt")
-	if port != 0 {
-		err = l.createOn(h, fmt.Sprintf("127.0.0.1:%d:22", port))
-		if err != nil {
-			// The old port may be taken meanwhile: fall back to one Docker chooses.
-			l.t.Logf("start %s on port %d: %v; retrying on a port Docker chooses", name, port, err)
-		}
+	// An explicit port (not "127.0.0.1::22") keeps it across docker stop/start, which would
+	// otherwise move it. A port taken meanwhile is retried with another free one.
+	if port == 0 {
+		port = freePort(l.t)
 	}
-	if err != nil {
-		if err = l.createOn(h, "127.0.0.1::22"); err != nil {
+	for attempt := 1; ; attempt++ {
+		err = l.createOn(h, fmt.Sprintf("127.0.0.1:%d:22", port))
+		if err == nil {
+			break
+		}
+		if attempt == 3 {
 			l.t.Fatal(err)
 		}
+		l.t.Logf("start %s on port %d: %v; retrying on another port", name, port, err)
+		port = freePort(l.t)
 	}
 	if err := l.inspect(h); err != nil {
 		l.t.Fatalf("inspect %s: %v", name, err)
@@ -603,6 +606,17 @@ func repoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func randHex(n int) string {
