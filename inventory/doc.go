@@ -24,6 +24,12 @@
 // host, merged. Top-level keys other than all are groups under all, as in
 // Ansible. Hosts in no group but all are in the group "ungrouped".
 //
+// Load also reads, as Ansible does, the group_vars/ and host_vars/
+// directories next to each inventory file (group_vars/kms.yml,
+// group_vars/kms/*.yml, host_vars/kms1.yml, .yaml, .json or no extension),
+// and accepts a directory as an inventory (its *.yml and *.yaml files).
+// Vars files are decoded and checked like inventory vars.
+//
 // Decoding is strict and every problem is reported at once, as a
 // *ValidationError whose lines read "FILE:LINE:COL: field: problem (what to
 // do)": unknown keys in groups, hosts: or children: written as a list,
@@ -45,9 +51,14 @@
 //     by ansible_group_priority (default 1, higher wins) and then by name,
 //     alphabetically, so of two sibling groups the one whose name sorts later
 //     wins (Ansible's rule);
-//  3. host vars (when a host is listed in several places, the last listing
-//     read wins; with several -i files, the later file wins);
-//  4. extra vars (-e), over everything.
+//  3. group_vars/ files next to the inventory, in the same group order: as
+//     in Ansible, group_vars/all.yml beats group vars written in the
+//     inventory file, and group_vars/kms.yml beats group_vars/all.yml;
+//  4. host vars written in the inventory (when a host is listed in several
+//     places, the last listing read wins; with several -i files, the later
+//     file wins);
+//  5. host_vars/ files next to the inventory;
+//  6. extra vars (-e), over everything.
 //
 // Vars also sets Ansible's magic variables inventory_hostname,
 // inventory_hostname_short and group_names (sorted, without all, with

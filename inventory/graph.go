@@ -58,9 +58,11 @@ func (inv *Inventory) graphGroup(w *bufio.Writer, name string, depth int, withVa
 		}
 	}
 	if withVars {
-		vars := make(map[string]any, len(g.vars))
-		for k, v := range g.vars {
-			vars[k] = deepCopy(v.value)
+		vars := make(map[string]any, len(g.vars)+len(g.dirVars))
+		for _, src := range []map[string]variable{g.vars, g.dirVars} {
+			for k, v := range src {
+				vars[k] = deepCopy(v.value)
+			}
 		}
 		writeVars(w, depth+1, maskVars(vars))
 	}

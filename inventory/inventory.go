@@ -41,10 +41,11 @@ type variable struct {
 type group struct {
 	name     string
 	pos      Pos
-	vars     map[string]variable
-	children []string       // direct child groups, first-seen order
-	childPos map[string]Pos // where each child was listed under this group
-	hosts    []string       // direct hosts, first-seen order
+	vars     map[string]variable // written in the inventory file
+	dirVars  map[string]variable // from group_vars/ (over vars, see Vars)
+	children []string            // direct child groups, first-seen order
+	childPos map[string]Pos      // where each child was listed under this group
+	hosts    []string            // direct hosts, first-seen order
 	hostSet  map[string]bool
 	parents  []string
 	depth    int // longest distance from "all"
@@ -52,10 +53,11 @@ type group struct {
 
 // host is one inventory host with its own (host-level) variables.
 type host struct {
-	name   string
-	pos    Pos
-	vars   map[string]variable
-	groups []string // groups the host is directly listed in, first-seen order
+	name    string
+	pos     Pos
+	vars    map[string]variable // written in the inventory file
+	dirVars map[string]variable // from host_vars/
+	groups  []string            // groups the host is directly listed in, first-seen order
 }
 
 // Inventory is a loaded, validated inventory. It is immutable after Load or
@@ -415,7 +417,7 @@ func join(field, name string) string {
 func (b *builder) group(name string, pos Pos) *group {
 	g, ok := b.inv.groups[name]
 	if !ok {
-		g = &group{name: name, pos: pos, vars: map[string]variable{}, childPos: map[string]Pos{}, hostSet: map[string]bool{}}
+		g = &group{name: name, pos: pos, vars: map[string]variable{}, dirVars: map[string]variable{}, childPos: map[string]Pos{}, hostSet: map[string]bool{}}
 		b.inv.groups[name] = g
 		b.inv.groupOrder = append(b.inv.groupOrder, name)
 	}
@@ -547,7 +549,7 @@ func (b *builder) parseHosts(file string, g *group, n *yaml.Node, field string) 
 			}
 			h, ok := b.inv.hostByName[name]
 			if !ok {
-				h = &host{name: name, pos: posOf(file, k), vars: map[string]variable{}}
+				h = &host{name: name, pos: posOf(file, k), vars: map[string]variable{}, dirVars: map[string]variable{}}
 				b.inv.hostByName[name] = h
 				b.inv.hosts = append(b.inv.hosts, h)
 			}

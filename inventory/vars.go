@@ -40,7 +40,11 @@ func (inv *Inventory) precedenceGroups(h *host) []*group {
 		gs[i] = inv.groups[n]
 	}
 	prio := func(g *group) int {
-		if v, ok := g.vars[VarGroupPriority]; ok {
+		v, ok := g.dirVars[VarGroupPriority]
+		if !ok {
+			v, ok = g.vars[VarGroupPriority]
+		}
+		if ok {
 			if n, ok := asInt(v.value); ok {
 				return n
 			}
@@ -91,8 +95,8 @@ func (inv *Inventory) resolveInventory(hostName string, defaults map[string]any)
 		out[k] = variable{value: v, pos: defaultPos}
 	}
 	rank := 1
-	for _, g := range inv.precedenceGroups(h) {
-		for k, v := range g.vars {
+	layer := func(vars map[string]variable) {
+		for k, v := range vars {
 			if k != VarGroupPriority { // a property of the group, not a host variable (as in Ansible)
 				v.rank = rank
 				out[k] = v
@@ -100,10 +104,15 @@ func (inv *Inventory) resolveInventory(hostName string, defaults map[string]any)
 		}
 		rank++
 	}
-	for k, v := range h.vars {
-		v.rank = rank
-		out[k] = v
+	groups := inv.precedenceGroups(h)
+	for _, g := range groups {
+		layer(g.vars)
 	}
+	for _, g := range groups {
+		layer(g.dirVars)
+	}
+	layer(h.vars)
+	layer(h.dirVars)
 	return out, nil
 }
 
@@ -130,15 +139,19 @@ func pickVar(vars map[string]variable, names ...string) (variable, string, bool)
 //
 //  1. Key Manager layout defaults (kms_port, kms_storage_path, ...; kms_endpoint
 //     defaults to ansible_host-or-name:kms_port);
-//  2. group vars, "all" first, then deeper groups; groups at the same depth
-//     are ordered by ansible_group_priority (default 1) and then by name,
-//     alphabetically, and the later group wins;
-//  3. the host's own vars (if the host is listed several times, the last
-//     listing wins);
-//  4. extra vars (-e), over everything.
+//  2. group vars written in inventory files, "all" first, then deeper groups;
+//     groups at the same depth are ordered by ansible_group_priority
+//     (default 1) and then by name, alphabetically, and the later group wins;
+//  3. group vars from group_vars/ files, in the same group order (so
+//     group_vars/all.yml beats an inventory file's group vars, as in Ansible);
+//  4. the host's own vars written in inventory files (if the host is listed
+//     several times, the last listing wins);
+//  5. host vars from host_vars/ files;
+//  6. extra vars (-e), over everything.
 //
 // It also sets the magic variables inventory_hostname, inventory_hostname_short
-// and group_names (sorted, without "all"), as Ansible does. The returned map
+// and group_names (sorted, without "all"), as Ansible does. See the package
+// documentation for the depth rule. The returned map
 // is a deep copy that the caller may modify.
 func (inv *Inventory) Vars(host string, extra map[string]any) (map[string]any, error) {
 	vars, err := inv.resolve(host, extra)

@@ -49,9 +49,10 @@ var varsFileExts = []string{"", ".yml", ".yaml", ".json"}
 // loadVarsDirs applies DIR/group_vars/NAME and DIR/host_vars/NAME to the
 // groups and hosts already loaded. NAME may be a file (NAME, NAME.yml,
 // NAME.yaml or NAME.json) or a directory whose such files are read in name
-// order. As in Ansible, these override the variables written in the
-// inventory file for the same group or host, and files for groups or hosts
-// that are not in the inventory are ignored.
+// order. Their precedence is Ansible's (see Vars): group_vars/ over every
+// group variable written in inventory files, host_vars/ over host variables
+// written in inventory files. Files for groups or hosts that are not in the
+// inventory are ignored, as in Ansible.
 func (b *builder) loadVarsDirs(dir string) error {
 	for _, kind := range []string{"group_vars", "host_vars"} {
 		files, err := varsDirFiles(filepath.Join(dir, kind))
@@ -62,10 +63,10 @@ func (b *builder) loadVarsDirs(dir string) error {
 			var dst map[string]variable
 			if kind == "group_vars" {
 				if g, ok := b.inv.groups[f.name]; ok {
-					dst = g.vars
+					dst = g.dirVars
 				}
 			} else if h, ok := b.inv.hostByName[f.name]; ok {
-				dst = h.vars
+				dst = h.dirVars
 			}
 			if dst == nil {
 				continue

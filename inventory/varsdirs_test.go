@@ -109,3 +109,38 @@ func TestLoadInventoryDirectory(t *testing.T) {
 		t.Errorf("empty directory: %v", err)
 	}
 }
+
+// TestVarsDirsPrecedence checks Ansible's order between inventory-file and
+// group_vars/ variables: group_vars/all beats a child group's inline vars,
+// and group_vars/CHILD beats group_vars/all; host_vars/ beats inline host vars.
+func TestVarsDirsPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"inv.yml": `all:
+  children:
+    kms:
+      vars:
+        a: kms-inline
+        b: kms-inline
+        c: kms-inline
+      hosts:
+        kms1:
+          c: host-inline
+          d: host-inline
+`,
+		"group_vars/all.yml": "a: all-dir\nb: all-dir\nc: all-dir\n",
+		"group_vars/kms.yml": "b: kms-dir\n",
+		"host_vars/kms1.yml": "d: host-dir\n",
+	})
+	inv, err := Load(filepath.Join(dir, "inv.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := inv.Vars("kms1", nil)
+	want := map[string]string{"a": "all-dir", "b": "kms-dir", "c": "host-inline", "d": "host-dir"}
+	for k, w := range want {
+		if v[k] != w {
+			t.Errorf("%s = %v, want %s", k, v[k], w)
+		}
+	}
+}
