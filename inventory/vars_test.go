@@ -294,3 +294,43 @@ func TestIsSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentUse exercises the read API from several goroutines; run with
+// -race it proves an Inventory is safe to share between the engine's workers.
+func TestConcurrentUse(t *testing.T) {
+	inv := mustParse(t, precedenceInv)
+	done := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		go func() {
+			for j := 0; j < 20; j++ {
+				if _, err := inv.Vars("h1", map[string]any{"x": j}); err != nil {
+					done <- err
+					return
+				}
+				if _, err := inv.Select("parent:!h2"); err != nil {
+					done <- err
+					return
+				}
+				if _, err := inv.Node("h2", nil); err != nil {
+					done <- err
+					return
+				}
+				if _, err := inv.MaskedVars("h1"); err != nil {
+					done <- err
+					return
+				}
+				var buf bytes.Buffer
+				if err := inv.Graph(&buf, true); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for i := 0; i < 8; i++ {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
