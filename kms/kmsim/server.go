@@ -280,6 +280,7 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.cancel()
 		n.srv.Close()
+		n.store.close() // handlers may still run after srv.Close; they can no longer write
 		n.wg.Wait()
 		n.peerTr.CloseIdleConnections()
 	})

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/google/renameio/v2"
 
@@ -36,6 +37,17 @@ type envelope struct {
 type store struct {
 	dir     string
 	rootKey []byte
+
+	mu     sync.Mutex // held while writing; guards closed
+	closed bool
+}
+
+// close waits for a running save and makes later saves fail, so that
+// nothing touches DIR once the node is stopped.
+func (s *store) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
 }
 
 // openStore opens (or initialises) DIR with the HSM key and returns the
@@ -95,6 +107,11 @@ func openStore(dir string, k hsm.Key) (*store, *nodeState, error) {
 
 // save replaces the stored state atomically.
 func (s *store) save(st *nodeState) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("node is stopped")
+	}
 	plain, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
