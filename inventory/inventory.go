@@ -253,6 +253,9 @@ func newBuilder() *builder {
 	return b
 }
 
+// emptyHint says what an inventory looks like.
+const emptyHint = "write an inventory such as all: { children: { kms: { hosts: { kms1: { ansible_host: 10.0.0.1 } } } } }"
+
 var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // parseFile adds one file's content; problems are collected in b.probs.
@@ -263,7 +266,7 @@ func (b *builder) parseFile(name string, data []byte) {
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			b.probs.add(filePos, "", "inventory file is empty", "write an inventory starting with all: (see the kmsctl README)")
+			b.probs.add(filePos, "", "inventory file is empty", emptyHint)
 			return
 		}
 		b.probs.addErr(yamlError(name, err))
@@ -278,7 +281,7 @@ func (b *builder) parseFile(name string, data []byte) {
 		return
 	}
 	if len(doc.Content) == 0 {
-		b.probs.add(filePos, "", "inventory file is empty", "write an inventory starting with all: (see the kmsctl README)")
+		b.probs.add(filePos, "", "inventory file is empty", emptyHint)
 		return
 	}
 	root := b.deref(doc.Content[0])
@@ -286,7 +289,7 @@ func (b *builder) parseFile(name string, data []byte) {
 		return
 	}
 	if isNull(root) {
-		b.probs.add(posOf(name, root), "", "inventory file is empty", "write an inventory starting with all: (see the kmsctl README)")
+		b.probs.add(posOf(name, root), "", "inventory file is empty", emptyHint)
 		return
 	}
 	if root.Kind != yaml.MappingNode {
@@ -305,6 +308,10 @@ func (b *builder) parseFile(name string, data []byte) {
 		case "hosts", "vars", "children":
 			b.probs.add(posOf(name, k), name2, "top-level "+name2+": is not allowed", "put it under all: (all: { "+name2+": ... })")
 			continue
+		case "plugin":
+			b.probs.add(posOf(name, k), name2, "Ansible inventory plugins are not supported",
+				"export a static inventory (ansible-inventory -i SOURCE --list -y > inventory.yml) and use that")
+			return // the rest is plugin options, not groups
 		}
 		if name2 != GroupAll && !b.checkGroupName(name, k, name2, name2) {
 			continue
@@ -655,12 +662,9 @@ func (b *builder) finish() (*Inventory, error) {
 				"rename one of them so that --limit is unambiguous")
 		}
 	}
-	cyclic := b.checkCycles()
+	b.checkCycles()
 	if err := b.probs.err(); err != nil {
 		return nil, err
-	}
-	if cyclic {
-		return nil, errors.New("inventory: cycle in children") // unreachable: a cycle is always reported above
 	}
 	// Hosts in no group but all are in "ungrouped", as in Ansible.
 	ung := b.group(GroupUngrouped, Pos{})
@@ -700,14 +704,13 @@ func (b *builder) finish() (*Inventory, error) {
 
 // checkCycles reports every cycle in children (a group that is its own
 // ancestor), at the position of the child entry that closes it.
-func (b *builder) checkCycles() bool {
+func (b *builder) checkCycles() {
 	const (
 		white = iota
 		grey
 		black
 	)
 	color := map[string]int{}
-	found := false
 	var visit func(g string, stack []string)
 	visit = func(g string, stack []string) {
 		color[g] = grey
@@ -721,7 +724,6 @@ func (b *builder) checkCycles() bool {
 				b.probs.add(gr.childPos[c], g+".children."+c,
 					"cycle in children: "+strings.Join(cycle, " -> "),
 					"a group cannot contain itself; remove "+c+" from the children of "+g)
-				found = true
 			case white:
 				visit(c, stack)
 			}
@@ -733,7 +735,6 @@ func (b *builder) checkCycles() bool {
 			visit(g, nil)
 		}
 	}
-	return found
 }
 
 // computeDepth sets each group's depth to its longest distance from "all"
