@@ -24,6 +24,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -69,7 +70,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			_, err = fmt.Fprintln(stdout, hsm.New(secret).Text())
 		}
 	case "--version", "-version", "version":
-		_, err = fmt.Fprintf(stdout, "minkms (kmsim) version %s commit %s\n", orDefault(version, kmsim.DefaultVersion), orDefault(commit, "kmsim"))
+		v, c := serverVersion(version, commit)
+		_, err = fmt.Fprintf(stdout, "minkms (kmsim) version %s commit %s\n", v, orDefault(c, "kmsim"))
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -160,8 +162,9 @@ func server(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	cfg := kmsim.Config{
 		Dir: fs.Arg(0), HSMKey: key, Address: *address, Host: *host, HeartbeatInterval: *heartbeat,
-		Version: version, Commit: commit, Log: stderr,
+		Log: stderr,
 	}
+	cfg.Version, cfg.Commit = serverVersion(version, commit)
 	if *configFile == "" {
 		return errors.New("kms: no TLS configuration provided")
 	}
@@ -189,6 +192,22 @@ func server(ctx context.Context, args []string, getenv func(string) string, stdo
 		return errors.New("kms: shutdown timed out")
 	}
 	return nil
+}
+
+// vendorVersion is the vendor's version format, e.g. 2024-03-26T17-52-38Z.
+var vendorVersion = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$`)
+
+// serverVersion returns the version and commit the server reports: clients
+// may expect the vendor's version format, so a build version in another
+// format (git describe) is reported as the commit instead.
+func serverVersion(v, c string) (string, string) {
+	if vendorVersion.MatchString(v) {
+		return v, c
+	}
+	if c == "" {
+		c = v
+	}
+	return kmsim.DefaultVersion, c
 }
 
 func identity(args []string, getenv func(string) string, stdin io.Reader, stdout io.Writer) error {

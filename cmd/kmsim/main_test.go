@@ -139,3 +139,15 @@ func TestServer(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 }
+
+func TestServerVersion(t *testing.T) {
+	if v, c := serverVersion("2024-03-26T17-52-38Z", "abc"); v != "2024-03-26T17-52-38Z" || c != "abc" {
+		t.Fatalf("vendor format: %s %s", v, c)
+	}
+	if v, c := serverVersion("6e778c7-dirty", "6e778c7"); v != kmsim.DefaultVersion || c != "6e778c7" {
+		t.Fatalf("git version: %s %s", v, c)
+	}
+	if v, c := serverVersion("v1.2.3", ""); v != kmsim.DefaultVersion || c != "v1.2.3" {
+		t.Fatalf("git version without commit: %s %s", v, c)
+	}
+}
