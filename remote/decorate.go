@@ -16,10 +16,15 @@ import (
 // stdout and stderr of commands and in the messages of every error
 // (including the Cmd and Stderr fields of an *ExitError). Secrets must
 // still never be put in command lines: pass them on stdin or upload them.
-// Stack it under Trace so that traced commands are masked too:
+// Traced command lines and errors are masked too when Trace is directly
+// under or over Redact, so both of these orders are safe:
 //
 //	conn := remote.Trace(remote.Redact(remote.Become(client, "root"), r), log)
+//	conn := remote.Redact(remote.Trace(client, log), r)
 func Redact(c Conn, r *redact.Redactor) Conn {
+	if t, ok := c.(*traceConn); ok && r != nil {
+		t.mask = r.String
+	}
 	return &redactConn{inner: c, r: r}
 }
 
@@ -107,9 +112,9 @@ func (c *redactConn) DialTCP(ctx context.Context, addr string) (net.Conn, error)
 
 // Trace returns a Conn that logs every operation at debug level: the
 // command line (never stdin), its duration and exit status, or the
-// operation, path and result. When c is a Redact Conn, the logged command
-// lines and errors are masked with its redactor; so stack Trace outermost:
-// Trace(Redact(Become(client, user), r), log).
+// operation, path and result. When c is a Redact Conn (or the result is
+// wrapped directly by Redact), the logged command lines and errors are
+// masked with its redactor.
 func Trace(c Conn, log zerolog.Logger) Conn {
 	t := &traceConn{inner: c, log: log, mask: func(s string) string { return s }}
 	if m, ok := c.(interface{ mask(string) string }); ok {

@@ -209,6 +209,15 @@ func TestTraceMasksCommandLines(t *testing.T) {
 	if strings.Contains(logs.String(), "tok-123456") || !strings.Contains(logs.String(), redact.Mask) {
 		t.Errorf("trace log = %s", logs.String())
 	}
+	// The other order, Redact over Trace, masks the trace log as well.
+	logs.Reset()
+	conn = remote.Redact(remote.Trace(c, zerolog.New(&logs).Level(zerolog.DebugLevel)), redact.New("tok-123456"))
+	if _, _, err := run(t, conn, "echo tok-123456 >&2; exit 1", ""); err == nil || strings.Contains(err.Error(), "tok-123456") {
+		t.Errorf("error = %v", err)
+	}
+	if strings.Contains(logs.String(), "tok-123456") || !strings.Contains(logs.String(), redact.Mask) {
+		t.Errorf("trace log under Redact = %s", logs.String())
+	}
 	// Trace at info level logs nothing.
 	logs.Reset()
 	quiet := remote.Trace(c, zerolog.New(&logs).Level(zerolog.InfoLevel))

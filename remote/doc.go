@@ -33,5 +33,6 @@
 //
 //	Trace(Redact(Become(client, "root"), redactor), log)
 //
-// so that traced command lines and errors are masked too.
+// so that traced command lines and errors are masked too (Redact directly over Trace masks
+// them as well).
 package remote
