@@ -67,6 +67,9 @@ var handlers = map[wire.Command]handler{
 	wire.IdentityList:      identityList,
 }
 
+// maxFrames caps the commands of one request.
+const maxFrames = 1000
+
 // decodeFrames splits a request body into frames.
 func decodeFrames(body []byte) ([]wire.Frame, *apiError) {
 	dec := wire.NewDecoder(bytes.NewReader(body), maxFrameSize)
@@ -84,6 +87,9 @@ func decodeFrames(body []byte) ([]wire.Frame, *apiError) {
 		}
 		if _, ok := handlers[f.Command]; !ok {
 			return nil, fromWire(wire.ErrUnknownCommand, "frame %d: %s", len(frames)+1, f.Command)
+		}
+		if len(frames) == maxFrames {
+			return nil, fromWire(wire.ErrTooLarge, "more than %d frames in one request", maxFrames)
 		}
 		frames = append(frames, f)
 	}

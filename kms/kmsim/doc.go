@@ -66,6 +66,9 @@
 //     the others drop it; the removed node becomes node 0 of a new one-node
 //     cluster, wiped if DeleteClusterOnHost, else keeping its data (so it is not
 //     fresh). The last node cannot be removed.
+//   - The host named in CLUSTER:ADDNODE must be the new node's own --host
+//     (what it announces); otherwise it refuses to join (409), where the real
+//     server would only fail at its next start.
 //   - A wiped node that the others still list starts fresh (new cluster ID,
 //     node 0); the others see it as down, never replicate to it, and it
 //     ignores them.
@@ -115,7 +118,8 @@
 //
 // # Bad input
 //
-// /v1/kms bodies are capped at 4 MiB (413), frames at 2 MiB (413); truncated
+// /v1/kms bodies are capped at 4 MiB, frames at 2 MiB and requests at 1000
+// frames (413 "request too large: ..."); truncated
 // frames, trailing bytes, no frames and undecodable protobuf are 400
 // "malformed request: ...", unknown ids 400 "unknown command: ...". A write
 // command must be alone in its request. Errors are protobuf ErrResponse when

@@ -100,6 +100,7 @@ func TestBadInputKeepsServing(t *testing.T) {
 		{"trailing garbage", append([]byte{0, 3, 0, 0, 0, 0}, 0xde, 0xad), 400, wire.ErrBadRequest},
 		{"write in a batch", append(keyCreate(nil), 0, 3, 0, 0, 0, 0), 400, wire.ErrBadRequest},
 		{"huge body", make([]byte, maxKMSBody+1), 413, wire.ErrTooLarge},
+		{"too many frames", bytes.Repeat([]byte{0, 3, 0, 0, 0, 0}, maxFrames+1), 413, wire.ErrTooLarge},
 	}
 	for _, tt := range tests {
 		for _, accept := range []string{wire.ContentTypeProtobuf, wire.ContentTypeJSON} {
