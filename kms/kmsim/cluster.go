@@ -430,7 +430,7 @@ func (n *Node) forward(ctx context.Context, identity, enclave string, body []byt
 	}
 	var resp forwardResponse
 	if err := n.call(ctx, host, rpcForward, &forwardRequest{Identity: identity, Enclave: enclave, Body: body}, &resp); err != nil {
-		return nil, errorf(http.StatusServiceUnavailable, "forward to leader node %d (%s): %v", leader, host, err)
+		return nil, errNoQuorum(fmt.Sprintf("cannot forward the write to leader node %d (%s): %v", leader, host, err))
 	}
 	if resp.Status != http.StatusOK {
 		return nil, &apiError{Status: resp.Status, Message: resp.Message}
