@@ -36,7 +36,7 @@ func Plays(pb *Playbook, o Options) ([]tasks.Play, error) {
 	if o.Limit != "" {
 		var err error
 		if limit, err = o.Inventory.Select(o.Limit); err != nil {
-			return nil, fmt.Errorf("--limit: %w", err)
+			return nil, fmt.Errorf("--limit %q: %w", o.Limit, err)
 		}
 	}
 	var (

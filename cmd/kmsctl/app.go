@@ -158,6 +158,8 @@ func newApp(e env) *cli.App {
 			Flags: []cli.Flag{
 				&cli.StringSliceFlag{Name: "tags", Aliases: []string{"t"}, Usage: "run only tasks tagged with one of `TAGS` (comma-separated, repeatable)"},
 				&cli.StringSliceFlag{Name: "skip-tags", Usage: "skip tasks tagged with one of `TAGS` (comma-separated, repeatable)"},
+				&cli.BoolFlag{Name: "syntax-check", Usage: "only decode and validate the playbook"},
+				&cli.BoolFlag{Name: "list-hosts", Usage: "only list the hosts each play would run on"},
 			},
 			Action: func(c *cli.Context) error {
 				if c.NArg() != 1 {
@@ -167,8 +169,13 @@ func newApp(e env) *cli.App {
 				if err != nil {
 					return err
 				}
-				sel := tagSelection{Tags: splitList(c.StringSlice("tags")), SkipTags: splitList(c.StringSlice("skip-tags"))}
-				return play(c.Context, e, o, c.Args().First(), sel)
+				po := playOptions{
+					Tags:        splitList(c.StringSlice("tags")),
+					SkipTags:    splitList(c.StringSlice("skip-tags")),
+					SyntaxCheck: c.Bool("syntax-check"),
+					ListHosts:   c.Bool("list-hosts"),
+				}
+				return play(c.Context, e, o, c.Args().First(), po)
 			},
 		},
 	}

@@ -20,7 +20,7 @@ func inventoryList(e env, o options) error {
 	hosts := inv.Hosts()
 	if o.Limit != "" {
 		if hosts, err = inv.Select(o.Limit); err != nil {
-			return exit.With(exit.Usage, fmt.Errorf("select hosts: %w", err))
+			return exit.With(exit.Usage, fmt.Errorf("--limit %q: %w", o.Limit, err))
 		}
 	}
 	vars := make(map[string]map[string]any, len(hosts))

@@ -27,7 +27,7 @@ func pingTargets(o options, args []string) ([]target, error) {
 		}
 		hosts, err := inv.Select(pattern)
 		if err != nil {
-			return nil, exit.With(exit.Usage, fmt.Errorf("select hosts: %w", err))
+			return nil, exit.With(exit.Usage, fmt.Errorf("--limit %q: %w", pattern, err))
 		}
 		args = hosts
 	}

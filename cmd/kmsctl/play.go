@@ -11,15 +11,26 @@ import (
 	"github.com/kmsctl/kmsctl/tasks"
 )
 
-// tagSelection is play's --tags and --skip-tags.
-type tagSelection struct{ Tags, SkipTags []string }
+// playOptions are the flags of the play command.
+type playOptions struct {
+	// Tags and SkipTags select tasks by tag (--tags, --skip-tags).
+	Tags, SkipTags []string
+	// SyntaxCheck only decodes and validates the playbook.
+	SyntaxCheck bool
+	// ListHosts only prints the hosts of each play.
+	ListHosts bool
+}
 
 // play runs a playbook (a built-in name or a file) over the inventory.
-func play(ctx context.Context, e env, o options, name string, sel tagSelection) error {
+func play(ctx context.Context, e env, o options, name string, po playOptions) error {
 	reg := tasks.Builtin()
 	pb, err := playbooks.Load(name, reg)
 	if err != nil {
 		return exit.With(exit.Usage, err)
+	}
+	if po.SyntaxCheck {
+		_, err := fmt.Fprintf(e.stdout, "playbook %s: %d plays, syntax OK\n", pb.Name, len(pb.Plays))
+		return err
 	}
 	inv, err := loadInventory(o, false)
 	if err != nil {
@@ -30,6 +41,15 @@ func play(ctx context.Context, e env, o options, name string, sel tagSelection) 
 	if err != nil {
 		return exit.With(exit.Usage, err)
 	}
+	if po.ListHosts {
+		for _, p := range plays {
+			fmt.Fprintf(e.stdout, "play %q (%s): %d hosts\n", p.Name, p.Pos, len(p.Hosts))
+			for _, h := range p.Hosts {
+				fmt.Fprintf(e.stdout, "  %s\n", h.Name)
+			}
+		}
+		return nil
+	}
 	s, err := newSession(e, o, "play "+name)
 	if err != nil {
 		return err
@@ -37,12 +57,12 @@ func play(ctx context.Context, e env, o options, name string, sel tagSelection) 
 	if err := registerInventorySecrets(s.red, inv, o.ExtraVars); err != nil {
 		return s.finish(err)
 	}
-	return s.finish(runPlays(ctx, s, inv, reg, plays, sel))
+	return s.finish(runPlays(ctx, s, inv, reg, plays, po))
 }
 
 // runPlays runs resolved plays with the engine within a session, and maps
 // the outcome to the documented exit codes.
-func runPlays(ctx context.Context, s *session, inv *inventory.Inventory, reg *tasks.Registry, plays []tasks.Play, sel tagSelection) error {
+func runPlays(ctx context.Context, s *session, inv *inventory.Inventory, reg *tasks.Registry, plays []tasks.Play, po playOptions) error {
 	ctx, cancel := withTimeout(ctx, s.o)
 	defer cancel()
 	kh, err := stateKnownHosts(s.e)
@@ -58,8 +78,8 @@ func runPlays(ctx context.Context, s *session, inv *inventory.Inventory, reg *ta
 		Redactor:  s.red,
 		Modules:   reg,
 		ExtraVars: s.o.ExtraVars,
-		Tags:      sel.Tags,
-		SkipTags:  sel.SkipTags,
+		Tags:      po.Tags,
+		SkipTags:  po.SkipTags,
 		Become:    become,
 		Connect: func(ctx context.Context, h tasks.Host) (tasks.Conn, error) {
 			c, err := inv.Connection(h.Name, s.o.ExtraVars)

@@ -344,3 +344,27 @@ func TestPlayTagsAndEnvInventory(t *testing.T) {
 		t.Error("task tagged b ran with --tags a")
 	}
 }
+
+func TestPlaySyntaxCheckAndListHosts(t *testing.T) {
+	te := testEnv(t)
+	if code := te.run(t, "play", "ping", "--syntax-check"); code != 0 {
+		t.Fatalf("exit %d: %s", code, te.errOut)
+	}
+	if !strings.Contains(te.out.String(), "builtin:ping.yml: 1 plays, syntax OK") {
+		t.Errorf("stdout %s", te.out)
+	}
+	te = testEnv(t)
+	if code := te.run(t, "play", "../../playbooks/testdata/invalid/many.yml", "--syntax-check"); code != exit.Usage {
+		t.Fatalf("invalid playbook: exit %d", code)
+	}
+	if !strings.Contains(te.errOut.String(), "many.yml:5: play: unknown key \"colour\"") {
+		t.Errorf("stderr %s", te.errOut)
+	}
+	te = testEnv(t)
+	if code := te.run(t, "play", "ping", "--list-hosts", "-i", "testdata/inventory.yml", "-l", "kms:jump1:!kms1"); code != 0 {
+		t.Fatalf("exit %d: %s", code, te.errOut)
+	}
+	if got := te.out.String(); got != "play \"ping\" (builtin:ping.yml:2): 2 hosts\n  kms2\n  jump1\n" {
+		t.Errorf("--list-hosts:\n%s", got)
+	}
+}
