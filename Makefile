@@ -24,6 +24,11 @@ unit:
 e2e: build
 	$(GO) test -tags e2e -count=1 -timeout 60m -v ./e2e/...
 
+## e2e-image: build the Debian test-host image (debootstrap; skipped when its recipe's tag exists)
+.PHONY: e2e-image
+e2e-image:
+	./e2e/image/build.sh
+
 ## bench: transport benchmark against OpenSSH (prints figures)
 bench: build
 	./bench/ssh.sh
