@@ -308,6 +308,7 @@ func (n *Node) commit(ctx context.Context, mutate func(st *nodeState) (*change, 
 			return joinErr
 		}
 		sort.Strings(errs)
+		n.logf("write (commit %d) not committed: %s", next.Commit, strings.Join(errs, "; "))
 		return errNoQuorum(strings.Join(errs, "; "))
 	}
 

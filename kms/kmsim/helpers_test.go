@@ -25,7 +25,7 @@ const testHeartbeat = 50 * time.Millisecond
 
 // env is a test world: one CA, one HSM key, one admin API key.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	ca       *CA
 	hsmKey   hsm.Key
 	adminKey string
@@ -41,7 +41,7 @@ func testHSMKey(b byte) hsm.Key {
 	return hsm.New(s)
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ca, err := NewCA()
 	if err != nil {

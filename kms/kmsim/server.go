@@ -234,7 +234,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}()
 	go n.heartbeatLoop()
-	go func() { <-n.ctx.Done(); n.srv.Close() }()
+	go func() { <-n.ctx.Done(); n.Close() }() // ctx ends the node like Close
 	n.logf("node %d of cluster %s listening on %s as %s", st.NodeID, st.ClusterID, ln.Addr(), n.host)
 	return n, nil
 }
