@@ -141,6 +141,7 @@ func server(ctx context.Context, args []string, getenv func(string) string, stdo
 	configFile := fs.String("config", "", "YAML configuration file")
 	address := fs.String("address", kmsim.DefaultAddress, "listen address IP:PORT")
 	host := fs.String("host", "", "HOST:PORT this node announces to the cluster")
+	fs.String("license", "", "license file (accepted and ignored, as by current servers)")
 	heartbeat := fs.Duration("heartbeat", kmsim.DefaultHeartbeatInterval, "inter-node heartbeat interval (simulator only)")
 	args, err := interleave(fs, args)
 	if err != nil {
