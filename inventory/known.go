@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"path"
 	"regexp"
 	"slices"
@@ -272,11 +273,20 @@ func checkAddress(v any) *Error {
 	if e != nil {
 		return e
 	}
-	if hasSpaceOrControl(s) || strings.HasPrefix(s, "-") || strings.ContainsAny(s, "@/,;'\"`$\\") {
+	if strings.Contains(s, ":") {
+		if a, err := netip.ParseAddr(s); err == nil && a.Is6() {
+			return nil
+		}
+		return bad(fmt.Sprintf("invalid address %q", s), "write a host name or IP address, without a port (set ansible_port)")
+	}
+	if len(s) > 253 || !addressRe.MatchString(s) {
 		return bad(fmt.Sprintf("invalid address %q", s), "write a host name or IP address")
 	}
 	return nil
 }
+
+// addressRe matches a DNS name or an IPv4 address.
+var addressRe = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9._-]*[A-Za-z0-9_.])?$`)
 
 var loginNameRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*\$?$`)
 

@@ -68,17 +68,17 @@ func (inv *Inventory) resolve(hostName string, extra map[string]any) (map[string
 		out[k] = variable{value: v, pos: extraPos, rank: math.MaxInt}
 	}
 	if _, ok := out[VarEndpoint]; !ok {
-		addr := hostName
+		addr, pos := hostName, defaultPos
 		if a, ok := firstVar(out, VarHost, legacyHost); ok {
 			if s, ok := a.value.(string); ok && s != "" {
-				addr = s
+				addr, pos = s, a.pos // a problem with the derived endpoint is one of ansible_host
 			}
 		}
 		port := DefaultKMSPort
 		if p, ok := asInt(out[VarKMSPort].value); ok {
 			port = p
 		}
-		out[VarEndpoint] = variable{value: net.JoinHostPort(addr, strconv.Itoa(port)), pos: defaultPos}
+		out[VarEndpoint] = variable{value: net.JoinHostPort(addr, strconv.Itoa(port)), pos: pos}
 	}
 	return out, nil
 }
@@ -174,7 +174,8 @@ func (inv *Inventory) Vars(host string, extra map[string]any) (map[string]any, e
 }
 
 // Origin returns where host's variable name was set (after precedence, without
-// extra vars): a file position, or File "(default)" for a layout default.
+// extra vars): a file position, or File "(default)" for a layout default. A
+// kms_endpoint derived from ansible_host has the position of ansible_host.
 // ok is false when the variable is not set for the host.
 func (inv *Inventory) Origin(host, name string) (pos Pos, ok bool) {
 	vars, err := inv.resolve(host, nil)
