@@ -17,6 +17,11 @@ import (
 const maxDiffSize = 1 << 20
 
 // copyModule puts a file on the host from a local src or from content.
+// A src directory is copied recursively (its content only when src ends
+// with "/"): one remote command lists what is there with sha256 sums,
+// then only missing or different files are uploaded, a few in parallel;
+// mode applies to the files, owner and group to the whole tree, and files
+// on the host that are not in src are left alone.
 // It compares the remote sha256 (Conn.Checksum) with the local one and
 // uploads only when they differ, atomically (Conn.Upload: temp file,
 // fsync, rename, checksum verified); mode, owner and group are then
@@ -67,7 +72,31 @@ func (copyModule) source(env *Env) (payload, string, error) {
 	return pl, dest, nil
 }
 
+// dir reports whether the task copies a local directory.
+func (copyModule) dir(env *Env) (fsys fs.FS, root, base string, ok bool, err error) {
+	if env.Args.Has("content") {
+		return nil, "", "", false, nil
+	}
+	src, err := env.Args.String("src")
+	if err != nil || src == "" {
+		return nil, "", "", false, err
+	}
+	dest, err := env.Args.String("dest")
+	if err != nil {
+		return nil, "", "", false, err
+	}
+	fsys, root, base, ok = copyDirSource(env, src, dest)
+	return fsys, root, base, ok, nil
+}
+
 func (m copyModule) Plan(ctx context.Context, env *Env) (Result, error) {
+	if fsys, root, base, ok, err := m.dir(env); err != nil || ok {
+		if err != nil {
+			return Result{}, err
+		}
+		dp, err := planDir(ctx, env, fsys, root, base)
+		return dp.result, err
+	}
 	data, dest, err := m.source(env)
 	if err != nil {
 		return Result{}, err
@@ -77,6 +106,12 @@ func (m copyModule) Plan(ctx context.Context, env *Env) (Result, error) {
 }
 
 func (m copyModule) Apply(ctx context.Context, env *Env) (Result, error) {
+	if fsys, root, base, ok, err := m.dir(env); err != nil || ok {
+		if err != nil {
+			return Result{}, err
+		}
+		return applyDir(ctx, env, fsys, root, base)
+	}
 	data, dest, err := m.source(env)
 	if err != nil {
 		return Result{}, err

@@ -116,14 +116,8 @@ func (e *Env) Render(src string) (string, error) { return e.render(src, e.Vars) 
 // ReadLocal reads a file on the machine running kmsctl: absolute paths from
 // the file system, relative ones from Env.Files (or the working directory).
 func (e *Env) ReadLocal(name string) ([]byte, error) {
-	if filepath.IsAbs(name) || e.Files == nil {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			return nil, fmt.Errorf("read local file: %w", err)
-		}
-		return b, nil
-	}
-	b, err := fs.ReadFile(e.Files, path.Clean(filepath.ToSlash(name)))
+	fsys, fname := e.localFS(name)
+	b, err := fs.ReadFile(fsys, fname)
 	if err != nil {
 		return nil, fmt.Errorf("read local file: %w", err)
 	}
@@ -132,17 +126,37 @@ func (e *Env) ReadLocal(name string) ([]byte, error) {
 
 // OpenLocal opens a file on the machine running kmsctl, resolved like ReadLocal.
 func (e *Env) OpenLocal(name string) (fs.File, error) {
-	var f fs.File
-	var err error
-	if filepath.IsAbs(name) || e.Files == nil {
-		f, err = os.Open(name)
-	} else {
-		f, err = e.Files.Open(path.Clean(filepath.ToSlash(name)))
-	}
+	fsys, fname := e.localFS(name)
+	f, err := fsys.Open(fname)
 	if err != nil {
 		return nil, fmt.Errorf("open local file: %w", err)
 	}
 	return f, nil
+}
+
+// localFS resolves a local path to a file system and a name in it.
+func (e *Env) localFS(name string) (fs.FS, string) {
+	switch {
+	case filepath.IsAbs(name):
+		vol := filepath.VolumeName(name)
+		return os.DirFS(vol + string(filepath.Separator)), localName(strings.TrimPrefix(name, vol))
+	case e.Files == nil:
+		return os.DirFS("."), localName(name)
+	}
+	return e.Files, localName(name)
+}
+
+// localName turns a path into an fs.FS name ("." for the root). A
+// relative path leaving its root ("../x") stays invalid, so opening it fails.
+func localName(name string) string {
+	n := path.Clean(filepath.ToSlash(name))
+	if strings.HasPrefix(n, "/") {
+		n = strings.TrimLeft(n, "/")
+		if n == "" {
+			n = "."
+		}
+	}
+	return n
 }
 
 // ArgType is the type an argument must have.

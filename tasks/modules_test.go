@@ -551,3 +551,32 @@ func TestArgsConversions(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyDirectoryVerifyFailureCleansUp: when the unpacked tree does not
+// match the local sums, the temporary directory is removed and nothing is
+// moved into place.
+func TestCopyDirectoryVerifyFailureCleansUp(t *testing.T) {
+	f := newFake(t, "h")
+	f.reply("set -e; mkdir -p -- /etc/minkms;", "/etc/minkms/.certs.kmsctl-abc123\n", 0)
+	f.reply("cd /etc/minkms/.certs.kmsctl-abc123 && find", strings.Repeat("0", 64)+"  ./ca.pem\n", 0)
+	files := fstest.MapFS{"certs/ca.pem": {Data: []byte("CA")}}
+	e := testEnv(f, map[string]any{"src": "certs", "dest": "/etc/minkms"})
+	e.Files = files
+	p, err := copyModule{}.Plan(context.Background(), e)
+	if err != nil || !p.Changed || p.Data["dest"] != "/etc/minkms/certs" {
+		t.Fatalf("plan %+v %v", p, err)
+	}
+	_, err = copyModule{}.Apply(context.Background(), e)
+	if err == nil || !strings.Contains(err.Error(), "verify /etc/minkms/certs: ca.pem") {
+		t.Fatalf("err = %v", err)
+	}
+	calls := f.callList()
+	if !slices.Contains(calls, "rm -rf -- /etc/minkms/.certs.kmsctl-abc123") {
+		t.Fatalf("temporary directory not removed: %q", calls)
+	}
+	for _, c := range calls {
+		if strings.HasPrefix(c, "mv ") {
+			t.Fatalf("moved an unverified tree into place: %q", c)
+		}
+	}
+}

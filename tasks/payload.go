@@ -15,11 +15,11 @@ import (
 // rendered templates) or streamed from a local file (copy src), so a large
 // binary is never held in memory once per host.
 type payload struct {
+	fsys fs.FS  // where name is, for local files
 	name string // local file, for messages ("" for content)
 	size int64
 	sum  string // hex sha256
 	data []byte // in-memory content, or nil
-	env  *Env
 }
 
 func memPayload(b []byte) payload {
@@ -28,17 +28,24 @@ func memPayload(b []byte) payload {
 
 // sumKey identifies a local file version for the run's checksum cache.
 type sumKey struct {
+	fsys  fs.FS
 	name  string
-	files fs.FS
 	size  int64
 	mtime time.Time
 }
 
-// filePayload describes a local file, hashing it once per run and version.
+// filePayload describes a local file, resolved like Env.ReadLocal.
 func filePayload(env *Env, name string) (payload, error) {
-	f, err := env.OpenLocal(name)
+	fsys, fname := env.localFS(name)
+	return fsPayload(env, fsys, fname)
+}
+
+// fsPayload describes the file name in fsys, hashing it once per run and
+// file version (size and modification time).
+func fsPayload(env *Env, fsys fs.FS, name string) (payload, error) {
+	f, err := fsys.Open(name)
 	if err != nil {
-		return payload{}, err
+		return payload{}, fmt.Errorf("open local file: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
@@ -48,11 +55,11 @@ func filePayload(env *Env, name string) (payload, error) {
 	if fi.IsDir() {
 		return payload{}, fmt.Errorf("local file %s is a directory", name)
 	}
-	p := payload{name: name, size: fi.Size(), env: env}
-	key := sumKey{name: name, files: env.Files, size: fi.Size(), mtime: fi.ModTime()}
+	p := payload{fsys: fsys, name: name, size: fi.Size()}
+	key := sumKey{fsys: fsys, name: name, size: fi.Size(), mtime: fi.ModTime()}
 	// A file system that cannot be a map key (fstest.MapFS) is not cached.
 	cache := env.sums
-	if env.Files != nil && !reflect.TypeOf(env.Files).Comparable() {
+	if !reflect.TypeOf(fsys).Comparable() {
 		cache = nil
 	}
 	if cache != nil {
@@ -74,15 +81,19 @@ func filePayload(env *Env, name string) (payload, error) {
 
 // open returns a reader of the content.
 func (p payload) open() (io.ReadCloser, error) {
-	if p.data != nil || p.env == nil {
+	if p.fsys == nil {
 		return io.NopCloser(bytes.NewReader(p.data)), nil
 	}
-	return p.env.OpenLocal(p.name)
+	f, err := p.fsys.Open(p.name)
+	if err != nil {
+		return nil, fmt.Errorf("open local file: %w", err)
+	}
+	return f, nil
 }
 
 // bytes returns the whole content (for diffs of small files).
 func (p payload) bytes() ([]byte, error) {
-	if p.data != nil || p.env == nil {
+	if p.fsys == nil {
 		return p.data, nil
 	}
 	rc, err := p.open()

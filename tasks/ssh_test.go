@@ -201,3 +201,81 @@ func listTree(t *testing.T, root string) string {
 	}
 	return b.String()
 }
+
+// TestCopyDirectoryOverSSH copies a tree of 30 small files, then checks
+// that a second run uploads nothing, that one changed file is the only
+// upload, and that a mode change touches no content.
+func TestCopyDirectoryOverSSH(t *testing.T) {
+	eng, events := sshHost(t)
+	src := filepath.Join(t.TempDir(), "certs")
+	for i := range 30 {
+		p := filepath.Join(src, "sub"+strconv.Itoa(i%3), "f"+strconv.Itoa(i)+".pem")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(strings.Repeat("x", i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dest := t.TempDir()
+	me, _ := user.Current()
+	play := func(args map[string]any) []tasks.Play {
+		return []tasks.Play{{Name: "dir", Hosts: []tasks.Host{{Name: "kms1"}},
+			Tasks: []tasks.Task{{Name: "copy", Module: "copy", Args: args}}}}
+	}
+	run := func(args map[string]any) tasks.Event {
+		t.Helper()
+		*events = nil
+		if _, err := eng.Run(context.Background(), play(args)); err != nil {
+			t.Fatalf("run %v: %v", args, err)
+		}
+		for _, ev := range *events {
+			if ev.Type == tasks.EventHostResult {
+				return ev
+			}
+		}
+		t.Fatal("no result")
+		return tasks.Event{}
+	}
+	args := map[string]any{"src": src, "dest": dest, "mode": "0640", "owner": me.Username}
+	if ev := run(args); ev.Status != tasks.StatusChanged || !strings.Contains(ev.Msg, "upload 30 of 30 files") {
+		t.Fatalf("first copy: %+v", ev)
+	}
+	b, err := os.ReadFile(filepath.Join(dest, "certs", "sub1", "f7.pem"))
+	if err != nil || string(b) != "xxxxxxx" {
+		t.Fatalf("f7 = %q %v", b, err)
+	}
+	if fi, _ := os.Stat(filepath.Join(dest, "certs", "sub2", "f8.pem")); fi.Mode().Perm() != 0o640 {
+		t.Fatalf("mode %v", fi.Mode())
+	}
+	if ev := run(args); ev.Status != tasks.StatusOK {
+		t.Fatalf("second copy: %+v", ev)
+	}
+	if err := os.WriteFile(filepath.Join(src, "sub0", "f3.pem"), []byte("changed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if ev := run(args); ev.Status != tasks.StatusChanged || !strings.Contains(ev.Msg, "upload 1 of 30 files") {
+		t.Fatalf("one changed file: %+v", ev)
+	}
+	args["mode"] = "0600"
+	if ev := run(args); ev.Status != tasks.StatusChanged || !strings.Contains(ev.Msg, "set mode of 30 files") || strings.Contains(ev.Msg, "upload") {
+		t.Fatalf("mode change: %+v", ev)
+	}
+	if ev := run(args); ev.Status != tasks.StatusOK {
+		t.Fatalf("after mode change: %+v", ev)
+	}
+	// A trailing slash copies the content into dest; check mode writes nothing.
+	flat := filepath.Join(dest, "flat")
+	eng.Check = true
+	if ev := run(map[string]any{"src": src + "/", "dest": flat}); ev.Status != tasks.StatusChanged {
+		t.Fatalf("check: %+v", ev)
+	}
+	if _, err := os.Stat(flat); !os.IsNotExist(err) {
+		t.Fatalf("check mode created %s", flat)
+	}
+	eng.Check = false
+	run(map[string]any{"src": src + "/", "dest": flat})
+	if _, err := os.Stat(filepath.Join(flat, "sub0", "f0.pem")); err != nil {
+		t.Fatal(err)
+	}
+}
