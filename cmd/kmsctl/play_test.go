@@ -42,16 +42,21 @@ func newLabExec(t *testing.T, exec sshtest.ExecFunc) *lab {
 
 func newLabWith(t *testing.T, extraHosts string, exec sshtest.ExecFunc) *lab {
 	t.Helper()
+	return newLabConfig(t, extraHosts, sshtest.Config{Exec: exec})
+}
+
+// newLabConfig is newLab with servers made from cfg (keys and LEAK are added).
+func newLabConfig(t *testing.T, extraHosts string, cfg sshtest.Config) *lab {
+	t.Helper()
 	key := sshtest.GenerateKey(t)
 	keyFile := sshtest.ClientKeyFile(t, key, "")
 	l := &lab{dirs: map[string]string{}, servers: map[string]*sshtest.Server{}}
 	var hosts, known strings.Builder
 	for _, h := range []string{"kms1", "kms2"} {
-		s := sshtest.Start(t, sshtest.Config{
-			AuthorizedKeys: []ssh.PublicKey{key.PublicKey()},
-			Env:            []string{"LEAK=" + sentinel},
-			Exec:           exec,
-		})
+		c := cfg
+		c.AuthorizedKeys = []ssh.PublicKey{key.PublicKey()}
+		c.Env = append([]string{"LEAK=" + sentinel}, cfg.Env...)
+		s := sshtest.Start(t, c)
 		l.servers[h] = s
 		l.dirs[h] = filepath.Join(t.TempDir(), h)
 		fmt.Fprintf(&hosts, "        %s:\n          ansible_host: 127.0.0.1\n          ansible_port: %d\n          dir: %s\n", h, s.Port(), l.dirs[h])
@@ -143,8 +148,11 @@ func TestPlayEndToEnd(t *testing.T) {
 	// --check changes nothing.
 	te := testEnv(t)
 	te.vars[envAPIKey] = sentinel
-	if code := te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none", "--check"); code != 0 {
+	if code := te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none", "--check", "--diff"); code != 0 {
 		t.Fatalf("--check: exit %d\nstdout %s\nstderr %s", code, te.out, te.errOut)
+	}
+	if out := te.out.String(); !strings.Contains(out, "changed: [kms1] push config (check mode: would change)") || !strings.Contains(out, "+hello kms1") {
+		t.Errorf("--check --diff output:\n%s", out)
 	}
 	for h, d := range l.dirs {
 		if _, err := os.Stat(d); err == nil {
@@ -183,13 +191,16 @@ func TestPlayEndToEnd(t *testing.T) {
 	}
 	checkNoSentinel(t, te)
 
-	// A second run changes nothing and owes no handler.
+	// A second run changes nothing and owes no handler; -vv traces commands.
 	te = testEnv(t)
-	if code := te.run(t, "-i", l.inventory, "--ssh-config", "none", "play", pb); code != 0 {
+	if code := te.run(t, "-i", l.inventory, "--ssh-config", "none", "play", pb, "-vv"); code != 0 {
 		t.Fatalf("second run: exit %d\n%s\n%s", code, te.out, te.errOut)
 	}
 	if out := te.out.String(); strings.Contains(out, "changed:") || !strings.Contains(out, "kms1 : ok=3 changed=0") {
 		t.Errorf("second run not idempotent:\n%s", out)
+	}
+	if !strings.Contains(te.errOut.String(), `cmd="echo \"leak=$LEAK\""`) {
+		t.Errorf("-vv does not trace commands on stderr:\n%s", te.errOut)
 	}
 }
 
@@ -367,4 +378,57 @@ func TestPlaySyntaxCheckAndListHosts(t *testing.T) {
 	if got := te.out.String(); got != "play \"ping\" (builtin:ping.yml:2): 2 hosts\n  kms2\n  jump1\n" {
 		t.Errorf("--list-hosts:\n%s", got)
 	}
+}
+
+// TestPlayBecome: ansible_become in the inventory runs commands through
+// sudo -n; become: false on a task does not; sudo asking for a password
+// fails the host with the explanation.
+func TestPlayBecome(t *testing.T) {
+	l := newLabConfig(t, "", sshtest.Config{Sudo: sshtest.SudoAllow})
+	inv, err := os.ReadFile(l.inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withBecome := strings.Replace(string(inv), "  vars:\n", "  vars:\n    ansible_become: true\n", 1)
+	if err := os.WriteFile(l.inventory, []byte(withBecome), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pb := writePlaybook(t, `- hosts: kms1
+  tasks:
+    - command: touch {{ dir }}.as-root
+    - command: touch {{ dir }}.as-login
+      become: false
+`)
+	te := testEnv(t)
+	if code := te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none"); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	cmds := strings.Join(l.servers["kms1"].Commands(), "\n")
+	if !strings.Contains(cmds, "sudo -n -- sh -c 'touch "+l.dirs["kms1"]+".as-root'") {
+		t.Errorf("no sudo for the become task:\n%s", cmds)
+	}
+	if !strings.Contains(cmds, "\ntouch "+l.dirs["kms1"]+".as-login") {
+		t.Errorf("become: false went through sudo:\n%s", cmds)
+	}
+
+	l = newLabConfig(t, "", sshtest.Config{Sudo: sshtest.SudoPasswordRequired})
+	if err := os.WriteFile(l.inventory, []byte(strings.Replace(mustRead(t, l.inventory), "  vars:\n", "  vars:\n    ansible_become: true\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	te = testEnv(t)
+	if code := te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none", "--limit", "kms1"); code != exit.HostFailed {
+		t.Fatalf("exit %d, want %d\n%s\n%s", code, exit.HostFailed, te.out, te.errOut)
+	}
+	if !strings.Contains(te.errOut.String(), "a password is required") {
+		t.Errorf("stderr lacks the sudo explanation:\n%s", te.errOut)
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
