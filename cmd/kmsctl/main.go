@@ -2,9 +2,19 @@
 // SSH, agentless, in the style of Ansible: it runs playbooks from a YAML
 // inventory, pings hosts, and prints a per-host recap.
 //
-// main alone maps errors to the documented exit codes (see the exit package):
-// 0 success, 1 usage or internal error, 2 a host failed, 3 a host unreachable,
-// 4 refused by a safety check, 5 lock held, 6 timed out, 7 verification failed.
+// Commands:
+//
+//	kmsctl play PLAYBOOK          run a playbook (a file or a built-in name)
+//	kmsctl playbooks ls|show NAME list or print the built-in playbooks
+//	kmsctl inventory list|graph   show hosts with resolved variables (secrets masked)
+//	kmsctl ping [HOST...]         connect and run `true` on each host
+//	kmsctl version                print version, commit and Go version
+//
+// Flags may come before or after a command's arguments, as with
+// ansible-playbook; "--" ends them. main alone maps errors to the documented
+// exit codes (see the exit package): 0 success, 1 usage or internal error,
+// 2 a host failed, 3 a host unreachable, 4 refused by a safety check, 5 lock
+// held, 6 timed out, 7 verification failed, 130 interrupted.
 package main
 
 import (
