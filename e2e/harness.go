@@ -199,6 +199,19 @@ func (l *Lab) MustExec(name, command string) string {
 	return out
 }
 
+// CopyIn writes data to path (absolute) in the container, owned by root with mode, creating
+// missing parent directories (docker cp of a tar stream; works on stopped containers too).
+func (l *Lab) CopyIn(name, path string, mode int64, data []byte) {
+	l.t.Helper()
+	archive, err := tarFiles([]tarFile{{name: strings.TrimPrefix(path, "/"), mode: mode, data: data}})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if _, err := l.dockerStdin(archive, "cp", "-", l.Host(name).ID+":/"); err != nil {
+		l.t.Fatalf("copy %s into %s: %v", path, name, err)
+	}
+}
+
 // Stop stops the container gracefully (systemd shuts down).
 func (l *Lab) Stop(name string) {
 	l.t.Helper()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -103,4 +104,86 @@ func randomFile(t *testing.T, dir string, size int64, seed uint64) (string, stri
 		t.Fatal(err)
 	}
 	return p, hex.EncodeToString(h.Sum(nil))
+}
+
+// TestUploadInterrupted: when the SSH connection to a real sshd dies in the middle of a 50 MiB
+// upload (the container's per-connection sshd processes are killed), Upload fails with a
+// *remote.LostError, the previous file is untouched, and the next upload (on a re-dialled
+// connection) lands intact and leaves no temp file behind.
+func TestUploadInterrupted(t *testing.T) {
+	l := NewLab(t, "files")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c, err := remote.Dial(ctx, remote.Options{Alias: "files", SSHConfigFile: l.SSHConfig, AgentSocket: "none",
+		StateKnownHosts: filepath.Join(l.Dir, "kmsctl_known_hosts")})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer c.Close()
+
+	const target = "/srv/data.bin"
+	old, oldSum := randomFile(t, t.TempDir(), 1<<20, 4)
+	uploadFile(ctx, t, c, old, target)
+
+	big, bigSum := randomFile(t, l.Dir, uploadSize, 5)
+	f, err := os.Open(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// After 10 MiB have been read from the source, kill the connection's sshd processes
+	// (not the listener: its title is "sshd: /usr/sbin/sshd -D [listener]").
+	cut := &cutReader{r: f, after: 10 << 20, cut: func() {
+		if out, err := l.Exec("files", "pkill -KILL -f '^sshd: root'"); err != nil {
+			t.Errorf("kill the connection: %v\n%s", err, out)
+		}
+	}}
+	_, err = c.Upload(ctx, target, cut, 0o600, "")
+	var lost *remote.LostError
+	if !errors.As(err, &lost) {
+		t.Fatalf("upload over a killed connection: want a *remote.LostError, got %v", err)
+	}
+	if got := strings.Fields(l.MustExec("files", "sha256sum "+target)); len(got) == 0 || got[0] != oldSum {
+		t.Fatalf("after the interrupted upload %s has sha256 %q, want the previous %s", target, got, oldSum)
+	}
+	t.Logf("/srv after the interrupted upload:\n%s", l.MustExec("files", "ls -lA /srv"))
+
+	uploadFile(ctx, t, c, big, target)
+	if got := strings.Fields(l.MustExec("files", "sha256sum "+target)); len(got) == 0 || got[0] != bigSum {
+		t.Errorf("after the retried upload %s has sha256 %q, want %s", target, got, bigSum)
+	}
+	if left := l.MustExec("files", "ls -A /srv | grep kmsctl-tmp || true"); strings.TrimSpace(left) != "" {
+		t.Errorf("temp files left in /srv after the next upload: %s", left)
+	}
+}
+
+func uploadFile(ctx context.Context, t *testing.T, c *remote.Client, src, target string) {
+	t.Helper()
+	f, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := c.Upload(ctx, target, f, 0o600, ""); err != nil {
+		t.Fatalf("upload %s to %s: %v", src, target, err)
+	}
+}
+
+// cutReader calls cut once, synchronously, when more than after bytes have been read.
+type cutReader struct {
+	r     io.Reader
+	after int64
+	read  int64
+	cut   func()
+	done  bool
+}
+
+func (c *cutReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.read += int64(n)
+	if !c.done && c.read > c.after {
+		c.done = true
+		c.cut()
+	}
+	return n, err
 }
