@@ -229,7 +229,7 @@ func TestPlayJSONOutput(t *testing.T) {
 			recap = m["recap"].(map[string]any)
 		}
 	}
-	if events["play_start"] != 1 || events["task_start"] != 3 || events["host_result"] != 4 || events["recap"] != 1 {
+	if events["play_start"] != 1 || events["task_start"] != 3 || events["host_result"] != 4 || events["recap"] != 1 || events["run_end"] != 1 {
 		t.Errorf("events %v", events)
 	}
 	if kms2, ok := recap["kms2"].(map[string]any); !ok || kms2["changed"] != float64(3) || len(recap) != 1 {

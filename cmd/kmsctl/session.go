@@ -143,6 +143,12 @@ func (s *session) finish(err error) error {
 	} else {
 		s.logger.Info().Int("exit_code", 0).Dur("duration_ms", time.Since(s.start)).Msg("run ended")
 	}
+	if s.o.Output == "json" {
+		// Programs get the outcome and the run log in the same stream.
+		out := zerolog.New(s.e.stdout)
+		out.Info().Str("event", "run_end").Int("exit_code", code).
+			Str("run_log", s.log.Path).Dur("duration_ms", time.Since(s.start)).Send()
+	}
 	if cerr := s.log.Close(); cerr != nil && err == nil {
 		return exit.With(exit.Usage, cerr)
 	}
