@@ -33,6 +33,11 @@ func TestHarnessWithOpenSSH(t *testing.T) {
 		t.Errorf("container host keys are not exactly the harness's one key:\n%s", out)
 	}
 
+	l.CopyIn("one", "/opt/e2e/sub/hello", 0o640, []byte("hello\n"))
+	if out := l.MustExec("one", "stat -c '%a %U' /opt/e2e/sub/hello && cat /opt/e2e/sub/hello"); out != "640 root\nhello" {
+		t.Errorf("CopyIn: got %q", out)
+	}
+
 	l.Replace("two")
 	out, err := openssh(t, l, "two", "true")
 	if err == nil || !strings.Contains(out, "REMOTE HOST IDENTIFICATION HAS CHANGED") {
