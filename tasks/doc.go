@@ -49,7 +49,17 @@
 // undefined map); defined("a.b") tests existence, and Ansible's
 // "a is defined" / "a is not defined" / "a is undefined" are rewritten to
 // it. An expression written as one "{{ ... }}" is evaluated without the
-// braces. The result must be true or false (nil counts as false).
+// braces. The result must be true or false (nil counts as false). A
+// variable named like an expr builtin (count, last, max, keys, ...) means
+// the variable; the builtin stays usable where no such variable exists.
+//
+// # Loops, run_once, check_mode
+//
+// Task.Loop runs the module once per item (variable "item", or LoopVar);
+// when, changed_when, failed_when and until apply per item. Task.RunOnce
+// runs a task on the batch's first host only and shares its registered
+// result and facts with the others. Task.CheckMode overrides --check for
+// one task (false: a read-only probe that must run even in check mode).
 //
 // # Check mode and diff
 //

@@ -69,6 +69,7 @@ type hostState struct {
 	failed    bool            // dropped out: a task failed
 	down      bool            // dropped out: unreachable
 	taskFail  bool            // failed (not ignored) during the current task
+	lastFacts map[string]any  // facts set by the last task (for run_once)
 }
 
 type run struct {
@@ -262,8 +263,24 @@ func (r *run) tasks(ctx context.Context, p Play, batch []*hostState, aef bool, h
 		if len(active) == 0 {
 			return false
 		}
-		r.emit(Event{Type: EventTaskStart, Play: p.Name, Task: t.DisplayName(), Pos: t.Pos, Hosts: hostNames(active)})
-		r.fanOut(ctx, active, func(hs *hostState) { r.runTask(ctx, p, t, hs, hostvars) })
+		run := active
+		if t.RunOnce {
+			run = active[:1]
+		}
+		r.emit(Event{Type: EventTaskStart, Play: p.Name, Task: t.DisplayName(), Pos: t.Pos, Hosts: hostNames(run)})
+		r.fanOut(ctx, run, func(hs *hostState) { r.runTask(ctx, p, t, hs, hostvars) })
+		if t.RunOnce {
+			// The other hosts see the result as their own, as with Ansible's run_once.
+			first := run[0]
+			for _, hs := range active[1:] {
+				if t.Register != "" {
+					if v, ok := first.facts[t.Register]; ok {
+						hs.facts[t.Register] = v
+					}
+				}
+				maps.Copy(hs.facts, first.lastFacts)
+			}
+		}
 		if aef && slices.ContainsFunc(active, func(hs *hostState) bool { return hs.taskFail }) {
 			return true
 		}
@@ -490,8 +507,10 @@ func (r *run) runTask(ctx context.Context, p Play, t Task, hs *hostState, hostva
 	if t.Register != "" && !out.unreachable {
 		hs.facts[t.Register] = res.Vars()
 	}
+	hs.lastFacts = nil
 	if status != StatusFailed && status != StatusUnreachable && status != StatusSkipped {
 		maps.Copy(hs.facts, res.Facts)
+		hs.lastFacts = res.Facts
 	}
 	if status == StatusChanged {
 		for _, n := range t.Notify {
@@ -568,6 +587,124 @@ func failed(err error) outcome {
 // execute evaluates the task's keywords and calls its module.
 func (r *run) execute(ctx context.Context, p Play, t Task, hs *hostState, hostvars map[string]any) outcome {
 	vars := r.vars(p, hs, hostvars)
+	if t.Loop == nil {
+		return r.executeOne(ctx, p, t, hs, vars)
+	}
+	items, err := r.loopItems(t, vars)
+	if err != nil {
+		return failed(fmt.Errorf("loop: %w", err))
+	}
+	loopVar := t.LoopVar
+	if loopVar == "" {
+		loopVar = "item"
+	}
+	agg := Result{Skipped: true, Facts: map[string]any{}}
+	results := make([]any, 0, len(items))
+	var errs []error
+	var diffs []string
+	counts := map[string]int{}
+	for _, item := range items {
+		if ctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("loop interrupted: %w", context.Cause(ctx)))
+			agg.Failed = true
+			break
+		}
+		iv := merge(vars, agg.Facts, map[string]any{loopVar: item})
+		out := r.executeOne(ctx, p, t, hs, iv)
+		if out.unreachable {
+			return out
+		}
+		rv := out.res.Vars()
+		rv[loopVar] = item
+		rv["item"] = item
+		results = append(results, rv)
+		agg.Changed = agg.Changed || out.res.Changed
+		agg.Skipped = agg.Skipped && out.res.Skipped
+		if out.res.Diff != "" {
+			diffs = append(diffs, out.res.Diff)
+		}
+		switch {
+		case out.res.Failed:
+			agg.Failed = true
+			counts["failed"]++
+			if out.err != nil {
+				errs = append(errs, fmt.Errorf("item %v: %w", item, out.err))
+			}
+		case out.res.Skipped:
+			counts["skipped"]++
+		case out.res.Changed:
+			counts["changed"]++
+			maps.Copy(agg.Facts, out.res.Facts)
+		default:
+			counts["ok"]++
+			maps.Copy(agg.Facts, out.res.Facts)
+		}
+	}
+	if len(items) == 0 {
+		agg.Msg = "no items"
+	}
+	var parts []string
+	for _, k := range []string{"changed", "ok", "skipped", "failed"} {
+		if counts[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
+		}
+	}
+	if len(parts) > 0 {
+		agg.Msg = fmt.Sprintf("%d items: %s", len(items), strings.Join(parts, ", "))
+	}
+	agg.Diff = strings.Join(diffs, "")
+	agg.Data = map[string]any{"results": results}
+	if agg.Failed {
+		agg.Skipped = false
+		err := errors.Join(errs...)
+		if err == nil {
+			err = errors.New(agg.Msg)
+		}
+		return outcome{res: agg, err: err}
+	}
+	return outcome{res: agg}
+}
+
+// loopItems evaluates a task's loop: a list (each item templated), or a
+// string holding an expression or "{{ var }}" that yields a list.
+func (r *run) loopItems(t Task, vars map[string]any) ([]any, error) {
+	var v any = t.Loop
+	if s, ok := t.Loop.(string); ok {
+		x, err := r.ev.eval(s, vars)
+		if err != nil {
+			return nil, err
+		}
+		v = x
+	} else {
+		x, err := r.ev.renderValue(t.Loop, vars)
+		if err != nil {
+			return nil, err
+		}
+		v = x
+	}
+	switch l := v.(type) {
+	case []any:
+		return l, nil
+	case []string:
+		out := make([]any, len(l))
+		for i, s := range l {
+			out[i] = s
+		}
+		return out, nil
+	case []int:
+		out := make([]any, len(l))
+		for i, n := range l {
+			out[i] = n
+		}
+		return out, nil
+	case nil:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("want a list, got %T", v)
+}
+
+// executeOne runs the task once (one loop item) with the given variables.
+func (r *run) executeOne(ctx context.Context, p Play, t Task, hs *hostState, vars map[string]any) outcome {
 	if t.When != "" {
 		ok, err := r.ev.evalBool(t.When, vars)
 		if err != nil {

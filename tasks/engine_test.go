@@ -347,6 +347,56 @@ func TestUntilRetries(t *testing.T) {
 	}
 }
 
+func TestLoop(t *testing.T) {
+	l := newLab(t, "a")
+	l.fakes["a"].reply("echo bad", "", 1)
+	p := Play{Name: "p", Hosts: l.hosts("a"), Vars: map[string]any{"nodes": []any{"kms1", "kms2", "kms3"}},
+		Tasks: []Task{
+			{Name: "files", Module: "copy", Loop: []any{map[string]any{"n": "a", "c": "1"}, map[string]any{"n": "b", "c": "{{ inventory_hostname }}"}},
+				Args: map[string]any{"content": "{{ item.c }}", "dest": "/etc/minkms/{{ item.n }}"}, Register: "files"},
+			{Name: "nodes", Module: "command", Loop: "{{ nodes }}", LoopVar: "node", When: `node != "kms2"`,
+				Args: map[string]any{"argv": []any{"echo", "{{ node }}"}}, Register: "out"},
+			{Name: "check", Module: "assert", Args: map[string]any{"that": []any{
+				"len(files.results) == 2", "files.changed", `out.results[0].stdout == "kms1\n"`, "out.results[1].skipped",
+				`out.results[2].node == "kms3"`, `out.msg == "3 items: 2 changed, 1 skipped"`}}},
+			{Name: "expr", Module: "set_fact", Loop: "filter(nodes, # != \"kms1\")", Args: map[string]any{"last": "{{ item }}"}},
+			{Name: "last", Module: "assert", Args: map[string]any{"that": `last == "kms3"`}},
+			{Name: "partly bad", Module: "command", Loop: []any{"good", "bad", "good2"}, Args: map[string]any{"cmd": "echo {{ item }}"}},
+		}}
+	_, err := l.eng.Run(context.Background(), []Play{p})
+	want := []string{"files/a=changed", "nodes/a=changed", "check/a=ok", "expr/a=ok", "last/a=ok", "partly bad/a=failed"}
+	if got := l.rec.trace(); !slices.Equal(got, want) {
+		t.Fatalf("trace %v, want %v\n%s", got, want, l.rec.all())
+	}
+	if f, _ := l.fakes["a"].file("/etc/minkms/b"); f == nil || string(f.data) != "a" {
+		t.Fatalf("item file %+v", f)
+	}
+	if err == nil || !strings.Contains(err.Error(), "item bad") {
+		t.Fatalf("err %v", err)
+	}
+	if !slices.Contains(l.fakes["a"].callList(), "echo good2") {
+		t.Fatal("loop stopped at the failing item")
+	}
+}
+
+func TestRunOnce(t *testing.T) {
+	l := newLab(t, "a", "b", "c")
+	p := Play{Name: "p", Hosts: l.hosts("a", "b", "c"), Tasks: []Task{
+		{Name: "once", Module: "command", Args: map[string]any{"cmd": "echo {{ inventory_hostname }}"}, RunOnce: true, Register: "leader"},
+		{Name: "fact", Module: "set_fact", Args: map[string]any{"chosen": "{{ inventory_hostname }}"}, RunOnce: true},
+		{Name: "all see it", Module: "assert", Args: map[string]any{"that": []any{`leader.stdout == "a\n"`, `chosen == "a"`}}},
+	}}
+	if _, err := l.eng.Run(context.Background(), []Play{p}); err != nil {
+		t.Fatalf("%v\n%s", err, l.rec.all())
+	}
+	if r := l.rec.results("once"); len(r) != 1 || r["a"].Status != StatusChanged {
+		t.Fatalf("once ran on %v", l.rec.trace())
+	}
+	if len(l.rec.results("all see it")) != 3 {
+		t.Fatalf("trace %v", l.rec.trace())
+	}
+}
+
 func TestIgnoreErrors(t *testing.T) {
 	l := newLab(t, "a")
 	tasks := []Task{

@@ -277,7 +277,7 @@ func (r *Registry) Validate(t Task) error {
 		if x.src == "" {
 			continue
 		}
-		if _, err := compileExpr(x.src); err != nil {
+		if err := checkExpr(x.src); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %s: %w", where, x.kw, err))
 		}
 	}

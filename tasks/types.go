@@ -30,6 +30,16 @@ type Task struct {
 	Become       *bool         // nil = the host's ansible_become variable
 	BecomeUser   string        // "" = the host's ansible_become_user, else root
 	Notify       []string      // handler names notified when the task changed something
+	// Loop runs the module once per item, with the item in the variable
+	// LoopVar ("item" when empty): a list (items are templated), or a
+	// string holding an expression or "{{ var }}" that yields a list. The
+	// task changed if any item changed and failed if any item failed (all
+	// items run); register gets {results: [each item's result + item], ...}.
+	Loop    any
+	LoopVar string
+	// RunOnce runs the task on the first remaining host of the batch only;
+	// the other hosts get its registered result and facts as their own.
+	RunOnce bool
 	// CheckMode overrides the engine's check mode for this task (Ansible's
 	// check_mode): false runs a read-only probe for real even under
 	// --check; true only ever plans. nil follows Engine.Check.

@@ -3,10 +3,13 @@ package tasks
 import (
 	"fmt"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/builtin"
+	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 	"github.com/flosch/pongo2/v6"
 )
@@ -36,8 +39,22 @@ func rewriteExpr(src string) string {
 	})
 }
 
-func compileExpr(src string) (*vm.Program, error) {
-	p, err := expr.Compile(rewriteExpr(src), expr.AllowUndefinedVariables())
+// checkExpr checks an expression's syntax (variables are unknown yet).
+func checkExpr(src string) error {
+	if _, err := parser.Parse(rewriteExpr(src)); err != nil {
+		return fmt.Errorf("parse expression %q: %w", src, err)
+	}
+	return nil
+}
+
+// compileExpr compiles an expression; shadow lists variables named like
+// expr builtins (count, last, max, ...), which then mean the variable.
+func compileExpr(src string, shadow []string) (*vm.Program, error) {
+	opts := []expr.Option{expr.AllowUndefinedVariables()}
+	for _, name := range shadow {
+		opts = append(opts, expr.DisableBuiltin(name))
+	}
+	p, err := expr.Compile(rewriteExpr(src), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("compile expression %q: %w", src, err)
 	}
@@ -62,22 +79,30 @@ func lookupPath(vars map[string]any, path string) (any, bool) {
 
 // evaluator compiles and caches expressions and templates for one run.
 type evaluator struct {
-	progs sync.Map // string → *vm.Program
+	progs sync.Map // source + shadowed builtins → *vm.Program
 	tpls  sync.Map // string → *pongo2.Template
 }
 
 // eval evaluates an expr-lang expression against vars. Undefined variables
 // are nil; defined("a.b") tells whether a variable exists.
 func (ev *evaluator) eval(src string, vars map[string]any) (any, error) {
+	var shadow []string
+	for k := range vars {
+		if _, ok := builtin.Index[k]; ok {
+			shadow = append(shadow, k)
+		}
+	}
+	sort.Strings(shadow)
+	key := src + "\x00" + strings.Join(shadow, ",")
 	var prog *vm.Program
-	if p, ok := ev.progs.Load(src); ok {
+	if p, ok := ev.progs.Load(key); ok {
 		prog = p.(*vm.Program)
 	} else {
-		p, err := compileExpr(src)
+		p, err := compileExpr(src, shadow)
 		if err != nil {
 			return nil, err
 		}
-		ev.progs.Store(src, p)
+		ev.progs.Store(key, p)
 		prog = p
 	}
 	env := make(map[string]any, len(vars)+1)
