@@ -47,6 +47,14 @@ var taskKeywords = []string{
 	"ignore_errors", "no_log", "tags", "timeout", "become", "become_user", "notify", "args",
 }
 
+// unsupportedKeywords are Ansible task keywords kmsctl does not implement;
+// they get a clear error rather than "unknown module".
+var unsupportedKeywords = []string{
+	"loop", "with_items", "with_dict", "loop_control", "delegate_to", "run_once", "vars",
+	"block", "rescue", "always", "environment", "check_mode", "diff", "async", "poll",
+	"local_action", "include_tasks", "import_tasks", "include_role", "import_role", "any_errors_fatal",
+}
+
 // handlerKeywords are the keys a handler accepts beyond a task's.
 var handlerKeywords = []string{"listen"}
 
@@ -277,7 +285,7 @@ func (d *decoder) play(n *yaml.Node) (Play, bool) {
 			p.Name = d.str(v, "name")
 		case "hosts":
 			hasHosts = true
-			p.Hosts = strings.Join(d.list(v, "hosts"), ":")
+			p.Hosts = strings.Join(d.list(v, "hosts"), ",")
 		case "serial":
 			p.Serial = d.serial(v)
 		case "any_errors_fatal":
@@ -448,6 +456,10 @@ func (d *decoder) task(n *yaml.Node, handler bool) (tasks.Task, []string, bool) 
 	)
 	for _, f := range kv {
 		k, v := f[0], f[1]
+		if slices.Contains(unsupportedKeywords, k.Value) {
+			d.errorf(k, "task keyword %q is not supported by kmsctl (supported: %s)", k.Value, strings.Join(allowed, ", "))
+			continue
+		}
 		if !slices.Contains(allowed, k.Value) {
 			if module != nil {
 				d.errorf(k, "task has two modules, %q and %q: a task runs exactly one module (or %q is a misspelt keyword; keywords: %s)",

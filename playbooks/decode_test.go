@@ -86,8 +86,9 @@ func TestDecodeInvalid(t *testing.T) {
 			`many.yml:23: ignore_errors must be true or false`,
 			`many.yml:24: notify: no handler is named or listens to "nobody"`,
 			`many.yml:27: play "second": hosts: is required`,
+			`many.yml:33: task keyword "loop" is not supported by kmsctl`,
 		},
-		"bad_expr.yml":        {"bad_expr.yml:3: when: compile expression"},
+		"bad_expr.yml":        {`bad_expr.yml:3: when: parse expression "x ==="`},
 		"handler_no_name.yml": {"handler_no_name.yml:5: a handler needs a name"},
 		"free_form_copy.yml":  {"free_form_copy.yml:3: module copy: arguments must be a mapping"},
 	}
