@@ -98,7 +98,7 @@ func (n *Node) onHeartbeatAnswer(id uint32, host string, resp *heartbeat) {
 	p.lastOK, p.commit = time.Now(), resp.Commit
 	n.lastHeartbeat = p.lastOK
 	n.adoptDefinitionLocked(resp)
-	if n.leaderLocked() == int64(n.st.NodeID) && resp.Commit != n.st.Commit && resp.Epoch <= n.st.Epoch && !p.syncing {
+	if n.leaderLocked() == int64(n.st.NodeID) && resp.Commit != n.st.Commit && !p.syncing {
 		p.syncing = true
 		n.wg.Add(1)
 		go n.syncPeer(id)
@@ -120,9 +120,11 @@ func (n *Node) onHeartbeat(req *heartbeat) *heartbeat {
 }
 
 // adoptDefinitionLocked takes over a newer cluster definition of the same
-// cluster (CLUSTER:EDIT on another node), if it still lists this node.
+// cluster (CLUSTER:EDIT on another node), if it still lists this node. A
+// peer with another commit may hold a write that failed (and that the
+// leader will reset), so only peers with the same commit count.
 func (n *Node) adoptDefinitionLocked(hb *heartbeat) {
-	if hb.ClusterID != n.st.ClusterID || hb.Epoch <= n.st.Epoch || hb.Nodes[n.st.NodeID] != n.host {
+	if hb.ClusterID != n.st.ClusterID || hb.Epoch <= n.st.Epoch || hb.Commit != n.st.Commit || hb.Nodes[n.st.NodeID] != n.host {
 		return
 	}
 	next := n.st.clone()
@@ -156,7 +158,7 @@ func (n *Node) syncPeer(id uint32) {
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, n.rpcTimeout())
 	defer cancel()
-	if err := n.call(ctx, host, rpcReplicate, &replicateRequest{From: st.NodeID, To: id, State: st}, nil); err != nil {
+	if err := n.call(ctx, host, rpcReplicate, &replicateRequest{From: st.NodeID, To: id, Sync: true, State: st}, nil); err != nil {
 		n.logf("sync node %d (%s): %v", id, host, err)
 		return
 	}
@@ -241,8 +243,8 @@ func (n *Node) setStateLocked(st *nodeState) {
 
 // change describes the membership side effects of a write.
 type change struct {
-	join   bool   // joinID is a fresh node joining
-	joinID uint32 //
+	join   bool   // a fresh node joins
+	joinID uint32 // as this ID
 	leave  *leaveRequest
 	host   string // where leave goes
 }
@@ -267,49 +269,24 @@ func (n *Node) commit(ctx context.Context, mutate func(st *nodeState) (*change, 
 	}
 	next.Commit++
 
-	var (
-		wg      sync.WaitGroup
-		emu     sync.Mutex
-		errs    []string
-		joinErr *apiError // the joining node's own refusal (e.g. not fresh)
-	)
-	for id, host := range next.Nodes {
-		if id == next.NodeID {
-			continue
+	// Phase 1: the current members; phase 2: a joining node, only once all
+	// members have the new state, so that a failed write never leaves a
+	// fresh node holding a cluster that did not commit it.
+	var members, joining []uint32
+	for id := range next.Nodes {
+		switch {
+		case id == next.NodeID:
+		case ch != nil && ch.join && ch.joinID == id:
+			joining = append(joining, id)
+		default:
+			members = append(members, id)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, n.rpcTimeout())
-			defer cancel()
-			req := &replicateRequest{From: next.NodeID, To: id, Join: ch != nil && ch.join && ch.joinID == id, State: next}
-			err := n.call(cctx, host, rpcReplicate, req, nil)
-			if err == nil {
-				// The acknowledgement proves the peer is up and our member.
-				n.mu.Lock()
-				p := n.peerLocked(id)
-				p.lastOK, p.commit = time.Now(), next.Commit
-				n.mu.Unlock()
-			}
-			if err != nil {
-				emu.Lock()
-				defer emu.Unlock()
-				errs = append(errs, fmt.Sprintf("node %d (%s): %v", id, host, err))
-				var ae *apiError
-				if req.Join && errors.As(err, &ae) && ae.Status == http.StatusConflict {
-					joinErr = ae
-				}
-			}
-		}()
 	}
-	wg.Wait()
-	if len(errs) > 0 {
-		if joinErr != nil && len(errs) == 1 {
-			return joinErr
-		}
-		sort.Strings(errs)
-		n.logf("write (commit %d) not committed: %s", next.Commit, strings.Join(errs, "; "))
-		return errNoQuorum(strings.Join(errs, "; "))
+	if err := n.replicate(ctx, next, members, false); err != nil {
+		return err
+	}
+	if err := n.replicate(ctx, next, joining, true); err != nil {
+		return err
 	}
 
 	n.mu.Lock()
@@ -342,6 +319,53 @@ func (n *Node) commit(ctx context.Context, mutate func(st *nodeState) (*change, 
 	return nil
 }
 
+// replicate sends next to the nodes ids (in parallel) and returns an error
+// unless all of them acknowledged.
+func (n *Node) replicate(ctx context.Context, next *nodeState, ids []uint32, join bool) error {
+	var (
+		wg      sync.WaitGroup
+		emu     sync.Mutex
+		errs    []string
+		joinErr *apiError // the joining node's own refusal (e.g. not fresh)
+	)
+	for _, id := range ids {
+		host := next.Nodes[id]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, n.rpcTimeout())
+			defer cancel()
+			req := &replicateRequest{From: next.NodeID, To: id, Join: join, State: next}
+			err := n.call(cctx, host, rpcReplicate, req, nil)
+			if err == nil {
+				// The acknowledgement proves the peer is up and our member.
+				n.mu.Lock()
+				p := n.peerLocked(id)
+				p.lastOK, p.commit = time.Now(), next.Commit
+				n.mu.Unlock()
+				return
+			}
+			emu.Lock()
+			defer emu.Unlock()
+			errs = append(errs, fmt.Sprintf("node %d (%s): %v", id, host, err))
+			var ae *apiError
+			if join && errors.As(err, &ae) && ae.Status == http.StatusConflict {
+				joinErr = ae
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) == 0 {
+		return nil
+	}
+	if joinErr != nil && len(errs) == 1 {
+		return joinErr
+	}
+	sort.Strings(errs)
+	n.logf("write (commit %d) not committed: %s", next.Commit, strings.Join(errs, "; "))
+	return errNoQuorum(strings.Join(errs, "; "))
+}
+
 // onReplicate applies a leader's state.
 func (n *Node) onReplicate(req *replicateRequest) error {
 	if req.State == nil || req.State.Data == nil || len(req.State.Nodes) == 0 {
@@ -362,7 +386,7 @@ func (n *Node) onReplicate(req *replicateRequest) error {
 			return errorf(http.StatusConflict, "node %d is not in this node's cluster definition", req.From)
 		case req.To != cur.NodeID:
 			return errorf(http.StatusConflict, "this is node %d, not node %d", cur.NodeID, req.To)
-		case req.State.Epoch < cur.Epoch:
+		case req.State.Epoch < cur.Epoch && !req.Sync:
 			return errorf(http.StatusConflict, "stale cluster definition (epoch %d < %d)", req.State.Epoch, cur.Epoch)
 		}
 	}

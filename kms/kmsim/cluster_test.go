@@ -310,3 +310,39 @@ func TestRestartedNodeRejoins(t *testing.T) {
 		}
 	}
 }
+
+// ADDNODE while a member is dead fails without touching the new node, so
+// that it can be added once the dead member is edited out.
+func TestAddNodeWithDeadMember(t *testing.T) {
+	e := newEnv(t)
+	nodes, _ := threeNodes(t, e)
+	nodes[2].Close()
+	fresh := e.start(filepath.Join(t.TempDir(), "fresh"))
+	if err := addNode(e, nodes[0], fresh.Host()); !isErr(err, wire.ErrNoWriteQuorum) {
+		t.Fatalf("add with a dead member: %v", err)
+	}
+	if fresh.NodeID() != 0 || fresh.ClusterID() == nodes[0].ClusterID() {
+		t.Fatal("a failed ADDNODE changed the new node")
+	}
+	// The survivors are reset to the leader's state (no trace of the failed add).
+	eventually(t, "failed add rolled back", func() error {
+		st, err := status(e.admin, nodes[1].Addr())
+		if err != nil {
+			return err
+		}
+		if s := st.NodesUp[1]; len(s.Nodes) != 3 || s.Commit != st.NodesUp[0].Commit {
+			return fmt.Errorf("node 1: nodes %v commit %d, node 0 commit %d", s.Nodes, s.Commit, st.NodesUp[0].Commit)
+		}
+		return nil
+	})
+	if err := send(e.admin, nodes[1].Addr(), "", wire.ClusterEdit, &pb.EditClusterRequest{RemoveIDs: []uint32{2}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "add after the edit", func() error { return addNode(e, nodes[0], fresh.Host()) })
+	if fresh.NodeID() != 2 {
+		t.Fatalf("new node has ID %d, want 2", fresh.NodeID())
+	}
+	eventually(t, "cluster with the new node", func() error {
+		return converged(e, map[uint32]*Node{0: nodes[0], 1: nodes[1], 2: fresh})
+	})
+}

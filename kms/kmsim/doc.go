@@ -43,9 +43,11 @@
 //     leader applies the write to a copy of its state, sends the full state
 //     (commit+1) to every other node of the definition, and applies it only
 //     when all of them acknowledged (n of n); otherwise 503 "write quorum not
-//     available: ...". A follower whose commit differs from the leader's
-//     (e.g. after a failed write) gets the leader's state on the next
-//     heartbeat. Reads are served by any node from its own state.
+//     available: ...". A joining node gets the state only after every member
+//     acknowledged it. A follower whose commit differs from the leader's
+//     (e.g. it applied a write that failed elsewhere) is reset to the
+//     leader's state on the next heartbeat. Reads are served by any node
+//     from its own state.
 //     /v1/health/ready?write is 200 only if a leader exists and every node of
 //     the definition is up.
 //   - CLUSTER:EDIT removes exactly one ID from the receiving node's definition
@@ -54,8 +56,9 @@
 //     not exist". The EditClusterRequest Host field is ignored. The definition
 //     carries an epoch, bumped by every membership change; a node adopts a
 //     peer's definition of the same cluster with a higher epoch if it still
-//     lists the node at its own host, so an edit reaches the other live nodes
-//     within a heartbeat. Replication with a lower epoch is refused.
+//     lists the node at its own host and has the same commit, so an edit
+//     reaches the other live nodes within a heartbeat. Replication with a
+//     lower epoch is refused (except the leader's reset of a follower).
 //   - CLUSTER:ADDNODE{Host} (needs a leader and all nodes): the new node must
 //     answer over the inter-node RPC (else 502 "node is unreachable"; if it
 //     refuses the node credential: 409 "different HSM key"), must be fresh

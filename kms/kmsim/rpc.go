@@ -50,6 +50,7 @@ type replicateRequest struct {
 	From  uint32     `json:"from"`
 	To    uint32     `json:"to"`   // the receiver's node ID
 	Join  bool       `json:"join"` // the receiver is a fresh node joining the cluster
+	Sync  bool       `json:"sync"` // the leader resets a follower whose commit differs
 	State *nodeState `json:"state"`
 }
 

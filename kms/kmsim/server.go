@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"mime"
 	"net"
 	"net/http"
@@ -223,7 +224,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			ClientAuth:   tls.RequestClientCert, // self-signed API-key certificates: identity = hash of the public key
 		},
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          nil,
+		ErrorLog:          log.New(orDiscard(cfg.Log), "http: ", 0),
 		BaseContext:       func(net.Listener) context.Context { return n.ctx },
 	}
 	n.wg.Add(2)
@@ -237,6 +238,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	go func() { <-n.ctx.Done(); n.Close() }() // ctx ends the node like Close
 	n.logf("node %d of cluster %s listening on %s as %s", st.NodeID, st.ClusterID, ln.Addr(), n.host)
 	return n, nil
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
 }
 
 // newNodeState returns the state of a fresh node: node 0 of a new one-node cluster.
