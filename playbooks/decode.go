@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -111,10 +112,23 @@ func Decode(file string, data []byte, files fs.FS, reg *tasks.Registry) (*Playbo
 	if len(root.Content) == 0 {
 		d.errorf(root, "the playbook has no plays")
 	}
+	// Report in file order: a play's own problems are found before its tasks'.
+	sort.SliceStable(d.errs, func(i, j int) bool { return d.line(d.errs[i]) < d.line(d.errs[j]) })
 	if err := errors.Join(d.errs...); err != nil {
 		return nil, err
 	}
 	return pb, nil
+}
+
+// line returns the line number an error message starts with ("file:12: ...").
+func (d *decoder) line(err error) int {
+	rest := strings.TrimPrefix(err.Error(), d.file+":")
+	end := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
+	if end <= 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(rest[:end])
+	return n
 }
 
 func kindName(n *yaml.Node) string {

@@ -3,6 +3,7 @@ package playbooks
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -109,6 +110,9 @@ func TestDecodeInvalid(t *testing.T) {
 				t.Errorf("%s: error lacks %q:\n%s", f, w, msg)
 			}
 		}
+		if !sorted(msg) {
+			t.Errorf("%s: problems not in line order:\n%s", f, msg)
+		}
 		if n := len(strings.Split(msg, "\n")); n < len(want) {
 			t.Errorf("%s: %d problems reported, want %d:\n%s", f, n, len(want), msg)
 		}
@@ -162,4 +166,24 @@ func TestLoadFilePrefersFile(t *testing.T) {
 	if pb.Plays[0].Hosts != "web" {
 		t.Errorf("loaded %q, not the file", pb.Plays[0].Hosts)
 	}
+}
+
+// sorted reports whether the "file:LINE:" prefixes of msg's lines ascend.
+func sorted(msg string) bool {
+	last := 0
+	for _, l := range strings.Split(msg, "\n") {
+		parts := strings.SplitN(l, ":", 3)
+		if len(parts) < 3 {
+			continue
+		}
+		n, err := strconv.Atoi(parts[1])
+		if err != nil {
+			continue
+		}
+		if n < last {
+			return false
+		}
+		last = n
+	}
+	return true
 }
