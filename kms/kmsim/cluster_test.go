@@ -346,3 +346,30 @@ func TestAddNodeWithDeadMember(t *testing.T) {
 		return converged(e, map[uint32]*Node{0: nodes[0], 1: nodes[1], 2: fresh})
 	})
 }
+
+// REMOVENODE of the leader itself, without wiping it: the others carry on
+// with a new leader; the removed node keeps its data and is not fresh.
+func TestRemoveLeader(t *testing.T) {
+	e := newEnv(t)
+	nodes, _ := threeNodes(t, e)
+	if err := createKey(e, nodes[2], "k"); err != nil {
+		t.Fatal(err)
+	}
+	old := nodes[0].ClusterID()
+	if err := send(e.admin, nodes[1].Addr(), "", wire.ClusterRemoveNode, &pb.RemoveClusterNodeRequest{Host: nodes[0].Host()}, nil); err != nil {
+		t.Fatalf("remove the leader: %v", err)
+	}
+	eventually(t, "cluster without node 0", func() error { return converged(e, map[uint32]*Node{1: nodes[1], 2: nodes[2]}) })
+	if nodes[0].ClusterID() == old || nodes[0].NodeID() != 0 {
+		t.Fatal("removed node still in the old cluster")
+	}
+	if err := send(e.admin, nodes[0].Addr(), "", wire.KeyStatus, &pb.KeyStatusRequest{Name: "k"}, nil); err != nil {
+		t.Fatalf("removed node lost its data: %v", err)
+	}
+	if err := addNode(e, nodes[1], nodes[0].Host()); !isErr(err, wire.ErrNodeNotFresh) {
+		t.Fatalf("re-adding a removed node with data: %v", err)
+	}
+	if err := createKey(e, nodes[2], "k2"); err != nil {
+		t.Fatalf("write after removing the leader: %v", err)
+	}
+}
