@@ -60,7 +60,7 @@ func Tee(sinks ...tasks.Sink) tasks.Sink {
 func LogEvent(l zerolog.Logger, level zerolog.Level, e tasks.Event) {
 	ev := l.WithLevel(level).Str("event", e.Type.String())
 	if !e.Time.IsZero() {
-		ev = ev.Time("time", e.Time)
+		ev = ev.Str("time", e.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
 	}
 	if e.Play != "" {
 		ev = ev.Str("play", e.Play)
