@@ -29,6 +29,15 @@ e2e: build
 e2e-image:
 	./e2e/image/build.sh
 
+## lab: start a local lab of test-host containers (LAB_HOSTS, default 3) with lab/inventory.yml;
+## lab-down removes it
+LAB_HOSTS ?= 3
+.PHONY: lab-down
+lab: build
+	./e2e/lab.sh up $(LAB_HOSTS)
+lab-down:
+	./e2e/lab.sh down
+
 ## bench: transport benchmark against OpenSSH (prints figures)
 bench: build
 	./bench/ssh.sh
