@@ -96,6 +96,7 @@ func TestPingInventoryHosts(t *testing.T) {
 // with the known_hosts file:line on stderr; an unknown key is trusted only
 // with --accept-new-host-keys, into kmsctl's own known_hosts.
 func TestPingHostKeys(t *testing.T) {
+	t.Setenv("HOME", t.TempDir()) // no ~/.ssh/known_hosts of the machine running the test
 	key := sshtest.GenerateKey(t)
 	keyFile := sshtest.ClientKeyFile(t, key, "")
 	s := sshtest.Start(t, sshtest.Config{AuthorizedKeys: []ssh.PublicKey{key.PublicKey()}})
@@ -122,7 +123,6 @@ func TestPingHostKeys(t *testing.T) {
 	te = testEnv(t)
 	empty := filepath.Join(t.TempDir(), "empty_known_hosts")
 	sshtest.WriteKnownHosts(t, empty)
-	t.Setenv("HOME", t.TempDir()) // no ~/.ssh/known_hosts of the machine running the test
 	if code := te.run(t, append([]string{"ping", host, "--known-hosts", empty}, flags...)...); code != exit.Unreachable {
 		t.Fatalf("unknown key: exit %d, want 3\n%s\n%s", code, te.out, te.errOut)
 	}
