@@ -58,11 +58,11 @@ func TestUpload50MiB(t *testing.T) {
 			if sum != want {
 				t.Errorf("Upload returned sha256 %s, the source's is %s", sum, want)
 			}
-			got := strings.Fields(l.MustExec("files", "sha256sum "+target+" && stat -c '%s %a %U:%G' "+target))
+			got := strings.Fields(mustExec(t, l, "files", "sha256sum "+target+" && stat -c '%s %a %U:%G' "+target))
 			if len(got) != 5 || got[0] != want || got[2] != "52428800" || got[3] != "640" || got[4] != "root:root" {
 				t.Errorf("landed file: got %q, want sha256 %s, 52428800 bytes, mode 640, root:root", got, want)
 			}
-			if left := l.MustExec("files", "ls -A /srv | grep kmsctl-tmp || true"); strings.TrimSpace(left) != "" {
+			if left := mustExec(t, l, "files", "ls -A /srv | grep kmsctl-tmp || true"); strings.TrimSpace(left) != "" {
 				t.Errorf("temp files left in /srv: %s", left)
 			}
 
@@ -76,11 +76,21 @@ func TestUpload50MiB(t *testing.T) {
 			if _, err := c.Upload(ctx, target, f2, 0o600, ""); err != nil {
 				t.Fatalf("second upload to %s: %v", alias, err)
 			}
-			if got := strings.Fields(l.MustExec("files", "sha256sum "+target)); len(got) == 0 || got[0] != want2 {
+			if got := strings.Fields(mustExec(t, l, "files", "sha256sum "+target)); len(got) == 0 || got[0] != want2 {
 				t.Errorf("after the second upload sha256 is %q, want %s", got, want2)
 			}
 		})
 	}
+}
+
+// mustExec is l.Exec failing t (which may be a subtest, unlike l.MustExec's test).
+func mustExec(t *testing.T, l *Lab, name, command string) string {
+	t.Helper()
+	out, err := l.Exec(name, command)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // randomFile writes size pseudo-random bytes (seeded, so reproducible) to a file in dir and
