@@ -70,6 +70,7 @@ type hostState struct {
 	down      bool            // dropped out: unreachable
 	taskFail  bool            // failed (not ignored) during the current task
 	lastFacts map[string]any  // facts set by the last task (for run_once)
+	connMu    sync.Mutex      // guards conn and connected (delegation shares them)
 }
 
 type run struct {
@@ -80,6 +81,9 @@ type run struct {
 	sem   chan struct{}
 	recap Recap
 	hosts map[string]*hostState
+
+	extraMu sync.Mutex
+	extra   map[string]*hostState // delegation targets outside every play
 
 	sinkMu sync.Mutex
 	errMu  sync.Mutex
@@ -106,7 +110,7 @@ func (e *Engine) Run(ctx context.Context, plays []Play) (Recap, error) {
 	if forks <= 0 {
 		forks = DefaultForks
 	}
-	r := &run{e: e, mods: mods, sem: make(chan struct{}, forks), recap: Recap{}, hosts: map[string]*hostState{}}
+	r := &run{e: e, mods: mods, sem: make(chan struct{}, forks), recap: Recap{}, hosts: map[string]*hostState{}, extra: map[string]*hostState{}}
 	start := time.Now()
 	for _, p := range plays {
 		for _, h := range p.Hosts {
@@ -437,6 +441,8 @@ func (r *run) vars(p Play, hs *hostState, hostvars map[string]any) map[string]an
 
 // conn returns the host's connection, connecting on first use.
 func (r *run) conn(ctx context.Context, hs *hostState) (Conn, error) {
+	hs.connMu.Lock() // other hosts' tasks may delegate to this host
+	defer hs.connMu.Unlock()
 	if hs.connected {
 		return hs.conn, nil
 	}
@@ -454,10 +460,39 @@ func (r *run) conn(ctx context.Context, hs *hostState) (Conn, error) {
 	return c, nil
 }
 
+// delegate returns the state of a host tasks are delegated to: a host of
+// the run, or one outside every play (connected by name on first use).
+func (r *run) delegate(name string) *hostState {
+	if hs, ok := r.hosts[name]; ok {
+		return hs
+	}
+	r.extraMu.Lock()
+	defer r.extraMu.Unlock()
+	hs, ok := r.extra[name]
+	if !ok {
+		hs = &hostState{host: Host{Name: name}, facts: map[string]any{}}
+		r.extra[name] = hs
+	}
+	return hs
+}
+
+// delegateError is a failure to reach the host a task is delegated to: it
+// fails the task, but does not make the task's own host unreachable.
+type delegateError struct {
+	host string
+	err  error
+}
+
+func (e *delegateError) Error() string     { return "delegate to " + e.host + ": " + e.err.Error() }
+func (e *delegateError) Unwrap() error     { return e.err }
+func (e *delegateError) Unreachable() bool { return false }
+
 func (r *run) closeAll() error {
 	var errs []error
-	for _, name := range slices.Sorted(maps.Keys(r.hosts)) {
-		hs := r.hosts[name]
+	all := maps.Clone(r.hosts)
+	maps.Copy(all, r.extra)
+	for _, name := range slices.Sorted(maps.Keys(all)) {
+		hs := all[name]
 		if hs.connected && hs.conn != nil {
 			if err := hs.conn.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("close connection to %s: %w", name, err))
@@ -730,11 +765,25 @@ func (r *run) executeOne(ctx context.Context, p Play, t Task, hs *hostState, var
 	env := &Env{Host: hs.host, Args: args, Vars: vars, Diff: r.e.Diff && !t.NoLog, NoLog: t.NoLog, Files: p.Files,
 		eval: r.ev.eval, render: r.ev.render, sums: &r.sums}
 	if !spec.Local {
-		c, err := r.conn(ctx, hs)
+		target := hs
+		if t.DelegateTo != "" {
+			name, err := r.ev.render(t.DelegateTo, vars)
+			if err != nil {
+				return failed(fmt.Errorf("delegate_to: %w", err))
+			}
+			if strings.TrimSpace(name) == "" {
+				return failed(fmt.Errorf("delegate_to %q is empty on this host", t.DelegateTo))
+			}
+			target = r.delegate(name)
+		}
+		c, err := r.conn(ctx, target)
 		if err != nil {
+			if target != hs {
+				return failed(&delegateError{host: target.host.Name, err: err})
+			}
 			return failed(err)
 		}
-		if c, err = r.become(c, t, hs); err != nil {
+		if c, err = r.become(c, t, target); err != nil {
 			return failed(err)
 		}
 		env.Conn = c

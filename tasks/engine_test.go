@@ -379,6 +379,49 @@ func TestLoop(t *testing.T) {
 	}
 }
 
+func TestDelegateTo(t *testing.T) {
+	l := newLab(t, "dead", "peer", "outside")
+	l.fakes["dead"].unreachable = true
+	hosts := l.hosts("dead", "peer")
+	hosts[0].Vars["healthy"] = "peer"
+	aef := false
+	p := Play{Name: "p", Hosts: hosts[:1], AnyErrorsFatal: &aef, Tasks: []Task{
+		{Name: "edit", Module: "command", Args: map[string]any{"cmd": "cluster-edit {{ inventory_hostname }}"}, DelegateTo: "{{ healthy }}", Register: "r"},
+		{Name: "outside", Module: "command", Args: map[string]any{"cmd": "hello"}, DelegateTo: "outside"},
+		{Name: "nowhere", Module: "ping", DelegateTo: "ghost"},
+	}}
+	recap, err := l.eng.Run(context.Background(), []Play{p})
+	if !slices.Contains(l.fakes["peer"].callList(), "cluster-edit dead") || !slices.Contains(l.fakes["outside"].callList(), "hello") {
+		t.Fatalf("delegated commands: peer %v, outside %v", l.fakes["peer"].callList(), l.fakes["outside"].callList())
+	}
+	if len(l.fakes["dead"].callList()) != 0 {
+		t.Fatalf("the dead host was used: %v", l.fakes["dead"].callList())
+	}
+	if got := l.rec.trace(); !slices.Equal(got, []string{"edit/dead=changed", "outside/dead=changed", "nowhere/dead=failed"}) {
+		t.Fatalf("trace %v", got)
+	}
+	if recap["dead"].Unreachable != 0 || recap["dead"].Failed != 1 || err == nil || !strings.Contains(err.Error(), "delegate to ghost") {
+		t.Fatalf("recap %+v err %v", *recap["dead"], err)
+	}
+	if l.fakes["outside"].closed != 1 || l.fakes["peer"].closed != 1 {
+		t.Fatal("delegate connections not closed")
+	}
+}
+
+func TestDelegateConcurrently(t *testing.T) {
+	names := []string{"peer", "h1", "h2", "h3", "h4"}
+	l := newLab(t, names...)
+	p := Play{Name: "p", Hosts: l.hosts(names...), Tasks: []Task{
+		{Name: "via peer", Module: "command", Args: map[string]any{"cmd": "from {{ inventory_hostname }}"}, DelegateTo: "peer"},
+	}}
+	if _, err := l.eng.Run(context.Background(), []Play{p}); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(l.fakes["peer"].callList()); got != 5 || l.connects["peer"] != 1 {
+		t.Fatalf("peer ran %d commands over %d connections", got, l.connects["peer"])
+	}
+}
+
 func TestRunOnce(t *testing.T) {
 	l := newLab(t, "a", "b", "c")
 	p := Play{Name: "p", Hosts: l.hosts("a", "b", "c"), Tasks: []Task{

@@ -37,6 +37,12 @@ type Task struct {
 	// items run); register gets {results: [each item's result + item], ...}.
 	Loop    any
 	LoopVar string
+	// DelegateTo runs the module through another host's connection (a host
+	// name, templated): e.g. a cluster change sent from a healthy peer. The
+	// variables, results and status stay the task's own host's; the
+	// delegate's ansible_become applies. Failing to reach the delegate fails
+	// the task (the task's host is not unreachable for it).
+	DelegateTo string
 	// RunOnce runs the task on the first remaining host of the batch only;
 	// the other hosts get its registered result and facts as their own.
 	RunOnce bool
