@@ -46,6 +46,10 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 			return fmt.Errorf("run command on %s: stdin: %w", c.host, err)
 		}
 	}
+	// Mark the command's environment (no reply wanted: no round trip), so
+	// that a cancelled command can be found when sshd refuses to signal it.
+	runID := randomSuffix()
+	sess.SendRequest("env", false, ssh.Marshal(struct{ Name, Value string }{runMarker, runID}))
 	if err := sess.Start(cmd); err != nil {
 		if sc.waitDead(100 * time.Millisecond) {
 			return &LostError{Host: c.host, Op: "start command", Err: err}
@@ -65,6 +69,7 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 	case <-ctx.Done():
 		sess.Signal(ssh.SIGKILL)
 		sess.Close()
+		c.killMarked(sc, runID)
 		select {
 		case <-done:
 		case <-time.After(2 * time.Second):
@@ -89,6 +94,39 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 		return &LostError{Host: c.host, Op: "run command", Err: err}
 	}
 	return fmt.Errorf("run command on %s: %w", c.host, err)
+}
+
+// runMarker is the environment variable that marks the processes of one
+// Run. It is an LC_* name because sshd's usual AcceptEnv (Debian, RHEL)
+// passes LANG and LC_*; setlocale ignores unknown LC_ names.
+const runMarker = "LC_KMSCTL_RUN"
+
+// killMarked kills, in a new session, every process whose environment
+// carries the marker of a cancelled Run. OpenSSH refuses signal requests
+// on sessions that are not privilege-separated (root logins) and leaves a
+// command running when its channel closes, so the signal alone is not
+// enough. Best effort, bounded by a few seconds; Linux /proc only.
+func (c *Client) killMarked(sc *sshConn, runID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sess, err := newSession(ctx, sc)
+	if err != nil {
+		c.log.Debug().Err(err).Msg("open session to kill a cancelled command")
+		return
+	}
+	defer sess.Close()
+	cmd := "pids=$(grep -lzx " + Quote(runMarker+"="+runID) + " /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3); " +
+		`[ -z "$pids" ] || kill -KILL $pids 2>/dev/null; true`
+	done := make(chan error, 1)
+	go func() { done <- sess.Run(cmd) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			c.log.Debug().Err(err).Msg("kill a cancelled command")
+		}
+	case <-ctx.Done():
+	case <-sc.dead:
+	}
 }
 
 // session opens a session on the live connection. When the connection
