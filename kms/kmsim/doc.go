@@ -96,8 +96,9 @@
 // different HSM key fails at startup with a clear error. DIR/state.db holds
 // the node state (cluster ID, node ID, definition, epoch, commit, enclaves,
 // keys, policies, identities) as JSON sealed under the root key. Both are
-// replaced atomically (renameio: temp file, fsync, rename). Deleting DIR
-// makes the node fresh.
+// replaced atomically (renameio: temp file, fsync, rename). DIR/.lock is
+// flock-ed while a node runs, so a second process on the same DIR fails to
+// start. Deleting DIR (or its contents) makes the node fresh.
 //
 // # Ciphertexts
 //

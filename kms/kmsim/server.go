@@ -166,6 +166,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 	ln, err := net.Listen("tcp", cfg.Address)
 	if err != nil {
+		store.close()
 		return nil, fmt.Errorf("kms: listen on %s: %w", cfg.Address, err)
 	}
 	n.ln = ln
@@ -187,6 +188,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	if err != nil {
 		ln.Close()
+		store.close()
 		return nil, err
 	}
 	n.st = st

@@ -320,6 +320,9 @@ func TestPersistenceAndHSMKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	clusterID, addr := n.ClusterID(), n.Addr()
+	if _, err := e.tryStart(dir, "", e.hsmKey); err == nil || !strings.Contains(err.Error(), "in use by another minkms process") {
+		t.Fatalf("second node on the same DIR: %v", err)
+	}
 	n.Close()
 	if _, err := e.tryStart(dir, "", testHSMKey(7)); err == nil || !strings.Contains(err.Error(), "different HSM key") {
 		t.Fatalf("start with another HSM key: %v", err)

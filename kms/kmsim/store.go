@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/gofrs/flock"
 	"github.com/google/renameio/v2"
 
 	"github.com/kmsctl/kmsctl/hsm"
@@ -19,6 +20,7 @@ import (
 const (
 	rootKeyFile = "root.key" // the 32-byte root key, sealed under a key derived from the HSM key
 	stateFile   = "state.db" // nodeState as JSON, sealed under the root key
+	lockFile    = ".lock"    // held (flock) while a node uses DIR
 )
 
 const (
@@ -38,6 +40,8 @@ type store struct {
 	dir     string
 	rootKey []byte
 
+	lock *flock.Flock
+
 	mu     sync.Mutex // held while writing; guards closed
 	closed bool
 }
@@ -47,6 +51,9 @@ type store struct {
 func (s *store) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.closed {
+		_ = s.lock.Unlock() // closes the descriptor; nothing is left to undo if that fails
+	}
 	s.closed = true
 }
 
@@ -56,53 +63,71 @@ func openStore(dir string, k hsm.Key) (*store, *nodeState, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("kms: create data directory %s: %w", dir, err)
 	}
-	s := &store{dir: dir}
+	s := &store{dir: dir, lock: flock.New(filepath.Join(dir, lockFile))}
+	ok, err := s.lock.TryLock()
+	if err != nil {
+		return nil, nil, fmt.Errorf("kms: lock %s: %w", filepath.Join(dir, lockFile), err)
+	}
+	if !ok {
+		return nil, nil, fmt.Errorf("kms: %s is in use by another minkms process (it holds %s); stop it first", dir, filepath.Join(dir, lockFile))
+	}
+	st, err := s.load(k)
+	if err != nil {
+		_ = s.lock.Unlock() // the load error is the one to report
+		return nil, nil, err
+	}
+	return s, st, nil
+}
+
+// load reads (or initialises) the root key and reads the state.
+func (s *store) load(k hsm.Key) (*nodeState, error) {
+	dir := s.dir
 	env, err := readEnvelope(filepath.Join(dir, rootKeyFile), rootKeyFormat)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if _, err := os.Stat(filepath.Join(dir, stateFile)); err == nil {
-			return nil, nil, fmt.Errorf("kms: %s holds %s but no %s: the directory is damaged; restore the file or wipe the directory", dir, stateFile, rootKeyFile)
+			return nil, fmt.Errorf("kms: %s holds %s but no %s: the directory is damaged; restore the file or wipe the directory", dir, stateFile, rootKeyFile)
 		}
 		if s.rootKey, err = randomBytes(32); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		sealed, err := seal(deriveKey(k, labelRootKey), s.rootKey, []byte(rootKeyFormat))
 		if err != nil {
-			return nil, nil, fmt.Errorf("kms: seal root key: %w", err)
+			return nil, fmt.Errorf("kms: seal root key: %w", err)
 		}
 		if err := writeEnvelope(filepath.Join(dir, rootKeyFile), envelope{Format: rootKeyFormat, HSMFingerprint: k.Fingerprint(), Sealed: sealed}); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return s, nil, nil
+		return nil, nil
 	case err != nil:
-		return nil, nil, err
+		return nil, err
 	}
 	if env.HSMFingerprint != k.Fingerprint() {
-		return nil, nil, fmt.Errorf("kms: %s was initialised with a different HSM key (fingerprint %s, MINIO_KMS_HSM_KEY has %s): start with the original HSM key or wipe the directory", dir, env.HSMFingerprint, k.Fingerprint())
+		return nil, fmt.Errorf("kms: %s was initialised with a different HSM key (fingerprint %s, MINIO_KMS_HSM_KEY has %s): start with the original HSM key or wipe the directory", dir, env.HSMFingerprint, k.Fingerprint())
 	}
 	if s.rootKey, err = open(deriveKey(k, labelRootKey), env.Sealed, []byte(rootKeyFormat)); err != nil {
-		return nil, nil, fmt.Errorf("kms: unseal root key in %s: %w (wrong HSM key or damaged file)", filepath.Join(dir, rootKeyFile), err)
+		return nil, fmt.Errorf("kms: unseal root key in %s: %w (wrong HSM key or damaged file)", filepath.Join(dir, rootKeyFile), err)
 	}
 	env, err = readEnvelope(filepath.Join(dir, stateFile), stateFormat)
 	if errors.Is(err, fs.ErrNotExist) {
-		return s, nil, nil
+		return nil, nil
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	plain, err := open(s.rootKey, env.Sealed, []byte(stateFormat))
 	if err != nil {
-		return nil, nil, fmt.Errorf("kms: unseal %s: %w (damaged file)", filepath.Join(dir, stateFile), err)
+		return nil, fmt.Errorf("kms: unseal %s: %w (damaged file)", filepath.Join(dir, stateFile), err)
 	}
 	var st nodeState
 	if err := json.Unmarshal(plain, &st); err != nil {
-		return nil, nil, fmt.Errorf("kms: decode %s: %w", filepath.Join(dir, stateFile), err)
+		return nil, fmt.Errorf("kms: decode %s: %w", filepath.Join(dir, stateFile), err)
 	}
 	if st.Data == nil || len(st.Nodes) == 0 {
-		return nil, nil, fmt.Errorf("kms: %s has no cluster definition or data: the directory is damaged; wipe it", filepath.Join(dir, stateFile))
+		return nil, fmt.Errorf("kms: %s has no cluster definition or data: the directory is damaged; wipe it", filepath.Join(dir, stateFile))
 	}
 	st.Data.normalize()
-	return s, &st, nil
+	return &st, nil
 }
 
 // save replaces the stored state atomically.
