@@ -46,14 +46,15 @@ type Play struct {
 var taskKeywords = []string{
 	"name", "when", "register", "changed_when", "failed_when", "until", "retries", "delay",
 	"ignore_errors", "no_log", "tags", "timeout", "become", "become_user", "notify", "args",
+	"loop", "with_items", "loop_control", "delegate_to", "run_once", "check_mode",
 }
 
 // unsupportedKeywords are Ansible task keywords kmsctl does not implement;
 // they get a clear error rather than "unknown module".
 var unsupportedKeywords = []string{
-	"loop", "with_items", "with_dict", "loop_control", "delegate_to", "run_once", "vars",
-	"block", "rescue", "always", "environment", "check_mode", "diff", "async", "poll",
-	"local_action", "include_tasks", "import_tasks", "include_role", "import_role", "any_errors_fatal",
+	"with_dict", "with_list", "with_fileglob", "vars", "block", "rescue", "always", "environment",
+	"diff", "async", "poll", "local_action", "include_tasks", "import_tasks", "include_role",
+	"import_role", "any_errors_fatal",
 }
 
 // handlerKeywords are the keys a handler accepts beyond a task's.
@@ -519,6 +520,20 @@ func (d *decoder) task(n *yaml.Node, handler bool) (tasks.Task, []string, bool) 
 			listen = d.list(v, "listen")
 		case "args":
 			extra = d.vars(v, "args")
+		case "loop", "with_items":
+			if t.Loop != nil {
+				d.errorf(k, "give loop or with_items, not both")
+			}
+			t.Loop = d.loop(v, k.Value)
+		case "loop_control":
+			t.LoopVar = d.loopControl(v)
+		case "delegate_to":
+			t.DelegateTo = d.str(v, "delegate_to")
+		case "run_once":
+			t.RunOnce = d.boolean(v, "run_once")
+		case "check_mode":
+			b := d.boolean(v, "check_mode")
+			t.CheckMode = &b
 		}
 	}
 	if module == nil {
@@ -541,6 +556,38 @@ func (d *decoder) task(n *yaml.Node, handler bool) (tasks.Task, []string, bool) 
 		return t, nil, false
 	}
 	return t, listen, true
+}
+
+// loop reads a loop: a list of items, or a string (an expression or a
+// "{{ var }}" template yielding a list, evaluated at run time).
+func (d *decoder) loop(n *yaml.Node, key string) any {
+	switch {
+	case n.Kind == yaml.SequenceNode:
+		var items []any
+		if err := n.Decode(&items); err != nil {
+			d.errorf(n, "%s: %v", key, err)
+		}
+		if items == nil {
+			items = []any{}
+		}
+		return items
+	case n.Kind == yaml.ScalarNode && n.Tag != "!!null":
+		return n.Value
+	}
+	d.errorf(n, "%s must be a list or an expression yielding one, got %s", key, kindName(n))
+	return nil
+}
+
+// loopControl reads loop_control; only loop_var is supported.
+func (d *decoder) loopControl(n *yaml.Node) string {
+	kv, ok := d.fields(n, "loop_control", []string{"loop_var"}, false)
+	if !ok {
+		return ""
+	}
+	if len(kv) == 0 {
+		return ""
+	}
+	return d.str(kv[0][1], "loop_var")
 }
 
 // args decodes a module's arguments: a mapping, nothing, or the free-form

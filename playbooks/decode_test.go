@@ -35,8 +35,16 @@ func TestDecodeValid(t *testing.T) {
 	if p.Vars["greeting"] != "from-vars-file" || p.Vars["port"] != 7373 {
 		t.Errorf("vars = %v", p.Vars)
 	}
-	if len(p.Tasks) != 4 || len(p.Handlers) != 1 {
+	if len(p.Tasks) != 6 || len(p.Handlers) != 1 {
 		t.Fatalf("%d tasks %d handlers", len(p.Tasks), len(p.Handlers))
+	}
+	loop, loopExpr := p.Tasks[4], p.Tasks[5]
+	if items, ok := loop.Loop.([]any); !ok || len(items) != 2 || items[1] != "b" || loop.LoopVar != "f" ||
+		loop.DelegateTo != "kms1" || !loop.RunOnce || loop.CheckMode == nil || *loop.CheckMode {
+		t.Errorf("loop task = %+v", loop)
+	}
+	if loopExpr.Loop != "{{ files }}" {
+		t.Errorf("with_items = %#v", loopExpr.Loop)
 	}
 	hello, push, wait, shell := p.Tasks[0], p.Tasks[1], p.Tasks[2], p.Tasks[3]
 	if hello.Module != "command" || hello.Args["cmd"] != "echo {{ greeting }}" || hello.Register != "out" || hello.ChangedWhen != "false" {
@@ -87,7 +95,7 @@ func TestDecodeInvalid(t *testing.T) {
 			`many.yml:23: ignore_errors must be true or false`,
 			`many.yml:24: notify: no handler is named or listens to "nobody"`,
 			`many.yml:27: play "second": hosts: is required`,
-			`many.yml:33: task keyword "loop" is not supported by kmsctl`,
+			`many.yml:33: task keyword "with_dict" is not supported by kmsctl`,
 		},
 		"bad_expr.yml":        {`bad_expr.yml:3: when: `},
 		"handler_no_name.yml": {"handler_no_name.yml:5: a handler needs a name"},

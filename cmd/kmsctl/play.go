@@ -82,6 +82,15 @@ func runPlays(ctx context.Context, s *session, inv *inventory.Inventory, reg *ta
 		SkipTags:  po.SkipTags,
 		Become:    become,
 		Connect: func(ctx context.Context, h tasks.Host) (tasks.Conn, error) {
+			if !inv.HasHost(h.Name) {
+				// A delegate_to host outside the inventory: an ssh_config
+				// alias or [user@]host[:port], as for ping.
+				t, err := parseHostArg(h.Name)
+				if err != nil {
+					return nil, fmt.Errorf("delegate host: %w", err)
+				}
+				return d.dial(ctx, t)
+			}
 			c, err := inv.Connection(h.Name, s.o.ExtraVars)
 			if err != nil {
 				return nil, fmt.Errorf("connection settings of host %s: %w", h.Name, err)

@@ -432,3 +432,48 @@ func mustRead(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// TestPlayLoopDelegate: loop items run in turn; delegate_to runs a task
+// through another inventory host's connection; run_once runs it once.
+func TestPlayLoopDelegate(t *testing.T) {
+	l := newLab(t, "")
+	pb := writePlaybook(t, `- hosts: kms
+  tasks:
+    - name: files
+      command: touch {{ dir }}.{{ f }}
+      loop: [a, b]
+      loop_control:
+        loop_var: f
+    - name: once, from kms2
+      command: touch {{ dir }}.once
+      delegate_to: kms2
+      run_once: true
+`)
+	te := testEnv(t)
+	if code := te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none"); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	for h, d := range l.dirs {
+		for _, f := range []string{".a", ".b"} {
+			if _, err := os.Stat(d + f); err != nil {
+				t.Errorf("%s: loop item %s did not run: %v", h, f, err)
+			}
+		}
+	}
+	once := 0
+	for _, d := range l.dirs {
+		if _, err := os.Stat(d + ".once"); err == nil {
+			once++
+		}
+	}
+	if once != 1 {
+		t.Errorf("run_once task ran for %d hosts, want 1", once)
+	}
+	// Delegated to kms2: kms2's server ran the command, kms1's did not.
+	if cmds := strings.Join(l.servers["kms1"].Commands(), "\n"); strings.Contains(cmds, ".once") {
+		t.Errorf("kms1's server ran the delegated task:\n%s", cmds)
+	}
+	if cmds := strings.Join(l.servers["kms2"].Commands(), "\n"); !strings.Contains(cmds, ".once") {
+		t.Errorf("kms2's server did not run the delegated task:\n%s", cmds)
+	}
+}
