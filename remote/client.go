@@ -47,7 +47,6 @@ type Client struct {
 	host        string
 	log         zerolog.Logger
 	concurrency int
-	keepAlive   time.Duration
 
 	mu     sync.Mutex // guards cur and closed; held while re-dialling
 	cur    *sshConn
@@ -58,15 +57,12 @@ type Client struct {
 // that mean the host was not reached are *DialError (Unreachable() true),
 // wrapping a *HostKeyError when the host key failed verification.
 func Dial(ctx context.Context, o Options) (*Client, error) {
-	c := &Client{o: o, host: o.Alias, log: o.Logger, concurrency: o.SFTPConcurrency, keepAlive: o.KeepAlive}
+	c := &Client{o: o, host: o.Alias, log: o.Logger, concurrency: o.SFTPConcurrency}
 	if c.host == "" {
 		c.host = o.HostName
 	}
 	if c.concurrency <= 0 {
 		c.concurrency = DefaultSFTPConcurrency
-	}
-	if c.keepAlive <= 0 {
-		c.keepAlive = defaultKeepAlive
 	}
 	sc, err := c.dial(ctx)
 	if err != nil {
@@ -176,7 +172,7 @@ func (c *Client) dial(ctx context.Context) (*sshConn, error) {
 		}
 		return nil, &DialError{Host: c.host, Err: err}
 	}
-	go sc.keepalive(c.keepAlive, c.log.With().Str("host", c.host).Logger())
+	go sc.keepalive(sc.keepAlive, c.log.With().Str("host", c.host).Logger())
 	return sc, nil
 }
 
@@ -237,6 +233,7 @@ func (c *Client) dialHops(ctx context.Context) (*sshConn, error) {
 		return nil, err
 	}
 	sc.client = cl
+	sc.keepAlive = target.keepAlive
 	go func() {
 		cl.Wait()
 		close(sc.dead)
@@ -308,6 +305,8 @@ type sshConn struct {
 	client *ssh.Client
 	hops   []*ssh.Client // ProxyJump connections, innermost last
 	dead   chan struct{} // closed when client's connection ended
+	// keepAlive is the interval of keepalive requests.
+	keepAlive time.Duration
 
 	sftpMu sync.Mutex
 	sftp   *sftp.Client

@@ -39,7 +39,8 @@ type endpoint struct {
 	defaultIDs     bool     // identityFiles are the ~/.ssh defaults: missing ones are skipped silently
 	identitiesOnly bool
 	connectTimeout time.Duration
-	knownHosts     []string // user + global (+ extra + state) known_hosts files, in order
+	keepAlive      time.Duration // keepalive interval (Options, ServerAliveInterval, 15s)
+	knownHosts     []string      // user + global (+ extra + state) known_hosts files, in order
 	proxyJump      []jumpSpec
 }
 
@@ -233,6 +234,25 @@ func resolve(o Options, cfg *sshConfig, home string) (*endpoint, error) {
 	}
 	if e.connectTimeout == 0 {
 		e.connectTimeout = defaultConnectTimeout
+	}
+
+	// Keepalive interval.
+	e.keepAlive = o.KeepAlive
+	if e.keepAlive == 0 {
+		v, file, err := get("ServerAliveInterval")
+		if err != nil {
+			return nil, err
+		}
+		if v != "" {
+			s, err := strconv.Atoi(v)
+			if err != nil || s < 0 {
+				return nil, fmt.Errorf("%s: invalid ServerAliveInterval %q for %s", file, v, alias)
+			}
+			e.keepAlive = time.Duration(s) * time.Second
+		}
+	}
+	if e.keepAlive <= 0 {
+		e.keepAlive = defaultKeepAlive
 	}
 
 	// Known hosts: user files, global files, the inventory's, kmsctl's own.

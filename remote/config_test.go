@@ -38,6 +38,7 @@ Host kms1
     IdentityFile ~/.ssh/kms_%h
     IdentitiesOnly yes
     ConnectTimeout 7
+    ServerAliveInterval 5
     UserKnownHostsFile ~/.ssh/kh_a ~/.ssh/kh_b
     GlobalKnownHostsFile /etc/kh_global
     ProxyJump ops@bastion:2200,jump2
@@ -60,8 +61,8 @@ Host *
 	if !e.identitiesOnly {
 		t.Error("IdentitiesOnly not honoured")
 	}
-	if e.connectTimeout != 7*time.Second {
-		t.Errorf("connect timeout = %v", e.connectTimeout)
+	if e.connectTimeout != 7*time.Second || e.keepAlive != 5*time.Second {
+		t.Errorf("connect timeout = %v, keepalive = %v", e.connectTimeout, e.keepAlive)
 	}
 	wantKH := []string{filepath.Join(home, ".ssh/kh_a"), filepath.Join(home, ".ssh/kh_b"), "/etc/kh_global"}
 	if !reflect.DeepEqual(e.knownHosts, wantKH) {
@@ -94,7 +95,7 @@ Host *
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.hostName != "other" || e.user != "fallback" || e.port != 22 || e.connectTimeout != 15*time.Second || e.proxyJump != nil {
+	if e.hostName != "other" || e.user != "fallback" || e.port != 22 || e.connectTimeout != 15*time.Second || e.keepAlive != 15*time.Second || e.proxyJump != nil {
 		t.Errorf("defaults: %+v", e)
 	}
 	wantKH = []string{filepath.Join(home, ".ssh/known_hosts"), filepath.Join(home, ".ssh/known_hosts2"), "/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"}
