@@ -209,7 +209,8 @@ type Registry struct {
 func NewRegistry() *Registry { return &Registry{mods: map[string]Module{}} }
 
 // Builtin returns a new registry holding the built-in modules: command,
-// shell, service, file, copy, template, fetch, wait_for, assert, set_fact, ping.
+// shell, service, file, copy, template, fetch, wait_for, assert, set_fact,
+// ping, stat, debug.
 func Builtin() *Registry {
 	r := NewRegistry()
 	r.Register("command", commandModule{})
@@ -223,6 +224,8 @@ func Builtin() *Registry {
 	r.Register("assert", assertModule{})
 	r.Register("set_fact", setFactModule{})
 	r.Register("ping", pingModule{})
+	r.Register("stat", statModule{})
+	r.Register("debug", debugModule{})
 	return r
 }
 

@@ -580,3 +580,37 @@ func TestCopyDirectoryVerifyFailureCleansUp(t *testing.T) {
 		}
 	}
 }
+
+func TestStat(t *testing.T) {
+	f := newFake(t, "h")
+	f.putFile("/usr/local/bin/minkms", "binary", 0o755)
+	r := cycle(t, f, statModule{}, map[string]any{"path": "/usr/local/bin/minkms", "get_checksum": true})
+	st := r.Data["stat"].(map[string]any)
+	if st["exists"] != true || st["isreg"] != true || st["mode"] != "0755" || st["size"] != int64(6) || st["checksum"] != sha256Hex([]byte("binary")) {
+		t.Fatalf("stat %v", st)
+	}
+	r, err := apply(t, f, statModule{}, map[string]any{"path": "/nope"})
+	if err != nil || r.Data["stat"].(map[string]any)["exists"] != false || r.Changed {
+		t.Fatalf("missing: %+v %v", r, err)
+	}
+	if _, err := apply(t, f, statModule{}, map[string]any{"path": "/x", "checksum_algorithm": "sha1"}); err == nil {
+		t.Fatal("sha1 accepted")
+	}
+	if r, err := apply(t, f, statModule{}, map[string]any{"path": "/etc"}); err != nil || r.Data["stat"].(map[string]any)["isdir"] != true {
+		t.Fatalf("dir: %+v %v", r, err)
+	}
+}
+
+func TestDebug(t *testing.T) {
+	f := newFake(t, "h")
+	e := testEnv(f, map[string]any{"var": "r.rc"})
+	e.Vars = map[string]any{"r": map[string]any{"rc": 3}}
+	r, err := debugModule{}.Apply(context.Background(), e)
+	if err != nil || r.Msg != "r.rc = 3" || r.Changed {
+		t.Fatalf("%+v %v", r, err)
+	}
+	r, err = apply(t, f, debugModule{}, map[string]any{"msg": []any{"a", 1}})
+	if err != nil || r.Msg != `["a",1]` {
+		t.Fatalf("%+v %v", r, err)
+	}
+}

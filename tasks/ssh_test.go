@@ -2,6 +2,8 @@ package tasks_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"net"
 	"os"
 	"os/user"
@@ -109,7 +111,7 @@ func TestModulesOverSSH(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	files := fstest.MapFS{"conf.j2": {Data: []byte("node={{ inventory_hostname }}\nport={{ port }}\n")}}
 	play := tasks.Play{Name: "ssh", Hosts: []tasks.Host{{Name: "kms1"}}, Files: files,
-		Vars: map[string]any{"root": root, "data": data, "port": 7373, "me": me.Username},
+		Vars: map[string]any{"root": root, "data": data, "port": 7373, "me": me.Username, "want_sum": fmt.Sprintf("%x", sha256.Sum256([]byte("a: 1\n")))},
 		Tasks: []tasks.Task{
 			{Name: "ping", Module: "ping"},
 			{Name: "dir", Module: "file", Args: map[string]any{"path": "{{ data }}/sub", "state": "directory", "mode": "0750", "owner": "{{ me }}"}},
@@ -124,6 +126,11 @@ func TestModulesOverSSH(t *testing.T) {
 			{Name: "fetch", Module: "fetch", Args: map[string]any{"src": "{{ data }}/conf.yaml", "dest": fetched, "flat": true}},
 			{Name: "wait path", Module: "wait_for", Args: map[string]any{"path": "{{ data }}/.ready", "timeout": 5}},
 			{Name: "wait port", Module: "wait_for", Args: map[string]any{"port": port, "timeout": 5}},
+			{Name: "stat", Module: "stat", Args: map[string]any{"path": "{{ data }}/conf.yaml", "get_checksum": true}, Register: "st"},
+			{Name: "stat ok", Module: "assert", Args: map[string]any{"that": []any{
+				`st.stat.exists and st.stat.isreg and st.stat.mode == "0640" and st.stat.size == 5`,
+				`st.stat.checksum == want_sum`}}},
+			{Name: "debug", Module: "debug", Args: map[string]any{"var": "st.stat.mode"}},
 		}}
 	recap, err := eng.Run(context.Background(), []tasks.Play{play})
 	if err != nil {

@@ -1,0 +1,49 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+)
+
+// debugModule shows a message (msg, templated) or a variable's value
+// (var: a variable name or expression) in the task's result message. It
+// runs on the control machine and changes nothing.
+type debugModule struct{}
+
+func (debugModule) Spec() Spec {
+	return Spec{Local: true, Args: map[string]ArgSpec{"msg": {Type: ArgAny}, "var": {Type: ArgString}}}
+}
+
+func (m debugModule) Plan(ctx context.Context, env *Env) (Result, error) { return m.Apply(ctx, env) }
+
+func (debugModule) Apply(_ context.Context, env *Env) (Result, error) {
+	if env.Args.Has("var") {
+		name, err := env.Args.String("var")
+		if err != nil {
+			return Result{}, err
+		}
+		v, err := env.Eval(name)
+		if err != nil {
+			return Result{}, fmt.Errorf("debug var: %w", err)
+		}
+		return Result{Msg: name + " = " + show(v), Data: map[string]any{name: v}}, nil
+	}
+	v, ok := env.Args["msg"]
+	if !ok {
+		v = "Hello world!"
+	}
+	return Result{Msg: show(v), Data: map[string]any{"msg_value": v}}, nil
+}
+
+// show formats a value for humans: strings as they are, the rest as JSON.
+func show(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
