@@ -152,8 +152,10 @@ func (s *session) finish(err error) error {
 	if cerr := s.log.Close(); cerr != nil && err == nil {
 		return exit.With(exit.Usage, cerr)
 	}
-	if err != nil {
+	if err != nil || s.o.Verbosity > 0 {
 		fmt.Fprintf(s.e.stderr, "kmsctl: run log: %s\n", s.log.Path)
+	}
+	if err != nil {
 		return exit.Silent{Code: code}
 	}
 	return nil

@@ -6,14 +6,20 @@ package runlog
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/kmsctl/kmsctl/redact"
 )
+
+// Keep is how many run logs Create keeps: older ones are removed.
+const Keep = 500
 
 // Log is one run's log file.
 type Log struct {
@@ -25,8 +31,9 @@ type Log struct {
 	w    io.WriteCloser
 }
 
-// Create creates dir/runs/<time>-<id>.log. Everything written to the Log is
-// masked by r before it reaches the file.
+// Create creates dir/runs/<time>-<id>.log and removes the oldest logs beyond
+// Keep. Everything written to the Log is masked by r before it reaches the
+// file.
 func Create(dir string, now time.Time, r *redact.Redactor) (*Log, error) {
 	runs := filepath.Join(dir, "runs")
 	if err := os.MkdirAll(runs, 0o700); err != nil {
@@ -48,7 +55,28 @@ func Create(dir string, now time.Time, r *redact.Redactor) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create run log: %w", err)
 	}
+	if err := prune(runs, Keep); err != nil {
+		f.Close()
+		return nil, err
+	}
 	return &Log{ID: id, Path: path, f: f, w: r.Writer(f)}, nil
+}
+
+// prune removes the oldest run logs in dir beyond keep. Names start with
+// the UTC time, so name order is age order.
+func prune(dir string, keep int) error {
+	logs, err := filepath.Glob(filepath.Join(dir, "*.log"))
+	if err != nil {
+		return fmt.Errorf("list run logs: %w", err)
+	}
+	sort.Strings(logs)
+	for len(logs) > keep {
+		if err := os.Remove(logs[0]); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove old run log: %w", err)
+		}
+		logs = logs[1:]
+	}
+	return nil
 }
 
 // Write writes p, masked, to the file.

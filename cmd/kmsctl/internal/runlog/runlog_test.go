@@ -59,3 +59,19 @@ func TestCreate(t *testing.T) {
 		t.Error("two runs share a log file")
 	}
 }
+
+func TestPrune(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"20261125T000000Z-aa", "20261126T000000Z-bb", "20261127T000000Z-cc", "20261127T000001Z-dd"} {
+		if err := os.WriteFile(filepath.Join(dir, n+".log"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := prune(dir, 2); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	if len(left) != 2 || filepath.Base(left[0]) != "20261127T000000Z-cc.log" || filepath.Base(left[1]) != "20261127T000001Z-dd.log" {
+		t.Errorf("left %q, want the two newest", left)
+	}
+}
