@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -104,7 +105,12 @@ func TestKeepaliveDetectsSilentConnection(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx(t), "sleep 30", nil, nil, nil) }()
-	time.Sleep(100 * time.Millisecond) // let the command start; not an assertion
+	// Freeze once the server has the command (so it is in flight).
+	for deadline := time.Now().Add(20 * time.Second); !slices.Contains(s.Commands(), "sleep 30"); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the server never received the command")
+		}
+	}
 	proxy.freeze()
 	err := <-done
 	if !errors.Is(err, remote.ErrConnectionLost) {
