@@ -477,3 +477,17 @@ func TestPlayLoopDelegate(t *testing.T) {
 		t.Errorf("kms2's server did not run the delegated task:\n%s", cmds)
 	}
 }
+
+// TestBuiltinPlaybooksRun runs every built-in playbook on the lab.
+func TestBuiltinPlaybooksRun(t *testing.T) {
+	l := newLab(t, "")
+	for _, name := range []string{"ping", "facts"} {
+		te := testEnv(t)
+		if code := te.run(t, "play", name, "-i", l.inventory, "--ssh-config", "none", "-v"); code != 0 {
+			t.Fatalf("play %s: exit %d\n%s\n%s", name, code, te.out, te.errOut)
+		}
+		if !strings.Contains(te.out.String(), "kms2 : ok=") || strings.Contains(te.out.String(), "failed: ") {
+			t.Errorf("play %s:\n%s", name, te.out)
+		}
+	}
+}
