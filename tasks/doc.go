@@ -43,12 +43,14 @@
 // # Expressions
 //
 // when, changed_when, failed_when, until and assert's that are expressions
-// of github.com/expr-lang/expr: result.rc == 0, r.stdout contains "ok",
-// "x" in list, n > 2 and not failed, len(r.stdout_lines) == 3. An
-// undefined variable is nil (use a?.b to read a field of a possibly
-// undefined map); defined("a.b") tests existence, and Ansible's
-// "a is defined" / "a is not defined" / "a is undefined" are rewritten to
-// it. An expression written as one "{{ ... }}" is evaluated without the
+// of github.com/expr-lang/expr: result.rc == 0, 'ERROR' in result.stderr
+// (in also finds substrings, list elements and map keys), n > 2 and not
+// failed, len(r.stdout_lines) == 3, r.stdout | length() > 0,
+// x | default("y"). An undefined variable is nil (use a?.b to read a
+// field of a possibly undefined map); defined("a.b") tests existence, and
+// Ansible's "a is defined" / "a is not defined" / "a is undefined" are
+// rewritten to it. An expression written as one "{{ ... }}" is evaluated
+// without the
 // braces. The result must be true or false (nil counts as false). A
 // variable named like an expr builtin (count, last, max, keys, ...) means
 // the variable; the builtin stays usable where no such variable exists.

@@ -2,12 +2,15 @@ package tasks
 
 import (
 	"fmt"
+	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/builtin"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
@@ -47,12 +50,120 @@ func checkExpr(src string) error {
 	return nil
 }
 
+// inPatcher rewrites "a in b" into a call of __in, which also accepts a
+// string on the right ('ERROR' in result.stderr), as Jinja does.
+type inPatcher struct{}
+
+func (inPatcher) Visit(node *ast.Node) {
+	if b, ok := (*node).(*ast.BinaryNode); ok && b.Operator == "in" {
+		ast.Patch(node, &ast.CallNode{Callee: &ast.IdentifierNode{Value: "__in"}, Arguments: []ast.Node{b.Left, b.Right}})
+	}
+}
+
+// exprFuncs are the functions added to expr's builtins, for Ansible habits:
+// length(x) (also x | length()), default(x, fallback) (x | default("y")),
+// and __in behind the in operator.
+var exprFuncs = map[string]func(params ...any) (any, error){
+	"__in": func(p ...any) (any, error) {
+		if len(p) != 2 {
+			return nil, fmt.Errorf("in: want 2 operands")
+		}
+		return contains(p[1], p[0])
+	},
+	"length": func(p ...any) (any, error) {
+		if len(p) != 1 {
+			return nil, fmt.Errorf("length: want 1 argument")
+		}
+		if p[0] == nil {
+			return 0, nil
+		}
+		v := reflect.ValueOf(p[0])
+		switch v.Kind() {
+		case reflect.String, reflect.Slice, reflect.Array, reflect.Map:
+			return v.Len(), nil
+		}
+		return nil, fmt.Errorf("length of %T", p[0])
+	},
+	"default": func(p ...any) (any, error) {
+		if len(p) != 2 {
+			return nil, fmt.Errorf("default: want a value and a fallback")
+		}
+		if p[0] == nil {
+			return p[1], nil
+		}
+		return p[0], nil
+	},
+}
+
+// contains reports whether item is in container: a substring of a string,
+// an element of a list, or a key of a map.
+func contains(container, item any) (bool, error) {
+	if container == nil {
+		return false, nil
+	}
+	if s, ok := container.(string); ok {
+		sub, ok := item.(string)
+		if !ok {
+			return false, fmt.Errorf("in: %T in a string", item)
+		}
+		return strings.Contains(s, sub), nil
+	}
+	v := reflect.ValueOf(container)
+	switch v.Kind() {
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			if equalValues(v.Index(i).Interface(), item) {
+				return true, nil
+			}
+		}
+		return false, nil
+	case reflect.Map:
+		k := reflect.ValueOf(item)
+		if !k.IsValid() || !k.Type().AssignableTo(v.Type().Key()) {
+			return false, nil
+		}
+		return v.MapIndex(k).IsValid(), nil
+	}
+	return false, fmt.Errorf("in: cannot look into %T", container)
+}
+
+func equalValues(a, b any) bool {
+	if fa, ok := number(a); ok {
+		if fb, ok := number(b); ok {
+			return fa == fb
+		}
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+func number(v any) (float64, bool) {
+	switch x := v.(type) {
+	case int:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	case uint64:
+		return float64(x), true
+	case float64:
+		return x, true
+	}
+	return 0, false
+}
+
 // compileExpr compiles an expression; shadow lists variables named like
-// expr builtins (count, last, max, ...), which then mean the variable.
+// expr builtins or exprFuncs (count, last, max, length, ...), which then
+// mean the variable.
 func compileExpr(src string, shadow []string) (*vm.Program, error) {
-	opts := []expr.Option{expr.AllowUndefinedVariables()}
+	opts := []expr.Option{expr.AllowUndefinedVariables(), expr.Patch(inPatcher{})}
 	for _, name := range shadow {
-		opts = append(opts, expr.DisableBuiltin(name))
+		if _, ok := builtin.Index[name]; ok {
+			opts = append(opts, expr.DisableBuiltin(name))
+		}
+	}
+	for name, fn := range exprFuncs {
+		if !slices.Contains(shadow, name) || name == "__in" {
+			opts = append(opts, expr.Function(name, fn))
+		}
 	}
 	p, err := expr.Compile(rewriteExpr(src), opts...)
 	if err != nil {
@@ -88,7 +199,9 @@ type evaluator struct {
 func (ev *evaluator) eval(src string, vars map[string]any) (any, error) {
 	var shadow []string
 	for k := range vars {
-		if _, ok := builtin.Index[k]; ok {
+		_, isBuiltin := builtin.Index[k]
+		_, isFunc := exprFuncs[k]
+		if isBuiltin || isFunc {
 			shadow = append(shadow, k)
 		}
 	}
