@@ -50,8 +50,8 @@
 // field of a possibly undefined map); defined("a.b") tests existence, and
 // Ansible's "a is defined" / "a is not defined" / "a is undefined" are
 // rewritten to it. An expression written as one "{{ ... }}" is evaluated
-// without the
-// braces. The result must be true or false (nil counts as false). A
+// without the braces. The result must be true or false (nil counts as
+// false). A
 // variable named like an expr builtin (count, last, max, keys, ...) means
 // the variable; the builtin stays usable where no such variable exists.
 //
