@@ -141,6 +141,7 @@ func runPing(ctx context.Context, s *session, targets []target) error {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return exit.With(exit.TimedOut, runErr)
 		}
+		return exit.With(exit.Interrupted, runErr)
 	}
 	return recapError(recap, runErr)
 }

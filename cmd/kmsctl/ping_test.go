@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -139,5 +141,53 @@ func TestPingHostKeys(t *testing.T) {
 	// Now known: accepted without the flag.
 	if code := te.run(t, append([]string{"ping", host, "--known-hosts", empty}, flags...)...); code != 0 {
 		t.Fatalf("after accept: exit %d\n%s", code, te.errOut)
+	}
+}
+
+// TestPingTimeout: a host that does not answer in --timeout ends ping with
+// exit code 6, and an interrupted ping with 130.
+func TestPingTimeoutAndInterrupt(t *testing.T) {
+	// A listener that accepts and never speaks SSH.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	drain := func() {
+		for {
+			select {
+			case c := <-accepted:
+				c.Close()
+			default:
+				return
+			}
+		}
+	}
+	t.Cleanup(drain)
+	te := testEnv(t)
+	if code := te.run(t, "ping", ln.Addr().String(), "--ssh-config", "none", "--timeout", "200ms"); code != exit.TimedOut {
+		t.Errorf("--timeout: exit %d, want %d\n%s\n%s", code, exit.TimedOut, te.out, te.errOut)
+	}
+	drain()
+	ctx, cancel := context.WithCancel(context.Background())
+	te = testEnv(t)
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, te.env, []string{"kmsctl", "ping", ln.Addr().String(), "--ssh-config", "none"})
+	}()
+	accepted <- <-accepted // wait until ping connected (the handshake hangs)
+	cancel()
+	if code := <-done; code != exit.Interrupted {
+		t.Errorf("interrupted: exit %d, want %d\n%s\n%s", code, exit.Interrupted, te.out, te.errOut)
 	}
 }
