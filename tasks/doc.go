@@ -33,12 +33,13 @@
 // # Templates
 //
 // String arguments (also inside lists and maps) are rendered per host with
-// pongo2, a Jinja-like template language: {{ var }}, {{ a.b }},
-// {{ x|default:"y" }} (pongo2 passes filter arguments with a colon),
-// {% if %}, {% for %}. HTML autoescaping is off. An undefined variable
-// renders as the empty string: modules refuse empty paths, and the default
-// filter supplies fallbacks. The template module renders whole files the
-// same way.
+// pongo2, a Jinja-like template language: {{ var }}, {{ a.b }}, {{ l[0] }},
+// {{ x|default:"y" }}, {% if %}, {% for %}. Jinja's one-argument filter
+// calls are accepted too and rewritten for pongo2 ({{ x | default('y') }},
+// {{ l | join(",") }}, {{ s | int }}, {{ x | d('y') }}). HTML
+// autoescaping is off. An undefined variable renders as the empty string:
+// modules refuse empty paths, and the default filter supplies fallbacks.
+// The template module renders whole files the same way.
 //
 // # Expressions
 //

@@ -248,6 +248,30 @@ func (ev *evaluator) evalBool(src string, vars map[string]any) (bool, error) {
 	return asBool(src, v)
 }
 
+// tagRE finds the {{ ... }} and {% ... %} parts of a template.
+var tagRE = regexp.MustCompile(`(?s)\{\{.*?\}\}|\{%.*?%\}`)
+
+// jinjaFilterRE matches a Jinja filter call with one argument,
+// "| default('x')", which pongo2 writes "|default:'x'".
+var jinjaFilterRE = regexp.MustCompile(`\|\s*([A-Za-z_]\w*)\s*\(\s*((?:"[^"]*"|'[^']*'|[^()'",])*?)\s*\)`)
+
+// jinjaAliasRE matches Jinja filter names pongo2 spells differently.
+var jinjaAliasRE = regexp.MustCompile(`\|\s*(int|d)\b`)
+
+// jinjaToPongo2 rewrites the Jinja filter habits pongo2 lacks inside tags:
+// x | default('y') → x|default:'y', x | int → x|integer, x | d('y').
+func jinjaToPongo2(src string) string {
+	return tagRE.ReplaceAllStringFunc(src, func(tag string) string {
+		tag = jinjaFilterRE.ReplaceAllString(tag, "|$1:$2")
+		return jinjaAliasRE.ReplaceAllStringFunc(tag, func(m string) string {
+			if strings.HasSuffix(m, "d") {
+				return "|default"
+			}
+			return "|integer"
+		})
+	})
+}
+
 // render renders a pongo2 (Jinja-like) template against vars. Strings
 // without "{{" or "{%" are returned as they are. HTML autoescaping is off.
 func (ev *evaluator) render(src string, vars map[string]any) (string, error) {
@@ -258,7 +282,7 @@ func (ev *evaluator) render(src string, vars map[string]any) (string, error) {
 	if t, ok := ev.tpls.Load(src); ok {
 		tpl = t.(*pongo2.Template)
 	} else {
-		t, err := pongo2.FromString("{% autoescape off %}" + src + "{% endautoescape %}")
+		t, err := pongo2.FromString("{% autoescape off %}" + jinjaToPongo2(src) + "{% endautoescape %}")
 		if err != nil {
 			return "", fmt.Errorf("parse template %q: %w", src, err)
 		}
