@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"runtime"
@@ -83,7 +84,7 @@ func newApp(e env) *cli.App {
 		{
 			Name:   "version",
 			Usage:  "print version, commit and Go version",
-			Action: func(c *cli.Context) error { return printVersion(e.stdout) },
+			Action: func(c *cli.Context) error { return printVersion(e.stdout, c.String("output") == "json") },
 		},
 		{
 			Name:   "playbooks",
@@ -94,7 +95,7 @@ func newApp(e env) *cli.App {
 					Name:    "ls",
 					Aliases: []string{"list"},
 					Usage:   "list the built-in playbooks",
-					Action:  func(c *cli.Context) error { return listPlaybooks(e.stdout) },
+					Action:  func(c *cli.Context) error { return listPlaybooks(e.stdout, c.String("output") == "json") },
 				},
 				{
 					Name:      "show",
@@ -244,8 +245,13 @@ func decodeOptions(c *cli.Context, verbose int) (options, error) {
 	return o, nil
 }
 
-// printVersion prints version, commit and Go version.
-func printVersion(w io.Writer) error {
+// printVersion prints version, commit and Go version, as text or JSON.
+func printVersion(w io.Writer, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(w).Encode(map[string]string{
+			"version": version, "commit": commit, "go": runtime.Version(), "platform": runtime.GOOS + "/" + runtime.GOARCH,
+		})
+	}
 	_, err := fmt.Fprintf(w, "kmsctl %s\ncommit %s\n%s %s/%s\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return err
 }

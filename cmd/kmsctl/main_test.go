@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -68,6 +69,25 @@ func TestVersion(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("version output %q lacks %q", out, want)
 		}
+	}
+}
+
+func TestJSONListings(t *testing.T) {
+	te := testEnv(t)
+	if code := te.run(t, "version", "-o", "json"); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	var v map[string]string
+	if err := json.Unmarshal([]byte(te.out.String()), &v); err != nil || v["version"] != version || v["commit"] != commit || !strings.HasPrefix(v["go"], "go1.") {
+		t.Errorf("version -o json: %q, %v", te.out, err)
+	}
+	te = testEnv(t)
+	if code := te.run(t, "playbooks", "ls", "--output", "json"); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	var list []struct{ Name, Description string }
+	if err := json.Unmarshal([]byte(te.out.String()), &list); err != nil || len(list) < 2 || list[0].Description == "" {
+		t.Errorf("playbooks ls -o json: %q, %v", te.out, err)
 	}
 }
 

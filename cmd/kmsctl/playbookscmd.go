@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,8 +11,20 @@ import (
 	"github.com/kmsctl/kmsctl/playbooks"
 )
 
-// listPlaybooks prints the built-in playbooks with their descriptions.
-func listPlaybooks(w io.Writer) error {
+// listPlaybooks prints the built-in playbooks with their descriptions, as
+// a table or a JSON list.
+func listPlaybooks(w io.Writer, asJSON bool) error {
+	if asJSON {
+		type entry struct {
+			Name        string `json:"name"`
+			Description string `json:"description"`
+		}
+		var list []entry
+		for _, p := range playbooks.List() {
+			list = append(list, entry{p.Name, p.Description})
+		}
+		return json.NewEncoder(w).Encode(list)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tDESCRIPTION")
 	for _, p := range playbooks.List() {
