@@ -37,9 +37,10 @@
 // {{ x|default:"y" }}, {% if %}, {% for %}. Jinja's one-argument filter
 // calls are accepted too and rewritten for pongo2 ({{ x | default('y') }},
 // {{ l | join(",") }}, {{ s | int }}, {{ x | d('y') }}). HTML
-// autoescaping is off. An undefined variable renders as the empty string:
-// modules refuse empty paths, and the default filter supplies fallbacks.
-// The template module renders whole files the same way.
+// autoescaping is off. Printing an undefined variable fails the task, as
+// in Ansible (so an env file never gets an empty key); a tag with a
+// default filter may use undefined variables. The template module renders
+// whole files the same way.
 //
 // # Expressions
 //

@@ -272,6 +272,65 @@ func jinjaToPongo2(src string) string {
 	})
 }
 
+var (
+	// printTagRE finds the {{ ... }} parts of a template.
+	printTagRE = regexp.MustCompile(`(?s)\{\{(.*?)\}\}`)
+	// stringLitRE matches quoted strings inside a tag.
+	stringLitRE = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'`)
+	// nameRE matches names inside a tag.
+	nameRE = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
+	// boundRE finds names a template defines itself (for, set, with, macro).
+	boundRE = regexp.MustCompile(`\{%-?\s*(?:for\s+([A-Za-z_]\w*)(?:\s*,\s*([A-Za-z_]\w*))?\s+in\b|set\s+([A-Za-z_]\w*)|with\s+([A-Za-z_]\w*)\s*=|macro\s+([A-Za-z_]\w*))`)
+	// defaultRE spots a tag that supplies its own fallback.
+	defaultRE = regexp.MustCompile(`\|\s*(default|d)\b`)
+)
+
+// tagKeywords are words in a {{ }} tag that are not variables.
+var tagKeywords = map[string]bool{"and": true, "or": true, "not": true, "in": true, "is": true,
+	"true": true, "false": true, "True": true, "False": true, "none": true, "None": true, "nil": true,
+	"if": true, "else": true, "forloop": true, "pongo2": true}
+
+// undefinedVars lists the variables a template prints without defining
+// them, so that a missing variable fails the task instead of rendering as
+// "" (an env file with an empty key). Tags with a default filter are
+// exempt; only the first name of a path (a in a.b) is checked.
+func undefinedVars(src string, vars map[string]any) []string {
+	bound := map[string]bool{}
+	for _, m := range boundRE.FindAllStringSubmatch(src, -1) {
+		for _, n := range m[1:] {
+			bound[n] = true
+		}
+	}
+	var missing []string
+	for _, tag := range printTagRE.FindAllStringSubmatch(src, -1) {
+		body := stringLitRE.ReplaceAllString(tag[1], `""`)
+		if defaultRE.MatchString(body) {
+			continue
+		}
+		for _, loc := range nameRE.FindAllStringIndex(body, -1) {
+			name := body[loc[0]:loc[1]]
+			prev := strings.TrimRight(body[:loc[0]], " \t\n")
+			if loc[0] > 0 && isWordByte(body[loc[0]-1]) {
+				continue // inside a number such as 1e5
+			}
+			if strings.HasSuffix(prev, ".") || strings.HasSuffix(prev, "|") || strings.HasPrefix(strings.TrimLeft(body[loc[1]:], " "), "(") {
+				continue // attribute, filter or function name
+			}
+			if tagKeywords[name] || bound[name] {
+				continue
+			}
+			if _, ok := vars[name]; !ok && !slices.Contains(missing, name) {
+				missing = append(missing, name)
+			}
+		}
+	}
+	return missing
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
+
 // render renders a pongo2 (Jinja-like) template against vars. Strings
 // without "{{" or "{%" are returned as they are. HTML autoescaping is off.
 func (ev *evaluator) render(src string, vars map[string]any) (string, error) {
@@ -288,6 +347,10 @@ func (ev *evaluator) render(src string, vars map[string]any) (string, error) {
 		}
 		ev.tpls.Store(src, t)
 		tpl = t
+	}
+	if missing := undefinedVars(src, vars); len(missing) > 0 {
+		return "", fmt.Errorf("render template %q: undefined variable %s (if it may be missing, give a fallback: {{ %s | default('') }})",
+			src, strings.Join(missing, ", "), missing[0])
 	}
 	ctx := make(pongo2.Context, len(vars))
 	for k, v := range vars {

@@ -1,6 +1,9 @@
 package tasks
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestExpressions(t *testing.T) {
 	ev := &evaluator{}
@@ -56,7 +59,6 @@ func TestRender(t *testing.T) {
 		"plain":                        "plain",
 		"{{ name }}:{{ port }}":        "kms1:7373",
 		`{{ missing|default:"dflt" }}`: "dflt",
-		"{{ missing }}":                "",
 		"{{ m.k }}":                    "v",
 		"<{{ name }}&>":                "<kms1&>",
 		"{% for n in nodes %}{{ n }},{% endfor %}": "a,b,",
@@ -70,6 +72,16 @@ func TestRender(t *testing.T) {
 	}
 	if _, err := ev.render("{% if %}", vars); err == nil {
 		t.Error("bad template rendered")
+	}
+	for _, src := range []string{"KEY={{ hsm_key }}", "{{ name }}-{{ nodes[0] }}-{{ other.x }}", "{% for n in nodes %}{{ n }}{{ gone }}{% endfor %}"} {
+		if _, err := ev.render(src, vars); err == nil || !strings.Contains(err.Error(), "undefined variable") {
+			t.Errorf("render %q: %v, want an undefined variable error", src, err)
+		}
+	}
+	for _, src := range []string{`{{ m.k|upper }}`, `{% set x = 1 %}{{ x }}`, `{{ 1e3 }}`, `{% for k, v in m %}{{ k }}={{ v }}{{ forloop.Counter }}{% endfor %}`} {
+		if _, err := ev.render(src, vars); err != nil {
+			t.Errorf("render %q: %v", src, err)
+		}
 	}
 	out, err := ev.renderValue(map[string]any{"l": []any{"{{ name }}", 1}, "s": "x{{ port }}"}, vars)
 	if err != nil {
