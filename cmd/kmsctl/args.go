@@ -11,7 +11,8 @@ import (
 // v2 stops parsing flags at the first positional argument, so before it runs
 // the arguments are rearranged: the global flags (with their values) move in
 // front of the command words, the flags of the named command move right after
-// them, and positional arguments keep their order. "--" ends the flags: it and
+// them, and positional arguments keep their order. With -h or --help only
+// the command path remains, followed by --help. "--" ends the flags: it and
 // everything after it stay at the end, untouched. A run of -v (-vv, -vvv) is
 // expanded to repeated -v. Unknown flags stay where they are, so that
 // urfave/cli reports them.
@@ -23,6 +24,7 @@ func reorderArgs(app *cli.App, args []string) []string {
 		global, path, local, positional, rest []string
 		level                                 = app.Commands
 		cmdFlags                              []cli.Flag
+		help                                  bool
 	)
 	in := args[1:]
 	for i := 0; i < len(in); i++ {
@@ -41,6 +43,12 @@ func reorderArgs(app *cli.App, args []string) []string {
 			name, hasValue := flagName(tok)
 			dst := &positional
 			f := findFlag(app.Flags, name)
+			if name == "h" || name == "help" {
+				// urfave/cli adds the help flag to every command; it takes
+				// arguments as help topics, so they are dropped.
+				help = true
+				continue
+			}
 			if f != nil {
 				dst = &global
 			} else if f = findFlag(cmdFlags, name); f != nil {
@@ -62,6 +70,9 @@ func reorderArgs(app *cli.App, args []string) []string {
 			}
 		}
 		positional = append(positional, tok)
+	}
+	if help {
+		return append(append(append([]string{args[0]}, global...), path...), "--help")
 	}
 	out := make([]string, 0, len(args))
 	out = append(out, args[0])

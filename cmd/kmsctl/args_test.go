@@ -41,6 +41,8 @@ func TestReorderArgs(t *testing.T) {
 		// play's own flags move after the command, global ones before it
 		{"kmsctl play site.yml --tags push,config -C --skip-tags=slow", "kmsctl -C play --tags push,config --skip-tags=slow site.yml"},
 		{"kmsctl play site.yml -t push", "kmsctl play -t push site.yml"},
+		{"kmsctl play site.yml --help", "kmsctl play --help"},
+		{"kmsctl inventory graph -h -i x", "kmsctl -i x inventory graph --help"},
 	}
 	for _, c := range cases {
 		got := reorderArgs(app, strings.Fields(c.in))

@@ -91,6 +91,24 @@ func TestJSONListings(t *testing.T) {
 	}
 }
 
+func TestHelp(t *testing.T) {
+	for args, want := range map[string]string{
+		"--help":                 "kmsctl - recover and operate",
+		"play site.yml --help":   "kmsctl play - run a playbook",
+		"ping h1 -h":             "kmsctl ping - connect to hosts",
+		"inventory graph --help": "--vars",
+		"":                       "COMMANDS:",
+	} {
+		te := testEnv(t)
+		if code := te.run(t, strings.Fields(args)...); code != 0 {
+			t.Errorf("kmsctl %s: exit %d: %s", args, code, te.errOut)
+		}
+		if !strings.Contains(te.out.String(), want) {
+			t.Errorf("kmsctl %s: help lacks %q:\n%s", args, want, te.out)
+		}
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"nosuchcommand"},
