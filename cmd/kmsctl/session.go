@@ -86,7 +86,7 @@ func newSession(e env, o options, command string) (*session, error) {
 	s.logger.Debug().Str("command", command).Str("version", version).Str("commit", commit).
 		Strs("inventory", o.Inventories).Str("limit", o.Limit).Int("forks", o.Forks).
 		Bool("check", o.Check).Bool("diff", o.Diff).Msg("run started")
-	s.display = output.New(e.stdout, output.Options{Format: o.Output, Terminal: e.terminal && o.Output == "text", Verbosity: o.Verbosity, Width: e.width})
+	s.display = output.New(e.stdout, output.Options{Format: o.Output, Terminal: e.terminal && o.Output == "text", Verbosity: o.Verbosity, Width: e.width, Color: e.getenv("NO_COLOR") == ""})
 	// Events go to the run log only (the display shows them): with their
 	// own time, so without the logger's timestamp.
 	events := zerolog.New(log).With().Str("run", log.ID).Logger()

@@ -18,12 +18,13 @@ var spinner = [...]string{"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧"
 // NewLive returns the terminal renderer: finished results scroll by as plain
 // lines, and below them one line per host still running the current task,
 // with a spinner and the elapsed time, redrawn with ANSI escapes. Live lines
-// are cut to width columns (0 = 80) so that none wraps.
-func NewLive(w io.Writer, verbosity, width int) Display {
+// are cut to width columns (0 = 80) so that none wraps; color colours the
+// status words.
+func NewLive(w io.Writer, verbosity, width int, color bool) Display {
 	if width <= 0 {
 		width = 80
 	}
-	l := &live{w: w, verbosity: verbosity, width: width, plainOut: plain{w: w, verbosity: verbosity}, stop: make(chan struct{}), done: make(chan struct{})}
+	l := &live{w: w, verbosity: verbosity, width: width, plainOut: plain{w: w, verbosity: verbosity, color: color}, stop: make(chan struct{}), done: make(chan struct{})}
 	go l.tick(100 * time.Millisecond)
 	return l
 }

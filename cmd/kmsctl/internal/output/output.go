@@ -32,6 +32,8 @@ type Options struct {
 	Verbosity int
 	// Width is the terminal's width in columns for the live view (0 = 80).
 	Width int
+	// Color colours the status words of the live view (ANSI).
+	Color bool
 }
 
 // New returns the renderer Options ask for, drawing on w.
@@ -40,7 +42,7 @@ func New(w io.Writer, o Options) Display {
 	case o.Format == "json":
 		return NewJSON(w)
 	case o.Terminal:
-		return NewLive(w, o.Verbosity, o.Width)
+		return NewLive(w, o.Verbosity, o.Width, o.Color)
 	default:
 		return NewPlain(w, o.Verbosity)
 	}
@@ -114,9 +116,12 @@ func (j jsonDisplay) Close()              {}
 
 // resultLine is the plain line of one host's result, without newline:
 // "ok: [host] task", "failed: [host] task: msg".
-func resultLine(e tasks.Event, verbosity int) string {
+func resultLine(e tasks.Event, verbosity int, color bool) string {
 	var b strings.Builder
 	status := e.Status.String()
+	if color {
+		status = colors[e.Status] + status + "\x1b[0m"
+	}
 	fmt.Fprintf(&b, "%s: [%s] %s", status, e.Host, e.Task)
 	if e.Ignored {
 		b.WriteString(" (failure ignored)")
@@ -141,6 +146,15 @@ func resultLine(e tasks.Event, verbosity int) string {
 		b.WriteString(d)
 	}
 	return b.String()
+}
+
+// colors are the ANSI colours of the status words, as in Ansible.
+var colors = map[tasks.Status]string{
+	tasks.StatusOK:          "\x1b[32m",
+	tasks.StatusChanged:     "\x1b[33m",
+	tasks.StatusSkipped:     "\x1b[36m",
+	tasks.StatusFailed:      "\x1b[31m",
+	tasks.StatusUnreachable: "\x1b[1;31m",
 }
 
 func oneLine(s string) string {
@@ -171,6 +185,7 @@ func NewPlain(w io.Writer, verbosity int) Display {
 type plain struct {
 	w         io.Writer
 	verbosity int
+	color     bool
 }
 
 func (p *plain) Event(e tasks.Event) {
@@ -186,7 +201,7 @@ func (p *plain) Event(e tasks.Event) {
 			fmt.Fprintf(p.w, "TASK [%s]\n", e.Task)
 		}
 	case tasks.EventHostResult:
-		fmt.Fprintln(p.w, resultLine(e, p.verbosity))
+		fmt.Fprintln(p.w, resultLine(e, p.verbosity, p.color))
 	case tasks.EventRecap:
 		WriteRecap(p.w, e.Recap, e.Duration)
 	}

@@ -84,7 +84,7 @@ func TestJSON(t *testing.T) {
 // erases it when results arrive; the results and the recap stay.
 func TestLive(t *testing.T) {
 	var b bytes.Buffer
-	d := NewLive(&b, 0, 0).(*live)
+	d := NewLive(&b, 0, 0, true).(*live)
 	evs := events()
 	d.Event(evs[0])
 	d.Event(evs[1])
@@ -99,7 +99,7 @@ func TestLive(t *testing.T) {
 	}
 	d.Close()
 	out := b.String()
-	for _, want := range []string{"[kms1] push config  ", "[kms2] push config  ", "\x1b[2F\x1b[J", "changed: [kms1] push config", "failed: [kms2] push config", "PLAY RECAP"} {
+	for _, want := range []string{"[kms1] push config  ", "[kms2] push config  ", "\x1b[2F\x1b[J", "\x1b[33mchanged\x1b[0m: [kms1] push config", "\x1b[31mfailed\x1b[0m: [kms2] push config", "PLAY RECAP"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("live output lacks %q:\n%q", want, out)
 		}
