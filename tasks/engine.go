@@ -219,11 +219,13 @@ func batchSizes(n int, serial []string) ([]int, error) {
 func (r *run) play(ctx context.Context, p Play) (fatal bool) {
 	var hosts []*hostState
 	names := make([]string, 0, len(p.Hosts))
+	seen := map[string]bool{}
 	for _, h := range p.Hosts {
 		hs := r.hosts[h.Name]
-		if hs.failed || hs.down {
+		if hs.failed || hs.down || seen[h.Name] {
 			continue
 		}
+		seen[h.Name] = true
 		hs.host = h // this play's view of the host
 		hosts = append(hosts, hs)
 		names = append(names, h.Name)

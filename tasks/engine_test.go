@@ -143,6 +143,15 @@ func TestConnectOncePerRunAcrossPlays(t *testing.T) {
 	}
 }
 
+func TestDuplicateHostRunsOnce(t *testing.T) {
+	l := newLab(t, "a")
+	hosts := append(l.hosts("a"), l.hosts("a")...)
+	recap, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: hosts, Tasks: []Task{sh("x", "true")}}})
+	if err != nil || recap["a"].OK != 1 || len(l.fakes["a"].callList()) != 1 {
+		t.Fatalf("err %v recap %+v calls %v", err, recap["a"], l.fakes["a"].callList())
+	}
+}
+
 func TestForksBound(t *testing.T) {
 	names := []string{"h1", "h2", "h3", "h4", "h5", "h6"}
 	l := newLab(t, names...)
