@@ -31,8 +31,9 @@ type Options struct {
 	AcceptNew       bool           // trust an UNKNOWN key of the target by appending it to StateKnownHosts (never a changed/revoked one)
 	ProxyJump       string         // overrides ssh_config ProxyJump; "none" disables; comma-separated multi-hop "user@host:port,host2"
 	ConnectTimeout  time.Duration  // per hop: TCP connect + handshake + auth; 0 = ssh_config ConnectTimeout or 15s
-	KeepAlive       time.Duration  // interval of keepalive@openssh.com requests; 3 unanswered => dead; 0 = 15s
+	KeepAlive       time.Duration  // interval of keepalive@openssh.com requests; 3 unanswered => dead; 0 = ssh_config ServerAliveInterval or 15s
 	SFTPConcurrency int            // SFTP write requests in flight per file transfer; 0 = DefaultSFTPConcurrency
+	MaxSessions     int            // session channels open at once on the connection (commands + the SFTP session); 0 = 10, sshd's default MaxSessions
 	AgentSocket     string         // ssh-agent socket; "" = $SSH_AUTH_SOCK; "none" = do not use an agent
 	Logger          zerolog.Logger // debug-level tracing goes here; the zero value discards
 }
@@ -47,6 +48,9 @@ type Client struct {
 	host        string
 	log         zerolog.Logger
 	concurrency int
+	// runSlots bounds the commands running at once, so that they and the
+	// SFTP session stay within the server's MaxSessions.
+	runSlots chan struct{}
 
 	mu     sync.Mutex // guards cur and closed; held while re-dialling
 	cur    *sshConn
@@ -64,6 +68,11 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 	if c.concurrency <= 0 {
 		c.concurrency = DefaultSFTPConcurrency
 	}
+	maxSessions := o.MaxSessions
+	if maxSessions <= 0 {
+		maxSessions = defaultMaxSessions
+	}
+	c.runSlots = make(chan struct{}, max(maxSessions-1, 1)) // one is the SFTP session's
 	sc, err := c.dial(ctx)
 	if err != nil {
 		return nil, err

@@ -83,6 +83,29 @@ func TestRunConcurrentOnOneConnection(t *testing.T) {
 	}
 }
 
+func TestRunsStayWithinMaxSessions(t *testing.T) {
+	_, _, c := connected(t, sshtest.Config{})      // sshd's default MaxSessions: 10
+	if _, err := c.Stat(ctx(t), "/"); err != nil { // the SFTP session takes one
+		t.Fatal(err)
+	}
+	const n = 25
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			out, _, err := run(t, c, fmt.Sprintf("sleep 0.1; echo %d", i), "")
+			if err == nil && out != fmt.Sprintf("%d\n", i) {
+				err = fmt.Errorf("got %q", out)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 func TestCancelEndsRemoteCommand(t *testing.T) {
 	_, _, c := connected(t, sshtest.Config{})
 	pidFile := filepath.Join(t.TempDir(), "pid")

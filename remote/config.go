@@ -20,6 +20,7 @@ const (
 	defaultPort           = 22
 	defaultConnectTimeout = 15 * time.Second
 	defaultKeepAlive      = 15 * time.Second
+	defaultMaxSessions    = 10 // OpenSSH sshd's MaxSessions default
 	// DefaultSFTPConcurrency is the number of SFTP write requests kept in
 	// flight per file when Options.SFTPConcurrency is 0. Measured with
 	// BenchmarkUpload: see README.

@@ -190,3 +190,41 @@ func (r *cancelAfter) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
 }
+
+func TestUploadCorruptedWriteDetected(t *testing.T) {
+	_, s, c := connected(t, sshtest.Config{})
+	dir := t.TempDir()
+	target := filepath.Join(dir, "minkms")
+	if err := os.WriteFile(target, []byte("old"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.CorruptNextWrite() // one byte flipped on its way to the disk
+	_, err := c.Upload(ctx(t), target, bytes.NewReader(randomBytes(t, 1<<20)), 0o755, "")
+	if err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+		t.Fatalf("upload with a corrupted write = %v", err)
+	}
+	if readFile(t, target) != "old" {
+		t.Error("target replaced by corrupted data")
+	}
+	if left := tempFiles(t, dir); len(left) != 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+}
+
+func TestUploadWithoutFsyncExtensionRunsSync(t *testing.T) {
+	_, s, c := connected(t, sshtest.Config{NoFsync: true})
+	target := filepath.Join(t.TempDir(), "f")
+	if _, err := c.Upload(ctx(t), target, strings.NewReader("data"), 0o600, ""); err != nil {
+		t.Fatal(err)
+	}
+	if readFile(t, target) != "data" {
+		t.Error("content differs")
+	}
+	synced := false
+	for _, cmd := range s.Commands() {
+		synced = synced || strings.HasPrefix(cmd, "sync -- ")
+	}
+	if !synced {
+		t.Errorf("no sync command without fsync@openssh.com: %q", s.Commands())
+	}
+}
