@@ -16,10 +16,12 @@ const stderrTailSize = 4096
 
 // Run runs cmd with the login user's shell on the host, in its own session
 // on the shared connection (one exec request: no wrapping, no extra round
-// trip). At most Options.MaxSessions-1 commands run at once; more wait. stdin, stdout and stderr may be nil. A non-zero exit yields an
+// trip). At most Options.MaxSessions-1 commands run at once; more wait.
+// stdin, stdout and stderr may be nil. A non-zero exit yields an
 // *ExitError; a connection that dies meanwhile yields a *LostError and the
-// command is not re-run. Cancelling ctx sends SIGKILL to the command, closes
-// its session and returns an error wrapping ctx.Err().
+// command is not re-run. Cancelling ctx sends SIGKILL to the command,
+// closes its session, kills what is left of it (see killMarked) and
+// returns an error wrapping ctx.Err().
 func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
 	select {
 	case c.runSlots <- struct{}{}:
