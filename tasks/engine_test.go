@@ -614,6 +614,28 @@ func TestCancelStopsNewTasksButRunsHandlers(t *testing.T) {
 	}
 }
 
+func TestHandlersAfterCancelAreBounded(t *testing.T) {
+	l := newLab(t, "a")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l.fakes["a"].on("deploy", func(context.Context, string, string) (string, string, int, error) {
+		cancel()
+		return "", "", 0, nil
+	})
+	l.fakes["a"].on("hang", func(hctx context.Context, _, _ string) (string, string, int, error) {
+		<-hctx.Done()
+		return "", "", 0, hctx.Err()
+	})
+	l.eng.HandlerTimeout = 20 * time.Millisecond
+	p := Play{Name: "p", Hosts: l.hosts("a"),
+		Tasks:    []Task{{Name: "deploy", Module: "shell", Args: map[string]any{"cmd": "deploy"}, Notify: []string{"restart"}}},
+		Handlers: []Task{{Name: "restart", Module: "shell", Args: map[string]any{"cmd": "hang"}}}}
+	recap, err := l.eng.Run(ctx, []Play{p})
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, context.Canceled) || recap["a"].Failed != 1 {
+		t.Fatalf("err %v recap %+v", err, recap["a"])
+	}
+}
+
 func TestCancelStartsNoFurtherHost(t *testing.T) {
 	l := newLab(t, "a", "b", "c")
 	ctx, cancel := context.WithCancel(context.Background())
