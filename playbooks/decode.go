@@ -161,8 +161,8 @@ func (d *decoder) fields(n *yaml.Node, what string, allowed []string, allowOther
 	}
 	seen := map[string]bool{}
 	var out [][2]*yaml.Node
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
+	for _, kv := range mergePairs(n) {
+		k, v := kv[0], kv[1]
 		if seen[k.Value] {
 			d.errorf(k, "%s: duplicate key %q", what, k.Value)
 			continue
@@ -175,6 +175,50 @@ func (d *decoder) fields(n *yaml.Node, what string, allowed []string, allowOther
 		out = append(out, [2]*yaml.Node{k, v})
 	}
 	return out, true
+}
+
+// mergePairs returns the key/value pairs of a mapping with YAML merge keys
+// (<<: *defaults) expanded: merged pairs come first and keys written in the
+// mapping itself override them. Merges nest at most maxMergeDepth deep.
+func mergePairs(n *yaml.Node) [][2]*yaml.Node { return mergePairsDepth(n, maxMergeDepth) }
+
+// maxMergeDepth bounds nested merge keys (a defence against alias bombs).
+const maxMergeDepth = 8
+
+func mergePairsDepth(n *yaml.Node, depth int) [][2]*yaml.Node {
+	var own, merged [][2]*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Tag != "!!merge" {
+			own = append(own, [2]*yaml.Node{k, v})
+			continue
+		}
+		sources := []*yaml.Node{v}
+		if v.Kind == yaml.SequenceNode {
+			sources = v.Content
+		}
+		for _, src := range sources {
+			if src.Kind == yaml.AliasNode {
+				src = src.Alias
+			}
+			if src.Kind == yaml.MappingNode && depth > 0 {
+				merged = append(merged, mergePairsDepth(src, depth-1)...)
+			}
+		}
+	}
+	ownKeys := map[string]bool{}
+	for _, kv := range own {
+		ownKeys[kv[0].Value] = true
+	}
+	var out [][2]*yaml.Node
+	seen := map[string]bool{}
+	for _, kv := range merged {
+		if !ownKeys[kv[0].Value] && !seen[kv[0].Value] {
+			seen[kv[0].Value] = true
+			out = append(out, kv)
+		}
+	}
+	return append(out, own...)
 }
 
 func (d *decoder) str(n *yaml.Node, key string) string {

@@ -195,3 +195,20 @@ func sorted(msg string) bool {
 	}
 	return true
 }
+
+func TestDecodeMergeKeys(t *testing.T) {
+	pb, err := load(t, "testdata/valid/merge.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := pb.Plays[0].Tasks
+	if len(ts) != 3 {
+		t.Fatalf("%d tasks", len(ts))
+	}
+	if ts[1].Name != "quiet again" || ts[1].Module != "command" || ts[1].ChangedWhen != "false" || ts[1].Tags[0] != "base" {
+		t.Errorf("merged task = %+v", ts[1])
+	}
+	if ts[2].Args["cmd"] != "false" || !ts[2].IgnoreErrors || ts[2].ChangedWhen != "false" {
+		t.Errorf("overriding merged task = %+v", ts[2])
+	}
+}
