@@ -491,3 +491,33 @@ func TestBuiltinPlaybooksRun(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainFunctions calls the commands' functions directly with an options
+// struct, without urfave/cli: the CLI is only a shell around them.
+func TestPlainFunctions(t *testing.T) {
+	l := newLab(t, "")
+	o := options{
+		Inventories: []string{l.inventory}, InventoryExplicit: true, Limit: "kms1",
+		Forks: 1, Output: "text", SSHConfig: "none", ExtraVars: map[string]any{"greeting": "hi"},
+	}
+	te := testEnv(t)
+	pb := writePlaybook(t, "- hosts: kms\n  tasks:\n    - command: touch {{ dir }}.{{ greeting }}\n")
+	if err := play(context.Background(), te.env, o, pb, playOptions{}); err != nil {
+		t.Fatalf("play: %v\n%s", err, te.errOut)
+	}
+	if _, err := os.Stat(l.dirs["kms1"] + ".hi"); err != nil {
+		t.Errorf("-e greeting=hi not applied: %v", err)
+	}
+	if _, err := os.Stat(l.dirs["kms2"] + ".hi"); err == nil {
+		t.Error("Limit kms1 ran on kms2")
+	}
+	if err := ping(context.Background(), te.env, o, nil); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	if err := inventoryList(te.env, o); err != nil {
+		t.Fatalf("inventory list: %v", err)
+	}
+	if !strings.Contains(te.out.String(), "ok: [kms1] ping") || !strings.Contains(te.out.String(), "kms1:\n  ansible_host: 127.0.0.1") {
+		t.Errorf("stdout:\n%s", te.out)
+	}
+}
