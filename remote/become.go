@@ -2,6 +2,8 @@ package remote
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +11,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -76,10 +79,18 @@ func (b *becomeConn) Run(ctx context.Context, cmd string, stdin io.Reader, stdou
 	return err
 }
 
-// Upload stages src as the login user, then installs it as the become user.
+// Upload writes src to target as the become user. For root, src is
+// staged over SFTP as the login user (0600 in /tmp) and installed by one
+// sudo script; another become user could not read that staging copy, so
+// src is streamed through the stdin of a sudo command instead (see
+// uploadStream). Either way: temp file next to target, fsync, sha256
+// check against src, chown/chmod, rename; target is untouched on failure.
 func (b *becomeConn) Upload(ctx context.Context, target string, src io.Reader, perm fs.FileMode, owner string) (string, error) {
 	if !strings.HasPrefix(target, "/") {
 		return "", fmt.Errorf("upload %s on %s: path must be absolute", target, b.Host())
+	}
+	if b.user != "root" {
+		return b.uploadStream(ctx, target, src, perm, owner)
 	}
 	stage := "/tmp/.kmsctl-stage-" + randomSuffix()
 	sum, err := b.inner.Upload(ctx, stage, src, 0o600, "")
@@ -101,6 +112,75 @@ func (b *becomeConn) Upload(ctx context.Context, target string, src io.Reader, p
 		return "", fmt.Errorf("upload %s as %s: %w", target, b.user, err)
 	}
 	return sum, nil
+}
+
+// uploadStream streams src into a temp file next to target through the
+// stdin of a sudo command that prints the temp file's sha256; when it
+// matches the hash of src, a second command sets owner and mode and
+// renames it over target, otherwise the temp file is removed.
+func (b *becomeConn) uploadStream(ctx context.Context, target string, src io.Reader, perm fs.FileMode, owner string) (string, error) {
+	var write strings.Builder
+	write.WriteString("set -e\numask 077\n")
+	write.WriteString("prefix=" + Quote(tempPrefix(target)) + "\n")
+	write.WriteString(`rm -f -- "$prefix"*` + "\n")
+	write.WriteString(`tmp=$(mktemp "${prefix}XXXXXXXXXXXXXXXX")` + "\n")
+	write.WriteString(`trap 'rm -f -- "$tmp"' EXIT` + "\n")
+	write.WriteString(`cat > "$tmp"` + "\n")
+	write.WriteString(`sync -- "$tmp" 2>/dev/null || sync` + "\n")
+	write.WriteString(`sum=$(sha256sum < "$tmp")` + "\n")
+	write.WriteString(`trap - EXIT` + "\n")
+	write.WriteString(`printf '%s %s\n' "${sum%% *}" "$tmp"` + "\n")
+
+	h := sha256.New()
+	r := &eofSignal{r: io.TeeReader(src, h), eof: make(chan struct{})}
+	var out strings.Builder
+	if err := b.Run(ctx, write.String(), r, &limitWriter{w: &out, n: 4096}, nil); err != nil {
+		return "", fmt.Errorf("upload %s as %s: %w", target, b.user, err)
+	}
+	// The command read stdin to its end before it answered.
+	select {
+	case <-r.eof:
+	case <-time.After(5 * time.Second):
+		return "", fmt.Errorf("upload %s as %s: the source was not read to its end", target, b.user)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	landed, tmp, ok := strings.Cut(strings.TrimSpace(out.String()), " ")
+	if !ok || !strings.HasPrefix(tmp, tempPrefix(target)) {
+		return "", fmt.Errorf("upload %s on %s as %s: unexpected output %q", target, b.Host(), b.user, truncate(out.String(), 200))
+	}
+	if landed != sum {
+		b.Run(context.WithoutCancel(ctx), Command("rm", "-f", "--", tmp), nil, nil, nil)
+		return "", fmt.Errorf("upload %s on %s as %s: checksum mismatch: sent sha256 %s but the temp file has %s; %s was left unchanged", target, b.Host(), b.user, sum, landed, target)
+	}
+	var install strings.Builder
+	install.WriteString("set -e\n")
+	install.WriteString("tmp=" + Quote(tmp) + "\n")
+	install.WriteString(`trap 'rm -f -- "$tmp"' EXIT` + "\n")
+	if owner != "" {
+		install.WriteString(`chown -- ` + Quote(owner) + ` "$tmp"` + "\n")
+	}
+	install.WriteString(`chmod ` + octalMode(perm) + ` "$tmp"` + "\n")
+	install.WriteString(`mv -f -- "$tmp" ` + Quote(target) + "\n")
+	install.WriteString("trap - EXIT\n")
+	if err := b.Run(ctx, install.String(), nil, nil, nil); err != nil {
+		return "", fmt.Errorf("upload %s as %s: install: %w", target, b.user, err)
+	}
+	return sum, nil
+}
+
+// eofSignal closes eof when r has returned io.EOF.
+type eofSignal struct {
+	r    io.Reader
+	eof  chan struct{}
+	once sync.Once
+}
+
+func (e *eofSignal) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == io.EOF {
+		e.once.Do(func() { close(e.eof) })
+	}
+	return n, err
 }
 
 // installMismatch is the exit status of installScript on a checksum mismatch.

@@ -110,6 +110,42 @@ func TestBecomeFileOperations(t *testing.T) {
 	}
 }
 
+func TestBecomeOtherUserUploadStreamsThroughSudo(t *testing.T) {
+	_, s, c := connected(t, sshtest.Config{Sudo: sshtest.SudoAllow})
+	b := remote.Become(c, "minkms-user")
+	dir := t.TempDir()
+	target := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(target, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, ".config.yaml.kmsctl-tmp-stale")
+	if err := os.WriteFile(stale, []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := randomBytes(t, 300<<10)
+	sum, err := b.Upload(ctx(t), target, onlyReader{bytes.NewReader(data)}, 0o600, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum != sha(data) {
+		t.Errorf("sum = %s", sum)
+	}
+	if got, _ := os.ReadFile(target); !bytes.Equal(got, data) {
+		t.Error("content differs")
+	}
+	if fi, _ := os.Stat(target); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode = %v", fi.Mode())
+	}
+	if left := tempFiles(t, dir); len(left) != 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+	for _, cmd := range s.Commands() {
+		if !strings.HasPrefix(cmd, "sudo -n -u minkms-user -- sh -c ") {
+			t.Errorf("command not run as the become user: %q", cmd)
+		}
+	}
+}
+
 func TestBecomeUploadChecksumMismatch(t *testing.T) {
 	_, _, c := connected(t, sshtest.Config{Sudo: sshtest.SudoAllow})
 	// The sudo step verifies against the hash of the source; corrupt the
