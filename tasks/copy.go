@@ -3,6 +3,7 @@ package tasks
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -21,7 +22,8 @@ const maxDiffSize = 1 << 20
 // with "/"): one remote command lists what is there with sha256 sums,
 // then only missing or different files are uploaded, a few in parallel;
 // mode applies to the files, owner and group to the whole tree, and files
-// on the host that are not in src are left alone.
+// on the host that are not in src are left alone. validate: "CMD %s"
+// checks a new file before it replaces dest (single files only).
 // It compares the remote sha256 (Conn.Checksum) with the local one and
 // uploads only when they differ, atomically (Conn.Upload: temp file,
 // fsync, rename, checksum verified); mode, owner and group are then
@@ -30,11 +32,12 @@ const maxDiffSize = 1 << 20
 type copyModule struct{}
 
 var fileAttrArgs = map[string]ArgSpec{
-	"dest":   {Type: ArgString, Required: true},
-	"mode":   {Type: ArgMode},
-	"owner":  {Type: ArgString},
-	"group":  {Type: ArgString},
-	"secret": {Type: ArgBool},
+	"dest":     {Type: ArgString, Required: true},
+	"validate": {Type: ArgString},
+	"mode":     {Type: ArgMode},
+	"owner":    {Type: ArgString},
+	"group":    {Type: ArgString},
+	"secret":   {Type: ArgBool},
 }
 
 func (copyModule) Spec() Spec {
@@ -227,13 +230,27 @@ func planPut(ctx context.Context, env *Env, dest string, data payload) (putPlan,
 	return p, nil
 }
 
-// applyPut puts data at dest when planPut says so.
+// applyPut puts data at dest when planPut says so. With validate, the new
+// content goes to a temporary file beside dest first, the validate command
+// runs on it (%s is its path), and only a file that passed is renamed over
+// dest; otherwise dest is left as it was.
 func applyPut(ctx context.Context, env *Env, dest string, data payload) (Result, error) {
+	validate, err := env.Args.String("validate")
+	if err != nil {
+		return Result{}, err
+	}
+	if validate != "" && !strings.Contains(validate, "%s") {
+		return Result{}, fmt.Errorf("validate %q must contain %%s, the path of the file to check", validate)
+	}
 	p, err := planPut(ctx, env, dest, data)
 	if err != nil || !p.result.Changed {
 		return p.result, err
 	}
-	if p.upload {
+	if p.upload && validate != "" {
+		if res, err := validatedPut(ctx, env, p, data, validate); err != nil || res.Failed {
+			return res, err
+		}
+	} else if p.upload {
 		rc, err := data.open()
 		if err != nil {
 			return p.result, err
@@ -254,6 +271,50 @@ func applyPut(ctx context.Context, env *Env, dest string, data payload) (Result,
 		if _, err := mustRun(ctx, env.Conn, c); err != nil {
 			return p.result, err
 		}
+	}
+	return p.result, nil
+}
+
+// validatedPut uploads to a temporary sibling of dest, validates it and
+// renames it into place. A failed validation is a failed Result with the
+// command's output; the temporary file is removed in every failing case.
+func validatedPut(ctx context.Context, env *Env, p putPlan, data payload, validate string) (Result, error) {
+	var rnd [6]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return p.result, fmt.Errorf("make temporary name: %w", err)
+	}
+	tmp := path.Join(path.Dir(p.dest), "."+path.Base(p.dest)+".kmsctl-validate-"+hex.EncodeToString(rnd[:]))
+	cleanup := func(cause error) error {
+		if err := env.Conn.Remove(context.WithoutCancel(ctx), tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return errors.Join(cause, fmt.Errorf("remove %s: %w", tmp, err))
+		}
+		return cause
+	}
+	rc, err := data.open()
+	if err != nil {
+		return p.result, err
+	}
+	sum, err := env.Conn.Upload(ctx, tmp, rc, p.perm, p.owner)
+	rc.Close()
+	if err != nil {
+		return p.result, cleanup(fmt.Errorf("upload %s: %w", tmp, err))
+	}
+	if sum != data.sum {
+		return p.result, cleanup(fmt.Errorf("upload %s: checksum mismatch: planned %s, landed %s", tmp, data.sum, sum))
+	}
+	cmd := strings.ReplaceAll(validate, "%s", Quote(tmp))
+	res, err := runCmd(ctx, env.Conn, cmd, nil)
+	if err != nil {
+		return p.result, cleanup(fmt.Errorf("validate %s: %w", p.dest, err))
+	}
+	if res.RC != 0 {
+		r := p.result
+		r.Changed, r.Failed, r.RC, r.Stdout, r.Stderr = false, true, res.RC, res.Stdout, res.Stderr
+		r.Msg = fmt.Sprintf("validation of the new %s failed (exit %d), the file was left unchanged: %s", p.dest, res.RC, lastLine(strings.TrimSpace(res.Stderr)))
+		return r, cleanup(nil)
+	}
+	if _, err := mustRun(ctx, env.Conn, "mv -f -- "+Quote(tmp)+" "+Quote(p.dest)); err != nil {
+		return p.result, cleanup(fmt.Errorf("rename %s into place: %w", p.dest, err))
 	}
 	return p.result, nil
 }

@@ -53,6 +53,9 @@ func copyDirSource(env *Env, src, dest string) (fsys fs.FS, root, base string, o
 }
 
 func planDir(ctx context.Context, env *Env, fsys fs.FS, root, base string) (dirPlan, error) {
+	if env.Args.Has("validate") {
+		return dirPlan{}, errors.New("validate works on single files, not on a directory src")
+	}
 	if err := checkPath(base, false); err != nil {
 		return dirPlan{}, fmt.Errorf("dest: %w", err)
 	}

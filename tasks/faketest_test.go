@@ -266,6 +266,15 @@ func (f *fakeConn) emulate(cmd string) (string, string, int) {
 			}
 		}
 		return "", "", 0
+	case "mv": // mv -f -- SRC DST
+		src, dst := w[len(w)-2], w[len(w)-1]
+		ff, ok := f.files[src]
+		if !ok {
+			return "", "mv: cannot stat " + src, 1
+		}
+		f.files[dst] = ff
+		delete(f.files, src)
+		return "", "", 0
 	case "mkdir":
 		f.mkdirAll(last)
 		return "", "", 0

@@ -614,3 +614,42 @@ func TestDebug(t *testing.T) {
 		t.Fatalf("%+v %v", r, err)
 	}
 }
+
+func TestCopyValidate(t *testing.T) {
+	f := newFake(t, "h")
+	f.putFile("/etc/minkms/config.yaml", "good: 1\n", 0o600)
+	var checked string
+	f.on("minkms check", func(_ context.Context, cmd, _ string) (string, string, int, error) {
+		checked = strings.TrimPrefix(cmd, "minkms check ")
+		ff, _ := f.file(checked)
+		if ff == nil || strings.Contains(string(ff.data), "bad") {
+			return "", "line 1: bad key", 2, nil
+		}
+		return "", "", 0, nil
+	})
+	args := map[string]any{"content": "bad: 1\n", "dest": "/etc/minkms/config.yaml", "validate": "minkms check %s"}
+	r, err := apply(t, f, copyModule{}, args)
+	if err != nil || !r.Failed || r.Changed || !strings.Contains(r.Msg, "bad key") {
+		t.Fatalf("invalid config: %+v %v", r, err)
+	}
+	if got, _ := f.file("/etc/minkms/config.yaml"); string(got.data) != "good: 1\n" {
+		t.Fatalf("dest changed to %q", got.data)
+	}
+	if !strings.HasPrefix(checked, "/etc/minkms/.config.yaml.kmsctl-validate-") {
+		t.Fatalf("validated %q", checked)
+	}
+	if _, ok := f.file(checked); ok {
+		t.Fatal("temporary file left behind")
+	}
+	args["content"] = "better: 2\n"
+	cycle(t, f, copyModule{}, args)
+	if got, _ := f.file("/etc/minkms/config.yaml"); string(got.data) != "better: 2\n" || got.mode != 0o600 {
+		t.Fatalf("dest %+v", got)
+	}
+	if _, ok := f.file(checked); ok {
+		t.Fatal("temporary file left behind")
+	}
+	if _, err := apply(t, f, copyModule{}, map[string]any{"content": "x", "dest": "/etc/x", "validate": "true"}); err == nil {
+		t.Fatalf("validate without a %%s placeholder accepted")
+	}
+}

@@ -116,7 +116,7 @@ func TestModulesOverSSH(t *testing.T) {
 			{Name: "ping", Module: "ping"},
 			{Name: "dir", Module: "file", Args: map[string]any{"path": "{{ data }}/sub", "state": "directory", "mode": "0750", "owner": "{{ me }}"}},
 			{Name: "tree owner", Module: "file", Args: map[string]any{"path": "{{ data }}", "state": "directory", "owner": "{{ me }}", "recurse": true}},
-			{Name: "conf", Module: "copy", Args: map[string]any{"content": "a: 1\n", "dest": "{{ data }}/conf.yaml", "mode": "0640"}},
+			{Name: "conf", Module: "copy", Args: map[string]any{"content": "a: 1\n", "dest": "{{ data }}/conf.yaml", "mode": "0640", "validate": "grep -q a: %s"}},
 			{Name: "tpl", Module: "template", Args: map[string]any{"src": "conf.j2", "dest": "{{ data }}/node.conf", "secret": true}},
 			{Name: "secret via stdin", Module: "command", Args: map[string]any{"argv": []any{"sh", "-c", "cat > \"$0\"", "{{ data }}/key"}, "stdin": "hsm-key-value", "creates": "{{ data }}/key"}, NoLog: true},
 			{Name: "pipe", Module: "shell", Args: map[string]any{"cmd": "ls {{ data }} | wc -l"}, Register: "n", ChangedWhen: "false"},
