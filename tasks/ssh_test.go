@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -86,7 +88,7 @@ func TestBecomeOverSSH(t *testing.T) {
 // machine (inside a temporary directory): the shell commands they send
 // must work with a real shell and coreutils, and a second run changes nothing.
 func TestModulesOverSSH(t *testing.T) {
-	eng, events := sshHost(t)
+	eng, events, srv := sshHostWith(t, sshtest.SudoNone)
 	me, err := user.Current()
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +111,8 @@ func TestModulesOverSSH(t *testing.T) {
 		}
 	}()
 	port := ln.Addr().(*net.TCPAddr).Port
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	t.Cleanup(web.Close)
 	files := fstest.MapFS{"conf.j2": {Data: []byte("node={{ inventory_hostname }}\nport={{ port }}\n")}}
 	play := tasks.Play{Name: "ssh", Hosts: []tasks.Host{{Name: "kms1"}}, Files: files,
 		Vars: map[string]any{"root": root, "data": data, "port": 7373, "me": me.Username, "want_sum": fmt.Sprintf("%x", sha256.Sum256([]byte("a: 1\n")))},
@@ -126,6 +130,7 @@ func TestModulesOverSSH(t *testing.T) {
 			{Name: "fetch", Module: "fetch", Args: map[string]any{"src": "{{ data }}/conf.yaml", "dest": fetched, "flat": true}},
 			{Name: "wait path", Module: "wait_for", Args: map[string]any{"path": "{{ data }}/.ready", "timeout": 5}},
 			{Name: "wait port", Module: "wait_for", Args: map[string]any{"port": port, "timeout": 5}},
+			{Name: "wait url", Module: "wait_for", Args: map[string]any{"url": web.URL + "/v1/ready", "status_code": 204, "timeout": 5}},
 			{Name: "stat", Module: "stat", Args: map[string]any{"path": "{{ data }}/conf.yaml", "get_checksum": true}, Register: "st"},
 			{Name: "stat ok", Module: "assert", Args: map[string]any{"that": []any{
 				`st.stat.exists and st.stat.isreg and st.stat.mode == "0640" and st.stat.size == 5`,
@@ -135,6 +140,9 @@ func TestModulesOverSSH(t *testing.T) {
 	recap, err := eng.Run(context.Background(), []tasks.Play{play})
 	if err != nil {
 		t.Fatalf("first run: %v\n%v", err, *events)
+	}
+	if tunnels := strings.Join(srv.Tunnels(), " "); !strings.Contains(tunnels, strings.TrimPrefix(web.URL, "http://")) {
+		t.Fatalf("wait_for url did not go through the SSH tunnel: %v", srv.Tunnels())
 	}
 	first := *recap["kms1"]
 	if first.Changed != 7 || first.Failed != 0 {
