@@ -30,7 +30,7 @@ import (
 // Timeouts of the harness. They bound waiting, they are not assertions on speed.
 const (
 	dockerTimeout = 2 * time.Minute  // one docker CLI call
-	imageTimeout  = 20 * time.Minute // building the image (debootstrap)
+	imageTimeout  = 30 * time.Minute // building the image (debootstrap: ~5 min idle, ~10 loaded)
 	bootTimeout   = 2 * time.Minute  // a container's sshd answering after docker start
 )
 

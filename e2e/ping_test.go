@@ -46,7 +46,8 @@ func TestPingPinnedHosts(t *testing.T) {
 }
 
 // TestPingReplacedHostRefused: a container replaced by a new one with the same name and port
-// (so a new host key) is refused with the host-key-changed error naming known_hosts file:line.
+// (so a new host key) is refused with the host-key-changed error naming known_hosts file:line,
+// while the other host still answers; a killed host is unreachable until started again.
 func TestPingReplacedHostRefused(t *testing.T) {
 	l := NewLab(t, "alpha", "beta")
 
@@ -80,6 +81,22 @@ func TestPingReplacedHostRefused(t *testing.T) {
 	r = kmsctl(t, l, "ping", "--ssh-config", l.SSHConfig, "alpha", "beta")
 	if r.code != exitUnreachable {
 		t.Fatalf("ping of both: want exit %d, got %d\n%s", exitUnreachable, r.code, r)
+	}
+
+	// A killed host is unreachable; started again (same port, same key) it answers again.
+	l.Kill("beta")
+	r = kmsctl(t, l, "ping", "--ssh-config", l.SSHConfig, "beta")
+	if r.code != exitUnreachable {
+		t.Fatalf("ping of the killed host: want exit %d, got %d\n%s", exitUnreachable, r.code, r)
+	}
+	port := l.SSHPort("beta")
+	l.Start("beta")
+	if l.SSHPort("beta") != port {
+		t.Errorf("beta's SSH port moved from %d to %d across kill/start", port, l.SSHPort("beta"))
+	}
+	r = kmsctl(t, l, "ping", "--ssh-config", l.SSHConfig, "beta")
+	if r.code != exitOK {
+		t.Fatalf("ping of the restarted host: want exit %d, got %d\n%s", exitOK, r.code, r)
 	}
 }
 
