@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -20,6 +21,18 @@ func TestPingPinnedHosts(t *testing.T) {
 	r := kmsctl(t, l, append([]string{"ping", "--ssh-config", l.SSHConfig}, l.Names()...)...)
 	if r.code != exitOK {
 		t.Fatalf("ping by ssh_config alias: want exit %d, got %d\n%s", exitOK, r.code, r)
+	}
+
+	// The JSON recap counts one ok ping per host.
+	r = kmsctl(t, l, append([]string{"ping", "--output", "json", "--ssh-config", l.SSHConfig}, l.Names()...)...)
+	if r.code != exitOK {
+		t.Fatalf("ping --output json: want exit %d, got %d\n%s", exitOK, r.code, r)
+	}
+	recap := jsonRecap(t, r.stdout)
+	for _, n := range l.Names() {
+		if c := recap[n]; c.OK != 1 || c.Unreachable != 0 || c.Failed != 0 {
+			t.Errorf("JSON recap for %s: %+v, want ok=1 and nothing unreachable or failed", n, c)
+		}
 	}
 
 	args := []string{"ping", "--known-hosts", l.KnownHosts, "--private-key", l.ClientKey}
@@ -136,6 +149,37 @@ func TestPingThroughBastion(t *testing.T) {
 	if out := l.MustExec("target", "journalctl -u ssh --no-pager"); !strings.Contains(out, want) {
 		t.Errorf("target's sshd log has no %q: the second hop was not used\n%s", want, out)
 	}
+}
+
+// recapCounts is one host's line of the JSON recap event.
+type recapCounts struct {
+	OK          int `json:"ok"`
+	Changed     int `json:"changed"`
+	Unreachable int `json:"unreachable"`
+	Failed      int `json:"failed"`
+}
+
+// jsonRecap returns the per-host counts of the "recap" event in kmsctl's JSON output
+// (one JSON object per line).
+func jsonRecap(t *testing.T, stdout string) map[string]recapCounts {
+	t.Helper()
+	for _, line := range strings.Split(stdout, "\n") {
+		var ev struct {
+			Event string                 `json:"event"`
+			Recap map[string]recapCounts `json:"recap"`
+		}
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("kmsctl --output json printed a line that is not JSON: %v\n%s", err, line)
+		}
+		if ev.Event == "recap" {
+			return ev.Recap
+		}
+	}
+	t.Fatalf("no recap event in kmsctl's JSON output:\n%s", stdout)
+	return nil
 }
 
 // allowOnly makes name's sshd admit root only from the given addresses and waits until the
