@@ -494,22 +494,53 @@ func (l *Lab) WaitAuthRefused(name string) {
 }
 
 // systemdRunArgs returns the docker create options that let systemd run as PID 1 here
-// (DESIGN.md §6): cgroup v1 needs the cgroup bind mount, v2 a private cgroup namespace.
-// KMSCTL_E2E_PRIVILEGED=1 forces --privileged (the last resort on hosts where neither works).
+// (DESIGN.md §6): on cgroup v1 the read-only cgroup bind mount; on cgroup v2 a private cgroup
+// namespace, or --privileged as the last resort when a probe container does not boot with it.
+// KMSCTL_E2E_PRIVILEGED=1 forces --privileged.
 func (l *Lab) systemdRunArgs() []string {
 	l.t.Helper()
 	base := []string{"--tmpfs", "/run", "--tmpfs", "/run/lock", "--stop-signal", "SIGRTMIN+3"}
+	privileged := append(append([]string(nil), base...), "--privileged", "--cgroupns=private")
 	if os.Getenv("KMSCTL_E2E_PRIVILEGED") == "1" {
-		return append(base, "--privileged", "--cgroupns=private")
+		return privileged
 	}
 	v, err := l.docker("info", "--format", "{{.CgroupVersion}}")
 	if err != nil {
 		l.t.Fatalf("docker info: %v", err)
 	}
-	if strings.TrimSpace(v) == "2" {
-		return append(base, "--cgroupns=private")
+	if strings.TrimSpace(v) != "2" {
+		return append(base, "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro")
 	}
-	return append(base, "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro")
+	private := append(append([]string(nil), base...), "--cgroupns=private")
+	if err := l.probeBoot(private); err != nil {
+		l.t.Logf("systemd does not boot with --cgroupns=private on this cgroup v2 host (%v): using --privileged", err)
+		return privileged
+	}
+	return private
+}
+
+// probeBoot starts a throwaway container with args and waits until systemd reports the system
+// running (or degraded), then removes it.
+func (l *Lab) probeBoot(args []string) error {
+	create := append([]string{"create", "--label", "kmsctl-e2e=1"}, args...)
+	id, err := l.docker(append(create, l.Image, "/sbin/init")...)
+	if err != nil {
+		return err
+	}
+	defer l.docker("rm", "-f", "-v", id)
+	if _, err := l.docker("start", id); err != nil {
+		return err
+	}
+	// systemctl fails until systemd has set up its socket; then --wait blocks until booted.
+	out, err := l.docker("exec", id, "sh", "-c", `for i in $(seq 90); do
+		s=$(systemctl is-system-running --wait 2>/dev/null)
+		case "$s" in running|degraded) echo "$s"; exit 0 ;; esac
+		sleep 1
+	done; echo "$s"; exit 1`)
+	if err != nil {
+		return fmt.Errorf("system state %q: %w", strings.TrimSpace(out), err)
+	}
+	return nil
 }
 
 // ensureImage runs e2e/image/build.sh, which builds the image only when its tag is missing.
