@@ -38,6 +38,11 @@ lab: build
 lab-down:
 	./e2e/lab.sh down
 
+## demo: a 3-node lab driven by kmsctl: install minkms.service, idempotence, --check --diff,
+## then the cluster joined through SSH tunnels (e2e/demo.sh); KEEP=1 leaves the lab up
+demo:
+	./e2e/demo.sh
+
 ## bench: transport benchmark against OpenSSH (prints figures)
 bench: build
 	./bench/ssh.sh
