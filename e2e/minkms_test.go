@@ -1,0 +1,231 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kmsctl/kmsctl/e2e/lab/labkit"
+	"github.com/kmsctl/kmsctl/hsm"
+	"github.com/kmsctl/kmsctl/kms"
+)
+
+// TestMinkmsInstallAndCluster installs the Key Manager simulator as minkms.service on three
+// fresh containers with the real kmsctl and e2e/lab/install-minkms.yml: the first play changes
+// every host and leaves the service active; the second changes nothing; after the service was
+// stopped on one host, the play changes that host only and the service runs again. The HSM key
+// (from a 0600 extra-vars file) never shows in kmsctl's output or run log, in any process's
+// argv on the hosts, or in minkms's journal. Then the three nodes are joined into one cluster
+// with the kms client through SSH tunnels, and every node reports 3 nodes and the same leader.
+func TestMinkmsInstallAndCluster(t *testing.T) {
+	l := NewLab(t, "kms1", "kms2", "kms3")
+	names := l.Names()
+
+	var secret [32]byte
+	if _, err := rand.Read(secret[:]); err != nil {
+		t.Fatal(err)
+	}
+	hsmKey := hsm.New(secret).Text()
+	hsmSecret := strings.TrimPrefix(hsmKey, "hsm:aes256:") // also caught without its prefix
+	admin, err := kms.GenerateAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	certs := filepath.Join(l.Dir, "certs")
+	if err := os.Mkdir(certs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	nodes := map[string][]string{}
+	for _, n := range names {
+		nodes[n] = []string{l.IP(n)}
+	}
+	if err := labkit.WriteCerts(certs, nodes); err != nil {
+		t.Fatal(err)
+	}
+	secrets := filepath.Join(l.Dir, "secrets.yml")
+	if err := os.WriteFile(secrets, fmt.Appendf(nil, "minkms_hsm_key: %q\nminkms_admin_identity: %q\n", hsmKey, admin.Identity()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	var inv strings.Builder
+	fmt.Fprintf(&inv, "all:\n  vars:\n    ansible_user: root\n    ansible_ssh_private_key_file: %s\n    kms_ssh_known_hosts: %s\n  children:\n    kms:\n      hosts:\n",
+		l.ClientKey, l.KnownHosts)
+	for _, n := range names {
+		fmt.Fprintf(&inv, "        %s:\n          ansible_host: 127.0.0.1\n          ansible_port: %d\n", n, l.SSHPort(n))
+	}
+	inventory := filepath.Join(l.Dir, "inventory.yml")
+	writeTestFile(t, inventory, inv.String())
+	play := []string{"-i", inventory, "play", filepath.Join(l.Root, "e2e", "lab", "install-minkms.yml"),
+		"-e", "@" + secrets, "-e", "lab_files=" + certs, "-e", "minkms_src=" + filepath.Join(l.Root, "bin", "kmsim")}
+
+	var runs []result
+	playOK := func(what string) result {
+		t.Helper()
+		r := kmsctl(t, l, play...)
+		runs = append(runs, r)
+		if r.code != exitOK {
+			t.Fatalf("%s: want exit %d, got %d\n%s", what, exitOK, r.code, r)
+		}
+		return r
+	}
+	changed := func(r result, host string) string {
+		t.Helper()
+		m := regexp.MustCompile(`(?m)^` + host + `\s*: ok=\d+ changed=(\d+) unreachable=0 failed=0`).FindStringSubmatch(r.stdout)
+		if m == nil {
+			t.Fatalf("no recap line for %s:\n%s", host, r)
+		}
+		return m[1]
+	}
+	active := func(host string) {
+		t.Helper()
+		if out, err := l.Exec(host, "systemctl is-active minkms"); strings.TrimSpace(out) != "active" {
+			t.Errorf("%s: minkms is %q after the play (%v)", host, strings.TrimSpace(out), err)
+		}
+	}
+
+	r := playOK("first play")
+	for _, n := range names {
+		if c := changed(r, n); c == "0" {
+			t.Errorf("first play changed nothing on %s", n)
+		}
+		active(n)
+		if got := strings.TrimSpace(l.MustExec(n, "stat -c '%a %U' /etc/default/minkms /etc/minkms/certs/private.key")); got != "600 root\n600 minkms-user" {
+			t.Errorf("%s: modes/owners of the env file and the private key: %q", n, got)
+		}
+		env := l.MustExec(n, "cat /etc/default/minkms") // the key reached the host, in the env file only
+		if !strings.Contains(env, "MINIO_KMS_HSM_KEY="+hsmKey+"\n") {
+			t.Errorf("%s: /etc/default/minkms does not hold the HSM key", n)
+		}
+	}
+
+	r = playOK("second play")
+	for _, n := range names {
+		if c := changed(r, n); c != "0" {
+			t.Errorf("second play changed %s on %s, want 0", c, n)
+		}
+	}
+
+	l.MustExec("kms2", "systemctl stop minkms")
+	if out, _ := l.Exec("kms2", "systemctl is-active minkms"); strings.TrimSpace(out) == "active" {
+		t.Fatalf("kms2: minkms still active after systemctl stop")
+	}
+	r = playOK("play after stopping minkms on kms2")
+	for _, n := range names {
+		want := "0"
+		if n == "kms2" {
+			want = "1"
+		}
+		if c := changed(r, n); c != want {
+			t.Errorf("play after stopping minkms on kms2: %s changed=%s, want %s\n%s", n, c, want, r.stdout)
+		}
+		active(n)
+	}
+
+	// The HSM key: not in kmsctl's output, nor in its run log, nor in argv or the journal on the hosts.
+	leaks := func(where, s string) {
+		t.Helper()
+		if strings.Contains(s, hsmSecret) {
+			t.Errorf("the HSM key appears in %s", where)
+		}
+	}
+	for i, r := range runs {
+		leaks(fmt.Sprintf("stdout of play %d", i+1), r.stdout)
+		leaks(fmt.Sprintf("stderr of play %d", i+1), r.stderr)
+	}
+	state := filepath.Join(l.Dir, "home", ".local", "state")
+	logged := 0
+	err = filepath.WalkDir(state, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		logged += len(b)
+		leaks("kmsctl's state file "+p, string(b))
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read kmsctl's state dir: %v", err)
+	}
+	if logged == 0 {
+		t.Errorf("kmsctl wrote no run log under %s (XDG_STATE_HOME): nothing to check", state)
+	}
+	for _, n := range names {
+		argv := l.MustExec(n, `for f in /proc/[0-9]*/cmdline; do tr '\0' ' ' <"$f"; echo; done`)
+		if !strings.Contains(argv, "/usr/local/bin/minkms server /mnt/minio-kms --host "+n+":7373") {
+			t.Errorf("%s: no minkms server process among:\n%s", n, argv)
+		}
+		leaks(n+": a process's argv", argv)
+		journal := l.MustExec(n, "journalctl -u minkms --no-pager")
+		if !strings.Contains(journal, "minkms") {
+			t.Errorf("%s: empty minkms journal:\n%s", n, journal)
+		}
+		leaks(n+": journalctl -u minkms", journal)
+	}
+	if t.Failed() {
+		return
+	}
+
+	// The Key Manager's side: one cluster of three through SSH tunnels, certificates verified.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	tun, err := labkit.DialTunnels(ctx, l.SSHConfig, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun.Close()
+	c, err := labkit.NewClient(tun, filepath.Join(certs, "ca.crt"), admin, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, v := range labkit.Views(ctx, c, names) {
+		if v.Err != nil || v.Up != 1 || v.ID != 0 {
+			t.Fatalf("before joining, want every node alone as node 0: %s", v)
+		}
+	}
+	if err := labkit.Join(ctx, c, "kms1", []string{"kms2", "kms3"}); err != nil {
+		t.Fatal(err)
+	}
+	views, err := labkit.WaitConverged(ctx, c, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaders := 0
+	for _, v := range views {
+		t.Logf("%s", v)
+		if v.Up != 3 || v.LeaderID != views[0].LeaderID {
+			t.Errorf("view of %s: want 3 nodes up and leader %d: %s", v.Endpoint, views[0].LeaderID, v)
+		}
+		if v.Role == "Leader" {
+			leaders++
+		}
+	}
+	if leaders != 1 {
+		t.Errorf("%d nodes report role Leader, want 1", leaders)
+	}
+	// Writes need all three nodes: one succeeds, and its key works.
+	if err := c.CreateKey(ctx, "", "e2e-key"); err != nil {
+		t.Fatal(err)
+	}
+	ct, version, err := c.Encrypt(ctx, "", "e2e-key", []byte("e2e"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := c.Decrypt(ctx, "", "e2e-key", version, ct, nil); err != nil || !bytes.Equal(pt, []byte("e2e")) {
+		t.Fatalf("decrypt: %q, %v", pt, err)
+	}
+}
