@@ -22,9 +22,12 @@ section "build"
 run make build
 work=$(mktemp -d)
 chmod 700 "$work"
+lab_started=0
 cleanup() {
 	rm -rf "$work"
-	if [ "${KEEP:-0}" = 1 ]; then
+	if [ "$lab_started" = 0 ]; then
+		return # never tear down a lab this run did not start
+	elif [ "${KEEP:-0}" = 1 ]; then
 		echo "KEEP=1: the lab stays up (ssh -F lab/ssh_config kms1; make lab-down)"
 	else
 		section "tear down"
@@ -35,6 +38,11 @@ trap cleanup EXIT
 run go build -o "$work/kmsdemo" ./e2e/lab/kmsdemo
 
 section "start a ${#nodes[@]}-node lab (e2e/lab.sh up)"
+if [ -n "$(docker ps -aq --filter label=kmsctl-lab=1)" ]; then
+	echo "a lab is already up: make lab-down first" >&2
+	exit 1
+fi
+lab_started=1 # from here on, also a half-started lab is torn down
 "$root/e2e/lab.sh" up "${#nodes[@]}"
 
 section "secrets and certificates (in a 0700 temp dir, never on argv)"
