@@ -36,6 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 run go build -o "$work/kmsdemo" ./e2e/lab/kmsdemo
+cp bin/kmsim "$work/minkms" # a snapshot: a rebuild of bin/ meanwhile would change the install
 
 section "start a ${#nodes[@]}-node lab (e2e/lab.sh up)"
 if [ -n "$(docker ps -aq --filter label=kmsctl-lab=1)" ]; then
@@ -64,7 +65,7 @@ done
 umask 022
 run "$work/kmsdemo" certs "$work/certs" "${cert_args[@]}"
 play=(-i "$inv" play e2e/lab/install-minkms.yml -e "@$work/secrets.yml"
-	-e "lab_files=$work/certs" -e "minkms_src=$root/bin/kmsim")
+	-e "lab_files=$work/certs" -e "minkms_src=$work/minkms")
 
 section "kmsctl inventory graph"
 run "$kmsctl" -i "$inv" inventory graph

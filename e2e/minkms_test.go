@@ -22,7 +22,8 @@ import (
 
 // TestMinkmsInstallAndCluster installs the Key Manager simulator as minkms.service on three
 // fresh containers with the real kmsctl and e2e/lab/install-minkms.yml: the first play changes
-// every host and leaves the service active; the second changes nothing; after the service was
+// every host and leaves the service active; the second changes nothing; --check --diff shows
+// a template change and makes none; after the service was
 // stopped on one host, the play changes that host only and the service runs again. The HSM key
 // (from a 0600 extra-vars file) never shows in kmsctl's output or run log, in any process's
 // argv on the hosts, or in minkms's journal. Then the three nodes are joined into one cluster
@@ -58,6 +59,13 @@ func TestMinkmsInstallAndCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A copy of the simulator: bin/ is shared with whoever runs `make build` meanwhile, and a
+	// rebuilt binary would (rightly) make the second play change it.
+	minkms := filepath.Join(l.Dir, "minkms")
+	if err := os.WriteFile(minkms, minkmsRead(t, filepath.Join(l.Root, "bin", "kmsim")), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
 	var inv strings.Builder
 	fmt.Fprintf(&inv, "all:\n  vars:\n    ansible_user: root\n    ansible_ssh_private_key_file: %s\n    kms_ssh_known_hosts: %s\n  children:\n    kms:\n      hosts:\n",
 		l.ClientKey, l.KnownHosts)
@@ -67,7 +75,7 @@ func TestMinkmsInstallAndCluster(t *testing.T) {
 	inventory := filepath.Join(l.Dir, "inventory.yml")
 	writeTestFile(t, inventory, inv.String())
 	play := []string{"-i", inventory, "play", filepath.Join(l.Root, "e2e", "lab", "install-minkms.yml"),
-		"-e", "@" + secrets, "-e", "lab_files=" + certs, "-e", "minkms_src=" + filepath.Join(l.Root, "bin", "kmsim")}
+		"-e", "@" + secrets, "-e", "lab_files=" + certs, "-e", "minkms_src=" + minkms}
 
 	var runs []result
 	playOK := func(what string) result {
@@ -113,6 +121,25 @@ func TestMinkmsInstallAndCluster(t *testing.T) {
 	for _, n := range names {
 		if c := changed(r, n); c != "0" {
 			t.Errorf("second play changed %s on %s, want 0", c, n)
+		}
+	}
+
+	// --check --diff with a changed template variable: the unit's diff is shown, the secret
+	// env file's never, and nothing changes on the hosts.
+	check := kmsctl(t, l, append([]string{"--check", "--diff"}, append(play, "-e", "minkms_limit_nofile=131072")...)...)
+	runs = append(runs, check)
+	if check.code != exitOK {
+		t.Fatalf("--check --diff: want exit %d, got %d\n%s", exitOK, check.code, check)
+	}
+	if n := strings.Count(check.stdout, "+LimitNOFILE=131072\n"); n != len(names) {
+		t.Errorf("--check --diff shows the unit's new LimitNOFILE %d times, want %d", n, len(names))
+	}
+	if strings.Contains(check.stdout, "MINIO_KMS_HSM_KEY") {
+		t.Errorf("--check --diff shows the env file's content")
+	}
+	for _, n := range names {
+		if got := strings.TrimSpace(l.MustExec(n, "grep LimitNOFILE /etc/systemd/system/minkms.service")); got != "LimitNOFILE=65536" {
+			t.Errorf("%s: --check changed the unit: %q", n, got)
 		}
 	}
 
@@ -228,4 +255,13 @@ func TestMinkmsInstallAndCluster(t *testing.T) {
 	if pt, err := c.Decrypt(ctx, "", "e2e-key", version, ct, nil); err != nil || !bytes.Equal(pt, []byte("e2e")) {
 		t.Fatalf("decrypt: %q, %v", pt, err)
 	}
+}
+
+func minkmsRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("the e2e suite needs %s: %v (run `make build`)", path, err)
+	}
+	return b
 }
