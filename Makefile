@@ -46,6 +46,8 @@ demo:
 ## bench: transport benchmark against OpenSSH (prints figures)
 bench: build
 	./bench/ssh.sh
+bench-ansible: build
+	./bench/ansible/run.sh
 
 ## lint: gofmt and go vet
 lint:

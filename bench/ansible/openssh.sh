@@ -36,7 +36,8 @@ one() {
 pids=()
 while read -r name port base; do
 	[ -n "$name" ] || continue
-	one "$name" "$port" "$base" &
+	# stdin from /dev/null: ssh would otherwise read the rest of the host list
+	one "$name" "$port" "$base" </dev/null &
 	pids+=($!)
 done <"$hosts"
 rc=0

@@ -14,7 +14,8 @@
 #        KMSCTL=path of the kmsctl binary (default ./bin/kmsctl, built by `make build` if absent)
 #        ANSIBLE_RUNS=$RUNS (runs per Ansible figure: it is slow)  SKIP="ansible-default:50" (TOOL:N
 #        pairs not run)  LOGS=DIR (keep every run's output there)
-#        BENCH_DIR=/tmp/kmsbench (wiped at start and end)  SIZE_MIB=50
+#        BENCH_DIR=/tmp/kmsbench (wiped at start and end; under /tmp or /dev/shm: /dev/shm puts the
+#        hosts' files on tmpfs, where fsync costs nothing)  SIZE_MIB=50
 set -euo pipefail
 
 NS=${NS:-1 3 10 50}
@@ -31,7 +32,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
 [ "$(id -u)" = 0 ] || { echo "run.sh must run as root (it starts sshd instances and adds a user)" >&2; exit 1; }
-case "$B" in /tmp/?*) ;; *) echo "BENCH_DIR must be under /tmp" >&2; exit 1 ;; esac
+case "$B" in /tmp/?* | /dev/shm/?*) ;; *) echo "BENCH_DIR must be under /tmp or /dev/shm" >&2; exit 1 ;; esac
 
 # --- tools -------------------------------------------------------------------------------
 need=()
@@ -86,6 +87,11 @@ if ! id "$user" >/dev/null 2>&1; then
 	added_user=1
 fi
 chown "$user" "$B/home"
+# a copy of the binary: ./bin/kmsctl may be rebuilt while the benchmark runs
+cp "$KMSCTL" "$ctl/kmsctl"
+KMSCTL=$ctl/kmsctl
+kmsctl_version=$("$KMSCTL" version 2>/dev/null | head -1)
+kmsctl_commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null)$(git -C "$root" diff --quiet 2>/dev/null || echo ' (work tree with uncommitted changes)')
 
 ssh-keygen -q -t ed25519 -N '' -C kmsbench-client -f "$ctl/id_ed25519"
 cp "$ctl/id_ed25519.pub" "$ctl/authorized_keys"
@@ -190,6 +196,7 @@ verify() {
 	while read -r name _; do
 		local h=$B/$name
 		[ "$(find "$h/small" -maxdepth 1 -name 'f*.txt' | wc -l)" = 100 ] || { echo "$name: not 100 small files" >&2; bad=1; }
+		[ "$(cat "$h/small/f100.txt")" = "small file 100" ] || { echo "$name: small files not recreated" >&2; bad=1; }
 		cmp -s "$ctl/src/minkms" "$h/minkms" || { echo "$name: binary differs" >&2; bad=1; }
 		cmp -s "$ctl/src/config.yaml" "$h/config.yaml" || { echo "$name: config differs" >&2; bad=1; }
 		cmp -s "$ctl/src/cert.pem" "$h/cert.pem" || { echo "$name: cert differs" >&2; bad=1; }
@@ -285,7 +292,7 @@ echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$(nproc) cores, $(. /etc/os-release && echo "$PRETTY_NAME"), $(date -u +%Y-%m-%dT%H:%MZ)"
 av=$(ansible --version 2>/dev/null)
 echo "${av%%$'\n'*}, $(/usr/sbin/sshd -V 2>&1 | head -1 || true)"
-echo "kmsctl: $("$KMSCTL" version 2>/dev/null | head -1), commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null)$(git -C "$root" diff --quiet 2>/dev/null || echo '-dirty')"
+echo "kmsctl: $kmsctl_version, built from commit $kmsctl_commit"
 echo
 echo "| N  | Ansible default | Ansible tuned | OpenSSH script | kmsctl | tuned / kmsctl | script / kmsctl | default / kmsctl |"
 echo "|----|----------------:|--------------:|---------------:|-------:|---------------:|----------------:|-----------------:|"
