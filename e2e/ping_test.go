@@ -44,6 +44,12 @@ func TestPingPinnedHosts(t *testing.T) {
 		t.Fatalf("ping by root@127.0.0.1:PORT: want exit %d, got %d\n%s", exitOK, r.code, r)
 	}
 
+	// A malformed host argument is a usage error, not an unreachable host.
+	r = kmsctl(t, l, "ping", "--ssh-config", l.SSHConfig, "root@127.0.0.1:notaport")
+	if r.code != exitUsage {
+		t.Errorf("ping of a malformed host: want exit %d, got %d\n%s", exitUsage, r.code, r)
+	}
+
 	// Negative control: the same host with a known_hosts file that does not pin it.
 	empty := l.Dir + "/known_hosts.empty"
 	if err := os.WriteFile(empty, nil, 0o644); err != nil {
