@@ -116,10 +116,10 @@ time_runs() {
 		"$@" >/dev/null
 		t1=$(now)
 		echo "scale=6; ($t1 - $t0) / 1000000000" | bc
-	done | median
+	done | median | xargs printf '%.4f'
 }
 command -v bc >/dev/null || { echo "bench/ssh.sh needs bc" >&2; exit 1; }
-mbps() { echo "scale=1; $bytes / 1000000 / $1" | bc; }
+mbps() { printf '%.1f' "$(echo "scale=3; $bytes / 1000000 / $1" | bc)"; }
 
 S="ssh -F $dir/ssh_config"
 scp_fresh() { scp -q -F "$dir/ssh_config" -o ControlPath=none "$file" "bench:$dir/remote/scp.bin"; }
