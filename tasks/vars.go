@@ -192,6 +192,22 @@ func lookupPath(vars map[string]any, path string) (any, bool) {
 type evaluator struct {
 	progs sync.Map // source + shadowed builtins → *vm.Program
 	tpls  sync.Map // string → *pongo2.Template
+
+	// tplMu guards tplSet: pongo2's TemplateSet.FromString writes the
+	// set's fields unlocked, so compilation is serialised. Each evaluator
+	// owns its set so that concurrent runs never share pongo2.DefaultSet.
+	tplMu  sync.Mutex
+	tplSet *pongo2.TemplateSet
+}
+
+// compileTemplate parses a pongo2 template in the evaluator's own set.
+func (ev *evaluator) compileTemplate(src string) (*pongo2.Template, error) {
+	ev.tplMu.Lock()
+	defer ev.tplMu.Unlock()
+	if ev.tplSet == nil {
+		ev.tplSet = pongo2.NewSet("kmsctl", pongo2.DefaultLoader)
+	}
+	return ev.tplSet.FromString(src)
 }
 
 // eval evaluates an expr-lang expression against vars. Undefined variables
@@ -341,7 +357,7 @@ func (ev *evaluator) render(src string, vars map[string]any) (string, error) {
 	if t, ok := ev.tpls.Load(src); ok {
 		tpl = t.(*pongo2.Template)
 	} else {
-		t, err := pongo2.FromString("{% autoescape off %}" + jinjaToPongo2(src) + "{% endautoescape %}")
+		t, err := ev.compileTemplate("{% autoescape off %}" + jinjaToPongo2(src) + "{% endautoescape %}")
 		if err != nil {
 			return "", fmt.Errorf("parse template %q: %w", src, err)
 		}

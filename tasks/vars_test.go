@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -90,5 +91,37 @@ func TestRender(t *testing.T) {
 	m := out.(map[string]any)
 	if m["l"].([]any)[0] != "kms1" || m["l"].([]any)[1] != 1 || m["s"] != "x7373" {
 		t.Fatalf("renderValue %v", m)
+	}
+}
+
+// TestRenderConcurrent compiles distinct templates from many goroutines and
+// two evaluators at once, as the host workers of concurrent runs do; under
+// -race it fails if template compilation shares unguarded state.
+func TestRenderConcurrent(t *testing.T) {
+	evs := []*evaluator{{}, {}}
+	vars := map[string]any{"name": "kms1"}
+	const workers = 8
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			ev := evs[w%len(evs)]
+			for i := range 20 {
+				want := fmt.Sprintf("kms1-%d-%d", w, i)
+				got, err := ev.render(fmt.Sprintf("{{ name }}-%d-%d", w, i), vars)
+				if err == nil && got != want {
+					err = fmt.Errorf("got %q, want %q", got, want)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
