@@ -31,6 +31,11 @@ func (e *BecomeError) Error() string {
 // Unwrap returns the underlying *ExitError.
 func (e *BecomeError) Unwrap() error { return e.Err }
 
+// BecomeFailed reports true: the command never ran because sudo refused.
+// Callers that cannot import this package (tasks) detect a BecomeError by
+// this method before treating the wrapped exit status as the command's.
+func (e *BecomeError) BecomeFailed() bool { return true }
+
 // Become returns a Conn that runs every command as user through
 // `sudo -n [-u USER] -- sh -c CMD` ("" or "root" means root, without -u).
 // File operations are done as that user too: uploads are staged as the

@@ -47,6 +47,10 @@ func TestBecomePasswordRequired(t *testing.T) {
 	if !errors.As(err, &st) || st.ExitStatus() != 1 {
 		t.Error("become error lost the exit status")
 	}
+	var bf interface{ BecomeFailed() bool } // the marker tasks checks before the exit status
+	if !errors.As(err, &bf) || !bf.BecomeFailed() {
+		t.Error("become error does not report BecomeFailed")
+	}
 }
 
 func TestBecomeFileOperations(t *testing.T) {

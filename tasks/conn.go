@@ -18,7 +18,9 @@ type Conn interface {
 	Host() string
 	// Run runs a shell command line on the host. The returned error wraps a
 	// value with an ExitStatus() int method when the command ran and exited
-	// non-zero; any other error means the command's outcome is unknown.
+	// non-zero, unless it also has a BecomeFailed() bool method reporting
+	// true (privilege escalation failed, the command never ran); any other
+	// error means the command's outcome is unknown.
 	// Cancelling ctx ends the remote command.
 	Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error
 	// Upload streams src to path atomically (temp file in the target's

@@ -17,13 +17,20 @@ type cmdResult struct {
 	RC             int
 }
 
-// run runs cmd on the host and returns its output. A non-zero exit is not
-// an error (see RC); an error means the command's outcome is unknown.
+// runCmd runs cmd on the host and returns its output. A non-zero exit is
+// not an error (see RC); an error means the command's outcome is unknown,
+// or that privilege escalation failed (an error with a BecomeFailed() bool
+// method reporting true, such as remote.BecomeError): then the command never
+// ran, and that error's advice is returned instead of sudo's exit status.
 func runCmd(ctx context.Context, c Conn, cmd string, stdin io.Reader) (cmdResult, error) {
 	var out, errb bytes.Buffer
 	err := c.Run(ctx, cmd, stdin, &out, &errb)
 	res := cmdResult{Stdout: out.String(), Stderr: errb.String()}
 	if err != nil {
+		var bf interface{ BecomeFailed() bool }
+		if errors.As(err, &bf) && bf.BecomeFailed() {
+			return res, fmt.Errorf("run %q: %w", cmd, err)
+		}
 		var es interface{ ExitStatus() int }
 		if errors.As(err, &es) {
 			res.RC = es.ExitStatus()
