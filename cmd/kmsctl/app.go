@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+	"github.com/kmsctl/kmsctl/inventory"
 )
 
 // defaultInventory is the inventory read when -i is not given.
@@ -231,9 +232,9 @@ func decodeOptions(c *cli.Context, verbose int) (options, error) {
 	if o.Timeout < 0 {
 		return o, exit.Usagef("--timeout %s: want a positive duration", o.Timeout)
 	}
-	vars, err := parseExtraVars(c.StringSlice("extra-vars"))
+	vars, err := inventory.ParseExtraVars(c.StringSlice("extra-vars"))
 	if err != nil {
-		return o, exit.With(exit.Usage, err)
+		return o, exit.With(exit.Usage, fmt.Errorf("extra vars: %w", err))
 	}
 	o.ExtraVars = vars
 	if len(o.Inventories) == 0 {
