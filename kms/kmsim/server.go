@@ -226,7 +226,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			ClientAuth:   tls.RequestClientCert, // self-signed API-key certificates: identity = hash of the public key
 		},
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          log.New(orDiscard(cfg.Log), "http: ", 0),
+		ErrorLog:          log.New(httpErrorLog{n}, "", 0), // net/http prefixes its lines with "http: "
 		BaseContext:       func(net.Listener) context.Context { return n.ctx },
 	}
 	n.wg.Add(2)
@@ -242,11 +242,18 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
-func orDiscard(w io.Writer) io.Writer {
-	if w == nil {
-		return io.Discard
+// httpErrorLog writes the http.Server's error lines to the node log,
+// except TLS handshakes that ended in EOF: a client that connected and
+// closed without a handshake, such as kmsctl's wait_for port check.
+type httpErrorLog struct{ n *Node }
+
+func (w httpErrorLog) Write(p []byte) (int, error) {
+	line := strings.TrimSuffix(string(p), "\n")
+	if strings.HasPrefix(line, "http: TLS handshake error from ") && strings.HasSuffix(line, ": EOF") {
+		return len(p), nil
 	}
-	return w
+	w.n.logf("%s", line)
+	return len(p), nil
 }
 
 // newNodeState returns the state of a fresh node: node 0 of a new one-node cluster.
