@@ -16,9 +16,9 @@ build:
 ## test: vet, unit and conformance tests, then the Docker end-to-end suite
 test: lint unit e2e
 
-## unit: fast tests on fakes and on in-process SSH/KMS servers
+## unit: fast tests on fakes and on in-process SSH/KMS servers, with the race detector
 unit:
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
 
 ## e2e: the real kmsctl binary against Debian containers running systemd and sshd
 e2e: build
