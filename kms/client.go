@@ -220,7 +220,7 @@ type request struct {
 	body    []byte // nil: no body (unless stream is set)
 	stream  io.Reader
 	length  int64 // for stream: Content-Length, -1 for chunked
-	headers map[string]string
+	headers http.Header
 }
 
 func (r *request) build(ctx context.Context, host string) (*http.Request, error) {
@@ -242,8 +242,10 @@ func (r *request) build(ctx context.Context, host string) (*http.Request, error)
 			req.Body = http.NoBody
 		}
 	}
-	for k, v := range r.headers {
-		req.Header.Set(k, v)
+	for k, vs := range r.headers {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
 	}
 	return req, nil
 }
@@ -373,9 +375,9 @@ func (c *Client) run(ctx context.Context, host, enclave string, cmds []command) 
 	if enclave != "" {
 		path += "/" + url.PathEscape(enclave)
 	}
-	r := &request{method: http.MethodPost, path: path, body: body, headers: map[string]string{
-		"Content-Type": wire.ContentTypeProtobuf,
-		"Accept":       "application/*",
+	r := &request{method: http.MethodPost, path: path, body: body, headers: http.Header{
+		"Content-Type": {wire.ContentTypeProtobuf},
+		"Accept":       {"application/*"},
 	}}
 	resp, ep, err := c.do(ctx, host, r)
 	if err != nil {
@@ -414,7 +416,7 @@ func allWrites(cmds []command) bool {
 
 // get sends a GET without body to host (or load-balanced) and returns the
 // 200 response, or the error response as *Error.
-func (c *Client) get(ctx context.Context, host, path, query string, headers map[string]string) (*http.Response, string, error) {
+func (c *Client) get(ctx context.Context, host, path, query string, headers http.Header) (*http.Response, string, error) {
 	resp, ep, err := c.do(ctx, host, &request{method: http.MethodGet, path: path, query: query, headers: headers})
 	if err != nil {
 		return nil, ep, err

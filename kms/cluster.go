@@ -17,7 +17,7 @@ import (
 // Version returns GET /version of host ("" = load-balanced). The server
 // answers JSON, or protobuf if its Content-Type is application/octet-stream.
 func (c *Client) Version(ctx context.Context, host string) (*pb.VersionResponse, error) {
-	resp, ep, err := c.get(ctx, host, wire.PathVersion, "", map[string]string{"Accept": "application/*"})
+	resp, ep, err := c.get(ctx, host, wire.PathVersion, "", http.Header{"Accept": {"application/*"}})
 	if err != nil {
 		return nil, fmt.Errorf("get version: %w", err)
 	}
@@ -40,7 +40,7 @@ func (c *Client) Version(ctx context.Context, host string) (*pb.VersionResponse,
 // Live checks GET /v1/health/live of host ("" = load-balanced): nil means the
 // process answers.
 func (c *Client) Live(ctx context.Context, host string) error {
-	resp, _, err := c.get(ctx, host, wire.PathLive, "", map[string]string{"Accept": "application/*"})
+	resp, _, err := c.get(ctx, host, wire.PathLive, "", http.Header{"Accept": {"application/*"}})
 	if err != nil {
 		return fmt.Errorf("check liveness: %w", err)
 	}
@@ -55,7 +55,7 @@ func (c *Client) Ready(ctx context.Context, host string, write bool) error {
 	if write {
 		query, what = "write", "write"
 	}
-	resp, _, err := c.get(ctx, host, wire.PathReady, query, map[string]string{"Accept": "application/*"})
+	resp, _, err := c.get(ctx, host, wire.PathReady, query, http.Header{"Accept": {"application/*"}})
 	if err != nil {
 		return fmt.Errorf("check %s readiness: %w", what, err)
 	}

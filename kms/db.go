@@ -16,9 +16,10 @@ import (
 // Content-Encoding is undone: w receives the raw snapshot, which Restore
 // accepts as is. Needs SysAdmin.
 func (c *Client) Backup(ctx context.Context, host string, w io.Writer) (int64, error) {
-	resp, ep, err := c.get(ctx, host, wire.PathDB, "", map[string]string{
-		"Accept":          "application/*",
-		"Accept-Encoding": "gzip",
+	// Two Accept values, as the vendor SDK sends them (fact sheet §3).
+	resp, ep, err := c.get(ctx, host, wire.PathDB, "", http.Header{
+		"Accept":          {"application/*", "gzip"},
+		"Accept-Encoding": {"gzip"},
 	})
 	if err != nil {
 		return 0, fmt.Errorf("back up: %w", err)
@@ -65,7 +66,7 @@ func (c *Client) Restore(ctx context.Context, host string, r io.Reader, size int
 		path:    wire.PathDB,
 		stream:  body,
 		length:  size,
-		headers: map[string]string{"Accept": wire.ContentTypeProtobuf},
+		headers: http.Header{"Accept": {wire.ContentTypeProtobuf}},
 	}
 	resp, ep, err := c.do(ctx, host, req)
 	if err != nil {
