@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -81,6 +82,18 @@ type decoder struct {
 	errs  []error
 }
 
+// yamlLineRe matches yaml.v3's "yaml: line N: problem" syntax errors.
+var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// yamlSyntaxError reports a YAML syntax error as file:line, like every
+// other playbook problem, with what to do.
+func yamlSyntaxError(file string, err error) error {
+	if m := yamlLineRe.FindStringSubmatch(err.Error()); m != nil {
+		return fmt.Errorf("%s:%s: invalid YAML: %s (fix the YAML syntax at or after this line; check the indentation)", file, m[1], m[2])
+	}
+	return fmt.Errorf("%s: invalid YAML: %s (fix the YAML syntax)", file, strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
 func (d *decoder) pos(n *yaml.Node) string { return fmt.Sprintf("%s:%d", d.file, n.Line) }
 
 func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
@@ -95,7 +108,7 @@ func Decode(file string, data []byte, files fs.FS, reg *tasks.Registry) (*Playbo
 	d := &decoder{file: file, files: files, reg: reg}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("%s: parse YAML: %w", file, err)
+		return nil, yamlSyntaxError(file, err)
 	}
 	pb := &Playbook{Name: file, Files: files}
 	if doc.Kind == 0 || len(doc.Content) == 0 {

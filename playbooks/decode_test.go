@@ -100,6 +100,7 @@ func TestDecodeInvalid(t *testing.T) {
 		"bad_expr.yml":        {`bad_expr.yml:3: when: `},
 		"handler_no_name.yml": {"handler_no_name.yml:5: a handler needs a name"},
 		"free_form_copy.yml":  {"free_form_copy.yml:3: module copy: arguments must be a mapping"},
+		"malformed.yml":       {"malformed.yml:3: invalid YAML: found unexpected end of stream (fix the YAML syntax"},
 	}
 	files, err := filepath.Glob("testdata/invalid/*.yml")
 	if err != nil || len(files) != len(cases) {
