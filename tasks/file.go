@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"fmt"
+	"path"
 	"strings"
 )
 
@@ -54,6 +55,9 @@ func (fileModule) plan(ctx context.Context, env *Env) (filePlan, error) {
 	if err := checkPath(p, state == "absent" || recurse); err != nil {
 		return filePlan{}, fmt.Errorf("path: %w", err)
 	}
+	// Act on the path that was checked: a trailing slash would make rm,
+	// chmod and chown -R follow a symlink at p.
+	p = path.Clean(p)
 	at, err := readAttrs(env.Args)
 	if err != nil {
 		return filePlan{}, err

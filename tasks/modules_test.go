@@ -653,3 +653,31 @@ func TestCopyValidate(t *testing.T) {
 		t.Fatalf("validate without a %%s placeholder accepted")
 	}
 }
+
+// A trailing slash makes rm, chown -R and chmod follow a symlink at the
+// path (rm -rf LINK/ empties the directory LINK points to), so file runs
+// its commands on the cleaned path it checked, never on the raw one.
+func TestFileCommandsUseTheCheckedCleanPath(t *testing.T) {
+	f := newFake(t, "h")
+	f.mkdirAll("/mnt/minio-kms/data")
+	for _, args := range []map[string]any{
+		{"path": "/mnt/minio-kms/data/", "state": "directory", "owner": "kms", "recurse": true, "mode": "0700"},
+		{"path": "/mnt//minio-kms/./data/", "state": "absent"},
+	} {
+		if _, err := apply(t, f, fileModule{}, args); err != nil {
+			t.Fatalf("apply %v: %v", args, err)
+		}
+	}
+	var mut []string
+	for _, c := range f.callList() {
+		if strings.HasPrefix(c, "rm") || strings.HasPrefix(c, "ch") {
+			mut = append(mut, c)
+			if !strings.HasSuffix(c, " -- /mnt/minio-kms/data") {
+				t.Errorf("ran %q, want it on the cleaned path /mnt/minio-kms/data", c)
+			}
+		}
+	}
+	if len(mut) < 2 {
+		t.Fatalf("mutating commands %v, want chmod/chown and rm", mut)
+	}
+}
