@@ -358,8 +358,8 @@ func (c *Client) send1(ctx context.Context, host, enclave string, id wire.Comman
 }
 
 // run sends cmds in one POST /v1/kms[/enclave] request and decodes one
-// response frame per command with the same id. Write commands accept an
-// empty 200 body (the vendor SDK ignores their responses).
+// response frame per command with the same id. The 200 body of a request of
+// write commands only is not decoded (the vendor SDK ignores it).
 func (c *Client) run(ctx context.Context, host, enclave string, cmds []command) error {
 	var body []byte
 	for _, cmd := range cmds {
@@ -390,7 +390,9 @@ func (c *Client) run(ctx context.Context, host, enclave string, cmds []command) 
 	if err != nil {
 		return err
 	}
-	if len(b) == 0 && allWrites(cmds) {
+	if allWrites(cmds) {
+		// The vendor SDK ignores the body of a 200 to write commands and
+		// what the real server puts there is unknown (fact sheet §4.3).
 		return nil
 	}
 	d := wire.NewDecoder(bytes.NewReader(b), maxResponse)
