@@ -789,7 +789,7 @@ func TestRestore(t *testing.T) {
 		wantLen int64
 	}{
 		{"raw", snapshot, int64(len(snapshot))},
-		{"gzip file", zipped.Bytes(), -1},
+		{"gzip file", zipped.Bytes(), int64(len(snapshot))}, // seekable: exact length
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newFakeKMS(t)

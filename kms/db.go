@@ -44,22 +44,34 @@ func (c *Client) Backup(ctx context.Context, host string, w io.Writer) (int64, e
 // Restore streams a snapshot from r to host (PUT /v1/db), replacing its
 // state. size is the length of r, or -1 if unknown. If r starts with the
 // gzip magic (1f 8b), as files written by `minkms backup` do, it is
-// decompressed and sent chunked; otherwise it is sent as is with
-// Content-Length size. Sent to exactly host, never retried. Needs SysAdmin.
+// decompressed and the raw snapshot is sent: with its exact Content-Length
+// if r is an io.Seeker (an *os.File; it is then read twice), else chunked.
+// Otherwise r is sent as is with Content-Length size. Sent to exactly host,
+// never retried. Needs SysAdmin.
 func (c *Client) Restore(ctx context.Context, host string, r io.Reader, size int64) error {
 	if host == "" {
 		return fmt.Errorf("restore: %w", ErrNoHost)
+	}
+	start := int64(-1) // offset of r to rewind to, -1 if r cannot seek
+	if s, ok := r.(io.Seeker); ok {
+		if off, err := s.Seek(0, io.SeekCurrent); err == nil {
+			start = off
+		}
 	}
 	br := bufio.NewReader(r)
 	magic, _ := br.Peek(2) // a short read means an empty or tiny snapshot; the server judges it
 	var body io.Reader = br
 	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		raw, err := gunzippedSize(r, br, start)
+		if err != nil {
+			return fmt.Errorf("restore to %s: decompress: %w", host, err)
+		}
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return fmt.Errorf("restore to %s: decompress: %w", host, err)
 		}
 		defer zr.Close()
-		body, size = zr, -1
+		body, size = zr, raw
 	}
 	req := &request{
 		method:  http.MethodPut,
@@ -77,4 +89,26 @@ func (c *Client) Restore(ctx context.Context, host string, r io.Reader, size int
 	}
 	drain(resp)
 	return nil
+}
+
+// gunzippedSize returns the decompressed size of the gzip stream in br (which
+// reads r), and rewinds r to start and resets br for a second read. It
+// returns -1 and touches nothing if r cannot seek (start < 0).
+func gunzippedSize(r io.Reader, br *bufio.Reader, start int64) (int64, error) {
+	if start < 0 {
+		return -1, nil
+	}
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(io.Discard, zr)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := r.(io.Seeker).Seek(start, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("rewind: %w", err)
+	}
+	br.Reset(r)
+	return n, nil
 }

@@ -2,6 +2,7 @@ package kms
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/hex"
 	"io"
@@ -56,3 +57,43 @@ func TestWriteIgnoresResponseBody(t *testing.T) {
 }
 
 func stripSpaces(s string) string { return string(bytes.ReplaceAll([]byte(s), []byte(" "), nil)) }
+
+// A gzip backup file given as a seekable reader (an *os.File) is restored as
+// raw bytes with an exact Content-Length (fact sheet §10.1), not chunked.
+func TestRestoreGzipFileHasContentLength(t *testing.T) {
+	snapshot := bytes.Repeat([]byte{9, 8, 7, 0x1f, 0x8b}, 3000)
+	var zipped bytes.Buffer
+	zw := gzip.NewWriter(&zipped)
+	zw.Write(snapshot)
+	zw.Close()
+	for _, tt := range []struct {
+		name    string
+		r       io.Reader
+		wantLen int64
+	}{
+		{"seekable", bytes.NewReader(zipped.Bytes()), int64(len(snapshot))},
+		{"stream", io.MultiReader(bytes.NewReader(zipped.Bytes())), -1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newFakeKMS(t)
+			var got []byte
+			var gotLen int64
+			var te []string
+			srv.other = func(w http.ResponseWriter, r *http.Request) {
+				gotLen, te = r.ContentLength, r.TransferEncoding
+				got, _ = io.ReadAll(r.Body)
+				w.Header().Set("Content-Length", "0")
+			}
+			c := newTestClient(t, testKey(t), srv)
+			if err := c.Restore(context.Background(), srv.host(), tt.r, int64(zipped.Len())); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, snapshot) {
+				t.Fatalf("server got %d bytes, want the raw snapshot (%d)", len(got), len(snapshot))
+			}
+			if gotLen != tt.wantLen {
+				t.Errorf("Content-Length %d (Transfer-Encoding %q), want %d", gotLen, te, tt.wantLen)
+			}
+		})
+	}
+}
