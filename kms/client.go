@@ -302,7 +302,7 @@ func (c *Client) order() []string {
 }
 
 // send makes one attempt against ep. Transport errors wrap ErrUnreachable and
-// mark ep as failed.
+// mark ep as failed, unless ctx is done.
 func (c *Client) send(ctx context.Context, ep string, r *request) (*http.Response, error) {
 	req, err := r.build(ctx, ep)
 	if err != nil {
@@ -310,9 +310,11 @@ func (c *Client) send(ctx context.Context, ep string, r *request) (*http.Respons
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		c.mu.Lock()
-		c.failed[ep] = time.Now()
-		c.mu.Unlock()
+		if ctx.Err() == nil { // a cancelled request says nothing about ep
+			c.mu.Lock()
+			c.failed[ep] = time.Now()
+			c.mu.Unlock()
+		}
 		return nil, fmt.Errorf("kms %s: %w: %w", ep, ErrUnreachable, err)
 	}
 	c.mu.Lock()

@@ -97,3 +97,20 @@ func TestRestoreGzipFileHasContentLength(t *testing.T) {
 		})
 	}
 }
+
+// A cancelled request is not a host failure: it must not push the host to the
+// back of the load-balancing order for 30 s.
+func TestCancelledRequestDoesNotMarkHostFailed(t *testing.T) {
+	srv := newFakeKMS(t)
+	c := newTestClient(t, testKey(t), srv)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.ClusterStatus(ctx, ""); err == nil {
+		t.Fatal("cancelled request succeeded")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.failed) != 0 {
+		t.Fatalf("cancelled request marked hosts failed: %v", c.failed)
+	}
+}
