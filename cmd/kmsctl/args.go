@@ -12,8 +12,9 @@ import (
 // the arguments are rearranged: the global flags (with their values) move in
 // front of the command words, the flags of the named command move right after
 // them, and positional arguments keep their order. With -h or --help only
-// the command path remains, followed by --help. "--" ends the flags: it and
-// everything after it stay at the end, untouched. A run of -v (-vv, -vvv) is
+// the command path remains, followed by --help. "--" ends the flags: everything
+// after it stays at the end, untouched, and "--" itself goes before the
+// positional arguments. A run of -v (-vv, -vvv) is
 // expanded to repeated -v. Unknown flags stay where they are, so that
 // urfave/cli reports them.
 func reorderArgs(app *cli.App, args []string) []string {
@@ -79,6 +80,12 @@ func reorderArgs(app *cli.App, args []string) []string {
 	out = append(out, global...)
 	out = append(out, path...)
 	out = append(out, local...)
+	if len(rest) > 0 {
+		// urfave/cli stops parsing flags at the first positional argument,
+		// so "--" goes in front of them to be consumed as the end of flags.
+		out = append(out, "--")
+		rest = rest[1:]
+	}
 	out = append(out, positional...)
 	out = append(out, rest...)
 	return out

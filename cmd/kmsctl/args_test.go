@@ -28,6 +28,10 @@ func TestReorderArgs(t *testing.T) {
 		{"kmsctl -vvv ping h1", "kmsctl -v -v -v ping h1"},
 		// "--" ends flags: what follows stays positional
 		{"kmsctl play -C -- -odd.yml --check", "kmsctl -C play -- -odd.yml --check"},
+		// positionals before "--" move after it, so that urfave/cli, which
+		// stops at the first positional, still consumes the "--"
+		{"kmsctl play ping --", "kmsctl play -- ping"},
+		{"kmsctl play site.yml -C -- --odd", "kmsctl -C play -- site.yml --odd"},
 		// nested commands, and a command flag after the arguments
 		{"kmsctl inventory graph --vars -i inv.yml", "kmsctl -i inv.yml inventory graph --vars"},
 		{"kmsctl playbooks show ping --output json", "kmsctl --output json playbooks show ping"},
