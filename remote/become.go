@@ -85,7 +85,8 @@ func (b *becomeConn) Run(ctx context.Context, cmd string, stdin io.Reader, stdou
 }
 
 // Upload writes src to target as the become user. For root, src is
-// staged over SFTP as the login user (0600 in /tmp) and installed by one
+// staged over SFTP as the login user (0600 in /tmp, under a name
+// derived from host and target) and installed by one
 // sudo script; another become user could not read that staging copy, so
 // src is streamed through the stdin of a sudo command instead (see
 // uploadStream). Either way: temp file next to target, fsync, sha256
@@ -97,7 +98,11 @@ func (b *becomeConn) Upload(ctx context.Context, target string, src io.Reader, p
 	if b.user != "root" {
 		return b.uploadStream(ctx, target, src, perm, owner)
 	}
-	stage := "/tmp/.kmsctl-stage-" + randomSuffix()
+	// One staging name per host and target: an upload interrupted after
+	// staging leaves a copy (maybe a secret) that the next upload of the
+	// same target renames over and then removes.
+	id := sha256.Sum256([]byte(b.Host() + "\x00" + target))
+	stage := "/tmp/.kmsctl-stage-" + hex.EncodeToString(id[:8])
 	sum, err := b.inner.Upload(ctx, stage, src, 0o600, "")
 	if err != nil {
 		return "", fmt.Errorf("upload %s (staging as the login user): %w", target, err)

@@ -266,3 +266,34 @@ func TestTraceMasksCommandLines(t *testing.T) {
 		t.Errorf("trace logged above debug: %s", logs.String())
 	}
 }
+
+// lostAfterUpload is a Conn whose connection "drops" after an upload: every
+// later command and removal fails, as when the network goes mid-way.
+type lostAfterUpload struct{ remote.Conn }
+
+func (lostAfterUpload) Run(context.Context, string, io.Reader, io.Writer, io.Writer) error {
+	return errors.New("connection lost")
+}
+func (lostAfterUpload) Remove(context.Context, string) error { return errors.New("connection lost") }
+
+// A become-root upload interrupted after staging (the staging copy in /tmp
+// could not be installed nor removed) leaves no staging copy behind after
+// the next upload of the same target: it may hold a secret.
+func TestBecomeRootUploadRemovesStagingCopyOfAnInterruptedRun(t *testing.T) {
+	_, _, c := connected(t, sshtest.Config{Sudo: sshtest.SudoAllow})
+	target := filepath.Join(t.TempDir(), "api.key")
+	first := randomBytes(t, 4<<10)
+	if _, err := remote.Become(lostAfterUpload{c}, "root").Upload(ctx(t), target, bytes.NewReader(first), 0o600, ""); err == nil {
+		t.Fatal("upload over a lost connection succeeded")
+	}
+	if _, err := remote.Become(c, "root").Upload(ctx(t), target, bytes.NewReader([]byte("second")), 0o600, ""); err != nil {
+		t.Fatal(err)
+	}
+	staged, _ := filepath.Glob("/tmp/.kmsctl-stage-*")
+	for _, p := range staged {
+		if got, _ := os.ReadFile(p); bytes.Equal(got, first) {
+			os.Remove(p)
+			t.Errorf("staging copy %s of the interrupted upload left behind", p)
+		}
+	}
+}
