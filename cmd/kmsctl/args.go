@@ -15,8 +15,8 @@ import (
 // the command path remains, followed by --help. "--" ends the flags: everything
 // after it stays at the end, untouched, and "--" itself goes before the
 // positional arguments. A run of -v (-vv, -vvv) is
-// expanded to repeated -v. Unknown flags stay where they are, so that
-// urfave/cli reports them.
+// expanded to repeated -v. Unknown flags go with the command's flags, so
+// that urfave/cli reports them.
 func reorderArgs(app *cli.App, args []string) []string {
 	if len(args) == 0 {
 		return args
@@ -42,7 +42,9 @@ func reorderArgs(app *cli.App, args []string) []string {
 				continue
 			}
 			name, hasValue := flagName(tok)
-			dst := &positional
+			// An unknown flag goes before the positionals too, so that
+			// urfave/cli reports it instead of taking it as an argument.
+			dst := &local
 			f := findFlag(app.Flags, name)
 			if name == "h" || name == "help" {
 				// urfave/cli adds the help flag to every command; it takes

@@ -39,8 +39,8 @@ func TestReorderArgs(t *testing.T) {
 			"kmsctl -u admin --known-hosts kh --accept-new-host-keys ping root@10.0.0.1:22 h2"},
 		// a command word after a positional is an argument, not a command
 		{"kmsctl play ping", "kmsctl play ping"},
-		// unknown flags stay in place for urfave/cli to report
-		{"kmsctl play site.yml --bogus", "kmsctl play site.yml --bogus"},
+		// unknown flags go before the positionals, for urfave/cli to report
+		{"kmsctl play site.yml --bogus", "kmsctl play --bogus site.yml"},
 		{"kmsctl", "kmsctl"},
 		// play's own flags move after the command, global ones before it
 		{"kmsctl play site.yml --tags push,config -C --skip-tags=slow", "kmsctl -C play --tags push,config --skip-tags=slow site.yml"},
