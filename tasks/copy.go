@@ -3,7 +3,6 @@ package tasks
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -279,11 +278,10 @@ func applyPut(ctx context.Context, env *Env, dest string, data payload) (Result,
 // renames it into place. A failed validation is a failed Result with the
 // command's output; the temporary file is removed in every failing case.
 func validatedPut(ctx context.Context, env *Env, p putPlan, data payload, validate string) (Result, error) {
-	var rnd [6]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return p.result, fmt.Errorf("make temporary name: %w", err)
-	}
-	tmp := path.Join(path.Dir(p.dest), "."+path.Base(p.dest)+".kmsctl-validate-"+hex.EncodeToString(rnd[:]))
+	// One fixed name per dest, in the temp file pattern of Conn.Upload
+	// (".BASE.kmsctl-tmp-"): a copy left by an interrupted run is replaced
+	// by the next validated copy, or removed by the next plain upload.
+	tmp := path.Join(path.Dir(p.dest), "."+path.Base(p.dest)+".kmsctl-tmp-validate")
 	cleanup := func(cause error) error {
 		if err := env.Conn.Remove(context.WithoutCancel(ctx), tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return errors.Join(cause, fmt.Errorf("remove %s: %w", tmp, err))

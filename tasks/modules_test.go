@@ -635,7 +635,7 @@ func TestCopyValidate(t *testing.T) {
 	if got, _ := f.file("/etc/minkms/config.yaml"); string(got.data) != "good: 1\n" {
 		t.Fatalf("dest changed to %q", got.data)
 	}
-	if !strings.HasPrefix(checked, "/etc/minkms/.config.yaml.kmsctl-validate-") {
+	if checked != "/etc/minkms/.config.yaml.kmsctl-tmp-validate" {
 		t.Fatalf("validated %q", checked)
 	}
 	if _, ok := f.file(checked); ok {
@@ -679,5 +679,38 @@ func TestFileCommandsUseTheCheckedCleanPath(t *testing.T) {
 	}
 	if len(mut) < 2 {
 		t.Fatalf("mutating commands %v, want chmod/chown and rm", mut)
+	}
+}
+
+// A validated copy interrupted after the upload (the connection dropped
+// while validating, so the temporary file could not be removed) leaves no
+// temporary copy of that content behind after the next run.
+func TestCopyValidateInterruptedLeavesNoTempAfterNextRun(t *testing.T) {
+	f := newFake(t, "h")
+	f.putFile("/etc/minkms/config.yaml", "good: 1\n", 0o600)
+	f.on("minkms check", func(context.Context, string, string) (string, string, int, error) {
+		f.mu.Lock()
+		f.unreachable = true
+		f.mu.Unlock()
+		return "", "", 0, errFakeUnreachable
+	})
+	args := map[string]any{"content": "first: 1\n", "dest": "/etc/minkms/config.yaml", "validate": "minkms check %s", "secret": true}
+	if _, err := apply(t, f, copyModule{}, args); err == nil {
+		t.Fatal("copy over a dropped connection succeeded")
+	}
+	f.mu.Lock()
+	f.unreachable = false
+	f.mu.Unlock()
+	f.reply("minkms check", "", 0)
+	args["content"] = "second: 2\n"
+	if _, err := apply(t, f, copyModule{}, args); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for p, ff := range f.files {
+		if string(ff.data) == "first: 1\n" {
+			t.Errorf("temporary copy %s of the interrupted run left behind", p)
+		}
 	}
 }
