@@ -329,6 +329,9 @@ func TestPlayTimeout(t *testing.T) {
 	if !strings.Contains(te.out.String(), "PLAY RECAP") {
 		t.Errorf("no recap:\n%s", te.out)
 	}
+	if want := "run stopped: --timeout 300ms reached (raise --timeout"; !strings.Contains(te.errOut.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, te.errOut)
+	}
 }
 
 // TestPlayTagsAndEnvInventory: --tags after the playbook selects tasks, and

@@ -135,7 +135,7 @@ func (s *session) finish(err error) error {
 				fmt.Fprintf(s.e.stderr, "kmsctl: %s\n", s.red.String(h.Error()))
 			}
 			if re.Cancelled != nil {
-				fmt.Fprintf(s.e.stderr, "kmsctl: %s\n", s.red.String(fmt.Sprintf("run interrupted: %v", re.Cancelled)))
+				fmt.Fprintf(s.e.stderr, "kmsctl: %s\n", s.red.String(s.cancelMessage(re.Cancelled)))
 			}
 		} else if !exit.IsSilent(err) {
 			fmt.Fprintf(s.e.stderr, "kmsctl: %s\n", s.red.String(err.Error()))
@@ -159,6 +159,17 @@ func (s *session) finish(err error) error {
 		return exit.Silent{Code: code}
 	}
 	return nil
+}
+
+// cancelMessage says why a run stopped early and what to do.
+func (s *session) cancelMessage(cause error) string {
+	if errors.Is(cause, context.DeadlineExceeded) && s.o.Timeout > 0 {
+		return fmt.Sprintf("run stopped: --timeout %s reached (raise --timeout or leave it out)", s.o.Timeout)
+	}
+	if errors.Is(cause, context.Canceled) {
+		return "run interrupted (Ctrl-C or SIGTERM): hosts may have finished only part of the play; run it again to complete it"
+	}
+	return fmt.Sprintf("run interrupted: %v", cause)
 }
 
 // recapError maps a run's recap to the documented exit codes: 2 when a host
