@@ -272,7 +272,9 @@ func uploadOne(ctx context.Context, c Conn, dest string, pl payload, perm fs.Fil
 // the whole directory or none of it.
 func newDir(ctx context.Context, c Conn, dp dirPlan) (err error) {
 	parent, name := path.Dir(dp.base), path.Base(dp.base)
+	// rm: the temporary directory an interrupted earlier copy left behind.
 	script := "set -e; mkdir -p -- " + Quote(parent) +
+		"; rm -rf -- " + Quote(parent+"/."+name+".kmsctl-") + "??????" +
 		"; T=$(mktemp -d " + Quote(parent+"/."+name+".kmsctl-XXXXXX") + "); printf '%s\\n' \"$T\"" +
 		"; chmod 0755 \"$T\"; tar -x -p --no-same-owner -C \"$T\" -f -" +
 		"; find \"$T\" -type f -exec sync -- {} +; sync -- \"$T\""

@@ -294,3 +294,43 @@ func TestCopyDirectoryOverSSH(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCopyNewDirectoryRemovesStaleTempDirOverSSH: the temporary directory
+// of an earlier interrupted directory copy (".NAME.kmsctl-XXXXXX" beside
+// dest, maybe holding keys) is removed by the next copy of that directory;
+// other names are left alone.
+func TestCopyNewDirectoryRemovesStaleTempDirOverSSH(t *testing.T) {
+	eng, _ := sshHost(t)
+	src := filepath.Join(t.TempDir(), "certs")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "ca.pem"), []byte("CA"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dest := t.TempDir()
+	stale := filepath.Join(dest, ".certs.kmsctl-Ab12Cd")
+	other := filepath.Join(dest, ".certs.kmsctl-keep-this")
+	for _, d := range []string{stale, other} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "key.pem"), []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	play := []tasks.Play{{Name: "dir", Hosts: []tasks.Host{{Name: "kms1"}},
+		Tasks: []tasks.Task{{Name: "copy", Module: "copy", Args: map[string]any{"src": src, "dest": dest}}}}}
+	if _, err := eng.Run(context.Background(), play); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dest, "certs", "ca.pem")); err != nil || string(b) != "CA" {
+		t.Fatalf("ca.pem = %q %v", b, err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale temporary directory %s left behind: %v", stale, err)
+	}
+	if _, err := os.Stat(filepath.Join(other, "key.pem")); err != nil {
+		t.Errorf("removed %s, which is not a temporary directory of kmsctl: %v", other, err)
+	}
+}
