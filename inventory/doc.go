@@ -127,5 +127,5 @@
 //		vars, err := inv.Vars(h, extra)       // for templates and conditions
 //	}
 //	err = inv.Graph(os.Stdout, withVars)   // kmsctl inventory graph [--vars]
-//	shown, err := inv.MaskedVars(h)         // kmsctl inventory list
+//	shown, err := inv.MaskedVars(h, nil)      // kmsctl inventory list
 package inventory

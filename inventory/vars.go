@@ -237,12 +237,12 @@ func IsSecret(name string) bool {
 	return false
 }
 
-// MaskedVars returns host's inventory variables (Vars without extra vars and
-// without the magic variables) with every secret value replaced by
+// MaskedVars returns host's variables with extra (-e) over them, as Vars
+// but without the magic variables, with every secret value replaced by
 // redact.Mask: secret variables wholly, and any secret value appearing inside
 // another variable's string. Use it to show variables (kmsctl inventory list).
-func (inv *Inventory) MaskedVars(host string) (map[string]any, error) {
-	vars, err := inv.resolve(host, nil)
+func (inv *Inventory) MaskedVars(host string, extra map[string]any) (map[string]any, error) {
+	vars, err := inv.resolve(host, extra)
 	if err != nil {
 		return nil, err
 	}

@@ -231,7 +231,7 @@ all:
           ansible_ssh_private_key_file: /keys/id
 `
 	inv := mustParse(t, src)
-	mv, err := inv.MaskedVars("kms1")
+	mv, err := inv.MaskedVars("kms1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +315,7 @@ func TestConcurrentUse(t *testing.T) {
 					done <- err
 					return
 				}
-				if _, err := inv.MaskedVars("h1"); err != nil {
+				if _, err := inv.MaskedVars("h1", nil); err != nil {
 					done <- err
 					return
 				}

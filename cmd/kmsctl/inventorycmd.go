@@ -10,7 +10,7 @@ import (
 )
 
 // inventoryList prints each selected host (--limit) with its resolved
-// inventory variables, secrets masked: as text, or with --output json as
+// variables (inventory, then -e), secrets masked: as text, or with --output json as
 // {"hosts": {HOST: {VAR: VALUE}}, "groups": {GROUP: [HOST...]}}.
 func inventoryList(e env, o options) error {
 	inv, err := loadInventory(o, false)
@@ -25,7 +25,7 @@ func inventoryList(e env, o options) error {
 	}
 	vars := make(map[string]map[string]any, len(hosts))
 	for _, h := range hosts {
-		v, err := inv.MaskedVars(h)
+		v, err := inv.MaskedVars(h, o.ExtraVars)
 		if err != nil {
 			return fmt.Errorf("variables of host %s: %w", h, err)
 		}

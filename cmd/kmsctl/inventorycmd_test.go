@@ -66,3 +66,22 @@ func TestInventoryCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestInventoryListExtraVars: -e is over every other variable in the listing
+// too (what a play sees), derived kms_endpoint included, secrets masked.
+func TestInventoryListExtraVars(t *testing.T) {
+	te := testEnv(t)
+	if code := te.run(t, "inventory", "list", "--limit", "kms1", "-i", "testdata/inventory.yml",
+		"-e", `{"kms_port": 7400}`, "-e", "ansible_user=ops", "-e", "my_token=SENTINEL-e-token"); code != 0 {
+		t.Fatalf("exit %d: %s", code, te.errOut)
+	}
+	out := te.out.String()
+	for _, want := range []string{"  ansible_user: ops\n", "  kms_port: 7400\n", "  kms_endpoint: 10.0.0.1:7400\n", "  my_token: [REDACTED]\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("listing lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "SENTINEL") {
+		t.Errorf("the secret is printed:\n%s", out)
+	}
+}
