@@ -18,7 +18,7 @@ import (
 // knows are checked when used (Connection, Node), reported at "-e".
 func ParseExtraVars(args []string) (map[string]any, error) {
 	out := map[string]any{}
-	for _, a := range args {
+	for i, a := range args {
 		switch {
 		case strings.HasPrefix(a, "@"):
 			vars, err := LoadVarsFile(a[1:])
@@ -37,13 +37,18 @@ func ParseExtraVars(args []string) (map[string]any, error) {
 				out[k] = v
 			}
 		default:
+			// Never echo what may be a secret value: only a key that is
+			// not a secret's name is shown.
 			k, v, ok := strings.Cut(a, "=")
-			if !ok || !varNameRe.MatchString(k) {
-				name := k
-				if IsSecret(k) || !ok {
-					name = "" // never echo what may be a secret value
+			if !ok {
+				return nil, fmt.Errorf("parse -e argument %d: no \"=\" (want KEY=VALUE, @FILE or a {...} mapping)", i+1)
+			}
+			if !varNameRe.MatchString(k) {
+				where := fmt.Sprintf("argument %d", i+1)
+				if !IsSecret(k) {
+					where = k + "=..."
 				}
-				return nil, fmt.Errorf("parse -e %s: want KEY=VALUE, @FILE or a {...} mapping, with KEY made of letters, digits and _", name)
+				return nil, fmt.Errorf("parse -e %s: KEY must be made of letters, digits and _, not starting with a digit (want KEY=VALUE)", where)
 			}
 			out[k] = v
 		}

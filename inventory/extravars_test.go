@@ -32,6 +32,17 @@ func TestParseExtraVars(t *testing.T) {
 			t.Errorf("error echoes the value: %v", err)
 		}
 	}
+	// Which argument is wrong and why, without echoing it.
+	_, err = ParseExtraVars([]string{"a=1", sentinel})
+	if err == nil || strings.Contains(err.Error(), sentinel) ||
+		!strings.Contains(err.Error(), `-e argument 2: no "=" (want KEY=VALUE`) {
+		t.Errorf("ParseExtraVars(no =): %v", err)
+	}
+	_, err = ParseExtraVars([]string{"my-var=" + sentinel})
+	if err == nil || strings.Contains(err.Error(), sentinel) ||
+		!strings.Contains(err.Error(), `-e my-var=...: KEY must be made of letters, digits and _`) {
+		t.Errorf("ParseExtraVars(bad key): %v", err)
+	}
 }
 
 func TestLoadVarsFileStrict(t *testing.T) {
