@@ -56,12 +56,13 @@ func planDir(ctx context.Context, env *Env, fsys fs.FS, root, base string) (dirP
 	if env.Args.Has("validate") {
 		return dirPlan{}, errors.New("validate works on single files, not on a directory src")
 	}
-	if err := checkPath(base, false); err != nil {
-		return dirPlan{}, fmt.Errorf("dest: %w", err)
-	}
 	at, err := readAttrs(env.Args)
 	if err != nil {
 		return dirPlan{}, err
+	}
+	// owner and group apply with chown -R to base: a recursive change.
+	if err := checkPath(base, at.owner != "" || at.group != ""); err != nil {
+		return dirPlan{}, fmt.Errorf("dest: %w", err)
 	}
 	secret, err := env.Args.Bool("secret", false)
 	if err != nil {

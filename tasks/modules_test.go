@@ -714,3 +714,32 @@ func TestCopyValidateInterruptedLeavesNoTempAfterNextRun(t *testing.T) {
 		}
 	}
 }
+
+// A directory copy with owner or group changes ownership recursively
+// (chown -R on dest), so it refuses system directories like file does.
+func TestCopyDirectoryOwnerRefusesSystemDirectories(t *testing.T) {
+	for _, dest := range []string{"/etc", "/etc/", "//usr/./local/"} {
+		f := newFake(t, "h")
+		f.mkdirAll("/usr/local")
+		e := testEnv(f, map[string]any{"src": "certs/", "dest": dest, "owner": "minkms"})
+		e.Files = fstest.MapFS{"certs/ca.pem": {Data: []byte("CA")}}
+		if _, err := (copyModule{}).Plan(context.Background(), e); err == nil || !strings.Contains(err.Error(), "refusing") {
+			t.Errorf("plan dest %s: %v, want a refusal", dest, err)
+		}
+		if _, err := (copyModule{}).Apply(context.Background(), e); err == nil || !strings.Contains(err.Error(), "refusing") {
+			t.Errorf("apply dest %s: %v, want a refusal", dest, err)
+		}
+		for _, c := range f.callList() {
+			if strings.Contains(c, "chown") || strings.HasPrefix(c, "upload") {
+				t.Errorf("dest %s: ran %q", dest, c)
+			}
+		}
+	}
+	// Without owner or group nothing changes recursively: allowed.
+	f := newFake(t, "h")
+	e := testEnv(f, map[string]any{"src": "certs/", "dest": "/etc/minkms/"})
+	e.Files = fstest.MapFS{"certs/ca.pem": {Data: []byte("CA")}}
+	if _, err := (copyModule{}).Plan(context.Background(), e); err != nil && strings.Contains(err.Error(), "refusing") {
+		t.Errorf("plan without owner: %v", err)
+	}
+}
