@@ -41,6 +41,9 @@ func play(ctx context.Context, e env, o options, name string, po playOptions) er
 	if err != nil {
 		return exit.With(exit.Usage, err)
 	}
+	if err := checkExtraVars(inv, plays, o.ExtraVars); err != nil {
+		return exit.With(exit.Usage, err)
+	}
 	if po.ListHosts {
 		for _, p := range plays {
 			fmt.Fprintf(e.stdout, "play %q (%s): %d hosts\n", p.Name, p.Pos, len(p.Hosts))
@@ -58,6 +61,40 @@ func play(ctx context.Context, e env, o options, name string, po playOptions) er
 		return s.finish(err)
 	}
 	return s.finish(runPlays(ctx, s, inv, reg, plays, po))
+}
+
+// checkExtraVars validates the -e values of the connection and Key Manager
+// variables for every inventory host of plays before any host is touched,
+// so that bad input changes nothing. Only problems that -e brings are
+// reported; the inventory itself was validated when it was loaded.
+func checkExtraVars(inv *inventory.Inventory, plays []tasks.Play, extra map[string]any) error {
+	if len(extra) == 0 {
+		return nil
+	}
+	seen := map[string]bool{}
+	var errs []error
+	for _, p := range plays {
+		for _, h := range p.Hosts {
+			if seen[h.Name] || !inv.HasHost(h.Name) {
+				continue
+			}
+			seen[h.Name] = true
+			if _, err := inv.Connection(h.Name, extra); err != nil {
+				if _, err0 := inv.Connection(h.Name, nil); err0 == nil {
+					errs = append(errs, err)
+				}
+			}
+			if _, err := inv.Node(h.Name, extra); err != nil {
+				if _, err0 := inv.Node(h.Name, nil); err0 == nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("check -e variables: %w", errors.Join(errs...))
+	}
+	return nil
 }
 
 // runPlays runs resolved plays with the engine within a session, and maps

@@ -524,3 +524,29 @@ func TestPlainFunctions(t *testing.T) {
 		t.Errorf("stdout:\n%s", te.out)
 	}
 }
+
+// TestPlayBadExtraVarsChangeNothing: -e values of connection and Key Manager
+// variables are validated for every selected host before any host is
+// touched: a usage error (exit 1) naming the variable, not an unreachable
+// host, and no play starts.
+func TestPlayBadExtraVarsChangeNothing(t *testing.T) {
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "inventory.yml")
+	if err := os.WriteFile(inv, []byte("all:\n  hosts:\n    h1: {ansible_host: 127.0.0.1, ansible_port: 1}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pb := writePlaybook(t, "- hosts: all\n  tasks:\n    - command: \"true\"\n")
+	te := testEnv(t)
+	code := te.run(t, "play", pb, "-i", inv, "--ssh-config", "none", "-e", "ansible_port=abc", "-e", "kms_storage_path=/")
+	if code != exit.Usage {
+		t.Fatalf("exit %d, want %d\n%s\n%s", code, exit.Usage, te.out, te.errOut)
+	}
+	for _, want := range []string{"-e: host h1: ansible_port: must be a port number", "-e: host h1: kms_storage_path:"} {
+		if !strings.Contains(te.errOut.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, te.errOut)
+		}
+	}
+	if strings.Contains(te.out.String(), "PLAY") {
+		t.Errorf("a play started:\n%s", te.out)
+	}
+}
