@@ -70,9 +70,25 @@ func (b *becomeConn) DialTCP(ctx context.Context, addr string) (net.Conn, error)
 	return b.inner.DialTCP(ctx, addr)
 }
 
+// dataRunner is implemented by Conns (Redact) that mask command output:
+// runData runs a command whose stdout is file data, passed unmasked.
+type dataRunner interface {
+	runData(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error
+}
+
 // Run runs cmd as the become user.
 func (b *becomeConn) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
-	err := b.inner.Run(ctx, b.wrap(cmd), stdin, stdout, stderr)
+	return b.run(ctx, cmd, stdin, stdout, stderr, false)
+}
+
+// run runs cmd as the become user; data says stdout is file data (see
+// dataRunner).
+func (b *becomeConn) run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer, data bool) error {
+	inner := b.inner.Run
+	if d, ok := b.inner.(dataRunner); ok && data {
+		inner = d.runData
+	}
+	err := inner(ctx, b.wrap(cmd), stdin, stdout, stderr)
 	var xe *ExitError
 	if errors.As(err, &xe) && xe.Status == 1 {
 		for _, m := range []string{"a password is required", "a terminal is required", "is not in the sudoers file", "is not allowed to run sudo"} {
@@ -244,9 +260,10 @@ func notExist(err error, op, host string) error {
 	return err
 }
 
-// Download streams the file through `cat` run as the become user.
+// Download streams the file through `cat` run as the become user; a
+// Redact Conn under it does not mask that stream (it is data, not output).
 func (b *becomeConn) Download(ctx context.Context, p string, dst io.Writer) error {
-	err := b.Run(ctx, Command("cat", "--", p), nil, dst, nil)
+	err := b.run(ctx, Command("cat", "--", p), nil, dst, nil, true)
 	if err != nil {
 		return notExist(fmt.Errorf("download %s: %w", p, err), "download "+p, b.Host())
 	}

@@ -81,6 +81,21 @@ func (c *redactConn) Run(ctx context.Context, cmd string, stdin io.Reader, stdou
 	return c.err(err)
 }
 
+// runData is Run with stdout passed through unmasked: Become streams a
+// Download through a command's stdout, and file data is not output.
+func (c *redactConn) runData(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
+	var ew io.WriteCloser
+	if stderr != nil {
+		ew = c.r.Writer(stderr)
+		stderr = ew
+	}
+	err := c.inner.Run(ctx, cmd, stdin, stdout, stderr)
+	if ew != nil {
+		ew.Close()
+	}
+	return c.err(err)
+}
+
 func (c *redactConn) Upload(ctx context.Context, p string, src io.Reader, perm fs.FileMode, owner string) (string, error) {
 	sum, err := c.inner.Upload(ctx, p, src, perm, owner)
 	return sum, c.err(err)

@@ -297,3 +297,35 @@ func TestBecomeRootUploadRemovesStagingCopyOfAnInterruptedRun(t *testing.T) {
 		}
 	}
 }
+
+// TestBecomeOverRedactDownloadsFileDataUnmasked: cmd/kmsctl stacks
+// Become(Redact(Trace(client))). Become streams a download through the
+// stdout of `cat`; that stream is file data, not output, and must arrive
+// unmasked (as Redact's own Download promises), or a fetched file that
+// holds a registered secret is corrupted.
+func TestBecomeOverRedactDownloadsFileDataUnmasked(t *testing.T) {
+	const secret = "SENTINEL-api-key-0123456789"
+	_, _, c := connected(t, sshtest.Config{Sudo: sshtest.SudoAllow})
+	conn := remote.Become(remote.Redact(remote.Trace(c, zerolog.Nop()), redact.New(secret)), "root")
+	p := filepath.Join(t.TempDir(), "env")
+	data := "MINIO_KMS_API_KEY=" + secret + "\n"
+	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := conn.Download(ctx(t), p, &buf); err != nil {
+		t.Fatal(err)
+	}
+	if buf.String() != data {
+		t.Errorf("downloaded %d bytes that differ from the file (masked?)", buf.Len())
+	}
+	// Command output is still masked.
+	var out bytes.Buffer
+	if err := conn.Run(ctx(t), "cat -- "+remote.Quote(p), nil, &out, nil); err != nil || strings.Contains(out.String(), secret) {
+		t.Errorf("command output not masked: %v", err)
+	}
+	// A failing download still reports fs.ErrNotExist.
+	if err := conn.Download(ctx(t), p+".missing", io.Discard); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("download of a missing file = %v", err)
+	}
+}
