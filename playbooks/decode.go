@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/kmsctl/kmsctl/inventory"
 	"github.com/kmsctl/kmsctl/tasks"
 )
 
@@ -469,9 +470,10 @@ func (d *decoder) varsFiles(n *yaml.Node) map[string]any {
 			d.errorf(n, "vars_files: read %q: %v", name, err)
 			continue
 		}
-		var m map[string]any
-		if err := yaml.Unmarshal(b, &m); err != nil {
-			d.errorf(n, "vars_files: %s: %v", name, err)
+		// Strict, like inventory vars, with positions in the vars file.
+		m, err := inventory.ParseVars(path.Join(path.Dir(d.file), path.Clean(name)), b)
+		if err != nil {
+			d.errorf(n, "vars_files: %v", err)
 			continue
 		}
 		for k, v := range m {

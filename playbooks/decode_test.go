@@ -101,6 +101,11 @@ func TestDecodeInvalid(t *testing.T) {
 		"handler_no_name.yml": {"handler_no_name.yml:5: a handler needs a name"},
 		"free_form_copy.yml":  {"free_form_copy.yml:3: module copy: arguments must be a mapping"},
 		"malformed.yml":       {"malformed.yml:3: invalid YAML: found unexpected end of stream (fix the YAML syntax"},
+		// vars files are decoded strictly, problems at the vars file's line
+		"vars_files.yml": {
+			"vars_files.yml:3: vars_files: testdata/invalid/vars/dup.yml:2:1: a: duplicate key",
+			"vars/dup.yml:3:11: kms_port: must be a port number",
+		},
 	}
 	files, err := filepath.Glob("testdata/invalid/*.yml")
 	if err != nil || len(files) != len(cases) {
