@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
 )
@@ -20,8 +21,8 @@ func unifiedDiff(path string, old, new []byte, existed bool) string {
 		from = "/dev/null"
 	}
 	d, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A:        difflib.SplitLines(string(old)),
-		B:        difflib.SplitLines(string(new)),
+		A:        diffLines(old),
+		B:        diffLines(new),
 		FromFile: from,
 		ToFile:   "b" + path,
 		Context:  3,
@@ -30,6 +31,26 @@ func unifiedDiff(path string, old, new []byte, existed bool) string {
 		return fmt.Sprintf("(no diff: %v)\n", err)
 	}
 	return d
+}
+
+// noNewline marks, like diff -u, a last line that lacks its newline.
+const noNewline = "\n\\ No newline at end of file\n"
+
+// diffLines splits b into lines that keep their "\n". Unlike
+// difflib.SplitLines it adds no phantom line: empty content has no lines,
+// and a last line without a newline carries the diff -u marker instead, so
+// it also differs from the same text with a newline.
+func diffLines(b []byte) []string {
+	if len(b) == 0 {
+		return nil
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	if last := len(lines) - 1; lines[last] == "" {
+		lines = lines[:last]
+	} else {
+		lines[last] += noNewline
+	}
+	return lines
 }
 
 func isBinary(b []byte) bool {
