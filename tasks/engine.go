@@ -737,7 +737,7 @@ func (r *run) loopItems(t Task, vars map[string]any) ([]any, error) {
 	case nil:
 		return nil, nil
 	}
-	return nil, fmt.Errorf("want a list, got %T", v)
+	return nil, fmt.Errorf("want a list, got %s", kindOf(v))
 }
 
 // executeOne runs the task once (one loop item) with the given variables.

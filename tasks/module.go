@@ -365,7 +365,7 @@ func checkType(t ArgType, v any) error {
 		_, err = toDuration(v)
 	case ArgMap:
 		if _, ok := v.(map[string]any); !ok {
-			err = fmt.Errorf("want a mapping, got %T", v)
+			err = fmt.Errorf("want a mapping, got %s", kindOf(v))
 		}
 	}
 	return err
@@ -464,7 +464,7 @@ func toString(v any) (string, error) {
 	case int, int64, uint64, float64, bool:
 		return fmt.Sprint(x), nil
 	}
-	return "", fmt.Errorf("want a string, got %T", v)
+	return "", fmt.Errorf("want a string, got %s", kindOf(v))
 }
 
 func toBool(v any) (bool, error) {
@@ -482,7 +482,7 @@ func toBool(v any) (bool, error) {
 	case int:
 		return x != 0, nil
 	}
-	return false, fmt.Errorf("want a boolean, got %T", v)
+	return false, fmt.Errorf("want a boolean, got %s", kindOf(v))
 }
 
 func toInt(v any) (int, error) {
@@ -505,7 +505,7 @@ func toInt(v any) (int, error) {
 		}
 		return n, nil
 	}
-	return 0, fmt.Errorf("want an integer, got %T", v)
+	return 0, fmt.Errorf("want an integer, got %s", kindOf(v))
 }
 
 func toMode(v any) (fs.FileMode, error) {
@@ -526,7 +526,7 @@ func toMode(v any) (fs.FileMode, error) {
 			return 0, fmt.Errorf("want an octal file mode such as \"0640\", got %q", x)
 		}
 	default:
-		return 0, fmt.Errorf("want an octal file mode such as \"0640\", got %T", v)
+		return 0, fmt.Errorf("want an octal file mode such as \"0640\", got %s", kindOf(v))
 	}
 	if n > 0o7777 {
 		return 0, fmt.Errorf("file mode %o is out of range (quote it: \"0640\")", n)
@@ -561,7 +561,7 @@ func toList(v any) ([]string, error) {
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("want a list, got %T", v)
+	return nil, fmt.Errorf("want a list, got %s", kindOf(v))
 }
 
 func toDuration(v any) (time.Duration, error) {
@@ -583,5 +583,5 @@ func toDuration(v any) (time.Duration, error) {
 	case time.Duration:
 		return x, nil
 	}
-	return 0, fmt.Errorf("want seconds or a duration, got %T", v)
+	return 0, fmt.Errorf("want seconds or a duration, got %s", kindOf(v))
 }

@@ -82,7 +82,7 @@ var exprFuncs = map[string]func(params ...any) (any, error){
 		case reflect.String, reflect.Slice, reflect.Array, reflect.Map:
 			return v.Len(), nil
 		}
-		return nil, fmt.Errorf("length of %T", p[0])
+		return nil, fmt.Errorf("length of %s", kindOf(p[0]))
 	},
 	"default": func(p ...any) (any, error) {
 		if len(p) != 2 {
@@ -104,7 +104,7 @@ func contains(container, item any) (bool, error) {
 	if s, ok := container.(string); ok {
 		sub, ok := item.(string)
 		if !ok {
-			return false, fmt.Errorf("in: %T in a string", item)
+			return false, fmt.Errorf("in: %s in a string", kindOf(item))
 		}
 		return strings.Contains(s, sub), nil
 	}
@@ -124,7 +124,7 @@ func contains(container, item any) (bool, error) {
 		}
 		return v.MapIndex(k).IsValid(), nil
 	}
-	return false, fmt.Errorf("in: cannot look into %T", container)
+	return false, fmt.Errorf("in: cannot look into %s", kindOf(container))
 }
 
 func equalValues(a, b any) bool {
@@ -253,7 +253,7 @@ func asBool(src string, v any) (bool, error) {
 	case nil:
 		return false, nil
 	}
-	return false, fmt.Errorf("expression %q gave %T %v, want true or false", src, v, v)
+	return false, fmt.Errorf("expression %q gave %s %v, want true or false", src, kindOf(v), v)
 }
 
 func (ev *evaluator) evalBool(src string, vars map[string]any) (bool, error) {
