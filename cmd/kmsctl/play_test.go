@@ -10,8 +10,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/output"
 	"github.com/kmsctl/kmsctl/remote/sshtest"
 	"golang.org/x/crypto/ssh"
 )
@@ -222,6 +224,11 @@ func TestPlayJSONOutput(t *testing.T) {
 		}
 		ev, _ := m["event"].(string)
 		events[ev]++
+		if ts, _ := m["time"].(string); ts == "" {
+			t.Errorf("%s event has no time: %s", ev, sc.Text())
+		} else if _, err := time.Parse(output.TimeFormat, ts); err != nil {
+			t.Errorf("%s event time %q: %v", ev, ts, err)
+		}
 		if ev == "host_result" && m["host"] != "kms2" {
 			t.Errorf("--limit kms2 ran on %v", m["host"])
 		}

@@ -146,7 +146,7 @@ func (s *session) finish(err error) error {
 	if s.o.Output == "json" {
 		// Programs get the outcome and the run log in the same stream.
 		out := zerolog.New(s.e.stdout)
-		out.Info().Str("event", "run_end").Int("exit_code", code).
+		out.Info().Str("event", "run_end").Str("time", time.Now().UTC().Format(output.TimeFormat)).Int("exit_code", code).
 			Str("run_log", s.log.Path).Dur("duration_ms", time.Since(s.start)).Send()
 	}
 	if cerr := s.log.Close(); cerr != nil && err == nil {

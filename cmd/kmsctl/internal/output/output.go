@@ -57,12 +57,15 @@ func Tee(sinks ...tasks.Sink) tasks.Sink {
 	})
 }
 
+// TimeFormat is the layout of every JSON event's "time" field (UTC, ms).
+const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
 // LogEvent writes e as one zerolog event at level: the same fields for the
 // JSON output and the run log.
 func LogEvent(l zerolog.Logger, level zerolog.Level, e tasks.Event) {
 	ev := l.WithLevel(level).Str("event", e.Type.String())
 	if !e.Time.IsZero() {
-		ev = ev.Str("time", e.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+		ev = ev.Str("time", e.Time.UTC().Format(TimeFormat))
 	}
 	if e.Play != "" {
 		ev = ev.Str("play", e.Play)
