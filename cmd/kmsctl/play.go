@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/output"
 	"github.com/kmsctl/kmsctl/inventory"
 	"github.com/kmsctl/kmsctl/playbooks"
 	"github.com/kmsctl/kmsctl/tasks"
@@ -29,7 +30,7 @@ func play(ctx context.Context, e env, o options, name string, po playOptions) er
 		return exit.With(exit.Usage, err)
 	}
 	if po.SyntaxCheck {
-		_, err := fmt.Fprintf(e.stdout, "playbook %s: %d plays, syntax OK\n", pb.Name, len(pb.Plays))
+		_, err := fmt.Fprintf(e.stdout, "playbook %s: %s, syntax OK\n", pb.Name, output.Count(len(pb.Plays), "play"))
 		return err
 	}
 	inv, err := loadInventory(o, false)
@@ -46,7 +47,7 @@ func play(ctx context.Context, e env, o options, name string, po playOptions) er
 	}
 	if po.ListHosts {
 		for _, p := range plays {
-			fmt.Fprintf(e.stdout, "play %q (%s): %d hosts\n", p.Name, p.Pos, len(p.Hosts))
+			fmt.Fprintf(e.stdout, "play %q (%s): %s\n", p.Name, p.Pos, output.Count(len(p.Hosts), "host"))
 			for _, h := range p.Hosts {
 				fmt.Fprintf(e.stdout, "  %s\n", h.Name)
 			}

@@ -371,7 +371,7 @@ func TestPlaySyntaxCheckAndListHosts(t *testing.T) {
 	if code := te.run(t, "play", "ping", "--syntax-check"); code != 0 {
 		t.Fatalf("exit %d: %s", code, te.errOut)
 	}
-	if !strings.Contains(te.out.String(), "builtin:ping.yml: 1 plays, syntax OK") {
+	if !strings.Contains(te.out.String(), "builtin:ping.yml: 1 play, syntax OK\n") {
 		t.Errorf("stdout %s", te.out)
 	}
 	te = testEnv(t)
@@ -387,6 +387,13 @@ func TestPlaySyntaxCheckAndListHosts(t *testing.T) {
 	}
 	if got := te.out.String(); got != "play \"ping\" (builtin:ping.yml:2): 2 hosts\n  kms2\n  jump1\n" {
 		t.Errorf("--list-hosts:\n%s", got)
+	}
+	te = testEnv(t)
+	if code := te.run(t, "play", "ping", "--list-hosts", "-i", "testdata/inventory.yml", "-l", "kms2"); code != 0 {
+		t.Fatalf("exit %d: %s", code, te.errOut)
+	}
+	if got := te.out.String(); got != "play \"ping\" (builtin:ping.yml:2): 1 host\n  kms2\n" {
+		t.Errorf("--list-hosts -l kms2:\n%s", got)
 	}
 }
 

@@ -73,7 +73,7 @@ func (l *live) redraw() {
 	n := 0
 	for _, h := range l.running {
 		if n == liveMaxLines {
-			fmt.Fprintln(l.w, cut(fmt.Sprintf("  … and %d more hosts", len(l.running)-n), l.width))
+			fmt.Fprintln(l.w, cut("  … and "+Count(len(l.running)-n, "more host"), l.width))
 			n++
 			break
 		}

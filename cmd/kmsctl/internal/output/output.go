@@ -57,6 +57,14 @@ func Tee(sinks ...tasks.Sink) tasks.Sink {
 	})
 }
 
+// Count is n followed by noun, plural unless n is 1: "1 host", "2 hosts".
+func Count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // TimeFormat is the layout of every JSON event's "time" field (UTC, ms).
 const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
 
@@ -194,7 +202,7 @@ type plain struct {
 func (p *plain) Event(e tasks.Event) {
 	switch e.Type {
 	case tasks.EventPlayStart:
-		fmt.Fprintf(p.w, "PLAY [%s] on %d hosts\n", e.Play, len(e.Hosts))
+		fmt.Fprintf(p.w, "PLAY [%s] on %s\n", e.Play, Count(len(e.Hosts), "host"))
 	case tasks.EventHandlerStart:
 		if p.verbosity > 0 {
 			fmt.Fprintf(p.w, "RUNNING HANDLER [%s]\n", e.Task)

@@ -121,3 +121,21 @@ func TestCut(t *testing.T) {
 		t.Errorf("cut = %q", got)
 	}
 }
+
+func TestPlainPlayOnOneHost(t *testing.T) {
+	var b bytes.Buffer
+	d := NewPlain(&b, 0)
+	d.Event(tasks.Event{Type: tasks.EventPlayStart, Play: "site", Hosts: []string{"kms1"}})
+	d.Close()
+	if got, want := b.String(), "PLAY [site] on 1 host\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestCount(t *testing.T) {
+	for n, want := range map[int]string{0: "0 hosts", 1: "1 host", 2: "2 hosts", 11: "11 hosts"} {
+		if got := Count(n, "host"); got != want {
+			t.Errorf("Count(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
