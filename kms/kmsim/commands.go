@@ -205,6 +205,72 @@ func (c *call) commit(mutate func(st *nodeState) error) (proto.Message, *apiErro
 	return nil, asAPIError(err)
 }
 
+// lookupIn authorizes name and returns it from the map of the request's
+// enclave that pick selects, or notFound.
+func lookupIn[T any](c *call, name string, notFound *apiError, pick func(e *enclave) map[string]T) (T, *apiError) {
+	var zero T
+	if err := c.authorize(name); err != nil {
+		return zero, err
+	}
+	e, aerr := c.enclaveOf(c.st)
+	if aerr != nil {
+		return zero, aerr
+	}
+	v, ok := pick(e)[name]
+	if !ok {
+		return zero, notFound
+	}
+	return v, nil
+}
+
+// deleteIn commits the removal of name from the map of the request's enclave
+// that pick selects; notFound if it is not there.
+func deleteIn[T any](c *call, name string, notFound *apiError, pick func(e *enclave) map[string]T) (proto.Message, *apiError) {
+	if err := c.authorize(name); err != nil {
+		return nil, err
+	}
+	return c.commit(func(st *nodeState) error {
+		e, aerr := c.enclaveOf(st)
+		if aerr != nil {
+			return aerr
+		}
+		m := pick(e)
+		if _, ok := m[name]; !ok {
+			return notFound
+		}
+		delete(m, name)
+		return nil
+	})
+}
+
+// listIn decodes a ListRequest, authorizes its prefix and returns one page of
+// the map of the request's enclave that pick selects (sorted by name) and the
+// name the next page continues at.
+func listIn[T any](c *call, payload []byte, pick func(e *enclave) map[string]T) ([]T, string, *apiError) {
+	var req pb.ListRequest
+	if err := decode(payload, &req); err != nil {
+		return nil, "", err
+	}
+	if err := c.authorize(req.Prefix); err != nil {
+		return nil, "", err
+	}
+	e, aerr := c.enclaveOf(c.st)
+	if aerr != nil {
+		return nil, "", aerr
+	}
+	m := pick(e)
+	names, next := page(mapKeys(m), req.Prefix, req.ContinueAt, req.Limit)
+	items := make([]T, 0, len(names))
+	for _, name := range names {
+		items = append(items, m[name])
+	}
+	return items, next, nil
+}
+
+func enclaveKeys(e *enclave) map[string]*key            { return e.Keys }
+func enclavePolicies(e *enclave) map[string]*policy     { return e.Policies }
+func enclaveIdentities(e *enclave) map[string]*identity { return e.Identities }
+
 func decode(payload []byte, m proto.Message) *apiError {
 	if err := proto.Unmarshal(payload, m); err != nil {
 		return fromWire(wire.ErrBadRequest, "decode %s: %v", m.ProtoReflect().Descriptor().Name(), err)
@@ -464,16 +530,9 @@ func deleteFunc[T any](s []T, del func(T) bool) []T {
 
 // lookupKey returns key name (version v, 0 = latest) of the request's enclave.
 func (c *call) lookupKey(name string, v uint32) (*key, *keyVersion, *apiError) {
-	if err := c.authorize(name); err != nil {
-		return nil, nil, err
-	}
-	e, aerr := c.enclaveOf(c.st)
+	k, aerr := lookupIn(c, name, errNoKey, enclaveKeys)
 	if aerr != nil {
 		return nil, nil, aerr
-	}
-	k, ok := e.Keys[name]
-	if !ok {
-		return nil, nil, errNoKey
 	}
 	kv, ok := k.version(v)
 	if !ok {
@@ -572,21 +631,12 @@ func keyMAC(c *call, payload []byte) (proto.Message, *apiError) {
 }
 
 func keyList(c *call, payload []byte) (proto.Message, *apiError) {
-	var req pb.ListRequest
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
-	if err := c.authorize(req.Prefix); err != nil {
-		return nil, err
-	}
-	e, aerr := c.enclaveOf(c.st)
+	keys, next, aerr := listIn(c, payload, enclaveKeys)
 	if aerr != nil {
 		return nil, aerr
 	}
-	names, next := page(mapKeys(e.Keys), req.Prefix, req.ContinueAt, req.Limit)
 	resp := &pb.ListKeysResponse{ContinueAt: next}
-	for _, name := range names {
-		k := e.Keys[name]
+	for _, k := range keys {
 		kv, _ := k.version(0)
 		resp.Keys = append(resp.Keys, keyStatusOf(k, kv))
 	}
@@ -660,20 +710,7 @@ func policyDelete(c *call, payload []byte) (proto.Message, *apiError) {
 	if err := decode(payload, &req); err != nil {
 		return nil, err
 	}
-	if err := c.authorize(req.Name); err != nil {
-		return nil, err
-	}
-	return c.commit(func(st *nodeState) error {
-		e, aerr := c.enclaveOf(st)
-		if aerr != nil {
-			return aerr
-		}
-		if _, ok := e.Policies[req.Name]; !ok {
-			return errNoPolicy
-		}
-		delete(e.Policies, req.Name)
-		return nil
-	})
+	return deleteIn(c, req.Name, errNoPolicy, enclavePolicies)
 }
 
 func policyAssign(c *call, payload []byte) (proto.Message, *apiError) {
@@ -704,19 +741,8 @@ func policyAssign(c *call, payload []byte) (proto.Message, *apiError) {
 	})
 }
 
-func (c *call) lookupPolicy(name string) (*policy, *apiError) {
-	if err := c.authorize(name); err != nil {
-		return nil, err
-	}
-	e, aerr := c.enclaveOf(c.st)
-	if aerr != nil {
-		return nil, aerr
-	}
-	p, ok := e.Policies[name]
-	if !ok {
-		return nil, errNoPolicy
-	}
-	return p, nil
+func policyStatusOf(p *policy) *pb.PolicyStatusResponse {
+	return &pb.PolicyStatusResponse{Name: p.Name, CreatedAt: ts(p.CreatedAt), CreatedBy: p.CreatedBy}
 }
 
 func policyGet(c *call, payload []byte) (proto.Message, *apiError) {
@@ -724,7 +750,7 @@ func policyGet(c *call, payload []byte) (proto.Message, *apiError) {
 	if err := decode(payload, &req); err != nil {
 		return nil, err
 	}
-	p, aerr := c.lookupPolicy(req.Name)
+	p, aerr := lookupIn(c, req.Name, errNoPolicy, enclavePolicies)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -736,30 +762,21 @@ func policyStatus(c *call, payload []byte) (proto.Message, *apiError) {
 	if err := decode(payload, &req); err != nil {
 		return nil, err
 	}
-	p, aerr := c.lookupPolicy(req.Name)
+	p, aerr := lookupIn(c, req.Name, errNoPolicy, enclavePolicies)
 	if aerr != nil {
 		return nil, aerr
 	}
-	return &pb.PolicyStatusResponse{Name: p.Name, CreatedAt: ts(p.CreatedAt), CreatedBy: p.CreatedBy}, nil
+	return policyStatusOf(p), nil
 }
 
 func policyList(c *call, payload []byte) (proto.Message, *apiError) {
-	var req pb.ListRequest
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
-	if err := c.authorize(req.Prefix); err != nil {
-		return nil, err
-	}
-	e, aerr := c.enclaveOf(c.st)
+	policies, next, aerr := listIn(c, payload, enclavePolicies)
 	if aerr != nil {
 		return nil, aerr
 	}
-	names, next := page(mapKeys(e.Policies), req.Prefix, req.ContinueAt, req.Limit)
 	resp := &pb.ListPoliciesResponse{ContinueAt: next}
-	for _, name := range names {
-		p := e.Policies[name]
-		resp.Policies = append(resp.Policies, &pb.PolicyStatusResponse{Name: p.Name, CreatedAt: ts(p.CreatedAt), CreatedBy: p.CreatedBy})
+	for _, p := range policies {
+		resp.Policies = append(resp.Policies, policyStatusOf(p))
 	}
 	return resp, nil
 }
@@ -820,20 +837,7 @@ func identityDelete(c *call, payload []byte) (proto.Message, *apiError) {
 	if err := decode(payload, &req); err != nil {
 		return nil, err
 	}
-	if err := c.authorize(req.Identity); err != nil {
-		return nil, err
-	}
-	return c.commit(func(st *nodeState) error {
-		e, aerr := c.enclaveOf(st)
-		if aerr != nil {
-			return aerr
-		}
-		if _, ok := e.Identities[req.Identity]; !ok {
-			return errNoIdentity
-		}
-		delete(e.Identities, req.Identity)
-		return nil
-	})
+	return deleteIn(c, req.Identity, errNoIdentity, enclaveIdentities)
 }
 
 func identityOfRecord(i *identity) *pb.IdentityResponse {
@@ -848,36 +852,21 @@ func identityStatus(c *call, payload []byte) (proto.Message, *apiError) {
 	if err := decode(payload, &req); err != nil {
 		return nil, err
 	}
-	if err := c.authorize(req.Identity); err != nil {
-		return nil, err
-	}
-	e, aerr := c.enclaveOf(c.st)
+	i, aerr := lookupIn(c, req.Identity, errNoIdentity, enclaveIdentities)
 	if aerr != nil {
 		return nil, aerr
-	}
-	i, ok := e.Identities[req.Identity]
-	if !ok {
-		return nil, errNoIdentity
 	}
 	return identityOfRecord(i), nil
 }
 
 func identityList(c *call, payload []byte) (proto.Message, *apiError) {
-	var req pb.ListRequest
-	if err := decode(payload, &req); err != nil {
-		return nil, err
-	}
-	if err := c.authorize(req.Prefix); err != nil {
-		return nil, err
-	}
-	e, aerr := c.enclaveOf(c.st)
+	identities, next, aerr := listIn(c, payload, enclaveIdentities)
 	if aerr != nil {
 		return nil, aerr
 	}
-	names, next := page(mapKeys(e.Identities), req.Prefix, req.ContinueAt, req.Limit)
 	resp := &pb.ListIdentitiesResponse{ContinueAt: next}
-	for _, name := range names {
-		resp.Identities = append(resp.Identities, identityOfRecord(e.Identities[name]))
+	for _, i := range identities {
+		resp.Identities = append(resp.Identities, identityOfRecord(i))
 	}
 	return resp, nil
 }
