@@ -33,6 +33,7 @@ type Options struct {
 	ConnectTimeout  time.Duration  // per hop: TCP connect + handshake + auth; 0 = ssh_config ConnectTimeout or 15s
 	KeepAlive       time.Duration  // interval of keepalive@openssh.com requests; 3 unanswered => dead; 0 = ssh_config ServerAliveInterval or 15s
 	SFTPConcurrency int            // SFTP write requests in flight per file transfer; 0 = DefaultSFTPConcurrency
+	SFTPPacketSize  int            // bytes per SFTP read/write request; 0 = chosen per server (see sftpPacketSize)
 	MaxSessions     int            // session channels open at once on the connection (commands + the SFTP session); 0 = 10, sshd's default MaxSessions
 	AgentSocket     string         // ssh-agent socket; "" = $SSH_AUTH_SOCK; "none" = do not use an agent
 	Logger          zerolog.Logger // debug-level tracing goes here; the zero value discards

@@ -435,13 +435,13 @@ func TestStatDownloadRemoveChecksum(t *testing.T) {
 
 func TestChecksumRejectsMalformedOutput(t *testing.T) {
 	_, _, c := connected(t, sshtest.Config{Exec: func(_ context.Context, cmd string, _ io.Reader, stdout, _ io.Writer) (int, bool) {
-		if strings.HasPrefix(cmd, "sha256sum") {
+		if strings.Contains(cmd, remote.SHA256Script) {
 			io.WriteString(stdout, "not-a-hash  /x\n")
 			return 0, true
 		}
 		return 0, false
 	}})
-	if _, err := c.Checksum(ctx(t), "/x"); err == nil || !strings.Contains(err.Error(), "unexpected sha256sum output") {
+	if _, err := c.Checksum(ctx(t), "/x"); err == nil || !strings.Contains(err.Error(), "unexpected sha256 output") {
 		t.Fatalf("checksum of malformed output = %v", err)
 	}
 }

@@ -48,8 +48,47 @@ func (c *Client) sftpClient(ctx context.Context) (*sshConn, *sftp.Client, error)
 		}
 		return nil, nil, fmt.Errorf("open sftp session on %s: %w", c.host, err)
 	}
+	size := sftpPacketSize(c.o.SFTPPacketSize, string(sc.client.ServerVersion()), cl)
+	if size != defaultSFTPPacket {
+		// The option only sets a field; no request has been sent yet.
+		if err := sftp.MaxPacketUnchecked(size)(cl); err != nil {
+			cl.Close()
+			return nil, nil, fmt.Errorf("set sftp packet size %d on %s: %w", size, c.host, err)
+		}
+	}
 	sc.sftp = cl
 	return sc, cl, nil
+}
+
+// SFTP request sizes. Every SFTP server must take 32 KiB requests
+// (draft-ietf-secsh-filexfer-02 §3). OpenSSH's sftp-server takes messages of
+// up to 256 KiB and, from OpenSSH 8.6, says so with the limits@openssh.com
+// extension: max-read-length = max-write-length = 256 KiB - 1024. Measured
+// on an open connection (bench/ssh.sh), 50 MiB went over in 0.15 s with
+// such requests against 0.22-0.28 s with 32 KiB ones.
+const (
+	defaultSFTPPacket = 32 * 1024
+	openSSHSFTPPacket = 256*1024 - 1024
+)
+
+// extensions is what sftpPacketSize needs of an SFTP client.
+type extensions interface {
+	HasExtension(name string) (string, bool)
+}
+
+// sftpPacketSize is the size of SFTP read/write requests: set, when
+// positive; the size OpenSSH's sftp-server reports in limits@openssh.com,
+// when the server's banner is OpenSSH's and its SFTP server offers that
+// extension (the values cannot be read through pkg/sftp, but OpenSSH's are
+// fixed); otherwise 32 KiB, which every server takes.
+func sftpPacketSize(set int, serverVersion string, cl extensions) int {
+	if set > 0 {
+		return set
+	}
+	if _, ok := cl.HasExtension("limits@openssh.com"); ok && strings.HasPrefix(serverVersion, "SSH-2.0-OpenSSH_") {
+		return openSSHSFTPPacket
+	}
+	return defaultSFTPPacket
 }
 
 // fail wraps an error of op: a *LostError when the connection died.
@@ -72,8 +111,9 @@ func (c *Client) fail(sc *sshConn, op string, err error) error {
 //     being hashed;
 //  3. the file is fsync'ed (fsync@openssh.com; when the server lacks that
 //     extension, `sync -- TEMP` is run instead) and closed;
-//  4. the remote sha256 of the temp file (sha256sum) must equal the hash of
-//     src, otherwise the temp file is removed and an error returned;
+//  4. the remote sha256 of the temp file (see Checksum; computed while the
+//     fsync runs) must equal the hash of src, otherwise the temp file is
+//     removed and an error returned;
 //  5. owner ("user[:group]", "" = leave) is set with chown, then perm;
 //  6. the temp file is renamed over target (posix-rename@openssh.com, or
 //     `mv -f` when the server lacks it).
@@ -121,10 +161,22 @@ func (c *Client) Upload(ctx context.Context, target string, src io.Reader, perm 
 		}
 		return "", c.fail(sc, op, fmt.Errorf("write temp file %s after %d bytes: %w", tmp, n, err))
 	}
+	// fsync and the verifying hash run at once: the hash reads the page
+	// cache that fsync is writing out, and neither waits for the other.
+	sum = hex.EncodeToString(h.Sum(nil))
+	var landed string
+	var sumErr error
+	hashed := make(chan struct{})
+	go func() {
+		defer close(hashed)
+		landed, sumErr = c.Checksum(ctx, tmp)
+	}()
 	needSync := false
-	if err := f.Sync(); err != nil {
-		if !unsupported(err) {
-			return "", c.fail(sc, op, fmt.Errorf("fsync temp file: %w", err))
+	syncErr := f.Sync()
+	<-hashed
+	if syncErr != nil {
+		if !unsupported(syncErr) {
+			return "", c.fail(sc, op, fmt.Errorf("fsync temp file: %w", syncErr))
 		}
 		needSync = true
 	}
@@ -137,10 +189,8 @@ func (c *Client) Upload(ctx context.Context, target string, src io.Reader, perm 
 			return "", fmt.Errorf("%s: fsync temp file (server lacks fsync@openssh.com): %w", op, err)
 		}
 	}
-	sum = hex.EncodeToString(h.Sum(nil))
-	landed, err := c.Checksum(ctx, tmp)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", op, err)
+	if sumErr != nil {
+		return "", fmt.Errorf("%s: %w", op, sumErr)
 	}
 	if landed != sum {
 		return "", fmt.Errorf("%s on %s: checksum mismatch: sent %d bytes with sha256 %s but the temp file has sha256 %s; %s was left unchanged", op, c.host, n, sum, landed, target)
@@ -207,6 +257,9 @@ func (r ctxReader) Read(p []byte) (int, error) {
 }
 
 // Download streams the remote file at p into dst with concurrent SFTP reads.
+// A regular file must deliver as many bytes as its size when opened:
+// pkg/sftp's concurrent reads skip data silently when a server answers with
+// short reads (github.com/pkg/sftp/issues/658), so a short count is an error.
 func (c *Client) Download(ctx context.Context, p string, dst io.Writer) error {
 	op := "download " + p
 	sc, sf, err := c.sftpClient(ctx)
@@ -218,13 +271,21 @@ func (c *Client) Download(ctx context.Context, p string, dst io.Writer) error {
 		return c.fail(sc, op, err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return c.fail(sc, op, fmt.Errorf("stat open file: %w", err))
+	}
 	stop := context.AfterFunc(ctx, func() { f.Close() })
 	defer stop()
-	if _, err := f.WriteTo(dst); err != nil {
+	n, err := f.WriteTo(dst)
+	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s on %s: %w", op, c.host, ctx.Err())
 		}
 		return c.fail(sc, op, err)
+	}
+	if fi.Mode().IsRegular() && n != fi.Size() {
+		return fmt.Errorf("%s on %s: received %d bytes of a %d-byte file, so the copy is incomplete: the file changed during the download or the SFTP server returned short reads (set a smaller SFTP packet size)", op, c.host, n, fi.Size())
 	}
 	return nil
 }
@@ -265,16 +326,22 @@ func (c *Client) Remove(ctx context.Context, p string) error {
 }
 
 // Checksum returns the hex sha256 of the remote file at p, computed on the
-// host with `sha256sum`. A missing file yields an error matching
+// host by SHA256Script. A missing file yields an error matching
 // fs.ErrNotExist.
 func (c *Client) Checksum(ctx context.Context, p string) (string, error) {
 	return checksum(ctx, c, p)
 }
 
-// checksum runs sha256sum through conn and parses its output.
+// SHA256Script is a POSIX shell command that prints the hex sha256 of its
+// standard input as the first word of its output. It uses OpenSSL where
+// installed (SHA extensions: 0.07 s for 50 MiB here, against 0.14 s for
+// coreutils' sha256sum, which Debian builds without them), else sha256sum.
+const SHA256Script = `if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; else sha256sum; fi`
+
+// checksum runs SHA256Script on p through conn and parses its output.
 func checksum(ctx context.Context, conn Conn, p string) (string, error) {
 	var out, errb bytes.Buffer
-	err := conn.Run(ctx, Command("sha256sum", "--", p), nil, &limitWriter{w: &out, n: 4096}, &errb)
+	err := conn.Run(ctx, "{ "+SHA256Script+"; } < "+Quote(p), nil, &limitWriter{w: &out, n: 4096}, &errb)
 	if err != nil {
 		var xe *ExitError
 		if errors.As(err, &xe) && strings.Contains(errb.String(), "No such file") {
@@ -285,17 +352,18 @@ func checksum(ctx context.Context, conn Conn, p string) (string, error) {
 	return parseSHA256Sum(out.String(), p, conn.Host())
 }
 
-// parseSHA256Sum extracts the hash from sha256sum's output line
-// "HASH  FILE" (with a leading backslash when FILE was escaped).
+// parseSHA256Sum extracts the hash from the output of sha256sum
+// ("HASH  FILE", with a leading backslash when FILE was escaped) or of
+// `openssl dgst -sha256 -r` ("HASH *FILE").
 func parseSHA256Sum(out, p, host string) (string, error) {
 	line := strings.TrimPrefix(out, "\\")
 	fields := strings.Fields(line)
 	if len(fields) < 1 || len(fields[0]) != 64 {
-		return "", fmt.Errorf("checksum %s on %s: unexpected sha256sum output %q", p, host, truncate(out, 100))
+		return "", fmt.Errorf("checksum %s on %s: unexpected sha256 output %q", p, host, truncate(out, 100))
 	}
 	sum := strings.ToLower(fields[0])
 	if _, err := hex.DecodeString(sum); err != nil {
-		return "", fmt.Errorf("checksum %s on %s: unexpected sha256sum output %q", p, host, truncate(out, 100))
+		return "", fmt.Errorf("checksum %s on %s: unexpected sha256 output %q", p, host, truncate(out, 100))
 	}
 	return sum, nil
 }

@@ -67,7 +67,7 @@ func TestUploadAtomicModeOwnerChecksum(t *testing.T) {
 	var chown, sum256 bool
 	for _, cmd := range s.Commands() {
 		chown = chown || strings.HasPrefix(cmd, "chown -- "+me.Username+" ")
-		sum256 = sum256 || strings.HasPrefix(cmd, "sha256sum -- "+dir+"/.minkms.env.kmsctl-tmp-")
+		sum256 = sum256 || strings.HasPrefix(cmd, "{ "+remote.SHA256Script+"; } < "+dir+"/.minkms.env.kmsctl-tmp-")
 	}
 	if !chown || !sum256 {
 		t.Errorf("upload did not chown and checksum the temp file: %q", s.Commands())
@@ -132,10 +132,10 @@ func TestUploadRemovesStaleTempFilesOfThatTargetOnly(t *testing.T) {
 }
 
 func TestUploadChecksumMismatchDetected(t *testing.T) {
-	// The server's sha256sum reports a different hash for temp files, as if
-	// the bytes were corrupted on the way to the disk.
+	// The server's hash command reports a different hash for temp files, as
+	// if the bytes were corrupted on the way to the disk.
 	_, _, c := connected(t, sshtest.Config{Exec: func(_ context.Context, cmd string, _ io.Reader, stdout, _ io.Writer) (int, bool) {
-		if strings.HasPrefix(cmd, "sha256sum") && strings.Contains(cmd, ".kmsctl-tmp-") {
+		if strings.Contains(cmd, remote.SHA256Script) && strings.Contains(cmd, ".kmsctl-tmp-") {
 			io.WriteString(stdout, strings.Repeat("0", 64)+"  file\n")
 			return 0, true
 		}
@@ -226,5 +226,35 @@ func TestUploadWithoutFsyncExtensionRunsSync(t *testing.T) {
 	}
 	if !synced {
 		t.Errorf("no sync command without fsync@openssh.com: %q", s.Commands())
+	}
+}
+
+// Writes of OpenSSH's size (256 KiB - 1024, what kmsctl uses against an
+// OpenSSH 8.6+ server) carry a file intact, including a last partial
+// request. Reading it back with such requests from a server that answers
+// with short reads (pkg/sftp's, which sends at most 32 KiB) is an error, not
+// a silently truncated copy (github.com/pkg/sftp/issues/658).
+func TestLargeRequestsUploadIntactAndShortReadsDetected(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{})
+	e.trust(s.KnownHostsLine())
+	o := e.opts(s)
+	o.SFTPPacketSize = 256*1024 - 1024
+	c := e.dial(o)
+	target := filepath.Join(t.TempDir(), "minkms")
+	data := randomBytes(t, 5<<20+12345)
+	sum, err := c.Upload(ctx(t), target, onlyReader{bytes.NewReader(data)}, 0o755, "")
+	if err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	if sum != sha(data) {
+		t.Errorf("returned sha256 %s, want %s", sum, sha(data))
+	}
+	if got, _ := os.ReadFile(target); !bytes.Equal(got, data) {
+		t.Errorf("target holds %d bytes differing from the %d uploaded", len(got), len(data))
+	}
+	err = c.Download(ctx(t), target, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "copy is incomplete") {
+		t.Errorf("download through short reads = %v, want the incomplete-copy error", err)
 	}
 }
