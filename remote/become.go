@@ -153,7 +153,7 @@ func (b *becomeConn) uploadStream(ctx context.Context, target string, src io.Rea
 	write.WriteString(`trap 'rm -f -- "$tmp"' EXIT` + "\n")
 	write.WriteString(`cat > "$tmp"` + "\n")
 	write.WriteString(`sync -- "$tmp" 2>/dev/null || sync` + "\n")
-	write.WriteString(`sum=$( { `+SHA256Script+`; } < "$tmp")` + "\n")
+	write.WriteString(`sum=$( { ` + SHA256Script + `; } < "$tmp")` + "\n")
 	write.WriteString(`trap - EXIT` + "\n")
 	write.WriteString(`printf '%s %s\n' "${sum%% *}" "$tmp"` + "\n")
 
@@ -228,7 +228,7 @@ func installScript(stage, target string, perm fs.FileMode, owner, sum string) st
 		s.WriteString(`chown -- ` + Quote(owner) + ` "$tmp"` + "\n")
 	}
 	s.WriteString(`chmod ` + octalMode(perm) + ` "$tmp"` + "\n")
-	s.WriteString(`sum=$( { `+SHA256Script+`; } < "$tmp")` + "\n")
+	s.WriteString(`sum=$( { ` + SHA256Script + `; } < "$tmp")` + "\n")
 	s.WriteString(`sum=${sum%% *}` + "\n")
 	s.WriteString(`if [ "$sum" != ` + Quote(sum) + ` ]; then echo "temp file has sha256 $sum, expected ` + sum + `" >&2; exit ` + strconv.Itoa(installMismatch) + `; fi` + "\n")
 	s.WriteString(`mv -f -- "$tmp" ` + Quote(target) + "\n")
