@@ -5,14 +5,17 @@
 # the end. Prints medians of RUNS runs (default 5). Figures, not a test: nothing is asserted.
 #
 # Usage: bench/ssh.sh            (from the repository root; `make bench` does this)
-# Env:   RUNS=5 SIZE_MIB=50 COMMANDS=100 CONCURRENCY=4,8,16,32,64
+# Env:   RUNS=5 SIZE_MIB=50 COMMANDS=100
+#        CONCURRENCY=0,8 (SFTP requests in flight; 0 = kmsctl's default for the request size)
+#        PACKETS=0,32768 (SFTP request sizes; 0 = kmsctl's choice, 255 KiB against OpenSSH 8.6+)
 #        SSHBENCH=path of a prebuilt bench/cmd/sshbench (default: built here)
 set -euo pipefail
 
 RUNS=${RUNS:-5}
 SIZE_MIB=${SIZE_MIB:-50}
 COMMANDS=${COMMANDS:-100}
-CONCURRENCY=${CONCURRENCY:-4,8,16,32,64}
+CONCURRENCY=${CONCURRENCY:-0,8}
+PACKETS=${PACKETS:-0,32768}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -153,46 +156,49 @@ $S -O exit bench 2>/dev/null || true
 
 echo "measuring kmsctl (remote package)" >&2
 "$dir/sshbench" -port "$port" -user "$user" -key "$dir/id_ed25519" -known-hosts "$dir/known_hosts" \
-	-file "$file" -dir "$dir/remote" -runs "$RUNS" -commands "$COMMANDS" -concurrency "$CONCURRENCY" >"$dir/kmsctl.txt"
+	-file "$file" -dir "$dir/remote" -runs "$RUNS" -commands "$COMMANDS" -concurrency "$CONCURRENCY" -packets "$PACKETS" >"$dir/kmsctl.txt"
 
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
-k_default_conc=$(grep -h 'DefaultSFTPConcurrency *=' remote/*.go | head -n1 | awk '{ print $NF }')
 
 echo
 echo "kmsctl SSH transport vs OpenSSH $(ssh -V 2>&1 | cut -d, -f1) -- $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "sshd on 127.0.0.1 (same machine), ${SIZE_MIB} MiB file, median of $RUNS runs; MB = 10^6 bytes"
-echo "kmsctl upload = temp file + concurrent SFTP writes + fsync + remote sha256sum check + rename"
+echo "kmsctl upload = temp file + concurrent SFTP writes + fsync + sha256 of what landed (on the host, OpenSSL) + rename"
 echo
-printf '%-52s %10s %10s\n' "Upload ${SIZE_MIB} MiB" "seconds" "MB/s"
-printf '%-52s %10s %10s\n' "scp (SFTP protocol), new connection" "$t_scp_fresh" "$(mbps "$t_scp_fresh")"
-printf '%-52s %10s %10s\n' "scp -O (legacy scp protocol), new connection" "$t_scp_legacy_fresh" "$(mbps "$t_scp_legacy_fresh")"
-printf '%-52s %10s %10s\n' "sftp put, new connection" "$t_sftp_fresh" "$(mbps "$t_sftp_fresh")"
-printf '%-52s %10s %10s\n' "scp (SFTP protocol), open ControlMaster connection" "$t_scp_open" "$(mbps "$t_scp_open")"
-printf '%-52s %10s %10s\n' "scp -O, open ControlMaster connection" "$t_scp_legacy_open" "$(mbps "$t_scp_legacy_open")"
-printf '%-52s %10s %10s\n' "sftp put, open ControlMaster connection" "$t_sftp_open" "$(mbps "$t_sftp_open")"
+printf '%-58s %10s %10s\n' "Upload ${SIZE_MIB} MiB" "seconds" "MB/s"
+printf '%-58s %10s %10s\n' "scp (SFTP protocol), new connection" "$t_scp_fresh" "$(mbps "$t_scp_fresh")"
+printf '%-58s %10s %10s\n' "scp -O (legacy scp protocol), new connection" "$t_scp_legacy_fresh" "$(mbps "$t_scp_legacy_fresh")"
+printf '%-58s %10s %10s\n' "sftp put, new connection" "$t_sftp_fresh" "$(mbps "$t_sftp_fresh")"
+printf '%-58s %10s %10s\n' "scp (SFTP protocol), open ControlMaster connection" "$t_scp_open" "$(mbps "$t_scp_open")"
+printf '%-58s %10s %10s\n' "scp -O, open ControlMaster connection" "$t_scp_legacy_open" "$(mbps "$t_scp_legacy_open")"
+printf '%-58s %10s %10s\n' "sftp put, open ControlMaster connection" "$t_sftp_open" "$(mbps "$t_sftp_open")"
+# what one kmsctl line measured: "open|new connection, REQUESTS x SIZE"
+describe() {
+	local mode conc packet
+	mode=$(echo "$1" | field mode)
+	conc=$(echo "$1" | field concurrency)
+	packet=$(echo "$1" | field packet)
+	[ "$conc" = 0 ] && conc=default
+	if [ "$packet" = 0 ]; then packet="default size"; else packet="$((packet / 1024)) KiB"; fi
+	echo "$( [ "$mode" = open ] && echo "open connection" || echo "new connection"), $conc x $packet"
+}
 while read -r line; do
 	case "$line" in upload*) ;; *) continue ;; esac
-	mode=$(echo "$line" | field mode)
-	conc=$(echo "$line" | field concurrency)
-	s=$(echo "$line" | field median_s)
-	label="kmsctl Upload, $( [ "$mode" = open ] && echo "open connection" || echo "new connection"), $conc in flight"
-	[ "$conc" = "$k_default_conc" ] && label="$label (default)"
-	printf '%-52s %10s %10s\n' "$label" "$s" "$(echo "$line" | field mb_per_s)"
+	printf '%-58s %10s %10s\n' "kmsctl Upload, $(describe "$line")" "$(echo "$line" | field median_s)" "$(echo "$line" | field mb_per_s)"
 done <"$dir/kmsctl.txt"
 echo
 echo "Ratios (kmsctl / scp, open connection; goal >= 0.9):"
 scp_open_mbps=$(mbps "$t_scp_open")
 while read -r line; do
 	case "$line" in "upload mode=open"*) ;; *) continue ;; esac
-	conc=$(echo "$line" | field concurrency)
-	printf '  %2s in flight: %.2fx of scp (SFTP), %.2fx of scp -O; remote sha256sum alone: %ss\n' "$conc" \
+	printf '  %-40s %.2fx of scp (SFTP), %.2fx of scp -O; remote sha256 alone: %ss\n' "$(describe "$line" | cut -d, -f2-):" \
 		"$(echo "scale=3; $(echo "$line" | field mb_per_s) / $scp_open_mbps" | bc)" \
 		"$(echo "scale=3; $(echo "$line" | field mb_per_s) / $(mbps "$t_scp_legacy_open")" | bc)" \
 		"$(echo "$line" | field remote_sha256_s)"
 done <"$dir/kmsctl.txt"
 echo
 k_ms=$(field median_ms_per_command <"$dir/kmsctl.txt")
-printf '%-52s %10s\n' "$COMMANDS sequential \`true\` commands" "ms/command"
-printf '%-52s %10s\n' "ssh through an open ControlMaster (multiplexed)" "$ms_ssh_mux"
-printf '%-52s %10s\n' "kmsctl Run on one open connection" "$k_ms"
+printf '%-58s %10s\n' "$COMMANDS sequential \`true\` commands" "ms/command"
+printf '%-58s %10s\n' "ssh through an open ControlMaster (multiplexed)" "$ms_ssh_mux"
+printf '%-58s %10s\n' "kmsctl Run on one open connection" "$k_ms"
 printf 'Ratio kmsctl / OpenSSH multiplexed: %.2f (goal <= 1)\n' "$(echo "scale=3; $k_ms / $ms_ssh_mux" | bc)"

@@ -32,7 +32,7 @@ type Options struct {
 	ProxyJump       string         // overrides ssh_config ProxyJump; "none" disables; comma-separated multi-hop "user@host:port,host2"
 	ConnectTimeout  time.Duration  // per hop: TCP connect + handshake + auth; 0 = ssh_config ConnectTimeout or 15s
 	KeepAlive       time.Duration  // interval of keepalive@openssh.com requests; 3 unanswered => dead; 0 = ssh_config ServerAliveInterval or 15s
-	SFTPConcurrency int            // SFTP write requests in flight per file transfer; 0 = DefaultSFTPConcurrency
+	SFTPConcurrency int            // SFTP requests in flight per file transfer; 0 = sftpInFlight of the packet size
 	SFTPPacketSize  int            // bytes per SFTP read/write request; 0 = chosen per server (see sftpPacketSize)
 	MaxSessions     int            // session channels open at once on the connection (commands + the SFTP session); 0 = 10, sshd's default MaxSessions
 	AgentSocket     string         // ssh-agent socket; "" = $SSH_AUTH_SOCK; "none" = do not use an agent
@@ -45,10 +45,9 @@ type Options struct {
 // bounded back-off; an operation that was in flight when it died fails with
 // a *LostError and is never repeated.
 type Client struct {
-	o           Options
-	host        string
-	log         zerolog.Logger
-	concurrency int
+	o    Options
+	host string
+	log  zerolog.Logger
 	// runSlots bounds the commands running at once, so that they and the
 	// SFTP session stay within the server's MaxSessions.
 	runSlots chan struct{}
@@ -62,12 +61,9 @@ type Client struct {
 // that mean the host was not reached are *DialError (Unreachable() true),
 // wrapping a *HostKeyError when the host key failed verification.
 func Dial(ctx context.Context, o Options) (*Client, error) {
-	c := &Client{o: o, host: o.Alias, log: o.Logger, concurrency: o.SFTPConcurrency}
+	c := &Client{o: o, host: o.Alias, log: o.Logger}
 	if c.host == "" {
 		c.host = o.HostName
-	}
-	if c.concurrency <= 0 {
-		c.concurrency = DefaultSFTPConcurrency
 	}
 	maxSessions := o.MaxSessions
 	if maxSessions <= 0 {
@@ -320,6 +316,9 @@ type sshConn struct {
 
 	sftpMu sync.Mutex
 	sftp   *sftp.Client
+	// sftpPacket and sftpInFlight are the SFTP session's request size and
+	// requests in flight per file, chosen when it was opened.
+	sftpPacket, sftpInFlight int
 }
 
 func (s *sshConn) isDead() bool {

@@ -21,12 +21,8 @@ const (
 	defaultConnectTimeout = 15 * time.Second
 	defaultKeepAlive      = 15 * time.Second
 	defaultMaxSessions    = 10 // OpenSSH sshd's MaxSessions default
-	// DefaultSFTPConcurrency is the number of SFTP write requests kept in
-	// flight per file when Options.SFTPConcurrency is 0. Measured with
-	// BenchmarkUpload: see README.
-	DefaultSFTPConcurrency = 8
-	systemSSHConfig        = "/etc/ssh/ssh_config"
-	systemKnownHosts       = "/etc/ssh/ssh_known_hosts"
+	systemSSHConfig       = "/etc/ssh/ssh_config"
+	systemKnownHosts      = "/etc/ssh/ssh_known_hosts"
 )
 
 // endpoint is one SSH server to connect to, fully resolved from Options and

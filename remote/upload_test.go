@@ -133,8 +133,10 @@ func TestUploadRemovesStaleTempFilesOfThatTargetOnly(t *testing.T) {
 
 func TestUploadChecksumMismatchDetected(t *testing.T) {
 	// The server's hash command reports a different hash for temp files, as
-	// if the bytes were corrupted on the way to the disk.
-	_, _, c := connected(t, sshtest.Config{Exec: func(_ context.Context, cmd string, _ io.Reader, stdout, _ io.Writer) (int, bool) {
+	// if the bytes were corrupted on the way to the disk. Files of more than
+	// two SFTP requests (2 x 32 KiB against this server) are hashed on the
+	// host.
+	_, s, c := connected(t, sshtest.Config{Exec: func(_ context.Context, cmd string, _ io.Reader, stdout, _ io.Writer) (int, bool) {
 		if strings.Contains(cmd, remote.SHA256Script) && strings.Contains(cmd, ".kmsctl-tmp-") {
 			io.WriteString(stdout, strings.Repeat("0", 64)+"  file\n")
 			return 0, true
@@ -146,7 +148,7 @@ func TestUploadChecksumMismatchDetected(t *testing.T) {
 	if err := os.WriteFile(target, []byte("old"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := c.Upload(ctx(t), target, strings.NewReader("new content"), 0o600, "")
+	_, err := c.Upload(ctx(t), target, bytes.NewReader(randomBytes(t, 64<<10+1)), 0o600, "")
 	if err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
 		t.Fatalf("upload with corrupted landing = %v", err)
 	}
@@ -155,6 +157,48 @@ func TestUploadChecksumMismatchDetected(t *testing.T) {
 	}
 	if left := tempFiles(t, dir); len(left) != 0 {
 		t.Errorf("temp files left: %v", left)
+	}
+	// A file of up to two requests is read back over SFTP: no command.
+	before := len(s.Commands())
+	if _, err := c.Upload(ctx(t), target, strings.NewReader("new"), 0o600, ""); err != nil {
+		t.Fatalf("small upload: %v", err)
+	}
+	if cmds := s.Commands()[before:]; len(cmds) != 0 {
+		t.Errorf("small upload ran commands %q; want its read-back over SFTP only", cmds)
+	}
+}
+
+// A Prehashed source is not hashed again: its declared hash is returned,
+// and a declared hash that differs from what landed (the local file
+// changed after it was hashed) fails the upload, whichever way the landed
+// file is hashed.
+func TestUploadPrehashed(t *testing.T) {
+	_, _, c := connected(t, sshtest.Config{})
+	dir := t.TempDir()
+	target := filepath.Join(dir, "minkms")
+	if err := os.WriteFile(target, []byte("old"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{10, 1 << 20} {
+		data := randomBytes(t, size)
+		sum, err := c.Upload(ctx(t), target, remote.WithSHA256(bytes.NewReader(data), sha(data)), 0o755, "")
+		if err != nil || sum != sha(data) {
+			t.Fatalf("upload of %d prehashed bytes = %s, %v; want %s", size, sum, err, sha(data))
+		}
+		if got, _ := os.ReadFile(target); !bytes.Equal(got, data) {
+			t.Fatalf("target differs after the upload of %d prehashed bytes", size)
+		}
+		changed := randomBytes(t, size)
+		_, err = c.Upload(ctx(t), target, remote.WithSHA256(bytes.NewReader(changed), sha(data)), 0o755, "")
+		if err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+			t.Fatalf("upload of %d bytes that differ from their declared hash = %v", size, err)
+		}
+		if got, _ := os.ReadFile(target); !bytes.Equal(got, data) {
+			t.Errorf("target replaced by %d bytes that differ from their declared hash", size)
+		}
+		if left := tempFiles(t, dir); len(left) != 0 {
+			t.Errorf("temp files left: %v", left)
+		}
 	}
 }
 
@@ -198,16 +242,19 @@ func TestUploadCorruptedWriteDetected(t *testing.T) {
 	if err := os.WriteFile(target, []byte("old"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s.CorruptNextWrite() // one byte flipped on its way to the disk
-	_, err := c.Upload(ctx(t), target, bytes.NewReader(randomBytes(t, 1<<20)), 0o755, "")
-	if err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
-		t.Fatalf("upload with a corrupted write = %v", err)
-	}
-	if readFile(t, target) != "old" {
-		t.Error("target replaced by corrupted data")
-	}
-	if left := tempFiles(t, dir); len(left) != 0 {
-		t.Errorf("temp files left: %v", left)
+	// Read back over SFTP (100 bytes) and hashed on the host (1 MiB).
+	for _, size := range []int{100, 1 << 20} {
+		s.CorruptNextWrite() // one byte flipped on its way to the disk
+		_, err := c.Upload(ctx(t), target, bytes.NewReader(randomBytes(t, size)), 0o755, "")
+		if err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+			t.Fatalf("upload of %d bytes with a corrupted write = %v", size, err)
+		}
+		if readFile(t, target) != "old" {
+			t.Errorf("target replaced by %d corrupted bytes", size)
+		}
+		if left := tempFiles(t, dir); len(left) != 0 {
+			t.Errorf("temp files left: %v", left)
+		}
 	}
 }
 

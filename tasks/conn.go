@@ -27,6 +27,9 @@ type Conn interface {
 	// directory, fsync, chmod/chown, rename) and checks that the sha256 of
 	// what landed equals the sha256 of what was read from src. owner is
 	// "user", "user:group" or "" (leave as is). It returns the hex sha256.
+	// When src has a method SHA256() string (see prehashed), that is src's
+	// hash in advance: the Conn need not hash src again, and what landed
+	// must have that hash.
 	Upload(ctx context.Context, path string, src io.Reader, perm fs.FileMode, owner string) (string, error)
 	// Download streams the remote file at path into dst.
 	Download(ctx context.Context, path string, dst io.Writer) error

@@ -82,14 +82,26 @@ func fsPayload(env *Env, fsys fs.FS, name string) (payload, error) {
 // open returns a reader of the content.
 func (p payload) open() (io.ReadCloser, error) {
 	if p.fsys == nil {
-		return io.NopCloser(bytes.NewReader(p.data)), nil
+		return prehashed{io.NopCloser(bytes.NewReader(p.data)), p.sum}, nil
 	}
 	f, err := p.fsys.Open(p.name)
 	if err != nil {
 		return nil, fmt.Errorf("open local file: %w", err)
 	}
-	return f, nil
+	return prehashed{f, p.sum}, nil
 }
+
+// prehashed is a payload's content with the sha256 computed when it was
+// described (once per file version and run): Conn.Upload uses it instead
+// of hashing the content again for every host, and checks what landed
+// against it, so a local file that changed since fails the upload.
+type prehashed struct {
+	io.ReadCloser
+	sum string
+}
+
+// SHA256 is the hex sha256 of the content, as Conn.Upload expects it.
+func (p prehashed) SHA256() string { return p.sum }
 
 // bytes returns the whole content (for diffs of small files).
 func (p payload) bytes() ([]byte, error) {

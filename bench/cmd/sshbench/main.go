@@ -30,12 +30,12 @@ func main() {
 type config struct {
 	host, user, key, knownHosts, file, dir string
 	port, runs, commands                   int
-	concurrency                            []int
+	concurrency, packets                   []int
 }
 
 func run() error {
 	var c config
-	var conc string
+	var conc, packets string
 	flag.StringVar(&c.host, "host", "127.0.0.1", "sshd address")
 	flag.IntVar(&c.port, "port", 22, "sshd port")
 	flag.StringVar(&c.user, "user", "root", "login user")
@@ -45,17 +45,18 @@ func run() error {
 	flag.StringVar(&c.dir, "dir", "/tmp", "remote directory to upload into (absolute)")
 	flag.IntVar(&c.runs, "runs", 5, "timed runs per measurement (the median is printed)")
 	flag.IntVar(&c.commands, "commands", 100, "sequential `true` commands per command run")
-	flag.StringVar(&conc, "concurrency", "8", "comma-separated SFTP in-flight settings to measure (0 = remote's default)")
+	flag.StringVar(&conc, "concurrency", "0", "comma-separated SFTP in-flight settings to measure (0 = remote's default)")
+	flag.StringVar(&packets, "packets", "0", "comma-separated SFTP request sizes to measure (0 = remote's choice for the server)")
 	flag.Parse()
 	if c.key == "" || c.knownHosts == "" || c.file == "" {
 		return fmt.Errorf("-key, -known-hosts and -file are required")
 	}
-	for _, s := range strings.Split(conc, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil {
-			return fmt.Errorf("parse -concurrency %q: %w", conc, err)
-		}
-		c.concurrency = append(c.concurrency, n)
+	var err error
+	if c.concurrency, err = ints(conc); err != nil {
+		return fmt.Errorf("parse -concurrency: %w", err)
+	}
+	if c.packets, err = ints(packets); err != nil {
+		return fmt.Errorf("parse -packets: %w", err)
 	}
 	st, err := os.Stat(c.file)
 	if err != nil {
@@ -63,15 +64,30 @@ func run() error {
 	}
 	ctx := context.Background()
 
-	for _, n := range c.concurrency {
-		if err := benchUpload(ctx, c, n, st.Size()); err != nil {
-			return err
+	for _, p := range c.packets {
+		for _, n := range c.concurrency {
+			if err := benchUpload(ctx, c, n, p, st.Size()); err != nil {
+				return err
+			}
 		}
 	}
 	return benchCommands(ctx, c)
 }
 
-func (c config) options(concurrency int) remote.Options {
+// ints parses a comma-separated list of integers.
+func ints(list string) ([]int, error) {
+	var out []int
+	for _, s := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", list, err)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func (c config) options(concurrency, packet int) remote.Options {
 	return remote.Options{
 		HostName:        c.host,
 		Port:            c.port,
@@ -81,14 +97,15 @@ func (c config) options(concurrency int) remote.Options {
 		SSHConfigFile:   "none",
 		AgentSocket:     "none",
 		SFTPConcurrency: concurrency,
+		SFTPPacketSize:  packet,
 	}
 }
 
 // benchUpload times Upload over one open connection (after a warm-up upload that also opens
 // the SFTP session), then dial + upload + close, each c.runs times.
-func benchUpload(ctx context.Context, c config, concurrency int, size int64) error {
+func benchUpload(ctx context.Context, c config, concurrency, packet int, size int64) error {
 	target := path.Join(c.dir, "sshbench-upload.bin")
-	cl, err := remote.Dial(ctx, c.options(concurrency))
+	cl, err := remote.Dial(ctx, c.options(concurrency, packet))
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
 	}
@@ -116,7 +133,7 @@ func benchUpload(ctx context.Context, c config, concurrency int, size int64) err
 	var fresh []time.Duration
 	for range c.runs {
 		start := time.Now()
-		fc, err := remote.Dial(ctx, c.options(concurrency))
+		fc, err := remote.Dial(ctx, c.options(concurrency, packet))
 		if err != nil {
 			return fmt.Errorf("dial: %w", err)
 		}
@@ -128,10 +145,10 @@ func benchUpload(ctx context.Context, c config, concurrency int, size int64) err
 		fresh = append(fresh, time.Since(start))
 	}
 	mo, mf := median(open), median(fresh)
-	fmt.Printf("upload mode=open concurrency=%d bytes=%d median_s=%.4f mb_per_s=%.1f remote_sha256_s=%.4f\n",
-		concurrency, size, mo.Seconds(), mbps(size, mo), median(sums).Seconds())
-	fmt.Printf("upload mode=fresh concurrency=%d bytes=%d median_s=%.4f mb_per_s=%.1f\n",
-		concurrency, size, mf.Seconds(), mbps(size, mf))
+	fmt.Printf("upload mode=open concurrency=%d packet=%d bytes=%d median_s=%.4f mb_per_s=%.1f remote_sha256_s=%.4f\n",
+		concurrency, packet, size, mo.Seconds(), mbps(size, mo), median(sums).Seconds())
+	fmt.Printf("upload mode=fresh concurrency=%d packet=%d bytes=%d median_s=%.4f mb_per_s=%.1f\n",
+		concurrency, packet, size, mf.Seconds(), mbps(size, mf))
 	return nil
 }
 
@@ -149,7 +166,7 @@ func upload(ctx context.Context, cl *remote.Client, file, target string) error {
 
 // benchCommands times c.commands sequential `true` commands on one open connection.
 func benchCommands(ctx context.Context, c config) error {
-	cl, err := remote.Dial(ctx, c.options(0))
+	cl, err := remote.Dial(ctx, c.options(0, 0))
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
 	}
