@@ -95,7 +95,7 @@ type Env struct {
 
 	eval   func(src string, vars map[string]any) (any, error)
 	render func(src string, vars map[string]any) (string, error)
-	sums   *sync.Map // local file sha256 cache for the run: sumKey → hex
+	sums   *sync.Map // local file sha256 cache for the run: sumKey → *sumEntry
 }
 
 // Eval evaluates an expression (see package doc) against the task's variables.

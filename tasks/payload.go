@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"reflect"
+	"sync"
 	"time"
 )
 
@@ -62,21 +63,31 @@ func fsPayload(env *Env, fsys fs.FS, name string) (payload, error) {
 	if !reflect.TypeOf(fsys).Comparable() {
 		cache = nil
 	}
-	if cache != nil {
-		if s, ok := cache.Load(key); ok {
-			p.sum = s.(string)
-			return p, nil
+	hashFile := func() (string, error) {
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return "", fmt.Errorf("read local file %s: %w", name, err)
 		}
+		return hex.EncodeToString(h.Sum(nil)), nil
 	}
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return payload{}, fmt.Errorf("read local file %s: %w", name, err)
+	if cache == nil {
+		p.sum, err = hashFile()
+		return p, err
 	}
-	p.sum = hex.EncodeToString(h.Sum(nil))
-	if cache != nil {
-		cache.Store(key, p.sum)
-	}
-	return p, nil
+	// Hosts that ask at once wait for one hash instead of each hashing.
+	e, _ := cache.LoadOrStore(key, &sumEntry{})
+	entry := e.(*sumEntry)
+	entry.once.Do(func() { entry.sum, entry.err = hashFile() })
+	p.sum = entry.sum
+	return p, entry.err
+}
+
+// sumEntry is one file version's hash in the run's checksum cache,
+// computed once however many hosts ask for it at the same time.
+type sumEntry struct {
+	once sync.Once
+	sum  string
+	err  error
 }
 
 // open returns a reader of the content.

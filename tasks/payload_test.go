@@ -1,0 +1,90 @@
+package tasks
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// countingFS counts the bytes read from its files. A pointer, so that it
+// can be a key of the run's checksum cache.
+type countingFS struct {
+	fsys fs.FS
+	read atomic.Int64
+}
+
+func (c *countingFS) Open(name string) (fs.File, error) {
+	f, err := c.fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	return countingFile{f, c}, nil
+}
+
+type countingFile struct {
+	fs.File
+	c *countingFS
+}
+
+func (f countingFile) Read(p []byte) (int, error) {
+	n, err := f.File.Read(p)
+	f.c.read.Add(int64(n))
+	return n, err
+}
+
+// Hosts that describe the same local file at once get its hash from one
+// read of it, and every one of them gets a reader that declares that hash
+// to Conn.Upload (SHA256() string), so it is not hashed again per host.
+func TestFsPayloadHashesOnceForConcurrentHosts(t *testing.T) {
+	dir := t.TempDir()
+	data := make([]byte, 1<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "minkms"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := sha256.Sum256(data)
+	cfs := &countingFS{fsys: os.DirFS(dir)}
+	env := &Env{sums: &sync.Map{}}
+	const hosts = 10
+	sums := make([]string, hosts)
+	var wg sync.WaitGroup
+	for i := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, err := fsPayload(env, cfs, "minkms")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			rc, err := p.open()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer rc.Close()
+			declared, ok := rc.(interface{ SHA256() string })
+			if !ok {
+				t.Error("payload reader does not declare its sha256")
+				return
+			}
+			sums[i] = declared.SHA256()
+		}()
+	}
+	wg.Wait()
+	for i, s := range sums {
+		if s != hex.EncodeToString(want[:]) {
+			t.Errorf("host %d got sha256 %q, want %x", i, s, want)
+		}
+	}
+	if got := cfs.read.Load(); got != int64(len(data)) {
+		t.Errorf("%d hosts read %d bytes to hash a %d-byte file; want it read once", hosts, got, len(data))
+	}
+}
