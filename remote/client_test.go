@@ -3,6 +3,8 @@ package remote_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -434,6 +436,8 @@ func TestStatDownloadRemoveChecksum(t *testing.T) {
 }
 
 func TestChecksumRejectsMalformedOutput(t *testing.T) {
+	// Files of more than two SFTP requests (2 x 32 KiB here) are hashed by
+	// a command on the host, whose output must be a hash.
 	_, _, c := connected(t, sshtest.Config{Exec: func(_ context.Context, cmd string, _ io.Reader, stdout, _ io.Writer) (int, bool) {
 		if strings.Contains(cmd, remote.SHA256Script) {
 			io.WriteString(stdout, "not-a-hash  /x\n")
@@ -441,7 +445,38 @@ func TestChecksumRejectsMalformedOutput(t *testing.T) {
 		}
 		return 0, false
 	}})
-	if _, err := c.Checksum(ctx(t), "/x"); err == nil || !strings.Contains(err.Error(), "unexpected sha256 output") {
+	big := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(big, make([]byte, 64<<10+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Checksum(ctx(t), big); err == nil || !strings.Contains(err.Error(), "unexpected sha256 output") {
 		t.Fatalf("checksum of malformed output = %v", err)
+	}
+}
+
+// Checksum hashes a file of up to two SFTP requests by reading it back, and
+// a larger one on the host; both give the file's sha256, at the boundary too.
+func TestChecksumSmallAndLarge(t *testing.T) {
+	_, s, c := connected(t, sshtest.Config{})
+	dir := t.TempDir()
+	for _, size := range []int{0, 1, 64 << 10, 64<<10 + 1, 1 << 20} {
+		data := make([]byte, size)
+		for i := range data {
+			data[i] = byte(i*31 + size)
+		}
+		p := filepath.Join(dir, fmt.Sprintf("f%d", size))
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		before := len(s.Commands())
+		got, err := c.Checksum(ctx(t), p)
+		want := sha256.Sum256(data)
+		if err != nil || got != hex.EncodeToString(want[:]) {
+			t.Errorf("checksum of %d bytes = %s, %v; want %x", size, got, err, want)
+		}
+		ranCommand := len(s.Commands()) > before
+		if ranCommand != (size > 64<<10) {
+			t.Errorf("checksum of %d bytes ran a command: %v (commands %q)", size, ranCommand, s.Commands()[before:])
+		}
 	}
 }

@@ -150,9 +150,9 @@ func (p prehashed) SHA256() string { return p.sum }
 //     being hashed;
 //  3. the file is fsync'ed (fsync@openssh.com; when the server lacks that
 //     extension, `sync -- TEMP` is run instead) and closed;
-//  4. while the fsync runs, the temp file is hashed: read back over SFTP
-//     when it fits in two requests, else on the host (see Checksum); the
-//     hash must equal src's, otherwise the temp file is removed and an error
+//  4. while the fsync runs, the temp file is hashed (see Checksum: read
+//     back when it fits in two SFTP requests, else on the host); the hash
+//     must equal src's, otherwise the temp file is removed and an error
 //     returned;
 //  5. owner ("user[:group]", "" = leave) is set with chown, then perm;
 //  6. the temp file is renamed over target (posix-rename@openssh.com, or
@@ -218,13 +218,6 @@ func (c *Client) Upload(ctx context.Context, target string, src io.Reader, perm 
 	hashed := make(chan struct{})
 	go func() {
 		defer close(hashed)
-		if n <= int64(2*sc.sftpPacket) {
-			landed, sumErr = readBackSHA256(sf, tmp, sc.sftpPacket)
-			if sumErr != nil {
-				sumErr = c.fail(sc, op, sumErr)
-			}
-			return
-		}
 		landed, sumErr = c.Checksum(ctx, tmp)
 		if sumErr != nil {
 			sumErr = fmt.Errorf("%s: %w", op, sumErr)
@@ -274,30 +267,35 @@ func (c *Client) Upload(ctx context.Context, target string, src io.Reader, perm 
 }
 
 // readBackSHA256 reads the file p back through its own SFTP handle and
-// hashes it: for a small file, one or two read requests instead of a
-// command (a session, a process, a round trip more). The reads are
-// sequential and of at most packet bytes; pkg/sftp completes each one
-// across short reads, so a server that answers with less cannot make
-// bytes go missing.
-func readBackSHA256(sf *sftp.Client, p string, packet int) (string, error) {
+// hashes it; it reports small=false, having read no further, when p holds
+// more than limit bytes. For a small file that is one or two read requests
+// instead of a command (a session, a process, a round trip more). The reads
+// are sequential and of at most packet bytes; pkg/sftp completes each one
+// across short reads, so a server that answers with less cannot make bytes
+// go missing.
+func readBackSHA256(sf *sftp.Client, p string, packet int, limit int64) (sum string, small bool, err error) {
 	f, err := sf.Open(p)
 	if err != nil {
-		return "", fmt.Errorf("open temp file %s to verify it: %w", p, err)
+		return "", false, err
 	}
 	defer f.Close()
 	h := sha256.New()
 	buf := make([]byte, packet)
-	for off := int64(0); ; {
+	for off := int64(0); off <= limit; {
 		k, err := f.ReadAt(buf, off)
 		h.Write(buf[:k])
 		off += int64(k)
 		if errors.Is(err, io.EOF) {
-			return hex.EncodeToString(h.Sum(nil)), nil
+			if off > limit {
+				break
+			}
+			return hex.EncodeToString(h.Sum(nil)), true, nil
 		}
 		if err != nil {
-			return "", fmt.Errorf("read temp file %s back at byte %d: %w", p, off, err)
+			return "", false, fmt.Errorf("read %s at byte %d: %w", p, off, err)
 		}
 	}
+	return "", false, nil
 }
 
 // unsupported reports whether err is the server's SSH_FX_OP_UNSUPPORTED.
@@ -411,10 +409,22 @@ func (c *Client) Remove(ctx context.Context, p string) error {
 	return nil
 }
 
-// Checksum returns the hex sha256 of the remote file at p, computed on the
-// host by SHA256Script. A missing file yields an error matching
+// Checksum returns the hex sha256 of the remote file at p. A file of up to
+// two SFTP requests is read back and hashed here; a larger one is hashed on
+// the host by SHA256Script. A missing file yields an error matching
 // fs.ErrNotExist.
 func (c *Client) Checksum(ctx context.Context, p string) (string, error) {
+	sc, sf, err := c.sftpClient(ctx)
+	if err != nil {
+		return "", err
+	}
+	sum, small, err := readBackSHA256(sf, p, sc.sftpPacket, int64(2*sc.sftpPacket))
+	if err != nil {
+		return "", c.fail(sc, "checksum "+p, err)
+	}
+	if small {
+		return sum, nil
+	}
 	return checksum(ctx, c, p)
 }
 
