@@ -13,9 +13,11 @@ import (
 )
 
 // BenchmarkUpload pushes a 32 MiB file (to tmpfs when /dev/shm exists)
-// through the in-process server with
-// different numbers of SFTP write requests in flight (the figure behind
-// DefaultSFTPConcurrency). Run: go test -run XXX -bench Upload ./remote/
+// through the in-process server with different numbers of 32 KiB SFTP
+// write requests in flight (pkg/sftp's server takes larger ones but answers
+// reads with at most 32 KiB; bench/ssh.sh measures against OpenSSH, with
+// the request size kmsctl picks there). Run:
+// go test -run XXX -bench Upload ./remote/
 func BenchmarkUpload(b *testing.B) {
 	data := randomBytes(b, 32<<20)
 	for _, n := range []int{1, 4, 8, 16, 32, 64} {
