@@ -263,6 +263,10 @@ func (c *Client) handshake(ctx context.Context, dialFn func(context.Context, str
 
 	conn, err := dialFn(ctx, "tcp", e.addr())
 	if err != nil {
+		var opErr *net.OpError
+		if errors.As(err, &opErr) { // "dial tcp ADDR: ..." names the address already
+			return nil, err
+		}
 		return nil, fmt.Errorf("dial %s: %w", e.addr(), err)
 	}
 	// The handshake has no context: bound it by a deadline and by closing

@@ -453,7 +453,13 @@ func (r *run) conn(ctx context.Context, hs *hostState) (Conn, error) {
 	}
 	c, err := r.e.Connect(ctx, hs.host)
 	if err != nil {
-		return nil, &UnreachableError{Err: fmt.Errorf("connect to %s: %w", hs.host.Name, err)}
+		// A transport error that classifies itself (Unreachable() bool, as
+		// remote's do) already says "connect to HOST"; others get it here.
+		var classified interface{ Unreachable() bool }
+		if !errors.As(err, &classified) {
+			err = fmt.Errorf("connect to %s: %w", hs.host.Name, err)
+		}
+		return nil, &UnreachableError{Err: err}
 	}
 	if c == nil {
 		return nil, fmt.Errorf("connect to %s: Connect returned no connection", hs.host.Name)

@@ -945,3 +945,32 @@ type panicModule struct{}
 func (panicModule) Spec() Spec                                  { return Spec{Local: true} }
 func (panicModule) Plan(context.Context, *Env) (Result, error)  { panic("plan") }
 func (panicModule) Apply(context.Context, *Env) (Result, error) { panic("apply") }
+
+// selfNamedDialError is a transport error that names the host itself and
+// classifies itself, as remote.DialError does.
+type selfNamedDialError struct{ host string }
+
+func (e selfNamedDialError) Error() string     { return "connect to " + e.host + ": connection refused" }
+func (e selfNamedDialError) Unreachable() bool { return true }
+
+// A Connect error is reported once: prefixed with "connect to HOST" unless
+// the transport's error classifies itself and so already says so.
+func TestConnectErrorNamedOnce(t *testing.T) {
+	l := newLab(t, "a")
+	connect := l.eng.Connect
+	l.eng.Connect = func(ctx context.Context, h Host) (Conn, error) {
+		if h.Name == "c" {
+			return nil, selfNamedDialError{h.Name}
+		}
+		return connect(ctx, h)
+	}
+	p := Play{Name: "p", Hosts: l.hosts("a", "b", "c"), Tasks: []Task{sh("t1", "true")}}
+	l.eng.Run(context.Background(), []Play{p})
+	got := l.rec.results("t1")
+	if msg := got["b"].Msg; strings.Count(msg, "connect to b") != 1 {
+		t.Errorf("plain Connect error: %q, want it prefixed once with \"connect to b\"", msg)
+	}
+	if msg := got["c"].Msg; strings.Count(msg, "connect to c") != 1 {
+		t.Errorf("self-named Connect error: %q, want \"connect to c\" once", msg)
+	}
+}
