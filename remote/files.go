@@ -218,7 +218,7 @@ func (c *Client) Upload(ctx context.Context, target string, src io.Reader, perm 
 	hashed := make(chan struct{})
 	go func() {
 		defer close(hashed)
-		landed, sumErr = c.Checksum(ctx, tmp)
+		landed, sumErr = c.checksumOfSize(ctx, sc, sf, tmp, n)
 		if sumErr != nil {
 			sumErr = fmt.Errorf("%s: %w", op, sumErr)
 		}
@@ -418,12 +418,27 @@ func (c *Client) Checksum(ctx context.Context, p string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	sum, small, err := readBackSHA256(sf, p, sc.sftpPacket, int64(2*sc.sftpPacket))
+	fi, err := sf.Stat(p)
 	if err != nil {
 		return "", c.fail(sc, "checksum "+p, err)
 	}
-	if small {
-		return sum, nil
+	return c.checksumOfSize(ctx, sc, sf, p, fi.Size())
+}
+
+// checksumOfSize hashes the file p, which had size bytes when last seen:
+// read back when that fits in two SFTP requests (and still does), else on
+// the host. Deciding by size up front matters: OpenSSH's sftp-server
+// answers one request at a time, so a read-back probe of a large file
+// would wait behind an fsync in progress instead of hashing beside it.
+func (c *Client) checksumOfSize(ctx context.Context, sc *sshConn, sf *sftp.Client, p string, size int64) (string, error) {
+	if size <= int64(2*sc.sftpPacket) {
+		sum, small, err := readBackSHA256(sf, p, sc.sftpPacket, int64(2*sc.sftpPacket))
+		if err != nil {
+			return "", c.fail(sc, "checksum "+p, err)
+		}
+		if small {
+			return sum, nil
+		}
 	}
 	return checksum(ctx, c, p)
 }
