@@ -112,9 +112,13 @@ now() { date +%s%N; }
 # median of numbers on stdin
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 # time_runs CMD...: runs CMD $RUNS times (after one warm-up) and prints the median seconds
+# Each timed run starts with no dirty pages (sync, outside the timing): the sshd is on this
+# machine, so otherwise one tool's unsynced writes would be written back during the next
+# one's runs (kmsctl's fsync would wait for scp's data).
 time_runs() {
 	"$@" >/dev/null
 	for _ in $(seq "$RUNS"); do
+		sync
 		t0=$(now)
 		"$@" >/dev/null
 		t1=$(now)
@@ -154,9 +158,12 @@ t_ssh_mux=$(time_runs ssh_true_x)
 ms_ssh_mux=$(echo "scale=2; $t_ssh_mux * 1000 / $COMMANDS" | bc)
 $S -O exit bench 2>/dev/null || true
 
-echo "measuring kmsctl (remote package)" >&2
+echo "measuring kmsctl (remote package), and kmsctl alternating with scp" >&2
+$S -o ControlMaster=yes -o ControlPersist=yes -f -N bench
 "$dir/sshbench" -port "$port" -user "$user" -key "$dir/id_ed25519" -known-hosts "$dir/known_hosts" \
-	-file "$file" -dir "$dir/remote" -runs "$RUNS" -commands "$COMMANDS" -concurrency "$CONCURRENCY" -packets "$PACKETS" >"$dir/kmsctl.txt"
+	-file "$file" -dir "$dir/remote" -runs "$RUNS" -commands "$COMMANDS" -concurrency "$CONCURRENCY" -packets "$PACKETS" \
+	-pair "scp -q -F $dir/ssh_config $file bench:$dir/remote/pair.bin" >"$dir/kmsctl.txt"
+$S -O exit bench 2>/dev/null || true
 
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
 
@@ -187,7 +194,13 @@ while read -r line; do
 	printf '%-58s %10s %10s\n' "kmsctl Upload, $(describe "$line")" "$(echo "$line" | field median_s)" "$(echo "$line" | field mb_per_s)"
 done <"$dir/kmsctl.txt"
 echo
-echo "Ratios (kmsctl / scp, open connection; goal >= 0.9):"
+pair=$(grep '^pair ' "$dir/kmsctl.txt")
+echo "Paired (kmsctl's default upload and scp over the ControlMaster, alternately, $(echo "$pair" | field runs) runs each):"
+printf '  kmsctl %ss (%s MB/s), scp %ss (%s MB/s): kmsctl at %sx of scp'"'"'s throughput (goal >= 0.9)\n' \
+	"$(echo "$pair" | field kmsctl_median_s)" "$(echo "$pair" | field kmsctl_mb_per_s)" \
+	"$(echo "$pair" | field other_median_s)" "$(echo "$pair" | field other_mb_per_s)" "$(echo "$pair" | field ratio)"
+echo
+echo "Ratios of the separate series above (kmsctl / scp, open connection; goal >= 0.9):"
 scp_open_mbps=$(mbps "$t_scp_open")
 while read -r line; do
 	case "$line" in "upload mode=open"*) ;; *) continue ;; esac

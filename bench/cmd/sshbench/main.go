@@ -11,10 +11,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/kmsctl/kmsctl/remote"
@@ -29,6 +31,7 @@ func main() {
 
 type config struct {
 	host, user, key, knownHosts, file, dir string
+	pairCmd                                string
 	port, runs, commands                   int
 	concurrency, packets                   []int
 }
@@ -45,6 +48,7 @@ func run() error {
 	flag.StringVar(&c.dir, "dir", "/tmp", "remote directory to upload into (absolute)")
 	flag.IntVar(&c.runs, "runs", 5, "timed runs per measurement (the median is printed)")
 	flag.IntVar(&c.commands, "commands", 100, "sequential `true` commands per command run")
+	flag.StringVar(&c.pairCmd, "pair", "", "shell command of another tool's upload (scp over a ControlMaster), timed alternately with kmsctl's default upload")
 	flag.StringVar(&conc, "concurrency", "0", "comma-separated SFTP in-flight settings to measure (0 = remote's default)")
 	flag.StringVar(&packets, "packets", "0", "comma-separated SFTP request sizes to measure (0 = remote's choice for the server)")
 	flag.Parse()
@@ -64,6 +68,11 @@ func run() error {
 	}
 	ctx := context.Background()
 
+	if c.pairCmd != "" {
+		if err := benchPair(ctx, c, st.Size()); err != nil {
+			return err
+		}
+	}
 	for _, p := range c.packets {
 		for _, n := range c.concurrency {
 			if err := benchUpload(ctx, c, n, p, st.Size()); err != nil {
@@ -115,6 +124,9 @@ func benchUpload(ctx context.Context, c config, concurrency, packet int, size in
 	}
 	var open []time.Duration
 	for range c.runs {
+		// No dirty pages at the start (outside the timing), as bench/ssh.sh does for
+		// OpenSSH's tools: the sshd runs on this machine.
+		syscall.Sync()
 		start := time.Now()
 		if err := upload(ctx, cl, c.file, target); err != nil {
 			return err
@@ -132,6 +144,7 @@ func benchUpload(ctx context.Context, c config, concurrency, packet int, size in
 	}
 	var fresh []time.Duration
 	for range c.runs {
+		syscall.Sync()
 		start := time.Now()
 		fc, err := remote.Dial(ctx, c.options(concurrency, packet))
 		if err != nil {
@@ -149,6 +162,53 @@ func benchUpload(ctx context.Context, c config, concurrency, packet int, size in
 		concurrency, packet, size, mo.Seconds(), mbps(size, mo), median(sums).Seconds())
 	fmt.Printf("upload mode=fresh concurrency=%d packet=%d bytes=%d median_s=%.4f mb_per_s=%.1f\n",
 		concurrency, packet, size, mf.Seconds(), mbps(size, mf))
+	return nil
+}
+
+// benchPair times kmsctl's default upload on an open connection and c.pairCmd alternately,
+// in turn first and second, c.runs times each: both see the same machine state, so their
+// ratio does not drift with the load between two separate series.
+func benchPair(ctx context.Context, c config, size int64) error {
+	target := path.Join(c.dir, "sshbench-upload.bin")
+	cl, err := remote.Dial(ctx, c.options(0, 0))
+	if err != nil {
+		return fmt.Errorf("dial: %w", err)
+	}
+	defer cl.Close()
+	other := func() error {
+		out, err := exec.CommandContext(ctx, "sh", "-c", c.pairCmd).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("run %q: %w: %s", c.pairCmd, err, out)
+		}
+		return nil
+	}
+	mine := func() error { return upload(ctx, cl, c.file, target) }
+	if err := mine(); err != nil { // warm-up: opens the SFTP session
+		return err
+	}
+	if err := other(); err != nil {
+		return err
+	}
+	var ks, others []time.Duration
+	for i := range c.runs {
+		order := []func() error{mine, other}
+		times := []*[]time.Duration{&ks, &others}
+		if i%2 == 1 {
+			order[0], order[1] = order[1], order[0]
+			times[0], times[1] = times[1], times[0]
+		}
+		for j, f := range order {
+			syscall.Sync() // no dirty pages at the start, outside the timing
+			start := time.Now()
+			if err := f(); err != nil {
+				return err
+			}
+			*times[j] = append(*times[j], time.Since(start))
+		}
+	}
+	mk, mo := median(ks), median(others)
+	fmt.Printf("pair runs=%d bytes=%d kmsctl_median_s=%.4f other_median_s=%.4f kmsctl_mb_per_s=%.1f other_mb_per_s=%.1f ratio=%.2f\n",
+		c.runs, size, mk.Seconds(), mo.Seconds(), mbps(size, mk), mbps(size, mo), mo.Seconds()/mk.Seconds())
 	return nil
 }
 
