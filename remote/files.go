@@ -196,7 +196,7 @@ func (c *Client) Upload(ctx context.Context, target string, src io.Reader, perm 
 	var r io.Reader = ctxReader{ctx, src}
 	var h hash.Hash
 	if ph, ok := src.(Prehashed); ok {
-		sum = ph.SHA256()
+		sum = strings.ToLower(ph.SHA256())
 	} else {
 		h = sha256.New()
 		r = io.TeeReader(r, h)
