@@ -479,4 +479,7 @@ func TestChecksumSmallAndLarge(t *testing.T) {
 			t.Errorf("checksum of %d bytes ran a command: %v (commands %q)", size, ranCommand, s.Commands()[before:])
 		}
 	}
+	if _, err := c.Checksum(ctx(t), dir); err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("checksum of a directory = %v, want an is-a-directory error", err)
+	}
 }

@@ -422,6 +422,9 @@ func (c *Client) Checksum(ctx context.Context, p string) (string, error) {
 	if err != nil {
 		return "", c.fail(sc, "checksum "+p, err)
 	}
+	if fi.IsDir() {
+		return "", fmt.Errorf("checksum %s on %s: is a directory, not a file", p, c.host)
+	}
 	return c.checksumOfSize(ctx, sc, sf, p, fi.Size())
 }
 
