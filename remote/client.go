@@ -174,7 +174,7 @@ func (c *Client) dial(ctx context.Context) (*sshConn, error) {
 	if err != nil {
 		if ctx.Err() != nil {
 			// Cancelled by the caller: not a verdict on the host.
-			return nil, fmt.Errorf("connect to %s: %w", c.host, ctx.Err())
+			return nil, fmt.Errorf("connect to %s: %w", c.host, context.Cause(ctx))
 		}
 		return nil, &DialError{Host: c.host, Err: err}
 	}
@@ -293,7 +293,7 @@ func (c *Client) handshake(ctx context.Context, dialFn func(context.Context, str
 		if ctx.Err() != nil {
 			var hk *HostKeyError
 			if !errors.As(err, &hk) {
-				return nil, fmt.Errorf("ssh handshake with %s (connect timeout %v): %w", e.addr(), e.connectTimeout, ctx.Err())
+				return nil, fmt.Errorf("ssh handshake with %s (connect timeout %v): %w", e.addr(), e.connectTimeout, context.Cause(ctx))
 			}
 		}
 		var hk *HostKeyError

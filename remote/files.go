@@ -204,7 +204,7 @@ func (c *Client) Upload(ctx context.Context, target string, src io.Reader, perm 
 	n, err := f.ReadFromWithConcurrency(r, sc.sftpInFlight)
 	if err != nil {
 		if ctx.Err() != nil {
-			return "", fmt.Errorf("%s on %s: %w", op, c.host, ctx.Err())
+			return "", fmt.Errorf("%s on %s: %w", op, c.host, context.Cause(ctx))
 		}
 		return "", c.fail(sc, op, fmt.Errorf("write temp file %s after %d bytes: %w", tmp, n, err))
 	}
@@ -364,7 +364,7 @@ func (c *Client) Download(ctx context.Context, p string, dst io.Writer) error {
 	n, err := f.WriteTo(dst)
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("%s on %s: %w", op, c.host, ctx.Err())
+			return fmt.Errorf("%s on %s: %w", op, c.host, context.Cause(ctx))
 		}
 		return c.fail(sc, op, err)
 	}
@@ -507,7 +507,7 @@ func (c *Client) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
 	nc, err := sc.client.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("tunnel to %s via %s: %w", addr, c.host, ctx.Err())
+			return nil, fmt.Errorf("tunnel to %s via %s: %w", addr, c.host, context.Cause(ctx))
 		}
 		return nil, c.fail(sc, "tunnel to "+addr, err)
 	}

@@ -27,7 +27,7 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 	case c.runSlots <- struct{}{}:
 		defer func() { <-c.runSlots }()
 	case <-ctx.Done():
-		return fmt.Errorf("run command on %s: %w", c.host, ctx.Err())
+		return fmt.Errorf("run command on %s: %w", c.host, context.Cause(ctx))
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("run command on %s: %w", c.host, err)
@@ -82,7 +82,7 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 		case <-done:
 		case <-time.After(2 * time.Second):
 		}
-		return fmt.Errorf("run command on %s: %w", c.host, ctx.Err())
+		return fmt.Errorf("run command on %s: %w", c.host, context.Cause(ctx))
 	}
 	if err == nil {
 		return nil
@@ -96,7 +96,7 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 		return xe
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("run command on %s: %w", c.host, ctx.Err())
+		return fmt.Errorf("run command on %s: %w", c.host, context.Cause(ctx))
 	}
 	if sc.waitDead(time.Second) {
 		return &LostError{Host: c.host, Op: "run command", Err: err}
@@ -151,7 +151,7 @@ func (c *Client) session(ctx context.Context) (*sshConn, *ssh.Session, error) {
 			return sc, sess, nil
 		}
 		if ctx.Err() != nil {
-			return nil, nil, fmt.Errorf("open session on %s: %w", c.host, ctx.Err())
+			return nil, nil, fmt.Errorf("open session on %s: %w", c.host, context.Cause(ctx))
 		}
 		if !sc.waitDead(100*time.Millisecond) || attempt > 0 {
 			if sc.isDead() {

@@ -52,14 +52,17 @@ type env struct {
 }
 
 func main() {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	// The cause names the interruption in every error it ends: "run
+	// command on h: interrupted (Ctrl-C or SIGTERM): context canceled".
+	interrupted := fmt.Errorf("interrupted (Ctrl-C or SIGTERM): %w", context.Canceled)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-sigs
 		fmt.Fprintln(os.Stderr, "kmsctl: interrupted: no new work is started, owed handlers run; press Ctrl-C again to exit at once")
-		cancel()
+		cancel(interrupted)
 		<-sigs
 		fmt.Fprintln(os.Stderr, "kmsctl: interrupted again: exiting at once")
 		os.Exit(exit.Interrupted)

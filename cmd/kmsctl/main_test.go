@@ -288,6 +288,10 @@ func testBinaryInterrupt(t *testing.T, bin string, twice bool) {
 	if !strings.Contains(stdout.String(), "PLAY RECAP") || !strings.Contains(stderr.String(), "press Ctrl-C again") {
 		t.Errorf("stdout %s\nstderr %s", &stdout, &stderr)
 	}
+	// The cut task says why it ended.
+	if !strings.Contains(stdout.String(), "run command on kms1: interrupted (Ctrl-C or SIGTERM)") {
+		t.Errorf("the interrupted task's result does not name the interruption:\n%s", &stdout)
+	}
 	if _, err := os.Stat(l.dirs["kms1"] + ".restarted"); err != nil {
 		t.Errorf("the owed handler did not run: %v", err)
 	}

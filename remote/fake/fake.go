@@ -304,7 +304,7 @@ func (c *Conn) gate(ctx context.Context, op string) error {
 	case unreachable:
 		return &UnreachableError{Host: c.host, Op: op}
 	case ctx.Err() != nil:
-		return fmt.Errorf("%s on %s: %w", op, c.host, ctx.Err())
+		return fmt.Errorf("%s on %s: %w", op, c.host, context.Cause(ctx))
 	}
 	return nil
 }
@@ -363,7 +363,7 @@ func (c *Conn) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, std
 			io.WriteString(stderr, errOut)
 		}
 		<-ctx.Done()
-		call.Err = fmt.Errorf("run command on %s: %w", c.host, ctx.Err())
+		call.Err = fmt.Errorf("run command on %s: %w", c.host, context.Cause(ctx))
 		return c.record(call)
 	case do != nil:
 		out, errOut, code = do(cmd, call.Stdin)
