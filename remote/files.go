@@ -369,7 +369,7 @@ func (c *Client) Download(ctx context.Context, p string, dst io.Writer) error {
 		return c.fail(sc, op, err)
 	}
 	if fi.Mode().IsRegular() && n != fi.Size() {
-		return fmt.Errorf("%s on %s: received %d bytes of a %d-byte file, so the copy is incomplete: the file changed during the download or the SFTP server returned short reads (set a smaller SFTP packet size)", op, c.host, n, fi.Size())
+		return fmt.Errorf("%s on %s: received %d bytes of a %d-byte file, so the copy is incomplete: the file changed during the download (run again once it is stable) or the host's SFTP server answered with short reads", op, c.host, n, fi.Size())
 	}
 	return nil
 }
@@ -434,8 +434,8 @@ func (c *Client) Checksum(ctx context.Context, p string) (string, error) {
 // answers one request at a time, so a read-back probe of a large file
 // would wait behind an fsync in progress instead of hashing beside it.
 func (c *Client) checksumOfSize(ctx context.Context, sc *sshConn, sf *sftp.Client, p string, size int64) (string, error) {
-	if size <= int64(2*sc.sftpPacket) {
-		sum, small, err := readBackSHA256(sf, p, sc.sftpPacket, int64(2*sc.sftpPacket))
+	if limit := int64(2 * sc.sftpPacket); size <= limit {
+		sum, small, err := readBackSHA256(sf, p, sc.sftpPacket, limit)
 		if err != nil {
 			return "", c.fail(sc, "checksum "+p, err)
 		}
