@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kmsctl/kmsctl/yamlpos"
 )
 
 // Conn is how to reach a host over SSH, from the Ansible connection
@@ -57,7 +59,7 @@ func (inv *Inventory) resolved(host string, extra map[string]any) (*resolved, er
 }
 
 // fail records e for variable name.
-func (r *resolved) fail(name string, v variable, e *Error) {
+func (r *resolved) fail(name string, v variable, e *yamlpos.Error) {
 	e.Pos, e.Field = v.pos, "host "+r.host+": "+name
 	r.probs.addErr(e)
 }

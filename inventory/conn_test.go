@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/kmsctl/kmsctl/yamlpos"
 )
 
 const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHq8ZzQ3oK4o2mM3w0bC8o3l2m8kqv0dZ6r4mFQj9f7w"
@@ -69,7 +71,7 @@ all:
 		t.Errorf("-e: %+v %v", c, err)
 	}
 	_, err = inv.Connection("plain", map[string]any{"ansible_port": "abc", "ansible_become": "perhaps"})
-	var ve *ValidationError
+	var ve *yamlpos.List
 	if !errors.As(err, &ve) || len(ve.Errs) != 2 {
 		t.Fatalf("bad -e: want 2 problems, got %v", err)
 	}
@@ -150,7 +152,7 @@ all:
 	_, err = inv.Node("kms1", map[string]any{
 		"kms_storage_path": "/", "kms_port": 0, "kms_endpoint": "nohost", "kms_api": "carrier-pigeon",
 	})
-	var ve *ValidationError
+	var ve *yamlpos.List
 	if !errors.As(err, &ve) || len(ve.Errs) != 4 {
 		t.Fatalf("want 4 problems, got %v", err)
 	}

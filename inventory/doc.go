@@ -31,7 +31,7 @@
 // Vars files are decoded and checked like inventory vars.
 //
 // Decoding is strict and every problem is reported at once, as a
-// *ValidationError whose lines read "FILE:LINE:COL: field: problem (what to
+// *yamlpos.List whose lines read "FILE:LINE:COL: field: problem (what to
 // do)": unknown keys in groups, hosts: or children: written as a list,
 // wrongly typed or invalid values of the variables kmsctl knows (ansible_port:
 // "abc", kms_storage_path: /etc), misspelt kms_*/ansible_* variable names

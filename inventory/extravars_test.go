@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/kmsctl/kmsctl/yamlpos"
 )
 
 func TestParseExtraVars(t *testing.T) {
@@ -49,7 +51,7 @@ func TestLoadVarsFileStrict(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "v.yml")
 	os.WriteFile(f, []byte("kms_port: abc\nok: 1\nok: 2\n1bad: x\n"), 0o600)
 	_, err := LoadVarsFile(f)
-	var ve *ValidationError
+	var ve *yamlpos.List
 	if !errors.As(err, &ve) || len(ve.Errs) != 3 {
 		t.Fatalf("want 3 problems, got %v", err)
 	}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kmsctl/kmsctl/yamlpos"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata")
@@ -45,9 +47,9 @@ func TestFixtures(t *testing.T) {
 					if err == nil {
 						t.Fatalf("invalid fixture loaded without error")
 					}
-					var ve *ValidationError
+					var ve *yamlpos.List
 					if !errors.As(err, &ve) {
-						t.Fatalf("error is %T, want *ValidationError: %v", err, err)
+						t.Fatalf("error is %T, want *yamlpos.List: %v", err, err)
 					}
 					for _, e := range ve.Errs {
 						if e.Pos.File != filepath.Base(f) || (e.Pos.Line == 0 && !strings.Contains(e.Problem, "empty") && !strings.Contains(e.Problem, "no hosts")) {

@@ -8,10 +8,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/kmsctl/kmsctl/yamlpos"
 )
 
 // FuzzParse checks that Parse never panics, that every failure is a
-// *ValidationError whose problems carry the file name, and that whatever
+// *yamlpos.List whose problems carry the file name, and that whatever
 // loads satisfies the invariants the rest of kmsctl relies on.
 func FuzzParse(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*/*.yml")
@@ -26,9 +28,9 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		inv, err := Parse("f.yml", data)
 		if err != nil {
-			var ve *ValidationError
+			var ve *yamlpos.List
 			if !errors.As(err, &ve) || len(ve.Errs) == 0 {
-				t.Fatalf("error is not a non-empty *ValidationError: %T %v", err, err)
+				t.Fatalf("error is not a non-empty *yamlpos.List: %T %v", err, err)
 			}
 			for _, e := range ve.Errs {
 				if !strings.HasPrefix(e.Pos.File, "f.yml") {

@@ -8,10 +8,11 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kmsctl/kmsctl/yamlpos"
 )
 
 // Names of the implicit groups every inventory has.
@@ -33,19 +34,19 @@ const maxRangeHosts = 10_000
 // variable is a value with the position it was written at.
 type variable struct {
 	value any
-	pos   Pos
+	pos   yamlpos.Pos
 	rank  int // precedence layer it was resolved from (higher wins); set by resolve
 }
 
 // group is one inventory group, merged over every place it is written.
 type group struct {
 	name     string
-	pos      Pos
-	vars     map[string]variable // written in the inventory file
-	dirVars  map[string]variable // from group_vars/ (over vars, see Vars)
-	children []string            // direct child groups, first-seen order
-	childPos map[string]Pos      // where each child was listed under this group
-	hosts    []string            // direct hosts, first-seen order
+	pos      yamlpos.Pos
+	vars     map[string]variable    // written in the inventory file
+	dirVars  map[string]variable    // from group_vars/ (over vars, see Vars)
+	children []string               // direct child groups, first-seen order
+	childPos map[string]yamlpos.Pos // where each child was listed under this group
+	hosts    []string               // direct hosts, first-seen order
 	hostSet  map[string]bool
 	parents  []string
 	depth    int // longest distance from "all"
@@ -54,7 +55,7 @@ type group struct {
 // host is one inventory host with its own (host-level) variables.
 type host struct {
 	name    string
-	pos     Pos
+	pos     yamlpos.Pos
 	vars    map[string]variable // written in the inventory file
 	dirVars map[string]variable // from host_vars/
 	groups  []string            // groups the host is directly listed in, first-seen order
@@ -79,7 +80,7 @@ type Inventory struct {
 // that is a directory is read as an inventory directory: its *.yml and
 // *.yaml files in name order, then its group_vars/ and host_vars/.
 //
-// Every problem in every file is reported at once, as a *ValidationError.
+// Every problem in every file is reported at once, as a *yamlpos.List.
 func Load(paths ...string) (*Inventory, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("load inventory: no inventory file given (pass -i FILE)")
@@ -248,20 +249,18 @@ func newBuilder() *builder {
 		groups:     map[string]*group{},
 	}
 	b := &builder{inv: inv, active: map[*yaml.Node]bool{}}
-	b.group(GroupAll, Pos{})
-	b.group(GroupUngrouped, Pos{})
+	b.group(GroupAll, yamlpos.Pos{})
+	b.group(GroupUngrouped, yamlpos.Pos{})
 	return b
 }
 
 // emptyHint says what an inventory looks like.
 const emptyHint = "write an inventory such as all: { children: { kms: { hosts: { kms1: { ansible_host: 10.0.0.1 } } } } }"
 
-var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
 // parseFile adds one file's content; problems are collected in b.probs.
 func (b *builder) parseFile(name string, data []byte) {
 	b.inv.files = append(b.inv.files, name)
-	filePos := Pos{File: name}
+	filePos := yamlpos.Pos{File: name}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
@@ -269,15 +268,15 @@ func (b *builder) parseFile(name string, data []byte) {
 			b.probs.add(filePos, "", "inventory file is empty", emptyHint)
 			return
 		}
-		b.probs.addErr(yamlError(name, err))
+		b.probs.addErr(yamlpos.Syntax(name, err))
 		return
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		b.probs.add(posOf(name, &extra), "", "more than one YAML document in the inventory", "keep one document; remove the extra --- separator")
+		b.probs.add(yamlpos.Of(name, &extra), "", "more than one YAML document in the inventory", "keep one document; remove the extra --- separator")
 		return
 	} else if !errors.Is(err, io.EOF) {
-		b.probs.addErr(yamlError(name, err))
+		b.probs.addErr(yamlpos.Syntax(name, err))
 		return
 	}
 	if len(doc.Content) == 0 {
@@ -289,11 +288,11 @@ func (b *builder) parseFile(name string, data []byte) {
 		return
 	}
 	if isNull(root) {
-		b.probs.add(posOf(name, root), "", "inventory file is empty", emptyHint)
+		b.probs.add(yamlpos.Of(name, root), "", "inventory file is empty", emptyHint)
 		return
 	}
 	if root.Kind != yaml.MappingNode {
-		b.probs.add(posOf(name, root), "", "inventory must be a mapping of group names, got "+kindName(root),
+		b.probs.add(yamlpos.Of(name, root), "", "inventory must be a mapping of group names, got "+kindName(root),
 			"start the file with all: and put hosts:, vars: and children: under it")
 		return
 	}
@@ -306,10 +305,10 @@ func (b *builder) parseFile(name string, data []byte) {
 		}
 		switch name2 {
 		case "hosts", "vars", "children":
-			b.probs.add(posOf(name, k), name2, "top-level "+name2+": is not allowed", "put it under all: (all: { "+name2+": ... })")
+			b.probs.add(yamlpos.Of(name, k), name2, "top-level "+name2+": is not allowed", "put it under all: (all: { "+name2+": ... })")
 			continue
 		case "plugin":
-			b.probs.add(posOf(name, k), name2, "Ansible inventory plugins are not supported",
+			b.probs.add(yamlpos.Of(name, k), name2, "Ansible inventory plugins are not supported",
 				"export a static inventory (ansible-inventory -i SOURCE --list -y > inventory.yml) and use that")
 			return // the rest is plugin options, not groups
 		}
@@ -320,22 +319,8 @@ func (b *builder) parseFile(name string, data []byte) {
 		if name2 != GroupAll {
 			parent = GroupAll // Ansible: top-level groups are children of all
 		}
-		b.parseGroup(name, name2, v, name2, parent, posOf(name, k), 0)
+		b.parseGroup(name, name2, v, name2, parent, yamlpos.Of(name, k), 0)
 	}
-}
-
-// yamlError converts a yaml.v3 syntax error into an *Error with a position.
-func yamlError(file string, err error) *Error {
-	msg := err.Error()
-	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return &Error{Pos: Pos{File: file, Line: line}, Problem: "invalid YAML: " + m[2], Hint: "fix the YAML syntax at or after this line; check the indentation"}
-	}
-	return &Error{Pos: Pos{File: file}, Problem: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: "), Hint: "fix the YAML syntax"}
-}
-
-func posOf(file string, n *yaml.Node) Pos {
-	return Pos{File: file, Line: n.Line, Column: n.Column}
 }
 
 func isNull(n *yaml.Node) bool {
@@ -383,7 +368,7 @@ func (b *builder) spend(n int) bool {
 	}
 	b.nodes += n
 	if b.nodes >= maxNodes {
-		b.probs.add(Pos{File: b.inv.files[len(b.inv.files)-1]}, "", "inventory too large (too many hosts or YAML aliases)",
+		b.probs.add(yamlpos.Pos{File: b.inv.files[len(b.inv.files)-1]}, "", "inventory too large (too many hosts or YAML aliases)",
 			"split it, or write it without nested aliases")
 		return false
 	}
@@ -398,15 +383,15 @@ func (b *builder) key(file string, k *yaml.Node, field string, seen map[string]b
 		return "", false
 	}
 	if k.Kind != yaml.ScalarNode || isNull(k) {
-		b.probs.add(posOf(file, k), field, "key must be a name, got "+kindName(k), "use a plain name as the key")
+		b.probs.add(yamlpos.Of(file, k), field, "key must be a name, got "+kindName(k), "use a plain name as the key")
 		return "", false
 	}
 	if k.ShortTag() == "!!merge" {
-		b.probs.add(posOf(file, k), field, "YAML merge keys (<<) are not supported in inventories", "write the variables out")
+		b.probs.add(yamlpos.Of(file, k), field, "YAML merge keys (<<) are not supported in inventories", "write the variables out")
 		return "", false
 	}
 	if seen[k.Value] {
-		b.probs.add(posOf(file, k), join(field, k.Value), "duplicate key", "remove one of the two")
+		b.probs.add(yamlpos.Of(file, k), join(field, k.Value), "duplicate key", "remove one of the two")
 		return "", false
 	}
 	seen[k.Value] = true
@@ -421,10 +406,10 @@ func join(field, name string) string {
 }
 
 // group returns the named group, creating it.
-func (b *builder) group(name string, pos Pos) *group {
+func (b *builder) group(name string, pos yamlpos.Pos) *group {
 	g, ok := b.inv.groups[name]
 	if !ok {
-		g = &group{name: name, pos: pos, vars: map[string]variable{}, dirVars: map[string]variable{}, childPos: map[string]Pos{}, hostSet: map[string]bool{}}
+		g = &group{name: name, pos: pos, vars: map[string]variable{}, dirVars: map[string]variable{}, childPos: map[string]yamlpos.Pos{}, hostSet: map[string]bool{}}
 		b.inv.groups[name] = g
 		b.inv.groupOrder = append(b.inv.groupOrder, name)
 	}
@@ -435,7 +420,7 @@ var groupNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
 
 func (b *builder) checkGroupName(file string, k *yaml.Node, name, field string) bool {
 	if !groupNameRe.MatchString(name) || len(name) > 255 {
-		b.probs.add(posOf(file, k), field, fmt.Sprintf("invalid group name %q", name),
+		b.probs.add(yamlpos.Of(file, k), field, fmt.Sprintf("invalid group name %q", name),
 			"use letters, digits, _ and -, starting with a letter or _")
 		return false
 	}
@@ -443,7 +428,7 @@ func (b *builder) checkGroupName(file string, k *yaml.Node, name, field string) 
 }
 
 // parseGroup reads a group body (hosts, vars, children) into group name.
-func (b *builder) parseGroup(file, name string, n *yaml.Node, field, parent string, keyPos Pos, depth int) {
+func (b *builder) parseGroup(file, name string, n *yaml.Node, field, parent string, keyPos yamlpos.Pos, depth int) {
 	g := b.group(name, keyPos)
 	if parent != "" {
 		p := b.inv.groups[parent]
@@ -468,7 +453,7 @@ func (b *builder) parseGroup(file, name string, n *yaml.Node, field, parent stri
 	b.active[n] = true
 	defer delete(b.active, n)
 	if n.Kind != yaml.MappingNode {
-		b.probs.add(posOf(file, n), field, "group must be a mapping with hosts:, vars: and children:, got "+kindName(n),
+		b.probs.add(yamlpos.Of(file, n), field, "group must be a mapping with hosts:, vars: and children:, got "+kindName(n),
 			"write "+name+": followed by hosts:, vars: or children: indented under it")
 		return
 	}
@@ -487,7 +472,7 @@ func (b *builder) parseGroup(file, name string, n *yaml.Node, field, parent stri
 		case "children":
 			b.parseChildren(file, g, v, join(field, key), depth)
 		default:
-			b.probs.add(posOf(file, k), join(field, key), fmt.Sprintf("unknown key %q in group %s", key, name),
+			b.probs.add(yamlpos.Of(file, k), join(field, key), fmt.Sprintf("unknown key %q in group %s", key, name),
 				"a group may only contain hosts:, vars: and children:; put variables under vars:")
 		}
 	}
@@ -499,7 +484,7 @@ func (b *builder) parseChildren(file string, g *group, n *yaml.Node, field strin
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		b.probs.add(posOf(file, n), field, "children must be a mapping of group names, got "+kindName(n),
+		b.probs.add(yamlpos.Of(file, n), field, "children must be a mapping of group names, got "+kindName(n),
 			"write each child group as a key (children: { kms: })")
 		return
 	}
@@ -512,13 +497,13 @@ func (b *builder) parseChildren(file string, g *group, n *yaml.Node, field strin
 		}
 		cf := join(field, name)
 		if name == GroupAll {
-			b.probs.add(posOf(file, k), cf, "group all cannot be a child group", "all contains every host already; remove it here")
+			b.probs.add(yamlpos.Of(file, k), cf, "group all cannot be a child group", "all contains every host already; remove it here")
 			continue
 		}
 		if !b.checkGroupName(file, k, name, cf) {
 			continue
 		}
-		b.parseGroup(file, name, v, cf, g.name, posOf(file, k), depth+1)
+		b.parseGroup(file, name, v, cf, g.name, yamlpos.Of(file, k), depth+1)
 	}
 }
 
@@ -528,7 +513,7 @@ func (b *builder) parseHosts(file string, g *group, n *yaml.Node, field string) 
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		b.probs.add(posOf(file, n), field, "hosts must be a mapping of host names to variables, got "+kindName(n),
+		b.probs.add(yamlpos.Of(file, n), field, "hosts must be a mapping of host names to variables, got "+kindName(n),
 			"write each host as a key (hosts: { kms1: , kms2: { ansible_host: 10.0.0.2 } })")
 		return
 	}
@@ -542,7 +527,7 @@ func (b *builder) parseHosts(file string, g *group, n *yaml.Node, field string) 
 		hf := join(field, pattern)
 		names, err := expandHostRange(pattern)
 		if err != nil {
-			b.probs.add(posOf(file, k), hf, err.Error(), "write ranges as name[1:3] or name[01:10] or name[a:c]")
+			b.probs.add(yamlpos.Of(file, k), hf, err.Error(), "write ranges as name[1:3] or name[01:10] or name[a:c]")
 			continue
 		}
 		if !b.spend(len(names)) {
@@ -551,12 +536,12 @@ func (b *builder) parseHosts(file string, g *group, n *yaml.Node, field string) 
 		var hostsHere []*host
 		for _, name := range names {
 			if prob := checkHostName(name); prob != "" {
-				b.probs.add(posOf(file, k), hf, prob, "use letters, digits, '.', '-', '_' (and ':' for IPv6); set the address in ansible_host")
+				b.probs.add(yamlpos.Of(file, k), hf, prob, "use letters, digits, '.', '-', '_' (and ':' for IPv6); set the address in ansible_host")
 				continue
 			}
 			h, ok := b.inv.hostByName[name]
 			if !ok {
-				h = &host{name: name, pos: posOf(file, k), vars: map[string]variable{}, dirVars: map[string]variable{}}
+				h = &host{name: name, pos: yamlpos.Of(file, k), vars: map[string]variable{}, dirVars: map[string]variable{}}
 				b.inv.hostByName[name] = h
 				b.inv.hosts = append(b.inv.hosts, h)
 			}
@@ -590,7 +575,7 @@ func (b *builder) parseHosts(file string, g *group, n *yaml.Node, field string) 
 func (b *builder) parseHostVars(file string, dst map[string]variable, n *yaml.Node, field string) {
 	dn := b.deref(n)
 	if dn != nil && dn.Kind != yaml.MappingNode && !isNull(dn) {
-		b.probs.add(posOf(file, dn), field, "host entry must be empty or a mapping of variables, got "+kindName(dn),
+		b.probs.add(yamlpos.Of(file, dn), field, "host entry must be empty or a mapping of variables, got "+kindName(dn),
 			"write host: followed by variables indented under it (kms1: { ansible_host: 10.0.0.1 })")
 		return
 	}
@@ -607,7 +592,7 @@ func (b *builder) parseVars(file string, dst map[string]variable, n *yaml.Node, 
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		b.probs.add(posOf(file, n), field, "vars must be a mapping of variable names to values, got "+kindName(n),
+		b.probs.add(yamlpos.Of(file, n), field, "vars must be a mapping of variable names to values, got "+kindName(n),
 			"write each variable as name: value")
 		return
 	}
@@ -620,7 +605,7 @@ func (b *builder) parseVars(file string, dst map[string]variable, n *yaml.Node, 
 		}
 		vf := join(field, name)
 		if !varNameRe.MatchString(name) {
-			b.probs.add(posOf(file, k), vf, fmt.Sprintf("invalid variable name %q", name),
+			b.probs.add(yamlpos.Of(file, k), vf, fmt.Sprintf("invalid variable name %q", name),
 				"use letters, digits and _, starting with a letter or _")
 			continue
 		}
@@ -630,18 +615,18 @@ func (b *builder) parseVars(file string, dst map[string]variable, n *yaml.Node, 
 			if IsSecret(name) {
 				msg = "cannot decode value (check its YAML tag)" // the error would quote the secret
 			}
-			b.probs.add(posOf(file, v), vf, msg, "fix the value")
+			b.probs.add(yamlpos.Of(file, v), vf, msg, "fix the value")
 			continue
 		}
 		val = normalize(val)
-		vp := posOf(file, v)
+		vp := yamlpos.Of(file, v)
 		if e := checkVar(name, val); e != nil {
 			e.Pos, e.Field = vp, vf
 			b.probs.addErr(e)
 			continue
 		}
 		if s := suggestKnown(name); s != "" {
-			b.probs.add(posOf(file, k), vf, fmt.Sprintf("unknown variable %q looks like a misspelling", name), "did you mean "+s+"?")
+			b.probs.add(yamlpos.Of(file, k), vf, fmt.Sprintf("unknown variable %q looks like a misspelling", name), "did you mean "+s+"?")
 			continue
 		}
 		dst[name] = variable{value: val, pos: vp}
@@ -653,7 +638,7 @@ func (b *builder) parseVars(file string, dst map[string]variable, n *yaml.Node, 
 func (b *builder) finish() (*Inventory, error) {
 	inv := b.inv
 	if len(inv.hosts) == 0 && len(b.probs.errs) == 0 {
-		b.probs.add(Pos{File: strings.Join(inv.files, ", ")}, "", "inventory has no hosts",
+		b.probs.add(yamlpos.Pos{File: strings.Join(inv.files, ", ")}, "", "inventory has no hosts",
 			"list hosts under all: hosts: or under a group's hosts:")
 	}
 	for _, h := range inv.hosts {
@@ -667,7 +652,7 @@ func (b *builder) finish() (*Inventory, error) {
 		return nil, err
 	}
 	// Hosts in no group but all are in "ungrouped", as in Ansible.
-	ung := b.group(GroupUngrouped, Pos{})
+	ung := b.group(GroupUngrouped, yamlpos.Pos{})
 	for _, h := range inv.hosts {
 		if len(h.groups) == 0 || (len(h.groups) == 1 && h.groups[0] == GroupAll) {
 			if !ung.hostSet[h.name] {
@@ -689,7 +674,7 @@ func (b *builder) finish() (*Inventory, error) {
 	// on each host's resolved layout.
 	for _, h := range inv.hosts {
 		if _, err := inv.Node(h.name, nil); err != nil {
-			var ve *ValidationError
+			var ve *yamlpos.List
 			if !errors.As(err, &ve) {
 				return nil, err
 			}

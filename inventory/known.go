@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/kmsctl/kmsctl/yamlpos"
 )
 
 // Variables kmsctl reads. Ansible connection variables keep their Ansible
@@ -68,9 +70,9 @@ const (
 	APISSH    API = "ssh"    // through the node's SSH connection to its local kms_port
 )
 
-// checker validates one known variable's value; it returns nil or an *Error
+// checker validates one known variable's value; it returns nil or a *yamlpos.Error
 // without position and field (the caller fills them in).
-type checker func(v any) *Error
+type checker func(v any) *yamlpos.Error
 
 // knownVars maps each variable kmsctl interprets to its check. Variables not
 // listed here are passed through unchecked.
@@ -103,13 +105,13 @@ var knownVars = map[string]checker{
 }
 
 // checkVar validates name's value if name is a known variable.
-func checkVar(name string, v any) *Error {
+func checkVar(name string, v any) *yamlpos.Error {
 	c, ok := knownVars[name]
 	if !ok {
 		return nil
 	}
 	if s, ok := v.(string); ok && strings.Contains(s, "{{") {
-		return &Error{Problem: "templates are not supported in connection and Key Manager variables",
+		return &yamlpos.Error{Problem: "templates are not supported in connection and Key Manager variables",
 			Hint: "write the literal value"}
 	}
 	e := c(v)
@@ -180,10 +182,10 @@ func typeName(v any) string {
 	}
 }
 
-func bad(problem, hint string) *Error { return &Error{Problem: problem, Hint: hint} }
+func bad(problem, hint string) *yamlpos.Error { return &yamlpos.Error{Problem: problem, Hint: hint} }
 
 // asString returns a non-empty string value.
-func asString(v any) (string, *Error) {
+func asString(v any) (string, *yamlpos.Error) {
 	s, ok := v.(string)
 	if !ok {
 		return "", bad("must be a string, got "+typeName(v), "quote the value")
@@ -214,7 +216,7 @@ func asInt(v any) (int, bool) {
 	return 0, false
 }
 
-func checkInt(v any) *Error {
+func checkInt(v any) *yamlpos.Error {
 	if _, ok := asInt(v); !ok {
 		if s, isStr := v.(string); isStr {
 			return bad(fmt.Sprintf("must be an integer, got %q", s), "write a whole number")
@@ -224,7 +226,7 @@ func checkInt(v any) *Error {
 	return nil
 }
 
-func asPort(v any) (int, *Error) {
+func asPort(v any) (int, *yamlpos.Error) {
 	n, ok := asInt(v)
 	if !ok {
 		if s, isStr := v.(string); isStr {
@@ -238,11 +240,11 @@ func asPort(v any) (int, *Error) {
 	return n, nil
 }
 
-func checkPort(v any) *Error { _, e := asPort(v); return e }
+func checkPort(v any) *yamlpos.Error { _, e := asPort(v); return e }
 
 // asBool accepts booleans and Ansible's boolean spellings (yes/no, on/off,
 // true/false, y/n, t/f, 1/0, any case).
-func asBool(v any) (bool, *Error) {
+func asBool(v any) (bool, *yamlpos.Error) {
 	switch x := v.(type) {
 	case bool:
 		return x, nil
@@ -262,13 +264,13 @@ func asBool(v any) (bool, *Error) {
 	return false, bad("must be a boolean, got "+typeName(v), "write true or false (yes/no also work)")
 }
 
-func checkBool(v any) *Error { _, e := asBool(v); return e }
+func checkBool(v any) *yamlpos.Error { _, e := asBool(v); return e }
 
 func hasSpaceOrControl(s string) bool {
 	return strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0
 }
 
-func checkAddress(v any) *Error {
+func checkAddress(v any) *yamlpos.Error {
 	s, e := asString(v)
 	if e != nil {
 		return e
@@ -290,7 +292,7 @@ var addressRe = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9._-]*[A-Za-z0-9_.])?
 
 var loginNameRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*\$?$`)
 
-func checkLoginName(v any) *Error {
+func checkLoginName(v any) *yamlpos.Error {
 	s, e := asString(v)
 	if e != nil {
 		return e
@@ -302,7 +304,7 @@ func checkLoginName(v any) *Error {
 }
 
 // checkLocalPath checks a path on the machine running kmsctl (~ allowed).
-func checkLocalPath(v any) *Error {
+func checkLocalPath(v any) *yamlpos.Error {
 	s, e := asString(v)
 	if e != nil {
 		return e
@@ -313,7 +315,7 @@ func checkLocalPath(v any) *Error {
 	return nil
 }
 
-func checkAPI(v any) *Error {
+func checkAPI(v any) *yamlpos.Error {
 	s, e := asString(v)
 	if e != nil {
 		return e
@@ -325,7 +327,7 @@ func checkAPI(v any) *Error {
 	return nil
 }
 
-func checkEndpoint(v any) *Error {
+func checkEndpoint(v any) *yamlpos.Error {
 	s, e := asString(v)
 	if e != nil {
 		return e
@@ -340,7 +342,7 @@ func checkEndpoint(v any) *Error {
 	return nil
 }
 
-func checkHostKeys(v any) *Error {
+func checkHostKeys(v any) *yamlpos.Error {
 	var keys []string
 	switch x := v.(type) {
 	case string:
@@ -385,7 +387,7 @@ func asHostKeys(v any) []string {
 	return nil
 }
 
-func checkProxyJump(v any) *Error {
+func checkProxyJump(v any) *yamlpos.Error {
 	s, e := asString(v)
 	if e != nil {
 		return e
@@ -409,7 +411,7 @@ var remotePathRe = regexp.MustCompile(`^/[A-Za-z0-9._/@+,:=-]*$`)
 
 // asRemotePath checks an absolute, clean path on a node, free of characters
 // a shell would interpret.
-func asRemotePath(v any) (string, *Error) {
+func asRemotePath(v any) (string, *yamlpos.Error) {
 	s, e := asString(v)
 	if e != nil {
 		return "", e
@@ -432,7 +434,7 @@ func asRemotePath(v any) (string, *Error) {
 	return s, nil
 }
 
-func checkRemoteFile(v any) *Error { _, e := asRemotePath(v); return e }
+func checkRemoteFile(v any) *yamlpos.Error { _, e := asRemotePath(v); return e }
 
 // systemTrees are directories whose whole subtree belongs to the system.
 var systemTrees = []string{"/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run", "/sbin", "/sys", "/usr"}
@@ -450,7 +452,7 @@ func underTree(p string, trees []string) string {
 	return ""
 }
 
-func checkRemoteDir(v any) *Error {
+func checkRemoteDir(v any) *yamlpos.Error {
 	p, e := asRemotePath(v)
 	if e != nil {
 		return e
@@ -463,7 +465,7 @@ func checkRemoteDir(v any) *Error {
 
 // checkStoragePath is the check of the one path kmsctl wipes: absolute,
 // clean, not /, not a system directory or inside one, not a whole home.
-func checkStoragePath(v any) *Error {
+func checkStoragePath(v any) *yamlpos.Error {
 	p, e := asRemotePath(v)
 	if e != nil {
 		return e
@@ -483,7 +485,7 @@ func checkStoragePath(v any) *Error {
 
 var serviceRe = regexp.MustCompile(`^[A-Za-z0-9:_.@\\-]+$`)
 
-func checkService(v any) *Error {
+func checkService(v any) *yamlpos.Error {
 	s, e := asString(v)
 	if e != nil {
 		return e

@@ -10,11 +10,13 @@ import (
 	"strings"
 
 	"github.com/kmsctl/kmsctl/redact"
+
+	"github.com/kmsctl/kmsctl/yamlpos"
 )
 
 // defaultPos is the position reported for a variable that was not set and
 // took its default.
-var defaultPos = Pos{File: "(default)"}
+var defaultPos = yamlpos.Pos{File: "(default)"}
 
 // layoutDefaults are the Key Manager layout defaults (DESIGN.md §1), present
 // in Vars at the lowest precedence so that playbooks can use them.
@@ -177,10 +179,10 @@ func (inv *Inventory) Vars(host string, extra map[string]any) (map[string]any, e
 // extra vars): a file position, or File "(default)" for a layout default. A
 // kms_endpoint derived from ansible_host has the position of ansible_host.
 // ok is false when the variable is not set for the host.
-func (inv *Inventory) Origin(host, name string) (pos Pos, ok bool) {
+func (inv *Inventory) Origin(host, name string) (pos yamlpos.Pos, ok bool) {
 	vars, err := inv.resolve(host, nil)
 	if err != nil {
-		return Pos{}, false
+		return yamlpos.Pos{}, false
 	}
 	v, ok := vars[name]
 	return v.pos, ok

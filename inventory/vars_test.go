@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/kmsctl/kmsctl/yamlpos"
 )
 
 func mustParse(t *testing.T, src string) *Inventory {
@@ -167,16 +169,16 @@ func TestLoadMerge(t *testing.T) {
 	os.WriteFile(a, []byte("all:\n  hosts:\n    h1:\n      ansible_port: x\n"), 0o600)
 	os.WriteFile(b, []byte("all:\n  hosts:\n    h2:\n      kms_api: y\n"), 0o600)
 	_, err = Load(a, b)
-	var ve *ValidationError
+	var ve *yamlpos.List
 	if !errors.As(err, &ve) || len(ve.Errs) != 2 {
 		t.Fatalf("want 2 problems, got %v", err)
 	}
 	if !strings.HasPrefix(ve.Errs[0].Error(), a+":4:21: ") || !strings.HasPrefix(ve.Errs[1].Error(), b+":4:16: ") {
 		t.Errorf("positions: %v", err)
 	}
-	var one *Error
+	var one *yamlpos.Error
 	if !errors.As(err, &one) || one.Field != "all.hosts.h1.ansible_port" {
-		t.Errorf("errors.As *Error: %#v", one)
+		t.Errorf("errors.As *yamlpos.Error: %#v", one)
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kmsctl/kmsctl/yamlpos"
 )
 
 // inventoryFiles returns the inventory files of path (the file itself, or
@@ -130,7 +132,7 @@ func (b *builder) parseVarsData(name string, data []byte, dst map[string]variabl
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if !errors.Is(err, io.EOF) {
-			b.probs.addErr(yamlError(name, err))
+			b.probs.addErr(yamlpos.Syntax(name, err))
 		}
 		return
 	}

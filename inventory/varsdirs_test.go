@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/kmsctl/kmsctl/yamlpos"
 )
 
 func writeFiles(t *testing.T, root string, files map[string]string) {
@@ -74,7 +76,7 @@ func TestLoadGroupAndHostVarsDirs(t *testing.T) {
 	writeFiles(t, dir, map[string]string{"host_vars/kms2.json": `{"ansible_host": "10.9.9.2",
  "kms_storage_path": "/etc"}`})
 	_, err = Load(filepath.Join(dir, "inventory.yml"))
-	var ve *ValidationError
+	var ve *yamlpos.List
 	if !errors.As(err, &ve) || len(ve.Errs) != 1 || !strings.HasPrefix(ve.Errs[0].Error(), filepath.Join(dir, "host_vars/kms2.json")+":2:22: kms_storage_path: ") {
 		t.Errorf("bad host_vars value: %v", err)
 	}

@@ -1,13 +1,10 @@
 package playbooks
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"path"
-	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +13,7 @@ import (
 
 	"github.com/kmsctl/kmsctl/inventory"
 	"github.com/kmsctl/kmsctl/tasks"
+	"github.com/kmsctl/kmsctl/yamlpos"
 )
 
 // Playbook is a decoded playbook: its plays, before their hosts: patterns
@@ -80,44 +78,44 @@ type decoder struct {
 	file  string
 	files fs.FS
 	reg   *tasks.Registry
-	errs  []error
+	errs  []*yamlpos.Error
 }
 
-// yamlLineRe matches yaml.v3's "yaml: line N: problem" syntax errors.
-var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-// yamlSyntaxError reports a YAML syntax error as file:line, like every
-// other playbook problem, with what to do.
-func yamlSyntaxError(file string, err error) error {
-	if m := yamlLineRe.FindStringSubmatch(err.Error()); m != nil {
-		return fmt.Errorf("%s:%s: invalid YAML: %s (fix the YAML syntax at or after this line; check the indentation)", file, m[1], m[2])
-	}
-	return fmt.Errorf("%s: invalid YAML: %s (fix the YAML syntax)", file, strings.TrimPrefix(err.Error(), "yaml: "))
-}
-
+// pos is the "file:line" of a play or task (Play.Pos, tasks.Task.Pos).
 func (d *decoder) pos(n *yaml.Node) string { return fmt.Sprintf("%s:%d", d.file, n.Line) }
 
+// errorf records a problem at n.
 func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
-	d.errs = append(d.errs, fmt.Errorf("%s: %s", d.pos(n), fmt.Sprintf(format, args...)))
+	d.errs = append(d.errs, &yamlpos.Error{Pos: yamlpos.Of(d.file, n), Problem: fmt.Sprintf(format, args...)})
 }
+
+// wrapf records a problem at n caused by err, which errors.As still finds
+// (the *yamlpos.List of a vars file); the message ends with err's text.
+func (d *decoder) wrapf(n *yaml.Node, err error, format string, args ...any) {
+	d.errs = append(d.errs, &yamlpos.Error{Pos: yamlpos.Of(d.file, n), Problem: fmt.Sprintf(format, args...) + err.Error(), Err: err})
+}
+
+// single returns one problem as the *yamlpos.List every Decode error is.
+func single(e *yamlpos.Error) error { return yamlpos.Join([]*yamlpos.Error{e}) }
 
 // Decode decodes and validates playbook YAML. file names the source in
 // error messages; files resolves vars_files and is kept for the plays'
 // local paths; reg validates the modules and their arguments. Every problem
-// is reported, each with file:line.
+// is reported, each at its FILE:LINE:COL, as a *yamlpos.List.
 func Decode(file string, data []byte, files fs.FS, reg *tasks.Registry) (*Playbook, error) {
 	d := &decoder{file: file, files: files, reg: reg}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, yamlSyntaxError(file, err)
+		return nil, single(yamlpos.Syntax(file, err))
 	}
 	pb := &Playbook{Name: file, Files: files}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
-		return nil, fmt.Errorf("%s: empty playbook: want a list of plays", file)
+		return nil, single(&yamlpos.Error{Pos: yamlpos.Pos{File: file}, Problem: "empty playbook: want a list of plays"})
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.SequenceNode {
-		return nil, fmt.Errorf("%s:%d: a playbook is a list of plays (- name: ..., hosts: ..., tasks: ...), got %s", file, root.Line, kindName(root))
+		return nil, single(&yamlpos.Error{Pos: yamlpos.Of(file, root),
+			Problem: "a playbook is a list of plays (- name: ..., hosts: ..., tasks: ...), got " + kindName(root)})
 	}
 	for _, n := range root.Content {
 		if p, ok := d.play(n); ok {
@@ -127,23 +125,11 @@ func Decode(file string, data []byte, files fs.FS, reg *tasks.Registry) (*Playbo
 	if len(root.Content) == 0 {
 		d.errorf(root, "the playbook has no plays")
 	}
-	// Report in file order: a play's own problems are found before its tasks'.
-	sort.SliceStable(d.errs, func(i, j int) bool { return d.line(d.errs[i]) < d.line(d.errs[j]) })
-	if err := errors.Join(d.errs...); err != nil {
+	// Reported in file order: a play's own problems come before its tasks'.
+	if err := yamlpos.Join(d.errs); err != nil {
 		return nil, err
 	}
 	return pb, nil
-}
-
-// line returns the line number an error message starts with ("file:12: ...").
-func (d *decoder) line(err error) int {
-	rest := strings.TrimPrefix(err.Error(), d.file+":")
-	end := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
-	if end <= 0 {
-		return 0
-	}
-	n, _ := strconv.Atoi(rest[:end])
-	return n
 }
 
 func kindName(n *yaml.Node) string {
@@ -332,7 +318,7 @@ func (d *decoder) vars(n *yaml.Node, key string) map[string]any {
 	}
 	var m map[string]any
 	if err := n.Decode(&m); err != nil {
-		d.errorf(n, "%s: %v", key, err)
+		d.wrapf(n, err, "%s: ", key)
 	}
 	return m
 }
@@ -399,14 +385,16 @@ func (d *decoder) play(n *yaml.Node) (Play, bool) {
 	if p.Name == "" {
 		p.Name = p.Hosts
 	}
-	handlers, topics := d.tasks(handlerNodes, "handlers", true)
+	handlers, handlerAt, topics := d.tasks(handlerNodes, "handlers", true)
 	p.Handlers = handlers
-	p.Tasks, _ = d.tasks(taskNodes, "tasks", false)
+	var taskAt []*yaml.Node
+	p.Tasks, taskAt, _ = d.tasks(taskNodes, "tasks", false)
 	names := map[string]bool{}
 	for _, h := range p.Handlers {
 		names[h.Name] = true
 	}
-	for _, list := range [][]tasks.Task{p.Tasks, p.Handlers} {
+	for j, list := range [][]tasks.Task{p.Tasks, p.Handlers} {
+		at := [][]*yaml.Node{taskAt, handlerAt}[j]
 		for i := range list {
 			t := &list[i]
 			t.Tags = append(t.Tags, tags...)
@@ -416,24 +404,24 @@ func (d *decoder) play(n *yaml.Node) (Play, bool) {
 			if t.BecomeUser == "" {
 				t.BecomeUser = becomeUser
 			}
-			t.Notify = d.resolveNotify(t, names, topics)
+			t.Notify = d.resolveNotify(t, at[i], names, topics)
 		}
 	}
 	return p, true
 }
 
 // resolveNotify replaces listen topics by the handlers listening to them
-// and reports notified names no handler answers to.
-func (d *decoder) resolveNotify(t *tasks.Task, names map[string]bool, topics map[string][]string) []string {
+// and reports notified names no handler answers to, at the task's node n.
+func (d *decoder) resolveNotify(t *tasks.Task, n *yaml.Node, names map[string]bool, topics map[string][]string) []string {
 	var out []string
-	for _, n := range t.Notify {
+	for _, name := range t.Notify {
 		switch {
-		case names[n]:
-			out = append(out, n)
-		case len(topics[n]) > 0:
-			out = append(out, topics[n]...)
+		case names[name]:
+			out = append(out, name)
+		case len(topics[name]) > 0:
+			out = append(out, topics[name]...)
 		default:
-			d.errs = append(d.errs, fmt.Errorf("%s: notify: no handler is named or listens to %q", t.Pos, n))
+			d.errorf(n, "notify: no handler is named or listens to %q", name)
 		}
 	}
 	return out
@@ -467,13 +455,13 @@ func (d *decoder) varsFiles(n *yaml.Node) map[string]any {
 		}
 		b, err := fs.ReadFile(d.files, path.Clean(name))
 		if err != nil {
-			d.errorf(n, "vars_files: read %q: %v", name, err)
+			d.wrapf(n, err, "vars_files: read %q: ", name)
 			continue
 		}
 		// Strict, like inventory vars, with positions in the vars file.
 		m, err := inventory.ParseVars(path.Join(path.Dir(d.file), path.Clean(name)), b)
 		if err != nil {
-			d.errorf(n, "vars_files: %v", err)
+			d.wrapf(n, err, "vars_files: ")
 			continue
 		}
 		for k, v := range m {
@@ -483,17 +471,19 @@ func (d *decoder) varsFiles(n *yaml.Node) map[string]any {
 	return vars
 }
 
-// tasks decodes a list of tasks (or handlers). For handlers it also returns
-// the listen topics: topic → handler names.
-func (d *decoder) tasks(n *yaml.Node, what string, handlers bool) ([]tasks.Task, map[string][]string) {
+// tasks decodes a list of tasks (or handlers) and returns them with the
+// node each was decoded from. For handlers it also returns the listen
+// topics: topic → handler names.
+func (d *decoder) tasks(n *yaml.Node, what string, handlers bool) ([]tasks.Task, []*yaml.Node, map[string][]string) {
 	if n == nil || n.Tag == "!!null" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if n.Kind != yaml.SequenceNode {
 		d.errorf(n, "%s must be a list of tasks, got %s", what, kindName(n))
-		return nil, nil
+		return nil, nil, nil
 	}
 	var out []tasks.Task
+	var nodes []*yaml.Node
 	topics := map[string][]string{}
 	for _, c := range n.Content {
 		t, listen, ok := d.task(c, handlers)
@@ -507,8 +497,9 @@ func (d *decoder) tasks(n *yaml.Node, what string, handlers bool) ([]tasks.Task,
 			topics[l] = append(topics[l], t.Name)
 		}
 		out = append(out, t)
+		nodes = append(nodes, c)
 	}
-	return out, topics
+	return out, nodes, topics
 }
 
 func (d *decoder) task(n *yaml.Node, handler bool) (tasks.Task, []string, bool) {
@@ -611,7 +602,7 @@ func (d *decoder) task(n *yaml.Node, handler bool) (tasks.Task, []string, bool) 
 		return t, nil, false
 	}
 	if err := d.reg.Validate(t); err != nil {
-		d.errs = append(d.errs, err)
+		d.validateErrs(n, t.Pos, err)
 		return t, nil, false
 	}
 	return t, listen, true
@@ -624,7 +615,7 @@ func (d *decoder) loop(n *yaml.Node, key string) any {
 	case n.Kind == yaml.SequenceNode:
 		var items []any
 		if err := n.Decode(&items); err != nil {
-			d.errorf(n, "%s: %v", key, err)
+			d.wrapf(n, err, "%s: ", key)
 		}
 		if items == nil {
 			items = []any{}
@@ -658,7 +649,7 @@ func (d *decoder) args(module, n *yaml.Node) map[string]any {
 	case n.Kind == yaml.MappingNode:
 		var m map[string]any
 		if err := n.Decode(&m); err != nil {
-			d.errorf(n, "module %s: arguments: %v", module.Value, err)
+			d.wrapf(n, err, "module %s: arguments: ", module.Value)
 		}
 		return m
 	case n.Kind == yaml.ScalarNode && slices.Contains(freeFormModules, strings.TrimPrefix(module.Value, "ansible.builtin.")):
@@ -666,4 +657,17 @@ func (d *decoder) args(module, n *yaml.Node) map[string]any {
 	}
 	d.errorf(n, "module %s: arguments must be a mapping (key: value), got %s", module.Value, kindName(n))
 	return nil
+}
+
+// validateErrs records the problems tasks.Registry.Validate found in the
+// task at node n: each names the task's "file:line" (where), which is
+// replaced by the node's FILE:LINE:COL.
+func (d *decoder) validateErrs(n *yaml.Node, where string, err error) {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		d.errs = append(d.errs, &yamlpos.Error{Pos: yamlpos.Of(d.file, n), Problem: strings.TrimPrefix(e.Error(), where+": "), Err: e})
+	}
 }

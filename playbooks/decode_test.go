@@ -1,6 +1,7 @@
 package playbooks
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kmsctl/kmsctl/tasks"
+	"github.com/kmsctl/kmsctl/yamlpos"
 )
 
 func load(t *testing.T, path string) (*Playbook, error) {
@@ -78,32 +80,33 @@ func TestDecodeValid(t *testing.T) {
 }
 
 // TestDecodeInvalid checks that every problem of a file is reported, each
-// with its file:line.
+// with its FILE:LINE:COL (FILE:LINE for YAML syntax errors, which yaml.v3
+// reports without a column), as one *yamlpos.List.
 func TestDecodeInvalid(t *testing.T) {
 	cases := map[string][]string{
-		"not_a_list.yml": {"not_a_list.yml:1: a playbook is a list of plays"},
+		"not_a_list.yml": {"not_a_list.yml:1:1: a playbook is a list of plays"},
 		"many.yml": {
-			`many.yml:3: gather_facts: kmsctl does not gather facts`,
-			`many.yml:4: serial must be a positive number`,
-			`many.yml:5: play: unknown key "colour"`,
-			`many.yml:7: task "no module here" has no module`,
-			`many.yml:11: task has two modules, "command" and "shell"`,
-			`many.yml:12: unknown module "frobnicate"`,
-			`many.yml:15: module copy: unknown argument "colour"`,
-			`many.yml:15: module copy: exactly one of src, content is required, 0 given`,
-			`many.yml:22: retries must be a non-negative integer`,
-			`many.yml:23: ignore_errors must be true or false`,
-			`many.yml:24: notify: no handler is named or listens to "nobody"`,
-			`many.yml:27: play "second": hosts: is required`,
-			`many.yml:33: task keyword "with_dict" is not supported by kmsctl`,
+			`many.yml:3:17: gather_facts: kmsctl does not gather facts`,
+			`many.yml:4:11: serial must be a positive number`,
+			`many.yml:5:3: play: unknown key "colour"`,
+			`many.yml:7:7: task "no module here" has no module`,
+			`many.yml:11:7: task has two modules, "command" and "shell"`,
+			`many.yml:12:7: unknown module "frobnicate"`,
+			`many.yml:15:7: module copy: unknown argument "colour"`,
+			`many.yml:15:7: module copy: exactly one of src, content is required, 0 given`,
+			`many.yml:22:16: retries must be a non-negative integer`,
+			`many.yml:23:22: ignore_errors must be true or false`,
+			`many.yml:24:7: notify: no handler is named or listens to "nobody"`,
+			`many.yml:27:3: play "second": hosts: is required`,
+			`many.yml:33:7: task keyword "with_dict" is not supported by kmsctl`,
 		},
-		"bad_expr.yml":        {`bad_expr.yml:3: when: `},
-		"handler_no_name.yml": {"handler_no_name.yml:5: a handler needs a name"},
-		"free_form_copy.yml":  {"free_form_copy.yml:3: module copy: arguments must be a mapping"},
+		"bad_expr.yml":        {`bad_expr.yml:3:7: when: `},
+		"handler_no_name.yml": {"handler_no_name.yml:5:7: a handler needs a name"},
+		"free_form_copy.yml":  {"free_form_copy.yml:3:13: module copy: arguments must be a mapping"},
 		"malformed.yml":       {"malformed.yml:3: invalid YAML: found unexpected end of stream (fix the YAML syntax"},
 		// vars files are decoded strictly, problems at the vars file's line
 		"vars_files.yml": {
-			"vars_files.yml:3: vars_files: testdata/invalid/vars/dup.yml:2:1: a: duplicate key",
+			"vars_files.yml:3:5: vars_files: testdata/invalid/vars/dup.yml:2:1: a: duplicate key",
 			"vars/dup.yml:3:11: kms_port: must be a port number",
 		},
 	}
@@ -117,6 +120,16 @@ func TestDecodeInvalid(t *testing.T) {
 		if err == nil {
 			t.Errorf("%s: no error", f)
 			continue
+		}
+		var list *yamlpos.List
+		if !errors.As(err, &list) {
+			t.Errorf("%s: error is %T, want a *yamlpos.List", f, err)
+		} else {
+			for _, e := range list.Errs {
+				if e.Pos.File != f || e.Pos.Line == 0 {
+					t.Errorf("%s: problem without its position in the file: %#v", f, e.Pos)
+				}
+			}
 		}
 		msg := err.Error()
 		for _, w := range want {

@@ -378,7 +378,7 @@ func TestPlaySyntaxCheckAndListHosts(t *testing.T) {
 	if code := te.run(t, "play", "../../playbooks/testdata/invalid/many.yml", "--syntax-check"); code != exit.Usage {
 		t.Fatalf("invalid playbook: exit %d", code)
 	}
-	if !strings.Contains(te.errOut.String(), "many.yml:5: play: unknown key \"colour\"") {
+	if !strings.Contains(te.errOut.String(), "many.yml:5:3: play: unknown key \"colour\"") {
 		t.Errorf("stderr %s", te.errOut)
 	}
 	te = testEnv(t)
