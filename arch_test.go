@@ -1,4 +1,4 @@
-// Tests of the project's shape: the import directions of DESIGN.md §4 and a
+// Tests of the project's shape: the import directions of docs/design.md §5.2 and a
 // doc comment on every package.
 package kmsctl_test
 

@@ -494,7 +494,7 @@ func (l *Lab) WaitAuthRefused(name string) {
 }
 
 // systemdRunArgs returns the docker create options that let systemd run as PID 1 here
-// (DESIGN.md §6): on cgroup v1 the read-only cgroup bind mount; on cgroup v2 a private cgroup
+// (docs/design.md §7.3): on cgroup v1 the read-only cgroup bind mount; on cgroup v2 a private cgroup
 // namespace, or --privileged as the last resort when a probe container does not boot with it.
 // KMSCTL_E2E_PRIVILEGED=1 forces --privileged.
 func (l *Lab) systemdRunArgs() []string {

@@ -26,7 +26,7 @@ type Conn struct {
 }
 
 // KMSNode is the Key Manager layout of a host, from the kms_* variables with
-// the defaults of DESIGN.md §1.
+// the defaults of docs/design.md §3.8.
 type KMSNode struct {
 	Host        string // inventory host name
 	Endpoint    string // kms_endpoint: host:port as the cluster knows it; default ADDRESS:kms_port

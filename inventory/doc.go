@@ -43,7 +43,7 @@
 //
 // Vars resolves a host's variables, lowest precedence first (later wins):
 //
-//  1. the Key Manager layout defaults (DESIGN.md §1: kms_port 7373,
+//  1. the Key Manager layout defaults (docs/design.md §3.8: kms_port 7373,
 //     kms_storage_path /mnt/minio-kms, ...);
 //  2. group vars: "all" first, then groups by depth (a group's depth is its
 //     longest distance from all: children of all 1, their children 2, ...), so

@@ -17,7 +17,7 @@ import (
 )
 
 // Variables kmsctl reads. Ansible connection variables keep their Ansible
-// meaning; kms_* variables describe the Key Manager node (DESIGN.md §1).
+// meaning; kms_* variables describe the Key Manager node (docs/design.md §3.8).
 const (
 	VarHost           = "ansible_host"
 	VarPort           = "ansible_port"
@@ -47,7 +47,7 @@ const (
 	legacyPrivateKey = "ansible_private_key_file"
 )
 
-// Defaults of the Key Manager layout: the vendor's Linux layout (DESIGN.md §1).
+// Defaults of the Key Manager layout: the vendor's Linux layout (docs/design.md §3.8).
 const (
 	DefaultKMSPort     = 7373
 	DefaultStoragePath = "/mnt/minio-kms"

@@ -18,7 +18,7 @@ import (
 // took its default.
 var defaultPos = yamlpos.Pos{File: "(default)"}
 
-// layoutDefaults are the Key Manager layout defaults (DESIGN.md §1), present
+// layoutDefaults are the Key Manager layout defaults (docs/design.md §3.8), present
 // in Vars at the lowest precedence so that playbooks can use them.
 var layoutDefaults = map[string]any{
 	VarKMSPort:     DefaultKMSPort,
