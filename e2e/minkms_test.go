@@ -77,6 +77,10 @@ func TestMinkmsInstallAndCluster(t *testing.T) {
 	play := []string{"-i", inventory, "play", filepath.Join(l.Root, "e2e", "lab", "install-minkms.yml"),
 		"-e", "@" + secrets, "-e", "lab_files=" + certs, "-e", "minkms_src=" + minkms}
 
+	// Every process's argv, here and on the hosts, for the whole of kmsctl's runs; a canary
+	// process with a marker in its argv proves the recorder sees short-lived processes.
+	argv := RecordArgv()
+	canary := "kmsctl-argv-canary-" + randHex(8)
 	var runs []result
 	playOK := func(what string) result {
 		t.Helper()
@@ -190,12 +194,24 @@ func TestMinkmsInstallAndCluster(t *testing.T) {
 	if logged == 0 {
 		t.Errorf("kmsctl wrote no run log under %s (XDG_STATE_HOME): nothing to check", state)
 	}
+	// The marker is put together on the host, so only the 50 ms process carries it whole
+	// (not docker exec's own, long-lived argv).
+	l.MustExec("kms1", `m=kmsctl-argv-; sh -c 'sleep 0.05; true' "${m}`+strings.TrimPrefix(canary, "kmsctl-argv-")+`"`)
+	sweeps := argv.Sweeps()
+	cmdlines := argv.Stop()
+	if !argv.Saw(canary) {
+		t.Errorf("the argv recorder missed the canary process (%d sweeps of /proc): the secret check below proves nothing", sweeps)
+	}
 	for _, n := range names {
-		argv := l.MustExec(n, `for f in /proc/[0-9]*/cmdline; do tr '\0' ' ' <"$f"; echo; done`)
-		if !strings.Contains(argv, "/usr/local/bin/minkms server /mnt/minio-kms --host "+n+":7373") {
-			t.Errorf("%s: no minkms server process among:\n%s", n, argv)
+		if !argv.Saw("/usr/local/bin/minkms server /mnt/minio-kms --host " + n + ":7373") {
+			t.Errorf("%s: the argv recorder saw no minkms server process", n)
 		}
-		leaks(n+": a process's argv", argv)
+	}
+	for _, c := range cmdlines {
+		leaks("a process's argv during the runs ("+strings.SplitN(c, " ", 2)[0]+")", c)
+	}
+	t.Logf("argv recorder: exec events %v, %d sweeps of /proc, %d distinct command lines", argv.ExecEvents(), sweeps, len(cmdlines))
+	for _, n := range names {
 		journal := l.MustExec(n, "journalctl -u minkms --no-pager")
 		if !strings.Contains(journal, "minkms") {
 			t.Errorf("%s: empty minkms journal:\n%s", n, journal)
