@@ -9,13 +9,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kmsctl/kmsctl/modules"
 	"github.com/kmsctl/kmsctl/tasks"
 	"github.com/kmsctl/kmsctl/yamlpos"
 )
 
+// builtin returns a registry holding the general modules.
+func builtin() *tasks.Registry {
+	reg := tasks.NewRegistry()
+	modules.Register(reg)
+	return reg
+}
+
 func load(t *testing.T, path string) (*Playbook, error) {
 	t.Helper()
-	return Load(path, tasks.Builtin())
+	return Load(path, builtin())
 }
 
 func TestDecodeValid(t *testing.T) {
@@ -151,7 +159,7 @@ func TestBuiltins(t *testing.T) {
 	if len(list) < 2 {
 		t.Fatalf("List() = %v", list)
 	}
-	reg := tasks.Builtin()
+	reg := builtin()
 	for _, info := range list {
 		if info.Description == "" {
 			t.Errorf("built-in %s has no description comment", info.Name)

@@ -4,8 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/kmsctl/kmsctl/tasks"
 )
 
 // FuzzDecode: no input makes Decode panic, and a decoded playbook has a
@@ -20,7 +18,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	reg := tasks.Builtin()
+	reg := builtin()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		pb, err := Decode("fuzz.yml", data, nil, reg)
 		if err != nil {

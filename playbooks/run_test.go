@@ -45,7 +45,7 @@ func parse(t *testing.T) (*inventory.Inventory, *Playbook) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pb, err := Decode("site.yml", []byte(testPlaybook), nil, tasks.Builtin())
+	pb, err := Decode("site.yml", []byte(testPlaybook), nil, builtin())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestRun(t *testing.T) {
 		mu  sync.Mutex
 		ran []string
 	)
-	eng := &tasks.Engine{Connect: func(_ context.Context, h tasks.Host) (tasks.Conn, error) {
+	eng := &tasks.Engine{Modules: builtin(), Connect: func(_ context.Context, h tasks.Host) (tasks.Conn, error) {
 		return conn{host: h.Name, mu: &mu, ran: &ran}, nil
 	}}
 	recap, err := Run(context.Background(), eng, pb, Options{Inventory: inv, Limit: "kms1,web1"})

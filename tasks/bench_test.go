@@ -1,9 +1,11 @@
-package tasks
+package tasks_test
 
 import (
 	"context"
 	"fmt"
 	"testing"
+
+	. "github.com/kmsctl/kmsctl/tasks"
 )
 
 // BenchmarkEngineOverhead measures the engine's own cost per host and task

@@ -1,6 +1,3 @@
-// Package tasks is kmsctl's task engine and its modules: it runs small,
-// idempotent tasks across hosts with bounded parallelism, and every module can
-// say read-only what it would change (check mode).
 package tasks
 
 import (

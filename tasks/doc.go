@@ -1,3 +1,10 @@
+// Package tasks is kmsctl's task engine: it runs small, idempotent tasks
+// across hosts with bounded parallelism. A task names a Module, looked up in
+// a Registry (package modules registers the general ones: command, copy,
+// service, ...); every module can say read-only what it would change (check
+// mode). The engine reaches hosts through the Conn interface only (package
+// remote satisfies it without importing this package).
+//
 // # Running plays
 //
 // Engine.Run runs plays in order. Within a play the hosts run each task

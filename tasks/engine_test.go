@@ -1,4 +1,4 @@
-package tasks
+package tasks_test
 
 import (
 	"context"
@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kmsctl/kmsctl/modules"
 	"github.com/kmsctl/kmsctl/redact"
+	. "github.com/kmsctl/kmsctl/tasks"
 )
 
 type recorder struct {
@@ -75,7 +77,7 @@ func newLab(t testing.TB, names ...string) *lab {
 	for _, n := range names {
 		l.fakes[n] = newFake(t, n)
 	}
-	l.eng = &Engine{Sink: l.rec, Connect: func(ctx context.Context, h Host) (Conn, error) {
+	l.eng = &Engine{Sink: l.rec, Modules: builtin(), Connect: func(ctx context.Context, h Host) (Conn, error) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		l.connects[h.Name]++
@@ -94,6 +96,13 @@ func (l *lab) hosts(names ...string) []Host {
 		hs = append(hs, Host{Name: n, Vars: map[string]any{"hv": "host-" + n}})
 	}
 	return hs
+}
+
+// builtin returns a registry holding the general modules.
+func builtin() *Registry {
+	r := NewRegistry()
+	modules.Register(r)
+	return r
 }
 
 func sh(name, cmd string) Task {
@@ -189,33 +198,6 @@ func TestForksBound(t *testing.T) {
 	}
 	if got := maxInflight.Load(); got != 2 {
 		t.Fatalf("max concurrent runs = %d, want 2 (forks)", got)
-	}
-}
-
-func TestBatchSizes(t *testing.T) {
-	cases := []struct {
-		n      int
-		serial []string
-		want   []int
-	}{
-		{3, nil, []int{3}},
-		{10, []string{"3"}, []int{3, 3, 3, 1}},
-		{10, []string{"30%"}, []int{3, 3, 3, 1}},
-		{10, []string{"1", "2", "50%"}, []int{1, 2, 5, 2}},
-		{2, []string{"10%"}, []int{1, 1}},
-		{2, []string{"5"}, []int{2}},
-		{0, []string{"1"}, nil},
-	}
-	for _, c := range cases {
-		got, err := batchSizes(c.n, c.serial)
-		if err != nil || !slices.Equal(got, c.want) {
-			t.Errorf("batchSizes(%d, %q) = %v, %v; want %v", c.n, c.serial, got, err, c.want)
-		}
-	}
-	for _, bad := range []string{"0", "-1", "x", "0%", "101%"} {
-		if _, err := batchSizes(4, []string{bad}); err == nil {
-			t.Errorf("serial %q accepted", bad)
-		}
 	}
 }
 
@@ -680,7 +662,7 @@ func TestNoLogHidesSecrets(t *testing.T) {
 	if strings.Contains(l.rec.all(), sentinel) {
 		t.Fatalf("secret in events:\n%s", l.rec.all())
 	}
-	if got := l.rec.results("secret cmd")["a"].Msg; got != noLogMsg {
+	if got := l.rec.results("secret cmd")["a"].Msg; got != "the output has been hidden due to no_log: true" {
 		t.Fatalf("no_log message %q", got)
 	}
 	for _, c := range l.fakes["a"].callList() {
@@ -878,7 +860,7 @@ func TestAssertAndSetFact(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	r := Builtin()
+	r := builtin()
 	cases := []struct {
 		task Task
 		want []string // substrings of the error; none = valid
@@ -931,7 +913,7 @@ func TestRunRejectsInvalidPlays(t *testing.T) {
 
 func TestModulePanicIsAFailure(t *testing.T) {
 	l := newLab(t, "a")
-	reg := Builtin()
+	reg := builtin()
 	reg.Register("boom", panicModule{})
 	l.eng.Modules = reg
 	_, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l.hosts("a"), Tasks: []Task{{Name: "b", Module: "boom"}}}})

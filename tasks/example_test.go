@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/kmsctl/kmsctl/modules"
 	"github.com/kmsctl/kmsctl/tasks"
 )
 
@@ -29,7 +30,8 @@ func (greetModule) Apply(_ context.Context, env *tasks.Env) (tasks.Result, error
 }
 
 func ExampleRegistry_Register() {
-	reg := tasks.Builtin()
+	reg := tasks.NewRegistry()
+	modules.Register(reg)
 	reg.Register("greet", greetModule{})
 	eng := &tasks.Engine{
 		Modules: reg,

@@ -1,4 +1,4 @@
-package tasks
+package tasks_test
 
 import (
 	"bytes"
@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/google/shlex"
+
+	. "github.com/kmsctl/kmsctl/tasks"
 )
 
 // fakeConn is an in-memory host for tests: a small file system, a few
@@ -240,7 +242,7 @@ func (f *fakeConn) emulate(cmd string) (string, string, int) {
 		if !ok {
 			return "", "chmod: No such file", 1
 		}
-		m, _ := toMode(w[1])
+		m, _, _ := Args{"mode": w[1]}.Mode("mode")
 		ff.mode = m
 		return "", "", 0
 	case "chown", "chgrp":
@@ -481,12 +483,6 @@ func (f *fakeConn) Close() error {
 }
 
 var _ Conn = (*fakeConn)(nil)
-
-// testEnv builds an Env for calling a module directly.
-func testEnv(c *fakeConn, args map[string]any) *Env {
-	ev := &evaluator{}
-	return &Env{Conn: c, Host: Host{Name: c.name}, Args: args, Vars: map[string]any{}, eval: ev.eval, render: ev.render}
-}
 
 // sentinel is a fake secret that must never appear in output.
 const sentinel = "S3NT1NEL-hsm:aes256:c2VjcmV0LXNlY3JldC1zZWNyZXQ="

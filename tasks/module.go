@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 )
 
 // Module is one kind of task (command, copy, service, ...). Modules are the
@@ -92,31 +91,35 @@ type Env struct {
 	Diff  bool           // --diff: fill Result.Diff for content changes
 	NoLog bool           // the task is no_log: nothing secret may go into Msg
 	Files fs.FS          // where relative local paths resolve (nil = working directory)
+	// Memo is shared by every module call of one Engine.Run, for work worth
+	// doing once per run rather than once per host (copy's checksums of
+	// local files). Key it with a type of the module's own. nil = no sharing.
+	Memo *sync.Map
 
-	eval   func(src string, vars map[string]any) (any, error)
-	render func(src string, vars map[string]any) (string, error)
-	sums   *sync.Map // local file sha256 cache for the run: sumKey → *sumEntry
+	ev *evaluator // the run's; nil (an Env built by hand) = a fresh one per call
+}
+
+// evaluator returns the run's evaluator, or a fresh one for an Env built
+// outside Engine.Run (a module's unit test).
+func (e *Env) evaluator() *evaluator {
+	if e.ev == nil {
+		return &evaluator{}
+	}
+	return e.ev
 }
 
 // Eval evaluates an expression (see package doc) against the task's variables.
-func (e *Env) Eval(src string) (any, error) { return e.eval(src, e.Vars) }
+func (e *Env) Eval(src string) (any, error) { return e.evaluator().eval(src, e.Vars) }
 
 // EvalBool evaluates an expression that must be true or false.
-func (e *Env) EvalBool(src string) (bool, error) {
-	v, err := e.eval(src, e.Vars)
-	if err != nil {
-		return false, err
-	}
-	return asBool(src, v)
-}
+func (e *Env) EvalBool(src string) (bool, error) { return e.evaluator().evalBool(src, e.Vars) }
 
 // Render renders a {{ template }} against the task's variables.
-func (e *Env) Render(src string) (string, error) { return e.render(src, e.Vars) }
+func (e *Env) Render(src string) (string, error) { return e.evaluator().render(src, e.Vars) }
 
-// ReadLocal reads a file on the machine running kmsctl: absolute paths from
-// the file system, relative ones from Env.Files (or the working directory).
+// ReadLocal reads a file on the machine running kmsctl, resolved like LocalFS.
 func (e *Env) ReadLocal(name string) ([]byte, error) {
-	fsys, fname := e.localFS(name)
+	fsys, fname := e.LocalFS(name)
 	b, err := fs.ReadFile(fsys, fname)
 	if err != nil {
 		return nil, fmt.Errorf("read local file: %w", err)
@@ -124,9 +127,9 @@ func (e *Env) ReadLocal(name string) ([]byte, error) {
 	return b, nil
 }
 
-// OpenLocal opens a file on the machine running kmsctl, resolved like ReadLocal.
+// OpenLocal opens a file on the machine running kmsctl, resolved like LocalFS.
 func (e *Env) OpenLocal(name string) (fs.File, error) {
-	fsys, fname := e.localFS(name)
+	fsys, fname := e.LocalFS(name)
 	f, err := fsys.Open(fname)
 	if err != nil {
 		return nil, fmt.Errorf("open local file: %w", err)
@@ -134,8 +137,10 @@ func (e *Env) OpenLocal(name string) (fs.File, error) {
 	return f, nil
 }
 
-// localFS resolves a local path to a file system and a name in it.
-func (e *Env) localFS(name string) (fs.FS, string) {
+// LocalFS resolves a path on the machine running kmsctl to a file system
+// and a name in it: absolute paths from the file system, relative ones
+// from Env.Files (or the working directory).
+func (e *Env) LocalFS(name string) (fs.FS, string) {
 	switch {
 	case filepath.IsAbs(name):
 		vol := filepath.VolumeName(name)
@@ -159,45 +164,6 @@ func localName(name string) string {
 	return n
 }
 
-// ArgType is the type an argument must have.
-type ArgType int
-
-// Argument types. A string holding a {{ template }} passes static
-// validation for every type and is converted after templating.
-const (
-	ArgString   ArgType = iota // a string (numbers are accepted and formatted)
-	ArgBool                    // true/false, or yes/no/on/off strings
-	ArgInt                     // an integer
-	ArgMode                    // file mode: an octal string "0600" or the integer YAML decodes 0600 to
-	ArgList                    // a list of strings, or one string
-	ArgDuration                // seconds as a number, or a Go duration string "1m30s"
-	ArgMap                     // a mapping
-	ArgAny                     // anything
-)
-
-// String names the type for error messages.
-func (t ArgType) String() string {
-	return [...]string{"string", "boolean", "integer", "file mode", "list", "duration", "mapping", "any"}[t]
-}
-
-// ArgSpec describes one argument.
-type ArgSpec struct {
-	Type     ArgType
-	Required bool
-}
-
-// Spec describes a module's arguments.
-type Spec struct {
-	Args map[string]ArgSpec
-	// ExactlyOneOf lists groups of arguments of which exactly one must be given.
-	ExactlyOneOf [][]string
-	// AnyArgs accepts arguments of any name (set_fact).
-	AnyArgs bool
-	// Local modules run on the control machine only: the engine does not
-	// connect to the host for them (assert, set_fact).
-	Local bool
-}
-
 // Registry maps module names to modules. It is the seam for new modules.
 // Register everything before Engine.Run; lookups are safe for concurrent use.
 type Registry struct {
@@ -207,27 +173,6 @@ type Registry struct {
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry { return &Registry{mods: map[string]Module{}} }
-
-// Builtin returns a new registry holding the built-in modules: command,
-// shell, service, file, copy, template, fetch, wait_for, assert, set_fact,
-// ping, stat, debug.
-func Builtin() *Registry {
-	r := NewRegistry()
-	r.Register("command", commandModule{})
-	r.Register("shell", shellModule{})
-	r.Register("service", serviceModule{})
-	r.Register("file", fileModule{})
-	r.Register("copy", copyModule{})
-	r.Register("template", templateModule{})
-	r.Register("fetch", fetchModule{})
-	r.Register("wait_for", waitForModule{})
-	r.Register("assert", assertModule{})
-	r.Register("set_fact", setFactModule{})
-	r.Register("ping", pingModule{})
-	r.Register("stat", statModule{})
-	r.Register("debug", debugModule{})
-	return r
-}
 
 // Register adds or replaces the module called name.
 func (r *Registry) Register(name string, m Module) {
@@ -288,300 +233,4 @@ func (r *Registry) Validate(t Task) error {
 		errs = append(errs, fmt.Errorf("%s: retries must not be negative", where))
 	}
 	return errors.Join(errs...)
-}
-
-// checkArgs returns the problems of args against spec.
-func checkArgs(spec Spec, args map[string]any) []string {
-	var probs []string
-	names := make([]string, 0, len(args))
-	for k := range args {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		as, ok := spec.Args[k]
-		if !ok {
-			if !spec.AnyArgs {
-				probs = append(probs, fmt.Sprintf("unknown argument %q (accepted: %s)", k, strings.Join(specNames(spec), ", ")))
-			}
-			continue
-		}
-		if err := checkType(as.Type, args[k]); err != nil {
-			probs = append(probs, fmt.Sprintf("argument %q: %v", k, err))
-		}
-	}
-	for _, k := range specNames(spec) {
-		if spec.Args[k].Required {
-			if _, ok := args[k]; !ok {
-				probs = append(probs, fmt.Sprintf("missing required argument %q", k))
-			}
-		}
-	}
-	for _, group := range spec.ExactlyOneOf {
-		n := 0
-		for _, k := range group {
-			if _, ok := args[k]; ok {
-				n++
-			}
-		}
-		if n != 1 {
-			probs = append(probs, fmt.Sprintf("exactly one of %s is required, %d given", strings.Join(group, ", "), n))
-		}
-	}
-	return probs
-}
-
-func specNames(spec Spec) []string {
-	names := make([]string, 0, len(spec.Args))
-	for k := range spec.Args {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
-}
-
-func isTemplated(v any) bool {
-	s, ok := v.(string)
-	return ok && (strings.Contains(s, "{{") || strings.Contains(s, "{%"))
-}
-
-func checkType(t ArgType, v any) error {
-	if isTemplated(v) || t == ArgAny {
-		return nil
-	}
-	var err error
-	switch t {
-	case ArgString:
-		_, err = toString(v)
-	case ArgBool:
-		_, err = toBool(v)
-	case ArgInt:
-		_, err = toInt(v)
-	case ArgMode:
-		_, err = toMode(v)
-	case ArgList:
-		_, err = toList(v)
-	case ArgDuration:
-		_, err = toDuration(v)
-	case ArgMap:
-		if _, ok := v.(map[string]any); !ok {
-			err = fmt.Errorf("want a mapping, got %s", kindOf(v))
-		}
-	}
-	return err
-}
-
-// Args are a task's templated arguments with typed getters. Getters return
-// the zero value (or the given default) for missing arguments and an error
-// naming the argument for wrongly typed ones.
-type Args map[string]any
-
-// Has reports whether the argument was given.
-func (a Args) Has(name string) bool { _, ok := a[name]; return ok }
-
-// String returns a string argument.
-func (a Args) String(name string) (string, error) {
-	v, ok := a[name]
-	if !ok || v == nil {
-		return "", nil
-	}
-	s, err := toString(v)
-	if err != nil {
-		return "", fmt.Errorf("argument %s: %w", name, err)
-	}
-	return s, nil
-}
-
-// Bool returns a boolean argument, def when missing.
-func (a Args) Bool(name string, def bool) (bool, error) {
-	v, ok := a[name]
-	if !ok || v == nil {
-		return def, nil
-	}
-	b, err := toBool(v)
-	if err != nil {
-		return false, fmt.Errorf("argument %s: %w", name, err)
-	}
-	return b, nil
-}
-
-// Int returns an integer argument, def when missing.
-func (a Args) Int(name string, def int) (int, error) {
-	v, ok := a[name]
-	if !ok || v == nil {
-		return def, nil
-	}
-	n, err := toInt(v)
-	if err != nil {
-		return 0, fmt.Errorf("argument %s: %w", name, err)
-	}
-	return n, nil
-}
-
-// Mode returns a file mode argument and whether it was given.
-func (a Args) Mode(name string) (fs.FileMode, bool, error) {
-	v, ok := a[name]
-	if !ok || v == nil {
-		return 0, false, nil
-	}
-	m, err := toMode(v)
-	if err != nil {
-		return 0, false, fmt.Errorf("argument %s: %w", name, err)
-	}
-	return m, true, nil
-}
-
-// List returns a list-of-strings argument.
-func (a Args) List(name string) ([]string, error) {
-	v, ok := a[name]
-	if !ok || v == nil {
-		return nil, nil
-	}
-	l, err := toList(v)
-	if err != nil {
-		return nil, fmt.Errorf("argument %s: %w", name, err)
-	}
-	return l, nil
-}
-
-// Duration returns a duration argument, def when missing.
-func (a Args) Duration(name string, def time.Duration) (time.Duration, error) {
-	v, ok := a[name]
-	if !ok || v == nil {
-		return def, nil
-	}
-	d, err := toDuration(v)
-	if err != nil {
-		return 0, fmt.Errorf("argument %s: %w", name, err)
-	}
-	return d, nil
-}
-
-func toString(v any) (string, error) {
-	switch x := v.(type) {
-	case string:
-		return x, nil
-	case int, int64, uint64, float64, bool:
-		return fmt.Sprint(x), nil
-	}
-	return "", fmt.Errorf("want a string, got %s", kindOf(v))
-}
-
-func toBool(v any) (bool, error) {
-	switch x := v.(type) {
-	case bool:
-		return x, nil
-	case string:
-		switch strings.ToLower(strings.TrimSpace(x)) {
-		case "yes", "true", "on", "1", "y":
-			return true, nil
-		case "no", "false", "off", "0", "n", "":
-			return false, nil
-		}
-		return false, fmt.Errorf("want a boolean, got %q", x)
-	case int:
-		return x != 0, nil
-	}
-	return false, fmt.Errorf("want a boolean, got %s", kindOf(v))
-}
-
-func toInt(v any) (int, error) {
-	switch x := v.(type) {
-	case int:
-		return x, nil
-	case int64:
-		return int(x), nil
-	case uint64:
-		return int(x), nil
-	case float64:
-		if x != float64(int(x)) {
-			return 0, fmt.Errorf("want an integer, got %v", x)
-		}
-		return int(x), nil
-	case string:
-		n, err := strconv.Atoi(strings.TrimSpace(x))
-		if err != nil {
-			return 0, fmt.Errorf("want an integer, got %q", x)
-		}
-		return n, nil
-	}
-	return 0, fmt.Errorf("want an integer, got %s", kindOf(v))
-}
-
-func toMode(v any) (fs.FileMode, error) {
-	var n uint64
-	switch x := v.(type) {
-	case int:
-		// YAML decodes an unquoted 0600 to 384: the value is already the
-		// mode. A larger number is the classic unquoted "mode: 600" mistake.
-		if x < 0 || x > 0o777 {
-			return 0, fmt.Errorf("file mode %d is not an octal mode: quote it, as in \"0600\"", x)
-		}
-		n = uint64(x)
-	case string:
-		s := strings.TrimPrefix(strings.TrimSpace(x), "0o")
-		var err error
-		n, err = strconv.ParseUint(s, 8, 32)
-		if err != nil {
-			return 0, fmt.Errorf("want an octal file mode such as \"0640\", got %q", x)
-		}
-	default:
-		return 0, fmt.Errorf("want an octal file mode such as \"0640\", got %s", kindOf(v))
-	}
-	if n > 0o7777 {
-		return 0, fmt.Errorf("file mode %o is out of range (quote it: \"0640\")", n)
-	}
-	m := fs.FileMode(n & 0o777)
-	if n&0o4000 != 0 {
-		m |= fs.ModeSetuid
-	}
-	if n&0o2000 != 0 {
-		m |= fs.ModeSetgid
-	}
-	if n&0o1000 != 0 {
-		m |= fs.ModeSticky
-	}
-	return m, nil
-}
-
-func toList(v any) ([]string, error) {
-	switch x := v.(type) {
-	case string:
-		return []string{x}, nil
-	case []string:
-		return x, nil
-	case []any:
-		out := make([]string, len(x))
-		for i, e := range x {
-			s, err := toString(e)
-			if err != nil {
-				return nil, fmt.Errorf("item %d: %w", i, err)
-			}
-			out[i] = s
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("want a list, got %s", kindOf(v))
-}
-
-func toDuration(v any) (time.Duration, error) {
-	switch x := v.(type) {
-	case int:
-		return time.Duration(x) * time.Second, nil
-	case float64:
-		return time.Duration(x * float64(time.Second)), nil
-	case string:
-		s := strings.TrimSpace(x)
-		if n, err := strconv.ParseFloat(s, 64); err == nil {
-			return time.Duration(n * float64(time.Second)), nil
-		}
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return 0, fmt.Errorf("want seconds or a duration such as \"1m30s\", got %q", x)
-		}
-		return d, nil
-	case time.Duration:
-		return x, nil
-	}
-	return 0, fmt.Errorf("want seconds or a duration, got %s", kindOf(v))
 }

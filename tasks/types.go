@@ -306,8 +306,10 @@ func (e *RunError) Unwrap() []error {
 	return errs
 }
 
-// isUnreachable reports whether err says the host could not be reached.
-func isUnreachable(err error) bool {
+// IsUnreachable reports whether err says the host could not be reached: an
+// error in its chain has an Unreachable() bool method returning true (as
+// UnreachableError and remote's connection errors do).
+func IsUnreachable(err error) bool {
 	var u interface{ Unreachable() bool }
 	return errors.As(err, &u) && u.Unreachable()
 }

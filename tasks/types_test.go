@@ -39,19 +39,7 @@ func TestRecapAndRunError(t *testing.T) {
 			t.Errorf("%q lacks %q", msg, w)
 		}
 	}
-	if !errors.Is(re, cause) || !isUnreachable(re.Hosts[1]) || isUnreachable(re.Hosts[0]) {
+	if !errors.Is(re, cause) || !IsUnreachable(re.Hosts[1]) || IsUnreachable(re.Hosts[0]) {
 		t.Fatal("RunError does not unwrap to its causes")
-	}
-}
-
-func TestDiffBinaryAndEqual(t *testing.T) {
-	if d := unifiedDiff("/x", []byte("a"), []byte("a"), true); d != "" {
-		t.Fatalf("equal diff %q", d)
-	}
-	if d := unifiedDiff("/x", []byte("a\x00"), []byte("b"), true); !strings.Contains(d, "Binary files differ") {
-		t.Fatalf("binary diff %q", d)
-	}
-	if d := unifiedDiff("/x", []byte("a\nb\n"), []byte("a\nc\n"), true); !strings.Contains(d, "--- a/x") || !strings.Contains(d, "-b") || !strings.Contains(d, "+c") {
-		t.Fatalf("diff %q", d)
 	}
 }

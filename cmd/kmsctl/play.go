@@ -8,6 +8,7 @@ import (
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/output"
 	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/modules"
 	"github.com/kmsctl/kmsctl/playbooks"
 	"github.com/kmsctl/kmsctl/tasks"
 )
@@ -24,7 +25,8 @@ type playOptions struct {
 
 // play runs a playbook (a built-in name or a file) over the inventory.
 func play(ctx context.Context, e env, o options, name string, po playOptions) error {
-	reg := tasks.Builtin()
+	reg := tasks.NewRegistry()
+	modules.Register(reg)
 	pb, err := playbooks.Load(name, reg)
 	if err != nil {
 		return exit.With(exit.Usage, err)

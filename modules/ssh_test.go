@@ -1,4 +1,4 @@
-package tasks_test
+package modules_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/kmsctl/kmsctl/modules"
 	"github.com/kmsctl/kmsctl/remote"
 	"github.com/kmsctl/kmsctl/remote/sshtest"
 	"github.com/kmsctl/kmsctl/tasks"
@@ -38,9 +39,12 @@ func sshHostWith(t *testing.T, sudo sshtest.SudoMode) (*tasks.Engine, *[]tasks.E
 	sshtest.WriteKnownHosts(t, kh, s.KnownHostsLine())
 	keyFile := sshtest.ClientKeyFile(t, key, "")
 	var events []tasks.Event
+	reg := tasks.NewRegistry()
+	modules.Register(reg)
 	e := &tasks.Engine{
-		Forks: 2,
-		Sink:  tasks.SinkFunc(func(ev tasks.Event) { events = append(events, ev) }),
+		Forks:   2,
+		Modules: reg,
+		Sink:    tasks.SinkFunc(func(ev tasks.Event) { events = append(events, ev) }),
 		Connect: func(ctx context.Context, h tasks.Host) (tasks.Conn, error) {
 			return remote.Dial(ctx, remote.Options{Alias: h.Name, HostName: "127.0.0.1", Port: s.Port(), User: "test",
 				IdentityFiles: []string{keyFile}, SSHConfigFile: "none", KnownHostsFiles: []string{kh}, AgentSocket: "none"})

@@ -1,4 +1,4 @@
-package tasks
+package modules
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+
+	"github.com/kmsctl/kmsctl/tasks"
 )
 
 // cmdResult is the outcome of a remote command that ran.
@@ -22,7 +24,7 @@ type cmdResult struct {
 // or that privilege escalation failed (an error with a BecomeFailed() bool
 // method reporting true, such as remote.BecomeError): then the command never
 // ran, and that error's advice is returned instead of sudo's exit status.
-func runCmd(ctx context.Context, c Conn, cmd string, stdin io.Reader) (cmdResult, error) {
+func runCmd(ctx context.Context, c tasks.Conn, cmd string, stdin io.Reader) (cmdResult, error) {
 	var out, errb bytes.Buffer
 	err := c.Run(ctx, cmd, stdin, &out, &errb)
 	res := cmdResult{Stdout: out.String(), Stderr: errb.String()}
@@ -43,7 +45,7 @@ func runCmd(ctx context.Context, c Conn, cmd string, stdin io.Reader) (cmdResult
 
 // mustRun runs cmd and turns a non-zero exit into an error naming the
 // command and its stderr.
-func mustRun(ctx context.Context, c Conn, cmd string) (cmdResult, error) {
+func mustRun(ctx context.Context, c tasks.Conn, cmd string) (cmdResult, error) {
 	res, err := runCmd(ctx, c, cmd, nil)
 	if err != nil {
 		return res, err
@@ -55,7 +57,7 @@ func mustRun(ctx context.Context, c Conn, cmd string) (cmdResult, error) {
 }
 
 // exists reports whether the remote path exists, and its info.
-func exists(ctx context.Context, c Conn, p string) (fs.FileInfo, bool, error) {
+func exists(ctx context.Context, c tasks.Conn, p string) (fs.FileInfo, bool, error) {
 	fi, err := c.Stat(ctx, p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
@@ -67,7 +69,7 @@ func exists(ctx context.Context, c Conn, p string) (fs.FileInfo, bool, error) {
 }
 
 // ownership reads the owner user and group names of a remote path.
-func ownership(ctx context.Context, c Conn, p string) (user, group string, err error) {
+func ownership(ctx context.Context, c tasks.Conn, p string) (user, group string, err error) {
 	res, err := mustRun(ctx, c, "stat -c '%U:%G' -- "+Quote(p))
 	if err != nil {
 		return "", "", fmt.Errorf("read owner of %s: %w", p, err)
@@ -106,7 +108,7 @@ type attrs struct {
 	owner, group string
 }
 
-func readAttrs(a Args) (attrs, error) {
+func readAttrs(a tasks.Args) (attrs, error) {
 	var at attrs
 	var err error
 	if at.mode, at.hasMode, err = a.Mode("mode"); err != nil {
@@ -123,7 +125,7 @@ func readAttrs(a Args) (attrs, error) {
 
 // attrChanges returns the commands that bring p (described by fi) to the
 // wanted attributes, and a description of each change.
-func attrChanges(ctx context.Context, c Conn, p string, fi fs.FileInfo, at attrs) (cmds, what []string, err error) {
+func attrChanges(ctx context.Context, c tasks.Conn, p string, fi fs.FileInfo, at attrs) (cmds, what []string, err error) {
 	if at.hasMode && modeBits(fi.Mode()) != at.mode {
 		cmds = append(cmds, "chmod "+modeString(at.mode)+" -- "+Quote(p))
 		what = append(what, fmt.Sprintf("mode %s→%s", modeString(modeBits(fi.Mode())), modeString(at.mode)))

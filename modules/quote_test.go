@@ -1,4 +1,4 @@
-package tasks
+package modules
 
 import (
 	"os/exec"

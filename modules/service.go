@@ -1,10 +1,12 @@
-package tasks
+package modules
 
 import (
 	"context"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/kmsctl/kmsctl/tasks"
 )
 
 // serviceModule manages a systemd unit with systemctl: state started,
@@ -14,12 +16,12 @@ import (
 // unit that is not active after a start fails the task.
 type serviceModule struct{}
 
-func (serviceModule) Spec() Spec {
-	return Spec{Args: map[string]ArgSpec{
-		"name":          {Type: ArgString, Required: true},
-		"state":         {Type: ArgString},
-		"enabled":       {Type: ArgBool},
-		"daemon_reload": {Type: ArgBool},
+func (serviceModule) Spec() tasks.Spec {
+	return tasks.Spec{Args: map[string]tasks.ArgSpec{
+		"name":          {Type: tasks.ArgString, Required: true},
+		"state":         {Type: tasks.ArgString},
+		"enabled":       {Type: tasks.ArgBool},
+		"daemon_reload": {Type: tasks.ArgBool},
 	}}
 }
 
@@ -36,7 +38,7 @@ func (u unitState) enabled() bool {
 	return u.UnitFile == "enabled" || u.UnitFile == "enabled-runtime"
 }
 
-func readUnit(ctx context.Context, env *Env, name string) (unitState, error) {
+func readUnit(ctx context.Context, env *tasks.Env, name string) (unitState, error) {
 	res, err := mustRun(ctx, env.Conn, "systemctl show --property=LoadState,ActiveState,SubState,UnitFileState -- "+Quote(name))
 	if err != nil {
 		return unitState{}, fmt.Errorf("read state of service %s: %w", name, err)
@@ -67,7 +69,7 @@ type servicePlan struct {
 	actions []string // systemctl verbs in order
 }
 
-func (serviceModule) plan(ctx context.Context, env *Env) (servicePlan, error) {
+func (serviceModule) plan(ctx context.Context, env *tasks.Env) (servicePlan, error) {
 	name, err := env.Args.String("name")
 	if err != nil {
 		return servicePlan{}, err
@@ -127,8 +129,8 @@ func (serviceModule) plan(ctx context.Context, env *Env) (servicePlan, error) {
 	return sp, nil
 }
 
-func (sp servicePlan) result(u unitState, prefix string) Result {
-	r := Result{Changed: len(sp.actions) > 0, Data: map[string]any{
+func (sp servicePlan) result(u unitState, prefix string) tasks.Result {
+	r := tasks.Result{Changed: len(sp.actions) > 0, Data: map[string]any{
 		"name": sp.name, "state": stateWord(u), "enabled": u.enabled(), "active_state": u.Active,
 		"sub_state": u.Sub, "unit_file_state": u.UnitFile,
 	}}
@@ -147,39 +149,39 @@ func stateWord(u unitState) string {
 	return "stopped"
 }
 
-func (m serviceModule) Plan(ctx context.Context, env *Env) (Result, error) {
+func (m serviceModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	sp, err := m.plan(ctx, env)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	return sp.result(sp.before, "would "), nil
 }
 
-func (m serviceModule) Apply(ctx context.Context, env *Env) (Result, error) {
+func (m serviceModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	reload, err := env.Args.Bool("daemon_reload", false)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	if reload {
 		if _, err := mustRun(ctx, env.Conn, "systemctl daemon-reload"); err != nil {
-			return Result{}, err
+			return tasks.Result{}, err
 		}
 	}
 	sp, err := m.plan(ctx, env)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	if len(sp.actions) == 0 {
 		return sp.result(sp.before, ""), nil
 	}
 	for _, a := range sp.actions {
 		if _, err := mustRun(ctx, env.Conn, "systemctl "+a+" -- "+Quote(sp.name)); err != nil {
-			return Result{Changed: true}, fmt.Errorf("%s service %s: %w", a, sp.name, err)
+			return tasks.Result{Changed: true}, fmt.Errorf("%s service %s: %w", a, sp.name, err)
 		}
 	}
 	after, err := readUnit(ctx, env, sp.name)
 	if err != nil {
-		return Result{Changed: true}, err
+		return tasks.Result{Changed: true}, err
 	}
 	r := sp.result(after, "")
 	if slices.ContainsFunc(sp.actions, func(a string) bool { return a == "start" || a == "restart" || a == "reload" }) && !after.running() {

@@ -1,4 +1,4 @@
-package tasks
+package modules
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"sync"
 	"time"
+
+	"github.com/kmsctl/kmsctl/tasks"
 )
 
 // payload is file content to put on a host: in memory (content,
@@ -36,14 +38,14 @@ type sumKey struct {
 }
 
 // filePayload describes a local file, resolved like Env.ReadLocal.
-func filePayload(env *Env, name string) (payload, error) {
-	fsys, fname := env.localFS(name)
+func filePayload(env *tasks.Env, name string) (payload, error) {
+	fsys, fname := env.LocalFS(name)
 	return fsPayload(env, fsys, fname)
 }
 
 // fsPayload describes the file name in fsys, hashing it once per run and
 // file version (size and modification time).
-func fsPayload(env *Env, fsys fs.FS, name string) (payload, error) {
+func fsPayload(env *tasks.Env, fsys fs.FS, name string) (payload, error) {
 	f, err := fsys.Open(name)
 	if err != nil {
 		return payload{}, fmt.Errorf("open local file: %w", err)
@@ -59,7 +61,7 @@ func fsPayload(env *Env, fsys fs.FS, name string) (payload, error) {
 	p := payload{fsys: fsys, name: name, size: fi.Size()}
 	key := sumKey{fsys: fsys, name: name, size: fi.Size(), mtime: fi.ModTime()}
 	// A file system that cannot be a map key (fstest.MapFS) is not cached.
-	cache := env.sums
+	cache := env.Memo
 	if !reflect.TypeOf(fsys).Comparable() {
 		cache = nil
 	}

@@ -1,4 +1,4 @@
-package tasks
+package modules
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/kmsctl/kmsctl/tasks"
 )
 
 // waitForModule waits, from the host's point of view, until a TCP port
@@ -24,20 +26,20 @@ import (
 // extra roots; validate_certs: false to skip, for tests only).
 type waitForModule struct{}
 
-func (waitForModule) Spec() Spec {
-	return Spec{Args: map[string]ArgSpec{
-		"port":           {Type: ArgInt},
-		"host":           {Type: ArgString},
-		"url":            {Type: ArgString},
-		"path":           {Type: ArgString},
-		"state":          {Type: ArgString},
-		"timeout":        {Type: ArgDuration},
-		"delay":          {Type: ArgDuration},
-		"sleep":          {Type: ArgDuration},
-		"status_code":    {Type: ArgInt},
-		"validate_certs": {Type: ArgBool},
-		"ca":             {Type: ArgString},
-		"msg":            {Type: ArgString},
+func (waitForModule) Spec() tasks.Spec {
+	return tasks.Spec{Args: map[string]tasks.ArgSpec{
+		"port":           {Type: tasks.ArgInt},
+		"host":           {Type: tasks.ArgString},
+		"url":            {Type: tasks.ArgString},
+		"path":           {Type: tasks.ArgString},
+		"state":          {Type: tasks.ArgString},
+		"timeout":        {Type: tasks.ArgDuration},
+		"delay":          {Type: tasks.ArgDuration},
+		"sleep":          {Type: tasks.ArgDuration},
+		"status_code":    {Type: tasks.ArgInt},
+		"validate_certs": {Type: tasks.ArgBool},
+		"ca":             {Type: tasks.ArgString},
+		"msg":            {Type: tasks.ArgString},
 	}, ExactlyOneOf: [][]string{{"port", "url", "path"}}}
 }
 
@@ -48,7 +50,7 @@ type probe struct {
 	check func(ctx context.Context) (bool, error)
 }
 
-func (waitForModule) probe(env *Env) (probe, error) {
+func (waitForModule) probe(env *tasks.Env) (probe, error) {
 	state, err := env.Args.String("state")
 	if err != nil {
 		return probe{}, err
@@ -92,7 +94,7 @@ func (waitForModule) probe(env *Env) (probe, error) {
 		p.check = func(ctx context.Context) (bool, error) {
 			c, err := env.Conn.DialTCP(ctx, addr)
 			if err != nil {
-				if isUnreachable(err) {
+				if tasks.IsUnreachable(err) {
 					return false, err
 				}
 				return false, nil
@@ -120,7 +122,7 @@ func (waitForModule) probe(env *Env) (probe, error) {
 			}
 			resp, err := client.Do(req)
 			if err != nil {
-				if isUnreachable(err) {
+				if tasks.IsUnreachable(err) {
 					return false, err
 				}
 				return false, nil
@@ -138,7 +140,7 @@ func (waitForModule) probe(env *Env) (probe, error) {
 	return p, nil
 }
 
-func httpClient(env *Env) (*http.Client, error) {
+func httpClient(env *tasks.Env) (*http.Client, error) {
 	verify, err := env.Args.Bool("validate_certs", true)
 	if err != nil {
 		return nil, err
@@ -180,54 +182,54 @@ func (p probe) goal() string {
 	return p.what + " to be gone"
 }
 
-func (m waitForModule) Plan(ctx context.Context, env *Env) (Result, error) {
+func (m waitForModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	p, err := m.probe(env)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	ok, err := p.check(ctx)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	now := "not yet"
 	if p.met(ok) {
 		now = "already"
 	}
-	return Result{Msg: fmt.Sprintf("would wait for %s (%s met)", p.goal(), now)}, nil
+	return tasks.Result{Msg: fmt.Sprintf("would wait for %s (%s met)", p.goal(), now)}, nil
 }
 
-func (m waitForModule) Apply(ctx context.Context, env *Env) (Result, error) {
+func (m waitForModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	p, err := m.probe(env)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	timeout, err := env.Args.Duration("timeout", 300*time.Second)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	delay, err := env.Args.Duration("delay", 0)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	sleep, err := env.Args.Duration("sleep", time.Second)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	start := time.Now()
 	deadline := start.Add(delay + timeout)
 	if err := sleepCtx(ctx, delay); err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	for {
 		cctx, cancel := context.WithDeadline(ctx, deadline)
 		ok, err := p.check(cctx)
 		cancel()
 		if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
-			return Result{}, fmt.Errorf("wait for %s: %w", p.goal(), err)
+			return tasks.Result{}, fmt.Errorf("wait for %s: %w", p.goal(), err)
 		}
 		if err == nil && p.met(ok) {
 			el := time.Since(start)
-			return Result{Msg: fmt.Sprintf("%s after %s", p.goal(), el.Round(time.Millisecond)),
+			return tasks.Result{Msg: fmt.Sprintf("%s after %s", p.goal(), el.Round(time.Millisecond)),
 				Data: map[string]any{"elapsed": el.Seconds()}}, nil
 		}
 		if !time.Now().Add(sleep).Before(deadline) {
@@ -235,10 +237,10 @@ func (m waitForModule) Apply(ctx context.Context, env *Env) (Result, error) {
 			if msg == "" {
 				msg = fmt.Sprintf("timed out after %s waiting for %s", timeout, p.goal())
 			}
-			return Result{Failed: true, Msg: msg, Data: map[string]any{"elapsed": time.Since(start).Seconds()}}, nil
+			return tasks.Result{Failed: true, Msg: msg, Data: map[string]any{"elapsed": time.Since(start).Seconds()}}, nil
 		}
 		if err := sleepCtx(ctx, sleep); err != nil {
-			return Result{}, err
+			return tasks.Result{}, err
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package tasks
+package modules
 
 import (
 	"archive/tar"
@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/kmsctl/kmsctl/tasks"
 )
 
 // uploadWorkers bounds the parallel uploads of one directory copy per host.
@@ -33,14 +35,14 @@ type dirPlan struct {
 	chown   bool      // ownership below base must be set
 	perm    fs.FileMode
 	at      attrs
-	result  Result
+	result  tasks.Result
 }
 
 // copyDirSource reports whether src names a local directory, and where it
 // lands: the directory itself under dest, or with a trailing "/" its
 // content directly in dest (as Ansible's copy does).
-func copyDirSource(env *Env, src, dest string) (fsys fs.FS, root, base string, ok bool) {
-	fsys, root = env.localFS(src)
+func copyDirSource(env *tasks.Env, src, dest string) (fsys fs.FS, root, base string, ok bool) {
+	fsys, root = env.LocalFS(src)
 	fi, err := fs.Stat(fsys, root)
 	if err != nil || !fi.IsDir() {
 		return nil, "", "", false
@@ -52,7 +54,7 @@ func copyDirSource(env *Env, src, dest string) (fsys fs.FS, root, base string, o
 	return fsys, root, base, true
 }
 
-func planDir(ctx context.Context, env *Env, fsys fs.FS, root, base string) (dirPlan, error) {
+func planDir(ctx context.Context, env *tasks.Env, fsys fs.FS, root, base string) (dirPlan, error) {
 	if env.Args.Has("validate") {
 		return dirPlan{}, errors.New("validate works on single files, not on a directory src")
 	}
@@ -177,14 +179,14 @@ func planDir(ctx context.Context, env *Env, fsys fs.FS, root, base string) (dirP
 	if dp.chown {
 		what = append(what, "set ownership")
 	}
-	dp.result = Result{Changed: len(what) > 0, Data: map[string]any{"dest": base, "files": len(dp.files), "uploaded": len(dp.upload)}}
+	dp.result = tasks.Result{Changed: len(what) > 0, Data: map[string]any{"dest": base, "files": len(dp.files), "uploaded": len(dp.upload)}}
 	if dp.result.Changed {
 		dp.result.Msg = strings.Join(what, ", ") + " in " + base
 	}
 	return dp, nil
 }
 
-func applyDir(ctx context.Context, env *Env, fsys fs.FS, root, base string) (Result, error) {
+func applyDir(ctx context.Context, env *tasks.Env, fsys fs.FS, root, base string) (tasks.Result, error) {
 	dp, err := planDir(ctx, env, fsys, root, base)
 	if err != nil || !dp.result.Changed {
 		return dp.result, err
@@ -215,7 +217,7 @@ func applyDir(ctx context.Context, env *Env, fsys fs.FS, root, base string) (Res
 }
 
 // uploadAll uploads the plan's files, a few at a time, and returns every error.
-func uploadAll(ctx context.Context, c Conn, dp dirPlan) error {
+func uploadAll(ctx context.Context, c tasks.Conn, dp dirPlan) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	work := make(chan dirFile)
@@ -247,7 +249,7 @@ func uploadAll(ctx context.Context, c Conn, dp dirPlan) error {
 	return errors.Join(errs...)
 }
 
-func uploadOne(ctx context.Context, c Conn, dest string, pl payload, perm fs.FileMode, owner string) error {
+func uploadOne(ctx context.Context, c tasks.Conn, dest string, pl payload, perm fs.FileMode, owner string) error {
 	rc, err := pl.open()
 	if err != nil {
 		return err
@@ -271,7 +273,7 @@ func uploadOne(ctx context.Context, c Conn, dest string, pl payload, perm fs.Fil
 // file by file against the local sha256 sums, then renamed into place.
 // Three remote commands instead of one upload per file, and the host sees
 // the whole directory or none of it.
-func newDir(ctx context.Context, c Conn, dp dirPlan) (err error) {
+func newDir(ctx context.Context, c tasks.Conn, dp dirPlan) (err error) {
 	parent, name := path.Dir(dp.base), path.Base(dp.base)
 	// rm: the temporary directory an interrupted earlier copy left behind.
 	script := "set -e; mkdir -p -- " + Quote(parent) +

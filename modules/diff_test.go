@@ -1,6 +1,9 @@
-package tasks
+package modules
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestUnifiedDiffTrailingNewline(t *testing.T) {
 	for _, c := range []struct {
@@ -19,5 +22,17 @@ func TestUnifiedDiffTrailingNewline(t *testing.T) {
 		if got := unifiedDiff("/x", []byte(c.old), []byte(c.new), c.existed); got != c.want {
 			t.Errorf("%s:\ngot:\n%s\nwant:\n%s", c.name, got, c.want)
 		}
+	}
+}
+
+func TestDiffBinaryAndEqual(t *testing.T) {
+	if d := unifiedDiff("/x", []byte("a"), []byte("a"), true); d != "" {
+		t.Fatalf("equal diff %q", d)
+	}
+	if d := unifiedDiff("/x", []byte("a\x00"), []byte("b"), true); !strings.Contains(d, "Binary files differ") {
+		t.Fatalf("binary diff %q", d)
+	}
+	if d := unifiedDiff("/x", []byte("a\nb\n"), []byte("a\nc\n"), true); !strings.Contains(d, "--- a/x") || !strings.Contains(d, "-b") || !strings.Contains(d, "+c") {
+		t.Fatalf("diff %q", d)
 	}
 }

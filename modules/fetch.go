@@ -1,4 +1,4 @@
-package tasks
+package modules
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/google/renameio/v2"
+
+	"github.com/kmsctl/kmsctl/tasks"
 )
 
 // fetchModule copies a remote file to the control machine: to
@@ -22,11 +24,11 @@ import (
 // atomically (mode 0600), verifying the sum of what arrived.
 type fetchModule struct{}
 
-func (fetchModule) Spec() Spec {
-	return Spec{Args: map[string]ArgSpec{
-		"src":  {Type: ArgString, Required: true},
-		"dest": {Type: ArgString, Required: true},
-		"flat": {Type: ArgBool},
+func (fetchModule) Spec() tasks.Spec {
+	return tasks.Spec{Args: map[string]tasks.ArgSpec{
+		"src":  {Type: tasks.ArgString, Required: true},
+		"dest": {Type: tasks.ArgString, Required: true},
+		"flat": {Type: tasks.ArgBool},
 	}}
 }
 
@@ -35,7 +37,7 @@ type fetchPlan struct {
 	remote, have string
 }
 
-func (fetchModule) plan(ctx context.Context, env *Env) (fetchPlan, error) {
+func (fetchModule) plan(ctx context.Context, env *tasks.Env) (fetchPlan, error) {
 	src, err := env.Args.String("src")
 	if err != nil {
 		return fetchPlan{}, err
@@ -82,50 +84,50 @@ func (fetchModule) plan(ctx context.Context, env *Env) (fetchPlan, error) {
 	return fp, nil
 }
 
-func (fp fetchPlan) result(prefix string) Result {
-	r := Result{Changed: fp.have != fp.remote, Data: map[string]any{"src": fp.src, "dest": fp.dest, "checksum": fp.remote}}
+func (fp fetchPlan) result(prefix string) tasks.Result {
+	r := tasks.Result{Changed: fp.have != fp.remote, Data: map[string]any{"src": fp.src, "dest": fp.dest, "checksum": fp.remote}}
 	if r.Changed {
 		r.Msg = prefix + "fetch " + fp.src + " to " + fp.dest
 	}
 	return r
 }
 
-func (m fetchModule) Plan(ctx context.Context, env *Env) (Result, error) {
+func (m fetchModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	fp, err := m.plan(ctx, env)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	return fp.result("would "), nil
 }
 
-func (m fetchModule) Apply(ctx context.Context, env *Env) (Result, error) {
+func (m fetchModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	fp, err := m.plan(ctx, env)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	if fp.have == fp.remote {
 		return fp.result(""), nil
 	}
 	if err := os.MkdirAll(filepath.Dir(fp.dest), 0o700); err != nil {
-		return Result{}, fmt.Errorf("create local directory for %s: %w", fp.dest, err)
+		return tasks.Result{}, fmt.Errorf("create local directory for %s: %w", fp.dest, err)
 	}
 	t, err := renameio.TempFile("", fp.dest)
 	if err != nil {
-		return Result{}, fmt.Errorf("create %s: %w", fp.dest, err)
+		return tasks.Result{}, fmt.Errorf("create %s: %w", fp.dest, err)
 	}
 	defer t.Cleanup()
 	if err := t.Chmod(0o600); err != nil {
-		return Result{}, fmt.Errorf("chmod %s: %w", fp.dest, err)
+		return tasks.Result{}, fmt.Errorf("chmod %s: %w", fp.dest, err)
 	}
 	h := sha256.New()
 	if err := env.Conn.Download(ctx, fp.src, io.MultiWriter(t, h)); err != nil {
-		return Result{}, fmt.Errorf("download %s: %w", fp.src, err)
+		return tasks.Result{}, fmt.Errorf("download %s: %w", fp.src, err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != fp.remote {
-		return Result{}, fmt.Errorf("download %s: checksum mismatch: remote %s, received %s (did the file change?)", fp.src, fp.remote, got)
+		return tasks.Result{}, fmt.Errorf("download %s: checksum mismatch: remote %s, received %s (did the file change?)", fp.src, fp.remote, got)
 	}
 	if err := t.CloseAtomicallyReplace(); err != nil {
-		return Result{}, fmt.Errorf("write %s: %w", fp.dest, err)
+		return tasks.Result{}, fmt.Errorf("write %s: %w", fp.dest, err)
 	}
 	return fp.result(""), nil
 }

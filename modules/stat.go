@@ -1,9 +1,11 @@
-package tasks
+package modules
 
 import (
 	"context"
 	"fmt"
 	"io/fs"
+
+	"github.com/kmsctl/kmsctl/tasks"
 )
 
 // statModule reads what is at a remote path and registers it under "stat":
@@ -12,36 +14,38 @@ import (
 // checksum_algorithm). It never changes anything.
 type statModule struct{}
 
-func (statModule) Spec() Spec {
-	return Spec{Args: map[string]ArgSpec{
-		"path":               {Type: ArgString, Required: true},
-		"get_checksum":       {Type: ArgBool},
-		"checksum_algorithm": {Type: ArgString},
+func (statModule) Spec() tasks.Spec {
+	return tasks.Spec{Args: map[string]tasks.ArgSpec{
+		"path":               {Type: tasks.ArgString, Required: true},
+		"get_checksum":       {Type: tasks.ArgBool},
+		"checksum_algorithm": {Type: tasks.ArgString},
 	}}
 }
 
-func (m statModule) Plan(ctx context.Context, env *Env) (Result, error) { return m.Apply(ctx, env) }
+func (m statModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
+	return m.Apply(ctx, env)
+}
 
-func (statModule) Apply(ctx context.Context, env *Env) (Result, error) {
+func (statModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	p, err := env.Args.String("path")
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	if err := checkPath(p, false); err != nil {
-		return Result{}, fmt.Errorf("path: %w", err)
+		return tasks.Result{}, fmt.Errorf("path: %w", err)
 	}
 	sum, err := env.Args.Bool("get_checksum", false)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	if alg, err := env.Args.String("checksum_algorithm"); err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	} else if alg != "" && alg != "sha256" {
-		return Result{}, fmt.Errorf("checksum_algorithm %q: only sha256 is supported", alg)
+		return tasks.Result{}, fmt.Errorf("checksum_algorithm %q: only sha256 is supported", alg)
 	}
 	fi, ok, err := exists(ctx, env.Conn, p)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	st := map[string]any{"exists": ok, "path": p}
 	msg := p + " does not exist"
@@ -56,12 +60,12 @@ func (statModule) Apply(ctx context.Context, env *Env) (Result, error) {
 		if sum && fi.Mode().IsRegular() {
 			c, err := env.Conn.Checksum(ctx, p)
 			if err != nil {
-				return Result{}, fmt.Errorf("checksum %s: %w", p, err)
+				return tasks.Result{}, fmt.Errorf("checksum %s: %w", p, err)
 			}
 			st["checksum"] = c
 		}
 	}
-	return Result{Msg: msg, Data: map[string]any{"stat": st}}, nil
+	return tasks.Result{Msg: msg, Data: map[string]any{"stat": st}}, nil
 }
 
 func kind(fi fs.FileInfo) string {

@@ -1,4 +1,4 @@
-package tasks
+package modules
 
 import (
 	"context"
@@ -15,22 +15,23 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
-	"time"
+
+	"github.com/kmsctl/kmsctl/tasks"
 )
 
-func plan(t *testing.T, f *fakeConn, m Module, args map[string]any) (Result, error) {
+func plan(t *testing.T, f *fakeConn, m tasks.Module, args map[string]any) (tasks.Result, error) {
 	t.Helper()
 	return m.Plan(context.Background(), testEnv(f, args))
 }
 
-func apply(t *testing.T, f *fakeConn, m Module, args map[string]any) (Result, error) {
+func apply(t *testing.T, f *fakeConn, m tasks.Module, args map[string]any) (tasks.Result, error) {
 	t.Helper()
 	return m.Apply(context.Background(), testEnv(f, args))
 }
 
 // cycle checks the contract every module keeps: Plan changes nothing and
 // predicts Apply's changed verdict; a second Apply (and Plan) is ok.
-func cycle(t *testing.T, f *fakeConn, m Module, args map[string]any) Result {
+func cycle(t *testing.T, f *fakeConn, m tasks.Module, args map[string]any) tasks.Result {
 	t.Helper()
 	before := f.snapshot()
 	p, err := plan(t, f, m, args)
@@ -306,7 +307,7 @@ func TestCopyContentModeOwnerIdempotent(t *testing.T) {
 func TestCopySrcFromFilesAndErrors(t *testing.T) {
 	f := newFake(t, "h")
 	files := fstest.MapFS{"files/minkms": {Data: []byte("\x7fELF binary")}}
-	env := func(args map[string]any) *Env { e := testEnv(f, args); e.Files = files; return e }
+	env := func(args map[string]any) *tasks.Env { e := testEnv(f, args); e.Files = files; return e }
 	args := map[string]any{"src": "files/minkms", "dest": "/usr/local/bin/", "mode": "0755"}
 	p, err := copyModule{}.Plan(context.Background(), env(args))
 	if err != nil || !p.Changed {
@@ -364,7 +365,7 @@ func TestCopySecretDefaultsTo0600AndNoDiff(t *testing.T) {
 func TestTemplate(t *testing.T) {
 	f := newFake(t, "h")
 	files := fstest.MapFS{"config.yaml.j2": {Data: []byte("address: {{ kms_address }}:{{ port | default:7373 }}\n{% for n in nodes %}- {{ n }}\n{% endfor %}<&>\n")}}
-	mk := func() *Env {
+	mk := func() *tasks.Env {
 		e := testEnv(f, map[string]any{"src": "config.yaml.j2", "dest": "/etc/minkms/config.yaml"})
 		e.Files = files
 		e.Vars = map[string]any{"kms_address": "10.0.0.1", "nodes": []any{"kms1", "kms2"}}
@@ -514,41 +515,17 @@ func TestPing(t *testing.T) {
 		t.Fatalf("%+v %v", r, err)
 	}
 	f.unreachable = true
-	if _, err := apply(t, f, pingModule{}, nil); !isUnreachable(err) {
+	if _, err := apply(t, f, pingModule{}, nil); !tasks.IsUnreachable(err) {
 		t.Fatalf("err %v, want unreachable", err)
 	}
 }
 
-func TestArgsConversions(t *testing.T) {
-	a := Args{"m1": 0o640, "m2": "0640", "m3": "4755", "b": "yes", "n": "12", "d": 90, "d2": "1m", "l": "one"}
-	if m, _, err := a.Mode("m1"); err != nil || m != 0o640 {
-		t.Errorf("m1 %o %v", m, err)
-	}
-	if m, _, err := a.Mode("m2"); err != nil || m != 0o640 {
-		t.Errorf("m2 %o %v", m, err)
-	}
-	if m, _, err := a.Mode("m3"); err != nil || m != 0o755|fs.ModeSetuid || modeString(m) != "4755" {
-		t.Errorf("m3 %v %v", m, err)
-	}
-	if b, err := a.Bool("b", false); err != nil || !b {
-		t.Errorf("b %v %v", b, err)
-	}
-	if n, err := a.Int("n", 0); err != nil || n != 12 {
-		t.Errorf("n %v %v", n, err)
-	}
-	if d, err := a.Duration("d", 0); err != nil || d != 90*time.Second {
-		t.Errorf("d %v %v", d, err)
-	}
-	if d, err := a.Duration("d2", 0); err != nil || d != time.Minute {
-		t.Errorf("d2 %v %v", d, err)
-	}
-	if l, err := a.List("l"); err != nil || !slices.Equal(l, []string{"one"}) {
-		t.Errorf("l %v %v", l, err)
-	}
-	for _, bad := range []any{600, "0999", "rw", -1} {
-		if _, err := toMode(bad); err == nil {
-			t.Errorf("mode %v accepted", bad)
-		}
+// TestModeString: a mode with special bits is written back as the octal
+// string it was given.
+func TestModeString(t *testing.T) {
+	m, _, err := tasks.Args{"m3": "4755"}.Mode("m3")
+	if err != nil || modeString(m) != "4755" {
+		t.Errorf("m3 %v %q %v", m, modeString(m), err)
 	}
 }
 

@@ -1,9 +1,11 @@
-package tasks
+package modules
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+
+	"github.com/kmsctl/kmsctl/tasks"
 )
 
 // debugModule shows a message (msg, templated) or a variable's value
@@ -11,29 +13,31 @@ import (
 // runs on the control machine and changes nothing.
 type debugModule struct{}
 
-func (debugModule) Spec() Spec {
-	return Spec{Local: true, Args: map[string]ArgSpec{"msg": {Type: ArgAny}, "var": {Type: ArgString}}}
+func (debugModule) Spec() tasks.Spec {
+	return tasks.Spec{Local: true, Args: map[string]tasks.ArgSpec{"msg": {Type: tasks.ArgAny}, "var": {Type: tasks.ArgString}}}
 }
 
-func (m debugModule) Plan(ctx context.Context, env *Env) (Result, error) { return m.Apply(ctx, env) }
+func (m debugModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
+	return m.Apply(ctx, env)
+}
 
-func (debugModule) Apply(_ context.Context, env *Env) (Result, error) {
+func (debugModule) Apply(_ context.Context, env *tasks.Env) (tasks.Result, error) {
 	if env.Args.Has("var") {
 		name, err := env.Args.String("var")
 		if err != nil {
-			return Result{}, err
+			return tasks.Result{}, err
 		}
 		v, err := env.Eval(name)
 		if err != nil {
-			return Result{}, fmt.Errorf("debug var: %w", err)
+			return tasks.Result{}, fmt.Errorf("debug var: %w", err)
 		}
-		return Result{Msg: name + " = " + show(v), Data: map[string]any{name: v}}, nil
+		return tasks.Result{Msg: name + " = " + show(v), Data: map[string]any{name: v}}, nil
 	}
 	v, ok := env.Args["msg"]
 	if !ok {
 		v = "Hello world!"
 	}
-	return Result{Msg: show(v), Data: map[string]any{"msg_value": v}}, nil
+	return tasks.Result{Msg: show(v), Data: map[string]any{"msg_value": v}}, nil
 }
 
 // show formats a value for humans: strings as they are, the rest as JSON.

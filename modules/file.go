@@ -1,10 +1,12 @@
-package tasks
+package modules
 
 import (
 	"context"
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/kmsctl/kmsctl/tasks"
 )
 
 // fileModule manages a path's existence, kind, mode and ownership:
@@ -15,14 +17,14 @@ import (
 // directory's whole tree (mode applies to the path itself only).
 type fileModule struct{}
 
-func (fileModule) Spec() Spec {
-	return Spec{Args: map[string]ArgSpec{
-		"path":    {Type: ArgString, Required: true},
-		"state":   {Type: ArgString},
-		"mode":    {Type: ArgMode},
-		"owner":   {Type: ArgString},
-		"group":   {Type: ArgString},
-		"recurse": {Type: ArgBool},
+func (fileModule) Spec() tasks.Spec {
+	return tasks.Spec{Args: map[string]tasks.ArgSpec{
+		"path":    {Type: tasks.ArgString, Required: true},
+		"state":   {Type: tasks.ArgString},
+		"mode":    {Type: tasks.ArgMode},
+		"owner":   {Type: tasks.ArgString},
+		"group":   {Type: tasks.ArgString},
+		"recurse": {Type: tasks.ArgBool},
 	}}
 }
 
@@ -33,7 +35,7 @@ type filePlan struct {
 	path string
 }
 
-func (fileModule) plan(ctx context.Context, env *Env) (filePlan, error) {
+func (fileModule) plan(ctx context.Context, env *tasks.Env) (filePlan, error) {
 	p, err := env.Args.String("path")
 	if err != nil {
 		return filePlan{}, err
@@ -157,20 +159,20 @@ func chownCmd(at attrs, recurse bool, p string) string {
 	return "chown " + r + Quote(spec) + " -- " + Quote(p)
 }
 
-func (fp filePlan) result() Result {
-	r := Result{Changed: len(fp.cmds) > 0, Data: map[string]any{"path": fp.path}}
+func (fp filePlan) result() tasks.Result {
+	r := tasks.Result{Changed: len(fp.cmds) > 0, Data: map[string]any{"path": fp.path}}
 	if len(fp.what) > 0 {
 		r.Msg = strings.Join(fp.what, ", ")
 	}
 	return r
 }
 
-func (m fileModule) Plan(ctx context.Context, env *Env) (Result, error) {
+func (m fileModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	fp, err := m.plan(ctx, env)
 	return fp.result(), err
 }
 
-func (m fileModule) Apply(ctx context.Context, env *Env) (Result, error) {
+func (m fileModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	fp, err := m.plan(ctx, env)
 	if err != nil {
 		return fp.result(), err

@@ -1,4 +1,4 @@
-package tasks
+package modules
 
 import (
 	"crypto/sha256"
@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/kmsctl/kmsctl/tasks"
 )
 
 // countingFS counts the bytes read from its files. A pointer, so that it
@@ -51,7 +53,7 @@ func TestFsPayloadHashesOnceForConcurrentHosts(t *testing.T) {
 	}
 	want := sha256.Sum256(data)
 	cfs := &countingFS{fsys: os.DirFS(dir)}
-	env := &Env{sums: &sync.Map{}}
+	env := &tasks.Env{Memo: &sync.Map{}}
 	const hosts = 10
 	sums := make([]string, hosts)
 	var wg sync.WaitGroup

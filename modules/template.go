@@ -1,8 +1,10 @@
-package tasks
+package modules
 
 import (
 	"context"
 	"fmt"
+
+	"github.com/kmsctl/kmsctl/tasks"
 )
 
 // templateModule renders a local pongo2 (Jinja-like) template file with the
@@ -10,15 +12,15 @@ import (
 // (checksum idempotence, atomic upload, mode/owner, secret, diff).
 type templateModule struct{}
 
-func (templateModule) Spec() Spec {
-	a := map[string]ArgSpec{"src": {Type: ArgString, Required: true}}
+func (templateModule) Spec() tasks.Spec {
+	a := map[string]tasks.ArgSpec{"src": {Type: tasks.ArgString, Required: true}}
 	for k, v := range fileAttrArgs {
 		a[k] = v
 	}
-	return Spec{Args: a}
+	return tasks.Spec{Args: a}
 }
 
-func (templateModule) render(env *Env) ([]byte, string, error) {
+func (templateModule) render(env *tasks.Env) ([]byte, string, error) {
 	src, err := env.Args.String("src")
 	if err != nil {
 		return nil, "", err
@@ -38,19 +40,19 @@ func (templateModule) render(env *Env) ([]byte, string, error) {
 	return []byte(out), dest, nil
 }
 
-func (m templateModule) Plan(ctx context.Context, env *Env) (Result, error) {
+func (m templateModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	data, dest, err := m.render(env)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	p, err := planPut(ctx, env, dest, memPayload(data))
 	return p.result, err
 }
 
-func (m templateModule) Apply(ctx context.Context, env *Env) (Result, error) {
+func (m templateModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	data, dest, err := m.render(env)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	return applyPut(ctx, env, dest, memPayload(data))
 }

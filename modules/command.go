@@ -1,4 +1,4 @@
-package tasks
+package modules
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/google/shlex"
+
+	"github.com/kmsctl/kmsctl/tasks"
 )
 
 // commandModule runs a program on the host without shell features: cmd is
@@ -18,22 +20,22 @@ import (
 // changed, and check mode skips it.
 type commandModule struct{}
 
-var cmdArgs = map[string]ArgSpec{
-	"creates": {Type: ArgString},
-	"removes": {Type: ArgString},
-	"chdir":   {Type: ArgString},
-	"stdin":   {Type: ArgString},
+var cmdArgs = map[string]tasks.ArgSpec{
+	"creates": {Type: tasks.ArgString},
+	"removes": {Type: tasks.ArgString},
+	"chdir":   {Type: tasks.ArgString},
+	"stdin":   {Type: tasks.ArgString},
 }
 
-func (commandModule) Spec() Spec {
-	a := map[string]ArgSpec{"cmd": {Type: ArgString}, "argv": {Type: ArgList}}
+func (commandModule) Spec() tasks.Spec {
+	a := map[string]tasks.ArgSpec{"cmd": {Type: tasks.ArgString}, "argv": {Type: tasks.ArgList}}
 	for k, v := range cmdArgs {
 		a[k] = v
 	}
-	return Spec{Args: a, ExactlyOneOf: [][]string{{"cmd", "argv"}}}
+	return tasks.Spec{Args: a, ExactlyOneOf: [][]string{{"cmd", "argv"}}}
 }
 
-func (commandModule) line(env *Env) (string, error) {
+func (commandModule) line(env *tasks.Env) (string, error) {
 	argv, err := env.Args.List("argv")
 	if err != nil {
 		return "", err
@@ -53,18 +55,18 @@ func (commandModule) line(env *Env) (string, error) {
 	return QuoteArgs(argv...), nil
 }
 
-func (m commandModule) Plan(ctx context.Context, env *Env) (Result, error) {
+func (m commandModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	line, err := m.line(env)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	return planCommand(ctx, env, line)
 }
 
-func (m commandModule) Apply(ctx context.Context, env *Env) (Result, error) {
+func (m commandModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	line, err := m.line(env)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	return applyCommand(ctx, env, line)
 }
@@ -73,32 +75,32 @@ func (m commandModule) Apply(ctx context.Context, env *Env) (Result, error) {
 // Conn.Run): pipes, redirections and variables work. Same options as command.
 type shellModule struct{}
 
-func (shellModule) Spec() Spec {
-	a := map[string]ArgSpec{"cmd": {Type: ArgString, Required: true}}
+func (shellModule) Spec() tasks.Spec {
+	a := map[string]tasks.ArgSpec{"cmd": {Type: tasks.ArgString, Required: true}}
 	for k, v := range cmdArgs {
 		a[k] = v
 	}
-	return Spec{Args: a}
+	return tasks.Spec{Args: a}
 }
 
-func (shellModule) Plan(ctx context.Context, env *Env) (Result, error) {
+func (shellModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	cmd, err := env.Args.String("cmd")
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	return planCommand(ctx, env, cmd)
 }
 
-func (shellModule) Apply(ctx context.Context, env *Env) (Result, error) {
+func (shellModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	cmd, err := env.Args.String("cmd")
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	return applyCommand(ctx, env, cmd)
 }
 
 // guard applies creates/removes: it returns a reason to not run, or "".
-func guard(ctx context.Context, env *Env) (string, error) {
+func guard(ctx context.Context, env *tasks.Env) (string, error) {
 	creates, err := env.Args.String("creates")
 	if err != nil {
 		return "", err
@@ -128,31 +130,31 @@ func guard(ctx context.Context, env *Env) (string, error) {
 	return "", nil
 }
 
-func planCommand(ctx context.Context, env *Env, line string) (Result, error) {
+func planCommand(ctx context.Context, env *tasks.Env, line string) (tasks.Result, error) {
 	if !env.Args.Has("creates") && !env.Args.Has("removes") {
-		return Result{Skipped: true, Msg: "skipped in check mode: a command's effect is unknown without creates or removes"}, nil
+		return tasks.Result{Skipped: true, Msg: "skipped in check mode: a command's effect is unknown without creates or removes"}, nil
 	}
 	why, err := guard(ctx, env)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	if why != "" {
-		return Result{Msg: why}, nil
+		return tasks.Result{Msg: why}, nil
 	}
-	return Result{Changed: true, Msg: "would run: " + line}, nil
+	return tasks.Result{Changed: true, Msg: "would run: " + line}, nil
 }
 
-func applyCommand(ctx context.Context, env *Env, line string) (Result, error) {
+func applyCommand(ctx context.Context, env *tasks.Env, line string) (tasks.Result, error) {
 	why, err := guard(ctx, env)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	if why != "" {
-		return Result{Msg: why}, nil
+		return tasks.Result{Msg: why}, nil
 	}
 	chdir, err := env.Args.String("chdir")
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	if chdir != "" {
 		line = "cd " + Quote(chdir) + " && " + line
@@ -161,15 +163,15 @@ func applyCommand(ctx context.Context, env *Env, line string) (Result, error) {
 	if env.Args.Has("stdin") {
 		s, err := env.Args.String("stdin")
 		if err != nil {
-			return Result{}, err
+			return tasks.Result{}, err
 		}
 		stdin = strings.NewReader(s)
 	}
 	res, err := runCmd(ctx, env.Conn, line, stdin)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
-	r := Result{Changed: true, RC: res.RC, Stdout: res.Stdout, Stderr: res.Stderr,
+	r := tasks.Result{Changed: true, RC: res.RC, Stdout: res.Stdout, Stderr: res.Stderr,
 		Data: map[string]any{"cmd": line}}
 	if res.RC != 0 {
 		r.Failed = true

@@ -1,4 +1,4 @@
-package tasks
+package modules
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/kmsctl/kmsctl/tasks"
 )
 
 // maxDiffSize is the largest remote file read back to show a diff.
@@ -30,25 +32,25 @@ const maxDiffSize = 1 << 20
 // by default for new files.
 type copyModule struct{}
 
-var fileAttrArgs = map[string]ArgSpec{
-	"dest":     {Type: ArgString, Required: true},
-	"validate": {Type: ArgString},
-	"mode":     {Type: ArgMode},
-	"owner":    {Type: ArgString},
-	"group":    {Type: ArgString},
-	"secret":   {Type: ArgBool},
+var fileAttrArgs = map[string]tasks.ArgSpec{
+	"dest":     {Type: tasks.ArgString, Required: true},
+	"validate": {Type: tasks.ArgString},
+	"mode":     {Type: tasks.ArgMode},
+	"owner":    {Type: tasks.ArgString},
+	"group":    {Type: tasks.ArgString},
+	"secret":   {Type: tasks.ArgBool},
 }
 
-func (copyModule) Spec() Spec {
-	a := map[string]ArgSpec{"src": {Type: ArgString}, "content": {Type: ArgString}}
+func (copyModule) Spec() tasks.Spec {
+	a := map[string]tasks.ArgSpec{"src": {Type: tasks.ArgString}, "content": {Type: tasks.ArgString}}
 	for k, v := range fileAttrArgs {
 		a[k] = v
 	}
-	return Spec{Args: a, ExactlyOneOf: [][]string{{"src", "content"}}}
+	return tasks.Spec{Args: a, ExactlyOneOf: [][]string{{"src", "content"}}}
 }
 
 // source returns the content to put and the destination path.
-func (copyModule) source(env *Env) (payload, string, error) {
+func (copyModule) source(env *tasks.Env) (payload, string, error) {
 	dest, err := env.Args.String("dest")
 	if err != nil {
 		return payload{}, "", err
@@ -75,7 +77,7 @@ func (copyModule) source(env *Env) (payload, string, error) {
 }
 
 // dir reports whether the task copies a local directory.
-func (copyModule) dir(env *Env) (fsys fs.FS, root, base string, ok bool, err error) {
+func (copyModule) dir(env *tasks.Env) (fsys fs.FS, root, base string, ok bool, err error) {
 	if env.Args.Has("content") {
 		return nil, "", "", false, nil
 	}
@@ -91,39 +93,39 @@ func (copyModule) dir(env *Env) (fsys fs.FS, root, base string, ok bool, err err
 	return fsys, root, base, ok, nil
 }
 
-func (m copyModule) Plan(ctx context.Context, env *Env) (Result, error) {
+func (m copyModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	if fsys, root, base, ok, err := m.dir(env); err != nil || ok {
 		if err != nil {
-			return Result{}, err
+			return tasks.Result{}, err
 		}
 		dp, err := planDir(ctx, env, fsys, root, base)
 		return dp.result, err
 	}
 	data, dest, err := m.source(env)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	p, err := planPut(ctx, env, dest, data)
 	return p.result, err
 }
 
-func (m copyModule) Apply(ctx context.Context, env *Env) (Result, error) {
+func (m copyModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	if fsys, root, base, ok, err := m.dir(env); err != nil || ok {
 		if err != nil {
-			return Result{}, err
+			return tasks.Result{}, err
 		}
 		return applyDir(ctx, env, fsys, root, base)
 	}
 	data, dest, err := m.source(env)
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	return applyPut(ctx, env, dest, data)
 }
 
 // putPlan is what planPut found out.
 type putPlan struct {
-	result  Result
+	result  tasks.Result
 	dest    string
 	upload  bool        // content differs or the file is missing
 	perm    fs.FileMode // mode for the upload
@@ -137,7 +139,7 @@ func sha256Hex(b []byte) string {
 }
 
 // planPut decides what putting data at dest would change, read-only.
-func planPut(ctx context.Context, env *Env, dest string, data payload) (putPlan, error) {
+func planPut(ctx context.Context, env *tasks.Env, dest string, data payload) (putPlan, error) {
 	if err := checkPath(dest, false); err != nil {
 		return putPlan{}, fmt.Errorf("dest: %w", err)
 	}
@@ -233,13 +235,13 @@ func planPut(ctx context.Context, env *Env, dest string, data payload) (putPlan,
 // content goes to a temporary file beside dest first, the validate command
 // runs on it (%s is its path), and only a file that passed is renamed over
 // dest; otherwise dest is left as it was.
-func applyPut(ctx context.Context, env *Env, dest string, data payload) (Result, error) {
+func applyPut(ctx context.Context, env *tasks.Env, dest string, data payload) (tasks.Result, error) {
 	validate, err := env.Args.String("validate")
 	if err != nil {
-		return Result{}, err
+		return tasks.Result{}, err
 	}
 	if validate != "" && !strings.Contains(validate, "%s") {
-		return Result{}, fmt.Errorf("validate %q must contain %%s, the path of the file to check", validate)
+		return tasks.Result{}, fmt.Errorf("validate %q must contain %%s, the path of the file to check", validate)
 	}
 	p, err := planPut(ctx, env, dest, data)
 	if err != nil || !p.result.Changed {
@@ -277,7 +279,7 @@ func applyPut(ctx context.Context, env *Env, dest string, data payload) (Result,
 // validatedPut uploads to a temporary sibling of dest, validates it and
 // renames it into place. A failed validation is a failed Result with the
 // command's output; the temporary file is removed in every failing case.
-func validatedPut(ctx context.Context, env *Env, p putPlan, data payload, validate string) (Result, error) {
+func validatedPut(ctx context.Context, env *tasks.Env, p putPlan, data payload, validate string) (tasks.Result, error) {
 	// One fixed name per dest, in the temp file pattern of Conn.Upload
 	// (".BASE.kmsctl-tmp-"): a copy left by an interrupted run is replaced
 	// by the next validated copy, or removed by the next plain upload.

@@ -1,0 +1,54 @@
+package modules
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kmsctl/kmsctl/tasks"
+)
+
+// assertModule fails when one of the expressions in "that" is false; it
+// runs on the control machine and changes nothing, so check mode runs it too.
+type assertModule struct{}
+
+func (assertModule) Spec() tasks.Spec {
+	return tasks.Spec{Local: true, Args: map[string]tasks.ArgSpec{
+		"that":        {Type: tasks.ArgList, Required: true},
+		"fail_msg":    {Type: tasks.ArgString},
+		"msg":         {Type: tasks.ArgString},
+		"success_msg": {Type: tasks.ArgString},
+		"quiet":       {Type: tasks.ArgBool},
+	}}
+}
+
+func (m assertModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
+	return m.Apply(ctx, env)
+}
+
+func (assertModule) Apply(_ context.Context, env *tasks.Env) (tasks.Result, error) {
+	that, err := env.Args.List("that")
+	if err != nil {
+		return tasks.Result{}, err
+	}
+	for _, x := range that {
+		ok, err := env.EvalBool(x)
+		if err != nil {
+			return tasks.Result{}, fmt.Errorf("assert: %w", err)
+		}
+		if !ok {
+			msg, _ := env.Args.String("fail_msg")
+			if msg == "" {
+				msg, _ = env.Args.String("msg")
+			}
+			if msg == "" {
+				msg = "assertion failed: " + x
+			}
+			return tasks.Result{Failed: true, Msg: msg, Data: map[string]any{"assertion": x, "evaluated_to": false}}, nil
+		}
+	}
+	msg, _ := env.Args.String("success_msg")
+	if msg == "" {
+		msg = "all assertions passed"
+	}
+	return tasks.Result{Msg: msg}, nil
+}

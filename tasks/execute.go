@@ -1,0 +1,432 @@
+package tasks
+
+// One task's execution on one host: when, loop items, the module call
+// with its timeout, until retries, changed_when/failed_when, and the
+// result recorded in the recap and events.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"runtime/debug"
+	"strings"
+	"time"
+)
+
+// noLogMsg replaces every message of a no_log task.
+const noLogMsg = "the output has been hidden due to no_log: true"
+
+// outcome is one host's end of one task.
+type outcome struct {
+	res         Result
+	err         error // why it failed, if it did
+	unreachable bool
+}
+
+// runTask runs one task on one host and records the outcome.
+func (r *run) runTask(ctx context.Context, p Play, t Task, hs *hostState, hostvars map[string]any) {
+	start := time.Now()
+	out := r.execute(ctx, p, t, hs, hostvars)
+	res := out.res
+	status := StatusOK
+	switch {
+	case out.unreachable:
+		status = StatusUnreachable
+	case res.Failed:
+		status = StatusFailed
+	case res.Skipped:
+		status = StatusSkipped
+	case res.Changed:
+		status = StatusChanged
+	}
+	if t.Register != "" && !out.unreachable {
+		hs.facts[t.Register] = res.Vars()
+	}
+	hs.lastFacts = nil
+	if status != StatusFailed && status != StatusUnreachable && status != StatusSkipped {
+		maps.Copy(hs.facts, res.Facts)
+		hs.lastFacts = res.Facts
+	}
+	if status == StatusChanged {
+		for _, n := range t.Notify {
+			hs.notified[n] = true
+		}
+	}
+	ignored := status == StatusFailed && t.IgnoreErrors
+	st := r.recap[hs.host.Name]
+	switch {
+	case status == StatusUnreachable:
+		st.Unreachable++
+		hs.down = true
+	case ignored:
+		st.Ignored++
+	case status == StatusFailed:
+		st.Failed++
+		hs.failed, hs.taskFail = true, true
+	case status == StatusSkipped:
+		st.Skipped++
+	default:
+		st.OK++
+		if status == StatusChanged {
+			st.Changed++
+		}
+	}
+	ev := Event{Type: EventHostResult, Play: p.Name, Task: t.DisplayName(), Pos: t.Pos, Host: hs.host.Name,
+		Status: status, Changed: res.Changed && status != StatusFailed, Ignored: ignored, Check: r.check(t),
+		Duration: time.Since(start)}
+	msg := res.Msg
+	if (status == StatusFailed || status == StatusUnreachable) && out.err != nil {
+		msg = out.err.Error()
+	}
+	if t.NoLog {
+		ev.Msg = noLogMsg
+	} else {
+		ev.Msg = r.e.Redactor.String(msg)
+		ev.Stdout = r.e.Redactor.String(res.Stdout)
+		ev.Stderr = r.e.Redactor.String(res.Stderr)
+		if r.e.Diff {
+			ev.Diff = r.e.Redactor.String(res.Diff)
+		}
+	}
+	if (status == StatusFailed && !ignored) || status == StatusUnreachable {
+		err := out.err
+		if err == nil {
+			err = errors.New(msg)
+		}
+		if t.NoLog {
+			err = &maskedError{msg: noLogMsg, err: err}
+		} else {
+			err = &maskedError{msg: r.e.Redactor.String(err.Error()), err: err}
+		}
+		r.errMu.Lock()
+		r.errs = append(r.errs, &HostError{Host: hs.host.Name, Play: p.Name, Task: t.DisplayName(), Pos: t.Pos, Unreachable: status == StatusUnreachable, Err: err})
+		r.errMu.Unlock()
+	}
+	r.emit(ev)
+}
+
+// maskedError shows a redacted message but keeps the original chain for
+// errors.Is/As.
+type maskedError struct {
+	msg string
+	err error
+}
+
+func (e *maskedError) Error() string { return e.msg }
+func (e *maskedError) Unwrap() error { return e.err }
+
+func failed(err error) outcome {
+	return outcome{res: Result{Failed: true, Msg: err.Error()}, err: err, unreachable: IsUnreachable(err)}
+}
+
+// execute evaluates the task's keywords and calls its module.
+func (r *run) execute(ctx context.Context, p Play, t Task, hs *hostState, hostvars map[string]any) outcome {
+	vars := r.vars(p, hs, hostvars)
+	if t.Loop == nil {
+		return r.executeOne(ctx, p, t, hs, vars)
+	}
+	items, err := r.loopItems(t, vars)
+	if err != nil {
+		return failed(fmt.Errorf("loop: %w", err))
+	}
+	loopVar := t.LoopVar
+	if loopVar == "" {
+		loopVar = "item"
+	}
+	agg := Result{Skipped: true, Facts: map[string]any{}}
+	results := make([]any, 0, len(items))
+	var errs []error
+	var diffs []string
+	counts := map[string]int{}
+	for _, item := range items {
+		if ctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("loop interrupted: %w", context.Cause(ctx)))
+			agg.Failed = true
+			break
+		}
+		iv := merge(vars, agg.Facts, map[string]any{loopVar: item})
+		out := r.executeOne(ctx, p, t, hs, iv)
+		if out.unreachable {
+			return out
+		}
+		rv := out.res.Vars()
+		rv[loopVar] = item
+		rv["item"] = item
+		results = append(results, rv)
+		agg.Changed = agg.Changed || out.res.Changed
+		agg.Skipped = agg.Skipped && out.res.Skipped
+		if out.res.Diff != "" {
+			diffs = append(diffs, out.res.Diff)
+		}
+		switch {
+		case out.res.Failed:
+			agg.Failed = true
+			counts["failed"]++
+			if out.err != nil {
+				errs = append(errs, fmt.Errorf("item %v: %w", item, out.err))
+			}
+		case out.res.Skipped:
+			counts["skipped"]++
+		case out.res.Changed:
+			counts["changed"]++
+			maps.Copy(agg.Facts, out.res.Facts)
+		default:
+			counts["ok"]++
+			maps.Copy(agg.Facts, out.res.Facts)
+		}
+	}
+	if len(items) == 0 {
+		agg.Msg = "no items"
+	}
+	var parts []string
+	for _, k := range []string{"changed", "ok", "skipped", "failed"} {
+		if counts[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
+		}
+	}
+	if len(parts) > 0 {
+		agg.Msg = fmt.Sprintf("%d items: %s", len(items), strings.Join(parts, ", "))
+	}
+	agg.Diff = strings.Join(diffs, "")
+	agg.Data = map[string]any{"results": results}
+	if agg.Failed {
+		agg.Skipped = false
+		err := errors.Join(errs...)
+		if err == nil {
+			err = errors.New(agg.Msg)
+		}
+		return outcome{res: agg, err: err}
+	}
+	return outcome{res: agg}
+}
+
+// loopItems evaluates a task's loop: a list (each item templated), or a
+// string holding an expression or "{{ var }}" that yields a list.
+func (r *run) loopItems(t Task, vars map[string]any) ([]any, error) {
+	var v any = t.Loop
+	if s, ok := t.Loop.(string); ok {
+		x, err := r.ev.eval(s, vars)
+		if err != nil {
+			return nil, err
+		}
+		v = x
+	} else {
+		x, err := r.ev.renderValue(t.Loop, vars)
+		if err != nil {
+			return nil, err
+		}
+		v = x
+	}
+	switch l := v.(type) {
+	case []any:
+		return l, nil
+	case []string:
+		out := make([]any, len(l))
+		for i, s := range l {
+			out[i] = s
+		}
+		return out, nil
+	case []int:
+		out := make([]any, len(l))
+		for i, n := range l {
+			out[i] = n
+		}
+		return out, nil
+	case nil:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("want a list, got %s", kindOf(v))
+}
+
+// executeOne runs the task once (one loop item) with the given variables.
+func (r *run) executeOne(ctx context.Context, p Play, t Task, hs *hostState, vars map[string]any) outcome {
+	if t.When != "" {
+		ok, err := r.ev.evalBool(t.When, vars)
+		if err != nil {
+			return failed(fmt.Errorf("when: %w", err))
+		}
+		if !ok {
+			return outcome{res: Result{Skipped: true, Msg: "condition false: " + t.When}}
+		}
+	}
+	mod, ok := r.mods.Lookup(t.Module)
+	if !ok {
+		return failed(fmt.Errorf("unknown module %q", t.Module))
+	}
+	spec := mod.Spec()
+	rendered, err := r.ev.renderValue(map[string]any(t.Args), vars)
+	if err != nil {
+		return failed(fmt.Errorf("template arguments: %w", err))
+	}
+	args, _ := rendered.(map[string]any)
+	if probs := checkArgs(spec, args); len(probs) > 0 {
+		return failed(fmt.Errorf("module %s: %s", t.Module, strings.Join(probs, "; ")))
+	}
+	env := &Env{Host: hs.host, Args: args, Vars: vars, Diff: r.e.Diff && !t.NoLog, NoLog: t.NoLog, Files: p.Files,
+		ev: &r.ev, Memo: &r.sums}
+	if !spec.Local {
+		target := hs
+		if t.DelegateTo != "" {
+			name, err := r.ev.render(t.DelegateTo, vars)
+			if err != nil {
+				return failed(fmt.Errorf("delegate_to: %w", err))
+			}
+			if strings.TrimSpace(name) == "" {
+				return failed(fmt.Errorf("delegate_to %q is empty on this host", t.DelegateTo))
+			}
+			target = r.delegate(name)
+		}
+		c, err := r.conn(ctx, target)
+		if err != nil {
+			if target != hs {
+				return failed(&delegateError{host: target.host.Name, err: err})
+			}
+			return failed(err)
+		}
+		if c, err = r.become(c, t, target); err != nil {
+			return failed(err)
+		}
+		env.Conn = c
+	}
+	attempts := 1
+	if t.Until != "" && !r.check(t) {
+		retries := t.Retries
+		if retries == 0 {
+			retries = 3
+		}
+		attempts += retries
+	}
+	delay := t.Delay
+	if delay == 0 && t.Until != "" {
+		delay = 5 * time.Second
+	}
+	var out outcome
+	for attempt := 1; ; attempt++ {
+		out = r.attempt(ctx, mod, t, env)
+		if out.unreachable || t.Until == "" || r.check(t) || out.res.Skipped {
+			return out
+		}
+		cv := merge(vars, map[string]any{"result": out.res.Vars()})
+		if t.Register != "" {
+			cv[t.Register] = cv["result"]
+		}
+		done, err := r.ev.evalBool(t.Until, cv)
+		if err != nil {
+			return failed(fmt.Errorf("until: %w", err))
+		}
+		if done {
+			if out.res.Data == nil {
+				out.res.Data = map[string]any{}
+			}
+			out.res.Data["attempts"] = attempt
+			return out
+		}
+		if attempt >= attempts {
+			err := fmt.Errorf("condition %q still false after %d attempts: %s", t.Until, attempt, out.res.Msg)
+			if out.err != nil {
+				err = fmt.Errorf("condition %q still false after %d attempts: %w", t.Until, attempt, out.err)
+			}
+			out.res.Failed, out.err = true, err
+			out.res.Msg = err.Error()
+			return out
+		}
+		tm := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			tm.Stop()
+			err := fmt.Errorf("interrupted while waiting to retry: %w", context.Cause(ctx))
+			out.res.Failed, out.err, out.res.Msg = true, err, err.Error()
+			return out
+		case <-tm.C:
+		}
+	}
+}
+
+// check reports whether the task runs in check mode: the engine's mode
+// unless the task's check_mode overrides it.
+func (r *run) check(t Task) bool {
+	if t.CheckMode != nil {
+		return *t.CheckMode
+	}
+	return r.e.Check
+}
+
+// attempt calls the module once (Plan in check mode, else Apply) under the
+// task's timeout, then applies changed_when and failed_when.
+func (r *run) attempt(ctx context.Context, mod Module, t Task, env *Env) outcome {
+	actx := ctx
+	if t.Timeout > 0 {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(ctx, t.Timeout)
+		defer cancel()
+	}
+	res, err := callModule(actx, mod, env, r.check(t))
+	var out outcome
+	if err != nil {
+		if IsUnreachable(err) {
+			return outcome{res: Result{Failed: true, Msg: err.Error()}, err: err, unreachable: true}
+		}
+		if t.Timeout > 0 && errors.Is(actx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			err = fmt.Errorf("timed out after %s: %w", t.Timeout, err)
+		}
+		res.Failed, res.Msg = true, err.Error()
+		out.err = err
+	}
+	if res.Skipped {
+		out.res = res
+		return out
+	}
+	cv := merge(env.Vars, map[string]any{"result": res.Vars()})
+	if t.Register != "" {
+		cv[t.Register] = cv["result"]
+	}
+	if t.ChangedWhen != "" {
+		c, err := r.ev.evalBool(t.ChangedWhen, cv)
+		if err != nil {
+			return failed(fmt.Errorf("changed_when: %w", err))
+		}
+		res.Changed = c
+	}
+	if t.FailedWhen != "" {
+		f, err := r.ev.evalBool(t.FailedWhen, cv)
+		if err != nil {
+			return failed(fmt.Errorf("failed_when: %w", err))
+		}
+		if res.Failed && !f {
+			out.err = nil
+		}
+		if f && !res.Failed && res.Msg == "" {
+			res.Msg = "failed_when is true: " + t.FailedWhen
+		}
+		res.Failed = f
+	}
+	if res.Failed && out.err == nil {
+		out.err = errors.New(failMsg(res))
+	}
+	out.res = res
+	return out
+}
+
+func failMsg(res Result) string {
+	if res.Msg != "" {
+		return res.Msg
+	}
+	if res.Stderr != "" {
+		return strings.TrimSpace(res.Stderr)
+	}
+	return fmt.Sprintf("failed (rc=%d)", res.RC)
+}
+
+// callModule calls Plan or Apply, turning a panic into an error.
+func callModule(ctx context.Context, mod Module, env *Env, check bool) (res Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("module panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	if check {
+		return mod.Plan(ctx, env)
+	}
+	return mod.Apply(ctx, env)
+}
