@@ -88,6 +88,7 @@ type Server struct {
 	closed   bool
 	conns    map[net.Conn]struct{}
 	commands []string
+	ops      []Op
 	logins   []string
 	tunnels  []string
 	cutAfter int64 // armed byte budget for the next SFTP write stream; -1 = disarmed
@@ -170,6 +171,16 @@ func (s *Server) Commands() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.commands...)
+}
+
+// Ops returns the file operations (SFTP requests) and command lines the
+// server received, in order of arrival: the order a client sent them on
+// one connection. A request is recorded when it arrives, whether or not it
+// then succeeds.
+func (s *Server) Ops() []Op {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Op(nil), s.ops...)
 }
 
 // Logins returns the user name of every successful authentication, in order.
@@ -256,6 +267,12 @@ func (s *Server) Close() {
 	s.ln.Close()
 	s.DropConnections()
 	s.wg.Wait()
+}
+
+func (s *Server) recordOp(op Op) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ops = append(s.ops, op)
 }
 
 func (s *Server) record(list *[]string, v string) {

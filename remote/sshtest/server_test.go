@@ -582,3 +582,88 @@ func TestMaxSessions(t *testing.T) {
 	}
 	open[1].Close()
 }
+
+// Ops records every file operation and command line, in order, with
+// handles resolved to paths.
+func TestOpsRecordFileOperationsAndCommands(t *testing.T) {
+	dir := t.TempDir()
+	s, c := startWithClient(t, Config{Dir: dir})
+	if _, _, err := run(t, c, "true", ""); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := sftp.NewClient(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	tmp, target, other := filepath.Join(dir, ".tmp"), filepath.Join(dir, "target"), filepath.Join(dir, "other")
+	f, err := sc.OpenFile(".tmp", os.O_WRONLY|os.O_CREATE|os.O_EXCL) // relative: resolved in Dir
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Chmod(0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := sc.Open(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(r); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if err := sc.Chmod(tmp, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.PosixRename(tmp, target); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.Rename(target, other); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.Remove(other); err != nil {
+		t.Fatal(err)
+	}
+	want := []Op{
+		{Kind: OpExec, Cmd: "true"},
+		{Kind: OpOpen, Path: tmp, Write: true, Create: true, Excl: true},
+		{Kind: OpSetstat, Path: tmp, Mode: 0o600, HasMode: true},
+		{Kind: OpWrite, Path: tmp, Len: 5},
+		{Kind: OpFsync, Path: tmp},
+		{Kind: OpClose, Path: tmp},
+		{Kind: OpOpen, Path: tmp},
+	}
+	got := s.Ops()
+	if len(got) < len(want) || fmt.Sprint(got[:len(want)]) != fmt.Sprint(want) {
+		t.Fatalf("ops = %v\nwant the prefix %v", got, want)
+	}
+	tail := []Op{
+		{Kind: OpClose, Path: tmp},
+		{Kind: OpSetstat, Path: tmp, Mode: 0o640, HasMode: true},
+		{Kind: OpRename, Path: tmp, To: target},
+		{Kind: OpRename, Path: target, To: other},
+		{Kind: OpRemove, Path: other},
+	}
+	if len(got) < len(want)+len(tail) || fmt.Sprint(got[len(got)-len(tail):]) != fmt.Sprint(tail) {
+		t.Fatalf("ops = %v\nwant the tail %v", got, tail)
+	}
+	reads := 0
+	for _, op := range got[len(want) : len(got)-len(tail)] {
+		if op.Kind != OpRead || op.Path != tmp {
+			t.Errorf("between open and close of the read-back: %v", op)
+		}
+		reads++
+	}
+	if reads == 0 {
+		t.Errorf("no read recorded: %v", got)
+	}
+}

@@ -126,6 +126,7 @@ func finish(ch ssh.Channel, status int) {
 // runExec runs one exec request to completion and reports its status.
 func (s *Server) runExec(ctx context.Context, st *sessionState, ch ssh.Channel, cmdline string) {
 	s.record(&s.commands, cmdline)
+	s.recordOp(Op{Kind: OpExec, Cmd: cmdline})
 	if s.cfg.Exec != nil {
 		if status, handled := s.cfg.Exec(ctx, cmdline, ch, ch, ch.Stderr()); handled {
 			finish(ch, status)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,16 +20,30 @@ const (
 	fxpVersion  = 2
 	fxpOpen     = 3
 	fxpClose    = 4
+	fxpRead     = 5
 	fxpWrite    = 6
+	fxpSetstat  = 9
+	fxpFsetstat = 10
+	fxpRemove   = 13
+	fxpRename   = 18
 	fxpStatus   = 101
 	fxpHandle   = 102
 	fxpExtended = 200
+
+	fxfWrite = 0x02 // SSH_FXF_WRITE
+	fxfCreat = 0x08 // SSH_FXF_CREAT
+	fxfExcl  = 0x20 // SSH_FXF_EXCL
+
+	attrPermissions = 0x04 // SSH_FILEXFER_ATTR_PERMISSIONS
+	attrSize        = 0x01
+	attrUIDGID      = 0x02
 
 	fxOK            = 0
 	fxFailure       = 4
 	fxOpUnsupported = 8
 
-	extFsync = "fsync@openssh.com"
+	extFsync       = "fsync@openssh.com"
+	extPosixRename = "posix-rename@openssh.com"
 	// maxPacket bounds one SFTP packet; pkg/sftp and OpenSSH stay far below it.
 	maxPacket = 4 << 20
 )
@@ -44,7 +59,7 @@ var serverExtensions = map[string]bool{
 // server (v1.13) does not implement fsync@openssh.com (it silently drops the
 // request), so the shim advertises it in the VERSION reply and answers it
 // itself by fsyncing the file behind the handle. It also counts WRITE payload
-// bytes for Server.CutAfterBytes.
+// bytes for Server.CutAfterBytes and records file operations (Server.Ops).
 type sftpShim struct {
 	srv  *Server
 	conn net.Conn    // the TCP connection, closed to simulate a cut
@@ -184,25 +199,62 @@ func (sh *sftpShim) clientToServer(w io.Writer) error {
 		p := parser{b: pkt[1:]}
 		switch pkt[0] {
 		case fxpOpen:
-			id, path := p.uint32(), p.string()
+			id, path, flags := p.uint32(), p.string(), p.uint32()
 			if p.err == nil {
+				path = sh.localPath(path)
 				sh.mu.Lock()
-				sh.pending[id] = sh.localPath(path)
+				sh.pending[id] = path
 				sh.mu.Unlock()
+				sh.srv.recordOp(Op{Kind: OpOpen, Path: path, Write: flags&fxfWrite != 0, Create: flags&fxfCreat != 0, Excl: flags&fxfExcl != 0})
 			}
 		case fxpClose:
 			p.uint32()
 			handle := p.string()
 			sh.mu.Lock()
+			path, ok := sh.handles[handle]
 			delete(sh.handles, handle)
 			sh.mu.Unlock()
+			if ok {
+				sh.srv.recordOp(Op{Kind: OpClose, Path: path})
+			}
+		case fxpRead:
+			p.uint32()
+			handle := p.string()
+			p.uint64()
+			n := p.uint32()
+			if path, ok := sh.path(handle); ok && p.err == nil {
+				sh.srv.recordOp(Op{Kind: OpRead, Path: path, Len: int(n)})
+			}
+		case fxpSetstat, fxpFsetstat:
+			p.uint32()
+			name := p.string()
+			path, ok := sh.localPath(name), true
+			if pkt[0] == fxpFsetstat {
+				path, ok = sh.path(name)
+			}
+			if op, err := setstatOp(path, &p); ok && err == nil {
+				sh.srv.recordOp(op)
+			}
+		case fxpRemove:
+			p.uint32()
+			if path := p.string(); p.err == nil {
+				sh.srv.recordOp(Op{Kind: OpRemove, Path: sh.localPath(path)})
+			}
+		case fxpRename:
+			p.uint32()
+			if from, to := p.string(), p.string(); p.err == nil {
+				sh.srv.recordOp(Op{Kind: OpRename, Path: sh.localPath(from), To: sh.localPath(to)})
+			}
 		case fxpWrite:
 			p.uint32()
-			p.string()
+			handle := p.string()
 			p.uint64()
 			data := p.string()
 			if p.err != nil {
 				break
+			}
+			if path, ok := sh.path(handle); ok {
+				sh.srv.recordOp(Op{Kind: OpWrite, Path: path, Len: len(data)})
 			}
 			if sh.cut(int64(len(data))) {
 				sh.conn.Close()
@@ -218,6 +270,10 @@ func (sh *sftpShim) clientToServer(w io.Writer) error {
 			switch {
 			case name == extFsync && !sh.srv.cfg.NoFsync:
 				reply = sh.fsync(id, p.string())
+			case name == extPosixRename:
+				if from, to := p.string(), p.string(); p.err == nil {
+					sh.srv.recordOp(Op{Kind: OpRename, Path: sh.localPath(from), To: sh.localPath(to)})
+				}
 			case !serverExtensions[name]:
 				// pkg/sftp drops unknown extended requests without an
 				// answer; OpenSSH answers "unsupported".
@@ -255,11 +311,37 @@ func (sh *sftpShim) cut(n int64) bool {
 	return false
 }
 
+// path returns the path the file behind handle was opened as.
+func (sh *sftpShim) path(handle string) (string, bool) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	path, ok := sh.handles[handle]
+	return path, ok
+}
+
+// setstatOp parses the attributes of a SETSTAT/FSETSTAT into an Op.
+func setstatOp(path string, p *parser) (Op, error) {
+	op := Op{Kind: OpSetstat, Path: path}
+	flags := p.uint32()
+	if flags&attrSize != 0 {
+		p.uint64()
+	}
+	if flags&attrUIDGID != 0 {
+		p.uint32()
+		p.uint32()
+	}
+	if flags&attrPermissions != 0 {
+		op.Mode, op.HasMode = fs.FileMode(p.uint32()&0o777), true
+	}
+	return op, p.err
+}
+
 // fsync answers an fsync@openssh.com request with a STATUS packet.
 func (sh *sftpShim) fsync(id uint32, handle string) []byte {
-	sh.mu.Lock()
-	path, ok := sh.handles[handle]
-	sh.mu.Unlock()
+	path, ok := sh.path(handle)
+	if ok {
+		sh.srv.recordOp(Op{Kind: OpFsync, Path: path})
+	}
 	err := errors.New("unknown handle")
 	if ok {
 		var f *os.File
