@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"net"
@@ -38,10 +39,10 @@ func (e *BecomeError) BecomeFailed() bool { return true }
 
 // Become returns a Conn that runs every command as user through
 // `sudo -n [-u USER] -- sh -c CMD` ("" or "root" means root, without -u).
-// File operations are done as that user too: uploads are staged as the
-// login user in /tmp (0600) and moved into place by sudo with the same
-// temp file → fsync → chown/chmod → sha256 check → rename steps as
-// (*Client).Upload.
+// File operations are done as that user too: an upload streams through the
+// stdin of a sudo command into a temp file next to the target, with the
+// same temp file → fsync → sha256 check → chown/chmod → rename steps as
+// (*Client).Upload, and is never staged anywhere else (see Upload).
 func Become(c Conn, user string) Conn {
 	if user == "" {
 		user = "root"
@@ -100,51 +101,27 @@ func (b *becomeConn) run(ctx context.Context, cmd string, stdin io.Reader, stdou
 	return err
 }
 
-// Upload writes src to target as the become user. For root, src is
-// staged over SFTP as the login user (0600 in /tmp, under a name
-// derived from host and target) and installed by one
-// sudo script; another become user could not read that staging copy, so
-// src is streamed through the stdin of a sudo command instead (see
-// uploadStream). Either way: temp file next to target, fsync, sha256
-// check against src, chown/chmod, rename; target is untouched on failure.
+// Upload writes src to target as the become user, root included: src is
+// streamed through the stdin of a sudo command into a temp file that the
+// become user creates next to target (mktemp: an unpredictable name,
+// created exclusively, 0600 under umask 077), fsynced and hashed there; when
+// its sha256 matches src's (a Prehashed source's declared one), a second
+// sudo command sets owner and mode and renames it over target, otherwise
+// the temp file is removed. target is untouched on failure, and the temp
+// file of an upload that was cut off is removed by the next upload of
+// target.
+//
+// No copy is ever staged elsewhere, such as in /tmp as the login user: a
+// name there can be predicted (and pre-created, or replaced by a symlink)
+// by any local user, and a file that SFTP creates with the server's umask
+// is readable by them until its mode is set, long enough to open it. The
+// data exists only in a 0600 file of the become user in the directory that
+// will hold it: a user who cannot write to that directory can neither
+// predict, pre-create, replace nor read it.
 func (b *becomeConn) Upload(ctx context.Context, target string, src io.Reader, perm fs.FileMode, owner string) (string, error) {
 	if !strings.HasPrefix(target, "/") {
 		return "", fmt.Errorf("upload %s on %s: path must be absolute", target, b.Host())
 	}
-	if b.user != "root" {
-		return b.uploadStream(ctx, target, src, perm, owner)
-	}
-	// One staging name per host and target: an upload interrupted after
-	// staging leaves a copy (maybe a secret) that the next upload of the
-	// same target renames over and then removes.
-	id := sha256.Sum256([]byte(b.Host() + "\x00" + target))
-	stage := "/tmp/.kmsctl-stage-" + hex.EncodeToString(id[:8])
-	sum, err := b.inner.Upload(ctx, stage, src, 0o600, "")
-	if err != nil {
-		return "", fmt.Errorf("upload %s (staging as the login user): %w", target, err)
-	}
-	defer func() {
-		// Best effort, also after cancellation: the staging copy is the
-		// login user's own file in /tmp.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		b.inner.Remove(rctx, stage)
-	}()
-	if err := b.Run(ctx, installScript(stage, target, perm, owner, sum), nil, nil, nil); err != nil {
-		var xe *ExitError
-		if errors.As(err, &xe) && xe.Status == installMismatch {
-			return "", fmt.Errorf("upload %s on %s as %s: checksum mismatch: %s; %s was left unchanged", target, b.Host(), b.user, strings.TrimSpace(xe.Stderr), target)
-		}
-		return "", fmt.Errorf("upload %s as %s: %w", target, b.user, err)
-	}
-	return sum, nil
-}
-
-// uploadStream streams src into a temp file next to target through the
-// stdin of a sudo command that prints the temp file's sha256; when it
-// matches the hash of src, a second command sets owner and mode and
-// renames it over target, otherwise the temp file is removed.
-func (b *becomeConn) uploadStream(ctx context.Context, target string, src io.Reader, perm fs.FileMode, owner string) (string, error) {
 	var write strings.Builder
 	write.WriteString("set -e\numask 077\n")
 	write.WriteString("prefix=" + Quote(tempPrefix(target)) + "\n")
@@ -157,8 +134,17 @@ func (b *becomeConn) uploadStream(ctx context.Context, target string, src io.Rea
 	write.WriteString(`trap - EXIT` + "\n")
 	write.WriteString(`printf '%s %s\n' "${sum%% *}" "$tmp"` + "\n")
 
-	h := sha256.New()
-	r := &eofSignal{r: io.TeeReader(src, h), eof: make(chan struct{})}
+	// A Prehashed source is not hashed again (see Prehashed).
+	var h hash.Hash
+	var sum string
+	in := src
+	if ph, ok := src.(Prehashed); ok {
+		sum = strings.ToLower(ph.SHA256())
+	} else {
+		h = sha256.New()
+		in = io.TeeReader(src, h)
+	}
+	r := &eofSignal{r: in, eof: make(chan struct{})}
 	var out strings.Builder
 	if err := b.Run(ctx, write.String(), r, &limitWriter{w: &out, n: 4096}, nil); err != nil {
 		return "", fmt.Errorf("upload %s as %s: %w", target, b.user, err)
@@ -169,7 +155,9 @@ func (b *becomeConn) uploadStream(ctx context.Context, target string, src io.Rea
 	case <-time.After(5 * time.Second):
 		return "", fmt.Errorf("upload %s as %s: the source was not read to its end", target, b.user)
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
+	if h != nil {
+		sum = hex.EncodeToString(h.Sum(nil))
+	}
 	landed, tmp, ok := strings.Cut(strings.TrimSpace(out.String()), " ")
 	if !ok || !strings.HasPrefix(tmp, tempPrefix(target)) {
 		return "", fmt.Errorf("upload %s on %s as %s: unexpected output %q", target, b.Host(), b.user, truncate(out.String(), 200))
@@ -207,33 +195,6 @@ func (e *eofSignal) Read(p []byte) (int, error) {
 		e.once.Do(func() { close(e.eof) })
 	}
 	return n, err
-}
-
-// installMismatch is the exit status of installScript on a checksum mismatch.
-const installMismatch = 97
-
-// installScript copies stage to a temp file next to target, fsyncs it, sets
-// owner and mode, checks its sha256 and renames it over target. Stale temp
-// files of earlier runs are removed first; the temp file is removed on failure.
-func installScript(stage, target string, perm fs.FileMode, owner, sum string) string {
-	var s strings.Builder
-	s.WriteString("set -e\numask 077\n")
-	s.WriteString("prefix=" + Quote(tempPrefix(target)) + "\n")
-	s.WriteString(`rm -f -- "$prefix"*` + "\n")
-	s.WriteString(`tmp=$(mktemp "${prefix}XXXXXXXXXXXXXXXX")` + "\n")
-	s.WriteString(`trap 'rm -f -- "$tmp"' EXIT` + "\n")
-	s.WriteString(`cat -- ` + Quote(stage) + ` > "$tmp"` + "\n")
-	s.WriteString(`sync -- "$tmp" 2>/dev/null || sync` + "\n")
-	if owner != "" {
-		s.WriteString(`chown -- ` + Quote(owner) + ` "$tmp"` + "\n")
-	}
-	s.WriteString(`chmod ` + octalMode(perm) + ` "$tmp"` + "\n")
-	s.WriteString(`sum=$( { ` + SHA256Script + `; } < "$tmp")` + "\n")
-	s.WriteString(`sum=${sum%% *}` + "\n")
-	s.WriteString(`if [ "$sum" != ` + Quote(sum) + ` ]; then echo "temp file has sha256 $sum, expected ` + sum + `" >&2; exit ` + strconv.Itoa(installMismatch) + `; fi` + "\n")
-	s.WriteString(`mv -f -- "$tmp" ` + Quote(target) + "\n")
-	s.WriteString("trap - EXIT\n")
-	return s.String()
 }
 
 // octalMode renders perm, with setuid/setgid/sticky, for chmod.

@@ -3,7 +3,10 @@ package remote_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -78,12 +81,6 @@ func TestBecomeFileOperations(t *testing.T) {
 	if left := tempFiles(t, dir); len(left) != 0 {
 		t.Errorf("temp files left: %v", left)
 	}
-	staged, _ := filepath.Glob("/tmp/.kmsctl-stage-*")
-	for _, p := range staged {
-		if got, _ := os.ReadFile(p); bytes.Equal(got, data) {
-			t.Errorf("staging copy %s left behind", p)
-		}
-	}
 	installed := false
 	for _, cmd := range s.Commands() {
 		installed = installed || (strings.HasPrefix(cmd, "sudo -n -- sh -c ") && strings.Contains(cmd, "mv -f"))
@@ -152,40 +149,60 @@ func TestBecomeOtherUserUploadStreamsThroughSudo(t *testing.T) {
 
 func TestBecomeUploadChecksumMismatch(t *testing.T) {
 	_, _, c := connected(t, sshtest.Config{Sudo: sshtest.SudoAllow})
-	// The sudo step verifies against the hash of the source; corrupt the
-	// staged copy between staging and install by wrapping the Conn.
-	dir := t.TempDir()
-	target := filepath.Join(dir, "t")
-	if err := os.WriteFile(target, []byte("old"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b := remote.Become(corruptStage{c}, "root")
-	_, err := b.Upload(ctx(t), target, strings.NewReader("the real content"), 0o600, "")
-	if err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
-		t.Fatalf("upload = %v", err)
-	}
-	if readFile(t, target) != "old" {
-		t.Error("target replaced despite mismatch")
-	}
-	if left := tempFiles(t, dir); len(left) != 0 {
-		t.Errorf("temp files left: %v", left)
+	// The temp file is checked against the hash of the source; corrupt the
+	// bytes on their way to it by wrapping the Conn.
+	for _, user := range []string{"root", "minkms-user"} {
+		dir := t.TempDir()
+		target := filepath.Join(dir, "t")
+		if err := os.WriteFile(target, []byte("old"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b := remote.Become(corruptStdin{c}, user)
+		_, err := b.Upload(ctx(t), target, strings.NewReader("the real content"), 0o600, "")
+		if err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+			t.Fatalf("upload as %s = %v", user, err)
+		}
+		if readFile(t, target) != "old" {
+			t.Errorf("target replaced despite mismatch (as %s)", user)
+		}
+		if left := tempFiles(t, dir); len(left) != 0 {
+			t.Errorf("temp files left (as %s): %v", user, left)
+		}
 	}
 }
 
-// corruptStage appends a byte to every staged file after it was uploaded.
-type corruptStage struct{ remote.Conn }
+// corruptStdin appends a byte to the stdin of every command.
+type corruptStdin struct{ remote.Conn }
 
-func (c corruptStage) Upload(ctx context.Context, p string, src io.Reader, perm fs.FileMode, owner string) (string, error) {
-	sum, err := c.Conn.Upload(ctx, p, src, perm, owner)
-	if err == nil {
-		f, ferr := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
-		if ferr != nil {
-			return "", ferr
-		}
-		f.WriteString("!")
-		f.Close()
+func (c corruptStdin) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if stdin != nil {
+		stdin = io.MultiReader(stdin, strings.NewReader("!"))
 	}
-	return sum, err
+	return c.Conn.Run(ctx, cmd, stdin, stdout, stderr)
+}
+
+// A Prehashed source is not trusted blindly as become user either: the
+// temp file must have the declared hash (a local file that changed after
+// it was hashed fails the upload), and the declared hash is returned.
+func TestBecomeUploadPrehashed(t *testing.T) {
+	_, _, c := connected(t, sshtest.Config{Sudo: sshtest.SudoAllow})
+	for _, user := range []string{"root", "minkms-user"} {
+		b := remote.Become(c, user)
+		target := filepath.Join(t.TempDir(), "minkms")
+		data := randomBytes(t, 10<<10)
+		sum, err := b.Upload(ctx(t), target, remote.WithSHA256(bytes.NewReader(data), strings.ToUpper(sha(data))), 0o755, "")
+		if err != nil || sum != sha(data) {
+			t.Fatalf("upload as %s = %s, %v; want %s", user, sum, err, sha(data))
+		}
+		changed := append([]byte("changed since hashed"), data...)
+		_, err = b.Upload(ctx(t), target, remote.WithSHA256(bytes.NewReader(changed), sha(data)), 0o755, "")
+		if err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+			t.Fatalf("upload as %s of a source that changed since hashed = %v", user, err)
+		}
+		if got, _ := os.ReadFile(target); !bytes.Equal(got, data) {
+			t.Errorf("target replaced by a source that differs from its declared hash (as %s)", user)
+		}
+	}
 }
 
 // TestSecretNeverLeaks pushes a sentinel secret through Trace(Redact(Become))
@@ -267,33 +284,120 @@ func TestTraceMasksCommandLines(t *testing.T) {
 	}
 }
 
-// lostAfterUpload is a Conn whose connection "drops" after an upload: every
-// later command and removal fails, as when the network goes mid-way.
-type lostAfterUpload struct{ remote.Conn }
-
-func (lostAfterUpload) Run(context.Context, string, io.Reader, io.Writer, io.Writer) error {
-	return errors.New("connection lost")
+// lostAfterWrite is a Conn whose connection "drops" after the first command
+// that reads stdin (the write step of a become upload): every later command
+// fails, as when the network goes mid-way.
+type lostAfterWrite struct {
+	remote.Conn
+	wrote *bool
 }
-func (lostAfterUpload) Remove(context.Context, string) error { return errors.New("connection lost") }
 
-// A become-root upload interrupted after staging (the staging copy in /tmp
-// could not be installed nor removed) leaves no staging copy behind after
-// the next upload of the same target: it may hold a secret.
-func TestBecomeRootUploadRemovesStagingCopyOfAnInterruptedRun(t *testing.T) {
+func (c lostAfterWrite) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if *c.wrote {
+		return errors.New("connection lost")
+	}
+	*c.wrote = stdin != nil
+	return c.Conn.Run(ctx, cmd, stdin, stdout, stderr)
+}
+
+// A become-root upload cut off between writing and installing leaves its
+// data (maybe a secret) only in a 0600 temp file next to the target, never
+// in /tmp, and the next upload of the same target removes that file.
+func TestBecomeRootUploadInterruptedLeavesOnlyAPrivateTempFile(t *testing.T) {
 	_, _, c := connected(t, sshtest.Config{Sudo: sshtest.SudoAllow})
-	target := filepath.Join(t.TempDir(), "api.key")
+	dir := t.TempDir()
+	target := filepath.Join(dir, "api.key")
 	first := randomBytes(t, 4<<10)
-	if _, err := remote.Become(lostAfterUpload{c}, "root").Upload(ctx(t), target, bytes.NewReader(first), 0o600, ""); err == nil {
+	wrote := false
+	if _, err := remote.Become(lostAfterWrite{c, &wrote}, "root").Upload(ctx(t), target, bytes.NewReader(first), 0o600, ""); err == nil {
 		t.Fatal("upload over a lost connection succeeded")
+	}
+	left := tempFiles(t, dir)
+	if len(left) != 1 {
+		t.Fatalf("temp files after the cut: %v; want the one written", left)
+	}
+	if fi, err := os.Stat(left[0]); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("temp file of the cut upload: %v %v; want mode 0600", fi, err)
+	}
+	if p := copiesIn(t, os.TempDir(), first); len(p) != 0 {
+		t.Errorf("copies of the data in %s: %v", os.TempDir(), p)
 	}
 	if _, err := remote.Become(c, "root").Upload(ctx(t), target, bytes.NewReader([]byte("second")), 0o600, ""); err != nil {
 		t.Fatal(err)
 	}
-	staged, _ := filepath.Glob("/tmp/.kmsctl-stage-*")
-	for _, p := range staged {
-		if got, _ := os.ReadFile(p); bytes.Equal(got, first) {
-			os.Remove(p)
-			t.Errorf("staging copy %s of the interrupted upload left behind", p)
+	if left := tempFiles(t, dir); len(left) != 0 {
+		t.Errorf("temp file of the cut upload left behind: %v", left)
+	}
+}
+
+// copiesIn returns the regular files directly in dir that hold data.
+func copiesIn(t *testing.T, dir string, data []byte) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() != int64(len(data)) {
+			continue
+		}
+		if got, err := os.ReadFile(filepath.Join(dir, e.Name())); err == nil && bytes.Equal(got, data) {
+			found = append(found, filepath.Join(dir, e.Name()))
+		}
+	}
+	return found
+}
+
+// A become-root upload (the env file with the HSM key travels this way)
+// puts its data nowhere a hostile local user could predict, pre-create or
+// read: not over SFTP as the login user (whose new files are readable by
+// others until chmod'ed), not in /tmp, only in a 0600 temp file next to the
+// target. A directory pre-created at the predictable /tmp name that earlier
+// versions staged under does not stop the upload either.
+func TestBecomeRootUploadStagesNowhereButNextToTarget(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "minkms.env")
+	data := []byte("MINIO_KMS_HSM_KEY=hsm:aes256:" + hex.EncodeToString(randomBytes(t, 32)) + "\n")
+	var during []string // problems seen while the data was on the host but not installed
+	_, s, c := connected(t, sshtest.Config{Sudo: sshtest.SudoAllow, Exec: func(_ context.Context, cmd string, _ io.Reader, _, _ io.Writer) (int, bool) {
+		if !strings.Contains(cmd, "mv -f") {
+			return 0, false
+		}
+		// The install step is about to run: the data has landed.
+		during = append(during, copiesIn(t, os.TempDir(), data)...)
+		temps := tempFiles(t, dir)
+		if len(temps) != 1 {
+			during = append(during, fmt.Sprintf("temp files next to the target: %v, want one", temps))
+		}
+		for _, name := range temps {
+			fi, err := os.Stat(name)
+			if err != nil || fi.Mode().Perm() != 0o600 {
+				during = append(during, fmt.Sprintf("temp file %s: %v %v (want 0600)", name, fi.Mode(), err))
+			}
+		}
+		return 0, false
+	}})
+	id := sha256.Sum256([]byte("target\x00" + target))
+	old := "/tmp/.kmsctl-stage-" + hex.EncodeToString(id[:8])
+	if err := os.Mkdir(old, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(old) })
+
+	if _, err := remote.Become(c, "root").Upload(ctx(t), target, bytes.NewReader(data), 0o600, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(target); !bytes.Equal(got, data) {
+		t.Error("content differs")
+	}
+	if len(during) != 0 {
+		t.Errorf("before the install step: %q", during)
+	}
+	for _, op := range s.Ops() {
+		if op.Kind == sshtest.OpOpen && op.Write {
+			t.Errorf("a file was written over SFTP as the login user: %v", op)
 		}
 	}
 }
