@@ -54,35 +54,79 @@ func (r *Redactor) String(s string) string {
 	return string(r.Bytes([]byte(s)))
 }
 
-// Bytes masks every registered secret in b. It returns b itself when nothing matched.
+// Bytes masks every registered secret in b. Every byte that belongs to an
+// occurrence of a secret is hidden: occurrences that overlap (of two secrets,
+// or of one secret with itself) become a single mask, so that no part of
+// either shows; occurrences that merely touch stay separate masks. It returns
+// b itself when nothing matched.
 func (r *Redactor) Bytes(b []byte) []byte {
 	if r == nil {
 		return b
 	}
+	spans, _ := r.scan(b)
+	if len(spans) == 0 {
+		return b
+	}
+	return maskSpans(b, spans)
+}
+
+// span is a stretch [start, end) of text covered by secrets.
+type span struct{ start, end int }
+
+// scan returns the stretches of b covered by occurrences of secrets, sorted
+// and with overlapping ones merged, and the length of the longest secret.
+func (r *Redactor) scan(b []byte) ([]span, int) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	var found []span
 	for _, s := range r.secrets {
-		if bytes.Contains(b, s) {
-			b = bytes.ReplaceAll(b, s, []byte(Mask))
+		for i := 0; ; {
+			j := bytes.Index(b[i:], s)
+			if j < 0 {
+				break
+			}
+			found = append(found, span{i + j, i + j + len(s)})
+			i += j + 1 // occurrences of one secret may overlap
 		}
 	}
-	return b
-}
-
-// maxLen returns the length of the longest registered secret.
-func (r *Redactor) maxLen() int {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if len(r.secrets) == 0 {
-		return 0
+	maxLen := 0
+	if len(r.secrets) > 0 {
+		maxLen = len(r.secrets[0])
 	}
-	return len(r.secrets[0])
+	if len(found) == 0 {
+		return nil, maxLen
+	}
+	sort.Slice(found, func(i, j int) bool { return found[i].start < found[j].start })
+	merged := found[:1]
+	for _, sp := range found[1:] {
+		last := &merged[len(merged)-1]
+		if sp.start < last.end {
+			last.end = max(last.end, sp.end)
+			continue
+		}
+		merged = append(merged, sp)
+	}
+	return merged, maxLen
 }
 
-// Writer returns a writer that masks secrets before passing bytes to w. A
-// secret split across two Write calls is still masked: the writer holds back
-// a tail shorter than the longest secret until more data or Close arrives.
-// Close flushes the tail; it does not close w.
+// maskSpans returns a copy of b with each span replaced by Mask.
+func maskSpans(b []byte, spans []span) []byte {
+	out := make([]byte, 0, len(b)+len(spans)*len(Mask))
+	at := 0
+	for _, sp := range spans {
+		out = append(out, b[at:sp.start]...)
+		out = append(out, Mask...)
+		at = sp.end
+	}
+	return append(out, b[at:]...)
+}
+
+// Writer returns a writer that masks secrets before passing bytes to w,
+// exactly as Bytes masks the whole of what was written. A secret split
+// across Write calls is still masked: the writer holds back the last bytes
+// (one fewer than the longest secret, more while they belong to a stretch
+// of overlapping secrets that may go on) until more data or Close arrives.
+// Close flushes them; it does not close w.
 func (r *Redactor) Writer(w io.Writer) io.WriteCloser {
 	return &writer{r: r, w: w}
 }
@@ -91,39 +135,37 @@ type writer struct {
 	mu   sync.Mutex
 	r    *Redactor
 	w    io.Writer
-	tail []byte
+	tail []byte // unmasked bytes held back
 }
 
 func (w *writer) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	buf := append(w.tail, p...)
-	keep := w.r.maxLen() - 1
-	if keep < 0 {
-		keep = 0
+	spans, maxLen := w.r.scan(buf)
+	// An occurrence that is not wholly in buf yet starts at cut or later.
+	cut := max(len(buf)-max(maxLen-1, 0), 0)
+	// Keep back a stretch of secrets that reaches past cut: a later
+	// occurrence could overlap it and must then share its mask.
+	var done []span
+	for _, sp := range spans {
+		if sp.end > cut {
+			cut = min(cut, sp.start)
+			break
+		}
+		done = append(done, sp)
 	}
-	if len(buf) <= keep {
-		w.tail = buf
-		return len(p), nil
-	}
-	out := w.r.Bytes(append([]byte(nil), buf...))
-	// Hold back a tail that might be the start of a secret, unless the
-	// output ends with a mask (then nothing pending can belong to it).
-	cut := len(out) - keep
-	if cut < 0 {
-		cut = 0
-	}
-	if bytes.HasSuffix(out, []byte(Mask)) {
-		cut = len(out)
-	}
-	w.tail = append([]byte(nil), out[cut:]...)
-	if _, err := w.w.Write(out[:cut]); err != nil {
-		return 0, err
+	out := maskSpans(buf[:cut], done)
+	w.tail = append([]byte(nil), buf[cut:]...)
+	if len(out) > 0 {
+		if _, err := w.w.Write(out); err != nil {
+			return 0, err
+		}
 	}
 	return len(p), nil
 }
 
-// Close writes what is held back.
+// Close writes what is held back, masked.
 func (w *writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBinaryEveryExitCode runs the built binary once for every exit code a
+// command can produce today, and compares with the README's numbers written
+// out as literals (not the exit package's constants, so that swapping two
+// constants fails here too). A change that makes another code reachable
+// adds its run here.
+func TestBinaryEveryExitCode(t *testing.T) {
+	bin := buildBinary(t)
+	started := make(chan string, 8)
+	l := newLabExec(t, func(ctx context.Context, cmd string, _ io.Reader, _, _ io.Writer) (int, bool) {
+		if cmd != "sleep 30" {
+			return 0, false
+		}
+		select {
+		case started <- cmd:
+		default:
+		}
+		<-ctx.Done()
+		return 137, true
+	})
+	play := func(text string) string {
+		return writePlaybook(t, text)
+	}
+	ok := play("- hosts: kms\n  tasks:\n    - command: \"true\"\n")
+	failing := play("- hosts: kms\n  tasks:\n    - command: \"false\"\n")
+	invalid := play("- hosts: kms\n  tasks:\n    - command: \"true\"\n      no_such_key: 1\n")
+	sleeping := play("- hosts: kms1\n  tasks:\n    - command: sleep 30\n")
+	inv := []string{"-i", l.inventory, "--ssh-config", "none"}
+
+	cases := []struct {
+		name      string
+		args      []string
+		interrupt bool // send SIGINT once the sleep task runs
+		code      int
+		stdout    string
+		stderr    string
+	}{
+		{"success", append([]string{"play", ok}, inv...), false, 0, "kms2 : ok=1", ""},
+		{"invalid playbook", append([]string{"play", invalid}, inv...), false, 1, "", "no_such_key"},
+		{"a host failed", append([]string{"play", failing}, inv...), false, 2, "failed: [kms1]", "run log: "},
+		{"a host unreachable", []string{"ping", "127.0.0.1:1", "--ssh-config", "none"}, false, 3, "unreachable: [127.0.0.1:1]", "run log: "},
+		{"--timeout", append([]string{"play", sleeping, "--timeout", "300ms"}, inv...), false, 6, "PLAY RECAP", "--timeout 300ms reached"},
+		{"interrupted", append([]string{"play", sleeping}, inv...), true, 130, "PLAY RECAP", "interrupted"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for len(started) > 0 {
+				<-started // left by an earlier run
+			}
+			cmd := exec.Command(bin, c.args...)
+			cmd.Dir = t.TempDir()
+			cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir(), "HOME="+t.TempDir(), "SSH_AUTH_SOCK=", "NO_COLOR=1")
+			var stdout, stderr syncBuffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if c.interrupt {
+				select {
+				case <-started:
+				case <-time.After(30 * time.Second):
+					cmd.Process.Kill()
+					t.Fatalf("the sleep task never started\nstdout %s\nstderr %s", &stdout, &stderr)
+				}
+				if err := cmd.Process.Signal(os.Interrupt); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := cmd.Wait()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != c.code {
+				t.Errorf("kmsctl %q: exit code %d, want %d\nstdout %s\nstderr %s", c.args, code, c.code, &stdout, &stderr)
+			}
+			if !strings.Contains(stdout.String(), c.stdout) {
+				t.Errorf("stdout lacks %q:\n%s", c.stdout, &stdout)
+			}
+			if !strings.Contains(stderr.String(), c.stderr) {
+				t.Errorf("stderr lacks %q:\n%s", c.stderr, &stderr)
+			}
+		})
+	}
+}
