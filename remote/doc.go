@@ -16,7 +16,7 @@
 //     or not, or an @cert-authority line vouches for the host certificate it presents
 //     (a certificate no CA vouches for is checked as its plain key, as OpenSSH does);
 //   - otherwise, only with Options.AcceptNew, the unknown key is appended to
-//     Options.StateKnownHosts and logged at info level. Changed and revoked keys are
+//     Options.StateKnownHosts and logged as a warning with its fingerprint. Changed and revoked keys are
 //     never accepted. ProxyJump hops use the known_hosts files only.
 //
 // The connection sends keepalive@openssh.com every Options.KeepAlive and is closed after three

@@ -240,7 +240,10 @@ func (v *hostKeyVerifier) callback(hostname string, remote net.Addr, key ssh.Pub
 	if err := appendKnownHost(v.state, hostname, plain); err != nil {
 		return fmt.Errorf("accept new host key for %s: %w", display, err)
 	}
-	v.log.Info().Str("host", display).Str("fingerprint", fp).Str("file", v.state).Msg("accepted new host key (accept-new mode)")
+	// A warning, as OpenSSH's "Permanently added": a trust decision the
+	// user should see and can check against the host's own fingerprint.
+	v.log.Warn().Str("host", display).Str("fingerprint", fp).Str("file", v.state).
+		Msg("accepted a new host key (accept-new mode): check its fingerprint against the host's own")
 	return nil
 }
 

@@ -1,9 +1,11 @@
 package remote_test
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/kmsctl/kmsctl/remote"
 	"github.com/kmsctl/kmsctl/remote/sshtest"
+	"github.com/rs/zerolog"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -255,5 +258,77 @@ func TestAcceptNewRefusesChangedKey(t *testing.T) {
 	}
 	if b := readFile(t, state); strings.Count(b, "\n") != 1 {
 		t.Errorf("state file was appended to: %q", b)
+	}
+}
+
+// A key that is pinned and also @revoked in a known_hosts file is refused:
+// a revocation wins over the pin.
+func TestPinnedAndRevokedHostKeyRefused(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{})
+	e.trust("# revoked after the inventory pinned it", sshtest.RevokedLine("*", s.HostKey()))
+	o := e.opts(s)
+	o.PinnedKeys = []string{strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.HostKey())))}
+	hk := dialHostKeyErr(t, o, remote.Revoked)
+	if hk.File != e.knownHosts || hk.Line != 2 || hk.Fingerprint != ssh.FingerprintSHA256(s.HostKey()) {
+		t.Errorf("revoked pinned key reported at %s:%d (%s): %v", hk.File, hk.Line, hk.Fingerprint, hk)
+	}
+	if len(s.Logins()) != 0 {
+		t.Errorf("client authenticated to a server with a revoked key: %v", s.Logins())
+	}
+}
+
+// Accept-new does not apply to a host whose keys are pinned (README, Host
+// keys): another key is refused as changed, and nothing is recorded; the
+// pinned key itself is accepted without being recorded.
+func TestAcceptNewWithPinnedKeys(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{})
+	state := filepath.Join(e.home, "state", "known_hosts")
+	o := e.opts(s)
+	o.StateKnownHosts, o.AcceptNew = state, true
+	other := sshtest.GenerateKey(t).PublicKey()
+	o.PinnedKeys = []string{strings.TrimSpace(string(ssh.MarshalAuthorizedKey(other)))}
+	hk := dialHostKeyErr(t, o, remote.Changed)
+	if !strings.Contains(hk.Error(), "kms_ssh_host_keys") || hk.KnownFingerprint != ssh.FingerprintSHA256(other) {
+		t.Errorf("pinned mismatch in accept-new mode: %v", hk)
+	}
+	if _, err := os.Stat(state); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("accept-new recorded a key of a host with pinned keys: %v", err)
+	}
+	o.PinnedKeys = []string{strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.HostKey())))}
+	e.dial(o)
+	if _, err := os.Stat(state); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("accept-new recorded a pinned key: %v", err)
+	}
+}
+
+// The key accept-new records is shown: a warning (which kmsctl prints on
+// stderr) names the host, the fingerprint and the file; a key already on
+// record is not announced again.
+func TestAcceptNewShowsRecordedFingerprint(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{})
+	state := filepath.Join(e.home, "known_hosts.kmsctl")
+	var logs bytes.Buffer
+	o := e.opts(s)
+	o.StateKnownHosts, o.AcceptNew = state, true
+	o.Logger = zerolog.New(&logs).Level(zerolog.WarnLevel)
+	e.dial(o)
+	fp := ssh.FingerprintSHA256(s.HostKey())
+	line := logs.String()
+	for _, want := range []string{`"level":"warn"`, fp, state, fmt.Sprintf("[127.0.0.1]:%d", s.Port())} {
+		if !strings.Contains(line, want) {
+			t.Errorf("accept-new log %q lacks %q", line, want)
+		}
+	}
+	var rec struct{ Host, Fingerprint, File string }
+	if err := json.Unmarshal(logs.Bytes(), &rec); err != nil || rec.Fingerprint != fp || rec.File != state || rec.Host != fmt.Sprintf("[127.0.0.1]:%d", s.Port()) {
+		t.Errorf("accept-new log fields = %+v, %v", rec, err)
+	}
+	logs.Reset()
+	e.dial(o)
+	if logs.Len() != 0 {
+		t.Errorf("a key on record announced again: %s", logs.String())
 	}
 }

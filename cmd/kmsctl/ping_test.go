@@ -131,16 +131,28 @@ func TestPingHostKeys(t *testing.T) {
 	if !strings.Contains(te.errOut.String(), "unknown host key") || !strings.Contains(te.errOut.String(), "SHA256:") {
 		t.Errorf("stderr:\n%s", te.errOut)
 	}
+	before := len(te.errOut.String())
 	if code := te.run(t, append([]string{"ping", host, "--known-hosts", empty, "--accept-new-host-keys"}, flags...)...); code != 0 {
 		t.Fatalf("--accept-new-host-keys: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	// The key it recorded is shown on the terminal, not only in the run log.
+	accepted := te.errOut.String()[before:]
+	for _, want := range []string{ssh.FingerprintSHA256(s.HostKey()), filepath.Join(te.stateDir, "known_hosts"), fmt.Sprintf("[127.0.0.1]:%d", s.Port())} {
+		if !strings.Contains(accepted, want) {
+			t.Errorf("stderr of --accept-new-host-keys lacks %q:\n%s", want, accepted)
+		}
 	}
 	own, err := os.ReadFile(filepath.Join(te.stateDir, "known_hosts"))
 	if err != nil || !strings.Contains(string(own), strings.TrimSpace(strings.SplitN(s.KnownHostsLine(), " ", 2)[1])) {
 		t.Errorf("kmsctl's known_hosts = %q, %v; want the server's key", own, err)
 	}
-	// Now known: accepted without the flag.
+	// Now known: accepted without the flag, and without a word.
+	before = len(te.errOut.String())
 	if code := te.run(t, append([]string{"ping", host, "--known-hosts", empty}, flags...)...); code != 0 {
 		t.Fatalf("after accept: exit %d\n%s", code, te.errOut)
+	}
+	if again := te.errOut.String()[before:]; again != "" {
+		t.Errorf("stderr once the key is known: %s", again)
 	}
 }
 
