@@ -1,20 +1,21 @@
 #!/bin/sh
-# build.sh builds the kmsctl end-to-end test-host image: a minimal Debian bookworm
-# (debootstrap --variant=minbase) with systemd as PID 1 and OpenSSH sshd, imported into
-# Docker as kmsctl-testhost:<hash>, where <hash> is a hash of this recipe directory.
-# The build is skipped when that tag already exists.
+# build.sh builds the kmsctl end-to-end test-host image with recipe.sh (a minimal Debian
+# bookworm with systemd as PID 1 and OpenSSH sshd) and prints its tag,
+# kmsctl-testhost:<hash>, where <hash> is a hash of the recipe (every file of this directory
+# but this one and *.md: how the build is shown does not change the image). The build is
+# skipped when that tag already exists.
 #
 # Usage: e2e/image/build.sh [--print-tag]
-#   --print-tag  print the image tag this recipe produces and exit (no build)
+#   --print-tag  print the image tag the recipe produces and exit (no build)
 #
-# The image carries no SSH host keys and no authorized_keys: the e2e harness generates a
-# host key per container and copies it (and root's authorized_keys) in between
-# `docker create` and `docker start`.
+# Building needs root (debootstrap and chroot) and installs the debootstrap package with
+# apt-get when it is missing. The output of apt-get, debootstrap and docker import goes to
+# /var/tmp/kmsctl-testhost-<hash>.log; a progress line is shown instead (its last lines too,
+# if the build fails).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-# The tag hashes every file of the recipe (this script and anything beside it).
-hash=$(cd "$here" && find . -type f ! -name '*.md' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
+hash=$(cd "$here" && find . -type f ! -name '*.md' ! -path ./build.sh | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
 tag="kmsctl-testhost:$hash"
 
 if [ "${1:-}" = "--print-tag" ]; then
@@ -29,89 +30,52 @@ if docker image inspect "$tag" >/dev/null 2>&1; then
 fi
 
 if [ "$(id -u)" != 0 ]; then
-	echo "build.sh: debootstrap needs root (run as root or via sudo)" >&2
+	echo "build.sh: building the test-host image $tag needs root (debootstrap, chroot): run it as root or via sudo (e2e/image/build.sh), then again as yourself" >&2
 	exit 1
 fi
 
-if ! command -v debootstrap >/dev/null 2>&1; then
-	echo "installing debootstrap" >&2
-	apt-get update -q >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >&2
-fi
+log="/var/tmp/kmsctl-testhost-$hash.log"
+: >"$log"
+echo "building the test-host image $tag (Debian bookworm by debootstrap, about 5 minutes; log: $log)" >&2
+start=$(date +%s)
 
-# The Debian mirror this machine already uses (deb822 .sources or one-line .list entries):
-# the first URI that serves the bookworm suite itself (not -security, not -updates).
-mirror=""
-for f in /etc/apt/sources.list.d/*.sources; do
-	[ -f "$f" ] || continue
-	mirror=$(awk '
-		/^[[:space:]]*$/ { if (uri != "" && suite) { print uri; exit } uri = ""; suite = 0; next }
-		/^URIs:/ { uri = $2 }
-		/^Suites:/ { for (i = 2; i <= NF; i++) if ($i == "bookworm") suite = 1 }
-		END { if (uri != "" && suite) print uri }
-	' "$f" | head -n1)
-	[ -n "$mirror" ] && break
-done
-if [ -z "$mirror" ]; then
-	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-		[ -f "$f" ] || continue
-		mirror=$(awk '$1 == "deb" { u = $2; s = $3; if ($2 ~ /^\[/) { u = $3; s = $4 } if (s == "bookworm") { print u; exit } }' "$f")
-		[ -n "$mirror" ] && break
+# progress prints, while the build runs, the time spent and the latest step of the log: on a
+# terminal as one line rewritten in place, otherwise as a line a minute.
+progress() {
+	next=60
+	while :; do
+		sleep 2
+		el=$(($(date +%s) - start))
+		step=$(tail -n 40 "$log" | grep -E '^(I: |building |Setting up )' | tail -n 1 | cut -c1-60)
+		if [ -t 2 ]; then
+			printf '\r\033[K  %dm%02ds %s' $((el / 60)) $((el % 60)) "$step" >&2
+		elif [ "$el" -ge "$next" ]; then
+			printf '  %dm elapsed: %s\n' $((el / 60)) "$step" >&2
+			next=$((next + 60))
+		fi
 	done
+}
+progress &
+progress_pid=$!
+trap 'kill "$progress_pid" 2>/dev/null || true' EXIT
+trap 'exit 130' INT TERM
+
+rc=0
+{
+	if ! command -v debootstrap >/dev/null 2>&1; then
+		echo "installing debootstrap (apt-get)"
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap
+	fi &&
+		"$here/recipe.sh" "$tag"
+} >>"$log" 2>&1 || rc=$?
+
+kill "$progress_pid" 2>/dev/null || true
+[ -t 2 ] && printf '\r\033[K' >&2
+el=$(($(date +%s) - start))
+if [ "$rc" != 0 ]; then
+	echo "build.sh: building $tag failed (exit $rc) after ${el}s; the last lines of $log:" >&2
+	tail -n 20 "$log" >&2
+	exit "$rc"
 fi
-if [ -z "$mirror" ]; then
-	echo "build.sh: no Debian bookworm mirror found in /etc/apt/sources.list(.d)" >&2
-	exit 1
-fi
-echo "building $tag from $mirror" >&2
-
-work=$(mktemp -d /var/tmp/kmsctl-testhost.XXXXXX)
-trap 'rm -rf "$work"' EXIT INT TERM
-rootfs="$work/rootfs"
-
-debootstrap --variant=minbase \
-	--include=systemd,systemd-sysv,openssh-server,sudo,ca-certificates,iproute2,procps,coreutils \
-	bookworm "$rootfs" "$mirror" >&2
-
-# No host keys in the image: every container gets its own from the harness.
-rm -f "$rootfs"/etc/ssh/ssh_host_*
-
-mkdir -p "$rootfs/etc/ssh/sshd_config.d"
-cat >"$rootfs/etc/ssh/sshd_config.d/10-kmsctl-testhost.conf" <<'EOF'
-# kmsctl test host: key-only root login, one host key copied in by the e2e harness.
-HostKey /etc/ssh/ssh_host_ed25519_key
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UseDNS no
-MaxStartups 100:30:200
-MaxSessions 100
-EOF
-
-# Let sshd come up once the host key exists; enable it for multi-user.target.
-chroot "$rootfs" systemctl enable ssh.service >&2
-# Units that cannot work (or only add noise and delay) inside a container.
-chroot "$rootfs" systemctl mask \
-	getty@.service serial-getty@.service console-getty.service getty.target \
-	systemd-networkd-wait-online.service systemd-remount-fs.service \
-	systemd-udevd.service systemd-udev-trigger.service systemd-modules-load.service \
-	systemd-firstboot.service systemd-sysusers.service \
-	dev-hugepages.mount sys-fs-fuse-connections.mount sys-kernel-config.mount \
-	sys-kernel-debug.mount sys-kernel-tracing.mount \
-	systemd-journald-audit.socket apt-daily.timer apt-daily-upgrade.timer >&2 || true
-
-# Each container generates its own machine-id at boot.
-: >"$rootfs/etc/machine-id"
-rm -f "$rootfs/var/lib/dbus/machine-id"
-mkdir -p "$rootfs/root/.ssh"
-chmod 700 "$rootfs/root/.ssh"
-
-# Slim the image.
-chroot "$rootfs" apt-get clean >&2
-rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/usr/share/doc/* \
-	"$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/*
-
-tar -C "$rootfs" --numeric-owner -c . | docker import \
-	-c 'CMD ["/sbin/init"]' -c 'ENV container=docker' \
-	- "$tag" >&2
+echo "built $tag in $((el / 60))m$((el % 60))s (log: $log)" >&2
 echo "$tag"
