@@ -29,17 +29,18 @@ e2e: build
 e2e-image:
 	./e2e/image/build.sh
 
-## lab: start a local lab of test-host containers (LAB_HOSTS, default 3) with lab/inventory.yml;
-## lab-down removes it
+## lab: a local Key Manager cluster to practise on: LAB_HOSTS (default 3) test-host containers
+## running the simulator as minkms.service, joined, administered from ./lab/ (e2e/lab.sh kms);
+## lab-down removes the containers, their network and ./lab/
 LAB_HOSTS ?= 3
 .PHONY: lab-down
 lab: build
-	./e2e/lab.sh up $(LAB_HOSTS)
+	./e2e/lab.sh kms $(LAB_HOSTS)
 lab-down:
 	./e2e/lab.sh down
 
-## demo: a 3-node lab driven by kmsctl: install minkms.service, idempotence, --check --diff,
-## then the cluster joined through SSH tunnels (e2e/demo.sh); KEEP=1 leaves the lab up
+## demo: make lab with 3 nodes, then idempotence, --check --diff and each node's view of the
+## cluster (e2e/demo.sh); KEEP=1 leaves the lab up, the same as make lab
 demo:
 	./e2e/demo.sh
 

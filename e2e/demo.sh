@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# e2e/demo.sh (`make demo`): build kmsctl, start a 3-node lab of Debian containers (systemd +
-# sshd, e2e/lab.sh), install the Key Manager simulator on them as minkms.service with kmsctl
-# (e2e/lab/install-minkms.yml), show that the install is idempotent and what --check --diff
-# reports, then join the three Key Managers into one cluster through SSH tunnels and show each
-# node's view (e2e/lab/kmsdemo). The lab is removed at the end unless KEEP=1.
+# e2e/demo.sh (`make demo`): build kmsctl, then `make lab` with three nodes (e2e/lab.sh kms 3):
+# Debian containers (systemd + sshd) on which kmsctl installs the Key Manager simulator as
+# minkms.service (e2e/lab/install-minkms.yml) and which are then joined into one cluster
+# through SSH tunnels (e2e/lab/kmsdemo). Then show that the install is idempotent, what
+# --check --diff reports, each node's view of the cluster and a key at work. The lab is
+# removed at the end unless KEEP=1, which leaves the same lab as `make lab`.
 #
-# Secrets (the HSM key, the admin API key) are generated into a 0700 temp dir and reach
-# kmsctl and kmsdemo only through 0600 files and the environment, never through argv.
+# Secrets (the HSM key, the admin API key) live in ./lab/ as 0600 files and reach kmsctl and
+# kmsdemo only through such files and the environment, never through argv.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 nodes=(kms1 kms2 kms3)
 kmsctl="$root/bin/kmsctl"
-inv="$root/lab/inventory.yml"
+inv=lab/inventory.yml
 
 section() { printf '\n\033[1m==== %s ====\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
@@ -28,44 +29,24 @@ cleanup() {
 	if [ "$lab_started" = 0 ]; then
 		return # never tear down a lab this run did not start
 	elif [ "${KEEP:-0}" = 1 ]; then
-		echo "KEEP=1: the lab stays up (ssh -F lab/ssh_config kms1; make lab-down)"
+		section "KEEP=1: the lab stays up"
+		"$root/e2e/lab.sh" status
 	else
-		section "tear down"
+		section "tear down (make lab-down)"
 		"$root/e2e/lab.sh" down
 	fi
 }
 trap cleanup EXIT
 run go build -o "$work/kmsdemo" ./e2e/lab/kmsdemo
-cp bin/kmsim "$work/minkms" # a snapshot: a rebuild of bin/ meanwhile would change the install
 
-section "start a ${#nodes[@]}-node lab (e2e/lab.sh up)"
-if [ -n "$(docker ps -aq --filter label=kmsctl-lab=1)" ]; then
-	echo "a lab is already up: make lab-down first" >&2
+section "a ${#nodes[@]}-node Key Manager lab (make lab: e2e/lab.sh kms ${#nodes[@]})"
+if [ -n "$(docker ps -aq --filter label=kmsctl-lab=kmsctl-lab)" ] || [ -e lab ]; then
+	echo "a lab is already up, or ./lab is left over: make lab-down first" >&2
 	exit 1
 fi
-lab_started=1 # from here on, also a half-started lab is torn down
-"$root/e2e/lab.sh" up "${#nodes[@]}"
-
-section "secrets and certificates (in a 0700 temp dir, never on argv)"
-umask 077
-mkdir -p "$work/certs"
-"$root/bin/kmsim" --soft-hsm >"$work/hsm.key"
-"$root/bin/kmsim" identity >"$work/admin.txt"
-admin_identity=$(awk '/^Identity:/ {print $2}' "$work/admin.txt")
-{
-	printf 'minkms_hsm_key: "%s"\n' "$(cat "$work/hsm.key")"
-	printf 'minkms_admin_identity: "%s"\n' "$admin_identity"
-} >"$work/secrets.yml"
-echo "HSM key and admin API key generated; the admin identity is $admin_identity"
-cert_args=()
-for n in "${nodes[@]}"; do
-	ip=$(docker inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "kmsctl-lab-$n")
-	cert_args+=("$n=$ip")
-done
-umask 022
-run "$work/kmsdemo" certs "$work/certs" "${cert_args[@]}"
-play=(-i "$inv" play e2e/lab/install-minkms.yml -e "@$work/secrets.yml"
-	-e "lab_files=$work/certs" -e "minkms_src=$work/minkms")
+lab_started=1 # from here on, also a half-started lab is torn down (unless KEEP=1)
+LAB_HINT=0 run "$root/e2e/lab.sh" kms "${#nodes[@]}"
+run ls -l lab
 
 section "kmsctl inventory graph"
 run "$kmsctl" -i "$inv" inventory graph
@@ -73,19 +54,17 @@ run "$kmsctl" -i "$inv" inventory graph
 section "kmsctl ping"
 run "$kmsctl" -i "$inv" ping
 
-section "kmsctl play e2e/lab/install-minkms.yml (first run: installs, reports changed)"
-run "$kmsctl" "${play[@]}"
-
-section "the same play again (idempotent: changed=0 everywhere)"
-run "$kmsctl" "${play[@]}"
+section "the install again (e2e/lab.sh install: idempotent, changed=0 everywhere)"
+run "$root/e2e/lab.sh" install
 
 section "--check --diff with minkms_limit_nofile=131072 (shows the unit's diff, changes nothing)"
-run "$kmsctl" --check --diff "${play[@]}" -e minkms_limit_nofile=131072
+run "$root/e2e/lab.sh" install --check --diff -e minkms_limit_nofile=131072
 printf 'kms1 still has: '
-ssh -F "$root/lab/ssh_config" -o BatchMode=yes kms1 grep LimitNOFILE /etc/systemd/system/minkms.service
+ssh -F lab/ssh_config -o BatchMode=yes kms1 grep LimitNOFILE /etc/systemd/system/minkms.service
 
-section "the cluster from the Key Manager's side (kms client over SSH tunnels)"
-MINIO_KMS_API_KEY=$(awk '/^API Key:/ {print $3}' "$work/admin.txt") \
-	run "$work/kmsdemo" cluster --ssh-config "$root/lab/ssh_config" --ca "$work/certs/ca.crt" "${nodes[@]}"
+section "the cluster from the Key Manager's side (kms client over SSH tunnels, lab/api.key, lab/ca.crt)"
+demo=("--ssh-config" lab/ssh_config --ca lab/ca.crt)
+MINIO_KMS_API_KEY=$(<lab/api.key) run "$work/kmsdemo" status "${demo[@]}" "${nodes[@]}"
+MINIO_KMS_API_KEY=$(<lab/api.key) run "$work/kmsdemo" key "${demo[@]}" "${nodes[@]}"
 
 section "done"

@@ -1,15 +1,23 @@
-// Command kmsdemo is the Key Manager side of `make demo` (e2e/demo.sh):
+// Command kmsdemo is the Key Manager side of the lab (`make lab`, `make demo`: e2e/lab.sh,
+// e2e/demo.sh):
 //
 //	kmsdemo certs DIR NODE[=NAME_OR_IP,...]...
 //	    write a new lab CA (DIR/ca.crt) and a server certificate and key per node
 //	    (DIR/NODE.crt, DIR/NODE.key 0600) valid for NODE, the extra names/IPs,
 //	    127.0.0.1 and localhost
-//	kmsdemo cluster --ssh-config FILE --ca FILE NODE...
-//	    with the admin API key from $MINIO_KMS_API_KEY (never argv), reach each node's
-//	    Key Manager through an SSH tunnel to its 127.0.0.1:7373 (the server certificate
-//	    still verified against --ca), add every other NODE to the first node's cluster
-//	    (CLUSTER:ADDNODE, one at a time), create a key, encrypt and decrypt with it, and
-//	    print each node's view of the cluster (ID, role, leader, commit)
+//	kmsdemo join   --ssh-config FILE --ca FILE NODE...
+//	    add every other NODE to the first node's cluster (CLUSTER:ADDNODE, one at a
+//	    time, each time waiting until the grown cluster agrees) and print each node's view
+//	kmsdemo status --ssh-config FILE --ca FILE NODE...
+//	    print each node's view of the cluster (ID, role, leader, commit); exit 1 unless,
+//	    within 30 s, all NODEs are up, in one cluster, with one leader
+//	kmsdemo key    --ssh-config FILE --ca FILE [--name KEY] NODE...
+//	    create the key KEY (default demo-key) if missing, encrypt and decrypt with it
+//
+// join, status and key authenticate with the admin API key from $MINIO_KMS_API_KEY (never
+// argv) and reach each node's Key Manager through an SSH tunnel to its 127.0.0.1:7373 (the
+// lab's ssh_config pins the host keys), verifying the server certificate for NODE against
+// the lab CA (--ca).
 package main
 
 import (
@@ -37,17 +45,49 @@ func main() {
 	}
 }
 
+const usage = "usage: kmsdemo certs DIR NODE[=IP,...]... | kmsdemo join|status|key --ssh-config FILE --ca FILE [--name KEY] NODE..."
+
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: kmsdemo certs DIR NODE[=IP,...]... | kmsdemo cluster --ssh-config FILE --ca FILE NODE...")
+		return errors.New(usage)
 	}
-	switch args[0] {
-	case "certs":
+	if args[0] == "certs" {
 		return certs(args[1:], out)
-	case "cluster":
-		return cluster(ctx, args[1:], getenv, out)
 	}
-	return fmt.Errorf("unknown command %q (want certs or cluster)", args[0])
+	cmd, ok := map[string]func(context.Context, *kms.Client, []string, string, io.Writer) error{
+		"join": join, "status": status, "key": key,
+	}[args[0]]
+	if !ok {
+		return fmt.Errorf("unknown command %q (want certs, join, status or key)", args[0])
+	}
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	sshConfig := fs.String("ssh-config", "", "the lab's ssh_config (pins the host keys)")
+	caFile := fs.String("ca", "", "the lab CA's PEM certificate")
+	keyName := fs.String("name", "demo-key", "the key that the key command creates and uses")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	nodes := fs.Args()
+	if *sshConfig == "" || *caFile == "" || len(nodes) == 0 {
+		return errors.New(usage)
+	}
+	apiKey, err := kms.ParseAPIKey(getenv("MINIO_KMS_API_KEY"))
+	if err != nil {
+		return fmt.Errorf("admin API key from $MINIO_KMS_API_KEY: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	tun, err := labkit.DialTunnels(ctx, *sshConfig, nodes)
+	if err != nil {
+		return err
+	}
+	defer tun.Close()
+	c, err := labkit.NewClient(tun, *caFile, apiKey, nodes)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return cmd(ctx, c, nodes, *keyName, out)
 }
 
 func certs(args []string, out io.Writer) error {
@@ -69,35 +109,7 @@ func certs(args []string, out io.Writer) error {
 	return nil
 }
 
-func cluster(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
-	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
-	sshConfig := fs.String("ssh-config", "", "the lab's ssh_config (pins the host keys)")
-	caFile := fs.String("ca", "", "the lab CA's PEM certificate")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	nodes := fs.Args()
-	if *sshConfig == "" || *caFile == "" || len(nodes) == 0 {
-		return errors.New("usage: kmsdemo cluster --ssh-config FILE --ca FILE NODE...")
-	}
-	key, err := kms.ParseAPIKey(getenv("MINIO_KMS_API_KEY"))
-	if err != nil {
-		return fmt.Errorf("admin API key from $MINIO_KMS_API_KEY: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-
-	tun, err := labkit.DialTunnels(ctx, *sshConfig, nodes)
-	if err != nil {
-		return err
-	}
-	defer tun.Close()
-	c, err := labkit.NewClient(tun, *caFile, key, nodes)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-
+func join(ctx context.Context, c *kms.Client, nodes []string, _ string, out io.Writer) error {
 	fmt.Fprintln(out, "before joining: every node is its own one-node cluster")
 	printViews(out, labkit.Views(ctx, c, nodes))
 	for _, n := range nodes[1:] {
@@ -106,30 +118,37 @@ func cluster(ctx context.Context, args []string, getenv func(string) string, out
 	if err := labkit.Join(ctx, c, nodes[0], nodes[1:]); err != nil {
 		return err
 	}
+	return status(ctx, c, nodes, "", out)
+}
 
-	const keyName = "demo-key"
-	if err := c.CreateKey(ctx, "", keyName); err != nil && !errors.Is(err, kms.ErrKeyExists) {
-		return err
-	}
-	plain := []byte("hello from kmsdemo")
-	ct, version, err := c.Encrypt(ctx, "", keyName, plain, nil)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "created key %s, encrypted %d bytes -> %d bytes of ciphertext (key version %d)\n", keyName, len(plain), len(ct), version)
-	got, err := c.Decrypt(ctx, "", keyName, version, ct, nil)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(got, plain) {
-		return fmt.Errorf("decrypt: got %q, want %q", got, plain)
-	}
-	fmt.Fprintln(out, "decrypted it again: plaintext matches")
-
+func status(ctx context.Context, c *kms.Client, nodes []string, _ string, out io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	views, err := labkit.WaitConverged(ctx, c, nodes)
 	fmt.Fprintln(out, "each node's own view:")
 	printViews(out, views)
 	return err
+}
+
+func key(ctx context.Context, c *kms.Client, _ []string, name string, out io.Writer) error {
+	if err := c.CreateKey(ctx, "", name); err != nil && !errors.Is(err, kms.ErrKeyExists) {
+		return err
+	}
+	plain := []byte("hello from kmsdemo")
+	ct, version, err := c.Encrypt(ctx, "", name, plain, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "key %s: encrypted %d bytes -> %d bytes of ciphertext (key version %d)\n", name, len(plain), len(ct), version)
+	got, err := c.Decrypt(ctx, "", name, version, ct, nil)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, plain) {
+		return fmt.Errorf("decrypt with %s: got %q, want %q", name, got, plain)
+	}
+	fmt.Fprintln(out, "decrypted it again: plaintext matches")
+	return nil
 }
 
 func printViews(out io.Writer, views []labkit.NodeView) {
