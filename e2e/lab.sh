@@ -43,9 +43,14 @@ fail() {
 	exit 1
 }
 
-# show is how the lab directory is named in the hints: relative when it is ./lab.
+# show is how the lab directory is named in the hints: relative when it is ./lab; labsh is
+# how to call this script again for the same lab.
 show=$dir
 [ "$dir" = "$root/lab" ] && [ "$PWD" = "$root" ] && show=lab
+labsh=e2e/lab.sh
+if [ "$dir" != "$root/lab" ] || [ "$name" != kmsctl-lab ]; then
+	labsh="LAB_DIR=$dir LAB_NAME=$name e2e/lab.sh"
+fi
 
 work=$(mktemp -d)
 chmod 700 "$work"
@@ -209,28 +214,33 @@ kms() {
 up() {
 	start "${1:-3}" bare
 	started=0
-	say "lab up: ${#lab_nodes[@]} bare hosts (no Key Manager); bin/kmsctl -i $show/inventory.yml ping; ssh -F $show/ssh_config kms1; e2e/lab.sh down"
+	say "lab up: ${#lab_nodes[@]} bare hosts (no Key Manager); bin/kmsctl -i $show/inventory.yml ping; ssh -F $show/ssh_config kms1; $labsh down"
 }
+
+# line prints a command of the hint and what it does.
+line() { printf '  %-60s # %s\n' "$1" "$2"; }
 
 # hint prints what a person can do with a kms lab.
 hint() {
-	local nodes
+	local nodes down="$labsh down"
+	[ "$labsh" = e2e/lab.sh ] && down="make lab-down"
 	nodes=$(awk '/^Host / {printf "%s ", $2}' "$dir/ssh_config")
-	cat >&2 <<EOF
-
-A Key Manager cluster of ${nodes% } is up; its files are in $show/ (api.key is the admin API key).
-What now:
-  bin/kmsctl -i $show/inventory.yml ping                     # every node over SSH
-  bin/kmsctl -i $show/inventory.yml inventory graph --vars   # the nodes and their kms_* variables
-  ssh -F $show/ssh_config kms1 systemctl status minkms       # a shell on a node: ssh -F $show/ssh_config kms1
-  ssh -F $show/ssh_config -N -L 17373:127.0.0.1:7373 kms1 &  # kms1's API on 127.0.0.1:17373 here
-  curl --cacert $show/ca.crt https://127.0.0.1:17373/version
-  curl --cacert $show/ca.crt 'https://localhost:17373/v1/health/ready?write'
-  kill %1                                                     # closes the tunnel
-  MINIO_KMS_API_KEY=\$(cat $show/api.key) go run ./e2e/lab/kmsdemo status --ssh-config $show/ssh_config --ca $show/ca.crt ${nodes% }
-  e2e/lab.sh install --check --diff                           # the install playbook again, changing nothing
-  make lab-down                                               # removes the containers, the network and $show/
-EOF
+	nodes=${nodes% }
+	{
+		printf '\nA Key Manager cluster of %s is up; its files are in %s/ (api.key is the admin API key).\nWhat now:\n' "$nodes" "$show"
+		line "bin/kmsctl -i $show/inventory.yml ping" "every node over SSH"
+		line "bin/kmsctl -i $show/inventory.yml inventory list" "the nodes and their variables"
+		line "ssh -F $show/ssh_config kms1" "a shell on kms1 (systemctl status minkms)"
+		line "ssh -F $show/ssh_config -N -L 17373:127.0.0.1:7373 kms1 &" "kms1's API on 127.0.0.1:17373 here"
+		line "curl --cacert $show/ca.crt https://127.0.0.1:17373/version" "through the tunnel, TLS verified"
+		line "curl --cacert $show/ca.crt 'https://localhost:17373/v1/health/ready?write'" "200: a leader, every node up"
+		line "kill %1" "closes the tunnel"
+		line "$labsh install --check --diff" "the install playbook again: changes nothing"
+		line "$down" "removes the containers, the network and $show/"
+		printf 'Each node'"'"'s view of the cluster, with the admin API key:\n'
+		printf '  MINIO_KMS_API_KEY=$(cat %s/api.key) go run ./e2e/lab/kmsdemo status --ssh-config %s/ssh_config --ca %s/ca.crt %s\n' \
+			"$show" "$show" "$show" "$nodes"
+	} >&2
 }
 
 case "${1:-}" in
