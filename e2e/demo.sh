@@ -13,7 +13,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 nodes=(kms1 kms2 kms3)
-kmsctl="$root/bin/kmsctl"
+kmsctl=bin/kmsctl
 inv=lab/inventory.yml
 
 section() { printf '\n\033[1m==== %s ====\033[0m\n' "$*"; }
@@ -45,7 +45,7 @@ if [ -n "$(docker ps -aq --filter label=kmsctl-lab=kmsctl-lab)" ] || [ -e lab ];
 	exit 1
 fi
 lab_started=1 # from here on, also a half-started lab is torn down (unless KEEP=1)
-LAB_HINT=0 run "$root/e2e/lab.sh" kms "${#nodes[@]}"
+LAB_HINT=0 run e2e/lab.sh kms "${#nodes[@]}"
 run ls -l lab
 
 section "kmsctl inventory graph"
@@ -55,10 +55,10 @@ section "kmsctl ping"
 run "$kmsctl" -i "$inv" ping
 
 section "the install again (e2e/lab.sh install: idempotent, changed=0 everywhere)"
-run "$root/e2e/lab.sh" install
+run e2e/lab.sh install
 
 section "--check --diff with minkms_limit_nofile=131072 (shows the unit's diff, changes nothing)"
-run "$root/e2e/lab.sh" install --check --diff -e minkms_limit_nofile=131072
+run e2e/lab.sh install --check --diff -e minkms_limit_nofile=131072
 printf 'kms1 still has: '
 ssh -F lab/ssh_config -o BatchMode=yes kms1 grep LimitNOFILE /etc/systemd/system/minkms.service
 
