@@ -1,15 +1,24 @@
-// Package fake is a scripted, in-memory stand-in for a connection to one
-// host (the tasks.Conn method set) for unit tests. Commands must be scripted
-// with Expect or ExpectMatch; an unexpected command fails the test. Files
-// live in an in-memory filesystem used by Upload, Download, Stat, Remove and
-// Checksum. Every call is recorded for assertions.
+// Package fake is the in-memory stand-in for a connection to one host (the
+// remote.Conn method set, which is tasks.Conn's) that kmsctl's tests use:
+// one fake, held to the real client's behaviour by the conformance suite of
+// package remote (restic's mem backend is the model).
+//
+// The fake host has a file system (directories and regular files with mode,
+// owner and group), used by Upload, Download, Stat, Remove and Checksum and
+// by the commands it emulates: the command lines kmsctl's modules send
+// (stat -c, chmod, chown, chgrp, mkdir, rm, touch, mv, find, sync, true,
+// cd DIR && ..., the checksum script, and systemctl on the host's systemd
+// units), answered as the real commands answer them. Any other command line
+// must be scripted with Expect or ExpectMatch (expectations are consulted
+// first, so they also override emulated commands); an unexpected command
+// fails the test unless AllowUnscripted was called. Tunnels (DialTCP) reach
+// the ports set with ForwardPort or SetDialTCP. Every call is recorded, with
+// its standard input, for assertions.
 package fake
 
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +26,6 @@ import (
 	"net"
 	"path"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -51,35 +59,49 @@ type Call struct {
 	Err     error       // the error returned, if any
 }
 
-// File is one file of the in-memory filesystem.
-type File struct {
-	Content string
-	Mode    fs.FileMode // permission bits (and special bits)
-	Owner   string      // "user[:group]" as uploaded or set; "" = unknown
-	ModTime time.Time
-}
-
-// Conn is a scripted fake connection to one host. It is safe for concurrent
-// use. The zero value is not usable: call New.
+// Conn is a fake connection to one host. It is safe for concurrent use.
+// The zero value is not usable: call New.
 type Conn struct {
 	t    testing.TB
 	host string
 
 	mu           sync.Mutex
 	expectations []*Expectation
+	unscripted   bool // AllowUnscripted
 	calls        []Call
-	files        map[string]File
+	files        map[string]*File // by clean absolute path; "/" always exists
+	user, group  string           // who commands and uploads run as
+	units        map[string]*Unit // systemd units by full name
+	ports        map[string]string
 	unreachable  bool
 	closed       bool
 	dial         func(ctx context.Context, addr string) (net.Conn, error)
 }
 
-// New returns a fake connection to host. At the end of the test it fails
-// the test for every expectation that was not met (see Expectation.Times).
+// New returns a fake connection to host, whose commands run as root. Its
+// file system holds the directories of a Key Manager host kmsctl writes to
+// (/etc/default, /etc/minkms, /etc/systemd/system, /home, /mnt, /opt, /root,
+// /srv, /tmp, /usr/local/bin, /var/lib), owned by root, mode 0755; it has
+// no systemd units. At the end of the test it fails the test for every
+// expectation that was not met (see Expectation.Times).
 func New(t testing.TB, host string) *Conn {
-	c := &Conn{t: t, host: host, files: map[string]File{}}
+	c := &Conn{t: t, host: host, user: "root", group: "root",
+		files: map[string]*File{"/": {Mode: 0o755, Owner: "root", Group: "root", Dir: true}},
+		units: map[string]*Unit{}, ports: map[string]string{}}
+	for _, d := range skeleton {
+		c.mustMkdirAll(d)
+	}
 	t.Cleanup(c.verify)
 	return c
+}
+
+// AllowUnscripted makes command lines that no expectation matches and the
+// fake does not emulate succeed silently (exit status 0, no output) instead
+// of failing the test: for tests about something else than the commands.
+func (c *Conn) AllowUnscripted() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.unscripted = true
 }
 
 // Expectation scripts the answer to matching command lines. By default it
@@ -91,7 +113,7 @@ type Expectation struct {
 	stdout  string
 	stderr  string
 	code    int
-	do      func(cmd string, stdin []byte) (stdout, stderr string, code int)
+	do      func(ctx context.Context, cmd string, stdin []byte) (stdout, stderr string, code int, err error)
 	err     error
 	hang    bool
 	min     int
@@ -143,15 +165,25 @@ func (e *Expectation) AnyTimes() *Expectation { e.set(func() { e.min, e.max = 0,
 // overrides Stdout, Stderr and Exit. f may change the fake's files (SetFile,
 // DeleteFile) to model the command's effect.
 func (e *Expectation) Do(f func(stdin []byte) (stdout, stderr string, code int)) *Expectation {
-	e.set(func() {
-		e.do = func(_ string, stdin []byte) (string, string, int) { return f(stdin) }
+	return e.DoContext(func(_ context.Context, _ string, stdin []byte) (string, string, int, error) {
+		stdout, stderr, code := f(stdin)
+		return stdout, stderr, code, nil
 	})
-	return e
 }
 
 // DoCommand is Do for answers that depend on the command line (with
 // ExpectMatch): f gets the command line and stdin.
 func (e *Expectation) DoCommand(f func(cmd string, stdin []byte) (stdout, stderr string, code int)) *Expectation {
+	return e.DoContext(func(_ context.Context, cmd string, stdin []byte) (string, string, int, error) {
+		stdout, stderr, code := f(cmd, stdin)
+		return stdout, stderr, code, nil
+	})
+}
+
+// DoContext is DoCommand for answers that need the command's context (to
+// block until it ends, say) or fail without running the command: a non-nil
+// err is returned by Run as it is, and the output is then discarded.
+func (e *Expectation) DoContext(f func(ctx context.Context, cmd string, stdin []byte) (stdout, stderr string, code int, err error)) *Expectation {
 	e.set(func() { e.do = f })
 	return e
 }
@@ -220,50 +252,6 @@ func (c *Conn) SetDialTCP(f func(ctx context.Context, addr string) (net.Conn, er
 	c.dial = f
 }
 
-// SetFile creates or replaces the file at p.
-func (c *Conn) SetFile(p, content string, mode fs.FileMode) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	old := c.files[p]
-	c.files[p] = File{Content: content, Mode: mode, Owner: old.Owner, ModTime: time.Now()}
-}
-
-// SetFileOwner sets the owner of the existing file at p.
-func (c *Conn) SetFileOwner(p, owner string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if f, ok := c.files[p]; ok {
-		f.Owner = owner
-		c.files[p] = f
-	}
-}
-
-// DeleteFile removes p from the in-memory filesystem, if present.
-func (c *Conn) DeleteFile(p string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.files, p)
-}
-
-// File returns the file at p and whether it exists.
-func (c *Conn) File(p string) (File, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	f, ok := c.files[p]
-	return f, ok
-}
-
-// Files returns a copy of the in-memory filesystem.
-func (c *Conn) Files() map[string]File {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	m := make(map[string]File, len(c.files))
-	for k, v := range c.files {
-		m[k] = v
-	}
-	return m
-}
-
 // Calls returns every recorded call, in order.
 func (c *Conn) Calls() []Call {
 	c.mu.Lock()
@@ -312,8 +300,10 @@ func (c *Conn) gate(ctx context.Context, op string) error {
 // Host returns the host name given to New.
 func (c *Conn) Host() string { return c.host }
 
-// Run answers cmd from the first expectation that matches it. An unexpected
-// command fails the test and returns an *UnexpectedError.
+// Run answers cmd from the first expectation that matches it, else runs it
+// on the fake host when the fake emulates it (see the package comment). An
+// unexpected command fails the test and returns an *UnexpectedError (or,
+// after AllowUnscripted, succeeds silently).
 func (c *Conn) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
 	call := Call{Kind: KindRun, Command: cmd}
 	if err := c.gate(ctx, "run command"); err != nil {
@@ -338,12 +328,23 @@ func (c *Conn) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, std
 		}
 	}
 	if e == nil {
-		list := make([]string, len(c.expectations))
-		for i, x := range c.expectations {
-			list[i] = "  " + x.String()
+		r, emulated := c.emulate(cmd)
+		unscripted := c.unscripted
+		var list []string
+		for _, x := range c.expectations {
+			list = append(list, "  "+x.String())
 		}
 		c.mu.Unlock()
-		c.t.Errorf("fake %s: unexpected command %q\nexpectations:\n%s", c.host, cmd, strings.Join(list, "\n"))
+		switch {
+		case emulated && r.unsupported != "":
+			c.t.Errorf("fake %s: cannot emulate %q: %s; script it with Expect", c.host, cmd, r.unsupported)
+		case emulated:
+			return c.finish(call, cmd, r.stdout, r.stderr, r.code, stdout, stderr)
+		case unscripted:
+			return c.record(call)
+		default:
+			c.t.Errorf("fake %s: unexpected command %q (neither expected nor emulated)\nexpectations:\n%s", c.host, cmd, strings.Join(list, "\n"))
+		}
 		call.Err = &UnexpectedError{Host: c.host, Cmd: cmd}
 		return c.record(call)
 	}
@@ -356,34 +357,46 @@ func (c *Conn) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, std
 		call.Err = fail
 		return c.record(call)
 	case hang:
-		if stdout != nil {
-			io.WriteString(stdout, out)
-		}
-		if stderr != nil {
-			io.WriteString(stderr, errOut)
-		}
+		write(stdout, out)
+		write(stderr, errOut)
 		<-ctx.Done()
 		call.Err = fmt.Errorf("run command on %s: %w", c.host, context.Cause(ctx))
 		return c.record(call)
 	case do != nil:
-		out, errOut, code = do(cmd, call.Stdin)
+		var err error
+		if out, errOut, code, err = do(ctx, cmd, call.Stdin); err != nil {
+			call.Err = err
+			return c.record(call)
+		}
 	}
-	if stdout != nil {
-		io.WriteString(stdout, out)
-	}
-	if stderr != nil {
-		io.WriteString(stderr, errOut)
-	}
+	return c.finish(call, cmd, out, errOut, code, stdout, stderr)
+}
+
+// finish writes a command's output, records the call and returns its error:
+// an *ExitError for a non-zero status.
+func (c *Conn) finish(call Call, cmd, out, errOut string, code int, stdout, stderr io.Writer) error {
+	write(stdout, out)
+	write(stderr, errOut)
 	if code != 0 {
 		call.Err = &ExitError{Host: c.host, Cmd: cmd, Status: code, Stderr: errOut}
 	}
 	return c.record(call)
 }
 
+// write writes s to w unless w is nil (a discarded stream).
+func write(w io.Writer, s string) {
+	if w != nil {
+		io.WriteString(w, s)
+	}
+}
+
 // Upload reads src and, only if reading succeeds to EOF, replaces the file
-// at p with it, with mode perm and owner (owner "" keeps the previous
-// owner). A failing src leaves the previous file untouched. It returns the
-// hex sha256 of the content. p must be absolute.
+// at p with it, as the real client does (a new file, renamed over p): mode
+// perm, owned by owner ("user" or "user:group") or else by the fake's user
+// (SetUser). A failing src leaves the previous file untouched. It returns
+// the hex sha256 of the content. p must be absolute, its directory must
+// exist (else the error matches fs.ErrNotExist), and p must not be a
+// directory.
 func (c *Conn) Upload(ctx context.Context, p string, src io.Reader, perm fs.FileMode, owner string) (string, error) {
 	call := Call{Kind: KindUpload, Path: p, Perm: perm, Owner: owner}
 	op := "upload " + p
@@ -406,25 +419,36 @@ func (c *Conn) Upload(ctx context.Context, p string, src io.Reader, perm fs.File
 		call.Err = fmt.Errorf("%s on %s: %w", op, c.host, err)
 		return "", c.record(call)
 	}
+	p = cleanPath(p)
 	c.mu.Lock()
-	old := c.files[p]
-	if owner == "" {
-		owner = old.Owner
+	err = c.checkParent(p)
+	switch old, ok := c.files[p]; {
+	case err != nil:
+		err = fmt.Errorf("%s on %s: %w", op, c.host, &fs.PathError{Op: "create temp file in", Path: path.Dir(p), Err: err})
+	case ok && old.Dir:
+		err = fmt.Errorf("%s on %s: rename temp file over target: %s is a directory", op, c.host, p)
+	default:
+		f := &File{Content: buf.String(), Mode: perm, Owner: c.user, Group: c.group, ModTime: time.Now()}
+		f.Owner, f.Group = chownSpec(owner, f.Owner, f.Group)
+		c.files[p] = f
 	}
-	c.files[p] = File{Content: buf.String(), Mode: perm, Owner: owner, ModTime: time.Now()}
 	c.mu.Unlock()
+	if err != nil {
+		call.Err = err
+		return "", c.record(call)
+	}
 	return sum(buf.Bytes()), c.record(call)
 }
 
-// lookup returns the file at p or an error matching fs.ErrNotExist.
+// lookup returns the entry at p or an error matching fs.ErrNotExist.
 func (c *Conn) lookup(op, p string) (File, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	f, ok := c.files[p]
-	if !ok {
-		return File{}, fmt.Errorf("%s on %s: %w", op, c.host, &fs.PathError{Op: op, Path: p, Err: fs.ErrNotExist})
+	f, err := c.lookupPath(cleanPath(p))
+	if err != nil {
+		return File{}, fmt.Errorf("%s on %s: %w", op, c.host, &fs.PathError{Op: op, Path: p, Err: err})
 	}
-	return f, nil
+	return *f, nil
 }
 
 // Download writes the content of the file at p to dst.
@@ -434,7 +458,11 @@ func (c *Conn) Download(ctx context.Context, p string, dst io.Writer) error {
 		return c.record(call)
 	}
 	f, err := c.lookup("download", p)
-	if err == nil {
+	switch {
+	case err != nil:
+	case f.Dir:
+		err = fmt.Errorf("download %s on %s: %w", p, c.host, &fs.PathError{Op: "read", Path: p, Err: errIsDir})
+	default:
 		if _, werr := io.WriteString(dst, f.Content); werr != nil {
 			err = fmt.Errorf("download %s on %s: %w", p, c.host, werr)
 		}
@@ -443,7 +471,7 @@ func (c *Conn) Download(ctx context.Context, p string, dst io.Writer) error {
 	return c.record(call)
 }
 
-// Stat describes the file at p.
+// Stat describes the file or directory at p.
 func (c *Conn) Stat(ctx context.Context, p string) (fs.FileInfo, error) {
 	call := Call{Kind: KindStat, Path: p}
 	if call.Err = c.gate(ctx, "stat "+p); call.Err != nil {
@@ -457,13 +485,20 @@ func (c *Conn) Stat(ctx context.Context, p string) (fs.FileInfo, error) {
 	return fileInfo{name: path.Base(p), f: f}, c.record(call)
 }
 
-// Remove deletes the file at p; a missing file yields fs.ErrNotExist.
+// Remove deletes the file at p; a missing file yields fs.ErrNotExist, and
+// a directory is refused.
 func (c *Conn) Remove(ctx context.Context, p string) error {
 	call := Call{Kind: KindRemove, Path: p}
 	if call.Err = c.gate(ctx, "remove "+p); call.Err != nil {
 		return c.record(call)
 	}
-	if _, call.Err = c.lookup("remove", p); call.Err == nil {
+	f, err := c.lookup("remove", p)
+	switch {
+	case err != nil:
+		call.Err = err
+	case f.Dir:
+		call.Err = fmt.Errorf("remove %s on %s: is a directory (only files are removed)", p, c.host)
+	default:
 		c.DeleteFile(p)
 	}
 	return c.record(call)
@@ -476,28 +511,49 @@ func (c *Conn) Checksum(ctx context.Context, p string) (string, error) {
 		return "", c.record(call)
 	}
 	f, err := c.lookup("checksum", p)
-	call.Err = err
-	if err != nil {
-		return "", c.record(call)
+	switch {
+	case err != nil:
+		call.Err = err
+	case f.Dir:
+		call.Err = fmt.Errorf("checksum %s on %s: is a directory, not a file", p, c.host)
+	default:
+		return sum([]byte(f.Content)), c.record(call)
 	}
-	return sum([]byte(f.Content)), c.record(call)
+	return "", c.record(call)
 }
 
-// DialTCP calls the function set with SetDialTCP.
+// ForwardPort makes DialTCP to addr (as seen from the host, "127.0.0.1:7373")
+// connect to target, a TCP address on this machine (a test's listener).
+func (c *Conn) ForwardPort(addr, target string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ports[addr] = target
+}
+
+// DialTCP connects to the port set for addr with ForwardPort, else calls
+// the function set with SetDialTCP; with neither, the connection is
+// refused, as the real client reports a closed port.
 func (c *Conn) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
 	call := Call{Kind: KindDialTCP, Addr: addr}
 	if call.Err = c.gate(ctx, "tunnel to "+addr); call.Err != nil {
 		return nil, c.record(call)
 	}
 	c.mu.Lock()
-	dial := c.dial
+	dial, target, forwarded := c.dial, c.ports[addr], c.ports[addr] != ""
 	c.mu.Unlock()
-	if dial == nil {
-		call.Err = fmt.Errorf("tunnel to %s via %s: fake has no dialer (use SetDialTCP)", addr, c.host)
-		return nil, c.record(call)
+	var nc net.Conn
+	switch {
+	case forwarded:
+		var d net.Dialer
+		nc, call.Err = d.DialContext(ctx, "tcp", target)
+		if call.Err != nil {
+			call.Err = fmt.Errorf("tunnel to %s on %s: %w", addr, c.host, call.Err)
+		}
+	case dial != nil:
+		nc, call.Err = dial(ctx, addr)
+	default:
+		call.Err = fmt.Errorf("tunnel to %s on %s: connect failed (dial tcp %s: connect: connection refused)", addr, c.host, addr)
 	}
-	nc, err := dial(ctx, addr)
-	call.Err = err
 	return nc, c.record(call)
 }
 
@@ -508,36 +564,6 @@ func (c *Conn) Close() error {
 	c.mu.Unlock()
 	return c.record(Call{Kind: KindClose})
 }
-
-// Paths returns the paths of the in-memory files, sorted.
-func (c *Conn) Paths() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ps := make([]string, 0, len(c.files))
-	for p := range c.files {
-		ps = append(ps, p)
-	}
-	sort.Strings(ps)
-	return ps
-}
-
-func sum(b []byte) string {
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
-}
-
-// fileInfo is the fs.FileInfo of an in-memory file.
-type fileInfo struct {
-	name string
-	f    File
-}
-
-func (fi fileInfo) Name() string       { return fi.name }
-func (fi fileInfo) Size() int64        { return int64(len(fi.f.Content)) }
-func (fi fileInfo) Mode() fs.FileMode  { return fi.f.Mode }
-func (fi fileInfo) ModTime() time.Time { return fi.f.ModTime }
-func (fi fileInfo) IsDir() bool        { return false }
-func (fi fileInfo) Sys() any           { return fi.f }
 
 // ErrClosed is returned (wrapped) by calls on a closed fake.
 var ErrClosed = errors.New("fake connection closed")

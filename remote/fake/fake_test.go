@@ -175,7 +175,7 @@ func TestFiles(t *testing.T) {
 		t.Fatalf("Upload = %q, %v", sum, err)
 	}
 	f, ok := c.Files()["/etc/minkms/config.yaml"]
-	if !ok || f.Content != data || f.Mode != 0o640 || f.Owner != "minkms-user:minkms-user" {
+	if !ok || f.Content != data || f.Mode != 0o640 || f.Owner != "minkms-user" || f.Group != "minkms-user" {
 		t.Errorf("file = %+v", f)
 	}
 	fi, err := c.Stat(ctx, "/etc/minkms/config.yaml")
@@ -197,9 +197,10 @@ func TestFiles(t *testing.T) {
 	if f2, _ := c.File("/etc/minkms/config.yaml"); f2 != f {
 		t.Errorf("failed upload changed the file: %+v", f2)
 	}
-	// owner "" keeps the owner.
+	// owner "" gives the new file to the connection's user, as over SSH
+	// (the upload renames a new file over the old one).
 	c.Upload(ctx, "/etc/minkms/config.yaml", strings.NewReader("v2"), 0o600, "")
-	if f2, _ := c.File("/etc/minkms/config.yaml"); f2.Owner != "minkms-user:minkms-user" || f2.Content != "v2" || f2.Mode != 0o600 {
+	if f2, _ := c.File("/etc/minkms/config.yaml"); f2.Owner != "root" || f2.Group != "root" || f2.Content != "v2" || f2.Mode != 0o600 {
 		t.Errorf("re-upload: %+v", f2)
 	}
 	if _, err := c.Upload(ctx, "relative", strings.NewReader("x"), 0o600, ""); err == nil {
