@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -62,6 +61,10 @@ type conformanceConn struct {
 	// echoAddr is an address, as seen from the host, of a TCP service that
 	// echoes what it receives.
 	echoAddr string
+	// closedAddr is an address, as seen from the host, of a closed port.
+	closedAddr string
+	// user and group name whom the connection's commands run as.
+	user, group string
 }
 
 // runConformance runs the transport contract of tasks.Conn against the
@@ -338,30 +341,29 @@ func runConformance(t *testing.T, newConn func(t *testing.T) conformanceConn) {
 			t.Error("Upload to a relative path succeeded")
 		}
 	})
+
+	runHostConformance(t, newConn)
 }
 
-// TestConformanceFake runs the suite against the scripted fake.
+// TestConformanceFake runs the suite against the fake, its commands run as
+// the user the SSH server runs them as.
 func TestConformanceFake(t *testing.T) {
 	runConformance(t, func(t *testing.T) conformanceConn {
 		f := fake.New(t, "fake-host")
 		dir := "/srv/conformance"
+		f.MkdirAll(dir)
+		usr, grp := confCurrentUserGroup(t)
+		f.SetUser(usr, grp)
 		const echoAddr = "127.0.0.1:7373"
-		f.SetDialTCP(func(ctx context.Context, addr string) (net.Conn, error) {
-			if addr != echoAddr {
-				return nil, fmt.Errorf("connect to %s: connection refused", addr)
-			}
-			client, server := net.Pipe()
-			go func() {
-				io.Copy(server, server)
-				server.Close()
-			}()
-			return client, nil
-		})
+		f.ForwardPort(echoAddr, startEchoServer(t))
 		return conformanceConn{
-			conn:     f,
-			dir:      dir,
-			echoAddr: echoAddr,
-			goAway:   func() { f.SetUnreachable(true) },
+			conn:       f,
+			dir:        dir,
+			echoAddr:   echoAddr,
+			closedAddr: "127.0.0.1:7374",
+			user:       usr,
+			group:      grp,
+			goAway:     func() { f.SetUnreachable(true) },
 			script: func(cmd string, a shellAnswer) {
 				e := f.Expect(cmd).Times(1).Stdout(a.stdout).Stderr(a.stderr).Exit(a.exit)
 				switch {
@@ -373,11 +375,12 @@ func TestConformanceFake(t *testing.T) {
 			},
 			list: func(t *testing.T) []string {
 				var names []string
-				for _, p := range f.Paths() {
+				for _, p := range append(f.Paths(), f.Dirs()...) {
 					if path.Dir(p) == dir {
 						names = append(names, path.Base(p))
 					}
 				}
+				sort.Strings(names)
 				return names
 			},
 		}
@@ -390,10 +393,14 @@ func TestConformanceSSH(t *testing.T) {
 	runConformance(t, func(t *testing.T) conformanceConn {
 		c, s := dialConformanceServer(t, sshtest.Config{})
 		dir := t.TempDir()
+		usr, grp := confCurrentUserGroup(t)
 		return conformanceConn{
-			conn:     c,
-			dir:      dir,
-			echoAddr: startEchoServer(t),
+			conn:       c,
+			dir:        dir,
+			echoAddr:   startEchoServer(t),
+			closedAddr: closedPort(t),
+			user:       usr,
+			group:      grp,
 			goAway:   s.Close,
 			script:   func(string, shellAnswer) {},
 			list: func(t *testing.T) []string {
@@ -499,6 +506,30 @@ func startEchoServer(t *testing.T) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// confCurrentUserGroup returns the names of this process's user and group.
+func confCurrentUserGroup(t *testing.T) (string, string) {
+	u, err := user.Current()
+	if err != nil {
+		t.Fatalf("current user: %v", err)
+	}
+	g, err := user.LookupGroupId(u.Gid)
+	if err != nil {
+		t.Fatalf("group of the current user: %v", err)
+	}
+	return u.Username, g.Name
+}
+
+// closedPort returns an address of 127.0.0.1 where nothing listens.
+func closedPort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
 
 func confCurrentUser(t *testing.T) string {

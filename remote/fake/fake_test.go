@@ -277,3 +277,143 @@ func TestFailAndDialTCP(t *testing.T) {
 		t.Errorf("last call = %+v", last)
 	}
 }
+
+func TestEmulatedCommands(t *testing.T) {
+	c := fake.New(t, "node1")
+	for _, cmd := range []string{
+		"mkdir -p -- /opt/minkms/bin '/var/lib/with space'",
+		"touch -- /opt/minkms/bin/minkms",
+		"chmod 0750 -- /opt/minkms/bin/minkms",
+		`chown -R "minkms:minkms" -- /opt/minkms`,
+		"cd /opt/minkms && chgrp root -- bin",
+	} {
+		if err := c.Run(context.Background(), cmd, nil, nil, nil); err != nil {
+			t.Fatalf("%s: %v", cmd, err)
+		}
+	}
+	f, ok := c.File("/opt/minkms/bin/minkms")
+	if !ok || f.Dir || f.Mode != 0o750 || f.Owner != "minkms" || f.Group != "minkms" {
+		t.Errorf("file = %+v, %v", f, ok)
+	}
+	if d, _ := c.File("/opt/minkms/bin"); !d.Dir || d.Owner != "minkms" || d.Group != "root" {
+		t.Errorf("dir = %+v", d)
+	}
+	if d, ok := c.File("/var/lib/with space"); !ok || !d.Dir {
+		t.Errorf("quoted operand: %+v, %v", d, ok)
+	}
+	out, _, err := run(c, "find /opt/minkms \\( ! -user minkms -o ! -group minkms \\) -print -quit", "")
+	if err != nil || out != "/opt/minkms/bin\n" {
+		t.Errorf("find = %q, %v", out, err)
+	}
+	_, errOut, err := run(c, "rm -- /opt/minkms", "")
+	var xe *fake.ExitError
+	if !errors.As(err, &xe) || xe.Status != 1 || !strings.Contains(errOut, "Is a directory") {
+		t.Errorf("rm of a directory = %v, stderr %q", err, errOut)
+	}
+	if _, _, err := run(c, "rm -rf -- /opt/minkms", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.File("/opt/minkms/bin/minkms"); ok {
+		t.Error("rm -rf left the tree")
+	}
+}
+
+func TestCommandsNotEmulated(t *testing.T) {
+	for _, cmd := range []string{
+		"echo hi; rm -rf /opt",    // a list
+		"rm -rf -- /opt/*",        // a glob
+		"rm -rf -- $HOME",         // an expansion
+		"mkdir -p -- relative",    // a relative path without cd
+		"chmod u+x -- /opt",       // a symbolic mode
+		"stat -c %Y -- /opt",      // a format directive not emulated
+		"rm -rf -- /opt | cat",    // a pipe
+		"cat > /etc/minkms/x",     // a redirection
+		"ls /",                    // a command not emulated
+		"find /opt -name x",       // a find primary not emulated
+		"systemctl status minkms", // a systemctl verb not emulated
+	} {
+		r := &recorder{TB: t}
+		c := fake.New(r, "node1")
+		before := c.Snapshot()
+		var ue *fake.UnexpectedError
+		if _, _, err := run(c, cmd, ""); !errors.As(err, &ue) || len(r.errs) != 1 {
+			t.Errorf("%s: %v (test failures %q), want an unexpected command", cmd, err, r.errs)
+		}
+		if c.Snapshot() != before {
+			t.Errorf("%s changed the host", cmd)
+		}
+	}
+}
+
+func TestAllowUnscripted(t *testing.T) {
+	c := fake.New(t, "node1")
+	c.AllowUnscripted()
+	if out, errOut, err := run(c, "deploy --now | tee /tmp/log", ""); err != nil || out != "" || errOut != "" {
+		t.Errorf("unscripted command = %q, %q, %v; want silent success", out, errOut, err)
+	}
+	if _, _, err := run(c, "mkdir -p -- /opt/x", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.File("/opt/x"); !ok {
+		t.Error("an emulated command is no longer emulated after AllowUnscripted")
+	}
+}
+
+func TestDoContextAndSnapshot(t *testing.T) {
+	c := fake.New(t, "node1")
+	lost := errors.New("connection lost")
+	c.Expect("minkms wait").DoContext(func(ctx context.Context, cmd string, stdin []byte) (string, string, int, error) {
+		<-ctx.Done()
+		return "", "", 0, fmt.Errorf("%s: %w", cmd, lost)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := c.Run(ctx, "minkms wait", nil, nil, nil); err == nil {
+		t.Error("Run on a cancelled context succeeded")
+	}
+	if err := c.Run(context.Background(), "true", nil, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	go cancel()
+	if err := c.Run(ctx, "minkms wait", nil, nil, nil); !errors.Is(err, lost) {
+		t.Errorf("DoContext error = %v, want it returned as is", err)
+	}
+
+	before := c.Snapshot()
+	if !strings.Contains(before, "dir  /etc/minkms 0755 root:root\n") {
+		t.Errorf("Snapshot of a new fake lacks /etc/minkms:\n%s", before)
+	}
+	c.SetFile("/etc/minkms/config.yaml", "a: 1\n", 0o640)
+	c.SetFileOwner("/etc/minkms/config.yaml", "minkms:minkms")
+	if after := c.Snapshot(); !strings.Contains(after, `file /etc/minkms/config.yaml 0640 minkms:minkms "a: 1\n"`) {
+		t.Errorf("Snapshot after SetFile:\n%s", after)
+	}
+}
+
+func TestForwardPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if nc, err := ln.Accept(); err == nil {
+			io.WriteString(nc, "minkms")
+			nc.Close()
+		}
+	}()
+	c := fake.New(t, "node1")
+	c.ForwardPort("127.0.0.1:7373", ln.Addr().String())
+	nc, err := c.DialTCP(context.Background(), "127.0.0.1:7373")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if b, _ := io.ReadAll(nc); string(b) != "minkms" {
+		t.Errorf("read %q through the forwarded port", b)
+	}
+	if _, err := c.DialTCP(context.Background(), "127.0.0.1:7374"); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("DialTCP to a port not forwarded = %v, want connection refused", err)
+	}
+}

@@ -101,24 +101,26 @@ var commands = map[string]compiler{
 	"systemctl": compileSystemctl,
 }
 
-// options splits args into leading single-letter flags, all of them in
-// allowed, and the operands after them (or after "--").
+// options splits args into single-letter flags, all of them in allowed,
+// and operands, as GNU getopt does: flags may come anywhere before "--",
+// which makes everything after it an operand.
 func options(args []string, allowed string) (flags string, operands []string, ok bool) {
 	for i, a := range args {
-		if a == "--" {
-			return flags, args[i+1:], true
-		}
-		if len(a) < 2 || a[0] != '-' {
-			return flags, args[i:], true
-		}
-		for _, r := range a[1:] {
-			if !strings.ContainsRune(allowed, r) {
-				return "", nil, false
+		switch {
+		case a == "--":
+			return flags, append(operands, args[i+1:]...), true
+		case len(a) < 2 || a[0] != '-':
+			operands = append(operands, a)
+		default:
+			for _, r := range a[1:] {
+				if !strings.ContainsRune(allowed, r) {
+					return "", nil, false
+				}
 			}
+			flags += a[1:]
 		}
-		flags += a[1:]
 	}
-	return flags, nil, true
+	return flags, operands, true
 }
 
 // pathsOK reports whether the operands are paths the fake resolves:

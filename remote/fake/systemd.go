@@ -104,10 +104,7 @@ func compileSystemctl(args []string, _ bool) (prog, bool) {
 			return nil, false
 		}
 	default:
-		return func(*shell) (r result) {
-			r.fail(1, "Unknown command verb %s.", verb)
-			return r
-		}, true
+		return nil, false
 	}
 	name := unitName(units[0])
 	return func(sh *shell) result {

@@ -91,6 +91,5 @@ t "systemctl disable -- missing.service"
 t "systemctl is-active missing.service"
 t "systemctl is-enabled missing.service"
 t "systemctl daemon-reload"
-t "systemctl frobnicate -- app.service"
 rm -f /lib/systemd/system/app.service /lib/systemd/system/noreload.service /lib/systemd/system/broken.service
 systemctl daemon-reload
