@@ -401,8 +401,8 @@ func TestConformanceSSH(t *testing.T) {
 			closedAddr: closedPort(t),
 			user:       usr,
 			group:      grp,
-			goAway:   s.Close,
-			script:   func(string, shellAnswer) {},
+			goAway:     s.Close,
+			script:     func(string, shellAnswer) {},
 			list: func(t *testing.T) []string {
 				entries, err := os.ReadDir(dir)
 				if err != nil {
