@@ -3,15 +3,13 @@ package playbooks
 import (
 	"context"
 	"errors"
-	"io"
-	"io/fs"
-	"net"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/remote/fake"
 	"github.com/kmsctl/kmsctl/tasks"
 )
 
@@ -86,46 +84,25 @@ func TestPlays(t *testing.T) {
 	}
 }
 
-// conn is a connection on which every command succeeds; it records them.
-type conn struct {
-	host string
-	mu   *sync.Mutex
-	ran  *[]string
-}
-
-func (c conn) Host() string { return c.host }
-func (c conn) Run(_ context.Context, cmd string, _ io.Reader, _, _ io.Writer) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	*c.ran = append(*c.ran, c.host+": "+cmd)
-	return nil
-}
-func (c conn) Upload(context.Context, string, io.Reader, fs.FileMode, string) (string, error) {
-	return "", errors.ErrUnsupported
-}
-func (c conn) Download(context.Context, string, io.Writer) error { return errors.ErrUnsupported }
-func (c conn) Stat(context.Context, string) (fs.FileInfo, error) {
-	return nil, errors.ErrUnsupported
-}
-func (c conn) Remove(context.Context, string) error { return errors.ErrUnsupported }
-func (c conn) Checksum(context.Context, string) (string, error) {
-	return "", errors.ErrUnsupported
-}
-func (c conn) DialTCP(context.Context, string) (net.Conn, error) { return nil, errors.ErrUnsupported }
-func (c conn) Close() error                                      { return nil }
-
 func TestRun(t *testing.T) {
 	inv, pb := parse(t)
-	var (
-		mu  sync.Mutex
-		ran []string
-	)
+	var mu sync.Mutex
+	hosts := map[string]*fake.Conn{}
 	eng := &tasks.Engine{Modules: builtin(), Connect: func(_ context.Context, h tasks.Host) (tasks.Conn, error) {
-		return conn{host: h.Name, mu: &mu, ran: &ran}, nil
+		mu.Lock()
+		defer mu.Unlock()
+		hosts[h.Name] = fake.New(t, h.Name)
+		return hosts[h.Name], nil
 	}}
 	recap, err := Run(context.Background(), eng, pb, Options{Inventory: inv, Limit: "kms1,web1"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	var ran []string
+	for name, c := range hosts {
+		for _, cmd := range c.Commands() {
+			ran = append(ran, name+": "+cmd)
+		}
 	}
 	slices.Sort(ran)
 	if !slices.Equal(ran, []string{"kms1: true", "web1: true"}) {
