@@ -72,14 +72,17 @@
 // variable per -e), -e @FILE (LoadVarsFile, a YAML or JSON mapping decoded
 // as strictly as the inventory) or -e '{"k": 1}'.
 //
-// # Connection and Key Manager variables
+// # Resolving a host: SSH settings and Key Manager variables
 //
-// Connection reads ansible_host, ansible_port, ansible_user,
+// Resolve resolves a host once, with -e applied, into a Host: its variables,
+// its SSHSettings and its Key Manager layout (KMSNode), so that the engine
+// and the dialer use one value and nothing resolves the host again. The
+// SSH settings come from ansible_host, ansible_port, ansible_user,
 // ansible_ssh_private_key_file, ansible_become (true/false, yes/no, on/off,
 // 1/0), ansible_become_user (default root), and kmsctl's kms_ssh_host_keys
 // (pinned host keys, authorized_keys format), kms_ssh_known_hosts,
 // kms_ssh_proxy_jump ([user@]host[:port][,...]) and kms_api (direct or ssh).
-// Node reads the kms_* layout: kms_endpoint (host:port as the cluster knows
+// The layout (also alone from Node) comes from the kms_* variables: kms_endpoint (host:port as the cluster knows
 // it; default ADDRESS:kms_port), kms_port, kms_storage_path, kms_config_file,
 // kms_env_file, kms_certs_dir, kms_binary, kms_service, kms_user, kms_api,
 // kms_ca_file. The storage path, the only path kmsctl ever wipes, must be
@@ -87,7 +90,7 @@
 // not contain the config, env, certs or binary paths. Errors name the file
 // and line of the variable that set the bad value ("-e" for extra vars).
 //
-// Connection refuses what kmsctl cannot honour rather than ignoring it:
+// Resolve refuses what kmsctl cannot honour rather than ignoring it:
 // ansible_connection other than ssh, and a ProxyJump/ProxyCommand hidden in
 // ansible_ssh_common_args (or _extra_args, _args) when kms_ssh_proxy_jump
 // is not set. Other ansible_ssh_*_args are not read; ~/.ssh/config is the
@@ -122,9 +125,7 @@
 //	extra, err := inventory.ParseExtraVars(eFlags) // -e, repeatable
 //	hosts, err := inv.Select(limit)                 // --limit, a play's hosts:
 //	for _, h := range hosts {
-//		conn, err := inv.Connection(h, extra) // how to SSH there
-//		node, err := inv.Node(h, extra)       // the Key Manager layout
-//		vars, err := inv.Vars(h, extra)       // for templates and conditions
+//		host, err := inv.Resolve(h, extra) // once: host.Vars, host.SSH, host.KMS
 //	}
 //	err = inv.Graph(os.Stdout, withVars)   // kmsctl inventory graph [--vars]
 //	shown, err := inv.MaskedVars(h, nil)      // kmsctl inventory list

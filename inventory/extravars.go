@@ -15,7 +15,7 @@ import (
 //   - {...}: an inline YAML or JSON mapping ({"kms_port": 7474}).
 //
 // Variable names must be identifiers; the values of the variables kmsctl
-// knows are checked when used (Connection, Node), reported at "-e".
+// knows are checked when used (Resolve, Node), reported at "-e".
 func ParseExtraVars(args []string) (map[string]any, error) {
 	out := map[string]any{}
 	for i, a := range args {

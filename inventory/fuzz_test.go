@@ -73,8 +73,8 @@ func FuzzParse(f *testing.F) {
 			if _, err := inv.Vars(h, nil); err != nil {
 				t.Fatalf("Vars(%s): %v", h, err)
 			}
-			if _, err := inv.Connection(h, nil); err != nil {
-				t.Fatalf("loaded, but Connection(%s) fails: %v", h, err)
+			if _, err := inv.Resolve(h, nil); err != nil {
+				t.Fatalf("loaded, but Resolve(%s) fails: %v", h, err)
 			}
 			if _, err := inv.Node(h, nil); err != nil {
 				t.Fatalf("loaded, but Node(%s) fails: %v", h, err)

@@ -160,7 +160,12 @@ func (inv *Inventory) Vars(host string, extra map[string]any) (map[string]any, e
 	if err != nil {
 		return nil, err
 	}
-	out := plain(vars)
+	return inv.withMagic(host, plain(vars))
+}
+
+// withMagic adds the magic variables inventory_hostname,
+// inventory_hostname_short and group_names to host's plain vars.
+func (inv *Inventory) withMagic(host string, vars map[string]any) (map[string]any, error) {
 	groups, err := inv.HostGroups(host)
 	if err != nil {
 		return nil, err
@@ -169,10 +174,10 @@ func (inv *Inventory) Vars(host string, extra map[string]any) (map[string]any, e
 	for i, g := range groups {
 		names[i] = g
 	}
-	out["inventory_hostname"] = host
-	out["inventory_hostname_short"], _, _ = strings.Cut(host, ".")
-	out["group_names"] = names
-	return out, nil
+	vars["inventory_hostname"] = host
+	vars["inventory_hostname_short"], _, _ = strings.Cut(host, ".")
+	vars["group_names"] = names
+	return vars, nil
 }
 
 // Origin returns where host's variable name was set (after precedence, without
@@ -237,6 +242,31 @@ func IsSecret(name string) bool {
 		}
 	}
 	return false
+}
+
+// Secrets returns the string values of every secret variable (IsSecret) set
+// anywhere in the inventory: group and host vars, written in inventory files
+// or in group_vars/ and host_vars/, sorted and without duplicates. It
+// resolves no host; a run registers them all with its redactor.
+func (inv *Inventory) Secrets() []string {
+	var out []string
+	add := func(vars map[string]variable) {
+		for k, v := range vars {
+			if s, ok := v.value.(string); ok && s != "" && IsSecret(k) {
+				out = append(out, s)
+			}
+		}
+	}
+	for _, g := range inv.groups {
+		add(g.vars)
+		add(g.dirVars)
+	}
+	for _, h := range inv.hosts {
+		add(h.vars)
+		add(h.dirVars)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // MaskedVars returns host's variables with extra (-e) over them, as Vars

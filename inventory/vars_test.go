@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -281,6 +282,35 @@ all:
 	_, err = Parse("bad.yml", []byte(src+"          ansible_port: nope\n"))
 	if err == nil || strings.Contains(err.Error(), sentinel) {
 		t.Errorf("error = %v", err)
+	}
+}
+
+// TestSecrets: every secret string set anywhere in the inventory, also one
+// a host overrides and one from host_vars/, without resolving a host.
+func TestSecrets(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"host_vars/kms2.yml": "vault_token: from-host-vars\n", "inventory.yml": `
+all:
+  vars:
+    kms_api_key: from-all
+    motd: not-a-secret
+  children:
+    kms:
+      vars:
+        ansible_become_pass: from-group
+      hosts:
+        kms1:
+          kms_api_key: from-host
+        kms2:
+          kms_api_key: from-all
+`})
+	inv, err := Load(filepath.Join(dir, "inventory.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"from-all", "from-group", "from-host", "from-host-vars"}
+	if got := inv.Secrets(); !slices.Equal(got, want) {
+		t.Errorf("Secrets() = %q, want %q", got, want)
 	}
 }
 

@@ -66,7 +66,7 @@ func TestLoadGroupAndHostVarsDirs(t *testing.T) {
 	if n, err := inv.Node("kms1", nil); err != nil || n.StoragePath != "/data/kms" {
 		t.Errorf("Node storage path = %q, %v", n.StoragePath, err)
 	}
-	if c, _ := inv.Connection("kms2", nil); c.Address != "10.9.9.2" {
+	if c, _ := sshOf(inv, "kms2", nil); c.Address != "10.9.9.2" {
 		t.Errorf("kms2 address from host_vars/kms2.json = %q", c.Address)
 	}
 	if pos, _ := inv.Origin("kms1", "kms_storage_path"); pos.File != filepath.Join(dir, "group_vars/kms/a.yml") || pos.Line != 1 {

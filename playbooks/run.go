@@ -25,9 +25,11 @@ type Options struct {
 }
 
 // Plays resolves pb's plays against the inventory: each play's hosts:
-// pattern, intersected with Limit, with each host's inventory variables.
-// Plays left without hosts are dropped; when none is left the error wraps
-// ErrNoHosts.
+// pattern, intersected with Limit. Each selected host is resolved once
+// (inventory.Resolve, with ExtraVars), however many plays it is in, and
+// every play holds the same value (see Host). Plays left without hosts are
+// dropped; when none is left the error wraps ErrNoHosts. A host whose
+// variables or settings are invalid is an error, before anything runs.
 func Plays(pb *Playbook, o Options) ([]tasks.Play, error) {
 	if o.Inventory == nil {
 		return nil, fmt.Errorf("run playbook %s: no inventory", pb.Name)
@@ -40,8 +42,9 @@ func Plays(pb *Playbook, o Options) ([]tasks.Play, error) {
 		}
 	}
 	var (
-		plays []tasks.Play
-		errs  []error
+		plays    []tasks.Play
+		errs     []error
+		resolved = map[string]*tasks.Host{} // nil: the host failed to resolve
 	)
 	for _, p := range pb.Plays {
 		names, err := o.Inventory.Select(p.Hosts)
@@ -59,13 +62,21 @@ func Plays(pb *Playbook, o Options) ([]tasks.Play, error) {
 			Name: p.Name, Serial: p.Serial, AnyErrorsFatal: p.AnyErrorsFatal,
 			Vars: p.Vars, Tasks: p.Tasks, Handlers: p.Handlers, Files: pb.Files, Pos: p.Pos,
 		}
-		for _, h := range names {
-			vars, err := o.Inventory.Vars(h, o.ExtraVars)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("variables of host %s: %w", h, err))
-				continue
+		for _, name := range names {
+			h, seen := resolved[name]
+			if !seen {
+				ih, err := o.Inventory.Resolve(name, o.ExtraVars)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("resolve host %s: %w", name, err))
+				} else {
+					th := TaskHost(ih)
+					h = &th
+				}
+				resolved[name] = h
 			}
-			tp.Hosts = append(tp.Hosts, tasks.Host{Name: h, Vars: vars})
+			if h != nil {
+				tp.Hosts = append(tp.Hosts, *h)
+			}
 		}
 		plays = append(plays, tp)
 	}
@@ -76,6 +87,13 @@ func Plays(pb *Playbook, o Options) ([]tasks.Play, error) {
 		return nil, fmt.Errorf("run playbook %s: %w (hosts: patterns of its plays, --limit %q)", pb.Name, ErrNoHosts, o.Limit)
 	}
 	return plays, nil
+}
+
+// TaskHost is the engine's view of a resolved inventory host: its name and
+// variables, with the whole resolved value as the Target that Connect and
+// the modules get (so the dialer reads h.Target.(inventory.Host).SSH).
+func TaskHost(h inventory.Host) tasks.Host {
+	return tasks.Host{Name: h.Name, Vars: h.Vars, Target: h}
 }
 
 // Run resolves pb's plays (see Plays) and runs them with eng, whose

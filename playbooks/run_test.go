@@ -3,6 +3,7 @@ package playbooks
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -110,5 +111,40 @@ func TestRun(t *testing.T) {
 	}
 	if len(recap) != 2 || recap["kms1"].OK != 1 || recap["web1"].OK != 1 {
 		t.Errorf("recap %v", recap)
+	}
+}
+
+// TestPlaysResolveEachHostOnce: a host in several plays is resolved once:
+// every play holds the same resolved value (the same variables map, which
+// each resolution would make anew), and a host that fails to resolve is
+// reported once, not once per play.
+func TestPlaysResolveEachHostOnce(t *testing.T) {
+	inv, err := inventory.Parse("inventory.yml", []byte(testInventory))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := Decode("site.yml", []byte("- hosts: kms\n  tasks: [{ping: }]\n- hosts: kms1\n  tasks: [{ping: }]\n"), nil, builtin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := map[string]any{"ansible_host": "10.9.9.9"}
+	plays, err := Plays(pb, Options{Inventory: inv, ExtraVars: extra})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := plays[0].Hosts[0], plays[1].Hosts[0]
+	if first.Name != "kms1" || second.Name != "kms1" {
+		t.Fatalf("hosts %v %v", first.Name, second.Name)
+	}
+	if reflect.ValueOf(first.Vars).UnsafePointer() != reflect.ValueOf(second.Vars).UnsafePointer() {
+		t.Error("kms1 was resolved once per play: the plays hold different variables maps")
+	}
+	ih, ok := first.Target.(inventory.Host)
+	if !ok || ih.SSH.Address != "10.9.9.9" || ih.KMS.Endpoint != "10.9.9.9:7373" || first.Vars["ansible_host"] != "10.9.9.9" {
+		t.Errorf("kms1's resolved host = %#v (Target %T)", first.Target, first.Target)
+	}
+	_, err = Plays(pb, Options{Inventory: inv, ExtraVars: map[string]any{"ansible_port": "abc"}})
+	if err == nil || strings.Count(err.Error(), "host kms1: ansible_port") != 1 {
+		t.Errorf("want kms1's bad -e reported once, got %v", err)
 	}
 }

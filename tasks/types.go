@@ -61,10 +61,18 @@ func (t Task) DisplayName() string {
 	return t.Module
 }
 
-// Host is one target host with its variables already resolved by the inventory.
+// Host is one target host, resolved once by the caller before the run.
 type Host struct {
 	Name string
+	// Vars are the host's variables (the inventory's, with -e applied).
 	Vars map[string]any
+	// Target is the caller's resolved host, opaque to the engine: the CLI
+	// puts the inventory's resolved host there (SSH settings and Key
+	// Manager layout). The engine hands it unchanged to Connect and to the
+	// modules (Env.Host), so that neither resolves the host again. It is
+	// nil for a host known only by name (a delegate_to host outside the
+	// plays).
+	Target any
 }
 
 // Play runs tasks, then the notified handlers, on a list of hosts.

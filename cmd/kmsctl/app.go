@@ -1,10 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
-	"runtime"
 	"strings"
 	"time"
 
@@ -62,7 +59,12 @@ func globalFlags(verbose *int) []cli.Flag {
 	}
 }
 
-// newApp builds the command tree. It never exits the process: errors are
+// optionsFunc decodes the global flags of a command's context; commands
+// that need them call it in their action.
+type optionsFunc func(*cli.Context) (options, error)
+
+// newApp builds the command tree: the global flags and one constructor per
+// command, each in its own file. It never exits the process: errors are
 // returned to run, which maps them to exit codes.
 func newApp(e env) *cli.App {
 	var verbose int
@@ -82,104 +84,11 @@ func newApp(e env) *cli.App {
 	}
 	opts := func(c *cli.Context) (options, error) { return decodeOptions(c, verbose) }
 	app.Commands = []*cli.Command{
-		{
-			Name:   "version",
-			Usage:  "print version, commit and Go version",
-			Action: func(c *cli.Context) error { return printVersion(e.stdout, c.String("output") == "json") },
-		},
-		{
-			Name:   "playbooks",
-			Usage:  "list and print the built-in playbooks",
-			Action: unknownCommand,
-			Subcommands: []*cli.Command{
-				{
-					Name:    "ls",
-					Aliases: []string{"list"},
-					Usage:   "list the built-in playbooks",
-					Action:  func(c *cli.Context) error { return listPlaybooks(e.stdout, c.String("output") == "json") },
-				},
-				{
-					Name:      "show",
-					Usage:     "print a built-in playbook (to customise it)",
-					ArgsUsage: "NAME",
-					Action: func(c *cli.Context) error {
-						if c.NArg() != 1 {
-							return exit.Usagef("playbooks show: want exactly one playbook name, got %d arguments", c.NArg())
-						}
-						return showPlaybook(e.stdout, c.Args().First())
-					},
-				},
-			},
-		},
-		{
-			Name:   "inventory",
-			Usage:  "show the inventory",
-			Action: unknownCommand,
-			Subcommands: []*cli.Command{
-				{
-					Name:  "list",
-					Usage: "list hosts with their resolved variables (secrets masked)",
-					Action: func(c *cli.Context) error {
-						o, err := opts(c)
-						if err != nil {
-							return err
-						}
-						return inventoryList(e, o)
-					},
-				},
-				{
-					Name:  "graph",
-					Usage: "print the group tree (like ansible-inventory --graph)",
-					Flags: []cli.Flag{&cli.BoolFlag{Name: "vars", Usage: "show variables in the graph (secrets masked)"}},
-					Action: func(c *cli.Context) error {
-						o, err := opts(c)
-						if err != nil {
-							return err
-						}
-						return inventoryGraph(e, o, c.Bool("vars"))
-					},
-				},
-			},
-		},
-		{
-			Name:      "ping",
-			Usage:     "connect to hosts and run `true` on each",
-			ArgsUsage: "[[USER@]HOST[:PORT] | SSH-ALIAS ...] (default: the inventory's hosts, --limit)",
-			Action: func(c *cli.Context) error {
-				o, err := opts(c)
-				if err != nil {
-					return err
-				}
-				return ping(c.Context, e, o, c.Args().Slice())
-			},
-		},
-		{
-			Name:      "play",
-			Usage:     "run a playbook (a built-in name or a file)",
-			ArgsUsage: "PLAYBOOK",
-			Flags: []cli.Flag{
-				&cli.StringSliceFlag{Name: "tags", Aliases: []string{"t"}, Usage: "run only tasks tagged with one of `TAGS` (comma-separated, repeatable)"},
-				&cli.StringSliceFlag{Name: "skip-tags", Usage: "skip tasks tagged with one of `TAGS` (comma-separated, repeatable)"},
-				&cli.BoolFlag{Name: "syntax-check", Usage: "only decode and validate the playbook"},
-				&cli.BoolFlag{Name: "list-hosts", Usage: "only list the hosts each play would run on"},
-			},
-			Action: func(c *cli.Context) error {
-				if c.NArg() != 1 {
-					return exit.Usagef("play: want exactly one playbook (a built-in name or a file), got %d arguments", c.NArg())
-				}
-				o, err := opts(c)
-				if err != nil {
-					return err
-				}
-				po := playOptions{
-					Tags:        splitList(c.StringSlice("tags")),
-					SkipTags:    splitList(c.StringSlice("skip-tags")),
-					SyntaxCheck: c.Bool("syntax-check"),
-					ListHosts:   c.Bool("list-hosts"),
-				}
-				return play(c.Context, e, o, c.Args().First(), po)
-			},
-		},
+		newVersionCommand(e),
+		newPlaybooksCommand(e),
+		newInventoryCommand(e, opts),
+		newPingCommand(e, opts),
+		newPlayCommand(e, opts),
 	}
 	for _, c := range app.Commands {
 		c.OnUsageError = app.OnUsageError
@@ -244,28 +153,4 @@ func decodeOptions(c *cli.Context, verbose int) (options, error) {
 		o.Inventories[i] = strings.TrimSpace(p)
 	}
 	return o, nil
-}
-
-// printVersion prints version, commit and Go version, as text or JSON.
-func printVersion(w io.Writer, asJSON bool) error {
-	if asJSON {
-		return json.NewEncoder(w).Encode(map[string]string{
-			"version": version, "commit": commit, "go": runtime.Version(), "platform": runtime.GOOS + "/" + runtime.GOARCH,
-		})
-	}
-	_, err := fmt.Fprintf(w, "kmsctl %s\ncommit %s\n%s %s/%s\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	return err
-}
-
-// splitList splits comma-separated flag values ("a,b" "c" → a b c).
-func splitList(values []string) []string {
-	var out []string
-	for _, v := range values {
-		for _, s := range strings.Split(v, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				out = append(out, s)
-			}
-		}
-	}
-	return out
 }

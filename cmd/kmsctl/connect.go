@@ -15,8 +15,8 @@ import (
 	"github.com/kmsctl/kmsctl/tasks"
 )
 
-// target is how to reach one host: from the inventory or from a HOST
-// argument on the command line.
+// target is how to reach one host: from the inventory's SSH settings or
+// from a HOST argument on the command line.
 type target struct {
 	// Name is the host as shown in output (the inventory name or the argument).
 	Name string
@@ -33,8 +33,8 @@ type target struct {
 	BecomeUser    string
 }
 
-// inventoryTarget describes an inventory host.
-func inventoryTarget(c inventory.Conn) target {
+// inventoryTarget describes an inventory host from its resolved SSH settings.
+func inventoryTarget(c inventory.SSHSettings) target {
 	t := target{
 		Name: c.Host, Alias: c.Host, Port: c.Port, User: c.User,
 		PinnedKeys: c.SSHHostKeys, ProxyJump: c.ProxyJump,
@@ -90,7 +90,9 @@ func parseHostArg(s string) (target, error) {
 
 // dialer connects to targets with the global SSH flags.
 type dialer struct {
-	o               options
+	o options
+	// inv resolves delegate_to hosts outside the plays (nil: no inventory).
+	inv             *inventory.Inventory
 	stateKnownHosts string
 	logger          zerolog.Logger
 	red             *redact.Redactor
@@ -121,6 +123,44 @@ func (d *dialer) options(t target) remote.Options {
 		ro.IdentityFiles = append(ro.IdentityFiles, d.o.PrivateKey)
 	}
 	return ro
+}
+
+// connect is the engine's Connect: it dials h from the resolved host the
+// command put in h.Target (an inventory.Host or a parsed HOST argument),
+// without resolving it again.
+func (d *dialer) connect(ctx context.Context, h tasks.Host) (tasks.Conn, error) {
+	t, err := d.target(h)
+	if err != nil {
+		return nil, err
+	}
+	return d.dial(ctx, t)
+}
+
+// target returns how to reach h. A host without a Target is a delegate_to
+// host outside the plays, known by name only: an inventory host, resolved
+// here (the engine connects to a host once per run), else an ssh_config
+// alias or [user@]host[:port] as for ping.
+func (d *dialer) target(h tasks.Host) (target, error) {
+	switch v := h.Target.(type) {
+	case inventory.Host:
+		return inventoryTarget(v.SSH), nil
+	case target:
+		return v, nil
+	case nil:
+		if d.inv != nil && d.inv.HasHost(h.Name) {
+			ih, err := d.inv.Resolve(h.Name, d.o.ExtraVars)
+			if err != nil {
+				return target{}, fmt.Errorf("resolve host %s: %w", h.Name, err)
+			}
+			return inventoryTarget(ih.SSH), nil
+		}
+		t, err := parseHostArg(h.Name)
+		if err != nil {
+			return target{}, fmt.Errorf("delegate host: %w", err)
+		}
+		return t, nil
+	}
+	return target{}, fmt.Errorf("connect to %s: no SSH settings in a %T", h.Name, h.Target)
 }
 
 // dial connects to t.

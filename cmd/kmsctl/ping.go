@@ -4,33 +4,84 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"time"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/playbooks"
 	"github.com/kmsctl/kmsctl/tasks"
 )
 
-// pingTargets resolves ping's HOST arguments, or the inventory's hosts
-// (with --limit) when there are none. Arguments naming inventory hosts use
-// the inventory's connection settings.
-func pingTargets(o options, args []string) ([]target, error) {
+// newPingCommand builds `kmsctl ping [HOST...]`.
+func newPingCommand(e env, opts optionsFunc) *cli.Command {
+	return &cli.Command{
+		Name:      "ping",
+		Usage:     "connect to hosts and run `true` on each",
+		ArgsUsage: "[[USER@]HOST[:PORT] | SSH-ALIAS ...] (default: the inventory's hosts, --limit)",
+		Action: func(c *cli.Context) error {
+			o, err := opts(c)
+			if err != nil {
+				return err
+			}
+			return ping(c.Context, e, o, c.Args().Slice())
+		},
+	}
+}
+
+// ping connects to each host and runs `true`, --forks at a time: a play of
+// one ping task, run by the engine, which prints one line per host and a
+// recap. It returns an error with exit code 3 when a host was unreachable
+// (2 when `true` failed).
+func ping(ctx context.Context, e env, o options, args []string) error {
 	inv, err := loadInventory(o, len(args) > 0)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var targets []target
+	hosts, err := pingHosts(inv, o, args)
+	if err != nil {
+		return err
+	}
+	r, err := newRunner(e, o, "ping", inv, newRegistry())
+	if err != nil {
+		return err
+	}
+	return r.run(ctx, []tasks.Play{pingPlay(hosts)})
+}
+
+// pingPlay is ping's play on hosts: one ping task, run for real even with
+// --check and never with become (it checks that the host answers the SSH
+// user).
+func pingPlay(hosts []tasks.Host) tasks.Play {
+	no := false
+	return tasks.Play{
+		Name:  "ping",
+		Hosts: hosts,
+		Tasks: []tasks.Task{{Name: "ping", Module: "ping", Become: &no, CheckMode: &no}},
+	}
+}
+
+// pingHosts resolves ping's HOST arguments, each once, or the inventory's
+// hosts (with --limit) when there are none. An argument naming an
+// inventory host is that host with its inventory settings; any other is
+// [user@]host[:port] or an ssh_config alias. Every bad argument or host is
+// reported at once, before any host is touched.
+func pingHosts(inv *inventory.Inventory, o options, args []string) ([]tasks.Host, error) {
 	if len(args) == 0 {
 		pattern := o.Limit
 		if pattern == "" {
 			pattern = "all"
 		}
-		hosts, err := inv.Select(pattern)
+		names, err := inv.Select(pattern)
 		if err != nil {
 			return nil, exit.With(exit.Usage, fmt.Errorf("--limit %q: %w", pattern, err))
 		}
-		args = hosts
+		args = names
 	}
+	var (
+		hosts []tasks.Host
+		errs  []error
+	)
 	seen := map[string]bool{}
 	for _, a := range args {
 		if seen[a] {
@@ -38,132 +89,26 @@ func pingTargets(o options, args []string) ([]target, error) {
 		}
 		seen[a] = true
 		if inv != nil && inv.HasHost(a) {
-			c, err := inv.Connection(a, o.ExtraVars)
+			h, err := inv.Resolve(a, o.ExtraVars)
 			if err != nil {
-				return nil, exit.With(exit.Usage, fmt.Errorf("connection settings of host %s: %w", a, err))
+				errs = append(errs, fmt.Errorf("resolve host %s: %w", a, err))
+				continue
 			}
-			targets = append(targets, inventoryTarget(c))
+			hosts = append(hosts, playbooks.TaskHost(h))
 			continue
 		}
 		t, err := parseHostArg(a)
 		if err != nil {
-			return nil, exit.With(exit.Usage, err)
+			errs = append(errs, err)
+			continue
 		}
-		targets = append(targets, t)
+		hosts = append(hosts, tasks.Host{Name: t.Name, Target: t})
 	}
-	if len(targets) == 0 {
+	if err := errors.Join(errs...); err != nil {
+		return nil, exit.With(exit.Usage, err)
+	}
+	if len(hosts) == 0 {
 		return nil, exit.Usagef("ping: no hosts selected")
 	}
-	return targets, nil
-}
-
-// ping connects to each host and runs `true`, --forks at a time, and prints
-// one line per host and a recap. It returns an error with exit code 2 when a
-// host failed and 3 when one was unreachable.
-func ping(ctx context.Context, e env, o options, args []string) error {
-	targets, err := pingTargets(o, args)
-	if err != nil {
-		return err
-	}
-	s, err := newSession(e, o, "ping")
-	if err != nil {
-		return err
-	}
-	return s.finish(runPing(ctx, s, targets))
-}
-
-// runPing is ping's work within a session.
-func runPing(ctx context.Context, s *session, targets []target) error {
-	ctx, cancel := withTimeout(ctx, s.o)
-	defer cancel()
-	kh, err := stateKnownHosts(s.e)
-	if err != nil {
-		return err
-	}
-	d := &dialer{o: s.o, stateKnownHosts: kh, logger: s.logger, red: s.red}
-	names := make([]string, len(targets))
-	for i, t := range targets {
-		names[i] = t.Name
-	}
-	var mu sync.Mutex // serialises events, as the engine does
-	emit := func(ev tasks.Event) {
-		mu.Lock()
-		defer mu.Unlock()
-		ev.Time = time.Now()
-		s.sink.Event(ev)
-	}
-	emit(tasks.Event{Type: tasks.EventPlayStart, Play: "ping", Hosts: names})
-	emit(tasks.Event{Type: tasks.EventTaskStart, Play: "ping", Task: "ping", Hosts: names})
-	recap := tasks.Recap{}
-	for _, n := range names {
-		recap[n] = &tasks.HostStats{}
-	}
-	runErr := &tasks.RunError{Recap: recap}
-	sem := make(chan struct{}, s.o.Forks)
-	var wg sync.WaitGroup
-	for _, t := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
-			case <-ctx.Done():
-			}
-			start := time.Now()
-			err := pingOne(ctx, d, t)
-			ev := tasks.Event{Type: tasks.EventHostResult, Play: "ping", Task: "ping", Host: t.Name, Duration: time.Since(start), Status: tasks.StatusOK, Msg: "pong"}
-			mu.Lock()
-			st := recap[t.Name]
-			switch {
-			case err == nil:
-				st.OK++
-			case isUnreachable(err):
-				st.Unreachable++
-				ev.Status, ev.Msg = tasks.StatusUnreachable, err.Error()
-				runErr.Hosts = append(runErr.Hosts, &tasks.HostError{Host: t.Name, Play: "ping", Task: "ping", Unreachable: true, Err: err})
-			default:
-				st.Failed++
-				ev.Status, ev.Msg = tasks.StatusFailed, err.Error()
-				runErr.Hosts = append(runErr.Hosts, &tasks.HostError{Host: t.Name, Play: "ping", Task: "ping", Err: err})
-			}
-			mu.Unlock()
-			emit(ev)
-		}()
-	}
-	wg.Wait()
-	emit(tasks.Event{Type: tasks.EventRecap, Recap: recap, Duration: time.Since(s.start)})
-	if len(runErr.Hosts) == 0 {
-		return nil
-	}
-	if ctx.Err() != nil {
-		runErr.Cancelled = ctx.Err()
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return exit.With(exit.TimedOut, runErr)
-		}
-		return exit.With(exit.Interrupted, runErr)
-	}
-	return recapError(recap, runErr)
-}
-
-// pingOne dials t and runs `true` on it.
-func pingOne(ctx context.Context, d *dialer, t target) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("ping %s: %w", t.Name, err)
-	}
-	c, err := d.dial(ctx, t)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.Run(ctx, "true", nil, nil, nil); err != nil {
-		return fmt.Errorf("run true: %w", err)
-	}
-	return nil
-}
-
-// isUnreachable reports whether err says a host was not reached.
-func isUnreachable(err error) bool {
-	var u interface{ Unreachable() bool }
-	return errors.As(err, &u) && u.Unreachable()
+	return hosts, nil
 }

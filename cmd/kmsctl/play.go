@@ -2,15 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/output"
-	"github.com/kmsctl/kmsctl/inventory"
-	"github.com/kmsctl/kmsctl/modules"
 	"github.com/kmsctl/kmsctl/playbooks"
-	"github.com/kmsctl/kmsctl/tasks"
 )
 
 // playOptions are the flags of the play command.
@@ -23,10 +22,43 @@ type playOptions struct {
 	ListHosts bool
 }
 
-// play runs a playbook (a built-in name or a file) over the inventory.
+// newPlayCommand builds `kmsctl play PLAYBOOK`.
+func newPlayCommand(e env, opts optionsFunc) *cli.Command {
+	return &cli.Command{
+		Name:      "play",
+		Usage:     "run a playbook (a built-in name or a file)",
+		ArgsUsage: "PLAYBOOK",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "tags", Aliases: []string{"t"}, Usage: "run only tasks tagged with one of `TAGS` (comma-separated, repeatable)"},
+			&cli.StringSliceFlag{Name: "skip-tags", Usage: "skip tasks tagged with one of `TAGS` (comma-separated, repeatable)"},
+			&cli.BoolFlag{Name: "syntax-check", Usage: "only decode and validate the playbook"},
+			&cli.BoolFlag{Name: "list-hosts", Usage: "only list the hosts each play would run on"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return exit.Usagef("play: want exactly one playbook (a built-in name or a file), got %d arguments", c.NArg())
+			}
+			o, err := opts(c)
+			if err != nil {
+				return err
+			}
+			po := playOptions{
+				Tags:        splitList(c.StringSlice("tags")),
+				SkipTags:    splitList(c.StringSlice("skip-tags")),
+				SyntaxCheck: c.Bool("syntax-check"),
+				ListHosts:   c.Bool("list-hosts"),
+			}
+			return play(c.Context, e, o, c.Args().First(), po)
+		},
+	}
+}
+
+// play runs a playbook (a built-in name or a file) over the inventory. Each
+// host of its plays is resolved once, with -e, before any host is touched:
+// a bad value (from -e or the inventory) is a usage error and changes
+// nothing.
 func play(ctx context.Context, e env, o options, name string, po playOptions) error {
-	reg := tasks.NewRegistry()
-	modules.Register(reg)
+	reg := newRegistry()
 	pb, err := playbooks.Load(name, reg)
 	if err != nil {
 		return exit.With(exit.Usage, err)
@@ -39,12 +71,8 @@ func play(ctx context.Context, e env, o options, name string, po playOptions) er
 	if err != nil {
 		return err
 	}
-	popts := playbooks.Options{Inventory: inv, Limit: o.Limit, ExtraVars: o.ExtraVars}
-	plays, err := playbooks.Plays(pb, popts)
+	plays, err := playbooks.Plays(pb, playbooks.Options{Inventory: inv, Limit: o.Limit, ExtraVars: o.ExtraVars})
 	if err != nil {
-		return exit.With(exit.Usage, err)
-	}
-	if err := checkExtraVars(inv, plays, o.ExtraVars); err != nil {
 		return exit.With(exit.Usage, err)
 	}
 	if po.ListHosts {
@@ -56,101 +84,23 @@ func play(ctx context.Context, e env, o options, name string, po playOptions) er
 		}
 		return nil
 	}
-	s, err := newSession(e, o, "play "+name)
+	r, err := newRunner(e, o, "play "+name, inv, reg)
 	if err != nil {
 		return err
 	}
-	if err := registerInventorySecrets(s.red, inv, o.ExtraVars); err != nil {
-		return s.finish(err)
-	}
-	return s.finish(runPlays(ctx, s, inv, reg, plays, po))
+	r.engine.Tags, r.engine.SkipTags = po.Tags, po.SkipTags
+	return r.run(ctx, plays)
 }
 
-// checkExtraVars validates the -e values of the connection and Key Manager
-// variables for every inventory host of plays before any host is touched,
-// so that bad input changes nothing. Only problems that -e brings are
-// reported; the inventory itself was validated when it was loaded.
-func checkExtraVars(inv *inventory.Inventory, plays []tasks.Play, extra map[string]any) error {
-	if len(extra) == 0 {
-		return nil
-	}
-	seen := map[string]bool{}
-	var errs []error
-	for _, p := range plays {
-		for _, h := range p.Hosts {
-			if seen[h.Name] || !inv.HasHost(h.Name) {
-				continue
-			}
-			seen[h.Name] = true
-			if _, err := inv.Connection(h.Name, extra); err != nil {
-				if _, err0 := inv.Connection(h.Name, nil); err0 == nil {
-					errs = append(errs, err)
-				}
-			}
-			if _, err := inv.Node(h.Name, extra); err != nil {
-				if _, err0 := inv.Node(h.Name, nil); err0 == nil {
-					errs = append(errs, err)
-				}
+// splitList splits comma-separated flag values ("a,b" "c" → a b c).
+func splitList(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
 			}
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("check -e variables: %w", errors.Join(errs...))
-	}
-	return nil
-}
-
-// runPlays runs resolved plays with the engine within a session, and maps
-// the outcome to the documented exit codes.
-func runPlays(ctx context.Context, s *session, inv *inventory.Inventory, reg *tasks.Registry, plays []tasks.Play, po playOptions) error {
-	ctx, cancel := withTimeout(ctx, s.o)
-	defer cancel()
-	kh, err := stateKnownHosts(s.e)
-	if err != nil {
-		return err
-	}
-	d := &dialer{o: s.o, stateKnownHosts: kh, logger: s.logger, red: s.red}
-	eng := &tasks.Engine{
-		Forks:     s.o.Forks,
-		Check:     s.o.Check,
-		Diff:      s.o.Diff,
-		Sink:      s.sink,
-		Redactor:  s.red,
-		Modules:   reg,
-		ExtraVars: s.o.ExtraVars,
-		Tags:      po.Tags,
-		SkipTags:  po.SkipTags,
-		Become:    become,
-		Connect: func(ctx context.Context, h tasks.Host) (tasks.Conn, error) {
-			if !inv.HasHost(h.Name) {
-				// A delegate_to host outside the inventory: an ssh_config
-				// alias or [user@]host[:port], as for ping.
-				t, err := parseHostArg(h.Name)
-				if err != nil {
-					return nil, fmt.Errorf("delegate host: %w", err)
-				}
-				return d.dial(ctx, t)
-			}
-			c, err := inv.Connection(h.Name, s.o.ExtraVars)
-			if err != nil {
-				return nil, fmt.Errorf("connection settings of host %s: %w", h.Name, err)
-			}
-			return d.dial(ctx, inventoryTarget(c))
-		},
-	}
-	recap, err := eng.Run(ctx, plays)
-	if err == nil {
-		return nil
-	}
-	var re *tasks.RunError
-	if !errors.As(err, &re) {
-		return err
-	}
-	switch {
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return exit.With(exit.TimedOut, err)
-	case re.Cancelled != nil:
-		return exit.With(exit.Interrupted, err)
-	}
-	return recapError(recap, err)
+	return out
 }

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -170,68 +167,4 @@ func (s *session) cancelMessage(cause error) string {
 		return "run interrupted (Ctrl-C or SIGTERM): hosts may have finished only part of the play; run it again to complete it"
 	}
 	return fmt.Sprintf("run interrupted: %v", cause)
-}
-
-// recapError maps a run's recap to the documented exit codes: 2 when a host
-// failed, 3 when one was unreachable and none failed.
-func recapError(r tasks.Recap, err error) error {
-	switch {
-	case r.Failed():
-		return exit.With(exit.HostFailed, err)
-	case r.Unreachable():
-		return exit.With(exit.Unreachable, err)
-	}
-	return err
-}
-
-// loadInventory loads the -i files. Without -i, a missing ./inventory.yml is
-// no inventory (nil) when optional; otherwise it is a usage error.
-func loadInventory(o options, optional bool) (*inventory.Inventory, error) {
-	if !o.InventoryExplicit {
-		if _, err := os.Stat(defaultInventory); errors.Is(err, fs.ErrNotExist) {
-			if optional {
-				return nil, nil
-			}
-			return nil, exit.Usagef("no inventory: %s does not exist; name one with -i FILE or KMSCTL_INVENTORY", defaultInventory)
-		}
-	}
-	inv, err := inventory.Load(o.Inventories...)
-	if err != nil {
-		return nil, exit.With(exit.Usage, fmt.Errorf("load inventory: %w", err))
-	}
-	return inv, nil
-}
-
-// registerInventorySecrets adds the values of secret inventory variables to
-// the redactor, so that they are masked even when a task prints them.
-func registerInventorySecrets(red *redact.Redactor, inv *inventory.Inventory, extra map[string]any) error {
-	for _, h := range inv.Hosts() {
-		vars, err := inv.Vars(h, extra)
-		if err != nil {
-			return fmt.Errorf("variables of host %s: %w", h, err)
-		}
-		for k, v := range vars {
-			if s, ok := v.(string); ok && inventory.IsSecret(k) {
-				red.Add(s)
-			}
-		}
-	}
-	return nil
-}
-
-// stateKnownHosts returns kmsctl's own known_hosts file, creating its
-// directory (0700).
-func stateKnownHosts(e env) (string, error) {
-	if err := os.MkdirAll(e.stateDir, 0o700); err != nil {
-		return "", fmt.Errorf("create state directory: %w", err)
-	}
-	return filepath.Join(e.stateDir, "known_hosts"), nil
-}
-
-// withTimeout applies --timeout to ctx.
-func withTimeout(ctx context.Context, o options) (context.Context, context.CancelFunc) {
-	if o.Timeout > 0 {
-		return context.WithTimeout(ctx, o.Timeout)
-	}
-	return context.WithCancel(ctx)
 }

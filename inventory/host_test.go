@@ -12,7 +12,13 @@ import (
 
 const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHq8ZzQ3oK4o2mM3w0bC8o3l2m8kqv0dZ6r4mFQj9f7w"
 
-func TestConnection(t *testing.T) {
+// sshOf resolves host and returns its SSH settings.
+func sshOf(inv *Inventory, host string, extra map[string]any) (SSHSettings, error) {
+	h, err := inv.Resolve(host, extra)
+	return h.SSH, err
+}
+
+func TestResolveSSHSettings(t *testing.T) {
 	home := t.TempDir()
 	t.Setenv("HOME", home)
 	inv := mustParse(t, `
@@ -39,26 +45,26 @@ all:
       ansible_ssh_user: root
       ansible_private_key_file: /k
 `)
-	c, err := inv.Connection("plain", nil)
+	c, err := sshOf(inv, "plain", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Conn{Host: "plain", Address: "plain", Port: 0, User: "admin", Become: true, BecomeUser: "root", API: APIDirect}
+	want := SSHSettings{Host: "plain", Address: "plain", Port: 0, User: "admin", Become: true, BecomeUser: "root", API: APIDirect}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("plain:\n got %+v\nwant %+v", c, want)
 	}
-	c, err = inv.Connection("full", nil)
+	c, err = sshOf(inv, "full", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = Conn{Host: "full", Address: "10.0.0.9", Port: 2222, User: "ops",
+	want = SSHSettings{Host: "full", Address: "10.0.0.9", Port: 2222, User: "ops",
 		PrivateKeyFile: filepath.Join(home, ".ssh/id_kms"), Become: false, BecomeUser: "minkms-user",
 		SSHHostKeys: []string{hostKey}, KnownHostsFile: filepath.Join(home, "kh"),
 		ProxyJump: "jump@bastion:2200,inner", API: APISSH}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("full:\n got %+v\nwant %+v", c, want)
 	}
-	c, err = inv.Connection("legacy", nil)
+	c, err = sshOf(inv, "legacy", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,11 +72,11 @@ all:
 		t.Errorf("legacy names: %+v", c)
 	}
 	// -e overrides, and a bad -e value is reported as such.
-	c, err = inv.Connection("plain", map[string]any{"ansible_port": 2022, "ansible_become": "off"})
+	c, err = sshOf(inv, "plain", map[string]any{"ansible_port": 2022, "ansible_become": "off"})
 	if err != nil || c.Port != 2022 || c.Become {
 		t.Errorf("-e: %+v %v", c, err)
 	}
-	_, err = inv.Connection("plain", map[string]any{"ansible_port": "abc", "ansible_become": "perhaps"})
+	_, err = sshOf(inv, "plain", map[string]any{"ansible_port": "abc", "ansible_become": "perhaps"})
 	var ve *yamlpos.List
 	if !errors.As(err, &ve) || len(ve.Errs) != 2 {
 		t.Fatalf("bad -e: want 2 problems, got %v", err)
@@ -80,7 +86,7 @@ all:
 			t.Errorf("bad -e problem: %v", e)
 		}
 	}
-	if _, err := inv.Connection("ghost", nil); err == nil || !strings.Contains(err.Error(), `"ghost"`) {
+	if _, err := sshOf(inv, "ghost", nil); err == nil || !strings.Contains(err.Error(), `"ghost"`) {
 		t.Errorf("unknown host: %v", err)
 	}
 }
@@ -205,9 +211,9 @@ func TestExpandHomeRelative(t *testing.T) {
 	}
 }
 
-// TestConnectionUnsupported checks the Ansible settings kmsctl cannot honour
+// TestResolveUnsupported checks the Ansible settings kmsctl cannot honour
 // are refused rather than silently ignored.
-func TestConnectionUnsupported(t *testing.T) {
+func TestResolveUnsupported(t *testing.T) {
 	inv := mustParse(t, `
 all:
   hosts:
@@ -226,14 +232,59 @@ all:
 		"local":   "inv.yml:5:27: host local: ansible_connection: connection type local is not supported",
 		"proxied": "inv.yml:7:32: host proxied: ansible_ssh_common_args: kmsctl does not read ansible_ssh_common_args",
 	} {
-		_, err := inv.Connection(host, nil)
+		_, err := sshOf(inv, host, nil)
 		if err == nil || !strings.HasPrefix(err.Error(), want) {
-			t.Errorf("Connection(%s) = %v, want %q", host, err, want)
+			t.Errorf("Resolve(%s) = %v, want %q", host, err, want)
 		}
 	}
 	for _, host := range []string{"proxied_ok", "args_ok"} {
-		if _, err := inv.Connection(host, nil); err != nil {
-			t.Errorf("Connection(%s): %v", host, err)
+		if _, err := sshOf(inv, host, nil); err != nil {
+			t.Errorf("Resolve(%s): %v", host, err)
 		}
+	}
+}
+
+// TestResolveOneValue: Resolve's three views of a host come from one merged
+// set of variables with -e applied: the address -e gives reaches the SSH
+// settings, the derived endpoint of the layout and the variables alike, and
+// each view equals the one Vars and Node give on their own.
+func TestResolveOneValue(t *testing.T) {
+	inv := mustParse(t, `
+all:
+  vars:
+    kms_port: 7474
+  hosts:
+    kms1:
+      ansible_host: 10.0.0.1
+      ansible_user: ops
+`)
+	extra := map[string]any{"ansible_host": "10.9.9.9", "kms_port": 7400}
+	h, err := inv.Resolve("kms1", extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Name != "kms1" || h.SSH.Address != "10.9.9.9" || h.SSH.User != "ops" || h.KMS.Endpoint != "10.9.9.9:7400" || h.KMS.Port != 7400 {
+		t.Errorf("Resolve = %+v", h)
+	}
+	vars, err := inv.Vars("kms1", extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(h.Vars, vars) || h.Vars["kms_endpoint"] != "10.9.9.9:7400" {
+		t.Errorf("Resolve vars:\n got %v\nwant %v", h.Vars, vars)
+	}
+	node, err := inv.Node("kms1", extra)
+	if err != nil || !reflect.DeepEqual(h.KMS, node) {
+		t.Errorf("Resolve layout %+v, Node %+v, %v", h.KMS, node, err)
+	}
+	// One report for every problem of the host, settings and layout alike;
+	// kms_api, read by both, is reported once.
+	_, err = inv.Resolve("kms1", map[string]any{"ansible_port": "abc", "kms_storage_path": "/", "kms_api": "pigeon"})
+	var ve *yamlpos.List
+	if !errors.As(err, &ve) || len(ve.Errs) != 3 {
+		t.Fatalf("want 3 problems, got %v", err)
+	}
+	if _, err := inv.Resolve("ghost", nil); err == nil || !strings.Contains(err.Error(), `"ghost"`) {
+		t.Errorf("unknown host: %v", err)
 	}
 }

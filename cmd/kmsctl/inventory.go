@@ -5,9 +5,45 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/inventory"
 )
+
+// newInventoryCommand builds `kmsctl inventory list|graph`.
+func newInventoryCommand(e env, opts optionsFunc) *cli.Command {
+	return &cli.Command{
+		Name:   "inventory",
+		Usage:  "show the inventory",
+		Action: unknownCommand,
+		Subcommands: []*cli.Command{
+			{
+				Name:  "list",
+				Usage: "list hosts with their resolved variables (secrets masked)",
+				Action: func(c *cli.Context) error {
+					o, err := opts(c)
+					if err != nil {
+						return err
+					}
+					return inventoryList(e, o)
+				},
+			},
+			{
+				Name:  "graph",
+				Usage: "print the group tree (like ansible-inventory --graph)",
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "vars", Usage: "show variables in the graph (secrets masked)"}},
+				Action: func(c *cli.Context) error {
+					o, err := opts(c)
+					if err != nil {
+						return err
+					}
+					return inventoryGraph(e, o, c.Bool("vars"))
+				},
+			},
+		},
+	}
+}
 
 // inventoryList prints each selected host (--limit) with its resolved
 // variables (inventory, then -e), secrets masked: as text, or with --output json as

@@ -7,9 +7,39 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/playbooks"
 )
+
+// newPlaybooksCommand builds `kmsctl playbooks ls|show`.
+func newPlaybooksCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:   "playbooks",
+		Usage:  "list and print the built-in playbooks",
+		Action: unknownCommand,
+		Subcommands: []*cli.Command{
+			{
+				Name:    "ls",
+				Aliases: []string{"list"},
+				Usage:   "list the built-in playbooks",
+				Action:  func(c *cli.Context) error { return listPlaybooks(e.stdout, c.String("output") == "json") },
+			},
+			{
+				Name:      "show",
+				Usage:     "print a built-in playbook (to customise it)",
+				ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return exit.Usagef("playbooks show: want exactly one playbook name, got %d arguments", c.NArg())
+					}
+					return showPlaybook(e.stdout, c.Args().First())
+				},
+			},
+		},
+	}
+}
 
 // listPlaybooks prints the built-in playbooks with their descriptions, as
 // a table or a JSON list.

@@ -9,9 +9,23 @@ import (
 	"github.com/kmsctl/kmsctl/yamlpos"
 )
 
-// Conn is how to reach a host over SSH, from the Ansible connection
-// variables and the kms_ssh_* variables.
-type Conn struct {
+// Host is one inventory host resolved once, with the extra variables (-e)
+// applied: its variables, how to reach it over SSH and its Key Manager
+// layout, all read from the same merged variables. Resolve it once per run
+// and hand the value on; nothing downstream resolves the host again.
+type Host struct {
+	Name string // inventory host name
+	// Vars are the host's variables as Vars returns them. Several plays
+	// share the map: treat it as read-only.
+	Vars map[string]any
+	SSH  SSHSettings // how to reach the host
+	KMS  KMSNode     // the Key Manager layout on the host
+}
+
+// SSHSettings are how to reach a host over SSH, from the Ansible connection
+// variables and the kms_ssh_* variables. They are settings, not a
+// connection: the CLI's dialer makes the connection from them.
+type SSHSettings struct {
 	Host           string   // inventory host name
 	Address        string   // ansible_host (or ansible_ssh_host), else the host name
 	Port           int      // ansible_port (or ansible_ssh_port); 0 = let ssh_config decide (22)
@@ -118,24 +132,44 @@ func expandHome(p string) (string, error) {
 	return filepath.Join(home, strings.TrimPrefix(p, "~")), nil
 }
 
-// Connection returns how to reach host over SSH. extra holds -e variables,
-// which override the inventory. Invalid values are reported with the
-// position of the variable that set them.
-func (inv *Inventory) Connection(host string, extra map[string]any) (Conn, error) {
+// Resolve resolves host once: its variables (see Vars), SSH settings and Key
+// Manager layout (see Node), with extra (-e) over the inventory. Every
+// invalid value is reported, with the position of the variable that set it,
+// in one *yamlpos.List.
+func (inv *Inventory) Resolve(host string, extra map[string]any) (Host, error) {
 	r, err := inv.resolved(host, extra)
 	if err != nil {
-		return Conn{}, err
+		return Host{}, err
 	}
-	c := Conn{
-		Host:           host,
-		Address:        r.str(host, VarHost, legacyHost),
+	vars, err := inv.withMagic(host, plain(r.vars))
+	if err != nil {
+		return Host{}, err
+	}
+	api := r.api() // read by both views, reported once
+	h := Host{Name: host, Vars: vars, SSH: r.sshSettings(api), KMS: r.kmsNode(api)}
+	if err := r.probs.err(); err != nil {
+		return Host{}, err
+	}
+	return h, nil
+}
+
+// api reads kms_api, recording an invalid value.
+func (r *resolved) api() API { return API(r.str(string(DefaultAPI), VarAPI)) }
+
+// sshSettings reads how to reach the host, recording invalid values. It
+// refuses what kmsctl cannot honour (another connection type, a proxy in
+// ssh arguments it does not read) rather than ignoring it.
+func (r *resolved) sshSettings(api API) SSHSettings {
+	c := SSHSettings{
+		Host:           r.host,
+		Address:        r.str(r.host, VarHost, legacyHost),
 		Port:           r.port(0, VarPort, legacyPort),
 		User:           r.str("", VarUser, legacyUser),
 		PrivateKeyFile: r.localPath(VarPrivateKeyFile, legacyPrivateKey),
 		BecomeUser:     r.str(DefaultBecomeUser, VarBecomeUser),
 		KnownHostsFile: r.localPath(VarKnownHosts),
 		ProxyJump:      r.str("", VarProxyJump),
-		API:            API(r.str(string(DefaultAPI), VarAPI)),
+		API:            api,
 	}
 	if v, ok := r.vars["ansible_connection"]; ok {
 		if s, _ := v.value.(string); s != "ssh" && s != "smart" && s != "paramiko" {
@@ -161,23 +195,30 @@ func (inv *Inventory) Connection(host string, extra map[string]any) (Conn, error
 	if v, _, ok := r.check(VarSSHHostKeys); ok {
 		c.SSHHostKeys = asHostKeys(v.value)
 	}
-	if err := r.probs.err(); err != nil {
-		return Conn{}, err
-	}
-	return c, nil
+	return c
 }
 
-// Node returns host's Key Manager layout. extra holds -e variables. Every
-// invalid value is reported (with the position of the variable that set it),
-// and so is a storage path that contains the config file, env file, certs
-// directory or binary, since wiping it would destroy them.
+// Node returns host's Key Manager layout alone (Resolve returns it with the
+// rest). extra holds -e variables. Every invalid value is reported (with the
+// position of the variable that set it), and so is a storage path that
+// contains the config file, env file, certs directory or binary, since
+// wiping it would destroy them.
 func (inv *Inventory) Node(host string, extra map[string]any) (KMSNode, error) {
 	r, err := inv.resolved(host, extra)
 	if err != nil {
 		return KMSNode{}, err
 	}
+	n := r.kmsNode(r.api())
+	if err := r.probs.err(); err != nil {
+		return KMSNode{}, err
+	}
+	return n, nil
+}
+
+// kmsNode reads the Key Manager layout, recording invalid values.
+func (r *resolved) kmsNode(api API) KMSNode {
 	n := KMSNode{
-		Host:        host,
+		Host:        r.host,
 		Endpoint:    r.str("", VarEndpoint),
 		Port:        r.port(DefaultKMSPort, VarKMSPort),
 		StoragePath: r.str("", VarStoragePath),
@@ -187,7 +228,7 @@ func (inv *Inventory) Node(host string, extra map[string]any) (KMSNode, error) {
 		Binary:      r.str(DefaultBinary, VarBinary),
 		Service:     r.str(DefaultService, VarService),
 		User:        r.str(DefaultKMSUser, VarKMSUser),
-		API:         API(r.str(string(DefaultAPI), VarAPI)),
+		API:         api,
 		CAFile:      r.localPath(VarCAFile),
 	}
 	if n.StoragePath != "" {
@@ -202,8 +243,5 @@ func (inv *Inventory) Node(host string, extra map[string]any) (KMSNode, error) {
 			}
 		}
 	}
-	if err := r.probs.err(); err != nil {
-		return KMSNode{}, err
-	}
-	return n, nil
+	return n
 }

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/modules"
+	"github.com/kmsctl/kmsctl/tasks"
+)
+
+// runner is the one way a command acts on hosts: plays run by the engine
+// within a session. newRunner builds the session (redactor, run log,
+// logger, display and event sink), the dialer and the engine from the
+// global options, in this one place; ping and play only make their plays.
+type runner struct {
+	s *session
+	// engine runs the plays; a command may set what is its own (play's
+	// --tags) before run.
+	engine *tasks.Engine
+}
+
+// newRegistry returns the modules a run may use: the general modules.
+func newRegistry() *tasks.Registry {
+	reg := tasks.NewRegistry()
+	modules.Register(reg)
+	return reg
+}
+
+// newRunner starts a session for command and builds the dialer and the
+// engine from o. inv, nil for ping without an inventory, gives the secrets
+// to mask and the delegate_to hosts outside the plays.
+func newRunner(e env, o options, command string, inv *inventory.Inventory, reg *tasks.Registry) (*runner, error) {
+	s, err := newSession(e, o, command)
+	if err != nil {
+		return nil, err
+	}
+	if inv != nil {
+		// Masked even when a task prints them.
+		for _, v := range inv.Secrets() {
+			s.red.Add(v)
+		}
+	}
+	kh, err := stateKnownHosts(e)
+	if err != nil {
+		return nil, s.finish(err)
+	}
+	d := &dialer{o: o, inv: inv, stateKnownHosts: kh, logger: s.logger, red: s.red}
+	eng := &tasks.Engine{
+		Forks:     o.Forks,
+		Check:     o.Check,
+		Diff:      o.Diff,
+		Sink:      s.sink,
+		Redactor:  s.red,
+		Modules:   reg,
+		ExtraVars: o.ExtraVars,
+		Become:    become,
+		Connect:   d.connect,
+	}
+	return &runner{s: s, engine: eng}, nil
+}
+
+// run runs plays (their hosts resolved, see tasks.Host) within --timeout
+// and ends the session: it prints the host errors and returns the outcome
+// mapped to the documented exit codes.
+func (r *runner) run(ctx context.Context, plays []tasks.Play) error {
+	ctx, cancel := withTimeout(ctx, r.s.o)
+	defer cancel()
+	recap, err := r.engine.Run(ctx, plays)
+	return r.s.finish(exitError(ctx, recap, err))
+}
+
+// exitError maps the engine's outcome to the documented exit codes: 6
+// when --timeout ended the run, 130 when it was interrupted, else those of
+// recapError.
+func exitError(ctx context.Context, recap tasks.Recap, err error) error {
+	if err == nil {
+		return nil
+	}
+	var re *tasks.RunError
+	if !errors.As(err, &re) {
+		return err
+	}
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return exit.With(exit.TimedOut, err)
+	case re.Cancelled != nil:
+		return exit.With(exit.Interrupted, err)
+	}
+	return recapError(recap, err)
+}
+
+// recapError maps a run's recap to the documented exit codes: 2 when a host
+// failed, 3 when one was unreachable and none failed.
+func recapError(r tasks.Recap, err error) error {
+	switch {
+	case r.Failed():
+		return exit.With(exit.HostFailed, err)
+	case r.Unreachable():
+		return exit.With(exit.Unreachable, err)
+	}
+	return err
+}
+
+// loadInventory loads the -i files. Without -i, a missing ./inventory.yml is
+// no inventory (nil) when optional; otherwise it is a usage error.
+func loadInventory(o options, optional bool) (*inventory.Inventory, error) {
+	if !o.InventoryExplicit {
+		if _, err := os.Stat(defaultInventory); errors.Is(err, fs.ErrNotExist) {
+			if optional {
+				return nil, nil
+			}
+			return nil, exit.Usagef("no inventory: %s does not exist; name one with -i FILE or KMSCTL_INVENTORY", defaultInventory)
+		}
+	}
+	inv, err := inventory.Load(o.Inventories...)
+	if err != nil {
+		return nil, exit.With(exit.Usage, fmt.Errorf("load inventory: %w", err))
+	}
+	return inv, nil
+}
+
+// stateKnownHosts returns kmsctl's own known_hosts file, creating its
+// directory (0700).
+func stateKnownHosts(e env) (string, error) {
+	if err := os.MkdirAll(e.stateDir, 0o700); err != nil {
+		return "", fmt.Errorf("create state directory: %w", err)
+	}
+	return filepath.Join(e.stateDir, "known_hosts"), nil
+}
+
+// withTimeout applies --timeout to ctx.
+func withTimeout(ctx context.Context, o options) (context.Context, context.CancelFunc) {
+	if o.Timeout > 0 {
+		return context.WithTimeout(ctx, o.Timeout)
+	}
+	return context.WithCancel(ctx)
+}
