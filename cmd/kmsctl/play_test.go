@@ -319,6 +319,65 @@ func TestPlayInterrupted(t *testing.T) {
 	}
 }
 
+// TestPlayInterruptedSaysWhatWasDone: an interrupted run does not advise
+// running the playbook again (not safe for one that wipes): it says, per
+// host, what finished, which task was interrupted, and where the run log
+// is.
+func TestPlayInterruptedSaysWhatWasDone(t *testing.T) {
+	started := make(chan struct{}, 4)
+	l := newLabExec(t, func(ctx context.Context, cmd string, _ io.Reader, _, _ io.Writer) (int, bool) {
+		if !strings.HasPrefix(cmd, "sleep 30") {
+			return 0, false
+		}
+		started <- struct{}{}
+		<-ctx.Done()
+		return 137, true
+	})
+	pb := writePlaybook(t, `- hosts: kms
+  tasks:
+    - name: push config
+      copy:
+        content: "x\n"
+        dest: "{{ dir }}.conf"
+    - name: wipe
+      command: sleep 30
+      when: inventory_hostname == 'kms1'
+    - name: never started
+      command: touch {{ dir }}.never
+`)
+	te := testEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-started
+		cancel()
+	}()
+	code := run(ctx, te.env, []string{"kmsctl", "play", pb, "-i", l.inventory, "--ssh-config", "none"})
+	if code != exit.Interrupted {
+		t.Fatalf("exit %d, want %d\n%s\n%s", code, exit.Interrupted, te.out, te.errOut)
+	}
+	stderr := te.errOut.String()
+	logs, _ := filepath.Glob(filepath.Join(te.stateDir, "runs", "*"))
+	if len(logs) != 1 {
+		t.Fatalf("run logs: %v", logs)
+	}
+	for _, want := range []string{
+		"run interrupted (Ctrl-C or SIGTERM)",
+		`kms1: 1 task(s) finished (1 changed, 0 skipped), the last "push config" (changed); interrupted: "wipe" (` + pb + ":7)",
+		`kms2: 2 task(s) finished (1 changed, 1 skipped), the last "wipe" (skipped)` + "\n",
+		"The later tasks did not run",
+		"Do not simply run the playbook again",
+		"run log: " + logs[0],
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if strings.Contains(stderr, "run it again") {
+		t.Errorf("stderr advises running it again:\n%s", stderr)
+	}
+}
+
 // TestPlayTimeout: --timeout ends the run with exit code 6.
 func TestPlayTimeout(t *testing.T) {
 	l := newLabExec(t, func(ctx context.Context, cmd string, _ io.Reader, _, _ io.Writer) (int, bool) {

@@ -34,8 +34,10 @@ type session struct {
 	logger  zerolog.Logger
 	display output.Display
 	// sink renders events and records them in the run log, masked.
-	sink  tasks.Sink
-	start time.Time
+	sink tasks.Sink
+	// progress is what each host finished, for a run that stops early.
+	progress *progress
+	start    time.Time
 }
 
 // newRedactor registers the secrets of the environment.
@@ -89,7 +91,12 @@ func newSession(e env, o options, command string) (*session, error) {
 	events := zerolog.New(log).With().Str("run", log.ID).Logger()
 	runLog := tasks.SinkFunc(func(ev tasks.Event) { output.LogEvent(events, zerolog.DebugLevel, ev) })
 	disp := output.Tee(s.display, runLog)
-	s.sink = tasks.SinkFunc(func(ev tasks.Event) { disp.Event(redactEvent(s.red, ev)) })
+	s.progress = newProgress()
+	s.sink = tasks.SinkFunc(func(ev tasks.Event) {
+		ev = redactEvent(s.red, ev)
+		disp.Event(ev)
+		s.progress.Event(ev)
+	})
 	return s, nil
 }
 
@@ -132,7 +139,7 @@ func (s *session) finish(err error) error {
 				fmt.Fprintf(s.e.stderr, "kmsctl: %s\n", s.red.String(h.Error()))
 			}
 			if re.Cancelled != nil {
-				fmt.Fprintf(s.e.stderr, "kmsctl: %s\n", s.red.String(s.cancelMessage(re.Cancelled)))
+				fmt.Fprintf(s.e.stderr, "kmsctl: %s\n", s.red.String(s.cancelMessage(re)))
 			}
 		} else if !exit.IsSilent(err) {
 			fmt.Fprintf(s.e.stderr, "kmsctl: %s\n", s.red.String(err.Error()))
@@ -158,13 +165,15 @@ func (s *session) finish(err error) error {
 	return nil
 }
 
-// cancelMessage says why a run stopped early and what to do.
-func (s *session) cancelMessage(cause error) string {
-	if errors.Is(cause, context.DeadlineExceeded) && s.o.Timeout > 0 {
-		return fmt.Sprintf("run stopped: --timeout %s reached (raise --timeout or leave it out)", s.o.Timeout)
+// cancelMessage says why a run stopped early, what each host finished and
+// where it stopped, and what to do.
+func (s *session) cancelMessage(re *tasks.RunError) string {
+	why := fmt.Sprintf("run interrupted: %v", re.Cancelled)
+	switch {
+	case errors.Is(re.Cancelled, context.DeadlineExceeded) && s.o.Timeout > 0:
+		why = fmt.Sprintf("run stopped: --timeout %s reached (raise --timeout or leave it out)", s.o.Timeout)
+	case errors.Is(re.Cancelled, context.Canceled):
+		why = "run interrupted (Ctrl-C or SIGTERM) before the plays ended"
 	}
-	if errors.Is(cause, context.Canceled) {
-		return "run interrupted (Ctrl-C or SIGTERM): hosts may have finished only part of the play; run it again to complete it"
-	}
-	return fmt.Sprintf("run interrupted: %v", cause)
+	return why + ". " + s.progress.stoppedEarly(re.Hosts)
 }
