@@ -51,7 +51,7 @@ func TestUpload50MiB(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			sum, err := c.Upload(ctx, target, f, 0o640, "root:root")
+			sum, err := c.Upload(ctx, target, f, "", 0o640, "root:root")
 			if err != nil {
 				t.Fatalf("upload %s to %s: %v", src, alias, err)
 			}
@@ -73,7 +73,7 @@ func TestUpload50MiB(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f2.Close()
-			if _, err := c.Upload(ctx, target, f2, 0o600, ""); err != nil {
+			if _, err := c.Upload(ctx, target, f2, "", 0o600, ""); err != nil {
 				t.Fatalf("second upload to %s: %v", alias, err)
 			}
 			if got := strings.Fields(mustExec(t, l, "files", "sha256sum "+target)); len(got) == 0 || got[0] != want2 {
@@ -148,7 +148,7 @@ func TestUploadInterrupted(t *testing.T) {
 			t.Errorf("kill the connection: %v\n%s", err, out)
 		}
 	}}
-	_, err = c.Upload(ctx, target, cut, 0o600, "")
+	_, err = c.Upload(ctx, target, cut, "", 0o600, "")
 	var lost *remote.LostError
 	if !errors.As(err, &lost) {
 		t.Fatalf("upload over a killed connection: want a *remote.LostError, got %v", err)
@@ -174,7 +174,7 @@ func uploadFile(ctx context.Context, t *testing.T, c *remote.Client, src, target
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := c.Upload(ctx, target, f, 0o600, ""); err != nil {
+	if _, err := c.Upload(ctx, target, f, "", 0o600, ""); err != nil {
 		t.Fatalf("upload %s to %s: %v", src, target, err)
 	}
 }

@@ -252,20 +252,8 @@ func applyPut(ctx context.Context, env *tasks.Env, dest string, data payload) (t
 			return res, err
 		}
 	} else if p.upload {
-		rc, err := data.open()
-		if err != nil {
+		if err := data.upload(ctx, env.Conn, dest, p.perm, p.owner); err != nil {
 			return p.result, err
-		}
-		sum, err := env.Conn.Upload(ctx, dest, rc, p.perm, p.owner)
-		cerr := rc.Close()
-		if err != nil {
-			return p.result, fmt.Errorf("upload %s: %w", dest, err)
-		}
-		if cerr != nil {
-			return p.result, fmt.Errorf("read local file %s: %w", data.name, cerr)
-		}
-		if sum != data.sum {
-			return p.result, fmt.Errorf("upload %s: checksum mismatch: planned %s, landed %s (did the local file change?)", dest, data.sum, sum)
 		}
 	}
 	for _, c := range p.attrCmd {
@@ -294,7 +282,7 @@ func validatedPut(ctx context.Context, env *tasks.Env, p putPlan, data payload, 
 	if err != nil {
 		return p.result, err
 	}
-	sum, err := env.Conn.Upload(ctx, tmp, rc, p.perm, p.owner)
+	sum, err := env.Conn.Upload(ctx, tmp, rc, data.sum, p.perm, p.owner)
 	rc.Close()
 	if err != nil {
 		return p.result, cleanup(fmt.Errorf("upload %s: %w", tmp, err))

@@ -229,7 +229,7 @@ func uploadAll(ctx context.Context, c tasks.Conn, dp dirPlan) error {
 		go func() {
 			defer wg.Done()
 			for f := range work {
-				if err := uploadOne(ctx, c, path.Join(dp.base, f.rel), f.pl, dp.perm, ""); err != nil {
+				if err := f.pl.upload(ctx, c, path.Join(dp.base, f.rel), dp.perm, ""); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
@@ -247,25 +247,6 @@ func uploadAll(ctx context.Context, c tasks.Conn, dp dirPlan) error {
 	close(work)
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-func uploadOne(ctx context.Context, c tasks.Conn, dest string, pl payload, perm fs.FileMode, owner string) error {
-	rc, err := pl.open()
-	if err != nil {
-		return err
-	}
-	sum, err := c.Upload(ctx, dest, rc, perm, owner)
-	cerr := rc.Close()
-	if err != nil {
-		return fmt.Errorf("upload %s: %w", dest, err)
-	}
-	if cerr != nil {
-		return fmt.Errorf("read local file %s: %w", pl.name, cerr)
-	}
-	if sum != pl.sum {
-		return fmt.Errorf("upload %s: checksum mismatch: planned %s, landed %s (did the local file change?)", dest, pl.sum, sum)
-	}
-	return nil
 }
 
 // newDir creates a directory that does not exist yet in one piece: a tar

@@ -367,13 +367,16 @@ func (f *fakeConn) systemctl(w []string) (string, string, int) {
 	return "", "", 0
 }
 
-func (f *fakeConn) Upload(ctx context.Context, p string, src io.Reader, perm fs.FileMode, owner string) (string, error) {
+func (f *fakeConn) Upload(ctx context.Context, p string, src io.Reader, known string, perm fs.FileMode, owner string) (string, error) {
 	if err := f.record("upload " + p); err != nil {
 		return "", err
 	}
 	data, err := io.ReadAll(src)
 	if err != nil {
 		return "", err
+	}
+	if s := sha256.Sum256(data); known != "" && strings.ToLower(known) != hex.EncodeToString(s[:]) {
+		return "", fmt.Errorf("upload %s: checksum mismatch: declared %s, got %x", p, known, s)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

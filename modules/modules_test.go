@@ -304,6 +304,44 @@ func TestCopyContentModeOwnerIdempotent(t *testing.T) {
 	}
 }
 
+// changingFS serves one file whose content changes after its first open:
+// a local file rewritten between being hashed and being uploaded.
+type changingFS struct {
+	opens      int
+	first, now []byte
+}
+
+func (c *changingFS) Open(name string) (fs.File, error) {
+	data := c.now
+	if c.opens++; c.opens == 1 {
+		data = c.first
+	}
+	return fstest.MapFS{name: {Data: data}}.Open(name)
+}
+
+// Stat describes the file without opening it (so without counting an open).
+func (c *changingFS) Stat(name string) (fs.FileInfo, error) {
+	return fstest.MapFS{name: {Data: c.first}}.Stat(name)
+}
+
+// A copy uploads with the sha256 it planned with as the content's known
+// sum, so a local file that changed after it was hashed fails the upload
+// and the host keeps its file.
+func TestCopyUploadsWithThePlannedSum(t *testing.T) {
+	f := newFake(t, "h")
+	f.putFile("/usr/local/bin/minkms", "old", 0o755)
+	e := testEnv(f, map[string]any{"src": "minkms", "dest": "/usr/local/bin/minkms", "mode": "0755"})
+	e.Files = &changingFS{first: []byte("v1 binary"), now: []byte("v2 binary")}
+	before := f.snapshot()
+	_, err := copyModule{}.Apply(context.Background(), e)
+	if err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+		t.Fatalf("copy of a file that changed after it was hashed = %v; want a checksum mismatch", err)
+	}
+	if after := f.snapshot(); after != before {
+		t.Errorf("the host's files changed:\n%s---\n%s", before, after)
+	}
+}
+
 func TestCopySrcFromFilesAndErrors(t *testing.T) {
 	f := newFake(t, "h")
 	files := fstest.MapFS{"files/minkms": {Data: []byte("\x7fELF binary")}}

@@ -2,6 +2,7 @@ package modules
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -95,26 +96,38 @@ type sumEntry struct {
 // open returns a reader of the content.
 func (p payload) open() (io.ReadCloser, error) {
 	if p.fsys == nil {
-		return prehashed{io.NopCloser(bytes.NewReader(p.data)), p.sum}, nil
+		return io.NopCloser(bytes.NewReader(p.data)), nil
 	}
 	f, err := p.fsys.Open(p.name)
 	if err != nil {
 		return nil, fmt.Errorf("open local file: %w", err)
 	}
-	return prehashed{f, p.sum}, nil
+	return f, nil
 }
 
-// prehashed is a payload's content with the sha256 computed when it was
-// described (once per file version and run): Conn.Upload uses it instead
-// of hashing the content again for every host, and checks what landed
-// against it, so a local file that changed since fails the upload.
-type prehashed struct {
-	io.ReadCloser
-	sum string
+// upload puts the content at dest through c. The sha256 computed when the
+// payload was described (once per file version and run) goes along as the
+// content's known sum: Conn.Upload does not hash it again for every host,
+// and checks what landed against it, so a local file that changed since
+// fails the upload and leaves dest unchanged.
+func (p payload) upload(ctx context.Context, c tasks.Conn, dest string, perm fs.FileMode, owner string) error {
+	rc, err := p.open()
+	if err != nil {
+		return err
+	}
+	sum, err := c.Upload(ctx, dest, rc, p.sum, perm, owner)
+	cerr := rc.Close()
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", dest, err)
+	}
+	if cerr != nil {
+		return fmt.Errorf("read local file %s: %w", p.name, cerr)
+	}
+	if sum != p.sum {
+		return fmt.Errorf("upload %s: checksum mismatch: planned %s, landed %s (did the local file change?)", dest, p.sum, sum)
+	}
+	return nil
 }
-
-// SHA256 is the hex sha256 of the content, as Conn.Upload expects it.
-func (p prehashed) SHA256() string { return p.sum }
 
 // bytes returns the whole content (for diffs of small files).
 func (p payload) bytes() ([]byte, error) {

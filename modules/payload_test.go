@@ -1,8 +1,10 @@
 package modules
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -40,8 +42,8 @@ func (f countingFile) Read(p []byte) (int, error) {
 }
 
 // Hosts that describe the same local file at once get its hash from one
-// read of it, and every one of them gets a reader that declares that hash
-// to Conn.Upload (SHA256() string), so it is not hashed again per host.
+// read of it, and every one of them passes that hash to Conn.Upload as the
+// content's known sum, so it is not hashed again per host.
 func TestFsPayloadHashesOnceForConcurrentHosts(t *testing.T) {
 	dir := t.TempDir()
 	data := make([]byte, 1<<20)
@@ -66,18 +68,12 @@ func TestFsPayloadHashesOnceForConcurrentHosts(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			rc, err := p.open()
-			if err != nil {
+			c := &knownSumConn{}
+			if err := p.upload(context.Background(), c, "/usr/local/bin/minkms", 0o755, ""); err != nil {
 				t.Error(err)
 				return
 			}
-			defer rc.Close()
-			declared, ok := rc.(interface{ SHA256() string })
-			if !ok {
-				t.Error("payload reader does not declare its sha256")
-				return
-			}
-			sums[i] = declared.SHA256()
+			sums[i] = c.known
 		}()
 	}
 	wg.Wait()
@@ -86,7 +82,23 @@ func TestFsPayloadHashesOnceForConcurrentHosts(t *testing.T) {
 			t.Errorf("host %d got sha256 %q, want %x", i, s, want)
 		}
 	}
-	if got := cfs.read.Load(); got != int64(len(data)) {
-		t.Errorf("%d hosts read %d bytes to hash a %d-byte file; want it read once", hosts, got, len(data))
+	if got := cfs.read.Load(); got != int64(len(data))*(1+hosts) {
+		t.Errorf("%d hosts read %d bytes of a %d-byte file; want it read once to hash it and once per host to upload it", hosts, got, len(data))
 	}
+}
+
+// knownSumConn records the known sum an Upload is given and, like a real
+// connection, returns the sha256 of what it read.
+type knownSumConn struct {
+	tasks.Conn
+	known string
+}
+
+func (c *knownSumConn) Upload(_ context.Context, _ string, src io.Reader, known string, _ fs.FileMode, _ string) (string, error) {
+	c.known = known
+	h := sha256.New()
+	if _, err := io.Copy(h, src); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

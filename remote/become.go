@@ -105,7 +105,7 @@ func (b *becomeConn) run(ctx context.Context, cmd string, stdin io.Reader, stdou
 // streamed through the stdin of a sudo command into a temp file that the
 // become user creates next to target (mktemp: an unpredictable name,
 // created exclusively, 0600 under umask 077), fsynced and hashed there; when
-// its sha256 matches src's (a Prehashed source's declared one), a second
+// its sha256 matches src's (known, when the caller knows it in advance), a second
 // sudo command sets owner and mode and renames it over target, otherwise
 // the temp file is removed. target is untouched on failure, and the temp
 // file of an upload that was cut off is removed by the next upload of
@@ -118,7 +118,7 @@ func (b *becomeConn) run(ctx context.Context, cmd string, stdin io.Reader, stdou
 // data exists only in a 0600 file of the become user in the directory that
 // will hold it: a user who cannot write to that directory can neither
 // predict, pre-create, replace nor read it.
-func (b *becomeConn) Upload(ctx context.Context, target string, src io.Reader, perm fs.FileMode, owner string) (string, error) {
+func (b *becomeConn) Upload(ctx context.Context, target string, src io.Reader, known string, perm fs.FileMode, owner string) (string, error) {
 	if !strings.HasPrefix(target, "/") {
 		return "", fmt.Errorf("upload %s on %s: path must be absolute", target, b.Host())
 	}
@@ -134,12 +134,12 @@ func (b *becomeConn) Upload(ctx context.Context, target string, src io.Reader, p
 	write.WriteString(`trap - EXIT` + "\n")
 	write.WriteString(`printf '%s %s\n' "${sum%% *}" "$tmp"` + "\n")
 
-	// A Prehashed source is not hashed again (see Prehashed).
+	// A source whose sum is known is not hashed again.
 	var h hash.Hash
 	var sum string
 	in := src
-	if ph, ok := src.(Prehashed); ok {
-		sum = strings.ToLower(ph.SHA256())
+	if known != "" {
+		sum = strings.ToLower(known)
 	} else {
 		h = sha256.New()
 		in = io.TeeReader(src, h)

@@ -27,7 +27,7 @@ func BenchmarkUpload(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			b.ResetTimer()
 			for range b.N {
-				if _, err := c.Upload(b.Context(), target, onlyReader{bytes.NewReader(data)}, 0o600, ""); err != nil {
+				if _, err := c.Upload(b.Context(), target, onlyReader{bytes.NewReader(data)}, "", 0o600, ""); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -123,7 +123,7 @@ func runHostConformance(t *testing.T, newConn func(t *testing.T) conformanceConn
 	}
 	upload := func(t *testing.T, c conformanceConn, p, data string, perm fs.FileMode) {
 		t.Helper()
-		if _, err := c.conn.Upload(ctx(t), p, strings.NewReader(data), perm, ""); err != nil {
+		if _, err := c.conn.Upload(ctx(t), p, strings.NewReader(data), "", perm, ""); err != nil {
 			t.Fatalf("Upload %s: %v", p, err)
 		}
 	}
@@ -158,13 +158,13 @@ func runHostConformance(t *testing.T, newConn func(t *testing.T) conformanceConn
 		if err := c.conn.Download(ctx(t), d+"/c", io.Discard); err == nil {
 			t.Error("Download of a directory succeeded")
 		}
-		if _, err := c.conn.Upload(ctx(t), d+"/c", strings.NewReader("x"), 0o644, ""); err == nil {
+		if _, err := c.conn.Upload(ctx(t), d+"/c", strings.NewReader("x"), "", 0o644, ""); err == nil {
 			t.Error("Upload over a directory succeeded")
 		}
 		if fi, err := c.conn.Stat(ctx(t), d+"/c"); err != nil || !fi.IsDir() {
 			t.Errorf("after the refused operations, Stat = %v, %v; want the directory", fi, err)
 		}
-		_, err = c.conn.Upload(ctx(t), d+"/missing/f", strings.NewReader("x"), 0o644, "")
+		_, err = c.conn.Upload(ctx(t), d+"/missing/f", strings.NewReader("x"), "", 0o644, "")
 		if !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("Upload into a missing directory = %v, want fs.ErrNotExist", err)
 		}
@@ -200,11 +200,11 @@ func runHostConformance(t *testing.T, newConn func(t *testing.T) conformanceConn
 			return
 		}
 		// Upload gives the new file to owner, then chown -R and find.
-		if _, err := c.conn.Upload(ctx(t), p, strings.NewReader("x"), 0o644, u+":"+g); err != nil {
+		if _, err := c.conn.Upload(ctx(t), p, strings.NewReader("x"), "", 0o644, u+":"+g); err != nil {
 			t.Fatal(err)
 		}
 		stdout(t, c, "stat -c '%U:%G' -- "+p, u+":"+g+"\n")
-		if _, err := c.conn.Upload(ctx(t), p, strings.NewReader("y"), 0o644, ""); err != nil {
+		if _, err := c.conn.Upload(ctx(t), p, strings.NewReader("y"), "", 0o644, ""); err != nil {
 			t.Fatal(err)
 		}
 		stdout(t, c, "stat -c '%U:%G' -- "+p, c.user+":"+c.group+"\n")

@@ -88,7 +88,7 @@ func runConformance(t *testing.T, newConn func(t *testing.T) conformanceConn) {
 	}
 	upload := func(t *testing.T, c conformanceConn, p string, data []byte, perm fs.FileMode) string {
 		t.Helper()
-		sum, err := c.conn.Upload(ctxFor(t), p, bytes.NewReader(data), perm, "")
+		sum, err := c.conn.Upload(ctxFor(t), p, bytes.NewReader(data), "", perm, "")
 		if err != nil {
 			t.Fatalf("Upload %s: %v", p, err)
 		}
@@ -177,7 +177,7 @@ func runConformance(t *testing.T, newConn func(t *testing.T) conformanceConn) {
 		wantSum := hex.EncodeToString(want[:])
 		p := path.Join(c.dir, "blob.bin")
 
-		sum, err := c.conn.Upload(ctxFor(t), p, bytes.NewReader(data), 0o640, confCurrentUser(t))
+		sum, err := c.conn.Upload(ctxFor(t), p, bytes.NewReader(data), "", 0o640, confCurrentUser(t))
 		if err != nil {
 			t.Fatalf("Upload: %v", err)
 		}
@@ -229,7 +229,7 @@ func runConformance(t *testing.T, newConn func(t *testing.T) conformanceConn) {
 		old := []byte("KEY=old\n")
 		oldSum := upload(t, c, p, old, 0o600)
 		src := &confFailAfter{data: bytes.Repeat([]byte("x"), 256<<10), err: errors.New("source broke")}
-		if _, err := c.conn.Upload(ctxFor(t), p, src, 0o644, ""); err == nil {
+		if _, err := c.conn.Upload(ctxFor(t), p, src, "", 0o644, ""); err == nil {
 			t.Fatal("Upload from a failing reader succeeded")
 		}
 		if got := download(t, c, p); !bytes.Equal(got, old) {
@@ -244,6 +244,33 @@ func runConformance(t *testing.T, newConn func(t *testing.T) conformanceConn) {
 		}
 		if got := c.list(t); strings.Join(got, ",") != "env" {
 			t.Errorf("files in dir = %q, want only env (no temp file left)", got)
+		}
+	})
+
+	t.Run("UploadKnownSum", func(t *testing.T) {
+		c := newConn(t)
+		p := path.Join(c.dir, "minkms")
+		data := []byte("the binary hashed once for every host\n")
+		h := sha256.Sum256(data)
+		want := hex.EncodeToString(h[:])
+		// A sum known in advance is accepted in either case and returned in lower case.
+		sum, err := c.conn.Upload(ctxFor(t), p, bytes.NewReader(data), strings.ToUpper(want), 0o755, "")
+		if err != nil || sum != want {
+			t.Fatalf("Upload with its known sum = %q, %v; want %s", sum, err, want)
+		}
+		// Content that is not what was hashed (the local file changed since)
+		// fails the upload and leaves the target as it was.
+		if _, err := c.conn.Upload(ctxFor(t), p, strings.NewReader("changed since it was hashed\n"), want, 0o644, ""); err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+			t.Fatalf("Upload of content that differs from its known sum = %v; want a checksum mismatch", err)
+		}
+		if got := download(t, c, p); !bytes.Equal(got, data) {
+			t.Errorf("content after the mismatched upload = %q, want the old %q", got, data)
+		}
+		if fi, err := c.conn.Stat(ctxFor(t), p); err != nil || fi.Mode().Perm() != 0o755 {
+			t.Errorf("Stat after the mismatched upload = %v, %v; want the old mode 0755", fi, err)
+		}
+		if got := c.list(t); strings.Join(got, ",") != "minkms" {
+			t.Errorf("files in dir = %q, want only minkms (no temp files)", got)
 		}
 	})
 
@@ -329,7 +356,7 @@ func runConformance(t *testing.T, newConn func(t *testing.T) conformanceConn) {
 		if errors.As(err, &xs) {
 			t.Errorf("Run on a host that went away reports exit status %d: %v", xs.ExitStatus(), err)
 		}
-		_, err = c.conn.Upload(ctxFor(t), path.Join(c.dir, "f"), strings.NewReader("x"), 0o600, "")
+		_, err = c.conn.Upload(ctxFor(t), path.Join(c.dir, "f"), strings.NewReader("x"), "", 0o600, "")
 		if !errors.As(err, &u) || !u.Unreachable() {
 			t.Errorf("Upload on a host that went away = %v, want an error with Unreachable() true", err)
 		}
@@ -337,7 +364,7 @@ func runConformance(t *testing.T, newConn func(t *testing.T) conformanceConn) {
 
 	t.Run("UploadRefusesRelativePath", func(t *testing.T) {
 		c := newConn(t)
-		if _, err := c.conn.Upload(ctxFor(t), "relative/file", strings.NewReader("x"), 0o600, ""); err == nil {
+		if _, err := c.conn.Upload(ctxFor(t), "relative/file", strings.NewReader("x"), "", 0o600, ""); err == nil {
 			t.Error("Upload to a relative path succeeded")
 		}
 	})
@@ -607,7 +634,7 @@ func TestSecretNeverLeaksFake(t *testing.T) {
 	if !errors.As(err, &xs) || xs.ExitStatus() != 4 {
 		t.Fatalf("failing command = %v, want exit status 4 through the decorators", err)
 	}
-	if _, err := conn.Upload(ctx, "/etc/minkms/api.key", strings.NewReader(secret), 0o600, "minkms-user"); err != nil {
+	if _, err := conn.Upload(ctx, "/etc/minkms/api.key", strings.NewReader(secret), "", 0o600, "minkms-user"); err != nil {
 		t.Fatal(err)
 	}
 

@@ -15,8 +15,10 @@ type Conn interface {
 	Host() string
 	// Run runs a shell command line; a non-zero exit yields an *ExitError.
 	Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error
-	// Upload streams src atomically to path and returns the hex sha256.
-	Upload(ctx context.Context, path string, src io.Reader, perm fs.FileMode, owner string) (string, error)
+	// Upload streams src atomically to path and returns the hex sha256 of
+	// what landed; sum is src's sha256 when known in advance ("" = hash src
+	// while streaming), and what landed must have it.
+	Upload(ctx context.Context, path string, src io.Reader, sum string, perm fs.FileMode, owner string) (string, error)
 	// Download streams the remote file at path into dst.
 	Download(ctx context.Context, path string, dst io.Writer) error
 	// Stat describes a remote path (fs.ErrNotExist when missing).

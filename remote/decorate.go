@@ -96,8 +96,8 @@ func (c *redactConn) runData(ctx context.Context, cmd string, stdin io.Reader, s
 	return c.err(err)
 }
 
-func (c *redactConn) Upload(ctx context.Context, p string, src io.Reader, perm fs.FileMode, owner string) (string, error) {
-	sum, err := c.inner.Upload(ctx, p, src, perm, owner)
+func (c *redactConn) Upload(ctx context.Context, p string, src io.Reader, known string, perm fs.FileMode, owner string) (string, error) {
+	sum, err := c.inner.Upload(ctx, p, src, known, perm, owner)
 	return sum, c.err(err)
 }
 
@@ -171,9 +171,9 @@ func (c *traceConn) Run(ctx context.Context, cmd string, stdin io.Reader, stdout
 	return err
 }
 
-func (c *traceConn) Upload(ctx context.Context, p string, src io.Reader, perm fs.FileMode, owner string) (string, error) {
+func (c *traceConn) Upload(ctx context.Context, p string, src io.Reader, known string, perm fs.FileMode, owner string) (string, error) {
 	start := time.Now()
-	sum, err := c.inner.Upload(ctx, p, src, perm, owner)
+	sum, err := c.inner.Upload(ctx, p, src, known, perm, owner)
 	c.done(c.log.Debug().Str("path", p).Str("mode", perm.String()).Str("owner", owner).Str("sha256", sum), start, err, "upload")
 	return sum, err
 }

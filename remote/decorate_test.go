@@ -65,7 +65,7 @@ func TestBecomeFileOperations(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := randomBytes(t, 200<<10)
-	sum, err := b.Upload(ctx(t), target, bytes.NewReader(data), 0o640, "")
+	sum, err := b.Upload(ctx(t), target, bytes.NewReader(data), "", 0o640, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestBecomeOtherUserUploadStreamsThroughSudo(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := randomBytes(t, 300<<10)
-	sum, err := b.Upload(ctx(t), target, onlyReader{bytes.NewReader(data)}, 0o600, "")
+	sum, err := b.Upload(ctx(t), target, onlyReader{bytes.NewReader(data)}, "", 0o600, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestBecomeUploadChecksumMismatch(t *testing.T) {
 			t.Fatal(err)
 		}
 		b := remote.Become(corruptStdin{c}, user)
-		_, err := b.Upload(ctx(t), target, strings.NewReader("the real content"), 0o600, "")
+		_, err := b.Upload(ctx(t), target, strings.NewReader("the real content"), "", 0o600, "")
 		if err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
 			t.Fatalf("upload as %s = %v", user, err)
 		}
@@ -181,21 +181,21 @@ func (c corruptStdin) Run(ctx context.Context, cmd string, stdin io.Reader, stdo
 	return c.Conn.Run(ctx, cmd, stdin, stdout, stderr)
 }
 
-// A Prehashed source is not trusted blindly as become user either: the
-// temp file must have the declared hash (a local file that changed after
-// it was hashed fails the upload), and the declared hash is returned.
-func TestBecomeUploadPrehashed(t *testing.T) {
+// A sum known in advance is not trusted blindly as become user either: the
+// temp file must have it (a local file that changed after it was hashed
+// fails the upload), and it is returned in lower case.
+func TestBecomeUploadKnownSum(t *testing.T) {
 	_, _, c := connected(t, sshtest.Config{Sudo: sshtest.SudoAllow})
 	for _, user := range []string{"root", "minkms-user"} {
 		b := remote.Become(c, user)
 		target := filepath.Join(t.TempDir(), "minkms")
 		data := randomBytes(t, 10<<10)
-		sum, err := b.Upload(ctx(t), target, remote.WithSHA256(bytes.NewReader(data), strings.ToUpper(sha(data))), 0o755, "")
+		sum, err := b.Upload(ctx(t), target, bytes.NewReader(data), strings.ToUpper(sha(data)), 0o755, "")
 		if err != nil || sum != sha(data) {
 			t.Fatalf("upload as %s = %s, %v; want %s", user, sum, err, sha(data))
 		}
 		changed := append([]byte("changed since hashed"), data...)
-		_, err = b.Upload(ctx(t), target, remote.WithSHA256(bytes.NewReader(changed), sha(data)), 0o755, "")
+		_, err = b.Upload(ctx(t), target, bytes.NewReader(changed), sha(data), 0o755, "")
 		if err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
 			t.Fatalf("upload as %s of a source that changed since hashed = %v", user, err)
 		}
@@ -232,7 +232,7 @@ func TestSecretNeverLeaks(t *testing.T) {
 	}
 	// An upload of the secret as file content.
 	dir := t.TempDir()
-	if _, err := conn.Upload(ctx(t), filepath.Join(dir, "env"), strings.NewReader("MINIO_KMS_HSM_KEY="+secret+"\n"), 0o600, ""); err != nil {
+	if _, err := conn.Upload(ctx(t), filepath.Join(dir, "env"), strings.NewReader("MINIO_KMS_HSM_KEY="+secret+"\n"), "", 0o600, ""); err != nil {
 		t.Fatal(err)
 	}
 	for name, text := range map[string]string{
@@ -309,7 +309,7 @@ func TestBecomeRootUploadInterruptedLeavesOnlyAPrivateTempFile(t *testing.T) {
 	target := filepath.Join(dir, "api.key")
 	first := randomBytes(t, 4<<10)
 	wrote := false
-	if _, err := remote.Become(lostAfterWrite{c, &wrote}, "root").Upload(ctx(t), target, bytes.NewReader(first), 0o600, ""); err == nil {
+	if _, err := remote.Become(lostAfterWrite{c, &wrote}, "root").Upload(ctx(t), target, bytes.NewReader(first), "", 0o600, ""); err == nil {
 		t.Fatal("upload over a lost connection succeeded")
 	}
 	left := tempFiles(t, dir)
@@ -322,7 +322,7 @@ func TestBecomeRootUploadInterruptedLeavesOnlyAPrivateTempFile(t *testing.T) {
 	if p := copiesIn(t, os.TempDir(), first); len(p) != 0 {
 		t.Errorf("copies of the data in %s: %v", os.TempDir(), p)
 	}
-	if _, err := remote.Become(c, "root").Upload(ctx(t), target, bytes.NewReader([]byte("second")), 0o600, ""); err != nil {
+	if _, err := remote.Become(c, "root").Upload(ctx(t), target, bytes.NewReader([]byte("second")), "", 0o600, ""); err != nil {
 		t.Fatal(err)
 	}
 	if left := tempFiles(t, dir); len(left) != 0 {
@@ -386,7 +386,7 @@ func TestBecomeRootUploadStagesNowhereButNextToTarget(t *testing.T) {
 	}
 	t.Cleanup(func() { os.Remove(old) })
 
-	if _, err := remote.Become(c, "root").Upload(ctx(t), target, bytes.NewReader(data), 0o600, ""); err != nil {
+	if _, err := remote.Become(c, "root").Upload(ctx(t), target, bytes.NewReader(data), "", 0o600, ""); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(target); !bytes.Equal(got, data) {

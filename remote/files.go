@@ -119,29 +119,12 @@ func (c *Client) fail(sc *sshConn, op string, err error) error {
 	return fmt.Errorf("%s on %s: %w", op, c.host, err)
 }
 
-// Prehashed is an upload source whose sha256 is known in advance, such as
-// a local file hashed once for every host of a run. Upload does not hash it
-// again: the file that landed must have the hash SHA256 reports (lower-case
-// hex), so a source that changed since it was hashed fails the upload's
-// check and leaves the target alone. Callers that cannot import this
-// package (the tasks seam) pass any reader with such a method.
-type Prehashed interface {
-	io.Reader
-	SHA256() string
-}
-
-// WithSHA256 returns r as a Prehashed source whose sha256 is sum.
-func WithSHA256(r io.Reader, sum string) Prehashed { return prehashed{r, sum} }
-
-type prehashed struct {
-	io.Reader
-	sum string
-}
-
-func (p prehashed) SHA256() string { return p.sum }
-
 // Upload writes src to target atomically and returns the hex sha256 of the
-// bytes read from src (or, when src is a Prehashed, its SHA256):
+// bytes read from src. known is src's hex sha256 when the caller knows it
+// in advance (a local file hashed once for every host of a run; either
+// case): src is then not hashed again, and the file that landed must have
+// that hash, so a source that changed since it was hashed fails the check
+// below and leaves target alone. With known "" src is hashed as it streams.
 //
 //  1. stale temp files of earlier interrupted uploads to target
 //     (".<base>.kmsctl-tmp-*" in its directory) are removed;
@@ -160,7 +143,7 @@ func (p prehashed) SHA256() string { return p.sum }
 //
 // target is not touched before step 6; on any failure the temp file is
 // removed (or, when the connection died, by the next upload of target).
-func (c *Client) Upload(ctx context.Context, target string, src io.Reader, perm fs.FileMode, owner string) (sum string, err error) {
+func (c *Client) Upload(ctx context.Context, target string, src io.Reader, known string, perm fs.FileMode, owner string) (sum string, err error) {
 	op := "upload " + target
 	if !path.IsAbs(target) {
 		return "", fmt.Errorf("%s on %s: path must be absolute", op, c.host)
@@ -195,8 +178,8 @@ func (c *Client) Upload(ctx context.Context, target string, src io.Reader, perm 
 	}
 	var r io.Reader = ctxReader{ctx, src}
 	var h hash.Hash
-	if ph, ok := src.(Prehashed); ok {
-		sum = strings.ToLower(ph.SHA256())
+	if known != "" {
+		sum = strings.ToLower(known)
 	} else {
 		h = sha256.New()
 		r = io.TeeReader(r, h)

@@ -143,7 +143,7 @@ func TestAgainstOpenSSH(t *testing.T) {
 	if err := os.WriteFile(target, []byte("old"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := c.Upload(ctx(t), target, onlyReader{bytes.NewReader(data)}, 0o600, "root:root")
+	sum, err := c.Upload(ctx(t), target, onlyReader{bytes.NewReader(data)}, "", 0o600, "root:root")
 	if err != nil || sum != sha(data) {
 		t.Fatalf("upload: %s %v", sum, err)
 	}

@@ -48,7 +48,7 @@ func TestUploadAtomicModeOwnerChecksum(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := c.Upload(ctx(t), target, onlyReader{bytes.NewReader(data)}, 0o640, me.Username)
+	sum, err := c.Upload(ctx(t), target, onlyReader{bytes.NewReader(data)}, "", 0o640, me.Username)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestUploadAtomicModeOwnerChecksum(t *testing.T) {
 		t.Errorf("upload did not chown and checksum the temp file: %q", s.Commands())
 	}
 	// A relative path is refused.
-	if _, err := c.Upload(ctx(t), "relative", strings.NewReader("x"), 0o600, ""); err == nil {
+	if _, err := c.Upload(ctx(t), "relative", strings.NewReader("x"), "", 0o600, ""); err == nil {
 		t.Error("relative upload path accepted")
 	}
 }
@@ -88,7 +88,7 @@ func TestUploadCutMidTransferLeavesTargetAndCleansUp(t *testing.T) {
 	}
 	s.CutAfterBytes(1 << 20)
 	data := randomBytes(t, 8<<20)
-	_, err := c.Upload(ctx(t), target, onlyReader{bytes.NewReader(data)}, 0o755, "")
+	_, err := c.Upload(ctx(t), target, onlyReader{bytes.NewReader(data)}, "", 0o755, "")
 	if !errors.Is(err, remote.ErrConnectionLost) {
 		t.Fatalf("upload cut by the server = %v, want ErrConnectionLost", err)
 	}
@@ -99,7 +99,7 @@ func TestUploadCutMidTransferLeavesTargetAndCleansUp(t *testing.T) {
 		t.Logf("temp files after the cut: %v", left) // the dead connection could not remove it
 	}
 	// The next upload re-dials, removes the stale temp file and succeeds.
-	if _, err := c.Upload(ctx(t), target, bytes.NewReader(data), 0o755, ""); err != nil {
+	if _, err := c.Upload(ctx(t), target, bytes.NewReader(data), "", 0o755, ""); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(target); !bytes.Equal(got, data) {
@@ -120,7 +120,7 @@ func TestUploadRemovesStaleTempFilesOfThatTargetOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.Upload(ctx(t), filepath.Join(dir, "a.conf"), strings.NewReader("x"), 0o600, ""); err != nil {
+	if _, err := c.Upload(ctx(t), filepath.Join(dir, "a.conf"), strings.NewReader("x"), "", 0o600, ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
@@ -148,7 +148,7 @@ func TestUploadChecksumMismatchDetected(t *testing.T) {
 	if err := os.WriteFile(target, []byte("old"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := c.Upload(ctx(t), target, bytes.NewReader(randomBytes(t, 64<<10+1)), 0o600, "")
+	_, err := c.Upload(ctx(t), target, bytes.NewReader(randomBytes(t, 64<<10+1)), "", 0o600, "")
 	if err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
 		t.Fatalf("upload with corrupted landing = %v", err)
 	}
@@ -160,7 +160,7 @@ func TestUploadChecksumMismatchDetected(t *testing.T) {
 	}
 	// A file of up to two requests is read back over SFTP: no command.
 	before := len(s.Commands())
-	if _, err := c.Upload(ctx(t), target, strings.NewReader("new"), 0o600, ""); err != nil {
+	if _, err := c.Upload(ctx(t), target, strings.NewReader("new"), "", 0o600, ""); err != nil {
 		t.Fatalf("small upload: %v", err)
 	}
 	if cmds := s.Commands()[before:]; len(cmds) != 0 {
@@ -168,11 +168,11 @@ func TestUploadChecksumMismatchDetected(t *testing.T) {
 	}
 }
 
-// A Prehashed source is not hashed again: its declared hash is returned,
-// and a declared hash that differs from what landed (the local file
-// changed after it was hashed) fails the upload, whichever way the landed
-// file is hashed.
-func TestUploadPrehashed(t *testing.T) {
+// A source whose sha256 is known in advance is not hashed again: the
+// known hash is returned, and one that differs from what landed (the local
+// file changed after it was hashed) fails the upload, whichever way the
+// landed file is hashed.
+func TestUploadKnownSum(t *testing.T) {
 	_, _, c := connected(t, sshtest.Config{})
 	dir := t.TempDir()
 	target := filepath.Join(dir, "minkms")
@@ -181,15 +181,15 @@ func TestUploadPrehashed(t *testing.T) {
 	}
 	for _, size := range []int{10, 1 << 20} {
 		data := randomBytes(t, size)
-		sum, err := c.Upload(ctx(t), target, remote.WithSHA256(bytes.NewReader(data), strings.ToUpper(sha(data))), 0o755, "")
+		sum, err := c.Upload(ctx(t), target, bytes.NewReader(data), strings.ToUpper(sha(data)), 0o755, "")
 		if err != nil || sum != sha(data) {
-			t.Fatalf("upload of %d prehashed bytes = %s, %v; want %s", size, sum, err, sha(data))
+			t.Fatalf("upload of %d bytes with a known sum = %s, %v; want %s", size, sum, err, sha(data))
 		}
 		if got, _ := os.ReadFile(target); !bytes.Equal(got, data) {
-			t.Fatalf("target differs after the upload of %d prehashed bytes", size)
+			t.Fatalf("target differs after the upload of %d bytes with a known sum", size)
 		}
 		changed := randomBytes(t, size)
-		_, err = c.Upload(ctx(t), target, remote.WithSHA256(bytes.NewReader(changed), sha(data)), 0o755, "")
+		_, err = c.Upload(ctx(t), target, bytes.NewReader(changed), sha(data), 0o755, "")
 		if err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
 			t.Fatalf("upload of %d bytes that differ from their declared hash = %v", size, err)
 		}
@@ -208,7 +208,7 @@ func TestUploadCancelled(t *testing.T) {
 	target := filepath.Join(dir, "big")
 	cctx, cancel := context.WithCancel(context.Background())
 	r := &cancelAfter{n: 1 << 20, cancel: cancel}
-	_, err := c.Upload(cctx, target, r, 0o600, "")
+	_, err := c.Upload(cctx, target, r, "", 0o600, "")
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled upload = %v", err)
 	}
@@ -245,7 +245,7 @@ func TestUploadCorruptedWriteDetected(t *testing.T) {
 	// Read back over SFTP (100 bytes) and hashed on the host (1 MiB).
 	for _, size := range []int{100, 1 << 20} {
 		s.CorruptNextWrite() // one byte flipped on its way to the disk
-		_, err := c.Upload(ctx(t), target, bytes.NewReader(randomBytes(t, size)), 0o755, "")
+		_, err := c.Upload(ctx(t), target, bytes.NewReader(randomBytes(t, size)), "", 0o755, "")
 		if err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
 			t.Fatalf("upload of %d bytes with a corrupted write = %v", size, err)
 		}
@@ -261,7 +261,7 @@ func TestUploadCorruptedWriteDetected(t *testing.T) {
 func TestUploadWithoutFsyncExtensionRunsSync(t *testing.T) {
 	_, s, c := connected(t, sshtest.Config{NoFsync: true})
 	target := filepath.Join(t.TempDir(), "f")
-	if _, err := c.Upload(ctx(t), target, strings.NewReader("data"), 0o600, ""); err != nil {
+	if _, err := c.Upload(ctx(t), target, strings.NewReader("data"), "", 0o600, ""); err != nil {
 		t.Fatal(err)
 	}
 	if readFile(t, target) != "data" {
@@ -290,7 +290,7 @@ func TestLargeRequestsUploadIntactAndShortReadsDetected(t *testing.T) {
 	c := e.dial(o)
 	target := filepath.Join(t.TempDir(), "minkms")
 	data := randomBytes(t, 5<<20+12345)
-	sum, err := c.Upload(ctx(t), target, onlyReader{bytes.NewReader(data)}, 0o755, "")
+	sum, err := c.Upload(ctx(t), target, onlyReader{bytes.NewReader(data)}, "", 0o755, "")
 	if err != nil {
 		t.Fatalf("upload: %v", err)
 	}

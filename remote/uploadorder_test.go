@@ -78,7 +78,7 @@ func TestUploadOrderWriteFsyncChecksumRename(t *testing.T) {
 	for _, size := range []int{100, 1 << 20} {
 		target := filepath.Join(dir, "blob")
 		before := len(s.Ops())
-		if _, err := c.Upload(ctx(t), target, bytes.NewReader(randomBytes(t, size)), 0o640, ""); err != nil {
+		if _, err := c.Upload(ctx(t), target, bytes.NewReader(randomBytes(t, size)), "", 0o640, ""); err != nil {
 			t.Fatal(err)
 		}
 		tmp, ops := uploadOps(t, s.Ops()[before:], target)
@@ -111,7 +111,7 @@ func TestUploadOrderWriteFsyncChecksumRename(t *testing.T) {
 		// One byte flipped on its way to the disk: checked, never renamed.
 		before = len(s.Ops())
 		s.CorruptNextWrite()
-		if _, err := c.Upload(ctx(t), target, bytes.NewReader(randomBytes(t, size)), 0o640, ""); err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+		if _, err := c.Upload(ctx(t), target, bytes.NewReader(randomBytes(t, size)), "", 0o640, ""); err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
 			t.Fatalf("%d bytes, corrupted: upload = %v", size, err)
 		}
 		tmp, ops = uploadOps(t, s.Ops()[before:], target)

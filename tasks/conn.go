@@ -22,12 +22,14 @@ type Conn interface {
 	Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error
 	// Upload streams src to path atomically (temp file in the target's
 	// directory, fsync, chmod/chown, rename) and checks that the sha256 of
-	// what landed equals the sha256 of what was read from src. owner is
-	// "user", "user:group" or "" (leave as is). It returns the hex sha256.
-	// When src has a method SHA256() string (see prehashed), that is src's
-	// hash in advance: the Conn need not hash src again, and what landed
-	// must have that hash.
-	Upload(ctx context.Context, path string, src io.Reader, perm fs.FileMode, owner string) (string, error)
+	// what landed is src's; otherwise path is left unchanged. sum is src's
+	// hex sha256 when the caller knows it in advance (a local file hashed
+	// once for every host of a run): the Conn does not hash src again, and
+	// what landed must have that hash, so a source that changed since it
+	// was hashed fails the upload. With sum "" the Conn hashes src as it
+	// streams. owner is "user", "user:group" or "" (leave as is). It
+	// returns the hex sha256 (lower case) of what landed.
+	Upload(ctx context.Context, path string, src io.Reader, sum string, perm fs.FileMode, owner string) (string, error)
 	// Download streams the remote file at path into dst.
 	Download(ctx context.Context, path string, dst io.Writer) error
 	// Stat describes the remote path; a missing path yields an error for

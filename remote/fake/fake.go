@@ -393,11 +393,12 @@ func write(w io.Writer, s string) {
 // Upload reads src and, only if reading succeeds to EOF, replaces the file
 // at p with it, as the real client does (a new file, renamed over p): mode
 // perm, owned by owner ("user" or "user:group") or else by the fake's user
-// (SetUser). A failing src leaves the previous file untouched. It returns
-// the hex sha256 of the content. p must be absolute, its directory must
-// exist (else the error matches fs.ErrNotExist), and p must not be a
+// (SetUser). A failing src, or content whose sha256 is not known (the sum
+// declared in advance, when not ""), leaves the previous file untouched. It
+// returns the hex sha256 of the content. p must be absolute, its directory
+// must exist (else the error matches fs.ErrNotExist), and p must not be a
 // directory.
-func (c *Conn) Upload(ctx context.Context, p string, src io.Reader, perm fs.FileMode, owner string) (string, error) {
+func (c *Conn) Upload(ctx context.Context, p string, src io.Reader, known string, perm fs.FileMode, owner string) (string, error) {
 	call := Call{Kind: KindUpload, Path: p, Perm: perm, Owner: owner}
 	op := "upload " + p
 	if err := c.gate(ctx, op); err != nil {
@@ -417,6 +418,10 @@ func (c *Conn) Upload(ctx context.Context, p string, src io.Reader, perm fs.File
 	}
 	if err := ctx.Err(); err != nil {
 		call.Err = fmt.Errorf("%s on %s: %w", op, c.host, err)
+		return "", c.record(call)
+	}
+	if got := sum(buf.Bytes()); known != "" && strings.ToLower(known) != got {
+		call.Err = fmt.Errorf("%s on %s: checksum mismatch: the source was declared with sha256 %s but has %s; %s was left unchanged", op, c.host, strings.ToLower(known), got, p)
 		return "", c.record(call)
 	}
 	p = cleanPath(p)

@@ -135,7 +135,7 @@ func TestUnreachableAndClosed(t *testing.T) {
 	ctx := context.Background()
 	_, err1 := c.Stat(ctx, "/x")
 	err2 := c.Run(ctx, "true", nil, nil, nil)
-	_, err3 := c.Upload(ctx, "/x", strings.NewReader("a"), 0o600, "")
+	_, err3 := c.Upload(ctx, "/x", strings.NewReader("a"), "", 0o600, "")
 	for i, err := range []error{err1, err2, err3} {
 		var u unreachabler
 		if !errors.As(err, &u) || !u.Unreachable() {
@@ -169,7 +169,7 @@ func TestFiles(t *testing.T) {
 	c := fake.New(t, "node1")
 	ctx := context.Background()
 	data := "config: 1\n"
-	sum, err := c.Upload(ctx, "/etc/minkms/config.yaml", strings.NewReader(data), 0o640, "minkms-user:minkms-user")
+	sum, err := c.Upload(ctx, "/etc/minkms/config.yaml", strings.NewReader(data), "", 0o640, "minkms-user:minkms-user")
 	want := sha256.Sum256([]byte(data))
 	if err != nil || sum != hex.EncodeToString(want[:]) {
 		t.Fatalf("Upload = %q, %v", sum, err)
@@ -191,7 +191,7 @@ func TestFiles(t *testing.T) {
 	}
 
 	// A failing source leaves the previous file as it was.
-	if _, err := c.Upload(ctx, "/etc/minkms/config.yaml", &failingReader{data: "partial"}, 0o600, ""); err == nil {
+	if _, err := c.Upload(ctx, "/etc/minkms/config.yaml", &failingReader{data: "partial"}, "", 0o600, ""); err == nil {
 		t.Error("upload from a failing reader succeeded")
 	}
 	if f2, _ := c.File("/etc/minkms/config.yaml"); f2 != f {
@@ -199,11 +199,11 @@ func TestFiles(t *testing.T) {
 	}
 	// owner "" gives the new file to the connection's user, as over SSH
 	// (the upload renames a new file over the old one).
-	c.Upload(ctx, "/etc/minkms/config.yaml", strings.NewReader("v2"), 0o600, "")
+	c.Upload(ctx, "/etc/minkms/config.yaml", strings.NewReader("v2"), "", 0o600, "")
 	if f2, _ := c.File("/etc/minkms/config.yaml"); f2.Owner != "root" || f2.Group != "root" || f2.Content != "v2" || f2.Mode != 0o600 {
 		t.Errorf("re-upload: %+v", f2)
 	}
-	if _, err := c.Upload(ctx, "relative", strings.NewReader("x"), 0o600, ""); err == nil {
+	if _, err := c.Upload(ctx, "relative", strings.NewReader("x"), "", 0o600, ""); err == nil {
 		t.Error("relative upload path accepted")
 	}
 

@@ -218,7 +218,7 @@ func upload(ctx context.Context, cl *remote.Client, file, target string) error {
 		return fmt.Errorf("open upload file: %w", err)
 	}
 	defer f.Close()
-	if _, err := cl.Upload(ctx, target, f, 0o600, ""); err != nil {
+	if _, err := cl.Upload(ctx, target, f, "", 0o600, ""); err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
 	return nil
