@@ -456,11 +456,9 @@ func addKey(c *call, name, typ string, secret []byte, addVersion bool) (proto.Me
 			k = &key{Name: name, Type: typ}
 			e.Keys[name] = k
 		}
-		var v uint32 = 1
-		if len(k.Versions) > 0 {
-			v = k.Versions[len(k.Versions)-1].Version + 1
-		}
-		k.Versions = append(k.Versions, keyVersion{Version: v, Secret: secret, CreatedAt: c.now, CreatedBy: c.identity})
+		// Version numbers are never reused, also after the latest was deleted.
+		k.Latest++
+		k.Versions = append(k.Versions, keyVersion{Version: k.Latest, Secret: secret, CreatedAt: c.now, CreatedBy: c.identity})
 		return nil
 	})
 }
@@ -577,6 +575,9 @@ func keyDecrypt(c *call, payload []byte) (proto.Message, *apiError) {
 	var req pb.DecryptRequest
 	if err := decode(payload, &req); err != nil {
 		return nil, err
+	}
+	if req.Version == 0 {
+		return nil, errDecryptVersion0
 	}
 	k, kv, aerr := c.lookupKey(req.Name, req.Version)
 	if aerr != nil {
@@ -697,9 +698,7 @@ func policyCreate(c *call, payload []byte) (proto.Message, *apiError) {
 		if aerr != nil {
 			return aerr
 		}
-		if _, ok := e.Policies[req.Name]; ok {
-			return errPolicyExists
-		}
+		// Creating a policy that exists replaces it (the vendor's semantics).
 		e.Policies[req.Name] = &policy{Name: req.Name, Allow: allow, Deny: deny, CreatedAt: c.now, CreatedBy: c.identity}
 		return nil
 	})
@@ -819,10 +818,12 @@ func identityCreate(c *call, payload []byte) (proto.Message, *apiError) {
 			return aerr
 		}
 		if req.Identity == c.n.adminID {
-			return errIdentityExists
+			return errIdentityIsAdmin
 		}
-		if id, _ := st.Data.findIdentity(req.Identity); id != nil {
-			return errIdentityExists
+		// Creating an identity that exists replaces it (the vendor's
+		// semantics), within its enclave; an identity lives in one enclave.
+		if id, other := st.Data.findIdentity(req.Identity); id != nil && other != e {
+			return errorf(http.StatusConflict, "identity %s belongs to enclave %q; delete it there first", req.Identity, other.Name)
 		}
 		e.Identities[req.Identity] = &identity{
 			Identity: req.Identity, Privilege: priv, CreatedAt: c.now, CreatedBy: c.identity,

@@ -29,6 +29,16 @@
 // Every fresh node has an empty enclave "default"; enclave-scoped commands
 // sent to /v1/kms without an enclave use it.
 //
+// # Objects
+//
+// Creating a policy or an identity that exists replaces it, as on the real
+// server (an identity in another enclave: 409; the admin identity: 409).
+// Creating a key that exists is 409 "key already exists". Key versions are
+// numbered 1, 2, ... and a number is never reused after its version is
+// deleted (deleting the last version deletes the key; a key created again
+// under that name starts at 1). KEY:DECRYPT needs the version the ciphertext
+// was made with: version 0 is 400 "malformed request".
+//
 // # Cluster
 //
 //   - Node IDs: a fresh node is node 0 of its own one-node cluster (random

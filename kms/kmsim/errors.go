@@ -47,8 +47,8 @@ var (
 	errLastNode          = canon(wire.ErrLastNode)
 
 	// Not in the vendor's table; ours.
-	errPolicyExists   = &apiError{http.StatusConflict, "policy already exists"}
-	errIdentityExists = &apiError{http.StatusConflict, "identity already exists"}
+	errIdentityIsAdmin = &apiError{http.StatusConflict, "identity is the admin identity"}
+	errDecryptVersion0 = fromWire(wire.ErrBadRequest, "KEY:DECRYPT needs the key version the ciphertext was made with; version 0 is invalid")
 )
 
 // errNoQuorum is returned when a write could not reach every node.

@@ -96,6 +96,7 @@ type enclave struct {
 type key struct {
 	Name     string       `json:"name"`
 	Type     string       `json:"type"`
+	Latest   uint32       `json:"latest"`   // the highest version ever created: never reused
 	Versions []keyVersion `json:"versions"` // ascending by Version
 }
 
@@ -150,6 +151,11 @@ func (d *data) normalize() {
 		}
 		if e.Identities == nil {
 			e.Identities = map[string]*identity{}
+		}
+		for _, k := range e.Keys {
+			if n := len(k.Versions); n > 0 && k.Latest < k.Versions[n-1].Version {
+				k.Latest = k.Versions[n-1].Version // state written before Latest existed
+			}
 		}
 	}
 }
