@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/kmsctl/kmsctl/yamlpos"
 )
 
 // ParseExtraVars turns -e arguments into extra vars, later arguments
@@ -14,10 +16,17 @@ import (
 //   - @FILE: a YAML or JSON file holding a mapping of variables (LoadVarsFile);
 //   - {...}: an inline YAML or JSON mapping ({"kms_port": 7474}).
 //
-// Variable names must be identifiers; the values of the variables kmsctl
-// knows are checked when used (Resolve, Node), reported at "-e".
+// Variable names must be identifiers. The variables written on the command
+// line (KEY=VALUE and {...}) get the inventory's known-variable check, like
+// a vars file: the values of the variables kmsctl knows are checked (again
+// when used, by Resolve and Node), and a misspelt kms_*/ansible_* name is
+// refused with the name it is likely meant to be. A secret variable (IsSecret) on the command line is refused, since
+// every user of the machine can read it in ps: it belongs in -e @FILE. Every
+// such problem is reported at once, at "-e", in a *yamlpos.List; a refused
+// secret wraps an error with a Refused() bool method that returns true.
 func ParseExtraVars(args []string) (map[string]any, error) {
 	out := map[string]any{}
+	var probs problems
 	for i, a := range args {
 		switch {
 		case strings.HasPrefix(a, "@"):
@@ -34,6 +43,9 @@ func ParseExtraVars(args []string) (map[string]any, error) {
 				return nil, err
 			}
 			for k, v := range vars {
+				if secretOnCommandLine(&probs, k) {
+					continue
+				}
 				out[k] = v
 			}
 		default:
@@ -50,11 +62,57 @@ func ParseExtraVars(args []string) (map[string]any, error) {
 				}
 				return nil, fmt.Errorf("parse -e %s: KEY must be made of letters, digits and _, not starting with a digit (want KEY=VALUE)", where)
 			}
+			if secretOnCommandLine(&probs, k) {
+				continue
+			}
+			if e := checkVar(k, v); e != nil {
+				e.Pos, e.Field = extraPos, k
+				probs.addErr(e)
+				continue
+			}
+			if s := suggestKnown(k); s != "" {
+				probs.add(extraPos, k, fmt.Sprintf("unknown variable %q looks like a misspelling", k), "did you mean "+s+"?")
+				continue
+			}
 			out[k] = v
 		}
 	}
+	if err := probs.err(); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
+
+// secretOnCommandLine records a refusal when the variable name, given on
+// kmsctl's command line, holds a secret (see holdsSecret), and reports
+// whether it did.
+func secretOnCommandLine(probs *problems, name string) bool {
+	if !holdsSecret(name) {
+		return false
+	}
+	const problem = "a secret on kmsctl's command line is visible to every user of this machine (ps, /proc/PID/cmdline) and stays in the shell history"
+	probs.addErr(&yamlpos.Error{Pos: extraPos, Field: name, Problem: problem,
+		Hint: "write it to a file only you can read, chmod 600 FILE, and pass -e @FILE; the admin API key and the HSM key belong in MINIO_KMS_API_KEY and MINIO_KMS_HSM_KEY",
+		Err:  refusal("secret variable " + name + " given on the command line")})
+	return true
+}
+
+// holdsSecret reports whether a variable of this name holds a secret itself:
+// IsSecret, except names that say where a secret is rather than what it is
+// (ending in _file, such as ..._private_key_file, or _command).
+func holdsSecret(name string) bool {
+	n := strings.ToLower(name)
+	return IsSecret(name) && !strings.HasSuffix(n, "_file") && !strings.HasSuffix(n, "_command")
+}
+
+// refusal is an error refused by a safety rule (the CLI exits 4 for it).
+type refusal string
+
+// Error returns the refusal's description.
+func (r refusal) Error() string { return string(r) }
+
+// Refused reports that this is a refusal by a safety rule.
+func (refusal) Refused() bool { return true }
 
 // LoadVarsFile reads a vars file (-e @FILE, a play's vars_files): a YAML or
 // JSON mapping of variable names to values, decoded strictly like inventory

@@ -65,3 +65,70 @@ func TestLoadVarsFileStrict(t *testing.T) {
 		t.Error("a list is not a vars file")
 	}
 }
+
+// TestExtraVarsKnownCheck: a misspelt kms_* variable on the command line is
+// refused with the name it likely means, and known values are checked, all
+// problems at once at "-e".
+func TestExtraVarsKnownCheck(t *testing.T) {
+	_, err := ParseExtraVars([]string{"kms_storge_path=/data/kms", "kms_port=abc", "ok=1"})
+	var ve *yamlpos.List
+	if !errors.As(err, &ve) || len(ve.Errs) != 2 {
+		t.Fatalf("want 2 problems, got %v", err)
+	}
+	want := `-e: kms_storge_path: unknown variable "kms_storge_path" looks like a misspelling (did you mean kms_storage_path?)`
+	if got := ve.Errs[0].Error(); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if got := ve.Errs[1].Error(); !strings.HasPrefix(got, `-e: kms_port: must be a port number, got "abc"`) {
+		t.Errorf("value check: %s", got)
+	}
+	if isRefusal(err) {
+		t.Errorf("a misspelling is invalid input, not a refusal: %v", err)
+	}
+	got, err := ParseExtraVars([]string{"kms_storage_path=/data/kms", "kms_port=7474", "my_var=x"})
+	if err != nil || got["kms_storage_path"] != "/data/kms" || got["kms_port"] != "7474" {
+		t.Errorf("valid -e: %v %v", got, err)
+	}
+	// The storage path rule applies to -e too, as a refusal.
+	if _, err := ParseExtraVars([]string{"kms_storage_path=/root/.ssh"}); !isRefusal(err) {
+		t.Errorf("-e kms_storage_path=/root/.ssh: %v, want a refusal", err)
+	}
+}
+
+// TestExtraVarsSecretRefused: a secret given on the command line (KEY=VALUE
+// or an inline mapping) is refused as a safety refusal pointing to -e @FILE,
+// without echoing it; names that say where a secret is are not secrets, and
+// a secret from a file is accepted.
+func TestExtraVarsSecretRefused(t *testing.T) {
+	const sentinel = "SENTINEL-5c2d"
+	for _, arg := range []string{"kms_api_key=" + sentinel, "ansible_become_pass=" + sentinel, "MY_TOKEN=" + sentinel,
+		`{"kms_hsm_key": "` + sentinel + `"}`} {
+		_, err := ParseExtraVars([]string{"x=1", arg})
+		if err == nil || !isRefusal(err) {
+			t.Errorf("ParseExtraVars(%q) = %v, want a refusal", arg, err)
+			continue
+		}
+		if strings.Contains(err.Error(), sentinel) || !strings.Contains(err.Error(), "visible to every user of this machine") ||
+			!strings.Contains(err.Error(), "-e @FILE") {
+			t.Errorf("ParseExtraVars(%q): %v", arg, err)
+		}
+	}
+	for _, arg := range []string{"kms_api_key_file=/home/op/api.key", "ansible_ssh_private_key_file=~/.ssh/id", "vault_password_command=pass show kms"} {
+		if _, err := ParseExtraVars([]string{arg}); err != nil {
+			t.Errorf("ParseExtraVars(%q): %v; it names where a secret is", arg, err)
+		}
+	}
+	f := filepath.Join(t.TempDir(), "secrets.yml")
+	if err := os.WriteFile(f, []byte("kms_api_key: "+sentinel+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ParseExtraVars([]string{"@" + f}); err != nil || got["kms_api_key"] != sentinel {
+		t.Errorf("-e @FILE with a secret: %v %v", got, err)
+	}
+}
+
+// isRefusal reports whether err is a refusal by a safety rule.
+func isRefusal(err error) bool {
+	var r interface{ Refused() bool }
+	return errors.As(err, &r) && r.Refused()
+}

@@ -231,17 +231,6 @@ func (r *resolved) kmsNode(api API) KMSNode {
 		API:         api,
 		CAFile:      r.localPath(VarCAFile),
 	}
-	if n.StoragePath != "" {
-		sv := r.vars[VarStoragePath]
-		for _, other := range []struct{ name, path string }{
-			{VarConfigFile, n.ConfigFile}, {VarEnvFile, n.EnvFile}, {VarCertsDir, n.CertsDir}, {VarBinary, n.Binary},
-		} {
-			if other.path == n.StoragePath || strings.HasPrefix(other.path, n.StoragePath+"/") {
-				r.fail(VarStoragePath, sv, bad(
-					fmt.Sprintf("storage path %s contains %s %s (set at %s); wiping it would destroy it", n.StoragePath, other.name, other.path, r.vars[other.name].pos),
-					"keep the data directory separate from config, certs and binary"))
-			}
-		}
-	}
+	r.checkStorageHolds(n)
 	return n
 }

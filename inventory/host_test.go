@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kmsctl/kmsctl/safepath"
 	"github.com/kmsctl/kmsctl/yamlpos"
 )
 
@@ -175,9 +176,19 @@ all:
 	}
 	// The storage path checks, one by one.
 	for _, p := range []string{"/", "/etc", "/etc/minkms", "/usr/local/minkms", "/var", "/var/lib", "/home", "/home/alice", "/root", "/tmp",
-		"/proc/1", "/dev/sda", "/boot/x", "/lib64/x", "relative", "/a/../b", "/a/./b", "/a//b", "/a/", "/a b", "/a;b", "/a$b", ""} {
+		"/proc/1", "/dev/sda", "/boot/x", "/lib64/x", "relative", "/a/../b", "/a/./b", "/a//b", "/a/", "/a b", "/a;b", "/a$b", "",
+		"/root/.ssh", "/home/alice/.ssh", "/etc/pam.d", "/var/lib/dpkg", "/lib/systemd", "/mnt/x/../../etc"} {
 		if _, err := inv.Node("kms1", map[string]any{"kms_storage_path": p}); err == nil {
 			t.Errorf("storage path %q accepted", p)
+		}
+	}
+	// What the dangerous-path rule refuses is a refusal (exit code 4), the
+	// rest invalid input.
+	for p, refusal := range map[string]bool{"/root/.ssh": true, "/": true, "/mnt/../etc": true, "/opt/minkms": true, "relative": false, "/a b": false, "/mnt/kms/": false} {
+		_, err := inv.Node("kms1", map[string]any{"kms_storage_path": p})
+		var se *safepath.Error
+		if errors.As(err, &se) != refusal {
+			t.Errorf("storage path %q: %v; want a *safepath.Error: %v", p, err, refusal)
 		}
 	}
 	for _, p := range []string{"/mnt/minio-kms", "/data", "/var/lib/minkms", "/home/alice/kms", "/srv/kms", "/opt/minkms-data"} {
@@ -194,7 +205,7 @@ func TestNodeValidationPositions(t *testing.T) {
 	if err == nil {
 		t.Fatal("want error")
 	}
-	want := "site.yml:3:23: all.vars.kms_storage_path: storage path /usr is inside the system directory /usr (name the Key Manager's own data directory, e.g. /mnt/minio-kms)\n" +
+	want := "site.yml:3:23: all.vars.kms_storage_path: storage path /usr is refused: it is a system directory the host needs to boot and to be reached (name the Key Manager's own data directory, e.g. /mnt/minio-kms)\n" +
 		"site.yml:6:17: all.hosts.kms1.kms_port: port 99999 out of range (write a number from 1 to 65535)"
 	if err.Error() != want {
 		t.Errorf("got:\n%v\nwant:\n%v", err, want)
@@ -287,4 +298,68 @@ all:
 	if _, err := inv.Resolve("ghost", nil); err == nil || !strings.Contains(err.Error(), `"ghost"`) {
 		t.Errorf("unknown host: %v", err)
 	}
+}
+
+// TestEveryProblemAtOnce: a problem of the resolved layout (a storage path
+// holding the config file) is reported together with a per-field problem
+// of another host, not only once that one is fixed.
+func TestEveryProblemAtOnce(t *testing.T) {
+	_, err := Parse("inv.yml", []byte(`all:
+  hosts:
+    kms1:
+      kms_port: 99999
+    kms2:
+      kms_storage_path: /opt/minkms
+      kms_config_file: /opt/minkms/config.yaml
+`))
+	var ve *yamlpos.List
+	if !errors.As(err, &ve) || len(ve.Errs) != 2 {
+		t.Fatalf("want 2 problems, got %v", err)
+	}
+	if !strings.HasPrefix(ve.Errs[0].Error(), "inv.yml:4:17: all.hosts.kms1.kms_port: port 99999") ||
+		!strings.HasPrefix(ve.Errs[1].Error(), "inv.yml:6:25: host kms2: kms_storage_path: storage path /opt/minkms contains kms_config_file") {
+		t.Errorf("problems:\n%v", err)
+	}
+	var se *safepath.Error
+	if !errors.As(err, &se) {
+		t.Errorf("the storage path refusal is not a *safepath.Error: %v", err)
+	}
+}
+
+// TestDuplicateEndpoint: two hosts with one kms_endpoint are an error naming
+// both hosts and where each was set; endpoints derived from one
+// ansible_host are not.
+func TestDuplicateEndpoint(t *testing.T) {
+	_, err := Parse("inv.yml", []byte(`all:
+  hosts:
+    kms1:
+      kms_endpoint: kms1.example:7373
+    kms2:
+      kms_endpoint: KMS1.example:7373
+    kms3:
+      kms_endpoint: kms3.example:7373
+`))
+	want := "inv.yml:6:21: host kms2: kms_endpoint: endpoint KMS1.example:7373 is also the endpoint of host kms1 (set at inv.yml:4:21) (give each Key Manager node its own kms_endpoint, its host:port as the cluster knows it)"
+	if err == nil || err.Error() != want {
+		t.Errorf("got  %v\nwant %s", err, want)
+	}
+	// Set once for a group: every host after the first is reported.
+	_, err = Parse("inv.yml", []byte(`all:
+  vars:
+    kms_endpoint: one:7373
+  hosts:
+    a:
+    b:
+    c:
+`))
+	var ve *yamlpos.List
+	if !errors.As(err, &ve) || len(ve.Errs) != 2 || !strings.Contains(ve.Errs[1].Error(), "host c: kms_endpoint: endpoint one:7373 is also the endpoint of host a (set at inv.yml:3:19)") {
+		t.Errorf("group endpoint: %v", err)
+	}
+	mustParse(t, `
+all:
+  hosts:
+    a: {ansible_host: 127.0.0.1, ansible_port: 2201}
+    b: {ansible_host: 127.0.0.1, ansible_port: 2202}
+`)
 }

@@ -647,9 +647,11 @@ func (b *builder) finish() (*Inventory, error) {
 				"rename one of them so that --limit is unambiguous")
 		}
 	}
-	b.checkCycles()
-	if err := b.probs.err(); err != nil {
-		return nil, err
+	// The checks below need the group graph to be a tree of finite depth;
+	// with a cycle, report what was found so far. Other problems do not stop
+	// them: every problem of an inventory is reported at once.
+	if b.checkCycles() {
+		return nil, b.probs.err()
 	}
 	// Hosts in no group but all are in "ungrouped", as in Ansible.
 	ung := b.group(GroupUngrouped, yamlpos.Pos{})
@@ -681,15 +683,49 @@ func (b *builder) finish() (*Inventory, error) {
 			b.probs.errs = append(b.probs.errs, ve.Errs...)
 		}
 	}
+	b.checkEndpoints()
 	if err := b.probs.err(); err != nil {
 		return nil, err
 	}
 	return inv, nil
 }
 
+// checkEndpoints reports every host whose kms_endpoint, as written in the
+// inventory, is already another host's: each Key Manager node has its own.
+// Endpoints derived from ansible_host are not compared, since several
+// inventory hosts may reach one machine (on different SSH ports).
+func (b *builder) checkEndpoints() {
+	type first struct {
+		host string
+		pos  yamlpos.Pos
+	}
+	seen := map[string]first{}
+	for _, h := range b.inv.hosts {
+		vars, err := b.inv.resolveInventory(h.name, nil)
+		if err != nil {
+			continue
+		}
+		v, ok := vars[VarEndpoint]
+		s, isString := v.value.(string)
+		if !ok || !isString {
+			continue
+		}
+		key := strings.ToLower(s)
+		if f, dup := seen[key]; dup {
+			b.probs.add(v.pos, "host "+h.name+": "+VarEndpoint,
+				fmt.Sprintf("endpoint %s is also the endpoint of host %s (set at %s)", s, f.host, f.pos),
+				"give each Key Manager node its own kms_endpoint, its host:port as the cluster knows it")
+			continue
+		}
+		seen[key] = first{h.name, v.pos}
+	}
+}
+
 // checkCycles reports every cycle in children (a group that is its own
-// ancestor), at the position of the child entry that closes it.
-func (b *builder) checkCycles() {
+// ancestor), at the position of the child entry that closes it, and
+// whether there was one.
+func (b *builder) checkCycles() bool {
+	found := false
 	const (
 		white = iota
 		grey
@@ -706,6 +742,7 @@ func (b *builder) checkCycles() {
 			case grey:
 				i := slices.Index(stack, c)
 				cycle := append(slices.Clone(stack[i:]), c)
+				found = true
 				b.probs.add(gr.childPos[c], g+".children."+c,
 					"cycle in children: "+strings.Join(cycle, " -> "),
 					"a group cannot contain itself; remove "+c+" from the children of "+g)
@@ -720,6 +757,7 @@ func (b *builder) checkCycles() {
 			visit(g, nil)
 		}
 	}
+	return found
 }
 
 // computeDepth sets each group's depth to its longest distance from "all"

@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -13,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/kmsctl/kmsctl/safepath"
 	"github.com/kmsctl/kmsctl/yamlpos"
 )
 
@@ -436,51 +438,80 @@ func asRemotePath(v any) (string, *yamlpos.Error) {
 
 func checkRemoteFile(v any) *yamlpos.Error { _, e := asRemotePath(v); return e }
 
-// systemTrees are directories whose whole subtree belongs to the system.
-var systemTrees = []string{"/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run", "/sbin", "/sys", "/usr"}
-
-// systemDirs are directories that may hold a data directory but must never be one.
-var systemDirs = []string{"/home", "/lost+found", "/media", "/mnt", "/opt", "/root", "/snap", "/srv", "/tmp",
+// systemDirs are directories that are never a certificates directory of
+// their own (kms_certs_dir); the storage path has the stricter rule of
+// package safepath.
+var systemDirs = []string{"/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run", "/sbin", "/sys", "/usr",
+	"/home", "/lost+found", "/media", "/mnt", "/opt", "/root", "/snap", "/srv", "/tmp",
 	"/var", "/var/backups", "/var/cache", "/var/lib", "/var/local", "/var/log", "/var/mail", "/var/opt", "/var/spool", "/var/tmp"}
-
-func underTree(p string, trees []string) string {
-	for _, t := range trees {
-		if p == t || strings.HasPrefix(p, t+"/") {
-			return t
-		}
-	}
-	return ""
-}
 
 func checkRemoteDir(v any) *yamlpos.Error {
 	p, e := asRemotePath(v)
 	if e != nil {
 		return e
 	}
-	if slices.Contains(systemTrees, p) || slices.Contains(systemDirs, p) {
+	if slices.Contains(systemDirs, p) {
 		return bad(fmt.Sprintf("%s is a system directory", p), "name a directory of its own, e.g. /etc/minkms/certs")
 	}
 	return nil
 }
 
+// storageHint is what to do about a refused storage path.
+const storageHint = "name the Key Manager's own data directory, e.g. /mnt/minio-kms"
+
 // checkStoragePath is the check of the one path kmsctl wipes: absolute,
-// clean, not /, not a system directory or inside one, not a whole home.
+// clean, and allowed by the dangerous-path rule (package safepath). That it
+// does not hold the node's own files is checked on the resolved layout
+// (checkStorageHolds).
+// An absolute path the rule refuses is a refusal (the CLI exits 4), even
+// when it is also unclean; other malformed values are invalid input.
 func checkStoragePath(v any) *yamlpos.Error {
-	p, e := asRemotePath(v)
+	s, e := asString(v)
 	if e != nil {
 		return e
 	}
-	const hint = "name the Key Manager's own data directory, e.g. /mnt/minio-kms"
-	if t := underTree(p, systemTrees); t != "" {
-		return bad(fmt.Sprintf("storage path %s is inside the system directory %s", p, t), hint)
+	if path.IsAbs(s) {
+		if err := safepath.Check(s, nil); err != nil {
+			return refusedStorage(err)
+		}
 	}
-	if slices.Contains(systemDirs, p) {
-		return bad(fmt.Sprintf("storage path %s is a system directory", p), hint)
+	_, e = asRemotePath(s)
+	return e
+}
+
+// refusedStorage is the problem of a storage path that safepath refused; it
+// wraps the refusal (the CLI exits 4 for it).
+func refusedStorage(err error) *yamlpos.Error {
+	var se *safepath.Error
+	if !errors.As(err, &se) {
+		return bad("storage path: "+err.Error(), storageHint)
 	}
-	if dir := path.Dir(p); dir == "/home" {
-		return bad(fmt.Sprintf("storage path %s is a whole home directory", p), hint)
+	p := se.Checked
+	if se.Path != se.Checked {
+		p = fmt.Sprintf("%s (written %s)", se.Checked, se.Path)
 	}
-	return nil
+	return &yamlpos.Error{Problem: fmt.Sprintf("storage path %s is refused: %s", p, se.Reason), Hint: storageHint, Err: err}
+}
+
+// checkStorageHolds reports a storage path that is or contains the node's
+// config file, env file, certificates directory or binary (set by the
+// variables of n), since wiping it would destroy them: the safepath rule
+// with those files protected, each named with where it was set.
+func (r *resolved) checkStorageHolds(n KMSNode) {
+	if n.StoragePath == "" {
+		return
+	}
+	for _, other := range []struct{ name, path string }{
+		{VarConfigFile, n.ConfigFile}, {VarEnvFile, n.EnvFile}, {VarCertsDir, n.CertsDir}, {VarBinary, n.Binary},
+	} {
+		if err := safepath.Check(n.StoragePath, []string{other.path}); err != nil {
+			r.fail(VarStoragePath, r.vars[VarStoragePath], &yamlpos.Error{
+				Problem: fmt.Sprintf("storage path %s contains %s %s (set at %s); wiping it would destroy it", n.StoragePath, other.name, other.path, r.vars[other.name].pos),
+				Hint:    "keep the data directory separate from config, certs and binary",
+				Err:     err,
+			})
+		}
+	}
 }
 
 var serviceRe = regexp.MustCompile(`^[A-Za-z0-9:_.@\\-]+$`)

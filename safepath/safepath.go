@@ -110,7 +110,7 @@ func Check(p string, protected []string) error {
 		}
 	}
 	if slices.Contains(systemDirs, c) {
-		return refuse(c, "it is a system directory (paths below it are fine)", own)
+		return refuse(c, "it is a system directory; paths below it are fine", own)
 	}
 	if path.Dir(c) == "/home" {
 		return refuse(c, "it is a whole home directory, with the user's SSH keys", "name a directory inside it, e.g. "+c+"/kms")

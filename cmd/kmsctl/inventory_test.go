@@ -71,8 +71,13 @@ func TestInventoryCommands(t *testing.T) {
 // too (what a play sees), derived kms_endpoint included, secrets masked.
 func TestInventoryListExtraVars(t *testing.T) {
 	te := testEnv(t)
+	// A secret comes from a file: on the command line it is refused.
+	secrets := filepath.Join(t.TempDir(), "secrets.yml")
+	if err := os.WriteFile(secrets, []byte("my_token: SENTINEL-e-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if code := te.run(t, "inventory", "list", "--limit", "kms1", "-i", "testdata/inventory.yml",
-		"-e", `{"kms_port": 7400}`, "-e", "ansible_user=ops", "-e", "my_token=SENTINEL-e-token"); code != 0 {
+		"-e", `{"kms_port": 7400}`, "-e", "ansible_user=ops", "-e", "@"+secrets); code != 0 {
 		t.Fatalf("exit %d: %s", code, te.errOut)
 	}
 	out := te.out.String()

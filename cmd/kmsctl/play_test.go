@@ -599,9 +599,9 @@ func TestPlainFunctions(t *testing.T) {
 }
 
 // TestPlayBadExtraVarsChangeNothing: -e values of connection and Key Manager
-// variables are validated for every selected host before any host is
-// touched: a usage error (exit 1) naming the variable, not an unreachable
-// host, and no play starts.
+// variables are validated before any host is touched: an error naming the
+// variable at "-e", not an unreachable host, and no play starts. Invalid
+// input exits 1; a value the dangerous-path rule refuses exits 4.
 func TestPlayBadExtraVarsChangeNothing(t *testing.T) {
 	dir := t.TempDir()
 	inv := filepath.Join(dir, "inventory.yml")
@@ -609,17 +609,67 @@ func TestPlayBadExtraVarsChangeNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	pb := writePlaybook(t, "- hosts: all\n  tasks:\n    - command: \"true\"\n")
-	te := testEnv(t)
-	code := te.run(t, "play", pb, "-i", inv, "--ssh-config", "none", "-e", "ansible_port=abc", "-e", "kms_storage_path=/")
-	if code != exit.Usage {
-		t.Fatalf("exit %d, want %d\n%s\n%s", code, exit.Usage, te.out, te.errOut)
-	}
-	for _, want := range []string{"-e: host h1: ansible_port: must be a port number", "-e: host h1: kms_storage_path:"} {
-		if !strings.Contains(te.errOut.String(), want) {
-			t.Errorf("stderr lacks %q:\n%s", want, te.errOut)
+	for _, c := range []struct {
+		args []string
+		code int
+		want []string
+	}{
+		{[]string{"-e", "ansible_port=abc"}, exit.Usage, []string{"-e: ansible_port: must be a port number"}},
+		{[]string{"-e", "kms_storge_path=/data/kms"}, exit.Usage,
+			[]string{`-e: kms_storge_path: unknown variable "kms_storge_path" looks like a misspelling (did you mean kms_storage_path?)`}},
+		{[]string{"-e", "ansible_port=abc", "-e", "kms_storage_path=/"}, exit.Refused,
+			[]string{"-e: ansible_port: must be a port number", "-e: kms_storage_path: storage path / is refused"}},
+		{[]string{"-e", "kms_storage_path=/root/.ssh"}, exit.Refused, []string{"-e: kms_storage_path: storage path /root/.ssh is refused"}},
+		{[]string{"-e", "kms_api_key=SENTINEL-argv"}, exit.Refused, []string{"-e: kms_api_key: a secret on kmsctl's command line", "-e @FILE"}},
+	} {
+		te := testEnv(t)
+		code := te.run(t, append([]string{"play", pb, "-i", inv, "--ssh-config", "none"}, c.args...)...)
+		if code != c.code {
+			t.Errorf("%q: exit %d, want %d\n%s\n%s", c.args, code, c.code, te.out, te.errOut)
+		}
+		for _, want := range c.want {
+			if !strings.Contains(te.errOut.String(), want) {
+				t.Errorf("%q: stderr lacks %q:\n%s", c.args, want, te.errOut)
+			}
+		}
+		if strings.Contains(te.out.String(), "PLAY") {
+			t.Errorf("%q: a play started:\n%s", c.args, te.out)
+		}
+		if strings.Contains(te.errOut.String()+te.out.String(), "SENTINEL") {
+			t.Errorf("%q: the secret is echoed", c.args)
 		}
 	}
-	if strings.Contains(te.out.String(), "PLAY") {
-		t.Errorf("a play started:\n%s", te.out)
+}
+
+// TestRefusedInventoryExits4: an inventory whose storage path the
+// dangerous-path rule refuses exits 4, with every problem of the inventory
+// reported, while other invalid inventories exit 1.
+func TestRefusedInventoryExits4(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	refused := write("refused.yml", "all:\n  hosts:\n    h1: {kms_storage_path: /root/.ssh, kms_port: 0}\n")
+	invalid := write("invalid.yml", "all:\n  hosts:\n    h1: {kms_port: 0}\n")
+	pb := writePlaybook(t, "- hosts: all\n  tasks:\n    - command: \"true\"\n")
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"inventory", "list", "-i", refused}, exit.Refused},
+		{[]string{"play", pb, "-i", refused}, exit.Refused},
+		{[]string{"inventory", "list", "-i", invalid}, exit.Usage},
+	} {
+		te := testEnv(t)
+		if code := te.run(t, c.args...); code != c.code {
+			t.Errorf("%q: exit %d, want %d\n%s", c.args, code, c.code, te.errOut)
+		}
+		if !strings.Contains(te.errOut.String(), "kms_port: port 0 out of range") {
+			t.Errorf("%q: not every problem reported:\n%s", c.args, te.errOut)
+		}
 	}
 }

@@ -71,22 +71,37 @@ func (s Silent) Error() string { return fmt.Sprintf("exit code %d", s.Code) }
 // *Error or Silent in its chain, TimedOut for an expired deadline, and Usage
 // (1) for anything else. Codes defined by libraries (urfave/cli's ExitCoder)
 // are deliberately not honoured: only kmsctl's own documented codes are.
+//
+// A refusal by a safety rule anywhere in the chain (IsRefusal) makes it
+// Refused (4) instead of Usage, HostFailed or Unreachable: a refusal exits 4
+// whether it was found while validating the input or while running.
 func Code(err error) int {
 	if err == nil {
 		return OK
 	}
+	code := Usage
 	var e *Error
-	if errors.As(err, &e) {
-		return e.Code
-	}
 	var s Silent
-	if errors.As(err, &s) {
-		return s.Code
+	switch {
+	case errors.As(err, &e):
+		code = e.Code
+	case errors.As(err, &s):
+		code = s.Code
+	case errors.Is(err, context.DeadlineExceeded):
+		code = TimedOut
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return TimedOut
+	if (code == Usage || code == HostFailed || code == Unreachable) && IsRefusal(err) {
+		return Refused
 	}
-	return Usage
+	return code
+}
+
+// IsRefusal reports whether err's chain holds a refusal by a safety rule:
+// an error with a Refused() bool method that returns true (the dangerous
+// path rule's *safepath.Error, a secret on the command line).
+func IsRefusal(err error) bool {
+	var r interface{ Refused() bool }
+	return errors.As(err, &r) && r.Refused()
 }
 
 // IsSilent reports whether err's message was already shown to the user.

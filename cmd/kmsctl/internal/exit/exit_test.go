@@ -29,6 +29,15 @@ func TestCode(t *testing.T) {
 		{fmt.Errorf("x: %w", Silent{Code: Unreachable}), Unreachable},
 		// urfave/cli's own exit codes (3 for an unknown help topic) are not ours
 		{cli.Exit("No help topic for 'x'", 3), Usage},
+		// A refusal by a safety rule is 4, found while validating or running.
+		{refusal{}, Refused},
+		{fmt.Errorf("load inventory: %w", errors.Join(base, refusal{})), Refused},
+		{With(Usage, fmt.Errorf("load: %w", refusal{})), Refused},
+		{With(HostFailed, errors.Join(base, refusal{})), Refused},
+		{With(Unreachable, refusal{}), Refused},
+		{With(Interrupted, refusal{}), Interrupted},
+		{With(TimedOut, refusal{}), TimedOut},
+		{refusal{no: true}, Usage},
 	}
 	for _, c := range cases {
 		if got := Code(c.err); got != c.want {
@@ -45,3 +54,9 @@ func TestCode(t *testing.T) {
 		t.Error("IsSilent")
 	}
 }
+
+// refusal is a test refusal by a safety rule (unless no).
+type refusal struct{ no bool }
+
+func (refusal) Error() string   { return "refused" }
+func (r refusal) Refused() bool { return !r.no }
