@@ -36,8 +36,10 @@
 // wrongly typed or invalid values of the variables kmsctl knows (ansible_port:
 // "abc", kms_storage_path: /etc), misspelt kms_*/ansible_* variable names
 // (kms_storge_path), invalid host, group and variable names, duplicate keys,
-// cycles in children, a name used for both a host and a group, malformed YAML,
-// an empty inventory.
+// cycles in children, a name used for both a host and a group, two hosts with
+// the same kms_endpoint written in the inventory, a storage path holding the
+// node's own files, malformed YAML, an empty inventory. A refusal by the
+// dangerous-path rule (package safepath) wraps a *safepath.Error.
 //
 // # Variable precedence
 //
@@ -70,7 +72,9 @@
 //
 // Extra vars come from ParseExtraVars: -e KEY=VALUE (a string, one
 // variable per -e), -e @FILE (LoadVarsFile, a YAML or JSON mapping decoded
-// as strictly as the inventory) or -e '{"k": 1}'.
+// as strictly as the inventory) or -e '{"k": 1}'. Every form gets the
+// known-variable check (values, misspelt names); a secret variable written
+// on the command line is refused, since any user sees it in ps.
 //
 // # Resolving a host: SSH settings and Key Manager variables
 //
@@ -86,8 +90,8 @@
 // it; default ADDRESS:kms_port), kms_port, kms_storage_path, kms_config_file,
 // kms_env_file, kms_certs_dir, kms_binary, kms_service, kms_user, kms_api,
 // kms_ca_file. The storage path, the only path kmsctl ever wipes, must be
-// absolute and clean, not /, not a system directory or inside one, and must
-// not contain the config, env, certs or binary paths. Errors name the file
+// absolute and clean, pass the dangerous-path rule of package safepath, and
+// must not be or contain the config, env, certs or binary paths. Errors name the file
 // and line of the variable that set the bad value ("-e" for extra vars).
 //
 // Resolve refuses what kmsctl cannot honour rather than ignoring it:

@@ -140,7 +140,7 @@ func sha256Hex(b []byte) string {
 
 // planPut decides what putting data at dest would change, read-only.
 func planPut(ctx context.Context, env *tasks.Env, dest string, data payload) (putPlan, error) {
-	if err := checkPath(dest, false); err != nil {
+	if err := checkPath(dest); err != nil {
 		return putPlan{}, fmt.Errorf("dest: %w", err)
 	}
 	at, err := readAttrs(env.Args)

@@ -63,8 +63,12 @@ func planDir(ctx context.Context, env *tasks.Env, fsys fs.FS, root, base string)
 		return dirPlan{}, err
 	}
 	// owner and group apply with chown -R to base: a recursive change.
-	if err := checkPath(base, at.owner != "" || at.group != ""); err != nil {
-		return dirPlan{}, fmt.Errorf("dest: %w", err)
+	check := checkPath(base)
+	if at.owner != "" || at.group != "" {
+		check = checkDestructive(env.Vars, base)
+	}
+	if check != nil {
+		return dirPlan{}, fmt.Errorf("dest: %w", check)
 	}
 	secret, err := env.Args.Bool("secret", false)
 	if err != nil {

@@ -42,7 +42,7 @@ func (fetchModule) plan(ctx context.Context, env *tasks.Env) (fetchPlan, error) 
 	if err != nil {
 		return fetchPlan{}, err
 	}
-	if err := checkPath(src, false); err != nil {
+	if err := checkPath(src); err != nil {
 		return fetchPlan{}, fmt.Errorf("src: %w", err)
 	}
 	dest, err := env.Args.String("dest")

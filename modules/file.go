@@ -11,10 +11,12 @@ import (
 
 // fileModule manages a path's existence, kind, mode and ownership:
 // state directory (mkdir -p), absent (rm -rf), touch (create if missing),
-// file (must exist; default). It refuses empty and relative paths, and
-// never removes or recursively changes "/" or system directories such as
-// /etc, /usr, /var, /home. recurse applies owner and group to a
-// directory's whole tree (mode applies to the path itself only).
+// file (must exist; default). It refuses empty and relative paths. A path
+// it removes (state absent) or changes recursively (recurse) must pass the
+// dangerous-path rule (package safepath), with the host's Key Manager files
+// protected: literal paths when the playbook is decoded (CheckArgs), every
+// path again on the host. recurse applies owner and group to a directory's
+// whole tree (mode applies to the path itself only).
 type fileModule struct{}
 
 func (fileModule) Spec() tasks.Spec {
@@ -26,6 +28,35 @@ func (fileModule) Spec() tasks.Spec {
 		"group":   {Type: tasks.ArgString},
 		"recurse": {Type: tasks.ArgBool},
 	}}
+}
+
+// CheckArgs refuses, as the playbook is decoded, a literal path that the
+// dangerous-path rule refuses for a literal state=absent or recurse, so
+// that --syntax-check finds it and no host is touched. The host's Key
+// Manager files are known only on the host: Plan and Apply check again.
+func (fileModule) CheckArgs(args tasks.Args) error {
+	if !args.Literal("path") || !args.Literal("state") || !args.Literal("recurse") {
+		return nil
+	}
+	p, err := args.String("path")
+	if err != nil {
+		return err
+	}
+	state, err := args.String("state")
+	if err != nil {
+		return err
+	}
+	recurse, err := args.Bool("recurse", false)
+	if err != nil {
+		return err
+	}
+	if state != "absent" && !recurse {
+		return nil
+	}
+	if err := checkDestructive(nil, p); err != nil {
+		return fmt.Errorf("path: %w", err)
+	}
+	return nil
 }
 
 // filePlan is the commands file would run and what they change.
@@ -54,8 +85,12 @@ func (fileModule) plan(ctx context.Context, env *tasks.Env) (filePlan, error) {
 	if recurse && state != "directory" {
 		return filePlan{}, fmt.Errorf("recurse needs state=directory")
 	}
-	if err := checkPath(p, state == "absent" || recurse); err != nil {
-		return filePlan{}, fmt.Errorf("path: %w", err)
+	check := checkPath(p)
+	if state == "absent" || recurse {
+		check = checkDestructive(env.Vars, p)
+	}
+	if check != nil {
+		return filePlan{}, fmt.Errorf("path: %w", check)
 	}
 	// Act on the path that was checked: a trailing slash would make rm,
 	// chmod and chown -R follow a symlink at p.

@@ -10,6 +10,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/kmsctl/kmsctl/safepath"
 	"github.com/kmsctl/kmsctl/tasks"
 )
 
@@ -154,20 +155,10 @@ func attrChanges(ctx context.Context, c tasks.Conn, p string, fi fs.FileInfo, at
 	return cmds, what, nil
 }
 
-// dangerousPaths are system directories that file never removes or
-// changes recursively.
-var dangerousPaths = map[string]bool{
-	"/": true, "/bin": true, "/boot": true, "/dev": true, "/etc": true, "/home": true, "/lib": true,
-	"/lib32": true, "/lib64": true, "/libx32": true, "/media": true, "/mnt": true, "/opt": true,
-	"/proc": true, "/root": true, "/run": true, "/sbin": true, "/srv": true, "/sys": true, "/tmp": true,
-	"/usr": true, "/usr/bin": true, "/usr/lib": true, "/usr/lib64": true, "/usr/local": true,
-	"/usr/local/bin": true, "/usr/sbin": true, "/usr/share": true, "/var": true, "/var/lib": true,
-	"/var/log": true, "/etc/ssh": true, "/etc/systemd": true, "/etc/default": true,
-}
-
-// checkPath refuses empty, relative and unclean paths, and (when
-// destructive) the root and system directories.
-func checkPath(p string, destructive bool) error {
+// checkPath refuses empty, relative and unclean ("..") paths: the check of
+// every remote path a module reads or writes. Paths a module removes or
+// changes recursively get checkDestructive instead.
+func checkPath(p string) error {
 	if strings.TrimSpace(p) == "" {
 		return errors.New("refusing an empty path (is a variable undefined?)")
 	}
@@ -179,11 +170,22 @@ func checkPath(p string, destructive bool) error {
 			return fmt.Errorf("refusing path %q: it contains \"..\"", p)
 		}
 	}
-	clean := path.Clean(p)
-	if destructive && dangerousPaths[clean] {
-		return fmt.Errorf("refusing to remove or recursively change %q: it is a system directory", clean)
+	return nil
+}
+
+// checkDestructive is the check of a path that is removed (file
+// state=absent) or whose tree is changed (file recurse, copy's chown of a
+// copied directory): the dangerous-path rule of package safepath, with the
+// host's Key Manager files (its kms_config_file, kms_env_file, kms_certs_dir
+// and kms_binary variables) protected, and no glob characters. The rule
+// checks the cleaned path, so the caller must act on path.Clean(p). A
+// refusal wraps a *safepath.Error (the CLI exits 4). vars are the host's
+// variables (nil as a playbook is decoded: no host yet).
+func checkDestructive(vars map[string]any, p string) error {
+	if err := safepath.Check(p, safepath.Protected(vars)); err != nil {
+		return err
 	}
-	if destructive && strings.ContainsAny(clean, "*?[") {
+	if clean := path.Clean(p); strings.ContainsAny(clean, "*?[") {
 		return fmt.Errorf("refusing path %q: it contains glob characters", clean)
 	}
 	return nil

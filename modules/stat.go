@@ -31,7 +31,7 @@ func (statModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, erro
 	if err != nil {
 		return tasks.Result{}, err
 	}
-	if err := checkPath(p, false); err != nil {
+	if err := checkPath(p); err != nil {
 		return tasks.Result{}, fmt.Errorf("path: %w", err)
 	}
 	sum, err := env.Args.Bool("get_checksum", false)

@@ -69,7 +69,7 @@ func (waitForModule) probe(env *tasks.Env) (probe, error) {
 		if err != nil {
 			return p, err
 		}
-		if err := checkPath(path, false); err != nil {
+		if err := checkPath(path); err != nil {
 			return p, fmt.Errorf("path: %w", err)
 		}
 		p.what = "path " + path

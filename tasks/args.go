@@ -98,6 +98,10 @@ func specNames(spec Spec) []string {
 	return names
 }
 
+// Literal reports whether the argument is missing or holds no template:
+// its value is known as the playbook is decoded (see ArgsChecker).
+func (a Args) Literal(name string) bool { return !isTemplated(a[name]) }
+
 func isTemplated(v any) bool {
 	s, ok := v.(string)
 	return ok && (strings.Contains(s, "{{") || strings.Contains(s, "{%"))

@@ -35,6 +35,15 @@ type Module interface {
 	Apply(ctx context.Context, env *Env) (Result, error)
 }
 
+// ArgsChecker is implemented by a Module that checks its arguments beyond
+// its Spec as a playbook is decoded (Registry.Validate), so that a problem
+// is found by --syntax-check and before any host is touched. Arguments
+// holding a template are not known yet (Args.Literal): CheckArgs leaves
+// them alone, and Plan and Apply check every value again.
+type ArgsChecker interface {
+	CheckArgs(args Args) error
+}
+
 // Result is what a module reports for one host.
 type Result struct {
 	Changed bool
@@ -206,8 +215,9 @@ func (r *Registry) Names() []string {
 
 // Validate checks a task statically, as a playbook is decoded: the module
 // exists, every argument is known, required ones are present, values have
-// the right type (templated strings are checked at run time), and the
-// task's expressions compile. It reports every problem, each naming t.Pos.
+// the right type (templated strings are checked at run time), the module's
+// own checks pass (ArgsChecker), and the task's expressions compile. It
+// reports every problem, each naming t.Pos.
 func (r *Registry) Validate(t Task) error {
 	where := t.Pos
 	if where == "" {
@@ -218,8 +228,14 @@ func (r *Registry) Validate(t Task) error {
 		return fmt.Errorf("%s: unknown module %q (known: %s)", where, t.Module, strings.Join(r.Names(), ", "))
 	}
 	var errs []error
-	for _, p := range checkArgs(m.Spec(), t.Args) {
+	probs := checkArgs(m.Spec(), t.Args)
+	for _, p := range probs {
 		errs = append(errs, fmt.Errorf("%s: module %s: %s", where, t.Module, p))
+	}
+	if c, ok := m.(ArgsChecker); ok && len(probs) == 0 {
+		if err := c.CheckArgs(Args(t.Args)); err != nil {
+			errs = append(errs, fmt.Errorf("%s: module %s: %w", where, t.Module, err))
+		}
 	}
 	for _, x := range []struct{ kw, src string }{{"when", t.When}, {"changed_when", t.ChangedWhen}, {"failed_when", t.FailedWhen}, {"until", t.Until}} {
 		if x.src == "" {

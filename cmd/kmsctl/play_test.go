@@ -673,3 +673,40 @@ func TestRefusedInventoryExits4(t *testing.T) {
 		}
 	}
 }
+
+// TestPlayDangerousPathExits4: a file task the dangerous-path rule refuses
+// exits 4, whether the path is literal (found by --syntax-check, before any
+// host is touched) or templated (found on the host, where it changes
+// nothing: here the directory holding the host's kms_config_file).
+func TestPlayDangerousPathExits4(t *testing.T) {
+	te := testEnv(t)
+	literal := writePlaybook(t, "- hosts: kms\n  tasks:\n    - file: {path: /, state: absent}\n")
+	if code := te.run(t, "play", literal, "--syntax-check"); code != exit.Refused {
+		t.Fatalf("--syntax-check of path: /: exit %d, want %d\n%s", code, exit.Refused, te.errOut)
+	}
+	if want := "site.yml:3:7: module file: path: refusing /: it is the root directory"; !strings.Contains(te.errOut.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, te.errOut)
+	}
+
+	l := newLab(t, "")
+	node := filepath.Join(t.TempDir(), "minkms")
+	config := filepath.Join(node, "config.yaml")
+	if err := os.MkdirAll(node, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(config, []byte("keep: me\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	templated := writePlaybook(t, "- hosts: kms1\n  tasks:\n    - file: {path: \"{{ target }}\", state: absent}\n")
+	te = testEnv(t)
+	code := te.run(t, "play", templated, "-i", l.inventory, "--ssh-config", "none", "-e", "target="+node, "-e", "kms_config_file="+config)
+	if code != exit.Refused {
+		t.Fatalf("exit %d, want %d\n%s\n%s", code, exit.Refused, te.out, te.errOut)
+	}
+	if want := "refusing " + node + ": it is or contains " + config; !strings.Contains(te.errOut.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, te.errOut)
+	}
+	if b, err := os.ReadFile(config); err != nil || string(b) != "keep: me\n" {
+		t.Errorf("the node's config file was touched: %q %v", b, err)
+	}
+}
