@@ -21,6 +21,7 @@ type peer struct {
 	commit   uint64
 	syncing  bool // a state push to the peer is running
 	inflight bool // a heartbeat to the peer is running
+	dropsUs  bool // the peer's last answer did not list this node
 }
 
 // rpcTimeout bounds one inter-node call.
@@ -88,6 +89,11 @@ func (n *Node) heartbeatRound() {
 // onHeartbeatAnswer records a peer's answer. A peer counts as up only if it
 // answers as the expected node of our cluster: a wiped node (new cluster ID,
 // ID 0) stays down.
+//
+// A peer whose definition no longer lists this node (CLUSTER:EDIT removed
+// it, e.g. while it was down) is not up either: this node then has no
+// leader and is not ready for writes, and its view (the old definition)
+// disagrees with the members'.
 func (n *Node) onHeartbeatAnswer(id uint32, host string, resp *heartbeat) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -95,6 +101,14 @@ func (n *Node) onHeartbeatAnswer(id uint32, host string, resp *heartbeat) {
 		return
 	}
 	p := n.peerLocked(id)
+	if resp.Nodes[n.st.NodeID] != n.host {
+		if !p.dropsUs {
+			n.logf("node %d (%s) does not list this node (node %d, %s) in its cluster definition %s (epoch %d): this node was removed from the cluster; wipe its data directory and add it again", id, host, n.st.NodeID, n.host, describeNodes(resp.Nodes), resp.Epoch)
+		}
+		p.dropsUs = true
+		return
+	}
+	p.dropsUs = false
 	p.lastOK, p.commit = time.Now(), resp.Commit
 	n.lastHeartbeat = p.lastOK
 	n.adoptDefinitionLocked(resp)
@@ -436,7 +450,16 @@ func (n *Node) onLeave(req *leaveRequest) error {
 }
 
 // onForward runs a write that a follower forwarded to this node (the leader).
+// A node that is not a member of its definition (e.g. one removed by
+// CLUSTER:EDIT while it was down, restarted with its old state) is refused.
 func (n *Node) onForward(ctx context.Context, req *forwardRequest) *forwardResponse {
+	n.mu.Lock()
+	st := n.st
+	n.mu.Unlock()
+	if req.ClusterID != st.ClusterID || req.From == st.NodeID || st.Nodes[req.From] != req.Host {
+		e := errNotAMember(req.From, req.Host)
+		return &forwardResponse{Status: e.Status, Message: e.Message}
+	}
 	body, err := n.execute(ctx, req.Identity, req.Enclave, req.Body, true)
 	if err != nil {
 		return &forwardResponse{Status: err.Status, Message: err.Message}
@@ -448,14 +471,21 @@ func (n *Node) onForward(ctx context.Context, req *forwardRequest) *forwardRespo
 func (n *Node) forward(ctx context.Context, identity, enclave string, body []byte) ([]byte, *apiError) {
 	n.mu.Lock()
 	leader := n.leaderLocked()
-	host := n.st.Nodes[uint32(max(leader, 0))]
+	st := n.st
 	n.mu.Unlock()
 	if leader < 0 {
 		return nil, errNoLeader
 	}
+	return n.forwardTo(ctx, st, uint32(leader), identity, enclave, body)
+}
+
+// forwardTo sends a write to node id of the definition in st.
+func (n *Node) forwardTo(ctx context.Context, st *nodeState, id uint32, identity, enclave string, body []byte) ([]byte, *apiError) {
+	host := st.Nodes[id]
+	req := &forwardRequest{ClusterID: st.ClusterID, From: st.NodeID, Host: n.host, Identity: identity, Enclave: enclave, Body: body}
 	var resp forwardResponse
-	if err := n.call(ctx, host, rpcForward, &forwardRequest{Identity: identity, Enclave: enclave, Body: body}, &resp); err != nil {
-		return nil, errNoQuorum(fmt.Sprintf("cannot forward the write to leader node %d (%s): %v", leader, host, err))
+	if err := n.call(ctx, host, rpcForward, req, &resp); err != nil {
+		return nil, errNoQuorum(fmt.Sprintf("cannot forward the write to leader node %d (%s): %v", id, host, err))
 	}
 	if resp.Status != http.StatusOK {
 		return nil, &apiError{Status: resp.Status, Message: resp.Message}

@@ -2,11 +2,14 @@ package kmsim
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/kmsctl/kmsctl/kms/pb"
 	"github.com/kmsctl/kmsctl/kms/wire"
@@ -371,5 +374,69 @@ func TestRemoveLeader(t *testing.T) {
 	}
 	if err := createKey(e, nodes[2], "k2"); err != nil {
 		t.Fatalf("write after removing the leader: %v", err)
+	}
+}
+
+// A node removed by CLUSTER:EDIT while it was down, restarted with its old
+// state, does not pass as healthy: it has no leader and is not ready for
+// writes, its view (the old definition) disagrees with the members', and the
+// members refuse its forwarded writes.
+func TestRemovedWhileDownIsNotHealthy(t *testing.T) {
+	e := newEnv(t)
+	nodes, dirs := threeNodes(t, e)
+	addr := nodes[1].Addr()
+	nodes[1].Close()
+	if err := send(e.admin, nodes[0].Addr(), "", wire.ClusterEdit, &pb.EditClusterRequest{RemoveIDs: []uint32{1}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "cluster without node 1", func() error { return converged(e, map[uint32]*Node{0: nodes[0], 2: nodes[2]}) })
+	stale := e.startWith(dirs[1], addr, e.hsmKey)
+
+	// Long enough for many heartbeat exchanges with both members.
+	time.Sleep(2 * stale.downAfter)
+	for range 3 {
+		if code := ready(e.admin, stale.Addr(), true); code == 200 {
+			t.Fatal("the removed node is ready for writes")
+		}
+		st, err := status(e.admin, stale.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		self := st.NodesUp[1]
+		if self == nil || self.LeaderID >= 0 || len(self.Nodes) != 3 || len(st.NodesDown) != 2 {
+			t.Fatalf("the removed node's view: %v", st)
+		}
+		time.Sleep(stale.interval)
+	}
+	for _, m := range []*Node{nodes[0], nodes[2]} {
+		st, err := status(e.admin, m.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := st.NodesUp[m.NodeID()].Nodes[1]; ok || len(st.NodesUp) != 2 {
+			t.Fatalf("member %d's view: %v", m.NodeID(), st)
+		}
+	}
+	if err := createKey(e, stale, "via-stale"); err == nil {
+		t.Fatal("a write through the removed node succeeded")
+	}
+	// Even if it forwards a write to the leader, the leader refuses it.
+	body, err := wire.AppendFrame(nil, wire.KeyCreate, &pb.CreateKeyRequest{Name: "forwarded"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.mu.Lock()
+	st := stale.st
+	stale.mu.Unlock()
+	if _, aerr := stale.forwardTo(context.Background(), st, 0, e.adminID, defaultEnclave, body); aerr == nil || aerr.Status != http.StatusConflict {
+		t.Fatalf("the leader ran a write forwarded by a removed node: %v", aerr)
+	}
+	for _, name := range []string{"via-stale", "forwarded"} {
+		if err := send(e.admin, nodes[2].Addr(), "", wire.KeyStatus, &pb.KeyStatusRequest{Name: name}, nil); !isErr(err, wire.ErrKeyNotFound) {
+			t.Fatalf("key %s: %v", name, err)
+		}
+	}
+	if err := converged(e, map[uint32]*Node{0: nodes[0], 2: nodes[2]}); err != nil {
+		t.Fatalf("the members with the removed node back: %v", err)
 	}
 }

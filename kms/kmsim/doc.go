@@ -82,6 +82,14 @@
 //   - The host named in CLUSTER:ADDNODE must be the new node's own --host
 //     (what it announces); otherwise it refuses to join (409), where the real
 //     server would only fail at its next start.
+//   - A node removed by CLUSTER:EDIT while it was down that restarts with
+//     its old state keeps its old definition, but does not pass as healthy:
+//     a peer whose definition no longer lists it counts as down in its view
+//     (heartbeats and CLUSTER:STATUS), so it has no leader, is not ready for
+//     writes, and its view (old definition, the others down) disagrees with
+//     the members'. It logs that it was removed. The leader refuses writes
+//     forwarded by a node that is not in its definition (409 "node N (HOST)
+//     is not a member of this cluster ..."). It must be wiped and added again.
 //   - A wiped node that the others still list starts fresh (new cluster ID,
 //     node 0); the others see it as down, never replicate to it, and it
 //     ignores them.

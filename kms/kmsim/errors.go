@@ -51,5 +51,11 @@ var (
 	errDecryptVersion0 = fromWire(wire.ErrBadRequest, "KEY:DECRYPT needs the key version the ciphertext was made with; version 0 is invalid")
 )
 
+// errNotAMember refuses a request of a node that is not in the cluster
+// definition (anymore).
+func errNotAMember(id uint32, host string) *apiError {
+	return errorf(http.StatusConflict, "node %d (%s) is not a member of this cluster: it was removed; wipe its data directory and add it again", id, host)
+}
+
 // errNoQuorum is returned when a write could not reach every node.
 func errNoQuorum(detail string) *apiError { return fromWire(wire.ErrNoWriteQuorum, "%s", detail) }

@@ -56,7 +56,10 @@ type replicateRequest struct {
 
 // forwardRequest carries a client's write request from a follower to the leader.
 type forwardRequest struct {
-	Identity string `json:"identity"`
+	ClusterID string `json:"cluster_id"` // the sender's cluster, node ID and host:
+	From      uint32 `json:"from"`       // the leader runs the write only for a member
+	Host      string `json:"host"`
+	Identity  string `json:"identity"`
 	Enclave  string `json:"enclave"`
 	Body     []byte `json:"body"`
 }

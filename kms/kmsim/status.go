@@ -69,7 +69,8 @@ func (n *Node) peerStatus() *peerStatus {
 var errNotMember = errors.New("not a member of this cluster")
 
 // clusterStatus asks every node of the definition for its status. Nodes
-// that do not answer, or answer as another cluster or node, are down.
+// that do not answer, answer as another cluster or node, or no longer list
+// this node, are down.
 func (n *Node) clusterStatus(ctx context.Context) *pb.ClusterStatusResponse {
 	self := n.serverStatus()
 	n.mu.Lock()
@@ -95,7 +96,7 @@ func (n *Node) clusterStatus(ctx context.Context) *pb.ClusterStatusResponse {
 			var ps peerStatus
 			var status pb.ServerStatusResponse
 			err := n.call(cctx, host, rpcStatus, struct{}{}, &ps)
-			if err == nil && (ps.ClusterID != st.ClusterID || ps.NodeID != id) {
+			if err == nil && (ps.ClusterID != st.ClusterID || ps.NodeID != id || ps.Nodes[st.NodeID] != n.host) {
 				err = errNotMember
 			}
 			if err == nil {
