@@ -60,8 +60,8 @@ type forwardRequest struct {
 	From      uint32 `json:"from"`       // the leader runs the write only for a member
 	Host      string `json:"host"`
 	Identity  string `json:"identity"`
-	Enclave  string `json:"enclave"`
-	Body     []byte `json:"body"`
+	Enclave   string `json:"enclave"`
+	Body      []byte `json:"body"`
 }
 
 // forwardResponse is the leader's answer to a forwardRequest.
