@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"os/exec"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -65,8 +66,9 @@ func top(path string) string {
 }
 
 // allowed lists, per top-level folder, the other top-level folders of the
-// module that its packages may depend on (directly or not). A folder may
-// always use its own subpackages, and any folder may use the pure redact/.
+// module that its packages may depend on (directly or not), as
+// docs/design.md §5.2 draws them. A folder may always use its own
+// subpackages, and any folder may use the pure redact/.
 var allowed = map[string][]string{
 	"redact":    {},
 	"hsm":       {},
@@ -75,14 +77,21 @@ var allowed = map[string][]string{
 	"inventory": {"yamlpos", "safepath"},
 	"remote":    {},
 	"kms":       {"hsm"},
-	"tasks":     {"kms", "hsm"},
+	"tasks":     {}, // the engine stays generic: no Key Manager, no transport, no inventory
 	"modules":   {"tasks", "safepath"},
-	"playbooks": {"tasks", "inventory", "hsm", "kms", "yamlpos", "safepath"},
-	"cmd":       {"playbooks", "tasks", "modules", "inventory", "hsm", "kms", "remote", "internal", "yamlpos", "safepath"},
-	"e2e":       {"remote", "hsm", "kms", "internal"},
-	"bench":     {"remote", "hsm", "kms", "internal"},
-	"internal":  {"hsm"},
+	"playbooks": {"tasks", "inventory", "yamlpos", "safepath"},
+	"cmd":       {"playbooks", "tasks", "modules", "inventory", "hsm", "kms", "remote", "yamlpos", "safepath"},
+	"e2e":       {"remote", "hsm", "kms", "inventory"},
+	"bench":     {"remote", "hsm", "kms"},
 }
+
+// transportLibs are the SSH and SFTP libraries. Only the transport (remote/)
+// and what wires or tests it may depend on them; the pure packages (the
+// engine, modules, inventory, playbooks, the Key Manager client) may not.
+var transportLibs = []string{"golang.org/x/crypto/ssh", "github.com/pkg/sftp"}
+
+// transportUsers are the top-level folders allowed to depend on transportLibs.
+var transportUsers = map[string]bool{"remote": true, "cmd": true, "e2e": true, "bench": true}
 
 func TestImportDirections(t *testing.T) {
 	for _, p := range listPackages(t) {
@@ -98,6 +107,11 @@ func TestImportDirections(t *testing.T) {
 		for _, d := range p.Deps {
 			if d == "github.com/urfave/cli/v2" && !strings.HasPrefix(rel(p.ImportPath), "cmd/kmsctl") {
 				t.Errorf("%s depends on urfave/cli: only cmd/kmsctl may", p.ImportPath)
+			}
+			for _, lib := range transportLibs {
+				if (d == lib || strings.HasPrefix(d, lib+"/")) && !transportUsers[from] {
+					t.Errorf("%s depends on %s: only %v may use the SSH and SFTP libraries", p.ImportPath, d, keys(transportUsers))
+				}
 			}
 			if !strings.HasPrefix(d, module+"/") {
 				continue
@@ -130,4 +144,13 @@ func TestEveryPackageHasDocComment(t *testing.T) {
 			t.Errorf("package %s has doc %q; want a comment starting %q", p.ImportPath, p.Doc, want)
 		}
 	}
+}
+
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -11,8 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/kmsctl/kmsctl/safepath"
 	"github.com/kmsctl/kmsctl/yamlpos"
@@ -364,12 +363,29 @@ func checkHostKeys(v any) *yamlpos.Error {
 		return bad("empty list of host keys", "pin at least one key or remove the variable")
 	}
 	for i, k := range keys {
-		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err != nil {
-			return bad(fmt.Sprintf("key %d is not in authorized_keys format: %v", i+1, err),
+		if why := hostKeyShape(k); why != "" {
+			return bad(fmt.Sprintf("key %d is not in authorized_keys format: %s", i+1, why),
 				"copy the line from the host's /etc/ssh/ssh_host_*_key.pub")
 		}
 	}
 	return nil
+}
+
+// hostKeyShape checks that k looks like an authorized_keys line, "TYPE BASE64 [COMMENT]",
+// and says why not. The key itself is parsed by the SSH transport before any host is
+// touched (remote.CheckHostKeys); the inventory stays free of SSH libraries.
+func hostKeyShape(k string) string {
+	f := strings.Fields(k)
+	switch {
+	case len(f) < 2:
+		return "want \"TYPE BASE64 [COMMENT]\", e.g. ssh-ed25519 AAAA..."
+	case !strings.HasPrefix(f[0], "ssh-") && !strings.HasPrefix(f[0], "ecdsa-") && !strings.HasPrefix(f[0], "sk-"):
+		return fmt.Sprintf("%q is not a key type (ssh-ed25519, ecdsa-sha2-nistp256, ssh-rsa, ...)", f[0])
+	}
+	if _, err := base64.StdEncoding.DecodeString(f[1]); err != nil {
+		return "the key data after " + f[0] + " is not base64"
+	}
+	return ""
 }
 
 // asHostKeys returns kms_ssh_host_keys as a list (a single string is one key).

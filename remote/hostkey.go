@@ -61,14 +61,29 @@ func newHostKeyVerifier(files []string, pinned []string, state string, acceptNew
 		return nil, fmt.Errorf("read known_hosts: %w", err)
 	}
 	v.check = cb
+	if v.pinned, err = parsePinned(pinned); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// CheckHostKeys parses pinned host keys (authorized_keys lines) as a connection would, so
+// that a bad one is found before any host is touched.
+func CheckHostKeys(pinned []string) error {
+	_, err := parsePinned(pinned)
+	return err
+}
+
+func parsePinned(pinned []string) ([]ssh.PublicKey, error) {
+	var keys []ssh.PublicKey
 	for i, p := range pinned {
 		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(p))
 		if err != nil {
 			return nil, fmt.Errorf("parse pinned host key %d (%q): %w", i+1, truncate(p, 40), err)
 		}
-		v.pinned = append(v.pinned, k)
+		keys = append(keys, k)
 	}
-	return v, nil
+	return keys, nil
 }
 
 func truncate(s string, n int) string {

@@ -11,6 +11,7 @@ import (
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/inventory"
 	"github.com/kmsctl/kmsctl/modules"
+	"github.com/kmsctl/kmsctl/remote"
 	"github.com/kmsctl/kmsctl/tasks"
 )
 
@@ -19,7 +20,8 @@ import (
 // logger, display and event sink), the dialer and the engine from the
 // global options, in this one place; ping and play only make their plays.
 type runner struct {
-	s *session
+	s   *session
+	inv *inventory.Inventory // nil for ping without an inventory
 	// engine runs the plays; a command may set what is its own (play's
 	// --tags) before run.
 	engine *tasks.Engine
@@ -62,13 +64,47 @@ func newRunner(e env, o options, command string, inv *inventory.Inventory, reg *
 		Become:    become,
 		Connect:   d.connect,
 	}
-	return &runner{s: s, engine: eng}, nil
+	return &runner{s: s, inv: inv, engine: eng}, nil
+}
+
+// checkHostKeys parses every play host's pinned host keys before any host
+// is touched: the inventory checks only their shape (it holds no SSH code),
+// and a key the transport cannot parse would otherwise surface as one
+// unreachable host in the middle of a run.
+func checkHostKeys(inv *inventory.Inventory, plays []tasks.Play) error {
+	var errs []error
+	seen := map[string]bool{}
+	for _, p := range plays {
+		for _, h := range p.Hosts {
+			ih, ok := h.Target.(inventory.Host)
+			if !ok || seen[h.Name] || len(ih.SSH.SSHHostKeys) == 0 {
+				continue
+			}
+			seen[h.Name] = true
+			if err := remote.CheckHostKeys(ih.SSH.SSHHostKeys); err != nil {
+				where := ""
+				if inv != nil {
+					if pos, ok := inv.Origin(h.Name, inventory.VarSSHHostKeys); ok {
+						where = pos.String() + ": "
+					}
+				}
+				errs = append(errs, fmt.Errorf("%shost %s: kms_ssh_host_keys: %w (copy the line from the host's /etc/ssh/ssh_host_*_key.pub)", where, h.Name, err))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return exit.With(exit.Usage, errors.Join(errs...))
+	}
+	return nil
 }
 
 // run runs plays (their hosts resolved, see tasks.Host) within --timeout
 // and ends the session: it prints the host errors and returns the outcome
 // mapped to the documented exit codes.
 func (r *runner) run(ctx context.Context, plays []tasks.Play) error {
+	if err := checkHostKeys(r.inv, plays); err != nil {
+		return r.s.finish(err)
+	}
 	ctx, cancel := withTimeout(ctx, r.s.o)
 	defer cancel()
 	recap, err := r.engine.Run(ctx, plays)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -82,6 +83,29 @@ func TestPlayRefusesUnusableHostSettings(t *testing.T) {
 	for h, d := range l.dirs {
 		if _, err := os.Stat(d + ".ran"); err == nil {
 			t.Errorf("%s was touched", h)
+		}
+	}
+}
+
+// TestPlayRefusesUnparsablePinnedKey: a pinned host key of the right shape
+// that the SSH transport cannot parse is refused before any host is touched
+// (the inventory checks only the shape; it holds no SSH code).
+func TestPlayRefusesUnparsablePinnedKey(t *testing.T) {
+	l := newLab(t, "        kms3:\n          kms_ssh_host_keys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\"]\n")
+	pb := writePlaybook(t, "- hosts: kms\n  tasks:\n    - command: touch {{ dir }}.ran\n")
+	te := testEnv(t)
+	if code := te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none"); code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", code, te.out, te.errOut)
+	}
+	if want := "host kms3: kms_ssh_host_keys: parse pinned host key 1"; !strings.Contains(te.errOut.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, te.errOut)
+	}
+	if !regexp.MustCompile(`inventory\.yml:\d+:\d+: host kms3`).MatchString(te.errOut.String()) {
+		t.Errorf("stderr does not say where the key is (FILE:LINE:COL):\n%s", te.errOut)
+	}
+	for h, srv := range l.servers {
+		if got := srv.Commands(); len(got) > 0 {
+			t.Errorf("%s ran %q before the key was checked", h, got)
 		}
 	}
 }
