@@ -28,7 +28,6 @@ type options struct {
 	Verbosity int
 	// Output is "text" or "json".
 	Output  string
-	Yes     bool
 	Timeout time.Duration
 
 	// SSH connection flags, shared by every command that connects.
@@ -42,14 +41,13 @@ type options struct {
 func globalFlags(verbose *int) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "inventory", Aliases: []string{"i"}, Usage: "inventory `FILE` (repeatable)", Value: cli.NewStringSlice(defaultInventory), EnvVars: []string{"KMSCTL_INVENTORY"}},
-		&cli.StringFlag{Name: "limit", Aliases: []string{"l"}, Usage: "limit hosts to `PATTERN` (names, groups, globs, !exclude, &intersect)"},
+		&cli.StringFlag{Name: "limit", Aliases: []string{"l"}, Usage: "limit hosts to `PATTERN`: names, groups, globs, ~regex, !exclude, &intersect, [0:2] slices (joined by , or :)"},
 		&cli.IntFlag{Name: "forks", Aliases: []string{"f"}, Usage: "hosts worked on in parallel", Value: 10},
 		&cli.BoolFlag{Name: "check", Aliases: []string{"C"}, Usage: "show what would change, change nothing"},
 		&cli.BoolFlag{Name: "diff", Aliases: []string{"D"}, Usage: "show file content changes (never for secret files)"},
 		&cli.StringSliceFlag{Name: "extra-vars", Aliases: []string{"e"}, Usage: "set variables: `key=value`, @file.yml or a JSON object (repeatable)"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "more logging on stderr: -v info, -vv debug with command tracing", Count: verbose},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output `FORMAT`: text or json (one JSON object per line)", Value: "text"},
-		&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "answer yes to confirmations"},
 		&cli.DurationFlag{Name: "timeout", Usage: "overall time limit (0: none)"},
 		&cli.StringFlag{Name: "ssh-config", Usage: "ssh_config `FILE` (default ~/.ssh/config)"},
 		&cli.StringSliceFlag{Name: "known-hosts", Usage: "extra known_hosts `FILE` (repeatable)"},
@@ -122,7 +120,6 @@ func decodeOptions(c *cli.Context, verbose int) (options, error) {
 		Diff:              c.Bool("diff"),
 		Verbosity:         verbose,
 		Output:            c.String("output"),
-		Yes:               c.Bool("yes"),
 		Timeout:           c.Duration("timeout"),
 		SSHConfig:         c.String("ssh-config"),
 		KnownHosts:        c.StringSlice("known-hosts"),
