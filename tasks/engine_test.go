@@ -829,6 +829,23 @@ func TestVariablePrecedenceAndTemplates(t *testing.T) {
 	}
 }
 
+// TestHostvarsExtraVarsWin: in hostvars, as in a host's own variables,
+// extra vars (-e) win over play vars, which win over the inventory's.
+func TestHostvarsExtraVarsWin(t *testing.T) {
+	l := newLab(t, "a", "b")
+	l.eng.ExtraVars = map[string]any{"x": "extra"}
+	hosts := []Host{
+		{Name: "a", Vars: map[string]any{"x": "host-a"}},
+		{Name: "b", Vars: map[string]any{"x": "host-b", "y": "host-b", "z": "host-b"}},
+	}
+	p := Play{Name: "p", Hosts: hosts, Vars: map[string]any{"x": "play", "y": "play"},
+		Tasks: []Task{{Name: "check", Module: "assert", Args: map[string]any{"that": []any{
+			`x == "extra"`, `hostvars["b"]["x"] == "extra"`, `hostvars["b"]["y"] == "play"`, `hostvars["b"]["z"] == "host-b"`}}}}}
+	if _, err := l.eng.Run(context.Background(), []Play{p}); err != nil {
+		t.Fatalf("%v\n%s", err, l.rec.all())
+	}
+}
+
 func TestTemplatedVars(t *testing.T) {
 	l := newLab(t, "a")
 	hosts := []Host{{Name: "a", Vars: map[string]any{"kms_base": "/etc/minkms", "kms_config": "{{ kms_base }}/config.yaml"}}}

@@ -122,7 +122,7 @@ func (r *run) play(ctx context.Context, p Play) (fatal bool) {
 	r.emit(Event{Type: EventPlayStart, Play: p.Name, Pos: p.Pos, Hosts: names})
 	sizes, _ := batchSizes(len(hosts), p.Serial) // validated in Run
 	aef := p.AnyErrorsFatal == nil || *p.AnyErrorsFatal
-	hostvars := hostvarsOf(p)
+	hostvars := r.hostvarsOf(p)
 	for _, size := range sizes {
 		if size == 0 {
 			break

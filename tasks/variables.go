@@ -21,7 +21,8 @@ func merge(layers ...map[string]any) map[string]any {
 // vars builds the variables a task sees on a host, lowest precedence
 // first: inventory host vars, play vars, registered results and facts,
 // extra vars; plus inventory_hostname, ansible_check_mode,
-// ansible_diff_mode and hostvars (every play host's inventory and play vars).
+// ansible_diff_mode and hostvars (every play host's inventory and play
+// vars, extra vars over them).
 // String variables that are templates themselves ("{{ base }}/conf") are
 // rendered against the others, a few levels deep; one that fails to
 // render stays as written.
@@ -48,12 +49,13 @@ func (r *run) vars(p Play, hs *hostState, hostvars map[string]any) map[string]an
 	return v
 }
 
-// hostvarsOf maps every host of the play to its inventory and play variables
-// (the hostvars variable of its tasks).
-func hostvarsOf(p Play) map[string]any {
+// hostvarsOf maps every host of the play to its inventory and play
+// variables, extra vars (-e) over them as in the host's own variables (the
+// hostvars variable of its tasks).
+func (r *run) hostvarsOf(p Play) map[string]any {
 	hv := make(map[string]any, len(p.Hosts))
 	for _, h := range p.Hosts {
-		hv[h.Name] = merge(h.Vars, p.Vars)
+		hv[h.Name] = merge(h.Vars, p.Vars, r.e.ExtraVars)
 	}
 	return hv
 }
