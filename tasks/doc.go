@@ -29,7 +29,8 @@
 // facts of earlier tasks on that host (kept for the whole run), and the
 // extra vars (-e). Also defined: inventory_hostname, ansible_check_mode,
 // ansible_diff_mode, and hostvars (every play host's inventory and play
-// variables, by host name). String variables may themselves be templates.
+// variables with the extra vars over them, by host name). String variables
+// may themselves be templates.
 //
 // A registered result has rc, stdout, stdout_lines, stderr, stderr_lines,
 // changed, failed, skipped, msg, attempts (with until), and per module
