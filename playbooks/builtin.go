@@ -80,9 +80,18 @@ func description(b []byte) string {
 // ErrUnknown is wrapped by Show and Load when no built-in playbook has the name.
 var ErrUnknown = errors.New("no such built-in playbook")
 
-// Show returns the YAML of the built-in playbook called name (".yml" optional).
+// ErrAmbiguous is wrapped by Load when a bare name means both a file in
+// the current directory and a built-in playbook.
+var ErrAmbiguous = errors.New("names both a file in the current directory and a built-in playbook")
+
+// BuiltinPrefix names a built-in playbook explicitly ("builtin:ping"),
+// whatever files are in the current directory.
+const BuiltinPrefix = "builtin:"
+
+// Show returns the YAML of the built-in playbook called name (".yml" and
+// BuiltinPrefix optional).
 func Show(name string) ([]byte, error) {
-	name = strings.TrimSuffix(name, ".yml")
+	name = strings.TrimSuffix(strings.TrimPrefix(name, BuiltinPrefix), ".yml")
 	b, err := fs.ReadFile(builtinFiles(), name+".yml")
 	if err != nil || strings.ContainsAny(name, "/\\") {
 		return nil, fmt.Errorf("show playbook %q: %w (built-in: %s)", name, ErrUnknown, strings.Join(names(), ", "))
@@ -98,9 +107,32 @@ func names() []string {
 	return out
 }
 
-// Load decodes a playbook: the file at nameOrPath when one exists, else the
-// built-in playbook of that name. reg validates its modules.
+// Load decodes a playbook; reg validates its modules. nameOrPath is a
+// file, or the name of a built-in playbook: "builtin:NAME" always names
+// the built-in; a path with a directory ("./ping.yml") always names a
+// file; a bare NAME (".yml" optional) names the built-in when there is
+// one, else the file. A bare NAME that means both a built-in and a file
+// NAME or NAME.yml in the current directory is refused (ErrAmbiguous),
+// with both explicit forms in the message, rather than one being run
+// silently.
 func Load(nameOrPath string, reg *tasks.Registry) (*Playbook, error) {
+	if name, ok := strings.CutPrefix(nameOrPath, BuiltinPrefix); ok {
+		return loadBuiltin(name, reg)
+	}
+	bare := !strings.ContainsAny(nameOrPath, "/\\")
+	if _, err := Show(nameOrPath); bare && err == nil {
+		name := strings.TrimSuffix(nameOrPath, ".yml")
+		var files []string
+		for _, f := range []string{name, name + ".yml"} {
+			if _, err := os.Stat(f); err == nil {
+				files = append(files, "./"+f)
+			}
+		}
+		if len(files) > 0 {
+			return nil, fmt.Errorf("load playbook %q: %w: name the file as %s, or the built-in as %s%s", nameOrPath, ErrAmbiguous, strings.Join(files, " or "), BuiltinPrefix, name)
+		}
+		return loadBuiltin(name, reg)
+	}
 	b, err := os.ReadFile(nameOrPath)
 	switch {
 	case err == nil:
@@ -109,10 +141,15 @@ func Load(nameOrPath string, reg *tasks.Registry) (*Playbook, error) {
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("read playbook: %w", err)
 	}
-	b, serr := Show(nameOrPath)
-	if serr != nil {
-		return nil, fmt.Errorf("load playbook %q: no such file, and %w (built-in: %s)", nameOrPath, ErrUnknown, strings.Join(names(), ", "))
+	return nil, fmt.Errorf("load playbook %q: no such file, and %w (built-in: %s)", nameOrPath, ErrUnknown, strings.Join(names(), ", "))
+}
+
+// loadBuiltin decodes the built-in playbook called name.
+func loadBuiltin(name string, reg *tasks.Registry) (*Playbook, error) {
+	b, err := Show(name)
+	if err != nil {
+		return nil, fmt.Errorf("load playbook %s%s: %w", BuiltinPrefix, name, err)
 	}
-	name := strings.TrimSuffix(nameOrPath, ".yml")
-	return Decode("builtin:"+name+".yml", b, builtinFiles(), reg)
+	name = strings.TrimSuffix(name, ".yml")
+	return Decode(BuiltinPrefix+name+".yml", b, builtinFiles(), reg)
 }

@@ -187,7 +187,8 @@ func TestBuiltins(t *testing.T) {
 	}
 }
 
-// TestLoadFilePrefersFile: a file named like a built-in wins over it.
+// TestLoadFilePrefersFile: a path to a file named like a built-in loads
+// the file.
 func TestLoadFilePrefersFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "ping")
@@ -200,6 +201,52 @@ func TestLoadFilePrefersFile(t *testing.T) {
 	}
 	if pb.Plays[0].Hosts != "web" {
 		t.Errorf("loaded %q, not the file", pb.Plays[0].Hosts)
+	}
+}
+
+// TestLoadAmbiguousName: a bare name that means both a file in the
+// current directory (NAME or NAME.yml) and a built-in is refused, and the
+// message shows how to name either; each explicit form loads its own.
+func TestLoadAmbiguousName(t *testing.T) {
+	reg := builtin()
+	t.Chdir(t.TempDir())
+	if pb, err := Load("ping", reg); err != nil || !strings.HasPrefix(pb.Name, BuiltinPrefix) {
+		t.Fatalf("no file: Load(ping) = %v, %v; want the built-in", pb, err)
+	}
+	for _, file := range []string{"ping.yml", "ping"} {
+		if err := os.WriteFile(file, []byte("- hosts: web\n  tasks:\n    - ping:\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, arg := range []string{"ping", "ping.yml"} {
+			_, err := Load(arg, reg)
+			if !errors.Is(err, ErrAmbiguous) {
+				t.Fatalf("file %s: Load(%s) = %v, want ErrAmbiguous", file, arg, err)
+			}
+			for _, want := range []string{"./" + file, "builtin:ping"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("file %s: Load(%s): %q lacks %q", file, arg, err, want)
+				}
+			}
+		}
+		pb, err := Load("./"+file, reg)
+		if err != nil || pb.Plays[0].Hosts != "web" {
+			t.Errorf("Load(./%s) = %v, %v; want the file", file, pb, err)
+		}
+		pb, err = Load("builtin:ping", reg)
+		if err != nil || pb.Plays[0].Hosts == "web" || !strings.HasPrefix(pb.Name, BuiltinPrefix) {
+			t.Errorf("Load(builtin:ping) = %v, %v; want the built-in", pb, err)
+		}
+		os.Remove(file)
+	}
+	if _, err := Load("builtin:nosuch", reg); !errors.Is(err, ErrUnknown) {
+		t.Errorf("Load(builtin:nosuch) = %v, want ErrUnknown", err)
+	}
+	// A bare name without a built-in is a file.
+	if err := os.WriteFile("site.yml", []byte("- hosts: web\n  tasks:\n    - ping:\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if pb, err := Load("site.yml", reg); err != nil || pb.Plays[0].Hosts != "web" {
+		t.Errorf("Load(site.yml) = %v, %v", pb, err)
 	}
 }
 

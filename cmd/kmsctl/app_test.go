@@ -84,3 +84,32 @@ func TestNoYesFlag(t *testing.T) {
 		t.Errorf("the README still documents --yes: %q", row)
 	}
 }
+
+// TestPlayAmbiguousName: `play ping` with a ping.yml in the current
+// directory refuses (exit 1) and shows both explicit forms, which `playbooks
+// ls` lists too; each form then runs its own playbook.
+func TestPlayAmbiguousName(t *testing.T) {
+	t.Chdir(t.TempDir())
+	if err := os.WriteFile("ping.yml", []byte("- hosts: nosuchgroup\n  tasks:\n    - ping:\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	te := testEnv(t)
+	if code := te.run(t, "play", "ping", "--syntax-check"); code != exit.Usage {
+		t.Fatalf("exit %d, want %d\n%s\n%s", code, exit.Usage, te.out, te.errOut)
+	}
+	for _, want := range []string{"./ping.yml", "builtin:ping"} {
+		if !strings.Contains(te.errOut.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, te.errOut)
+		}
+	}
+	for arg, want := range map[string]string{"./ping.yml": "playbook ./ping.yml:", "builtin:ping": "playbook builtin:ping.yml:"} {
+		te := testEnv(t)
+		if code := te.run(t, "play", arg, "--syntax-check"); code != 0 || !strings.HasPrefix(te.out.String(), want) {
+			t.Errorf("play %s: exit %d, stdout %q, want %q", arg, code, te.out, want)
+		}
+	}
+	te = testEnv(t)
+	if code := te.run(t, "playbooks", "ls"); code != 0 || !strings.Contains(te.out.String(), "builtin:ping") {
+		t.Errorf("playbooks ls: exit %d, lacks builtin:ping:\n%s", code, te.out)
+	}
+}

@@ -41,29 +41,32 @@ func newPlaybooksCommand(e env) *cli.Command {
 	}
 }
 
-// listPlaybooks prints the built-in playbooks with their descriptions, as
-// a table or a JSON list.
+// listPlaybooks prints the built-in playbooks with their descriptions and
+// explicit names (builtin:NAME, for when a file NAME.yml is in the current
+// directory), as a table or a JSON list.
 func listPlaybooks(w io.Writer, asJSON bool) error {
 	if asJSON {
 		type entry struct {
 			Name        string `json:"name"`
+			Explicit    string `json:"explicit"`
 			Description string `json:"description"`
 		}
 		var list []entry
 		for _, p := range playbooks.List() {
-			list = append(list, entry{p.Name, p.Description})
+			list = append(list, entry{p.Name, playbooks.BuiltinPrefix + p.Name, p.Description})
 		}
 		return json.NewEncoder(w).Encode(list)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tDESCRIPTION")
+	fmt.Fprintln(tw, "NAME\tEXPLICIT\tDESCRIPTION")
 	for _, p := range playbooks.List() {
-		fmt.Fprintf(tw, "%s\t%s\n", p.Name, p.Description)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", p.Name, playbooks.BuiltinPrefix+p.Name, p.Description)
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write playbook list: %w", err)
 	}
-	return nil
+	_, err := fmt.Fprintf(w, "\nWith a file NAME or NAME.yml in the current directory, `play NAME` refuses to guess:\nname the built-in %sNAME or the file ./NAME.yml.\n", playbooks.BuiltinPrefix)
+	return err
 }
 
 // showPlaybook prints the YAML of a built-in playbook.
