@@ -16,29 +16,30 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/kmsctl/kmsctl/remote/fake"
 	"github.com/kmsctl/kmsctl/tasks"
 )
 
-func plan(t *testing.T, f *fakeConn, m tasks.Module, args map[string]any) (tasks.Result, error) {
+func plan(t *testing.T, f *fake.Conn, m tasks.Module, args map[string]any) (tasks.Result, error) {
 	t.Helper()
 	return m.Plan(context.Background(), testEnv(f, args))
 }
 
-func apply(t *testing.T, f *fakeConn, m tasks.Module, args map[string]any) (tasks.Result, error) {
+func apply(t *testing.T, f *fake.Conn, m tasks.Module, args map[string]any) (tasks.Result, error) {
 	t.Helper()
 	return m.Apply(context.Background(), testEnv(f, args))
 }
 
 // cycle checks the contract every module keeps: Plan changes nothing and
 // predicts Apply's changed verdict; a second Apply (and Plan) is ok.
-func cycle(t *testing.T, f *fakeConn, m tasks.Module, args map[string]any) tasks.Result {
+func cycle(t *testing.T, f *fake.Conn, m tasks.Module, args map[string]any) tasks.Result {
 	t.Helper()
-	before := f.snapshot()
+	before := f.Snapshot()
 	p, err := plan(t, f, m, args)
 	if err != nil {
 		t.Fatalf("Plan: %v", err)
 	}
-	if after := f.snapshot(); after != before {
+	if after := f.Snapshot(); after != before {
 		t.Fatalf("Plan changed the host:\n%s---\n%s", before, after)
 	}
 	r, err := apply(t, f, m, args)
@@ -51,12 +52,12 @@ func cycle(t *testing.T, f *fakeConn, m tasks.Module, args map[string]any) tasks
 	if p.Changed != r.Changed {
 		t.Fatalf("Plan said changed=%v (%s), Apply changed=%v (%s)", p.Changed, p.Msg, r.Changed, r.Msg)
 	}
-	mid := f.snapshot()
+	mid := f.Snapshot()
 	r2, err := apply(t, f, m, args)
 	if err != nil || r2.Changed || r2.Failed {
 		t.Fatalf("second Apply: %+v, %v; want ok", r2, err)
 	}
-	if f.snapshot() != mid {
+	if f.Snapshot() != mid {
 		t.Fatal("second Apply changed the host")
 	}
 	p2, err := plan(t, f, m, args)
@@ -67,55 +68,50 @@ func cycle(t *testing.T, f *fakeConn, m tasks.Module, args map[string]any) tasks
 }
 
 func TestCommandQuotesArgvAndUsesStdin(t *testing.T) {
-	f := newFake(t, "h")
+	f := fake.New(t, "h")
+	want := `cd '/opt/my dir' && printf '%s\n' 'a b' '$HOME' '|' x`
+	f.Expect(want)
 	r, err := apply(t, f, commandModule{}, map[string]any{"cmd": `printf '%s\n' "a b" $HOME | x`, "stdin": sentinel, "chdir": "/opt/my dir"})
 	if err != nil || !r.Changed || r.Failed {
 		t.Fatalf("%+v %v", r, err)
 	}
-	calls := f.callList()
-	want := `cd '/opt/my dir' && printf '%s\n' 'a b' '$HOME' '|' x`
+	calls := callList(f)
 	if calls[len(calls)-1] != want {
 		t.Fatalf("ran %q, want %q", calls[len(calls)-1], want)
 	}
-	if f.stdins[len(f.stdins)-1] != sentinel || strings.Contains(strings.Join(calls, "\n"), sentinel) {
+	if lastStdin(f) != sentinel || strings.Contains(strings.Join(calls, "\n"), sentinel) {
 		t.Fatal("stdin not passed, or secret in a command line")
 	}
 	if _, err := apply(t, f, commandModule{}, map[string]any{"argv": []any{"rm", "-rf", "/tmp/a b;reboot"}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.callList()[len(f.callList())-1]; got != `rm -rf '/tmp/a b;reboot'` {
+	if got := callList(f)[len(callList(f))-1]; got != `rm -rf '/tmp/a b;reboot'` {
 		t.Fatalf("argv ran as %q", got)
 	}
 }
 
 func TestCommandFailureAndCreatesRemoves(t *testing.T) {
-	f := newFake(t, "h")
-	f.on("fail", func(context.Context, string, string) (string, string, int, error) {
-		return "out\n", "bad thing\n", 4, nil
-	})
+	f := fake.New(t, "h")
+	f.Expect("fail").Stdout("out\n").Stderr("bad thing\n").Exit(4)
 	r, err := apply(t, f, commandModule{}, map[string]any{"cmd": "fail"})
 	if err != nil || !r.Failed || r.RC != 4 || r.Stdout != "out\n" || !strings.Contains(r.Msg, "bad thing") {
 		t.Fatalf("%+v %v", r, err)
 	}
-	f.on("lost", func(context.Context, string, string) (string, string, int, error) {
-		return "", "", 0, errors.New("session closed")
-	})
+	f.Expect("lost").Fail(errors.New("session closed"))
 	if _, err := apply(t, f, commandModule{}, map[string]any{"cmd": "lost"}); err == nil {
 		t.Fatal("a command with unknown outcome did not error")
 	}
 
 	// creates: runs once, then ok; the plan knows.
-	f.on("make-thing", func(context.Context, string, string) (string, string, int, error) {
-		f.putFile("/opt/thing", "", 0o644)
-		return "", "", 0, nil
+	f.Expect("make-thing").Do(func([]byte) (string, string, int) {
+		f.SetFile("/opt/thing", "", 0o644)
+		return "", "", 0
 	})
 	cycle(t, f, commandModule{}, map[string]any{"cmd": "make-thing", "creates": "/opt/thing"})
 	// removes: runs while the path exists.
-	f.on("drop-thing", func(context.Context, string, string) (string, string, int, error) {
-		f.mu.Lock()
-		delete(f.files, "/opt/thing")
-		f.mu.Unlock()
-		return "", "", 0, nil
+	f.Expect("drop-thing").Do(func([]byte) (string, string, int) {
+		f.DeleteFile("/opt/thing")
+		return "", "", 0
 	})
 	cycle(t, f, shellModule{}, map[string]any{"cmd": "drop-thing", "removes": "/opt/thing"})
 
@@ -126,30 +122,31 @@ func TestCommandFailureAndCreatesRemoves(t *testing.T) {
 }
 
 func TestShellKeepsShellSyntax(t *testing.T) {
-	f := newFake(t, "h")
+	f := fake.New(t, "h")
+	f.Expect("ls /x | wc -l > /tmp/n")
 	if _, err := apply(t, f, shellModule{}, map[string]any{"cmd": "ls /x | wc -l > /tmp/n"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.callList(); got[len(got)-1] != "ls /x | wc -l > /tmp/n" {
+	if got := callList(f); got[len(got)-1] != "ls /x | wc -l > /tmp/n" {
 		t.Fatalf("ran %q", got)
 	}
 }
 
 func TestServiceStartEnableStopDisable(t *testing.T) {
-	f := newFake(t, "h")
-	f.units["minkms.service"] = &fakeUnit{}
+	f := fake.New(t, "h")
+	f.SetUnit("minkms.service", fake.Unit{})
 	r := cycle(t, f, serviceModule{}, map[string]any{"name": "minkms.service", "state": "started", "enabled": true})
 	if r.Data["state"] != "started" || r.Data["enabled"] != true || !strings.Contains(r.Msg, "enable, start") {
 		t.Fatalf("%+v", r)
 	}
-	if u := f.units["minkms.service"]; !u.active || !u.enabled {
+	if u, _ := f.Unit("minkms.service"); !u.Active || !u.Enabled {
 		t.Fatalf("unit %+v", u)
 	}
 	r = cycle(t, f, serviceModule{}, map[string]any{"name": "minkms.service", "state": "stopped", "enabled": "no"})
 	if r.Data["state"] != "stopped" || r.Data["enabled"] != false {
 		t.Fatalf("%+v", r)
 	}
-	calls := strings.Join(f.callList(), "\n")
+	calls := strings.Join(callList(f), "\n")
 	for _, c := range []string{"systemctl enable -- minkms.service", "systemctl start -- minkms.service", "systemctl stop -- minkms.service", "systemctl disable -- minkms.service"} {
 		if strings.Count(calls, c) != 1 {
 			t.Errorf("%q ran %d times", c, strings.Count(calls, c))
@@ -158,8 +155,8 @@ func TestServiceStartEnableStopDisable(t *testing.T) {
 }
 
 func TestServiceRestartReloadAndFailures(t *testing.T) {
-	f := newFake(t, "h")
-	f.units["a.service"] = &fakeUnit{active: true}
+	f := fake.New(t, "h")
+	f.SetUnit("a.service", fake.Unit{Active: true})
 	for _, st := range []string{"restarted", "reloaded"} {
 		p, err := plan(t, f, serviceModule{}, map[string]any{"name": "a.service", "state": st})
 		if err != nil || !p.Changed {
@@ -173,11 +170,11 @@ func TestServiceRestartReloadAndFailures(t *testing.T) {
 	if _, err := apply(t, f, serviceModule{}, map[string]any{"name": "ghost.service", "state": "started"}); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("missing unit: %v", err)
 	}
-	f.units["bad.service"] = &fakeUnit{failStart: true}
+	f.SetUnit("bad.service", fake.Unit{FailStart: true})
 	if _, err := apply(t, f, serviceModule{}, map[string]any{"name": "bad.service", "state": "started"}); err == nil || !strings.Contains(err.Error(), "failed") {
 		t.Fatalf("failing start: %v", err)
 	}
-	f.units["m.service"] = &fakeUnit{masked: true}
+	f.SetUnit("m.service", fake.Unit{Masked: true})
 	if _, err := plan(t, f, serviceModule{}, map[string]any{"name": "m.service", "enabled": true}); err == nil || !strings.Contains(err.Error(), "masked") {
 		t.Fatalf("masked: %v", err)
 	}
@@ -187,19 +184,19 @@ func TestServiceRestartReloadAndFailures(t *testing.T) {
 }
 
 func TestFileDirectoryModeOwner(t *testing.T) {
-	f := newFake(t, "h")
+	f := fake.New(t, "h")
 	args := map[string]any{"path": "/mnt/minio-kms/data", "state": "directory", "mode": "0750", "owner": "minkms-user", "group": "minkms-user"}
 	cycle(t, f, fileModule{}, args)
-	d, ok := f.file("/mnt/minio-kms/data")
-	if !ok || !d.dir || d.mode != 0o750 || d.owner != "minkms-user" || d.group != "minkms-user" {
+	d, ok := f.File("/mnt/minio-kms/data")
+	if !ok || !d.Dir || d.Mode != 0o750 || d.Owner != "minkms-user" || d.Group != "minkms-user" {
 		t.Fatalf("dir %+v", d)
 	}
 	// Only the mode differs: only chmod runs.
 	args["mode"] = 0o700 // as YAML decodes an unquoted 0700
-	n := len(f.callList())
+	n := len(callList(f))
 	cycle(t, f, fileModule{}, args)
 	var changes []string
-	for _, c := range f.callList()[n:] {
+	for _, c := range callList(f)[n:] {
 		if strings.HasPrefix(c, "ch") || strings.HasPrefix(c, "mkdir") {
 			changes = append(changes, c)
 		}
@@ -210,36 +207,36 @@ func TestFileDirectoryModeOwner(t *testing.T) {
 }
 
 func TestFileRecurseTouchAbsent(t *testing.T) {
-	f := newFake(t, "h")
-	f.putFile("/mnt/minio-kms/a/b", "x", 0o600)
+	f := fake.New(t, "h")
+	f.SetFile("/mnt/minio-kms/a/b", "x", 0o600)
 	cycle(t, f, fileModule{}, map[string]any{"path": "/mnt/minio-kms", "state": "directory", "owner": "kms", "recurse": true})
-	if b, _ := f.file("/mnt/minio-kms/a/b"); b.owner != "kms" {
+	if b, _ := f.File("/mnt/minio-kms/a/b"); b.Owner != "kms" {
 		t.Fatalf("recursive owner not applied: %+v", b)
 	}
 	cycle(t, f, fileModule{}, map[string]any{"path": "/mnt/minio-kms/.ready", "state": "touch", "mode": "0644"})
 	cycle(t, f, fileModule{}, map[string]any{"path": "/mnt/minio-kms/.ready", "mode": "0600"})
-	if r, _ := f.file("/mnt/minio-kms/.ready"); r.mode != 0o600 {
-		t.Fatalf("mode %o", r.mode)
+	if r, _ := f.File("/mnt/minio-kms/.ready"); r.Mode != 0o600 {
+		t.Fatalf("mode %o", r.Mode)
 	}
 	cycle(t, f, fileModule{}, map[string]any{"path": "/mnt/minio-kms", "state": "absent"})
-	if _, ok := f.file("/mnt/minio-kms/a/b"); ok {
+	if _, ok := f.File("/mnt/minio-kms/a/b"); ok {
 		t.Fatal("tree not removed")
 	}
-	if _, ok := f.file("/mnt"); !ok {
+	if _, ok := f.File("/mnt"); !ok {
 		t.Fatal("parent removed")
 	}
 	if _, err := apply(t, f, fileModule{}, map[string]any{"path": "/mnt/nothere"}); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("state file on a missing path: %v", err)
 	}
-	f.putFile("/opt/f", "", 0o644)
+	f.SetFile("/opt/f", "", 0o644)
 	if _, err := apply(t, f, fileModule{}, map[string]any{"path": "/opt/f", "state": "directory"}); err == nil {
 		t.Fatal("directory over a file accepted")
 	}
 }
 
 func TestFileRefusesDangerousPaths(t *testing.T) {
-	f := newFake(t, "h")
-	f.mkdirAll("/var/lib")
+	f := fake.New(t, "h")
+	f.MkdirAll("/var/lib")
 	bad := []map[string]any{
 		{"path": "/", "state": "absent"},
 		{"path": "", "state": "absent"},
@@ -256,7 +253,7 @@ func TestFileRefusesDangerousPaths(t *testing.T) {
 		{"path": "/root", "state": "absent"},
 		{"path": "/boot", "state": "absent"},
 	}
-	before := f.snapshot()
+	before := f.Snapshot()
 	for _, args := range bad {
 		if _, err := plan(t, f, fileModule{}, args); err == nil || !strings.Contains(err.Error(), "refusing") {
 			t.Errorf("plan %v: %v, want a refusal", args, err)
@@ -265,10 +262,10 @@ func TestFileRefusesDangerousPaths(t *testing.T) {
 			t.Errorf("apply %v: %v, want a refusal", args, err)
 		}
 	}
-	if f.snapshot() != before {
+	if f.Snapshot() != before {
 		t.Fatal("a refused operation changed the host")
 	}
-	for _, c := range f.callList() {
+	for _, c := range callList(f) {
 		if strings.HasPrefix(c, "rm") || strings.HasPrefix(c, "chown") {
 			t.Fatalf("ran %q", c)
 		}
@@ -276,11 +273,11 @@ func TestFileRefusesDangerousPaths(t *testing.T) {
 }
 
 func TestCopyContentModeOwnerIdempotent(t *testing.T) {
-	f := newFake(t, "h")
+	f := fake.New(t, "h")
 	args := map[string]any{"content": "port: 7373\n", "dest": "/etc/minkms/config.yaml", "mode": "0640", "owner": "minkms-user", "group": "minkms"}
 	r := cycle(t, f, copyModule{}, args)
-	got, _ := f.file("/etc/minkms/config.yaml")
-	if string(got.data) != "port: 7373\n" || got.mode != 0o640 || got.owner != "minkms-user" || got.group != "minkms" {
+	got, _ := f.File("/etc/minkms/config.yaml")
+	if got.Content != "port: 7373\n" || got.Mode != 0o640 || got.Owner != "minkms-user" || got.Group != "minkms" {
 		t.Fatalf("file %+v", got)
 	}
 	if r.Data["checksum"] != sha256Hex([]byte("port: 7373\n")) {
@@ -288,9 +285,9 @@ func TestCopyContentModeOwnerIdempotent(t *testing.T) {
 	}
 	// Same content, new mode: chmod, no upload.
 	args["mode"] = "0600"
-	n := len(f.callList())
+	n := len(callList(f))
 	cycle(t, f, copyModule{}, args)
-	for _, c := range f.callList()[n:] {
+	for _, c := range callList(f)[n:] {
 		if strings.HasPrefix(c, "upload") {
 			t.Fatal("uploaded unchanged content to fix a mode")
 		}
@@ -299,7 +296,7 @@ func TestCopyContentModeOwnerIdempotent(t *testing.T) {
 	delete(args, "mode")
 	args["content"] = "port: 7374\n"
 	cycle(t, f, copyModule{}, args)
-	if got, _ := f.file("/etc/minkms/config.yaml"); got.mode != 0o600 || string(got.data) != "port: 7374\n" {
+	if got, _ := f.File("/etc/minkms/config.yaml"); got.Mode != 0o600 || got.Content != "port: 7374\n" {
 		t.Fatalf("file %+v", got)
 	}
 }
@@ -328,22 +325,22 @@ func (c *changingFS) Stat(name string) (fs.FileInfo, error) {
 // sum, so a local file that changed after it was hashed fails the upload
 // and the host keeps its file.
 func TestCopyUploadsWithThePlannedSum(t *testing.T) {
-	f := newFake(t, "h")
-	f.putFile("/usr/local/bin/minkms", "old", 0o755)
+	f := fake.New(t, "h")
+	f.SetFile("/usr/local/bin/minkms", "old", 0o755)
 	e := testEnv(f, map[string]any{"src": "minkms", "dest": "/usr/local/bin/minkms", "mode": "0755"})
 	e.Files = &changingFS{first: []byte("v1 binary"), now: []byte("v2 binary")}
-	before := f.snapshot()
+	before := f.Snapshot()
 	_, err := copyModule{}.Apply(context.Background(), e)
 	if err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
 		t.Fatalf("copy of a file that changed after it was hashed = %v; want a checksum mismatch", err)
 	}
-	if after := f.snapshot(); after != before {
+	if after := f.Snapshot(); after != before {
 		t.Errorf("the host's files changed:\n%s---\n%s", before, after)
 	}
 }
 
 func TestCopySrcFromFilesAndErrors(t *testing.T) {
-	f := newFake(t, "h")
+	f := fake.New(t, "h")
 	files := fstest.MapFS{"files/minkms": {Data: []byte("\x7fELF binary")}}
 	env := func(args map[string]any) *tasks.Env { e := testEnv(f, args); e.Files = files; return e }
 	args := map[string]any{"src": "files/minkms", "dest": "/usr/local/bin/", "mode": "0755"}
@@ -355,7 +352,7 @@ func TestCopySrcFromFilesAndErrors(t *testing.T) {
 	if err != nil || !r.Changed || r.Data["dest"] != "/usr/local/bin/minkms" {
 		t.Fatalf("apply %+v %v", r, err)
 	}
-	if got, _ := f.file("/usr/local/bin/minkms"); got == nil || string(got.data) != "\x7fELF binary" || got.mode != 0o755 {
+	if got, ok := f.File("/usr/local/bin/minkms"); !ok || got.Content != "\x7fELF binary" || got.Mode != 0o755 {
 		t.Fatalf("file %+v", got)
 	}
 	if r, err := (copyModule{}).Apply(context.Background(), env(args)); err != nil || r.Changed {
@@ -383,15 +380,15 @@ func TestCopySrcFromFilesAndErrors(t *testing.T) {
 }
 
 func TestCopySecretDefaultsTo0600AndNoDiff(t *testing.T) {
-	f := newFake(t, "h")
+	f := fake.New(t, "h")
 	e := testEnv(f, map[string]any{"content": sentinel, "dest": "/etc/default/minkms", "secret": true})
 	e.Diff = true
 	r, err := copyModule{}.Apply(context.Background(), e)
 	if err != nil || !r.Changed || r.Diff != "" || strings.Contains(r.Msg, sentinel) {
 		t.Fatalf("%+v %v", r, err)
 	}
-	if got, _ := f.file("/etc/default/minkms"); got.mode != 0o600 {
-		t.Fatalf("mode %o", got.mode)
+	if got, _ := f.File("/etc/default/minkms"); got.Mode != 0o600 {
+		t.Fatalf("mode %o", got.Mode)
 	}
 	e = testEnv(f, map[string]any{"content": "a\nb\n", "dest": "/etc/plain"})
 	e.Diff = true
@@ -401,7 +398,7 @@ func TestCopySecretDefaultsTo0600AndNoDiff(t *testing.T) {
 }
 
 func TestTemplate(t *testing.T) {
-	f := newFake(t, "h")
+	f := fake.New(t, "h")
 	files := fstest.MapFS{"config.yaml.j2": {Data: []byte("address: {{ kms_address }}:{{ port | default:7373 }}\n{% for n in nodes %}- {{ n }}\n{% endfor %}<&>\n")}}
 	mk := func() *tasks.Env {
 		e := testEnv(f, map[string]any{"src": "config.yaml.j2", "dest": "/etc/minkms/config.yaml"})
@@ -416,9 +413,9 @@ func TestTemplate(t *testing.T) {
 	if _, err := (templateModule{}).Apply(context.Background(), mk()); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := f.file("/etc/minkms/config.yaml")
-	if want := "address: 10.0.0.1:7373\n- kms1\n- kms2\n<&>\n"; string(got.data) != want {
-		t.Fatalf("rendered %q, want %q", got.data, want)
+	got, _ := f.File("/etc/minkms/config.yaml")
+	if want := "address: 10.0.0.1:7373\n- kms1\n- kms2\n<&>\n"; got.Content != want {
+		t.Fatalf("rendered %q, want %q", got.Content, want)
 	}
 	if r, err := (templateModule{}).Apply(context.Background(), mk()); err != nil || r.Changed {
 		t.Fatalf("second apply %+v %v", r, err)
@@ -437,8 +434,8 @@ func TestTemplate(t *testing.T) {
 }
 
 func TestFetch(t *testing.T) {
-	f := newFake(t, "kms1")
-	f.putFile("/mnt/minio-kms/backup.db", "DB", 0o600)
+	f := fake.New(t, "kms1")
+	f.SetFile("/mnt/minio-kms/backup.db", "DB", 0o600)
 	dir := t.TempDir()
 	args := map[string]any{"src": "/mnt/minio-kms/backup.db", "dest": dir}
 	cycle(t, f, fetchModule{}, args)
@@ -450,7 +447,7 @@ func TestFetch(t *testing.T) {
 	if fi, _ := os.Stat(local); fi.Mode().Perm() != 0o600 {
 		t.Fatalf("mode %v", fi.Mode())
 	}
-	f.putFile("/mnt/minio-kms/backup.db", "DB2", 0o600)
+	f.SetFile("/mnt/minio-kms/backup.db", "DB2", 0o600)
 	r := cycle(t, f, fetchModule{}, map[string]any{"src": "/mnt/minio-kms/backup.db", "dest": dir + "/", "flat": true})
 	if r.Data["dest"] != filepath.Join(dir, "backup.db") {
 		t.Fatalf("flat dest %v", r.Data["dest"])
@@ -461,8 +458,8 @@ func TestFetch(t *testing.T) {
 }
 
 func TestWaitForPathPortURL(t *testing.T) {
-	f := newFake(t, "h")
-	f.putFile("/run/minkms.ready", "", 0o644)
+	f := fake.New(t, "h")
+	f.SetFile("/run/minkms.ready", "", 0o644)
 	r, err := apply(t, f, waitForModule{}, map[string]any{"path": "/run/minkms.ready"})
 	if err != nil || r.Failed || r.Changed {
 		t.Fatalf("path: %+v %v", r, err)
@@ -490,7 +487,7 @@ func TestWaitForPathPortURL(t *testing.T) {
 			c.Close()
 		}
 	}()
-	f.ports["127.0.0.1:7373"] = ln.Addr().String()
+	f.ForwardPort("127.0.0.1:7373", ln.Addr().String())
 	r, err = apply(t, f, waitForModule{}, map[string]any{"port": 7373})
 	if err != nil || r.Failed {
 		t.Fatalf("port: %+v %v", r, err)
@@ -514,7 +511,7 @@ func TestWaitForPathPortURL(t *testing.T) {
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	f.ports["kms1:7373"] = srv.Listener.Addr().String()
+	f.ForwardPort("kms1:7373", srv.Listener.Addr().String())
 	r, err = apply(t, f, waitForModule{}, map[string]any{"url": "https://kms1:7373/v1/ready", "validate_certs": false})
 	if err != nil || r.Failed {
 		t.Fatalf("url: %+v %v", r, err)
@@ -537,7 +534,7 @@ func TestWaitForPathPortURL(t *testing.T) {
 }
 
 func TestWaitForCancel(t *testing.T) {
-	f := newFake(t, "h")
+	f := fake.New(t, "h")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := waitForModule{}.Apply(ctx, testEnv(f, map[string]any{"path": "/never", "sleep": "1h"}))
@@ -547,12 +544,12 @@ func TestWaitForCancel(t *testing.T) {
 }
 
 func TestPing(t *testing.T) {
-	f := newFake(t, "h")
+	f := fake.New(t, "h")
 	r, err := apply(t, f, pingModule{}, nil)
 	if err != nil || r.Msg != "pong" || r.Changed {
 		t.Fatalf("%+v %v", r, err)
 	}
-	f.unreachable = true
+	f.SetUnreachable(true)
 	if _, err := apply(t, f, pingModule{}, nil); !tasks.IsUnreachable(err) {
 		t.Fatalf("err %v, want unreachable", err)
 	}
@@ -571,9 +568,10 @@ func TestModeString(t *testing.T) {
 // match the local sums, the temporary directory is removed and nothing is
 // moved into place.
 func TestCopyDirectoryVerifyFailureCleansUp(t *testing.T) {
-	f := newFake(t, "h")
-	f.reply("set -e; mkdir -p -- /etc/minkms;", "/etc/minkms/.certs.kmsctl-abc123\n", 0)
-	f.reply("cd /etc/minkms/.certs.kmsctl-abc123 && find", strings.Repeat("0", 64)+"  ./ca.pem\n", 0)
+	f := fake.New(t, "h")
+	f.ExpectMatch(`^if \[ -d /etc/minkms/certs \]; then `) // the listing: no such directory
+	f.ExpectMatch(`^set -e; mkdir -p -- /etc/minkms;`).Stdout("/etc/minkms/.certs.kmsctl-abc123\n")
+	f.Expect("cd /etc/minkms/.certs.kmsctl-abc123 && find . -type f -exec sha256sum -- {} +").Stdout(strings.Repeat("0", 64) + "  ./ca.pem\n")
 	files := fstest.MapFS{"certs/ca.pem": {Data: []byte("CA")}}
 	e := testEnv(f, map[string]any{"src": "certs", "dest": "/etc/minkms"})
 	e.Files = files
@@ -585,7 +583,7 @@ func TestCopyDirectoryVerifyFailureCleansUp(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "verify /etc/minkms/certs: ca.pem") {
 		t.Fatalf("err = %v", err)
 	}
-	calls := f.callList()
+	calls := callList(f)
 	if !slices.Contains(calls, "rm -rf -- /etc/minkms/.certs.kmsctl-abc123") {
 		t.Fatalf("temporary directory not removed: %q", calls)
 	}
@@ -597,8 +595,8 @@ func TestCopyDirectoryVerifyFailureCleansUp(t *testing.T) {
 }
 
 func TestStat(t *testing.T) {
-	f := newFake(t, "h")
-	f.putFile("/usr/local/bin/minkms", "binary", 0o755)
+	f := fake.New(t, "h")
+	f.SetFile("/usr/local/bin/minkms", "binary", 0o755)
 	r := cycle(t, f, statModule{}, map[string]any{"path": "/usr/local/bin/minkms", "get_checksum": true})
 	st := r.Data["stat"].(map[string]any)
 	if st["exists"] != true || st["isreg"] != true || st["mode"] != "0755" || st["size"] != int64(6) || st["checksum"] != sha256Hex([]byte("binary")) {
@@ -617,7 +615,7 @@ func TestStat(t *testing.T) {
 }
 
 func TestDebug(t *testing.T) {
-	f := newFake(t, "h")
+	f := fake.New(t, "h")
 	e := testEnv(f, map[string]any{"var": "r.rc"})
 	e.Vars = map[string]any{"r": map[string]any{"rc": 3}}
 	r, err := debugModule{}.Apply(context.Background(), e)
@@ -631,37 +629,37 @@ func TestDebug(t *testing.T) {
 }
 
 func TestCopyValidate(t *testing.T) {
-	f := newFake(t, "h")
-	f.putFile("/etc/minkms/config.yaml", "good: 1\n", 0o600)
+	f := fake.New(t, "h")
+	f.SetFile("/etc/minkms/config.yaml", "good: 1\n", 0o600)
 	var checked string
-	f.on("minkms check", func(_ context.Context, cmd, _ string) (string, string, int, error) {
+	f.ExpectMatch(`^minkms check `).DoCommand(func(cmd string, _ []byte) (string, string, int) {
 		checked = strings.TrimPrefix(cmd, "minkms check ")
-		ff, _ := f.file(checked)
-		if ff == nil || strings.Contains(string(ff.data), "bad") {
-			return "", "line 1: bad key", 2, nil
+		ff, ok := f.File(checked)
+		if !ok || strings.Contains(ff.Content, "bad") {
+			return "", "line 1: bad key", 2
 		}
-		return "", "", 0, nil
+		return "", "", 0
 	})
 	args := map[string]any{"content": "bad: 1\n", "dest": "/etc/minkms/config.yaml", "validate": "minkms check %s"}
 	r, err := apply(t, f, copyModule{}, args)
 	if err != nil || !r.Failed || r.Changed || !strings.Contains(r.Msg, "bad key") {
 		t.Fatalf("invalid config: %+v %v", r, err)
 	}
-	if got, _ := f.file("/etc/minkms/config.yaml"); string(got.data) != "good: 1\n" {
-		t.Fatalf("dest changed to %q", got.data)
+	if got, _ := f.File("/etc/minkms/config.yaml"); got.Content != "good: 1\n" {
+		t.Fatalf("dest changed to %q", got.Content)
 	}
 	if checked != "/etc/minkms/.config.yaml.kmsctl-tmp-validate" {
 		t.Fatalf("validated %q", checked)
 	}
-	if _, ok := f.file(checked); ok {
+	if _, ok := f.File(checked); ok {
 		t.Fatal("temporary file left behind")
 	}
 	args["content"] = "better: 2\n"
 	cycle(t, f, copyModule{}, args)
-	if got, _ := f.file("/etc/minkms/config.yaml"); string(got.data) != "better: 2\n" || got.mode != 0o600 {
+	if got, _ := f.File("/etc/minkms/config.yaml"); got.Content != "better: 2\n" || got.Mode != 0o600 {
 		t.Fatalf("dest %+v", got)
 	}
-	if _, ok := f.file(checked); ok {
+	if _, ok := f.File(checked); ok {
 		t.Fatal("temporary file left behind")
 	}
 	if _, err := apply(t, f, copyModule{}, map[string]any{"content": "x", "dest": "/etc/x", "validate": "true"}); err == nil {
@@ -673,8 +671,8 @@ func TestCopyValidate(t *testing.T) {
 // path (rm -rf LINK/ empties the directory LINK points to), so file runs
 // its commands on the cleaned path it checked, never on the raw one.
 func TestFileCommandsUseTheCheckedCleanPath(t *testing.T) {
-	f := newFake(t, "h")
-	f.mkdirAll("/mnt/minio-kms/data")
+	f := fake.New(t, "h")
+	f.MkdirAll("/mnt/minio-kms/data")
 	for _, args := range []map[string]any{
 		{"path": "/mnt/minio-kms/data/", "state": "directory", "owner": "kms", "recurse": true, "mode": "0700"},
 		{"path": "/mnt//minio-kms/./data/", "state": "absent"},
@@ -684,7 +682,7 @@ func TestFileCommandsUseTheCheckedCleanPath(t *testing.T) {
 		}
 	}
 	var mut []string
-	for _, c := range f.callList() {
+	for _, c := range callList(f) {
 		if strings.HasPrefix(c, "rm") || strings.HasPrefix(c, "ch") {
 			mut = append(mut, c)
 			if !strings.HasSuffix(c, " -- /mnt/minio-kms/data") {
@@ -701,30 +699,24 @@ func TestFileCommandsUseTheCheckedCleanPath(t *testing.T) {
 // while validating, so the temporary file could not be removed) leaves no
 // temporary copy of that content behind after the next run.
 func TestCopyValidateInterruptedLeavesNoTempAfterNextRun(t *testing.T) {
-	f := newFake(t, "h")
-	f.putFile("/etc/minkms/config.yaml", "good: 1\n", 0o600)
-	f.on("minkms check", func(context.Context, string, string) (string, string, int, error) {
-		f.mu.Lock()
-		f.unreachable = true
-		f.mu.Unlock()
-		return "", "", 0, errFakeUnreachable
+	f := fake.New(t, "h")
+	f.SetFile("/etc/minkms/config.yaml", "good: 1\n", 0o600)
+	f.ExpectMatch(`^minkms check `).Times(1).DoContext(func(context.Context, string, []byte) (string, string, int, error) {
+		f.SetUnreachable(true)
+		return "", "", 0, &fake.UnreachableError{Host: "h", Op: "run command"}
 	})
 	args := map[string]any{"content": "first: 1\n", "dest": "/etc/minkms/config.yaml", "validate": "minkms check %s", "secret": true}
 	if _, err := apply(t, f, copyModule{}, args); err == nil {
 		t.Fatal("copy over a dropped connection succeeded")
 	}
-	f.mu.Lock()
-	f.unreachable = false
-	f.mu.Unlock()
-	f.reply("minkms check", "", 0)
+	f.SetUnreachable(false)
+	f.ExpectMatch(`^minkms check `)
 	args["content"] = "second: 2\n"
 	if _, err := apply(t, f, copyModule{}, args); err != nil {
 		t.Fatal(err)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for p, ff := range f.files {
-		if string(ff.data) == "first: 1\n" {
+	for p, ff := range f.Files() {
+		if ff.Content == "first: 1\n" {
 			t.Errorf("temporary copy %s of the interrupted run left behind", p)
 		}
 	}
@@ -734,8 +726,8 @@ func TestCopyValidateInterruptedLeavesNoTempAfterNextRun(t *testing.T) {
 // (chown -R on dest), so it refuses system directories like file does.
 func TestCopyDirectoryOwnerRefusesSystemDirectories(t *testing.T) {
 	for _, dest := range []string{"/etc", "/etc/", "//usr/./local/"} {
-		f := newFake(t, "h")
-		f.mkdirAll("/usr/local")
+		f := fake.New(t, "h")
+		f.MkdirAll("/usr/local")
 		e := testEnv(f, map[string]any{"src": "certs/", "dest": dest, "owner": "minkms"})
 		e.Files = fstest.MapFS{"certs/ca.pem": {Data: []byte("CA")}}
 		if _, err := (copyModule{}).Plan(context.Background(), e); err == nil || !strings.Contains(err.Error(), "refusing") {
@@ -744,14 +736,15 @@ func TestCopyDirectoryOwnerRefusesSystemDirectories(t *testing.T) {
 		if _, err := (copyModule{}).Apply(context.Background(), e); err == nil || !strings.Contains(err.Error(), "refusing") {
 			t.Errorf("apply dest %s: %v, want a refusal", dest, err)
 		}
-		for _, c := range f.callList() {
+		for _, c := range callList(f) {
 			if strings.Contains(c, "chown") || strings.HasPrefix(c, "upload") {
 				t.Errorf("dest %s: ran %q", dest, c)
 			}
 		}
 	}
 	// Without owner or group nothing changes recursively: allowed.
-	f := newFake(t, "h")
+	f := fake.New(t, "h")
+	f.ExpectMatch(`^if \[ -d /etc/minkms \]; then `).Stdout("d .\n") // the listing: empty
 	e := testEnv(f, map[string]any{"src": "certs/", "dest": "/etc/minkms/"})
 	e.Files = fstest.MapFS{"certs/ca.pem": {Data: []byte("CA")}}
 	if _, err := (copyModule{}).Plan(context.Background(), e); err != nil && strings.Contains(err.Error(), "refusing") {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/kmsctl/kmsctl/remote/fake"
 )
 
 // fakeBecomeError mimics remote.BecomeError: it wraps sudo's exit status
@@ -21,10 +23,8 @@ func (e fakeBecomeError) Unwrap() error      { return e.err }
 func (e fakeBecomeError) BecomeFailed() bool { return e.failed }
 
 func TestRunCmdBecomeFailureIsAnError(t *testing.T) {
-	f := newFake(t, "h")
-	f.on("systemctl start minkms", func(context.Context, string, string) (string, string, int, error) {
-		return "", "sudo: a password is required\n", 0, fakeBecomeError{failed: true, err: exitError{1}}
-	})
+	f := fake.New(t, "h")
+	f.Expect("systemctl start minkms").Fail(fakeBecomeError{failed: true, err: &fake.ExitError{Host: "h", Cmd: "sudo", Status: 1}})
 	r, err := apply(t, f, commandModule{}, map[string]any{"cmd": "systemctl start minkms"})
 	if err == nil || !strings.Contains(err.Error(), "NOPASSWD") {
 		t.Fatalf("become failure = %+v, %v; want an error with the become advice", r, err)
@@ -35,9 +35,7 @@ func TestRunCmdBecomeFailureIsAnError(t *testing.T) {
 	}
 
 	// An error whose marker reports false is an ordinary exit status.
-	f.on("exit-three", func(context.Context, string, string) (string, string, int, error) {
-		return "", "", 0, fakeBecomeError{failed: false, err: exitError{3}}
-	})
+	f.Expect("exit-three").Fail(fakeBecomeError{failed: false, err: &fake.ExitError{Host: "h", Cmd: "exit-three", Status: 3}})
 	res, err := runCmd(context.Background(), f, "exit-three", nil)
 	if err != nil || res.RC != 3 {
 		t.Fatalf("marker false = %+v, %v; want rc 3 and no error", res, err)

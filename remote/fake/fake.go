@@ -59,6 +59,20 @@ type Call struct {
 	Err     error       // the error returned, if any
 }
 
+// String describes the call in one line: the command line of a run, else
+// the kind and the path or address ("upload /etc/minkms/config.yaml").
+func (c Call) String() string {
+	switch c.Kind {
+	case KindRun:
+		return c.Command
+	case KindDialTCP:
+		return string(c.Kind) + " " + c.Addr
+	case KindClose:
+		return string(c.Kind)
+	}
+	return string(c.Kind) + " " + c.Path
+}
+
 // Conn is a fake connection to one host. It is safe for concurrent use.
 // The zero value is not usable: call New.
 type Conn struct {

@@ -417,3 +417,19 @@ func TestForwardPort(t *testing.T) {
 		t.Errorf("DialTCP to a port not forwarded = %v, want connection refused", err)
 	}
 }
+
+func TestCallString(t *testing.T) {
+	c := fake.New(t, "node1")
+	ctx := context.Background()
+	c.Run(ctx, "true", nil, nil, nil)
+	c.Upload(ctx, "/tmp/x", strings.NewReader("x"), 0o600, "")
+	c.DialTCP(ctx, "127.0.0.1:7373")
+	c.Close()
+	var got []string
+	for _, call := range c.Calls() {
+		got = append(got, call.String())
+	}
+	if want := "true|upload /tmp/x|dialtcp 127.0.0.1:7373|close"; strings.Join(got, "|") != want {
+		t.Errorf("calls = %q, want %q", strings.Join(got, "|"), want)
+	}
+}
