@@ -298,6 +298,19 @@ func runHostConformance(t *testing.T, newConn func(t *testing.T) conformanceConn
 		}
 	})
 
+	t.Run("EchoTrueFalse", func(t *testing.T) {
+		c := newConn(t)
+		stdout(t, c, "echo hello 'two  words' \"k=v\"", "hello two  words k=v\n")
+		stdout(t, c, "echo", "\n")
+		must(t, c, "true")
+		if out, errOut, code := hostRun(t, c, "false"); code != 1 || out != "" || errOut != "" {
+			t.Errorf("false = exit %d, %q, %q; want 1 and no output", code, out, errOut)
+		}
+		if out, _, code := hostRun(t, c, "echo one && false && echo two"); code != 1 || out != "one\n" {
+			t.Errorf("a && list stopping at false = exit %d, %q", code, out)
+		}
+	})
+
 	t.Run("DialTCPRefused", func(t *testing.T) {
 		c := newConn(t)
 		_, err := c.conn.DialTCP(ctx(t), c.closedAddr)

@@ -21,6 +21,20 @@ func (r *result) fail(code int, format string, args ...any) {
 	r.code = code
 }
 
+// compileEcho emulates echo of words without backslashes and without a
+// leading -n or -e, which every shell's echo prints alike.
+func compileEcho(args []string, _ bool) (prog, bool) {
+	if len(args) > 0 && (args[0] == "-n" || args[0] == "-e") {
+		return nil, false
+	}
+	for _, a := range args {
+		if strings.Contains(a, `\`) {
+			return nil, false
+		}
+	}
+	return func(*shell) result { return result{stdout: strings.Join(args, " ") + "\n"} }, true
+}
+
 func compileCd(args []string, cd bool) (prog, bool) {
 	if len(args) != 1 || !pathsOK(args, cd) {
 		return nil, false

@@ -7,8 +7,8 @@
 // owner and group), used by Upload, Download, Stat, Remove and Checksum and
 // by the commands it emulates: the command lines kmsctl's modules send
 // (stat -c, chmod, chown, chgrp, mkdir, rm, touch, mv, find, sync, true,
-// cd DIR && ..., the checksum script, and systemctl on the host's systemd
-// units), answered as the real commands answer them. Any other command line
+// false, echo, lists joined by &&, cd, the checksum script, and systemctl on
+// the host's systemd units), answered as the real commands answer them. Any other command line
 // must be scripted with Expect or ExpectMatch (expectations are consulted
 // first, so they also override emulated commands); an unexpected command
 // fails the test unless AllowUnscripted was called. Tunnels (DialTCP) reach

@@ -106,21 +106,21 @@ func TestDoCommand(t *testing.T) {
 func TestUnexpectedAndUnmetExpectations(t *testing.T) {
 	r := &recorder{TB: t}
 	c := fake.New(r, "node1")
-	c.ExpectMatch(`^echo `).Times(2)
+	c.ExpectMatch(`^deploy `).Times(2)
 	c.Expect("never run")
 	c.Expect("optional").AnyTimes()
 
 	for i := 0; i < 2; i++ {
-		if _, _, err := run(c, fmt.Sprintf("echo %d", i), ""); err != nil {
+		if _, _, err := run(c, fmt.Sprintf("deploy %d", i), ""); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, _, err := run(c, "echo 3", "")
+	_, _, err := run(c, "deploy 3", "")
 	var ue *fake.UnexpectedError
-	if !errors.As(err, &ue) || ue.Cmd != "echo 3" {
-		t.Errorf("third echo: %v, want *UnexpectedError", err)
+	if !errors.As(err, &ue) || ue.Cmd != "deploy 3" {
+		t.Errorf("third deploy: %v, want *UnexpectedError", err)
 	}
-	if len(r.errs) != 1 || !strings.Contains(r.errs[0], `unexpected command "echo 3"`) || !strings.Contains(r.errs[0], `"never run"`) {
+	if len(r.errs) != 1 || !strings.Contains(r.errs[0], `unexpected command "deploy 3"`) || !strings.Contains(r.errs[0], `"never run"`) {
 		t.Errorf("test failures = %q, want one naming the command and listing expectations", r.errs)
 	}
 	r.finish()

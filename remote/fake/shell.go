@@ -87,6 +87,8 @@ type compiler func(args []string, cd bool) (p prog, ok bool)
 // commands are the commands the fake emulates, by name.
 var commands = map[string]compiler{
 	"true":      func([]string, bool) (prog, bool) { return func(*shell) result { return result{} }, true },
+	"false":     func([]string, bool) (prog, bool) { return func(*shell) result { return result{code: 1} }, true },
+	"echo":      compileEcho,
 	"cd":        compileCd,
 	"sync":      compileSync,
 	"stat":      compileStat,
