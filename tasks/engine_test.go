@@ -13,6 +13,7 @@ import (
 
 	"github.com/kmsctl/kmsctl/modules"
 	"github.com/kmsctl/kmsctl/redact"
+	"github.com/kmsctl/kmsctl/remote/fake"
 	. "github.com/kmsctl/kmsctl/tasks"
 )
 
@@ -63,9 +64,11 @@ func (r *recorder) all() string {
 	return b.String()
 }
 
-// lab is a set of fake hosts and an engine connected to them.
+// lab is a set of fake hosts and an engine connected to them. The hosts run
+// any command line (the tests are about the engine): the fake emulates
+// what it knows and lets everything else succeed silently.
 type lab struct {
-	fakes    map[string]*fakeConn
+	fakes    map[string]*fake.Conn
 	connects map[string]int
 	mu       sync.Mutex
 	rec      *recorder
@@ -73,9 +76,10 @@ type lab struct {
 }
 
 func newLab(t testing.TB, names ...string) *lab {
-	l := &lab{fakes: map[string]*fakeConn{}, connects: map[string]int{}, rec: &recorder{}}
+	l := &lab{fakes: map[string]*fake.Conn{}, connects: map[string]int{}, rec: &recorder{}}
 	for _, n := range names {
-		l.fakes[n] = newFake(t, n)
+		l.fakes[n] = fake.New(t, n)
+		l.fakes[n].AllowUnscripted()
 	}
 	l.eng = &Engine{Sink: l.rec, Modules: builtin(), Connect: func(ctx context.Context, h Host) (Conn, error) {
 		l.mu.Lock()
@@ -85,6 +89,7 @@ func newLab(t testing.TB, names ...string) *lab {
 		if !ok {
 			return nil, errors.New("no route to host " + h.Name)
 		}
+		f.Reopen() // a new connection to the host
 		return f, nil
 	}}
 	return l
@@ -125,8 +130,8 @@ func TestRunOKChangedAndRecap(t *testing.T) {
 		if got := *recap[h]; got != (HostStats{OK: 2, Changed: 1}) {
 			t.Errorf("recap %s = %+v, want OK 2 Changed 1", h, got)
 		}
-		if l.connects[h] != 1 || l.fakes[h].closed != 1 {
-			t.Errorf("host %s: %d connects, %d closes; want 1 and 1", h, l.connects[h], l.fakes[h].closed)
+		if l.connects[h] != 1 || closes(l.fakes[h]) != 1 {
+			t.Errorf("host %s: %d connects, %d closes; want 1 and 1", h, l.connects[h], closes(l.fakes[h]))
 		}
 	}
 	if recap.Failed() || recap.Unreachable() {
@@ -147,8 +152,8 @@ func TestConnectOncePerRunAcrossPlays(t *testing.T) {
 	if _, err := l.eng.Run(context.Background(), []Play{p, p, p}); err != nil {
 		t.Fatal(err)
 	}
-	if l.connects["a"] != 1 || l.fakes["a"].closed != 1 {
-		t.Fatalf("connects %d closes %d, want 1 1", l.connects["a"], l.fakes["a"].closed)
+	if l.connects["a"] != 1 || closes(l.fakes["a"]) != 1 {
+		t.Fatalf("connects %d closes %d, want 1 1", l.connects["a"], closes(l.fakes["a"]))
 	}
 }
 
@@ -156,8 +161,8 @@ func TestDuplicateHostRunsOnce(t *testing.T) {
 	l := newLab(t, "a")
 	hosts := append(l.hosts("a"), l.hosts("a")...)
 	recap, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: hosts, Tasks: []Task{sh("x", "true")}}})
-	if err != nil || recap["a"].OK != 1 || len(l.fakes["a"].callList()) != 1 {
-		t.Fatalf("err %v recap %+v calls %v", err, recap["a"], l.fakes["a"].callList())
+	if err != nil || recap["a"].OK != 1 || len(callList(l.fakes["a"])) != 1 {
+		t.Fatalf("err %v recap %+v calls %v", err, recap["a"], callList(l.fakes["a"]))
 	}
 }
 
@@ -168,7 +173,7 @@ func TestForksBound(t *testing.T) {
 	started := make(chan struct{}, len(names))
 	release := make(chan struct{})
 	for _, f := range l.fakes {
-		f.on("block", func(ctx context.Context, _, _ string) (string, string, int, error) {
+		f.ExpectMatch(`^block`).AnyTimes().DoContext(func(ctx context.Context, _ string, _ []byte) (string, string, int, error) {
 			n := inflight.Add(1)
 			for {
 				m := maxInflight.Load()
@@ -223,7 +228,7 @@ func TestAnyErrorsFatal(t *testing.T) {
 	for _, aef := range []bool{true, false} {
 		t.Run(fmt.Sprint(aef), func(t *testing.T) {
 			l := newLab(t, "a", "b", "c")
-			l.fakes["b"].reply("step1", "", 3)
+			l.fakes["b"].ExpectMatch(`^step1`).AnyTimes().Exit(3)
 			p := Play{Name: "p", Hosts: l.hosts("a", "b", "c"), AnyErrorsFatal: &aef,
 				Tasks: []Task{sh("step1", "step1"), sh("step2", "true")}}
 			p2 := Play{Name: "p2", Hosts: l.hosts("a", "c"), Tasks: []Task{sh("next", "true")}}
@@ -257,7 +262,7 @@ func TestAnyErrorsFatal(t *testing.T) {
 
 func TestUnreachableIsNotFailed(t *testing.T) {
 	l := newLab(t, "a", "c")
-	l.fakes["c"].unreachable = true
+	l.fakes["c"].SetUnreachable(true)
 	p := Play{Name: "p", Hosts: l.hosts("a", "b", "c"), Tasks: []Task{sh("t1", "true"), sh("t2", "true")}}
 	recap, err := l.eng.Run(context.Background(), []Play{p})
 	var re *RunError
@@ -285,7 +290,7 @@ func TestUnreachableIsNotFailed(t *testing.T) {
 
 func TestWhenRegisterChangedFailedWhen(t *testing.T) {
 	l := newLab(t, "a")
-	l.fakes["a"].reply("echo-boom", "boom\n", 1)
+	l.fakes["a"].ExpectMatch(`^echo-boom`).AnyTimes().Stdout("boom\n").Exit(1)
 	tasks := []Task{
 		{Name: "reg", Module: "command", Args: map[string]any{"argv": []any{"echo", "hello", "world"}}, Register: "r", ChangedWhen: "false"},
 		{Name: "yes", Module: "shell", Args: map[string]any{"cmd": "true"}, When: `r.stdout == "hello world\n" and r.rc == 0 and r.stdout_lines[0] == "hello world"`},
@@ -313,13 +318,13 @@ func TestWhenRegisterChangedFailedWhen(t *testing.T) {
 func TestUntilRetries(t *testing.T) {
 	l := newLab(t, "a")
 	var n atomic.Int32
-	l.fakes["a"].on("probe", func(context.Context, string, string) (string, string, int, error) {
+	l.fakes["a"].ExpectMatch(`^probe`).AnyTimes().DoContext(func(context.Context, string, []byte) (string, string, int, error) {
 		if n.Add(1) < 3 {
 			return "", "", 1, nil
 		}
 		return "ready\n", "", 0, nil
 	})
-	l.fakes["a"].reply("never", "", 1)
+	l.fakes["a"].ExpectMatch(`^never`).AnyTimes().Exit(1)
 	tasks := []Task{
 		{Name: "wait", Module: "shell", Args: map[string]any{"cmd": "probe"}, Register: "w", Until: "w.rc == 0", Retries: 5, Delay: time.Millisecond},
 		{Name: "check", Module: "assert", Args: map[string]any{"that": []any{"w.attempts == 3", `w.stdout == "ready\n"`}}},
@@ -333,14 +338,14 @@ func TestUntilRetries(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "after 3 attempts") {
 		t.Fatalf("err = %v", err)
 	}
-	if c := slices.Index(l.fakes["a"].callList(), "never"); c < 0 || strings.Count(strings.Join(l.fakes["a"].callList(), ","), "never") != 3 {
-		t.Fatalf("never ran %v", l.fakes["a"].callList())
+	if c := slices.Index(callList(l.fakes["a"]), "never"); c < 0 || strings.Count(strings.Join(callList(l.fakes["a"]), ","), "never") != 3 {
+		t.Fatalf("never ran %v", callList(l.fakes["a"]))
 	}
 }
 
 func TestLoop(t *testing.T) {
 	l := newLab(t, "a")
-	l.fakes["a"].reply("echo bad", "", 1)
+	l.fakes["a"].ExpectMatch(`^echo bad`).AnyTimes().Exit(1)
 	p := Play{Name: "p", Hosts: l.hosts("a"), Vars: map[string]any{"nodes": []any{"kms1", "kms2", "kms3"}},
 		Tasks: []Task{
 			{Name: "files", Module: "copy", Loop: []any{map[string]any{"n": "a", "c": "1"}, map[string]any{"n": "b", "c": "{{ inventory_hostname }}"}},
@@ -359,20 +364,20 @@ func TestLoop(t *testing.T) {
 	if got := l.rec.trace(); !slices.Equal(got, want) {
 		t.Fatalf("trace %v, want %v\n%s", got, want, l.rec.all())
 	}
-	if f, _ := l.fakes["a"].file("/etc/minkms/b"); f == nil || string(f.data) != "a" {
+	if f, ok := l.fakes["a"].File("/etc/minkms/b"); !ok || f.Content != "a" {
 		t.Fatalf("item file %+v", f)
 	}
 	if err == nil || !strings.Contains(err.Error(), "item bad") {
 		t.Fatalf("err %v", err)
 	}
-	if !slices.Contains(l.fakes["a"].callList(), "echo good2") {
+	if !slices.Contains(callList(l.fakes["a"]), "echo good2") {
 		t.Fatal("loop stopped at the failing item")
 	}
 }
 
 func TestDelegateTo(t *testing.T) {
 	l := newLab(t, "dead", "peer", "outside")
-	l.fakes["dead"].unreachable = true
+	l.fakes["dead"].SetUnreachable(true)
 	hosts := l.hosts("dead", "peer")
 	hosts[0].Vars["healthy"] = "peer"
 	aef := false
@@ -382,11 +387,11 @@ func TestDelegateTo(t *testing.T) {
 		{Name: "nowhere", Module: "ping", DelegateTo: "ghost"},
 	}}
 	recap, err := l.eng.Run(context.Background(), []Play{p})
-	if !slices.Contains(l.fakes["peer"].callList(), "cluster-edit dead") || !slices.Contains(l.fakes["outside"].callList(), "hello") {
-		t.Fatalf("delegated commands: peer %v, outside %v", l.fakes["peer"].callList(), l.fakes["outside"].callList())
+	if !slices.Contains(callList(l.fakes["peer"]), "cluster-edit dead") || !slices.Contains(callList(l.fakes["outside"]), "hello") {
+		t.Fatalf("delegated commands: peer %v, outside %v", callList(l.fakes["peer"]), callList(l.fakes["outside"]))
 	}
-	if len(l.fakes["dead"].callList()) != 0 {
-		t.Fatalf("the dead host was used: %v", l.fakes["dead"].callList())
+	if len(callList(l.fakes["dead"])) != 0 {
+		t.Fatalf("the dead host was used: %v", callList(l.fakes["dead"]))
 	}
 	if got := l.rec.trace(); !slices.Equal(got, []string{"edit/dead=changed", "outside/dead=changed", "nowhere/dead=failed"}) {
 		t.Fatalf("trace %v", got)
@@ -394,7 +399,7 @@ func TestDelegateTo(t *testing.T) {
 	if recap["dead"].Unreachable != 0 || recap["dead"].Failed != 1 || err == nil || !strings.Contains(err.Error(), "delegate to ghost") {
 		t.Fatalf("recap %+v err %v", *recap["dead"], err)
 	}
-	if l.fakes["outside"].closed != 1 || l.fakes["peer"].closed != 1 {
+	if closes(l.fakes["outside"]) != 1 || closes(l.fakes["peer"]) != 1 {
 		t.Fatal("delegate connections not closed")
 	}
 }
@@ -408,7 +413,7 @@ func TestDelegateConcurrently(t *testing.T) {
 	if _, err := l.eng.Run(context.Background(), []Play{p}); err != nil {
 		t.Fatal(err)
 	}
-	if got := len(l.fakes["peer"].callList()); got != 5 || l.connects["peer"] != 1 {
+	if got := len(callList(l.fakes["peer"])); got != 5 || l.connects["peer"] != 1 {
 		t.Fatalf("peer ran %d commands over %d connections", got, l.connects["peer"])
 	}
 }
@@ -485,7 +490,7 @@ func TestTags(t *testing.T) {
 
 func TestTimeout(t *testing.T) {
 	l := newLab(t, "a")
-	l.fakes["a"].on("hang", func(ctx context.Context, _, _ string) (string, string, int, error) {
+	l.fakes["a"].ExpectMatch(`^hang`).AnyTimes().DoContext(func(ctx context.Context, _ string, _ []byte) (string, string, int, error) {
 		<-ctx.Done()
 		return "", "", 0, ctx.Err()
 	})
@@ -498,7 +503,7 @@ func TestTimeout(t *testing.T) {
 
 func TestHandlersRunOnceAtEndAndAfterFailure(t *testing.T) {
 	l := newLab(t, "a", "b")
-	l.fakes["b"].reply("later", "", 1)
+	l.fakes["b"].ExpectMatch(`^later`).AnyTimes().Exit(1)
 	aef := false
 	p := Play{Name: "p", Hosts: l.hosts("a", "b"), AnyErrorsFatal: &aef,
 		Tasks: []Task{
@@ -513,7 +518,7 @@ func TestHandlersRunOnceAtEndAndAfterFailure(t *testing.T) {
 			{Name: "never notified", Module: "shell", Args: map[string]any{"cmd": "nope"}},
 		}}
 	for _, f := range l.fakes {
-		f.reply("restart-app", "", 0)
+		f.ExpectMatch(`^restart-app`).AnyTimes()
 	}
 	recap, err := l.eng.Run(context.Background(), []Play{p})
 	if err == nil || recap["b"].Failed != 1 {
@@ -532,7 +537,7 @@ func TestHandlersRunOnceAtEndAndAfterFailure(t *testing.T) {
 	}
 	for _, h := range []string{"a", "b"} {
 		n := 0
-		for _, c := range l.fakes[h].callList() {
+		for _, c := range callList(l.fakes[h]) {
 			if c == "restart-app" {
 				n++
 			}
@@ -541,14 +546,14 @@ func TestHandlersRunOnceAtEndAndAfterFailure(t *testing.T) {
 			t.Errorf("%s: handler ran %d times", h, n)
 		}
 	}
-	if slices.Contains(l.fakes["a"].callList(), "nope") {
+	if slices.Contains(callList(l.fakes["a"]), "nope") {
 		t.Error("un-notified handler ran")
 	}
 }
 
 func TestHandlerNotNotifiedWhenUnchanged(t *testing.T) {
 	l := newLab(t, "a")
-	l.fakes["a"].putFile("/etc/app.conf", "x", 0o644)
+	l.fakes["a"].SetFile("/etc/app.conf", "x", 0o644)
 	p := Play{Name: "p", Hosts: l.hosts("a"),
 		Tasks:    []Task{{Name: "push", Module: "copy", Args: map[string]any{"content": "x", "dest": "/etc/app.conf"}, Notify: []string{"h"}}},
 		Handlers: []Task{{Name: "h", Module: "shell", Args: map[string]any{"cmd": "handler"}}}}
@@ -565,11 +570,11 @@ func TestCancelStopsNewTasksButRunsHandlers(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var handlerCtxErr error
-	l.fakes["a"].on("deploy", func(context.Context, string, string) (string, string, int, error) {
+	l.fakes["a"].ExpectMatch(`^deploy`).AnyTimes().DoContext(func(context.Context, string, []byte) (string, string, int, error) {
 		cancel() // the operator presses Ctrl-C while this runs
 		return "", "", 0, nil
 	})
-	l.fakes["a"].on("restart", func(hctx context.Context, _, _ string) (string, string, int, error) {
+	l.fakes["a"].ExpectMatch(`^restart`).AnyTimes().DoContext(func(hctx context.Context, _ string, _ []byte) (string, string, int, error) {
 		handlerCtxErr = hctx.Err()
 		return "", "", 0, nil
 	})
@@ -600,11 +605,11 @@ func TestHandlersAfterCancelAreBounded(t *testing.T) {
 	l := newLab(t, "a")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	l.fakes["a"].on("deploy", func(context.Context, string, string) (string, string, int, error) {
+	l.fakes["a"].ExpectMatch(`^deploy`).AnyTimes().DoContext(func(context.Context, string, []byte) (string, string, int, error) {
 		cancel()
 		return "", "", 0, nil
 	})
-	l.fakes["a"].on("hang", func(hctx context.Context, _, _ string) (string, string, int, error) {
+	l.fakes["a"].ExpectMatch(`^hang`).AnyTimes().DoContext(func(hctx context.Context, _ string, _ []byte) (string, string, int, error) {
 		<-hctx.Done()
 		return "", "", 0, hctx.Err()
 	})
@@ -624,7 +629,7 @@ func TestCancelStartsNoFurtherHost(t *testing.T) {
 	defer cancel()
 	var ran atomic.Int32
 	for _, f := range l.fakes {
-		f.on("work", func(context.Context, string, string) (string, string, int, error) {
+		f.ExpectMatch(`^work`).AnyTimes().DoContext(func(context.Context, string, []byte) (string, string, int, error) {
 			ran.Add(1)
 			cancel()
 			return "", "", 0, nil
@@ -643,8 +648,8 @@ func TestCancelStartsNoFurtherHost(t *testing.T) {
 
 func TestNoLogHidesSecrets(t *testing.T) {
 	l := newLab(t, "a")
-	l.fakes["a"].on("use-secret", func(_ context.Context, _, stdin string) (string, string, int, error) {
-		return "got " + stdin, "error near " + stdin, 1, nil
+	l.fakes["a"].ExpectMatch(`^use-secret`).AnyTimes().DoContext(func(_ context.Context, _ string, stdin []byte) (string, string, int, error) {
+		return "got " + string(stdin), "error near " + string(stdin), 1, nil
 	})
 	l.eng.Diff = true
 	tasks := []Task{
@@ -665,12 +670,12 @@ func TestNoLogHidesSecrets(t *testing.T) {
 	if got := l.rec.results("secret cmd")["a"].Msg; got != "the output has been hidden due to no_log: true" {
 		t.Fatalf("no_log message %q", got)
 	}
-	for _, c := range l.fakes["a"].callList() {
+	for _, c := range callList(l.fakes["a"]) {
 		if strings.Contains(c, sentinel) {
 			t.Fatalf("secret in a command line: %q", c)
 		}
 	}
-	if f, _ := l.fakes["a"].file("/etc/default/minkms"); f == nil || string(f.data) != "KEY="+sentinel+"\n" {
+	if f, ok := l.fakes["a"].File("/etc/default/minkms"); !ok || f.Content != "KEY="+sentinel+"\n" {
 		t.Fatal("secret file not written")
 	}
 }
@@ -678,7 +683,7 @@ func TestNoLogHidesSecrets(t *testing.T) {
 func TestRedactorMasksOutput(t *testing.T) {
 	l := newLab(t, "a")
 	l.eng.Redactor = redact.New(sentinel)
-	l.fakes["a"].reply("leak", sentinel+"\n", 2)
+	l.fakes["a"].ExpectMatch(`^leak`).AnyTimes().Stdout(sentinel+"\n").Exit(2)
 	_, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l.hosts("a"), Tasks: []Task{sh("leak", "leak")}}})
 	if err == nil {
 		t.Fatal("want failure")
@@ -691,10 +696,10 @@ func TestRedactorMasksOutput(t *testing.T) {
 
 func TestCheckModeRunsPlanOnly(t *testing.T) {
 	l := newLab(t, "a")
-	l.fakes["a"].putFile("/etc/app.conf", "old\n", 0o644)
-	l.fakes["a"].units["minkms.service"] = &fakeUnit{}
+	l.fakes["a"].SetFile("/etc/app.conf", "old\n", 0o644)
+	l.fakes["a"].SetUnit("minkms.service", fake.Unit{})
 	l.eng.Check, l.eng.Diff = true, true
-	before := l.fakes["a"].snapshot()
+	before := l.fakes["a"].Snapshot()
 	tasks := []Task{
 		sh("cmd", "rm -rf /"),
 		{Name: "guarded", Module: "command", Args: map[string]any{"cmd": "make-thing", "creates": "/opt/thing"}},
@@ -712,10 +717,10 @@ func TestCheckModeRunsPlanOnly(t *testing.T) {
 	if got := l.rec.trace(); !slices.Equal(got, want) {
 		t.Fatalf("trace %v, want %v", got, want)
 	}
-	if after := l.fakes["a"].snapshot(); after != before {
+	if after := l.fakes["a"].Snapshot(); after != before {
 		t.Fatalf("check mode changed the host:\n%s\n---\n%s", before, after)
 	}
-	for _, c := range l.fakes["a"].callList() {
+	for _, c := range callList(l.fakes["a"]) {
 		if c == "rm -rf /" || c == "make-thing" || strings.HasPrefix(c, "upload") || strings.Contains(c, "systemctl start") {
 			t.Fatalf("check mode ran %q", c)
 		}
@@ -730,7 +735,7 @@ func TestCheckModeRunsPlanOnly(t *testing.T) {
 
 func TestTaskCheckModeOverride(t *testing.T) {
 	l := newLab(t, "a")
-	l.fakes["a"].reply("systemctl is-active", "active\n", 0)
+	l.fakes["a"].ExpectMatch(`^systemctl is-active`).AnyTimes().Stdout("active\n").Exit(0)
 	l.eng.Check = true
 	tasks := []Task{
 		{Name: "probe", Module: "shell", Args: map[string]any{"cmd": "systemctl is-active minkms"}, CheckMode: ptr(false), Register: "st", ChangedWhen: "false"},
@@ -743,7 +748,7 @@ func TestTaskCheckModeOverride(t *testing.T) {
 	if got := l.rec.trace(); !slices.Equal(got, []string{"probe/a=ok", "use/a=ok", "mutate/a=skipped"}) {
 		t.Fatalf("trace %v", got)
 	}
-	if slices.Contains(l.fakes["a"].callList(), "reboot") {
+	if slices.Contains(callList(l.fakes["a"]), "reboot") {
 		t.Fatal("check mode ran a mutation")
 	}
 	l2 := newLab(t, "a")
@@ -752,14 +757,14 @@ func TestTaskCheckModeOverride(t *testing.T) {
 	if err != nil || l2.rec.results("always plan")["a"].Status != StatusChanged {
 		t.Fatalf("%v %v", err, l2.rec.trace())
 	}
-	if _, ok := l2.fakes["a"].file("/etc/x"); ok {
+	if _, ok := l2.fakes["a"].File("/etc/x"); ok {
 		t.Fatal("check_mode: true wrote a file")
 	}
 }
 
 func TestDiffNeverForSecretFiles(t *testing.T) {
 	l := newLab(t, "a")
-	l.fakes["a"].putFile("/etc/default/minkms", "MINIO_KMS_HSM_KEY=old-"+sentinel+"\n", 0o600)
+	l.fakes["a"].SetFile("/etc/default/minkms", "MINIO_KMS_HSM_KEY=old-"+sentinel+"\n", 0o600)
 	l.eng.Diff = true
 	tasks := []Task{
 		{Name: "env", Module: "copy", Args: map[string]any{"content": "MINIO_KMS_HSM_KEY=" + sentinel + "\n", "dest": "/etc/default/minkms", "secret": true}},
@@ -781,7 +786,7 @@ func TestDiffNeverForSecretFiles(t *testing.T) {
 	if strings.Contains(l.rec.all(), sentinel) {
 		t.Fatal("secret in events")
 	}
-	if f, _ := l.fakes["a"].file("/etc/default/other"); f == nil || f.mode != 0o600 || !strings.Contains(string(f.data), sentinel) {
+	if f, ok := l.fakes["a"].File("/etc/default/other"); !ok || f.Mode != 0o600 || !strings.Contains(f.Content, sentinel) {
 		t.Fatalf("template result %+v", f)
 	}
 }

@@ -584,5 +584,13 @@ func (c *Conn) Close() error {
 	return c.record(Call{Kind: KindClose})
 }
 
+// Reopen makes a closed fake usable again, as a new connection to the same
+// host would be: files, units, expectations and recorded calls stay.
+func (c *Conn) Reopen() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = false
+}
+
 // ErrClosed is returned (wrapped) by calls on a closed fake.
 var ErrClosed = errors.New("fake connection closed")

@@ -150,6 +150,10 @@ func TestUnreachableAndClosed(t *testing.T) {
 	if err := c.Run(ctx, "true", nil, nil, nil); !errors.Is(err, fake.ErrClosed) {
 		t.Errorf("after Close: %v", err)
 	}
+	c.Reopen()
+	if err := c.Run(ctx, "true", nil, nil, nil); err != nil {
+		t.Errorf("after Reopen: %v", err)
+	}
 }
 
 type failingReader struct {
@@ -422,7 +426,7 @@ func TestCallString(t *testing.T) {
 	c := fake.New(t, "node1")
 	ctx := context.Background()
 	c.Run(ctx, "true", nil, nil, nil)
-	c.Upload(ctx, "/tmp/x", strings.NewReader("x"), 0o600, "")
+	c.Upload(ctx, "/tmp/x", strings.NewReader("x"), "", 0o600, "")
 	c.DialTCP(ctx, "127.0.0.1:7373")
 	c.Close()
 	var got []string
