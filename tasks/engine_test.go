@@ -683,7 +683,7 @@ func TestNoLogHidesSecrets(t *testing.T) {
 func TestRedactorMasksOutput(t *testing.T) {
 	l := newLab(t, "a")
 	l.eng.Redactor = redact.New(sentinel)
-	l.fakes["a"].ExpectMatch(`^leak`).AnyTimes().Stdout(sentinel+"\n").Exit(2)
+	l.fakes["a"].ExpectMatch(`^leak`).AnyTimes().Stdout(sentinel + "\n").Exit(2)
 	_, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l.hosts("a"), Tasks: []Task{sh("leak", "leak")}}})
 	if err == nil {
 		t.Fatal("want failure")
