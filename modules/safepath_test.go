@@ -7,6 +7,7 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/kmsctl/kmsctl/remote/fake"
 	"github.com/kmsctl/kmsctl/safepath"
 	"github.com/kmsctl/kmsctl/tasks"
 )
@@ -22,13 +23,13 @@ var layout = map[string]any{
 // *safepath.Error and change nothing on the host.
 func refusedOnHost(t *testing.T, m tasks.Module, args map[string]any, files fstest.MapFS) {
 	t.Helper()
-	f := newFake(t, "h")
+	f := fake.New(t, "h")
 	for _, d := range []string{"/etc/minkms/certs", "/etc/pam.d", "/root/.ssh", "/var/lib/dpkg", "/lib/systemd", "/opt/minkms/certs", "/opt/minkms/bin", "/home/alice/.ssh"} {
-		f.mkdirAll(d)
+		f.MkdirAll(d)
 	}
-	f.putFile("/etc/default/minkms", "MINIO_KMS_HSM_KEY="+sentinel, 0o600)
-	f.putFile("/opt/minkms/env", "MINIO_KMS_HSM_KEY="+sentinel, 0o600)
-	before := f.snapshot()
+	f.SetFile("/etc/default/minkms", "MINIO_KMS_HSM_KEY="+sentinel, 0o600)
+	f.SetFile("/opt/minkms/env", "MINIO_KMS_HSM_KEY="+sentinel, 0o600)
+	before := f.Snapshot()
 	for _, run := range []func(context.Context, *tasks.Env) (tasks.Result, error){m.Plan, m.Apply} {
 		e := testEnv(f, args)
 		e.Vars, e.Files = layout, files
@@ -38,10 +39,10 @@ func refusedOnHost(t *testing.T, m tasks.Module, args map[string]any, files fste
 			t.Errorf("%v: %v, want a *safepath.Error", args, err)
 		}
 	}
-	if f.snapshot() != before {
+	if f.Snapshot() != before {
 		t.Errorf("%v: a refused operation changed the host", args)
 	}
-	for _, c := range f.callList() {
+	for _, c := range callList(f) {
 		if strings.HasPrefix(c, "rm") || strings.HasPrefix(c, "ch") || strings.HasPrefix(c, "upload") {
 			t.Errorf("%v: ran %q", args, c)
 		}
@@ -59,9 +60,9 @@ func TestFileDangerousPathRule(t *testing.T) {
 		refusedOnHost(t, fileModule{}, map[string]any{"path": p, "state": "absent"}, nil)
 		refusedOnHost(t, fileModule{}, map[string]any{"path": p, "state": "directory", "owner": "x", "recurse": true}, nil)
 	}
-	f := newFake(t, "h")
-	f.mkdirAll("/mnt/kms")
-	f.mkdirAll("/opt/minkms/data")
+	f := fake.New(t, "h")
+	f.MkdirAll("/mnt/kms")
+	f.MkdirAll("/opt/minkms/data")
 	for _, p := range []string{"/mnt/data/../kms", "/opt/minkms/data"} {
 		e := testEnv(f, map[string]any{"path": p, "state": "absent"})
 		e.Vars = layout
@@ -69,7 +70,7 @@ func TestFileDangerousPathRule(t *testing.T) {
 			t.Errorf("remove %s: %v", p, err)
 		}
 	}
-	if calls := strings.Join(f.callList(), "\n"); !strings.Contains(calls, "rm -rf -- /mnt/kms") || !strings.Contains(calls, "rm -rf -- /opt/minkms/data") {
+	if calls := strings.Join(callList(f), "\n"); !strings.Contains(calls, "rm -rf -- /mnt/kms") || !strings.Contains(calls, "rm -rf -- /opt/minkms/data") {
 		t.Errorf("calls:\n%s", calls)
 	}
 }
