@@ -25,15 +25,17 @@ type Key struct {
 }
 
 // Parse decodes "hsm:aes256:" followed by the standard, padded base64 of
-// exactly 32 bytes. Surrounding whitespace is ignored. Errors never contain
-// the input.
+// exactly 32 bytes. Surrounding whitespace is ignored; whitespace inside is
+// an error. Errors never contain the input.
 func Parse(text string) (Key, error) {
 	text = strings.TrimSpace(text)
 	if !strings.HasPrefix(text, Prefix) {
 		return Key{}, fmt.Errorf("parse HSM key: %w: want prefix %q", ErrMalformed, Prefix)
 	}
-	raw, err := base64.StdEncoding.Strict().DecodeString(text[len(Prefix):])
-	if err != nil {
+	payload := text[len(Prefix):]
+	// Strict decoding still skips line breaks; a key is one unbroken token.
+	raw, err := base64.StdEncoding.Strict().DecodeString(payload)
+	if err != nil || strings.ContainsAny(payload, "\r\n") {
 		return Key{}, fmt.Errorf("parse HSM key: %w: payload is not standard base64", ErrMalformed)
 	}
 	if len(raw) != 32 {

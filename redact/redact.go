@@ -5,8 +5,9 @@ package redact
 
 import (
 	"bytes"
+	"cmp"
 	"io"
-	"sort"
+	"slices"
 	"sync"
 )
 
@@ -21,7 +22,8 @@ const minSecretLen = 6
 // use; the zero value is not usable, call New.
 type Redactor struct {
 	mu      sync.RWMutex
-	secrets [][]byte // longest first, so that a secret containing another is masked whole
+	secrets [][]byte
+	maxLen  int // length of the longest secret
 }
 
 // New returns a Redactor that masks the given secrets.
@@ -46,7 +48,7 @@ func (r *Redactor) Add(secret string) {
 		}
 	}
 	r.secrets = append(r.secrets, []byte(secret))
-	sort.Slice(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
+	r.maxLen = max(r.maxLen, len(secret))
 }
 
 // String masks every registered secret in s.
@@ -89,14 +91,10 @@ func (r *Redactor) scan(b []byte) ([]span, int) {
 			i += j + 1 // occurrences of one secret may overlap
 		}
 	}
-	maxLen := 0
-	if len(r.secrets) > 0 {
-		maxLen = len(r.secrets[0])
-	}
 	if len(found) == 0 {
-		return nil, maxLen
+		return nil, r.maxLen
 	}
-	sort.Slice(found, func(i, j int) bool { return found[i].start < found[j].start })
+	slices.SortFunc(found, func(a, b span) int { return cmp.Compare(a.start, b.start) })
 	merged := found[:1]
 	for _, sp := range found[1:] {
 		last := &merged[len(merged)-1]
@@ -106,12 +104,12 @@ func (r *Redactor) scan(b []byte) ([]span, int) {
 		}
 		merged = append(merged, sp)
 	}
-	return merged, maxLen
+	return merged, r.maxLen
 }
 
 // maskSpans returns a copy of b with each span replaced by Mask.
 func maskSpans(b []byte, spans []span) []byte {
-	out := make([]byte, 0, len(b)+len(spans)*len(Mask))
+	out := make([]byte, 0, len(b))
 	at := 0
 	for _, sp := range spans {
 		out = append(out, b[at:sp.start]...)
@@ -147,15 +145,14 @@ func (w *writer) Write(p []byte) (int, error) {
 	cut := max(len(buf)-max(maxLen-1, 0), 0)
 	// Keep back a stretch of secrets that reaches past cut: a later
 	// occurrence could overlap it and must then share its mask.
-	var done []span
-	for _, sp := range spans {
-		if sp.end > cut {
-			cut = min(cut, sp.start)
-			break
-		}
-		done = append(done, sp)
+	done := 0
+	for done < len(spans) && spans[done].end <= cut {
+		done++
 	}
-	out := maskSpans(buf[:cut], done)
+	if done < len(spans) {
+		cut = min(cut, spans[done].start)
+	}
+	out := maskSpans(buf[:cut], spans[:done])
 	w.tail = append([]byte(nil), buf[cut:]...)
 	if len(out) > 0 {
 		if _, err := w.w.Write(out); err != nil {

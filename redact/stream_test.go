@@ -162,6 +162,22 @@ func TestWriterHoldsBackOnlyATail(t *testing.T) {
 	}
 }
 
+// TestWriterFlushesAFinishedMask: a secret that ends exactly where the
+// held-back tail begins is masked and passed on at once, not held back.
+func TestWriterFlushesAFinishedMask(t *testing.T) {
+	r := New("0123456789") // a tail of 9 bytes
+	var out bytes.Buffer
+	w := r.Writer(&out)
+	w.Write([]byte("xx0123456789abcdefghi"))
+	if want := "xx" + Mask; out.String() != want {
+		t.Fatalf("after the write: %q, want %q", out.String(), want)
+	}
+	w.Close()
+	if want := "xx" + Mask + "abcdefghi"; out.String() != want {
+		t.Fatalf("after Close: %q, want %q", out.String(), want)
+	}
+}
+
 // TestWriterErrors: an error of the underlying writer is returned, from
 // Write and from Close.
 func TestWriterErrors(t *testing.T) {
@@ -259,4 +275,11 @@ func FuzzWriterMatchesString(f *testing.F) {
 			t.Fatalf("secrets %q, chunks %q:\nstream %q\nString %q", secrets, chunks, got, want)
 		}
 	})
+}
+
+// TestMaskIsDocumented: the README and users' log searches rely on the mask's text.
+func TestMaskIsDocumented(t *testing.T) {
+	if Mask != "[REDACTED]" {
+		t.Fatalf("Mask = %q; the README documents [REDACTED]", Mask)
+	}
 }

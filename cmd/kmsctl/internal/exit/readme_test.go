@@ -122,3 +122,17 @@ func TestCodeLiterals(t *testing.T) {
 		t.Errorf("Code(Usagef(...)) = %d, want 1", got)
 	}
 }
+
+// TestMessages: an Error shows its wrapped error's message, or its code when
+// it wraps none; Silent names its code.
+func TestMessages(t *testing.T) {
+	if got := (&Error{Code: 4}).Error(); got != "exit code 4" {
+		t.Errorf("Error without a wrapped error = %q", got)
+	}
+	if got := With(2, os.ErrNotExist).Error(); got != os.ErrNotExist.Error() {
+		t.Errorf("With(2, err).Error() = %q, want the wrapped message", got)
+	}
+	if got := (Silent{Code: 3}).Error(); got != "exit code 3" {
+		t.Errorf("Silent.Error() = %q", got)
+	}
+}
