@@ -136,3 +136,37 @@ func findCommand(cmds []*cli.Command, name string) *cli.Command {
 	}
 	return nil
 }
+
+// globalFlagValue returns the last value args (program name first) give
+// the global flag name, "" when none. It reads args as reorderArgs does,
+// without parsing them, so that it answers even for arguments that fail
+// to parse (run needs --output to end a usage error in JSON).
+func globalFlagValue(app *cli.App, args []string, name string) string {
+	want := findFlag(app.Flags, name)
+	value := ""
+	for i := 1; i < len(args); i++ {
+		tok := args[i]
+		if tok == "--" {
+			break
+		}
+		if len(tok) < 2 || tok[0] != '-' {
+			continue
+		}
+		n, hasValue := flagName(tok)
+		f := findFlag(app.Flags, n)
+		if f == nil || !takesValue(f) {
+			continue
+		}
+		v := ""
+		if hasValue {
+			v = tok[strings.IndexByte(tok, '=')+1:]
+		} else if i+1 < len(args) {
+			i++
+			v = args[i]
+		}
+		if f == want {
+			value = v
+		}
+	}
+	return value
+}

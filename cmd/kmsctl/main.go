@@ -49,6 +49,8 @@ type env struct {
 	terminal bool
 	// width is the terminal's width in columns (0 = unknown).
 	width int
+	// end is the run_end of this invocation (set by run).
+	end *runEnd
 }
 
 func main() {
@@ -84,12 +86,20 @@ func main() {
 
 // run runs kmsctl with args (args[0] is the program name) and returns the
 // exit code. Errors are printed on e.stderr, except those already shown.
+//
+// With --output json, stdout ends with a run_end event (see runEnd), also
+// for usage and validation errors.
 func run(ctx context.Context, e env, args []string) int {
+	e.end = newRunEnd(e.stdout, false)
 	app := newApp(e)
+	e.end.json = globalFlagValue(app, args, "output") == "json"
 	err := app.RunContext(ctx, reorderArgs(app, args))
 	code := exit.Code(err)
+	msg := ""
 	if err != nil && !exit.IsSilent(err) {
-		fmt.Fprintf(e.stderr, "kmsctl: %s\n", newRedactor(e).String(err.Error()))
+		msg = newRedactor(e).String(err.Error())
+		fmt.Fprintf(e.stderr, "kmsctl: %s\n", msg)
 	}
+	e.end.write(code, msg, nil)
 	return code
 }

@@ -50,6 +50,8 @@ func testEnv(t *testing.T) *testEnvT {
 		getenv:   func(k string) string { return te.vars[k] },
 		stateDir: filepath.Join(t.TempDir(), "state"),
 	}
+	// run sets its own; this one is for tests that call commands directly.
+	te.end = newRunEnd(te.out, false)
 	return te
 }
 

@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/urfave/cli/v2"
 
@@ -64,6 +68,11 @@ func play(ctx context.Context, e env, o options, name string, po playOptions) er
 		return exit.With(exit.Usage, err)
 	}
 	if po.SyntaxCheck {
+		if o.Output == "json" {
+			e.end.events()
+			jsonLine(e.stdout, "syntax_check").Str("playbook", pb.Name).Int("plays", len(pb.Plays)).Send()
+			return nil
+		}
 		_, err := fmt.Fprintf(e.stdout, "playbook %s: %s, syntax OK\n", pb.Name, output.Count(len(pb.Plays), "play"))
 		return err
 	}
@@ -76,6 +85,17 @@ func play(ctx context.Context, e env, o options, name string, po playOptions) er
 		return exit.With(exit.Usage, err)
 	}
 	if po.ListHosts {
+		if o.Output == "json" {
+			e.end.events()
+			for _, p := range plays {
+				hosts := make([]string, len(p.Hosts))
+				for i, h := range p.Hosts {
+					hosts[i] = h.Name
+				}
+				jsonLine(e.stdout, "list_hosts").Str("play", p.Name).Str("pos", p.Pos).Strs("hosts", hosts).Send()
+			}
+			return nil
+		}
 		for _, p := range plays {
 			fmt.Fprintf(e.stdout, "play %q (%s): %s\n", p.Name, p.Pos, output.Count(len(p.Hosts), "host"))
 			for _, h := range p.Hosts {
@@ -90,6 +110,13 @@ func play(ctx context.Context, e env, o options, name string, po playOptions) er
 	}
 	r.engine.Tags, r.engine.SkipTags = po.Tags, po.SkipTags
 	return r.run(ctx, plays)
+}
+
+// jsonLine starts a JSON event line on w, as the engine's events are
+// written with --output json.
+func jsonLine(w io.Writer, event string) *zerolog.Event {
+	l := zerolog.New(w)
+	return l.Info().Str("event", event).Str("time", time.Now().UTC().Format(output.TimeFormat))
 }
 
 // splitList splits comma-separated flag values ("a,b" "c" → a b c).

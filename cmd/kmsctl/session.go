@@ -70,6 +70,7 @@ func newSession(e env, o options, command string) (*session, error) {
 		return nil, err
 	}
 	s.log = log
+	e.end.started(log.Path)
 	level := zerolog.WarnLevel
 	switch {
 	case o.Verbosity == 1:
@@ -127,32 +128,32 @@ func redactEvent(red *redact.Redactor, e tasks.Event) tasks.Event {
 
 // finish ends the session: it stops the display, records the outcome in the
 // run log, prints every host error on stderr and, on failure, where the run
-// log is. It returns err mapped to an exit code.
+// log is; run_end (--output json) gets the run log and the same messages.
+// It returns err mapped to an exit code.
 func (s *session) finish(err error) error {
 	s.display.Close()
 	code := exit.Code(err)
+	var shown []string
 	if err != nil {
 		s.logger.Info().Err(err).Int("exit_code", code).Dur("duration_ms", time.Since(s.start)).Msg("run ended")
 		var re *tasks.RunError
 		if errors.As(err, &re) {
 			for _, h := range re.Hosts {
-				fmt.Fprintf(s.e.stderr, "kmsctl: %s\n", s.red.String(h.Error()))
+				shown = append(shown, s.red.String(h.Error()))
 			}
 			if re.Cancelled != nil {
-				fmt.Fprintf(s.e.stderr, "kmsctl: %s\n", s.red.String(s.cancelMessage(re)))
+				shown = append(shown, s.red.String(s.cancelMessage(re)))
 			}
 		} else if !exit.IsSilent(err) {
-			fmt.Fprintf(s.e.stderr, "kmsctl: %s\n", s.red.String(err.Error()))
+			shown = append(shown, s.red.String(err.Error()))
+		}
+		for _, m := range shown {
+			fmt.Fprintf(s.e.stderr, "kmsctl: %s\n", m)
 		}
 	} else {
 		s.logger.Info().Int("exit_code", 0).Dur("duration_ms", time.Since(s.start)).Msg("run ended")
 	}
-	if s.o.Output == "json" {
-		// Programs get the outcome and the run log in the same stream.
-		out := zerolog.New(s.e.stdout)
-		out.Info().Str("event", "run_end").Str("time", time.Now().UTC().Format(output.TimeFormat)).Int("exit_code", code).
-			Str("run_log", s.log.Path).Dur("duration_ms", time.Since(s.start)).Send()
-	}
+	s.e.end.shown(strings.Join(shown, "\n"))
 	if cerr := s.log.Close(); cerr != nil && err == nil {
 		return exit.With(exit.Usage, cerr)
 	}
