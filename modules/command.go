@@ -21,14 +21,14 @@ import (
 type commandModule struct{}
 
 var cmdArgs = map[string]tasks.ArgSpec{
-	"creates": {Type: tasks.ArgString},
-	"removes": {Type: tasks.ArgString},
-	"chdir":   {Type: tasks.ArgString},
+	"creates": {Type: tasks.ArgString, CmdLine: true},
+	"removes": {Type: tasks.ArgString, CmdLine: true},
+	"chdir":   {Type: tasks.ArgString, CmdLine: true},
 	"stdin":   {Type: tasks.ArgString},
 }
 
 func (commandModule) Spec() tasks.Spec {
-	a := map[string]tasks.ArgSpec{"cmd": {Type: tasks.ArgString}, "argv": {Type: tasks.ArgList}}
+	a := map[string]tasks.ArgSpec{"cmd": {Type: tasks.ArgString, CmdLine: true}, "argv": {Type: tasks.ArgList, CmdLine: true}}
 	for k, v := range cmdArgs {
 		a[k] = v
 	}
@@ -76,7 +76,7 @@ func (m commandModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result,
 type shellModule struct{}
 
 func (shellModule) Spec() tasks.Spec {
-	a := map[string]tasks.ArgSpec{"cmd": {Type: tasks.ArgString, Required: true}}
+	a := map[string]tasks.ArgSpec{"cmd": {Type: tasks.ArgString, Required: true, CmdLine: true}}
 	for k, v := range cmdArgs {
 		a[k] = v
 	}

@@ -28,16 +28,18 @@ const maxDiffSize = 1 << 20
 // It compares the remote sha256 (Conn.Checksum) with the local one and
 // uploads only when they differ, atomically (Conn.Upload: temp file,
 // fsync, rename, checksum verified); mode, owner and group are then
-// enforced. secret: true marks the content as secret: no diff, mode 0600
-// by default for new files.
+// enforced. secret: true marks the content as secret, and so does content
+// that holds or was computed from a secret variable (content: "key: {{
+// kms_api_key }}"): no diff, and mode 0600 unless mode is given (an
+// existing file loses its group and other bits).
 type copyModule struct{}
 
 var fileAttrArgs = map[string]tasks.ArgSpec{
-	"dest":     {Type: tasks.ArgString, Required: true},
-	"validate": {Type: tasks.ArgString},
-	"mode":     {Type: tasks.ArgMode},
-	"owner":    {Type: tasks.ArgString},
-	"group":    {Type: tasks.ArgString},
+	"dest":     {Type: tasks.ArgString, Required: true, CmdLine: true},
+	"validate": {Type: tasks.ArgString, CmdLine: true},
+	"mode":     {Type: tasks.ArgMode, CmdLine: true},
+	"owner":    {Type: tasks.ArgString, CmdLine: true},
+	"group":    {Type: tasks.ArgString, CmdLine: true},
 	"secret":   {Type: tasks.ArgBool},
 }
 
@@ -57,7 +59,9 @@ func (copyModule) source(env *tasks.Env) (payload, string, error) {
 	}
 	if env.Args.Has("content") {
 		s, err := env.Args.String("content")
-		return memPayload([]byte(s)), dest, err
+		pl := memPayload([]byte(s))
+		pl.secret = env.Secret["content"]
+		return pl, dest, err
 	}
 	src, err := env.Args.String("src")
 	if err != nil {
@@ -151,6 +155,7 @@ func planPut(ctx context.Context, env *tasks.Env, dest string, data payload) (pu
 	if err != nil {
 		return putPlan{}, err
 	}
+	secret = secret || data.secret
 	sum := data.sum
 	p := putPlan{dest: dest}
 	p.result.Data = map[string]any{"dest": dest, "checksum": sum, "size": data.size}
@@ -160,6 +165,13 @@ func planPut(ctx context.Context, env *tasks.Env, dest string, data payload) (pu
 	}
 	if ok && fi.IsDir() {
 		return p, fmt.Errorf("dest %s is a directory; name the file", dest)
+	}
+	if secret && !at.hasMode {
+		// Secret content is for its owner alone unless a mode says otherwise.
+		at.hasMode, at.mode = true, 0o600
+		if ok {
+			at.mode = modeBits(fi.Mode()) &^ 0o077
+		}
 	}
 	var what []string
 	if !ok {
@@ -180,8 +192,6 @@ func planPut(ctx context.Context, env *tasks.Env, dest string, data payload) (pu
 		p.perm = at.mode
 	case ok:
 		p.perm = modeBits(fi.Mode())
-	case secret:
-		p.perm = 0o600
 	default:
 		p.perm = 0o644
 	}

@@ -26,7 +26,7 @@ type fetchModule struct{}
 
 func (fetchModule) Spec() tasks.Spec {
 	return tasks.Spec{Args: map[string]tasks.ArgSpec{
-		"src":  {Type: tasks.ArgString, Required: true},
+		"src":  {Type: tasks.ArgString, Required: true, CmdLine: true},
 		"dest": {Type: tasks.ArgString, Required: true},
 		"flat": {Type: tasks.ArgBool},
 	}}

@@ -21,11 +21,11 @@ type fileModule struct{}
 
 func (fileModule) Spec() tasks.Spec {
 	return tasks.Spec{Args: map[string]tasks.ArgSpec{
-		"path":    {Type: tasks.ArgString, Required: true},
+		"path":    {Type: tasks.ArgString, Required: true, CmdLine: true},
 		"state":   {Type: tasks.ArgString},
-		"mode":    {Type: tasks.ArgMode},
-		"owner":   {Type: tasks.ArgString},
-		"group":   {Type: tasks.ArgString},
+		"mode":    {Type: tasks.ArgMode, CmdLine: true},
+		"owner":   {Type: tasks.ArgString, CmdLine: true},
+		"group":   {Type: tasks.ArgString, CmdLine: true},
 		"recurse": {Type: tasks.ArgBool},
 	}}
 }

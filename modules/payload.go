@@ -24,6 +24,9 @@ type payload struct {
 	size int64
 	sum  string // hex sha256
 	data []byte // in-memory content, or nil
+	// secret says the content holds or was computed from a secret
+	// (tasks.Env.Secret): it is written 0600 and never diffed.
+	secret bool
 }
 
 func memPayload(b []byte) payload {

@@ -18,7 +18,7 @@ type serviceModule struct{}
 
 func (serviceModule) Spec() tasks.Spec {
 	return tasks.Spec{Args: map[string]tasks.ArgSpec{
-		"name":          {Type: tasks.ArgString, Required: true},
+		"name":          {Type: tasks.ArgString, Required: true, CmdLine: true},
 		"state":         {Type: tasks.ArgString},
 		"enabled":       {Type: tasks.ArgBool},
 		"daemon_reload": {Type: tasks.ArgBool},

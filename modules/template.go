@@ -9,7 +9,8 @@ import (
 
 // templateModule renders a local pongo2 (Jinja-like) template file with the
 // task's variables and puts the result on the host with copy's semantics
-// (checksum idempotence, atomic upload, mode/owner, secret, diff).
+// (checksum idempotence, atomic upload, mode/owner, secret, diff). Output
+// rendered from a secret is secret content, as copy's (0600, no diff).
 type templateModule struct{}
 
 func (templateModule) Spec() tasks.Spec {
@@ -20,24 +21,26 @@ func (templateModule) Spec() tasks.Spec {
 	return tasks.Spec{Args: a}
 }
 
-func (templateModule) render(env *tasks.Env) ([]byte, string, error) {
+func (templateModule) render(env *tasks.Env) (payload, string, error) {
 	src, err := env.Args.String("src")
 	if err != nil {
-		return nil, "", err
+		return payload{}, "", err
 	}
 	dest, err := env.Args.String("dest")
 	if err != nil {
-		return nil, "", err
+		return payload{}, "", err
 	}
 	tpl, err := env.ReadLocal(src)
 	if err != nil {
-		return nil, "", err
+		return payload{}, "", err
 	}
-	out, err := env.Render(string(tpl))
+	out, secret, err := env.RenderSecret(string(tpl))
 	if err != nil {
-		return nil, "", fmt.Errorf("template %s: %w", src, err)
+		return payload{}, "", fmt.Errorf("template %s: %w", src, err)
 	}
-	return []byte(out), dest, nil
+	pl := memPayload([]byte(out))
+	pl.secret = secret
+	return pl, dest, nil
 }
 
 func (m templateModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
@@ -45,7 +48,7 @@ func (m templateModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result,
 	if err != nil {
 		return tasks.Result{}, err
 	}
-	p, err := planPut(ctx, env, dest, memPayload(data))
+	p, err := planPut(ctx, env, dest, data)
 	return p.result, err
 }
 
@@ -54,5 +57,5 @@ func (m templateModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result
 	if err != nil {
 		return tasks.Result{}, err
 	}
-	return applyPut(ctx, env, dest, memPayload(data))
+	return applyPut(ctx, env, dest, data)
 }

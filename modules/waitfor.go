@@ -31,7 +31,7 @@ func (waitForModule) Spec() tasks.Spec {
 		"port":           {Type: tasks.ArgInt},
 		"host":           {Type: tasks.ArgString},
 		"url":            {Type: tasks.ArgString},
-		"path":           {Type: tasks.ArgString},
+		"path":           {Type: tasks.ArgString, CmdLine: true},
 		"state":          {Type: tasks.ArgString},
 		"timeout":        {Type: tasks.ArgDuration},
 		"delay":          {Type: tasks.ArgDuration},

@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -54,6 +55,22 @@ func (r *Redactor) Add(secret string) {
 // String masks every registered secret in s.
 func (r *Redactor) String(s string) string {
 	return string(r.Bytes([]byte(s)))
+}
+
+// Contains reports whether s holds a registered secret. A nil Redactor
+// holds none.
+func (r *Redactor) Contains(s string) bool {
+	if r == nil {
+		return false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, sec := range r.secrets {
+		if strings.Contains(s, string(sec)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Bytes masks every registered secret in b. Every byte that belongs to an

@@ -62,3 +62,25 @@ func TestNilRedactorIsIdentity(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+func TestContains(t *testing.T) {
+	r := New(sentinel, "abc")
+	for _, c := range []struct {
+		s    string
+		want bool
+	}{
+		{"x " + sentinel + " y", true},
+		{sentinel, true},
+		{sentinel[:len(sentinel)-1], false},
+		{"abc", false}, // too short to be registered
+		{"", false},
+	} {
+		if got := r.Contains(c.s); got != c.want {
+			t.Errorf("Contains(%q) = %v, want %v", c.s, got, c.want)
+		}
+	}
+	var none *Redactor
+	if none.Contains(sentinel) {
+		t.Error("a nil Redactor holds no secret")
+	}
+}

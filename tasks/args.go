@@ -34,6 +34,11 @@ func (t ArgType) String() string {
 type ArgSpec struct {
 	Type     ArgType
 	Required bool
+	// CmdLine says the module puts the value on a remote command line (a
+	// command, a path, a unit or user name): every user of the host can
+	// read it there (ps, /proc/PID/cmdline), so the engine refuses a task
+	// whose value here is, or is computed from, a secret.
+	CmdLine bool
 }
 
 // Spec describes a module's arguments.
@@ -46,6 +51,8 @@ type Spec struct {
 	// Local modules run on the control machine only: the engine does not
 	// connect to the host for them (assert, set_fact).
 	Local bool
+	// SetsFacts says every argument becomes a host variable (set_fact).
+	SetsFacts bool
 }
 
 // checkArgs returns the problems of args against spec.

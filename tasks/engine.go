@@ -39,8 +39,15 @@ type Engine struct {
 	Become func(c Conn, user string) Conn
 	// Sink receives events (nil = none). Calls are serialised.
 	Sink Sink
-	// Redactor masks secrets in every message, output and diff (nil = none).
+	// Redactor masks secrets in every message, output and diff (nil = a
+	// redactor of the run's own). The engine registers with it the values
+	// of variables named as secrets (Secret) and every value computed from
+	// a secret (see package doc, Secrets).
 	Redactor *redact.Redactor
+	// Secret reports whether a variable of this name holds a secret
+	// (inventory.IsSecret); nil = only the values registered with Redactor
+	// are secret.
+	Secret func(name string) bool
 	// Modules resolves module names (required; package modules registers
 	// the general ones).
 	Modules *Registry
@@ -62,6 +69,7 @@ type hostState struct {
 	conn      Conn
 	connected bool
 	facts     map[string]any  // registered results and set_fact, kept across plays
+	derived   map[string]bool // facts computed from secrets
 	notified  map[string]bool // handlers owed, per play batch
 	failed    bool            // dropped out: a task failed
 	down      bool            // dropped out: unreachable
@@ -74,6 +82,7 @@ type run struct {
 	e     *Engine
 	mods  *Registry
 	ev    evaluator
+	sec   secrets
 	sums  sync.Map
 	sem   chan struct{}
 	recap Recap

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -22,10 +23,11 @@ type outcome struct {
 	res         Result
 	err         error // why it failed, if it did
 	unreachable bool
+	derived     bool // an argument was computed from a secret: so are the facts set
 }
 
 // runTask runs one task on one host and records the outcome.
-func (r *run) runTask(ctx context.Context, p Play, t Task, hs *hostState, hostvars map[string]any) {
+func (r *run) runTask(ctx context.Context, p Play, t Task, hs *hostState, hostvars scope) {
 	start := time.Now()
 	out := r.execute(ctx, p, t, hs, hostvars)
 	res := out.res
@@ -47,6 +49,13 @@ func (r *run) runTask(ctx context.Context, p Play, t Task, hs *hostState, hostva
 	if status != StatusFailed && status != StatusUnreachable && status != StatusSkipped {
 		maps.Copy(hs.facts, res.Facts)
 		hs.lastFacts = res.Facts
+		r.sec.registerNamed(res.Facts, false)
+		for k, v := range res.Facts {
+			if out.derived {
+				r.sec.register(v)
+			}
+			hs.derived[k] = out.derived || r.sec.isNamed(k)
+		}
 	}
 	if status == StatusChanged {
 		for _, n := range t.Notify {
@@ -82,11 +91,11 @@ func (r *run) runTask(ctx context.Context, p Play, t Task, hs *hostState, hostva
 	if t.NoLog {
 		ev.Msg = noLogMsg
 	} else {
-		ev.Msg = r.e.Redactor.String(msg)
-		ev.Stdout = r.e.Redactor.String(res.Stdout)
-		ev.Stderr = r.e.Redactor.String(res.Stderr)
+		ev.Msg = r.sec.red.String(msg)
+		ev.Stdout = r.sec.red.String(res.Stdout)
+		ev.Stderr = r.sec.red.String(res.Stderr)
 		if r.e.Diff {
-			ev.Diff = r.e.Redactor.String(res.Diff)
+			ev.Diff = r.sec.red.String(res.Diff)
 		}
 	}
 	if (status == StatusFailed && !ignored) || status == StatusUnreachable {
@@ -97,7 +106,7 @@ func (r *run) runTask(ctx context.Context, p Play, t Task, hs *hostState, hostva
 		if t.NoLog {
 			err = &maskedError{msg: noLogMsg, err: err}
 		} else {
-			err = &maskedError{msg: r.e.Redactor.String(err.Error()), err: err}
+			err = &maskedError{msg: r.sec.red.String(err.Error()), err: err}
 		}
 		r.errMu.Lock()
 		r.errs = append(r.errs, &HostError{Host: hs.host.Name, Play: p.Name, Task: t.DisplayName(), Pos: t.Pos, Unreachable: status == StatusUnreachable, Err: err})
@@ -121,12 +130,12 @@ func failed(err error) outcome {
 }
 
 // execute evaluates the task's keywords and calls its module.
-func (r *run) execute(ctx context.Context, p Play, t Task, hs *hostState, hostvars map[string]any) outcome {
-	vars := r.vars(p, hs, hostvars)
+func (r *run) execute(ctx context.Context, p Play, t Task, hs *hostState, hostvars scope) outcome {
+	sc := r.scope(p, hs, hostvars)
 	if t.Loop == nil {
-		return r.executeOne(ctx, p, t, hs, vars)
+		return r.executeOne(ctx, p, t, hs, sc)
 	}
-	items, err := r.loopItems(t, vars)
+	items, alts, err := r.loopItems(t, sc)
 	if err != nil {
 		return failed(fmt.Errorf("loop: %w", err))
 	}
@@ -139,17 +148,24 @@ func (r *run) execute(ctx context.Context, p Play, t Task, hs *hostState, hostva
 	var errs []error
 	var diffs []string
 	counts := map[string]int{}
-	for _, item := range items {
+	derived := false
+	for i, item := range items {
 		if ctx.Err() != nil {
 			errs = append(errs, fmt.Errorf("loop interrupted: %w", context.Cause(ctx)))
 			agg.Failed = true
 			break
 		}
-		iv := merge(vars, agg.Facts, map[string]any{loopVar: item})
-		out := r.executeOne(ctx, p, t, hs, iv)
+		isc := sc.with(&r.sec, agg.Facts, nil)
+		var altItem map[string]any
+		if alts != nil {
+			altItem = map[string]any{loopVar: alts[i]}
+		}
+		isc = isc.with(&r.sec, map[string]any{loopVar: item}, altItem)
+		out := r.executeOne(ctx, p, t, hs, isc)
 		if out.unreachable {
 			return out
 		}
+		derived = derived || out.derived
 		rv := out.res.Vars()
 		rv[loopVar] = item
 		rv["item"] = item
@@ -196,28 +212,60 @@ func (r *run) execute(ctx context.Context, p Play, t Task, hs *hostState, hostva
 		if err == nil {
 			err = errors.New(agg.Msg)
 		}
-		return outcome{res: agg, err: err}
+		return outcome{res: agg, err: err, derived: derived}
 	}
-	return outcome{res: agg}
+	return outcome{res: agg, derived: derived}
 }
 
 // loopItems evaluates a task's loop: a list (each item templated), or a
-// string holding an expression or "{{ var }}" that yields a list.
-func (r *run) loopItems(t Task, vars map[string]any) ([]any, error) {
-	var v any = t.Loop
-	if s, ok := t.Loop.(string); ok {
-		x, err := r.ev.eval(s, vars)
-		if err != nil {
-			return nil, err
+// string holding an expression or "{{ var }}" that yields a list. alts
+// are the items as the scope's alt yields them (nil when it has none):
+// each item computed from a secret differs from its alt.
+func (r *run) loopItems(t Task, sc scope) (items, alts []any, err error) {
+	eval := func(vars map[string]any) ([]any, error) {
+		if vars == nil {
+			return nil, nil
 		}
-		v = x
-	} else {
-		x, err := r.ev.renderValue(t.Loop, vars)
-		if err != nil {
-			return nil, err
+		var v any = t.Loop
+		if s, ok := t.Loop.(string); ok {
+			x, err := r.ev.eval(s, vars)
+			if err != nil {
+				return nil, err
+			}
+			v = x
+		} else {
+			x, err := r.ev.renderValue(t.Loop, vars)
+			if err != nil {
+				return nil, err
+			}
+			v = x
 		}
-		v = x
+		return asList(v)
 	}
+	if items, err = eval(sc.vars); err != nil {
+		return nil, nil, err
+	}
+	if sc.alt == nil {
+		return items, nil, nil
+	}
+	alts, err = eval(sc.alt)
+	if err != nil || len(alts) != len(items) {
+		// The list itself depends on a secret: every item is secret.
+		alts = make([]any, len(items))
+		for i, it := range items {
+			alts[i], _ = r.sec.disguise(it, true)
+		}
+	}
+	for i := range items {
+		if !reflect.DeepEqual(items[i], alts[i]) {
+			r.sec.register(items[i])
+		}
+	}
+	return items, alts, nil
+}
+
+// asList converts a loop's value to a list.
+func asList(v any) ([]any, error) {
 	switch l := v.(type) {
 	case []any:
 		return l, nil
@@ -240,7 +288,8 @@ func (r *run) loopItems(t Task, vars map[string]any) ([]any, error) {
 }
 
 // executeOne runs the task once (one loop item) with the given variables.
-func (r *run) executeOne(ctx context.Context, p Play, t Task, hs *hostState, vars map[string]any) outcome {
+func (r *run) executeOne(ctx context.Context, p Play, t Task, hs *hostState, sc scope) outcome {
+	vars := sc.vars
 	if t.When != "" {
 		ok, err := r.ev.evalBool(t.When, vars)
 		if err != nil {
@@ -255,16 +304,20 @@ func (r *run) executeOne(ctx context.Context, p Play, t Task, hs *hostState, var
 		return failed(fmt.Errorf("unknown module %q", t.Module))
 	}
 	spec := mod.Spec()
-	rendered, err := r.ev.renderValue(map[string]any(t.Args), vars)
+	args, secret, err := r.renderArgs(t.Args, sc)
 	if err != nil {
 		return failed(fmt.Errorf("template arguments: %w", err))
 	}
-	args, _ := rendered.(map[string]any)
+	for _, k := range sortedKeys(secret) {
+		if spec.Args[k].CmdLine {
+			return failed(secretOnCommandLine(t, k, secretReads(t.Args[k], sc, hs.derived)))
+		}
+	}
 	if probs := checkArgs(spec, args); len(probs) > 0 {
 		return failed(fmt.Errorf("module %s: %s", t.Module, strings.Join(probs, "; ")))
 	}
 	env := &Env{Host: hs.host, Args: args, Vars: vars, Diff: r.e.Diff && !t.NoLog, NoLog: t.NoLog, Files: p.Files,
-		ev: &r.ev, Memo: &r.sums}
+		Secret: secret, ev: &r.ev, sec: &r.sec, alt: sc.alt, Memo: &r.sums}
 	if !spec.Local {
 		target := hs
 		if t.DelegateTo != "" {
@@ -289,6 +342,15 @@ func (r *run) executeOne(ctx context.Context, p Play, t Task, hs *hostState, var
 		}
 		env.Conn = c
 	}
+	out := r.retry(ctx, mod, t, env)
+	out.derived = len(secret) > 0
+	return out
+}
+
+// retry calls the module until the task's until condition holds, its
+// retries are used up or ctx ends.
+func (r *run) retry(ctx context.Context, mod Module, t Task, env *Env) outcome {
+	vars := env.Vars
 	attempts := 1
 	if t.Until != "" && !r.check(t) {
 		retries := t.Retries

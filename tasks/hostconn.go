@@ -49,7 +49,7 @@ func (r *run) delegate(name string) *hostState {
 	defer r.extraMu.Unlock()
 	hs, ok := r.extra[name]
 	if !ok {
-		hs = &hostState{host: Host{Name: name}, facts: map[string]any{}}
+		hs = &hostState{host: Host{Name: name}, facts: map[string]any{}, derived: map[string]bool{}}
 		r.extra[name] = hs
 	}
 	return hs

@@ -104,8 +104,14 @@ type Env struct {
 	// doing once per run rather than once per host (copy's checksums of
 	// local files). Key it with a type of the module's own. nil = no sharing.
 	Memo *sync.Map
+	// Secret holds the names of the arguments whose value is, holds or was
+	// computed from a secret (see package doc, Secrets): content built
+	// from a secret is written 0600 and never shown in a diff.
+	Secret map[string]bool
 
-	ev *evaluator // the run's; nil (an Env built by hand) = a fresh one per call
+	ev  *evaluator     // the run's; nil (an Env built by hand) = a fresh one per call
+	sec *secrets       // the run's; nil for an Env built by hand
+	alt map[string]any // Vars with every secret disguised; nil when they hold none
 }
 
 // evaluator returns the run's evaluator, or a fresh one for an Env built
@@ -117,14 +123,37 @@ func (e *Env) evaluator() *evaluator {
 	return e.ev
 }
 
-// Eval evaluates an expression (see package doc) against the task's variables.
-func (e *Env) Eval(src string) (any, error) { return e.evaluator().eval(src, e.Vars) }
+// secrets returns the run's secrets, or none for an Env built by hand.
+func (e *Env) secrets() *secrets {
+	if e.sec == nil {
+		return &secrets{}
+	}
+	return e.sec
+}
+
+// Eval evaluates an expression (see package doc) against the task's
+// variables. A value computed from a secret is registered with the
+// redactor, so it is masked wherever it is shown.
+func (e *Env) Eval(src string) (any, error) {
+	v, _, err := evalIn(e.evaluator(), e.secrets(), src, scope{vars: e.Vars, alt: e.alt})
+	return v, err
+}
 
 // EvalBool evaluates an expression that must be true or false.
 func (e *Env) EvalBool(src string) (bool, error) { return e.evaluator().evalBool(src, e.Vars) }
 
-// Render renders a {{ template }} against the task's variables.
-func (e *Env) Render(src string) (string, error) { return e.evaluator().render(src, e.Vars) }
+// Render renders a {{ template }} against the task's variables. Output
+// computed from a secret is registered with the redactor.
+func (e *Env) Render(src string) (string, error) {
+	out, _, err := e.RenderSecret(src)
+	return out, err
+}
+
+// RenderSecret is Render, also reporting whether the output holds or was
+// computed from a secret (the template module writes it 0600, without diff).
+func (e *Env) RenderSecret(src string) (string, bool, error) {
+	return renderIn(e.evaluator(), e.secrets(), src, scope{vars: e.Vars, alt: e.alt})
+}
 
 // ReadLocal reads a file on the machine running kmsctl, resolved like LocalFS.
 func (e *Env) ReadLocal(name string) ([]byte, error) {

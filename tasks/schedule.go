@@ -6,7 +6,6 @@ package tasks
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -26,27 +25,14 @@ import (
 // cancellation; the handlers already owed still run with a fresh context
 // bounded by HandlerTimeout; then the recap is emitted.
 func (e *Engine) Run(ctx context.Context, plays []Play) (Recap, error) {
-	mods := e.Modules
-	if mods == nil {
-		return nil, errors.New("engine has no module registry: set Engine.Modules")
-	}
-	if err := validatePlays(mods, plays); err != nil {
+	r, err := e.newRun(plays)
+	if err != nil {
 		return nil, err
 	}
-	forks := e.Forks
-	if forks <= 0 {
-		forks = DefaultForks
+	if err := r.validate(plays); err != nil {
+		return nil, err
 	}
-	r := &run{e: e, mods: mods, sem: make(chan struct{}, forks), recap: Recap{}, hosts: map[string]*hostState{}, extra: map[string]*hostState{}}
 	start := time.Now()
-	for _, p := range plays {
-		for _, h := range p.Hosts {
-			r.recap.host(h.Name)
-			if _, ok := r.hosts[h.Name]; !ok {
-				r.hosts[h.Name] = &hostState{host: h, facts: map[string]any{}}
-			}
-		}
-	}
 	for _, p := range plays {
 		if ctx.Err() != nil {
 			break
@@ -143,7 +129,7 @@ func (r *run) play(ctx context.Context, p Play) (fatal bool) {
 
 // tasks runs the play's tasks on a batch, and reports whether a failure
 // stopped the play under any_errors_fatal.
-func (r *run) tasks(ctx context.Context, p Play, batch []*hostState, aef bool, hostvars map[string]any) bool {
+func (r *run) tasks(ctx context.Context, p Play, batch []*hostState, aef bool, hostvars scope) bool {
 	for _, t := range p.Tasks {
 		if ctx.Err() != nil {
 			return false
@@ -182,7 +168,7 @@ func (r *run) tasks(ctx context.Context, p Play, batch []*hostState, aef bool, h
 
 // handlers runs the handlers owed by the batch's hosts, in definition order,
 // also on hosts that failed later (never on unreachable ones).
-func (r *run) handlers(ctx context.Context, p Play, batch []*hostState, hostvars map[string]any) {
+func (r *run) handlers(ctx context.Context, p Play, batch []*hostState, hostvars scope) {
 	if ctx.Err() != nil {
 		d := r.e.HandlerTimeout
 		if d <= 0 {
