@@ -10,7 +10,9 @@ import (
 // argument (templated) becomes a variable. It runs on the control machine.
 type setFactModule struct{}
 
-func (setFactModule) Spec() tasks.Spec { return tasks.Spec{AnyArgs: true, Local: true, SetsFacts: true} }
+func (setFactModule) Spec() tasks.Spec {
+	return tasks.Spec{AnyArgs: true, Local: true, SetsFacts: true}
+}
 
 func (m setFactModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	return m.Apply(ctx, env)

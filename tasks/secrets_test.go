@@ -16,7 +16,9 @@ import (
 const apiKey = "k1:SECRET-Api-Key-0123456789ABCDEF"
 
 // isSecretName marks variables as secret by name, as inventory.IsSecret does.
-func isSecretName(n string) bool { return strings.Contains(n, "api_key") || strings.Contains(n, "password") }
+func isSecretName(n string) bool {
+	return strings.Contains(n, "api_key") || strings.Contains(n, "password")
+}
 
 // secretLab is a lab whose engine knows secret names and whose hosts hold kms_api_key.
 func secretLab(t *testing.T, names ...string) (*lab, []Host) {
@@ -213,4 +215,3 @@ func TestSecretContentIsWrittenPrivate(t *testing.T) {
 		t.Fatal("secret in events")
 	}
 }
-
