@@ -2,6 +2,7 @@ package modules
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/kmsctl/kmsctl/tasks"
@@ -19,6 +20,24 @@ func (assertModule) Spec() tasks.Spec {
 		"success_msg": {Type: tasks.ArgString},
 		"quiet":       {Type: tasks.ArgBool},
 	}}
+}
+
+// CheckArgs parses the known expressions of that before any host is touched.
+func (assertModule) CheckArgs(args tasks.Args) error {
+	if !args.Literal("that") {
+		return nil
+	}
+	that, err := args.List("that")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, x := range that {
+		if err := tasks.ParseExpr(x); err != nil {
+			errs = append(errs, fmt.Errorf("that: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (m assertModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {

@@ -35,6 +35,22 @@ func (commandModule) Spec() tasks.Spec {
 	return tasks.Spec{Args: a, ExactlyOneOf: [][]string{{"cmd", "argv"}}}
 }
 
+// CheckArgs splits a known cmd into words before any host is touched (an
+// unclosed quote is found then).
+func (commandModule) CheckArgs(args tasks.Args) error {
+	if !args.Has("cmd") || !args.Literal("cmd") {
+		return nil
+	}
+	cmd, err := args.String("cmd")
+	if err != nil {
+		return err
+	}
+	if _, err := shlex.Split(cmd); err != nil {
+		return fmt.Errorf("split command %q: %w", cmd, err)
+	}
+	return nil
+}
+
 func (commandModule) line(env *tasks.Env) (string, error) {
 	argv, err := env.Args.List("argv")
 	if err != nil {

@@ -51,6 +51,50 @@ func (copyModule) Spec() tasks.Spec {
 	return tasks.Spec{Args: a, ExactlyOneOf: [][]string{{"src", "content"}}}
 }
 
+// CheckLocal checks, before any host is touched, that a known src exists
+// on the control machine.
+func (copyModule) CheckLocal(env *tasks.Env) error {
+	if !env.Args.Has("src") || !env.Args.Literal("src") {
+		return nil
+	}
+	src, err := env.Args.String("src")
+	if err != nil {
+		return err
+	}
+	return checkLocalSrc(env, src)
+}
+
+// checkLocalSrc checks that the local file or directory src exists.
+func checkLocalSrc(env *tasks.Env, src string) error {
+	if src == "" {
+		return errors.New("src is empty")
+	}
+	fsys, name := env.LocalFS(src)
+	if _, err := fs.Stat(fsys, name); err != nil {
+		return fmt.Errorf("src %s: %w on the control machine%s", src, localCause(err), relativeHint(src))
+	}
+	return nil
+}
+
+// localCause is the reason of a local file error, without the path in
+// the file system's own form ("tmp/x" for "/tmp/x"): messages name the
+// path as the playbook gives it.
+func localCause(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// relativeHint says where a relative local path is read from.
+func relativeHint(p string) string {
+	if filepath.IsAbs(p) {
+		return ""
+	}
+	return " (a relative src is read from the playbook's directory)"
+}
+
 // source returns the content to put and the destination path.
 func (copyModule) source(env *tasks.Env) (payload, string, error) {
 	dest, err := env.Args.String("dest")

@@ -96,7 +96,11 @@ func planDir(ctx context.Context, env *tasks.Env, fsys fs.FS, root, base string)
 			}
 			return nil
 		}
-		pl, err := fsPayload(env, fsys, p)
+		shown := p
+		if src, _ := env.Args.String("src"); path.IsAbs(src) {
+			shown = "/" + p // the file system of an absolute src is rooted at /
+		}
+		pl, err := fsPayload(env, fsys, p, shown)
 		if err != nil {
 			return err
 		}

@@ -17,6 +17,21 @@ func (debugModule) Spec() tasks.Spec {
 	return tasks.Spec{Local: true, Args: map[string]tasks.ArgSpec{"msg": {Type: tasks.ArgAny}, "var": {Type: tasks.ArgString}}}
 }
 
+// CheckArgs parses a known var expression before any host is touched.
+func (debugModule) CheckArgs(args tasks.Args) error {
+	if !args.Has("var") || !args.Literal("var") {
+		return nil
+	}
+	v, err := args.String("var")
+	if err != nil {
+		return err
+	}
+	if err := tasks.ParseExpr(v); err != nil {
+		return fmt.Errorf("var: %w", err)
+	}
+	return nil
+}
+
 func (m debugModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	return m.Apply(ctx, env)
 }

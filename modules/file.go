@@ -35,6 +35,9 @@ func (fileModule) Spec() tasks.Spec {
 // that --syntax-check finds it and no host is touched. The host's Key
 // Manager files are known only on the host: Plan and Apply check again.
 func (fileModule) CheckArgs(args tasks.Args) error {
+	if err := checkEnum(args, "state", "file", "directory", "absent", "touch"); err != nil {
+		return err
+	}
 	if !args.Literal("path") || !args.Literal("state") || !args.Literal("recurse") {
 		return nil
 	}

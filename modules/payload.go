@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -44,23 +45,24 @@ type sumKey struct {
 // filePayload describes a local file, resolved like Env.ReadLocal.
 func filePayload(env *tasks.Env, name string) (payload, error) {
 	fsys, fname := env.LocalFS(name)
-	return fsPayload(env, fsys, fname)
+	return fsPayload(env, fsys, fname, name)
 }
 
 // fsPayload describes the file name in fsys, hashing it once per run and
-// file version (size and modification time).
-func fsPayload(env *tasks.Env, fsys fs.FS, name string) (payload, error) {
+// file version (size and modification time). Messages name the file as
+// shown (the path as the playbook gives it).
+func fsPayload(env *tasks.Env, fsys fs.FS, name, shown string) (payload, error) {
 	f, err := fsys.Open(name)
 	if err != nil {
-		return payload{}, fmt.Errorf("open local file: %w", err)
+		return payload{}, fmt.Errorf("open local file: %w", asGiven(err, shown))
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return payload{}, fmt.Errorf("stat local file %s: %w", name, err)
+		return payload{}, fmt.Errorf("stat local file: %w", asGiven(err, shown))
 	}
 	if fi.IsDir() {
-		return payload{}, fmt.Errorf("local file %s is a directory", name)
+		return payload{}, fmt.Errorf("local file %s is a directory", shown)
 	}
 	p := payload{fsys: fsys, name: name, size: fi.Size()}
 	key := sumKey{fsys: fsys, name: name, size: fi.Size(), mtime: fi.ModTime()}
@@ -72,7 +74,7 @@ func fsPayload(env *tasks.Env, fsys fs.FS, name string) (payload, error) {
 	hashFile := func() (string, error) {
 		h := sha256.New()
 		if _, err := io.Copy(h, f); err != nil {
-			return "", fmt.Errorf("read local file %s: %w", name, err)
+			return "", fmt.Errorf("read local file: %w", asGiven(err, shown))
 		}
 		return hex.EncodeToString(h.Sum(nil)), nil
 	}
@@ -147,4 +149,15 @@ func (p payload) bytes() ([]byte, error) {
 		return nil, fmt.Errorf("read local file %s: %w", p.name, err)
 	}
 	return b, nil
+}
+
+// asGiven returns err with the path of a *fs.PathError replaced by name,
+// the path as the playbook gives it ("/tmp/x", where the file system of
+// Env.LocalFS knows it as "tmp/x").
+func asGiven(err error, name string) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return &fs.PathError{Op: pe.Op, Path: name, Err: pe.Err}
+	}
+	return err
 }

@@ -63,7 +63,7 @@ func TestFsPayloadHashesOnceForConcurrentHosts(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p, err := fsPayload(env, cfs, "minkms")
+			p, err := fsPayload(env, cfs, "minkms", "minkms")
 			if err != nil {
 				t.Error(err)
 				return

@@ -25,6 +25,14 @@ func (serviceModule) Spec() tasks.Spec {
 	}}
 }
 
+// serviceStates are the values of state ("" = leave the state alone).
+var serviceStates = []string{"", "started", "stopped", "restarted", "reloaded"}
+
+// CheckArgs checks a known state before any host is touched.
+func (serviceModule) CheckArgs(args tasks.Args) error {
+	return checkEnum(args, "state", serviceStates...)
+}
+
 // unitState is what systemctl show says about a unit.
 type unitState struct {
 	Load, Active, Sub, UnitFile string

@@ -22,6 +22,11 @@ func (statModule) Spec() tasks.Spec {
 	}}
 }
 
+// CheckArgs checks a known checksum_algorithm before any host is touched.
+func (statModule) CheckArgs(args tasks.Args) error {
+	return checkEnum(args, "checksum_algorithm", "sha256")
+}
+
 func (m statModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	return m.Apply(ctx, env)
 }

@@ -21,6 +21,29 @@ func (templateModule) Spec() tasks.Spec {
 	return tasks.Spec{Args: a}
 }
 
+// CheckLocal checks, before any host is touched, that a known src exists
+// on the control machine and is a template that parses.
+func (templateModule) CheckLocal(env *tasks.Env) error {
+	if !env.Args.Literal("src") {
+		return nil
+	}
+	src, err := env.Args.String("src")
+	if err != nil {
+		return err
+	}
+	if err := checkLocalSrc(env, src); err != nil {
+		return err
+	}
+	tpl, err := env.ReadLocal(src)
+	if err != nil {
+		return err
+	}
+	if err := tasks.ParseTemplate(string(tpl)); err != nil {
+		return fmt.Errorf("template %s: %w", src, err)
+	}
+	return nil
+}
+
 func (templateModule) render(env *tasks.Env) (payload, string, error) {
 	src, err := env.Args.String("src")
 	if err != nil {

@@ -43,6 +43,11 @@ func (waitForModule) Spec() tasks.Spec {
 	}, ExactlyOneOf: [][]string{{"port", "url", "path"}}}
 }
 
+// CheckArgs checks a known state before any host is touched.
+func (waitForModule) CheckArgs(args tasks.Args) error {
+	return checkEnum(args, "state", "", "started", "present", "stopped", "absent")
+}
+
 // probe is one check of the condition.
 type probe struct {
 	what  string

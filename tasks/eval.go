@@ -347,6 +347,12 @@ func isWordByte(c byte) bool {
 	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 }
 
+// wrapTemplate turns a template into the pongo2 source compiled for it:
+// Jinja habits rewritten, HTML autoescaping off.
+func wrapTemplate(src string) string {
+	return "{% autoescape off %}" + jinjaToPongo2(src) + "{% endautoescape %}"
+}
+
 // render renders a pongo2 (Jinja-like) template against vars. Strings
 // without "{{" or "{%" are returned as they are. HTML autoescaping is off.
 func (ev *evaluator) render(src string, vars map[string]any) (string, error) {
@@ -357,7 +363,7 @@ func (ev *evaluator) render(src string, vars map[string]any) (string, error) {
 	if t, ok := ev.tpls.Load(src); ok {
 		tpl = t.(*pongo2.Template)
 	} else {
-		t, err := ev.compileTemplate("{% autoescape off %}" + jinjaToPongo2(src) + "{% endautoescape %}")
+		t, err := ev.compileTemplate(wrapTemplate(src))
 		if err != nil {
 			return "", fmt.Errorf("parse template %q: %w", src, err)
 		}

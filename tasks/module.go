@@ -160,9 +160,20 @@ func (e *Env) ReadLocal(name string) ([]byte, error) {
 	fsys, fname := e.LocalFS(name)
 	b, err := fs.ReadFile(fsys, fname)
 	if err != nil {
-		return nil, fmt.Errorf("read local file: %w", err)
+		return nil, fmt.Errorf("read local file: %w", asGiven(err, name))
 	}
 	return b, nil
+}
+
+// asGiven returns err with the path of a *fs.PathError replaced by name,
+// the path as the playbook gives it ("/tmp/x", where the file system
+// LocalFS returns knows it as "tmp/x").
+func asGiven(err error, name string) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return &fs.PathError{Op: pe.Op, Path: name, Err: pe.Err}
+	}
+	return err
 }
 
 // OpenLocal opens a file on the machine running kmsctl, resolved like LocalFS.
@@ -170,7 +181,7 @@ func (e *Env) OpenLocal(name string) (fs.File, error) {
 	fsys, fname := e.LocalFS(name)
 	f, err := fsys.Open(fname)
 	if err != nil {
-		return nil, fmt.Errorf("open local file: %w", err)
+		return nil, fmt.Errorf("open local file: %w", asGiven(err, name))
 	}
 	return f, nil
 }
@@ -277,5 +288,46 @@ func (r *Registry) Validate(t Task) error {
 	if t.Retries < 0 {
 		errs = append(errs, fmt.Errorf("%s: retries must not be negative", where))
 	}
+	for _, k := range sortedKeys(t.Args) {
+		walkStrings(t.Args[k], func(s string) {
+			if err := ParseTemplate(s); err != nil {
+				errs = append(errs, fmt.Errorf("%s: module %s: argument %s: %w", where, t.Module, k, err))
+			}
+		})
+	}
+	for _, x := range []struct {
+		kw  string
+		val any
+	}{{"name", t.Name}, {"delegate_to", t.DelegateTo}, {"loop", t.Loop}} {
+		if s, ok := x.val.(string); ok && x.kw == "loop" && !isTemplated(s) {
+			if err := checkExpr(s); err != nil {
+				errs = append(errs, fmt.Errorf("%s: loop: %w", where, err))
+			}
+			continue
+		}
+		walkStrings(x.val, func(s string) {
+			if err := ParseTemplate(s); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %s: %w", where, x.kw, err))
+			}
+		})
+	}
 	return errors.Join(errs...)
 }
+
+// ParseTemplate checks the syntax of a template (see package doc,
+// Templates) without rendering it: unknown tags and filters, unclosed
+// blocks. Variables are not looked up.
+func ParseTemplate(src string) error {
+	if !isTemplated(src) {
+		return nil
+	}
+	var ev evaluator
+	if _, err := ev.compileTemplate(wrapTemplate(src)); err != nil {
+		return fmt.Errorf("parse template %q: %w", src, err)
+	}
+	return nil
+}
+
+// ParseExpr checks the syntax of an expression (see package doc,
+// Expressions) without evaluating it.
+func ParseExpr(src string) error { return checkExpr(src) }

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
+	"strconv"
 
 	"github.com/kmsctl/kmsctl/redact"
 )
@@ -110,7 +112,7 @@ func (r *run) setLater(p Play) map[string]bool {
 			later[t.Register] = true
 		}
 		if t.Loop != nil {
-			later[cmp(t.LoopVar, "item")] = true
+			later[loopVar(t)] = true
 		}
 		if m, ok := r.mods.Lookup(t.Module); ok && m.Spec().SetsFacts {
 			for k := range t.Args {
@@ -121,11 +123,12 @@ func (r *run) setLater(p Play) map[string]bool {
 	return later
 }
 
-func cmp(s, def string) string {
-	if s == "" {
-		return def
+// loopVar is the name of a loop task's item variable.
+func loopVar(t Task) string {
+	if t.LoopVar == "" {
+		return "item"
 	}
-	return s
+	return t.LoopVar
 }
 
 // preflightTask checks one task on one host before the run. derived
@@ -139,7 +142,7 @@ func (r *run) preflightTask(p Play, t Task, h Host, sc scope, derived, later map
 	tderived := derived
 	if t.Loop != nil && r.loopReadsSecret(t, sc, derived) {
 		tderived = maps.Clone(derived)
-		tderived[cmp(t.LoopVar, "item")] = true
+		tderived[loopVar(t)] = true
 	}
 	var errs []error
 	for _, k := range sortedKeys(t.Args) {
@@ -161,13 +164,7 @@ func (r *run) preflightTask(p Play, t Task, h Host, sc scope, derived, later map
 	if len(errs) > 0 {
 		return errs
 	}
-	if c, ok := mod.(LocalChecker); ok {
-		if err := r.checkLocal(c, p, t, h, sc, later); err != nil {
-			where := orPos(t.Pos, "task "+fmt.Sprintf("%q", t.DisplayName()))
-			errs = append(errs, fmt.Errorf("%s: module %s: %w", where, t.Module, err))
-		}
-	}
-	return errs
+	return r.checkKnown(mod, p, t, h, sc, later)
 }
 
 // loopReadsSecret reports whether a task's loop reads a secret.
@@ -183,12 +180,17 @@ func (r *run) loopReadsSecret(t Task, sc scope, derived map[string]bool) bool {
 	return len(secretReads(t.Loop, sc, derived)) > 0
 }
 
-// checkLocal runs a module's LocalChecker with the task's arguments as far
-// as they are known before the run: arguments whose templates read
-// variables set while the play runs (later) are left out.
-func (r *run) checkLocal(c LocalChecker, p Play, t Task, h Host, sc scope, later map[string]bool) error {
-	args := map[string]any{}
+// checkKnown checks a task's arguments as far as they are known before
+// the run: rendered with the variables known then, except those whose
+// templates read variables set while the play runs (later) or that fail
+// to render (left as written, so that a module takes them for templates).
+// It runs the Spec's type checks, the module's ArgsChecker and
+// LocalChecker on them.
+func (r *run) checkKnown(mod Module, p Play, t Task, h Host, sc scope, later map[string]bool) []error {
+	args := Args{}
+	rendered := false
 	for k, v := range t.Args {
+		args[k] = v
 		known := true
 		walkStrings(v, func(s string) {
 			for _, ref := range templateRefs(s) {
@@ -204,21 +206,32 @@ func (r *run) checkLocal(c LocalChecker, p Play, t Task, h Host, sc scope, later
 		if err != nil {
 			continue // an undefined variable may yet be set; Run reports it
 		}
-		args[k] = out
-	}
-	env := &Env{Host: h, Args: args, Vars: sc.vars, Files: p.Files, ev: &r.ev, sec: &r.sec, alt: sc.alt}
-	if err := c.CheckLocal(env); err != nil {
-		if h.Name != "" && templatedArgs(t.Args) {
-			return fmt.Errorf("on host %s: %w", h.Name, err)
+		if !reflect.DeepEqual(out, v) {
+			args[k], rendered = out, true
 		}
-		return err
 	}
-	return nil
-}
-
-// templatedArgs reports whether any argument holds a template.
-func templatedArgs(args map[string]any) bool {
-	found := false
-	walkStrings(args, func(s string) { found = found || isTemplated(s) })
-	return found
+	where := orPos(t.Pos, "task "+strconv.Quote(t.DisplayName()))
+	if rendered && h.Name != "" {
+		where += " on host " + h.Name
+	}
+	var errs []error
+	probs := checkArgs(mod.Spec(), args)
+	for _, pr := range probs {
+		errs = append(errs, fmt.Errorf("%s: module %s: %s", where, t.Module, pr))
+	}
+	if len(probs) > 0 {
+		return errs
+	}
+	if c, ok := mod.(ArgsChecker); ok && rendered {
+		if err := c.CheckArgs(args); err != nil {
+			errs = append(errs, fmt.Errorf("%s: module %s: %w", where, t.Module, err))
+		}
+	}
+	if c, ok := mod.(LocalChecker); ok {
+		env := &Env{Host: h, Args: args, Vars: sc.vars, Files: p.Files, ev: &r.ev, sec: &r.sec, alt: sc.alt}
+		if err := c.CheckLocal(env); err != nil {
+			errs = append(errs, fmt.Errorf("%s: module %s: %w", where, t.Module, err))
+		}
+	}
+	return errs
 }

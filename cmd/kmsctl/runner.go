@@ -59,6 +59,7 @@ func newRunner(e env, o options, command string, inv *inventory.Inventory, reg *
 		Diff:      o.Diff,
 		Sink:      s.sink,
 		Redactor:  s.red,
+		Secret:    inventory.IsSecret,
 		Modules:   reg,
 		ExtraVars: o.ExtraVars,
 		Become:    become,
