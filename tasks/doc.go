@@ -84,7 +84,28 @@
 // # Secrets
 //
 // no_log replaces a task's messages, output and diff in events and errors.
-// Engine.Redactor masks registered secret values everywhere else. Secrets
-// belong in module arguments that never reach a command line (command's
-// stdin, copy's content with secret: true).
+// Engine.Redactor masks registered secret values everywhere else: the
+// values of variables named as secrets (Engine.Secret), and every value
+// computed from one. To know those, templates and expressions are
+// evaluated a second time with every secret disguised (letters and digits
+// shifted); a result that differs depends on a secret and is registered
+// ({{ kms_api_key | lower }} is masked like the key; {% if kms_api_key %}
+// yes{% endif %} is not). Facts set from secrets are secret too.
+//
+// Secrets belong in module arguments that never reach a command line
+// (command's stdin, copy's content). An argument a module puts on a
+// remote command line (ArgSpec.CmdLine: commands, paths, unit and user
+// names), where every user of the host can read it in /proc/PID/cmdline,
+// must not read a secret: Run refuses such a task before any host is
+// touched (a *RefusedError), or, when the value shows only while the play
+// runs, on the host before the module runs. Copy content and template
+// output built from a secret are written 0600 unless a mode is given.
+//
+// # Before any host is touched
+//
+// Run first checks every task (Validate): modules, argument types and
+// enums, templates and expressions parse, secrets stay off command lines,
+// local src files exist; arguments are rendered with the variables known
+// before the run (inventory, play and extra vars), those that read
+// variables set while the play runs are checked on the host.
 package tasks

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+)
+
+// Bad or refused input is found before any host is touched: no SSH login
+// happens on either live server of the lab.
+func TestPlayBadInputLogsIntoNoHost(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.conf")
+	play := func(vars, tasks, handlers string) string {
+		pb := "- hosts: kms\n  vars:\n    kms_api_key: \"" + sentinel + "\"\n" + vars + "  tasks:\n    - command: \"true\"\n      notify: restart\n" + tasks
+		if handlers == "" {
+			handlers = "    - name: restart\n      command: \"true\"\n"
+		}
+		return pb + "  handlers:\n" + handlers
+	}
+	cases := []struct {
+		name, playbook string
+		code           int
+		stderr         string
+	}{
+		{"secret in a command", play("", "    - shell: minkms backup --api-key {{ kms_api_key }}\n      no_log: true\n", ""), exit.Refused,
+			"argument cmd of module shell reads the secret variable kms_api_key"},
+		{"secret computed into a path", play("    conf: \"/etc/{{ kms_api_key | lower }}\"\n", "    - file: {path: \"{{ conf }}\", state: directory}\n", ""), exit.Refused,
+			"argument path of module file reads the secret variable conf"},
+		{"template syntax in a handler", play("", "", "    - name: restart\n      service: {name: \"{{ unit \", state: restarted}\n"), exit.Usage, "parse template"},
+		{"unknown state", play("", "    - service: {name: minkms, state: gone}\n", ""), exit.Usage, `state "gone"`},
+		{"missing copy src", play("", "    - copy: {src: "+missing+", dest: /etc/x}\n", ""), exit.Usage, "src " + missing + ": no such file"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l := newLab(t, "")
+			pb := writePlaybook(t, c.playbook)
+			te := testEnv(t)
+			code := te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none")
+			if code != c.code {
+				t.Fatalf("exit %d, want %d\nstdout %s\nstderr %s", code, c.code, te.out, te.errOut)
+			}
+			if !strings.Contains(te.errOut.String(), c.stderr) {
+				t.Errorf("stderr lacks %q:\n%s", c.stderr, te.errOut)
+			}
+			for h, s := range l.servers {
+				if logins := s.Logins(); len(logins) != 0 {
+					t.Errorf("%s: logins %q: a host was touched", h, logins)
+				}
+			}
+			if strings.Contains(te.out.String()+te.errOut.String(), sentinel) {
+				t.Errorf("the secret is shown:\n%s\n%s", te.out, te.errOut)
+			}
+		})
+	}
+}
+
+// A value computed from a secret is masked like the secret, on the
+// terminal, in the JSON output and in the run log.
+func TestPlayMasksValuesComputedFromSecrets(t *testing.T) {
+	l := newLab(t, "")
+	lower := strings.ToLower(sentinel)
+	pb := writePlaybook(t, `- hosts: kms
+  vars:
+    kms_api_key: "`+sentinel+`"
+  tasks:
+    - debug: {msg: "{{ kms_api_key | lower }}"}
+    - debug: {var: "upper(kms_api_key)"}
+    - set_fact: {k: "{{ kms_api_key | lower }}"}
+    - debug: {msg: "key {{ k }}"}
+`)
+	for _, format := range []string{"text", "json"} {
+		te := testEnv(t)
+		if code := te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none", "-v", "-o", format); code != 0 {
+			t.Fatalf("%s: exit %d\n%s\n%s", format, code, te.out, te.errOut)
+		}
+		logs := runLogs(t, te)
+		for name, s := range map[string]string{"stdout": te.out.String(), "stderr": te.errOut.String(), "run log": logs} {
+			for _, v := range []string{sentinel, lower, strings.ToUpper(sentinel)} {
+				if strings.Contains(s, v) {
+					t.Errorf("%s: %s shows %q:\n%s", format, name, v, s)
+				}
+			}
+		}
+		if !strings.Contains(te.out.String(), "[REDACTED]") {
+			t.Errorf("%s: nothing masked:\n%s", format, te.out)
+		}
+	}
+}
+
+func TestPlaySyntaxCheckParsesTemplates(t *testing.T) {
+	te := testEnv(t)
+	pb := writePlaybook(t, "- hosts: kms\n  tasks:\n    - debug: {msg: \"{{ x | nosuchfilter }}\"}\n")
+	if code := te.run(t, "play", pb, "--syntax-check"); code != exit.Usage || !strings.Contains(te.errOut.String(), "nosuchfilter") {
+		t.Fatalf("exit %d\n%s", code, te.errOut)
+	}
+}
