@@ -102,8 +102,6 @@ func TestSecretOnCommandLineRefusedBeforeAnyHost(t *testing.T) {
 
 func TestSecretAllowedWhereItStaysOffCommandLines(t *testing.T) {
 	l, hosts := secretLab(t, "a")
-	l.fakes["a"].reply("minkms", "", 0)
-	l.fakes["a"].reply("cli", "", 0)
 	tasks := []Task{
 		{Name: "stdin", Module: "shell", Args: map[string]any{"cmd": `MINIO_KMS_API_KEY="$(cat)" minkms backup`, "stdin": "{{ kms_api_key }}"}},
 		{Name: "env file", Module: "copy", Args: map[string]any{"content": "MINIO_KMS_API_KEY={{ kms_api_key }}\n", "dest": "/etc/default/minkms"}},
@@ -114,12 +112,12 @@ func TestSecretAllowedWhereItStaysOffCommandLines(t *testing.T) {
 	if _, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: hosts, Tasks: tasks}}); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range l.fakes["a"].callList() {
+	for _, c := range callList(l.fakes["a"]) {
 		if strings.Contains(c, apiKey) {
 			t.Fatalf("the secret is on a command line: %q", c)
 		}
 	}
-	if got := l.fakes["a"].callList(); !strings.Contains(strings.Join(got, "\n"), "cli a:7373") {
+	if got := callList(l.fakes["a"]); !strings.Contains(strings.Join(got, "\n"), "cli a:7373") {
 		t.Fatalf("calls %q", got)
 	}
 }
@@ -140,7 +138,7 @@ func TestSecretOnCommandLineRefusedWhileRunning(t *testing.T) {
 	if !strings.Contains(err.Error(), "site.yml:9") || strings.Contains(err.Error(), strings.ToLower(apiKey)) {
 		t.Fatalf("message %v", err)
 	}
-	for _, c := range l.fakes["a"].callList() {
+	for _, c := range callList(l.fakes["a"]) {
 		if strings.Contains(c, "cli") {
 			t.Fatalf("the refused command ran: %q", c)
 		}
@@ -186,8 +184,8 @@ func TestSecretContentIsWrittenPrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	l, hosts := secretLab(t, "a")
-	l.fakes["a"].putFile("/etc/old", "api_key: old\n", 0o644)
-	l.fakes["a"].putFile("/etc/shared", "api_key: old\n", 0o640)
+	l.fakes["a"].SetFile("/etc/old", "api_key: old\n", 0o644)
+	l.fakes["a"].SetFile("/etc/shared", "api_key: old\n", 0o640)
 	tasks := []Task{
 		{Name: "new", Module: "copy", Args: map[string]any{"content": "api_key: {{ kms_api_key }}\n", "dest": "/etc/new"}},
 		{Name: "existing", Module: "copy", Args: map[string]any{"content": "api_key: {{ kms_api_key }}\n", "dest": "/etc/old"}},
@@ -201,9 +199,9 @@ func TestSecretContentIsWrittenPrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for p, want := range map[string]os.FileMode{"/etc/new": 0o600, "/etc/old": 0o600, "/etc/shared": 0o640, "/etc/tpl": 0o600, "/etc/plain": 0o644} {
-		f, ok := l.fakes["a"].file(p)
-		if !ok || f.mode != want {
-			t.Errorf("%s: mode %o, want %o", p, f.mode, want)
+		f, ok := l.fakes["a"].File(p)
+		if !ok || f.Mode != want {
+			t.Errorf("%s: mode %o, want %o", p, f.Mode, want)
 		}
 	}
 	for _, n := range []string{"new", "existing", "template"} {

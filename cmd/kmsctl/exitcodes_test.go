@@ -38,7 +38,10 @@ func TestBinaryEveryExitCode(t *testing.T) {
 	sleeping := play("- hosts: kms1\n  tasks:\n    - command: sleep 30\n")
 	// Paths the rule refuses that would be harmless even if it did not.
 	dangerous := play("- hosts: kms\n  tasks:\n    - file: {path: /proc/kmsctl-test-none, state: absent}\n")
+	// A path known only while the play runs (a fact) is refused on the
+	// host; one templated from -e is refused before any host is touched.
 	templated := play("- hosts: kms1\n  tasks:\n    - file: {path: \"{{ target }}\", state: absent}\n")
+	fact := play("- hosts: kms1\n  tasks:\n    - set_fact: {target: /sys/kmsctl-test-none}\n    - file: {path: \"{{ target }}\", state: absent}\n")
 	inv := []string{"-i", l.inventory, "--ssh-config", "none"}
 
 	cases := []struct {
@@ -54,7 +57,8 @@ func TestBinaryEveryExitCode(t *testing.T) {
 		{"a host failed", append([]string{"play", failing}, inv...), false, 2, "failed: [kms1]", "run log: "},
 		{"a host unreachable", []string{"ping", "127.0.0.1:1", "--ssh-config", "none"}, false, 3, "unreachable: [127.0.0.1:1]", "run log: "},
 		{"refused while validating", append([]string{"play", dangerous}, inv...), false, 4, "", "refusing /proc/kmsctl-test-none"},
-		{"refused on the host", append([]string{"play", templated, "-e", "target=/sys/kmsctl-test-none"}, inv...), false, 4, "PLAY RECAP", "refusing /sys/kmsctl-test-none"},
+		{"refused on the host", append([]string{"play", fact}, inv...), false, 4, "PLAY RECAP", "refusing /sys/kmsctl-test-none"},
+		{"refused before the hosts, templated", append([]string{"play", templated, "-e", "target=/sys/kmsctl-test-none"}, inv...), false, 4, "", "refusing /sys/kmsctl-test-none"},
 		{"secret on the command line", append([]string{"play", ok, "-e", "kms_api_key=x"}, inv...), false, 4, "", "-e @FILE"},
 		{"--timeout", append([]string{"play", sleeping, "--timeout", "300ms"}, inv...), false, 6, "PLAY RECAP", "--timeout 300ms reached"},
 		{"interrupted", append([]string{"play", sleeping}, inv...), true, 130, "PLAY RECAP", "interrupted"},
