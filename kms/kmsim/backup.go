@@ -82,9 +82,9 @@ func (n *Node) serveBackup(w http.ResponseWriter, r *http.Request) {
 	snap := snapshot{Format: snapshotFormat, HSMFingerprint: n.cfg.HSMKey.Fingerprint(), CreatedAt: time.Now().UTC(), Commit: st.Commit, Sealed: sealed}
 	for _, e := range st.Data.Enclaves {
 		snap.Enclaves++
-		snap.Keys += len(e.Keys)
-		snap.Policies += len(e.Policies)
-		snap.Identities += len(e.Identities)
+		snap.Keys += e.Keys.len()
+		snap.Policies += e.Policies.len()
+		snap.Identities += e.Identities.len()
 	}
 	body, err := json.Marshal(snap)
 	if err != nil {
@@ -168,11 +168,11 @@ func (n *Node) serveRestore(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, aerr)
 		return
 	}
-	err = n.commit(r.Context(), func(st *nodeState) (*change, error) {
-		if len(st.Nodes) != 1 {
+	err = n.commit(r.Context(), func(t *tx) (*membership, error) {
+		if st := t.st; len(st.Nodes) != 1 {
 			return nil, fromWire(wire.ErrRestoreNotSingle, "node %d is one of %d nodes (%s)", st.NodeID, len(st.Nodes), describeNodes(st.Nodes))
 		}
-		st.Data = d
+		t.setData(d)
 		return nil, nil
 	})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -59,7 +60,7 @@ func (n *Node) heartbeatRound() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	st := n.st
-	req := &heartbeat{ClusterID: st.ClusterID, NodeID: st.NodeID, Epoch: st.Epoch, Nodes: st.Nodes, Commit: st.Commit}
+	req := st.heartbeat()
 	for id, host := range st.Nodes {
 		if id == st.NodeID {
 			continue
@@ -112,7 +113,7 @@ func (n *Node) onHeartbeatAnswer(id uint32, host string, resp *heartbeat) {
 	p.lastOK, p.commit = time.Now(), resp.Commit
 	n.lastHeartbeat = p.lastOK
 	n.adoptDefinitionLocked(resp)
-	if n.leaderLocked() == int64(n.st.NodeID) && resp.Commit != n.st.Commit && !p.syncing {
+	if n.leaderLocked() == int64(n.st.NodeID) && (resp.Commit != n.st.Commit || resp.Head != n.st.Head) && !p.syncing {
 		p.syncing = true
 		n.wg.Add(1)
 		go n.syncPeer(id)
@@ -130,7 +131,7 @@ func (n *Node) onHeartbeat(req *heartbeat) *heartbeat {
 		n.adoptDefinitionLocked(req)
 	}
 	st := n.st
-	return &heartbeat{ClusterID: st.ClusterID, NodeID: st.NodeID, Epoch: st.Epoch, Nodes: st.Nodes, Commit: st.Commit}
+	return st.heartbeat()
 }
 
 // adoptDefinitionLocked takes over a newer cluster definition of the same
@@ -138,11 +139,11 @@ func (n *Node) onHeartbeat(req *heartbeat) *heartbeat {
 // peer with another commit may hold a write that failed (and that the
 // leader will reset), so only peers with the same commit count.
 func (n *Node) adoptDefinitionLocked(hb *heartbeat) {
-	if hb.ClusterID != n.st.ClusterID || hb.Epoch <= n.st.Epoch || hb.Commit != n.st.Commit || hb.Nodes[n.st.NodeID] != n.host {
+	if hb.ClusterID != n.st.ClusterID || hb.Epoch <= n.st.Epoch || hb.Commit != n.st.Commit || hb.Head != n.st.Head || hb.Nodes[n.st.NodeID] != n.host {
 		return
 	}
 	next := n.st.clone()
-	next.Epoch, next.Nodes = hb.Epoch, hb.Nodes
+	next.Epoch, next.Nodes = hb.Epoch, maps.Clone(hb.Nodes)
 	if err := n.store.save(next); err != nil {
 		n.logf("adopt cluster definition (epoch %d): %v", hb.Epoch, err)
 		return
@@ -151,7 +152,8 @@ func (n *Node) adoptDefinitionLocked(hb *heartbeat) {
 	n.logf("adopted cluster definition %v (epoch %d)", describeNodes(next.Nodes), next.Epoch)
 }
 
-// syncPeer pushes the leader's state to a follower whose commit differs.
+// syncPeer pushes the leader's state to a follower whose log differs (a
+// write that failed elsewhere, or a node that was down).
 func (n *Node) syncPeer(id uint32) {
 	defer n.wg.Done()
 	n.writeMu.Lock()
@@ -170,8 +172,21 @@ func (n *Node) syncPeer(id uint32) {
 	if !leader || !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(n.ctx, n.rpcTimeout())
+	// The heartbeat that showed a difference may predate the last write's
+	// entry; with writes held off (writeMu), ask again before sending the
+	// whole state.
+	hctx, hcancel := context.WithTimeout(n.ctx, n.rpcTimeout())
+	defer hcancel()
+	var hb heartbeat
+	if err := n.call(hctx, host, rpcHeartbeat, st.heartbeat(), &hb); err != nil {
+		return
+	}
+	if hb.ClusterID == st.ClusterID && hb.Commit == st.Commit && hb.Head == st.Head {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.snapshotTimeout())
 	defer cancel()
+	n.logf("node %d (%s) is at commit %d, this leader at %d: sending the whole state", id, host, hb.Commit, st.Commit)
 	if err := n.call(ctx, host, rpcReplicate, &replicateRequest{From: st.NodeID, To: id, Sync: true, State: st}, nil); err != nil {
 		n.logf("sync node %d (%s): %v", id, host, err)
 		return
@@ -255,18 +270,23 @@ func (n *Node) setStateLocked(st *nodeState) {
 	}
 }
 
-// change describes the membership side effects of a write.
-type change struct {
+// membership describes the membership side effects of a write.
+type membership struct {
 	join   bool   // a fresh node joins
 	joinID uint32 // as this ID
 	leave  *leaveRequest
 	host   string // where leave goes
 }
 
-// commit runs a write on the leader: mutate a copy of the state, send it to
-// every other node of the (new) definition, and apply it only when all of
-// them acknowledged (n of n).
-func (n *Node) commit(ctx context.Context, mutate func(st *nodeState) (*change, error)) error {
+// snapshotTimeout bounds an inter-node call that carries the whole state.
+func (n *Node) snapshotTimeout() time.Duration { return max(10*n.rpcTimeout(), 10*time.Second) }
+
+// commit runs a write on the leader: mutate builds the write's log entry on
+// the current state (tx); the entry goes to every other node of the (new)
+// definition, and the leader applies it only when all of them acknowledged
+// (n of n). A node whose log does not match gets the whole new state
+// instead, and so does a joining node, once every member has the entry.
+func (n *Node) commit(ctx context.Context, mutate func(t *tx) (*membership, error)) error {
 	n.writeMu.Lock()
 	defer n.writeMu.Unlock()
 	n.mu.Lock()
@@ -276,16 +296,23 @@ func (n *Node) commit(ctx context.Context, mutate func(st *nodeState) (*change, 
 	if leader != int64(base.NodeID) {
 		return errNoLeader
 	}
-	next := base.clone()
-	ch, err := mutate(next)
+	t := &tx{st: base}
+	ch, err := mutate(t)
 	if err != nil {
 		return err
 	}
-	next.Commit++
+	id, err := newEntryID()
+	if err != nil {
+		return err
+	}
+	e := &t.e
+	e.Index, e.ID, e.Prev = base.Commit+1, id, base.Head
+	next := t.st.clone()
+	next.Commit, next.Head = e.Index, e.ID
 
 	// Phase 1: the current members; phase 2: a joining node, only once all
-	// members have the new state, so that a failed write never leaves a
-	// fresh node holding a cluster that did not commit it.
+	// members have the write, so that a failed write never leaves a fresh
+	// node holding a cluster that did not commit it.
 	var members, joining []uint32
 	for id := range next.Nodes {
 		switch {
@@ -296,22 +323,22 @@ func (n *Node) commit(ctx context.Context, mutate func(st *nodeState) (*change, 
 			members = append(members, id)
 		}
 	}
-	if err := n.replicate(ctx, next, members, false); err != nil {
+	if err := n.replicate(ctx, next, e, members, false); err != nil {
 		return err
 	}
-	if err := n.replicate(ctx, next, joining, true); err != nil {
+	if err := n.replicate(ctx, next, e, joining, true); err != nil {
 		return err
 	}
 
 	n.mu.Lock()
 	// Heartbeats may have brought in the definition this write just sent
 	// (same commit, epoch <= next.Epoch); anything else is a conflict.
-	if cur := n.st; cur != base && (cur.ClusterID != base.ClusterID || cur.NodeID != base.NodeID || cur.Commit != base.Commit || cur.Epoch > next.Epoch) {
+	if cur := n.st; cur != base && (cur.ClusterID != base.ClusterID || cur.NodeID != base.NodeID || cur.Commit != base.Commit || cur.Head != base.Head || cur.Epoch > next.Epoch) {
 		n.mu.Unlock()
 		return errorf(http.StatusConflict, "the node's state changed during the write; retry")
 	}
 	if _, ok := next.Nodes[next.NodeID]; ok || ch == nil || ch.leave == nil {
-		if err := n.store.save(next); err != nil {
+		if err := n.store.append(e, next); err != nil {
 			n.mu.Unlock()
 			return errorf(http.StatusInternalServerError, "persist state: %v", err)
 		}
@@ -333,9 +360,10 @@ func (n *Node) commit(ctx context.Context, mutate func(st *nodeState) (*change, 
 	return nil
 }
 
-// replicate sends next to the nodes ids (in parallel) and returns an error
-// unless all of them acknowledged.
-func (n *Node) replicate(ctx context.Context, next *nodeState, ids []uint32, join bool) error {
+// replicate gives the write (entry e, making state next) to the nodes ids in
+// parallel and returns an error unless all of them acknowledged. join: the
+// nodes are joining and get next as a snapshot.
+func (n *Node) replicate(ctx context.Context, next *nodeState, e *entry, ids []uint32, join bool) error {
 	var (
 		wg      sync.WaitGroup
 		emu     sync.Mutex
@@ -347,10 +375,7 @@ func (n *Node) replicate(ctx context.Context, next *nodeState, ids []uint32, joi
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, n.rpcTimeout())
-			defer cancel()
-			req := &replicateRequest{From: next.NodeID, To: id, Join: join, State: next}
-			err := n.call(cctx, host, rpcReplicate, req, nil)
+			err := n.sendWrite(ctx, next, e, id, join)
 			if err == nil {
 				// The acknowledgement proves the peer is up and our member.
 				n.mu.Lock()
@@ -380,8 +405,34 @@ func (n *Node) replicate(ctx context.Context, next *nodeState, ids []uint32, joi
 	return errNoQuorum(strings.Join(errs, "; "))
 }
 
-// onReplicate applies a leader's state.
+// outOfSync starts the answer of a node whose log does not match an entry.
+const outOfSync = "out of sync"
+
+// sendWrite gives node id the write: its log entry, or the whole state
+// next if the node is joining or answers that its log does not match.
+func (n *Node) sendWrite(ctx context.Context, next *nodeState, e *entry, id uint32, join bool) error {
+	host := next.Nodes[id]
+	if !join {
+		cctx, cancel := context.WithTimeout(ctx, n.rpcTimeout())
+		defer cancel()
+		req := &replicateRequest{From: next.NodeID, To: id, ClusterID: next.ClusterID, Epoch: next.Epoch, Nodes: next.Nodes, Entry: e}
+		err := n.call(cctx, host, rpcReplicate, req, nil)
+		var ae *apiError
+		if !errors.As(err, &ae) || ae.Status != http.StatusConflict || !strings.HasPrefix(ae.Message, outOfSync) {
+			return err
+		}
+		n.logf("node %d (%s): %s: sending the whole state", id, host, ae.Message)
+	}
+	cctx, cancel := context.WithTimeout(ctx, n.snapshotTimeout())
+	defer cancel()
+	return n.call(cctx, host, rpcReplicate, &replicateRequest{From: next.NodeID, To: id, Join: join, Sync: !join, State: next}, nil)
+}
+
+// onReplicate applies a leader's log entry, or its whole state.
 func (n *Node) onReplicate(req *replicateRequest) error {
+	if req.Entry != nil {
+		return n.onEntry(req)
+	}
 	if req.State == nil || req.State.Data == nil || len(req.State.Nodes) == 0 {
 		return errorf(http.StatusBadRequest, "replicate: empty state")
 	}
@@ -419,6 +470,43 @@ func (n *Node) onReplicate(req *replicateRequest) error {
 	}
 	n.setStateLocked(next)
 	// The sender is the leader and just proved it is up.
+	n.peerLocked(req.From).lastOK = time.Now()
+	n.lastHeartbeat = time.Now()
+	return nil
+}
+
+// onEntry applies a leader's log entry. An entry that does not follow this
+// node's log is refused as out of sync: the leader then sends its state.
+func (n *Node) onEntry(req *replicateRequest) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	cur := n.st
+	switch {
+	case req.ClusterID != cur.ClusterID:
+		return errorf(http.StatusConflict, "not a member of cluster %s", req.ClusterID)
+	case cur.Nodes[req.From] == "" || req.From == cur.NodeID:
+		return errorf(http.StatusConflict, "node %d is not in this node's cluster definition", req.From)
+	case req.To != cur.NodeID:
+		return errorf(http.StatusConflict, "this is node %d, not node %d", cur.NodeID, req.To)
+	case req.Epoch < cur.Epoch:
+		return errorf(http.StatusConflict, "stale cluster definition (epoch %d < %d)", req.Epoch, cur.Epoch)
+	case req.Nodes[req.To] != n.host:
+		return errorf(http.StatusConflict, "the cluster definition lists node %d as %q, but this node is %q", req.To, req.Nodes[req.To], n.host)
+	}
+	next, err := cur.apply(req.Entry)
+	if err != nil {
+		return errorf(http.StatusConflict, "%s: %v", outOfSync, err)
+	}
+	save := func() error { return n.store.append(req.Entry, next) }
+	if req.Epoch > next.Epoch {
+		// The leader's definition is newer (an edit this node has not seen).
+		next.Nodes, next.Epoch = maps.Clone(req.Nodes), req.Epoch
+		save = func() error { return n.store.save(next) }
+	}
+	if err := save(); err != nil {
+		return errorf(http.StatusInternalServerError, "persist state: %v", err)
+	}
+	n.setStateLocked(next)
 	n.peerLocked(req.From).lastOK = time.Now()
 	n.lastHeartbeat = time.Now()
 	return nil
@@ -533,7 +621,8 @@ func (n *Node) addNode(ctx context.Context, host string) *apiError {
 	if host == "" {
 		return fromWire(wire.ErrBadRequest, "no host to add")
 	}
-	err := n.commit(ctx, func(st *nodeState) (*change, error) {
+	err := n.commit(ctx, func(t *tx) (*membership, error) {
+		st := t.st
 		if id, ok := st.idOf(host); ok {
 			return nil, fromWire(wire.ErrNodeAlreadyMember, "%s is node %d", host, id)
 		}
@@ -555,9 +644,10 @@ func (n *Node) addNode(ctx context.Context, host string) *apiError {
 			return nil, fromWire(wire.ErrNodeNotFresh, "%s is node %d of a cluster of %d node(s) with commit %d; wipe its data directory and restart it", host, ps.NodeID, len(ps.Nodes), ps.Commit)
 		}
 		id := st.maxID() + 1
-		st.Nodes[id] = host
-		st.Epoch++
-		return &change{join: true, joinID: id}, nil
+		nodes := maps.Clone(st.Nodes)
+		nodes[id] = host
+		t.setNodes(nodes)
+		return &membership{join: true, joinID: id}, nil
 	})
 	if err == nil {
 		n.logf("added %s to the cluster", host)
@@ -568,7 +658,8 @@ func (n *Node) addNode(ctx context.Context, host string) *apiError {
 // removeNode removes a node with write quorum (CLUSTER:REMOVENODE), on the leader.
 func (n *Node) removeNode(ctx context.Context, host string, wipe bool) *apiError {
 	host = normalizeHost(host)
-	err := n.commit(ctx, func(st *nodeState) (*change, error) {
+	err := n.commit(ctx, func(t *tx) (*membership, error) {
+		st := t.st
 		id, ok := st.idOf(host)
 		if !ok {
 			return nil, fromWire(wire.ErrNodeNotFound, "%s is not in the cluster definition", host)
@@ -585,9 +676,10 @@ func (n *Node) removeNode(ctx context.Context, host string, wipe bool) *apiError
 				return nil, errNoQuorum(fmt.Sprintf("node %d (%s) is down or no longer a member; remove a dead node with CLUSTER:EDIT", id, host))
 			}
 		}
-		delete(st.Nodes, id)
-		st.Epoch++
-		return &change{leave: &leaveRequest{ClusterID: st.ClusterID, NodeID: id, Wipe: wipe}, host: host}, nil
+		nodes := maps.Clone(st.Nodes)
+		delete(nodes, id)
+		t.setNodes(nodes)
+		return &membership{leave: &leaveRequest{ClusterID: st.ClusterID, NodeID: id, Wipe: wipe}, host: host}, nil
 	})
 	if err == nil {
 		n.logf("removed %s from the cluster", host)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -161,7 +162,7 @@ func (c *call) authorize(resource string) *apiError {
 	case id.Privilege == privAdmin:
 		return nil
 	}
-	p, ok := e.Policies[id.Policy]
+	p, ok := e.Policies.get(id.Policy)
 	if !ok {
 		return errAccessDenied
 	}
@@ -200,14 +201,14 @@ func (c *call) enclaveOf(st *nodeState) (*enclave, *apiError) {
 }
 
 // commit runs a write on the leader (see Node.commit).
-func (c *call) commit(mutate func(st *nodeState) error) (proto.Message, *apiError) {
-	err := c.n.commit(c.ctx, func(st *nodeState) (*change, error) { return nil, mutate(st) })
+func (c *call) commit(mutate func(t *tx) error) (proto.Message, *apiError) {
+	err := c.n.commit(c.ctx, func(t *tx) (*membership, error) { return nil, mutate(t) })
 	return nil, asAPIError(err)
 }
 
 // lookupIn authorizes name and returns it from the map of the request's
 // enclave that pick selects, or notFound.
-func lookupIn[T any](c *call, name string, notFound *apiError, pick func(e *enclave) map[string]T) (T, *apiError) {
+func lookupIn[T any](c *call, name string, notFound *apiError, pick func(e *enclave) objects[T]) (T, *apiError) {
 	var zero T
 	if err := c.authorize(name); err != nil {
 		return zero, err
@@ -216,37 +217,35 @@ func lookupIn[T any](c *call, name string, notFound *apiError, pick func(e *encl
 	if aerr != nil {
 		return zero, aerr
 	}
-	v, ok := pick(e)[name]
+	v, ok := pick(e).get(name)
 	if !ok {
 		return zero, notFound
 	}
 	return v, nil
 }
 
-// deleteIn commits the removal of name from the map of the request's enclave
-// that pick selects; notFound if it is not there.
-func deleteIn[T any](c *call, name string, notFound *apiError, pick func(e *enclave) map[string]T) (proto.Message, *apiError) {
+// deleteIn commits the removal of name (of kind) from the objects of the
+// request's enclave that pick selects; notFound if it is not there.
+func deleteIn[T any](c *call, kind, name string, notFound *apiError, pick func(e *enclave) objects[T]) (proto.Message, *apiError) {
 	if err := c.authorize(name); err != nil {
 		return nil, err
 	}
-	return c.commit(func(st *nodeState) error {
-		e, aerr := c.enclaveOf(st)
+	return c.commit(func(t *tx) error {
+		e, aerr := c.enclaveOf(t.st)
 		if aerr != nil {
 			return aerr
 		}
-		m := pick(e)
-		if _, ok := m[name]; !ok {
+		if _, ok := pick(e).get(name); !ok {
 			return notFound
 		}
-		delete(m, name)
-		return nil
+		return t.delete(kind, e.Name, name)
 	})
 }
 
 // listIn decodes a ListRequest, authorizes its prefix and returns one page of
 // the map of the request's enclave that pick selects (sorted by name) and the
 // name the next page continues at.
-func listIn[T any](c *call, payload []byte, pick func(e *enclave) map[string]T) ([]T, string, *apiError) {
+func listIn[T any](c *call, payload []byte, pick func(e *enclave) objects[T]) ([]T, string, *apiError) {
 	var req pb.ListRequest
 	if err := decode(payload, &req); err != nil {
 		return nil, "", err
@@ -258,18 +257,13 @@ func listIn[T any](c *call, payload []byte, pick func(e *enclave) map[string]T) 
 	if aerr != nil {
 		return nil, "", aerr
 	}
-	m := pick(e)
-	names, next := page(mapKeys(m), req.Prefix, req.ContinueAt, req.Limit)
-	items := make([]T, 0, len(names))
-	for _, name := range names {
-		items = append(items, m[name])
-	}
+	items, next := pick(e).page(req.Prefix, req.ContinueAt, req.Limit)
 	return items, next, nil
 }
 
-func enclaveKeys(e *enclave) map[string]*key            { return e.Keys }
-func enclavePolicies(e *enclave) map[string]*policy     { return e.Policies }
-func enclaveIdentities(e *enclave) map[string]*identity { return e.Identities }
+func enclaveKeys(e *enclave) objects[*key]            { return e.Keys }
+func enclavePolicies(e *enclave) objects[*policy]     { return e.Policies }
+func enclaveIdentities(e *enclave) objects[*identity] { return e.Identities }
 
 func decode(payload []byte, m proto.Message) *apiError {
 	if err := proto.Unmarshal(payload, m); err != nil {
@@ -351,12 +345,11 @@ func enclaveCreate(c *call, payload []byte) (proto.Message, *apiError) {
 	if err := validName("enclave", req.Name); err != nil {
 		return nil, err
 	}
-	return c.commit(func(st *nodeState) error {
-		if _, ok := st.Data.Enclaves[req.Name]; ok {
+	return c.commit(func(t *tx) error {
+		if _, ok := t.st.Data.Enclaves[req.Name]; ok {
 			return errEnclaveExists
 		}
-		st.Data.Enclaves[req.Name] = newEnclave(req.Name, c.now, c.identity)
-		return nil
+		return t.putEnclave(newEnclave(req.Name, c.now, c.identity))
 	})
 }
 
@@ -368,12 +361,11 @@ func enclaveDelete(c *call, payload []byte) (proto.Message, *apiError) {
 	if err := c.authorize(req.Name); err != nil {
 		return nil, err
 	}
-	return c.commit(func(st *nodeState) error {
-		if _, ok := st.Data.Enclaves[req.Name]; !ok {
+	return c.commit(func(t *tx) error {
+		if _, ok := t.st.Data.Enclaves[req.Name]; !ok {
 			return errNoEnclave
 		}
-		delete(st.Data.Enclaves, req.Name)
-		return nil
+		return t.deleteEnclave(req.Name)
 	})
 }
 
@@ -441,25 +433,25 @@ func addKey(c *call, name, typ string, secret []byte, addVersion bool) (proto.Me
 			return nil, errorf(http.StatusInternalServerError, "%v", err)
 		}
 	}
-	return c.commit(func(st *nodeState) error {
-		e, aerr := c.enclaveOf(st)
+	return c.commit(func(t *tx) error {
+		e, aerr := c.enclaveOf(t.st)
 		if aerr != nil {
 			return aerr
 		}
-		k, exists := e.Keys[name]
+		old, exists := e.Keys.get(name)
+		k := &key{Name: name, Type: typ}
 		switch {
 		case exists && !addVersion:
 			return errKeyExists
 		case !exists && addVersion:
 			return errNoKey
-		case !exists:
-			k = &key{Name: name, Type: typ}
-			e.Keys[name] = k
+		case exists:
+			k = &key{Name: name, Type: old.Type, Latest: old.Latest, Versions: slices.Clone(old.Versions)}
 		}
 		// Version numbers are never reused, also after the latest was deleted.
 		k.Latest++
 		k.Versions = append(k.Versions, keyVersion{Version: k.Latest, Secret: secret, CreatedAt: c.now, CreatedBy: c.identity})
-		return nil
+		return t.putKey(e.Name, k)
 	})
 }
 
@@ -493,12 +485,12 @@ func keyDelete(c *call, payload []byte) (proto.Message, *apiError) {
 	if req.AllVersions && req.Version != 0 {
 		return nil, fromWire(wire.ErrBadRequest, "version and all versions are exclusive")
 	}
-	return c.commit(func(st *nodeState) error {
-		e, aerr := c.enclaveOf(st)
+	return c.commit(func(t *tx) error {
+		e, aerr := c.enclaveOf(t.st)
 		if aerr != nil {
 			return aerr
 		}
-		k, ok := e.Keys[req.Name]
+		k, ok := e.Keys.get(req.Name)
 		if !ok {
 			return errNoKey
 		}
@@ -507,23 +499,13 @@ func keyDelete(c *call, payload []byte) (proto.Message, *apiError) {
 			return errNoKey
 		}
 		if req.AllVersions || len(k.Versions) == 1 {
-			delete(e.Keys, req.Name)
-			return nil
+			return t.delete(kindKey, e.Name, req.Name)
 		}
 		v := kv.Version
-		k.Versions = deleteFunc(k.Versions, func(x keyVersion) bool { return x.Version == v })
-		return nil
+		nk := *k
+		nk.Versions = slices.DeleteFunc(slices.Clone(k.Versions), func(x keyVersion) bool { return x.Version == v })
+		return t.putKey(e.Name, &nk)
 	})
-}
-
-func deleteFunc[T any](s []T, del func(T) bool) []T {
-	out := s[:0]
-	for _, x := range s {
-		if !del(x) {
-			out = append(out, x)
-		}
-	}
-	return out
 }
 
 // lookupKey returns key name (version v, 0 = latest) of the request's enclave.
@@ -693,14 +675,13 @@ func policyCreate(c *call, payload []byte) (proto.Message, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	return c.commit(func(st *nodeState) error {
-		e, aerr := c.enclaveOf(st)
+	return c.commit(func(t *tx) error {
+		e, aerr := c.enclaveOf(t.st)
 		if aerr != nil {
 			return aerr
 		}
 		// Creating a policy that exists replaces it (the vendor's semantics).
-		e.Policies[req.Name] = &policy{Name: req.Name, Allow: allow, Deny: deny, CreatedAt: c.now, CreatedBy: c.identity}
-		return nil
+		return t.putPolicy(e.Name, &policy{Name: req.Name, Allow: allow, Deny: deny, CreatedAt: c.now, CreatedBy: c.identity})
 	})
 }
 
@@ -709,7 +690,7 @@ func policyDelete(c *call, payload []byte) (proto.Message, *apiError) {
 	if err := decode(payload, &req); err != nil {
 		return nil, err
 	}
-	return deleteIn(c, req.Name, errNoPolicy, enclavePolicies)
+	return deleteIn(c, kindPolicy, req.Name, errNoPolicy, enclavePolicies)
 }
 
 func policyAssign(c *call, payload []byte) (proto.Message, *apiError) {
@@ -720,23 +701,24 @@ func policyAssign(c *call, payload []byte) (proto.Message, *apiError) {
 	if err := c.authorize(req.Policy); err != nil {
 		return nil, err
 	}
-	return c.commit(func(st *nodeState) error {
-		e, aerr := c.enclaveOf(st)
+	return c.commit(func(t *tx) error {
+		e, aerr := c.enclaveOf(t.st)
 		if aerr != nil {
 			return aerr
 		}
-		if _, ok := e.Policies[req.Policy]; !ok {
+		if _, ok := e.Policies.get(req.Policy); !ok {
 			return errNoPolicy
 		}
-		id, ok := e.Identities[req.Identity]
+		id, ok := e.Identities.get(req.Identity)
 		if !ok {
 			return errNoIdentity
 		}
 		if id.Privilege != privUser {
 			return fromWire(wire.ErrBadRequest, "policies apply to User identities only")
 		}
-		id.Policy = req.Policy
-		return nil
+		ni := *id
+		ni.Policy = req.Policy
+		return t.putIdentity(e.Name, &ni)
 	})
 }
 
@@ -812,8 +794,8 @@ func identityCreate(c *call, payload []byte) (proto.Message, *apiError) {
 	if priv != privUser && !c.isSysAdmin() {
 		return nil, errAccessDenied
 	}
-	return c.commit(func(st *nodeState) error {
-		e, aerr := c.enclaveOf(st)
+	return c.commit(func(t *tx) error {
+		e, aerr := c.enclaveOf(t.st)
 		if aerr != nil {
 			return aerr
 		}
@@ -822,14 +804,13 @@ func identityCreate(c *call, payload []byte) (proto.Message, *apiError) {
 		}
 		// Creating an identity that exists replaces it (the vendor's
 		// semantics), within its enclave; an identity lives in one enclave.
-		if id, other := st.Data.findIdentity(req.Identity); id != nil && other != e {
+		if id, other := t.st.Data.findIdentity(req.Identity); id != nil && other.Name != e.Name {
 			return errorf(http.StatusConflict, "identity %s belongs to enclave %q; delete it there first", req.Identity, other.Name)
 		}
-		e.Identities[req.Identity] = &identity{
+		return t.putIdentity(e.Name, &identity{
 			Identity: req.Identity, Privilege: priv, CreatedAt: c.now, CreatedBy: c.identity,
 			IsServiceAccount: req.IsServiceAccount, Tags: req.Tags,
-		}
-		return nil
+		})
 	})
 }
 
@@ -838,7 +819,7 @@ func identityDelete(c *call, payload []byte) (proto.Message, *apiError) {
 	if err := decode(payload, &req); err != nil {
 		return nil, err
 	}
-	return deleteIn(c, req.Identity, errNoIdentity, enclaveIdentities)
+	return deleteIn(c, kindIdentity, req.Identity, errNoIdentity, enclaveIdentities)
 }
 
 func identityOfRecord(i *identity) *pb.IdentityResponse {

@@ -50,14 +50,19 @@
 //     majority of the definition is up; otherwise there is none (LeaderID -1,
 //     role Candidate). Deterministic, no terms.
 //   - Writes: run on the leader (followers forward them, /v1/rpc/forward). The
-//     leader applies the write to a copy of its state, sends the full state
-//     (commit+1) to every other node of the definition, and applies it only
-//     when all of them acknowledged (n of n); otherwise 503 "write quorum not
-//     available: ...". A joining node gets the state only after every member
-//     acknowledged it. A follower whose commit differs from the leader's
-//     (e.g. it applied a write that failed elsewhere) is reset to the
-//     leader's state on the next heartbeat. Reads are served by any node
-//     from its own state.
+//     leader turns a write into a log entry (index commit+1, a random ID, the
+//     ID of the entry before it, and the objects it puts or deletes, or the
+//     new definition), sends the entry to every other node of the
+//     definition, and applies it only when all of them acknowledged (n of
+//     n); otherwise 503 "write quorum not available: ...". A node applies an
+//     entry only if it follows its own last entry (index and ID); otherwise
+//     it answers "out of sync" and the leader sends its whole state (a
+//     snapshot) instead. A joining node gets the snapshot, only after every
+//     member acknowledged the entry. A follower whose log differs from the
+//     leader's (e.g. it applied a write that failed elsewhere) is reset to
+//     the leader's state on the next heartbeat. So a write costs the same
+//     whatever the number of keys. Reads are served by any node from its own
+//     state (immutable, shared between versions, so reads take no lock).
 //     /v1/health/ready?write is 200 only if a leader exists and every node of
 //     the definition is up.
 //   - CLUSTER:EDIT removes exactly one ID from the receiving node's definition
@@ -112,11 +117,19 @@
 // DIR/root.key holds a random 32-byte root key sealed with AES-256-GCM under
 // HKDF(HSM key, "kmsim root key v1"), with the HSM key's fingerprint; a
 // different HSM key fails at startup with a clear error. DIR/state.db holds
-// the node state (cluster ID, node ID, definition, epoch, commit, enclaves,
-// keys, policies, identities) as JSON sealed under the root key. Both are
-// replaced atomically (renameio: temp file, fsync, rename). DIR/.lock is
-// flock-ed while a node runs, so a second process on the same DIR fails to
-// start. Deleting DIR (or its contents) makes the node fresh.
+// a snapshot of the node state (cluster ID, node ID, definition, epoch,
+// commit, last entry ID, enclaves, keys, policies, identities) as JSON
+// sealed under the root key, replaced atomically (renameio: temp file,
+// fsync, rename). DIR/log.db holds the entries committed since, appended
+// and fsync-ed one by one: a 4-byte big-endian length and the entry as JSON
+// sealed under the root key. At startup the node replays the entries that
+// follow state.db and cuts a torn last record. Once the log outgrows the
+// snapshot (and 1 MiB), the state is written to state.db and the log
+// emptied; membership changes outside the log (CLUSTER:EDIT, adopting a
+// newer definition, leaving) and snapshots from the leader also write
+// state.db. DIR/.lock is flock-ed while a node runs, so a second process on
+// the same DIR fails to start. Deleting DIR (or its contents) makes the
+// node fresh.
 //
 // # Ciphertexts
 //

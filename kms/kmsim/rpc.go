@@ -36,6 +36,12 @@ type heartbeat struct {
 	Epoch     uint64            `json:"epoch"`
 	Nodes     map[uint32]string `json:"nodes"`
 	Commit    uint64            `json:"commit"`
+	Head      string            `json:"head,omitempty"`
+}
+
+// heartbeat returns the heartbeat of a node in state s.
+func (s *nodeState) heartbeat() *heartbeat {
+	return &heartbeat{ClusterID: s.ClusterID, NodeID: s.NodeID, Epoch: s.Epoch, Nodes: s.Nodes, Commit: s.Commit, Head: s.Head}
 }
 
 // peerStatus answers the status RPC.
@@ -45,13 +51,19 @@ type peerStatus struct {
 	Status []byte `json:"status"` // protobuf ServerStatusResponse
 }
 
-// replicateRequest carries the leader's full state to one node.
+// replicateRequest carries a write from the leader to one node: its log
+// entry (with the leader's definition), or the leader's whole state (a
+// joining node, or one whose log does not match).
 type replicateRequest struct {
-	From  uint32     `json:"from"`
-	To    uint32     `json:"to"`   // the receiver's node ID
-	Join  bool       `json:"join"` // the receiver is a fresh node joining the cluster
-	Sync  bool       `json:"sync"` // the leader resets a follower whose commit differs
-	State *nodeState `json:"state"`
+	From      uint32            `json:"from"`
+	To        uint32            `json:"to"` // the receiver's node ID
+	ClusterID string            `json:"cluster_id,omitempty"`
+	Epoch     uint64            `json:"epoch,omitempty"` // the leader's definition, with Entry
+	Nodes     map[uint32]string `json:"nodes,omitempty"`
+	Entry     *entry            `json:"entry,omitempty"`
+	Join      bool              `json:"join"` // the receiver is a fresh node joining the cluster
+	Sync      bool              `json:"sync"` // the leader resets a follower whose log differs
+	State     *nodeState        `json:"state,omitempty"`
 }
 
 // forwardRequest carries a client's write request from a follower to the leader.

@@ -3,8 +3,8 @@ package kmsim
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -35,28 +35,26 @@ const ciphertextVersion = 0x01
 
 // nodeState is everything a node stores: its cluster membership and the
 // replicated key-manager data. It is persisted sealed under the root key.
+// A nodeState is never modified once published: a change makes a new one
+// that shares what did not change (see clone and data).
 type nodeState struct {
 	ClusterID string            `json:"cluster_id"`
 	NodeID    uint32            `json:"node_id"`
 	Epoch     uint64            `json:"epoch"` // version of Nodes; bumped by every membership change
 	Nodes     map[uint32]string `json:"nodes"` // the cluster definition: id → host
 	Commit    uint64            `json:"commit"`
+	Head      string            `json:"head,omitempty"` // the ID of the log entry that made Commit
 	Data      *data             `json:"data"`
 }
 
 // fresh reports whether s is a fresh node: a one-node cluster that never committed anything.
 func (s *nodeState) fresh() bool { return s.Commit == 0 && len(s.Nodes) == 1 }
 
-// clone returns a deep copy of s.
+// clone returns a copy of s to change: the definition is copied, the data
+// (immutable) is shared.
 func (s *nodeState) clone() *nodeState {
-	b, err := json.Marshal(s)
-	if err != nil {
-		panic(fmt.Sprintf("kmsim: marshal state: %v", err))
-	}
-	var c nodeState
-	if err := json.Unmarshal(b, &c); err != nil {
-		panic(fmt.Sprintf("kmsim: unmarshal state: %v", err))
-	}
+	c := *s
+	c.Nodes = maps.Clone(s.Nodes)
 	return &c
 }
 
@@ -79,18 +77,20 @@ func (s *nodeState) idOf(host string) (uint32, bool) {
 	return 0, false
 }
 
-// data is the replicated key-manager state: what a backup holds.
+// data is the replicated key-manager state: what a backup holds. It is
+// immutable: with/without return a changed copy that shares the rest, so a
+// write costs the same whatever the number of objects.
 type data struct {
-	Enclaves map[string]*enclave `json:"enclaves"`
+	Enclaves map[string]*enclave `json:"enclaves"` // few: copied on write
 }
 
 type enclave struct {
-	Name       string               `json:"name"`
-	CreatedAt  time.Time            `json:"created_at"`
-	CreatedBy  string               `json:"created_by,omitempty"`
-	Keys       map[string]*key      `json:"keys"`
-	Policies   map[string]*policy   `json:"policies"`
-	Identities map[string]*identity `json:"identities"`
+	Name       string             `json:"name"`
+	CreatedAt  time.Time          `json:"created_at"`
+	CreatedBy  string             `json:"created_by,omitempty"`
+	Keys       objects[*key]      `json:"keys"`
+	Policies   objects[*policy]   `json:"policies"`
+	Identities objects[*identity] `json:"identities"`
 }
 
 type key struct {
@@ -131,39 +131,42 @@ func newData(now time.Time) *data {
 }
 
 func newEnclave(name string, now time.Time, by string) *enclave {
-	return &enclave{
-		Name: name, CreatedAt: now.UTC(), CreatedBy: by,
-		Keys: map[string]*key{}, Policies: map[string]*policy{}, Identities: map[string]*identity{},
-	}
+	return &enclave{Name: name, CreatedAt: now.UTC(), CreatedBy: by}
 }
 
-// normalize fills nil maps, so that decoded data can be used directly.
+// normalize completes freshly decoded data (not yet shared): a nil
+// enclave map, and keys stored before key.Latest existed.
 func (d *data) normalize() {
 	if d.Enclaves == nil {
 		d.Enclaves = map[string]*enclave{}
 	}
 	for _, e := range d.Enclaves {
-		if e.Keys == nil {
-			e.Keys = map[string]*key{}
-		}
-		if e.Policies == nil {
-			e.Policies = map[string]*policy{}
-		}
-		if e.Identities == nil {
-			e.Identities = map[string]*identity{}
-		}
-		for _, k := range e.Keys {
+		for _, k := range e.Keys.from("", "") {
 			if n := len(k.Versions); n > 0 && k.Latest < k.Versions[n-1].Version {
-				k.Latest = k.Versions[n-1].Version // state written before Latest existed
+				k.Latest = k.Versions[n-1].Version
 			}
 		}
 	}
 }
 
+// withEnclave returns d with enclave e added or replaced.
+func (d *data) withEnclave(e *enclave) *data {
+	c := &data{Enclaves: maps.Clone(d.Enclaves)}
+	c.Enclaves[e.Name] = e
+	return c
+}
+
+// withoutEnclave returns d without enclave name.
+func (d *data) withoutEnclave(name string) *data {
+	c := &data{Enclaves: maps.Clone(d.Enclaves)}
+	delete(c.Enclaves, name)
+	return c
+}
+
 // findIdentity looks an identity up in every enclave.
 func (d *data) findIdentity(id string) (*identity, *enclave) {
 	for _, e := range d.Enclaves {
-		if i, ok := e.Identities[id]; ok {
+		if i, ok := e.Identities.get(id); ok {
 			return i, e
 		}
 	}

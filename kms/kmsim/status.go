@@ -59,7 +59,7 @@ func (n *Node) peerStatus() *peerStatus {
 	defer n.mu.Unlock()
 	st := n.st
 	return &peerStatus{
-		heartbeat: heartbeat{ClusterID: st.ClusterID, NodeID: st.NodeID, Epoch: st.Epoch, Nodes: st.Nodes, Commit: st.Commit},
+		heartbeat: *st.heartbeat(),
 		Fresh:     st.fresh(),
 		Status:    status,
 	}

@@ -1,6 +1,7 @@
 package kmsim
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,18 +16,28 @@ import (
 	"github.com/kmsctl/kmsctl/hsm"
 )
 
-// Files under DIR. Both are JSON envelopes around AES-256-GCM ciphertext
-// and are replaced atomically (temp file, fsync, rename).
+// Files under DIR. root.key and state.db are JSON envelopes around
+// AES-256-GCM ciphertext, replaced atomically (temp file, fsync, rename).
+// log.db is appended to (and fsync-ed) by every write: records of a 4-byte
+// big-endian length and an entry as JSON sealed under the root key. The
+// state is state.db with the entries of log.db that follow it; once the log
+// outgrows the state (at least minCompact bytes), the state is written
+// anew and the log emptied.
 const (
 	rootKeyFile = "root.key" // the 32-byte root key, sealed under a key derived from the HSM key
 	stateFile   = "state.db" // nodeState as JSON, sealed under the root key
+	logFile     = "log.db"   // the entries committed after state.db
 	lockFile    = ".lock"    // held (flock) while a node uses DIR
 )
 
 const (
 	rootKeyFormat = "kmsim-root-key-v1"
 	stateFormat   = "kmsim-state-v1"
+	logFormat     = "kmsim-log-v1"
 )
+
+// minCompact is the log size below which the log is never compacted.
+const minCompact = 1 << 20
 
 // envelope is the on-disk form of a sealed file.
 type envelope struct {
@@ -42,8 +53,12 @@ type store struct {
 
 	lock *flock.Flock
 
-	mu     sync.Mutex // held while writing; guards closed
-	closed bool
+	mu         sync.Mutex // held while writing; guards the fields below
+	closed     bool
+	log        *os.File // log.db, open for appending
+	logSize    int64
+	stateSize  int64 // of the last state.db written or read
+	minCompact int64 // minCompact; smaller in tests
 }
 
 // close waits for a running save and makes later saves fail, so that
@@ -52,6 +67,9 @@ func (s *store) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed {
+		if s.log != nil {
+			_ = s.log.Close() // every record was fsync-ed when written
+		}
 		_ = s.lock.Unlock() // closes the descriptor; nothing is left to undo if that fails
 	}
 	s.closed = true
@@ -63,7 +81,7 @@ func openStore(dir string, k hsm.Key) (*store, *nodeState, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("kms: create data directory %s: %w", dir, err)
 	}
-	s := &store{dir: dir, lock: flock.New(filepath.Join(dir, lockFile))}
+	s := &store{dir: dir, lock: flock.New(filepath.Join(dir, lockFile)), minCompact: minCompact}
 	ok, err := s.lock.TryLock()
 	if err != nil {
 		return nil, nil, fmt.Errorf("kms: lock %s: %w", filepath.Join(dir, lockFile), err)
@@ -72,6 +90,12 @@ func openStore(dir string, k hsm.Key) (*store, *nodeState, error) {
 		return nil, nil, fmt.Errorf("kms: %s is in use by another minkms process (it holds %s); stop it first", dir, filepath.Join(dir, lockFile))
 	}
 	st, err := s.load(k)
+	if err == nil && st != nil {
+		st, err = s.replay(st)
+	}
+	if err == nil {
+		s.log, err = os.OpenFile(filepath.Join(dir, logFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	}
 	if err != nil {
 		_ = s.lock.Unlock() // the load error is the one to report
 		return nil, nil, err
@@ -115,6 +139,7 @@ func (s *store) load(k hsm.Key) (*nodeState, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.stateSize = int64(len(env.Sealed))
 	plain, err := open(s.rootKey, env.Sealed, []byte(stateFormat))
 	if err != nil {
 		return nil, fmt.Errorf("kms: unseal %s: %w (damaged file)", filepath.Join(dir, stateFile), err)
@@ -130,10 +155,64 @@ func (s *store) load(k hsm.Key) (*nodeState, error) {
 	return &st, nil
 }
 
-// save replaces the stored state atomically.
+// replay applies the records of log.db that follow st. It stops at the
+// first record that is torn (a crash while appending) or does not follow
+// (written before the last state.db, when a crash came between writing it
+// and emptying the log), and cuts the log there.
+func (s *store) replay(st *nodeState) (*nodeState, error) {
+	path := filepath.Join(s.dir, logFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kms: read %s: %w", path, err)
+	}
+	var good int64
+	for off := 0; off+4 <= len(b); {
+		size := int(binary.BigEndian.Uint32(b[off:]))
+		if size > len(b)-off-4 {
+			break
+		}
+		plain, err := open(s.rootKey, b[off+4:off+4+size], []byte(logFormat))
+		if err != nil {
+			return nil, fmt.Errorf("kms: unseal %s at offset %d: %w (damaged file)", path, off, err)
+		}
+		var e entry
+		if err := json.Unmarshal(plain, &e); err != nil {
+			return nil, fmt.Errorf("kms: decode %s at offset %d: %w", path, off, err)
+		}
+		off += 4 + size
+		if e.Index <= st.Commit {
+			good = int64(off) // already in state.db
+			continue
+		}
+		if e.Data != nil {
+			e.Data.normalize()
+		}
+		next, err := st.apply(&e)
+		if err != nil {
+			break
+		}
+		st, good = next, int64(off)
+	}
+	if good < int64(len(b)) {
+		if err := os.Truncate(path, good); err != nil {
+			return nil, fmt.Errorf("kms: cut %s after its last good record: %w", path, err)
+		}
+	}
+	s.logSize = good
+	return st, nil
+}
+
+// save replaces the stored state atomically and empties the log.
 func (s *store) save(st *nodeState) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.saveLocked(st)
+}
+
+func (s *store) saveLocked(st *nodeState) error {
 	if s.closed {
 		return errors.New("node is stopped")
 	}
@@ -145,7 +224,57 @@ func (s *store) save(st *nodeState) error {
 	if err != nil {
 		return fmt.Errorf("seal state: %w", err)
 	}
-	return writeEnvelope(filepath.Join(s.dir, stateFile), envelope{Format: stateFormat, Sealed: sealed})
+	if err := writeEnvelope(filepath.Join(s.dir, stateFile), envelope{Format: stateFormat, Sealed: sealed}); err != nil {
+		return err
+	}
+	s.stateSize = int64(len(sealed))
+	if s.log == nil || s.logSize == 0 {
+		return nil
+	}
+	if err := s.log.Truncate(0); err != nil {
+		return fmt.Errorf("empty %s: %w", logFile, err)
+	}
+	if err := s.log.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", logFile, err)
+	}
+	s.logSize = 0
+	return nil
+}
+
+// append stores entry e, which made state st: it appends e to the log, or
+// writes st as the new state when the log has outgrown it (or e is a
+// restore, which carries all data).
+func (s *store) append(e *entry, st *nodeState) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("node is stopped")
+	}
+	if e.Data != nil || s.logSize >= max(s.stateSize, s.minCompact) {
+		return s.saveLocked(st)
+	}
+	plain, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encode log entry: %w", err)
+	}
+	sealed, err := seal(s.rootKey, plain, []byte(logFormat))
+	if err != nil {
+		return fmt.Errorf("seal log entry: %w", err)
+	}
+	rec := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(sealed)), uint32(len(sealed)))
+	rec = append(rec, sealed...)
+	if _, err := s.log.Write(rec); err != nil {
+		// Cut a partial record, so that later records follow the good ones.
+		if terr := s.log.Truncate(s.logSize); terr != nil {
+			return fmt.Errorf("append to %s: %w (and cut the partial record: %v)", logFile, err, terr)
+		}
+		return fmt.Errorf("append to %s: %w", logFile, err)
+	}
+	if err := s.log.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", logFile, err)
+	}
+	s.logSize += int64(len(rec))
+	return nil
 }
 
 func readEnvelope(path, format string) (envelope, error) {
