@@ -465,7 +465,8 @@ func TestWaitForPathPortURL(t *testing.T) {
 		t.Fatalf("path: %+v %v", r, err)
 	}
 	r, err = apply(t, f, waitForModule{}, map[string]any{"path": "/run/never", "timeout": "30ms", "sleep": "5ms"})
-	if err != nil || !r.Failed || !strings.Contains(r.Msg, "timed out") {
+	var te *tasks.TimeoutError
+	if !errors.As(err, &te) || !strings.Contains(err.Error(), "timed out after 30ms waiting for path /run/never") {
 		t.Fatalf("missing path: %+v %v", r, err)
 	}
 	r, err = apply(t, f, waitForModule{}, map[string]any{"path": "/run/never", "state": "absent"})
@@ -497,7 +498,7 @@ func TestWaitForPathPortURL(t *testing.T) {
 		t.Fatalf("closed port: %+v %v", r, err)
 	}
 	r, err = apply(t, f, waitForModule{}, map[string]any{"port": "7374", "timeout": 0.03, "sleep": "5ms"})
-	if err != nil || !r.Failed {
+	if !errors.As(err, &te) {
 		t.Fatalf("closed port started: %+v %v", r, err)
 	}
 
@@ -517,12 +518,12 @@ func TestWaitForPathPortURL(t *testing.T) {
 		t.Fatalf("url: %+v %v", r, err)
 	}
 	r, err = apply(t, f, waitForModule{}, map[string]any{"url": "https://kms1:7373/v1/status", "validate_certs": false, "timeout": "30ms", "sleep": "5ms"})
-	if err != nil || !r.Failed {
+	if !errors.As(err, &te) {
 		t.Fatalf("503 url: %+v %v", r, err)
 	}
 	// Certificates are verified by default.
 	r, err = apply(t, f, waitForModule{}, map[string]any{"url": "https://kms1:7373/v1/ready", "timeout": "30ms", "sleep": "5ms"})
-	if err != nil || !r.Failed {
+	if !errors.As(err, &te) {
 		t.Fatalf("unverified TLS accepted: %+v %v", r, err)
 	}
 

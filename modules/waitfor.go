@@ -242,7 +242,7 @@ func (m waitForModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result,
 			if msg == "" {
 				msg = fmt.Sprintf("timed out after %s waiting for %s", timeout, p.goal())
 			}
-			return tasks.Result{Failed: true, Msg: msg, Data: map[string]any{"elapsed": time.Since(start).Seconds()}}, nil
+			return tasks.Result{Data: map[string]any{"elapsed": time.Since(start).Seconds()}}, &tasks.TimeoutError{Err: errors.New(msg)}
 		}
 		if err := sleepCtx(ctx, sleep); err != nil {
 			return tasks.Result{}, err

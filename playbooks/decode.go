@@ -345,6 +345,9 @@ func (d *decoder) play(n *yaml.Node) (Play, bool) {
 		case "hosts":
 			hasHosts = true
 			p.Hosts = strings.Join(d.list(v, "hosts"), ",")
+			if err := tasks.ParseTemplate(p.Hosts); err != nil {
+				d.errorf(v, "hosts: %v", err)
+			}
 		case "serial":
 			p.Serial = d.serial(v)
 		case "any_errors_fatal":

@@ -25,7 +25,8 @@ type Options struct {
 }
 
 // Plays resolves pb's plays against the inventory: each play's hosts:
-// pattern, intersected with Limit. Each selected host is resolved once
+// pattern (a template over ExtraVars, as in Ansible: hosts: "{{ target }}"),
+// intersected with Limit. Each selected host is resolved once
 // (inventory.Resolve, with ExtraVars), however many plays it is in, and
 // every play holds the same value (see Host). Plays left without hosts are
 // dropped; when none is left the error wraps ErrNoHosts. A host whose
@@ -47,7 +48,12 @@ func Plays(pb *Playbook, o Options) ([]tasks.Play, error) {
 		resolved = map[string]*tasks.Host{} // nil: the host failed to resolve
 	)
 	for _, p := range pb.Plays {
-		names, err := o.Inventory.Select(p.Hosts)
+		pattern, err := tasks.RenderTemplate(p.Hosts, o.ExtraVars)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: play %q: hosts: %w (a hosts: template sees only the extra vars: give them with -e)", p.Pos, p.Name, err))
+			continue
+		}
+		names, err := o.Inventory.Select(pattern)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: play %q: hosts: %w", p.Pos, p.Name, err))
 			continue

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/modules"
 	"github.com/kmsctl/kmsctl/remote/fake"
 	"github.com/kmsctl/kmsctl/tasks"
 )
@@ -146,5 +147,25 @@ func TestPlaysResolveEachHostOnce(t *testing.T) {
 	_, err = Plays(pb, Options{Inventory: inv, ExtraVars: map[string]any{"ansible_port": "abc"}})
 	if err == nil || strings.Count(err.Error(), "host kms1: ansible_port") != 1 {
 		t.Errorf("want kms1's bad -e reported once, got %v", err)
+	}
+}
+
+func TestPlaysHostsTemplate(t *testing.T) {
+	inv, _ := parse(t)
+	reg := tasks.NewRegistry()
+	modules.Register(reg)
+	pb, err := Decode("t.yml", []byte("- hosts: \"{{ target }}\"\n  tasks:\n    - ping:\n"), nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plays, err := Plays(pb, Options{Inventory: inv, ExtraVars: map[string]any{"target": "kms2"}})
+	if err != nil || len(plays) != 1 || !slices.Equal(hostNames(plays[0]), []string{"kms2"}) {
+		t.Fatalf("plays %+v, err %v", plays, err)
+	}
+	if _, err := Plays(pb, Options{Inventory: inv}); err == nil || !strings.Contains(err.Error(), "undefined variable target") || !strings.Contains(err.Error(), "-e") {
+		t.Fatalf("without -e target: %v", err)
+	}
+	if _, err := Decode("t.yml", []byte("- hosts: \"{{ target \"\n  tasks:\n    - ping:\n"), nil, reg); err == nil || !strings.Contains(err.Error(), "t.yml:1:10: hosts: parse template") {
+		t.Fatalf("hosts template syntax: %v", err)
 	}
 }

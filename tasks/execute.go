@@ -430,7 +430,7 @@ func (r *run) attempt(ctx context.Context, mod Module, t Task, env *Env) outcome
 			return outcome{res: Result{Failed: true, Msg: err.Error()}, err: err, unreachable: true}
 		}
 		if t.Timeout > 0 && errors.Is(actx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
-			err = fmt.Errorf("timed out after %s: %w", t.Timeout, err)
+			err = &TimeoutError{Err: fmt.Errorf("timed out after %s: %w", t.Timeout, err)}
 		}
 		res.Failed, res.Msg = true, err.Error()
 		out.err = err

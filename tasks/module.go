@@ -328,6 +328,14 @@ func ParseTemplate(src string) error {
 	return nil
 }
 
+// RenderTemplate renders a template (see package doc, Templates) against
+// vars, outside any run: for what is known before one, such as a play's
+// hosts: pattern over the extra vars.
+func RenderTemplate(src string, vars map[string]any) (string, error) {
+	var ev evaluator
+	return ev.render(src, vars)
+}
+
 // ParseExpr checks the syntax of an expression (see package doc,
 // Expressions) without evaluating it.
 func ParseExpr(src string) error { return checkExpr(src) }

@@ -314,6 +314,37 @@ func (e *RunError) Unwrap() []error {
 	return errs
 }
 
+// TimedOut reports whether the run failed only by waiting too long: every
+// host that failed (not ignored, not unreachable) failed with a
+// TimeoutError, and at least one did. The CLI exits 6 for it.
+func (e *RunError) TimedOut() bool {
+	n := 0
+	for _, h := range e.Hosts {
+		if h.Unreachable {
+			continue
+		}
+		var te *TimeoutError
+		if !errors.As(h.Err, &te) {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
+// TimeoutError is a module's wait that ran out of time: wait_for's
+// timeout, or a task's timeout keyword. It fails the task like any error.
+type TimeoutError struct{ Err error }
+
+// Error returns the wrapped error's message.
+func (e *TimeoutError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the wrapped error.
+func (e *TimeoutError) Unwrap() error { return e.Err }
+
+// TimedOut returns true.
+func (e *TimeoutError) TimedOut() bool { return true }
+
 // IsUnreachable reports whether err says the host could not be reached: an
 // error in its chain has an Unreachable() bool method returning true (as
 // UnreachableError and remote's connection errors do).

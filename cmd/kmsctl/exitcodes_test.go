@@ -42,6 +42,7 @@ func TestBinaryEveryExitCode(t *testing.T) {
 	// host; one templated from -e is refused before any host is touched.
 	templated := play("- hosts: kms1\n  tasks:\n    - file: {path: \"{{ target }}\", state: absent}\n")
 	fact := play("- hosts: kms1\n  tasks:\n    - set_fact: {target: /sys/kmsctl-test-none}\n    - file: {path: \"{{ target }}\", state: absent}\n")
+	waiting := play("- hosts: kms1\n  tasks:\n    - wait_for: {path: /nonexistent/kmsctl-test, timeout: 0.2, sleep: 0.05}\n")
 	inv := []string{"-i", l.inventory, "--ssh-config", "none"}
 
 	cases := []struct {
@@ -60,6 +61,7 @@ func TestBinaryEveryExitCode(t *testing.T) {
 		{"refused on the host", append([]string{"play", fact}, inv...), false, 4, "PLAY RECAP", "refusing /sys/kmsctl-test-none"},
 		{"refused before the hosts, templated", append([]string{"play", templated, "-e", "target=/sys/kmsctl-test-none"}, inv...), false, 4, "", "refusing /sys/kmsctl-test-none"},
 		{"secret on the command line", append([]string{"play", ok, "-e", "kms_api_key=x"}, inv...), false, 4, "", "-e @FILE"},
+		{"wait_for timed out", append([]string{"play", waiting}, inv...), false, 6, "PLAY RECAP", "timed out after 200ms waiting for path /nonexistent/kmsctl-test"},
 		{"--timeout", append([]string{"play", sleeping, "--timeout", "300ms"}, inv...), false, 6, "PLAY RECAP", "--timeout 300ms reached"},
 		{"interrupted", append([]string{"play", sleeping}, inv...), true, 130, "PLAY RECAP", "interrupted"},
 	}

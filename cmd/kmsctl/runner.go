@@ -113,8 +113,9 @@ func (r *runner) run(ctx context.Context, plays []tasks.Play) error {
 }
 
 // exitError maps the engine's outcome to the documented exit codes: 6
-// when --timeout ended the run, 130 when it was interrupted, else those of
-// recapError.
+// when --timeout ended the run or every failed host failed by waiting too
+// long (wait_for, a task's timeout), 130 when it was interrupted, else
+// those of recapError.
 func exitError(ctx context.Context, recap tasks.Recap, err error) error {
 	if err == nil {
 		return nil
@@ -128,6 +129,8 @@ func exitError(ctx context.Context, recap tasks.Recap, err error) error {
 		return exit.With(exit.TimedOut, err)
 	case re.Cancelled != nil:
 		return exit.With(exit.Interrupted, err)
+	case re.TimedOut():
+		return exit.With(exit.TimedOut, err)
 	}
 	return recapError(recap, err)
 }
