@@ -20,7 +20,11 @@
 // defined, on the hosts that notified them with a changed result - also on
 // hosts that failed a later task, and also after a cancellation (with a
 // fresh context bounded by Engine.HandlerTimeout), so that a pushed
-// configuration is never left without its restart.
+// configuration is never left without its restart. A changed result names
+// the handlers it notified (Event.Notified). A task that a cancellation (or
+// the handler timeout after it) cuts short ends as StatusInterrupted: counted
+// in HostStats.Interrupted, neither failed nor unreachable, and not among
+// the RunError's host errors.
 //
 // # Variables
 //

@@ -618,8 +618,65 @@ func TestHandlersAfterCancelAreBounded(t *testing.T) {
 		Tasks:    []Task{{Name: "deploy", Module: "shell", Args: map[string]any{"cmd": "deploy"}, Notify: []string{"restart"}}},
 		Handlers: []Task{{Name: "restart", Module: "shell", Args: map[string]any{"cmd": "hang"}}}}
 	recap, err := l.eng.Run(ctx, []Play{p})
-	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, context.Canceled) || recap["a"].Failed != 1 {
+	// The handler cut by HandlerTimeout is interrupted, not failed.
+	if !errors.Is(err, context.Canceled) || recap["a"].Interrupted != 1 || recap["a"].Failed != 0 {
 		t.Fatalf("err %v recap %+v", err, recap["a"])
+	}
+	if ev := l.rec.results("restart")["a"]; ev.Status != StatusInterrupted || !strings.Contains(ev.Msg, "deadline exceeded") {
+		t.Fatalf("handler result %+v", ev)
+	}
+}
+
+// TestInterruptedIsNotFailed: a task the cancelled run cuts short is
+// reported once, as interrupted: its result, the recap's Interrupted
+// count, and not as a failed host in the RunError. A changed result names
+// the handlers it notified.
+func TestInterruptedIsNotFailed(t *testing.T) {
+	l := newLab(t, "a", "b")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started := make(chan struct{}, 2)
+	for _, f := range l.fakes {
+		f.ExpectMatch(`^deploy`).AnyTimes()
+		f.ExpectMatch(`^wipe`).AnyTimes().DoContext(func(hctx context.Context, _ string, _ []byte) (string, string, int, error) {
+			started <- struct{}{}
+			<-hctx.Done()
+			return "", "", 0, hctx.Err()
+		})
+	}
+	go func() {
+		<-started
+		<-started
+		cancel()
+	}()
+	p := Play{Name: "p", Hosts: l.hosts("a", "b"),
+		Tasks: []Task{
+			{Name: "deploy", Module: "shell", Args: map[string]any{"cmd": "deploy"}, Notify: []string{"restart"}},
+			{Name: "wipe", Module: "shell", Args: map[string]any{"cmd": "wipe"}},
+			sh("never", "true"),
+		},
+		Handlers: []Task{sh("restart", "true")}}
+	recap, err := l.eng.Run(ctx, []Play{p})
+	var re *RunError
+	if !errors.As(err, &re) || re.Cancelled == nil || len(re.Hosts) != 0 {
+		t.Fatalf("err %#v, want a cancelled RunError without host errors", err)
+	}
+	for _, h := range []string{"a", "b"} {
+		if got := *recap[h]; got != (HostStats{OK: 2, Changed: 2, Interrupted: 1}) {
+			t.Errorf("recap %s = %+v", h, got)
+		}
+		if ev := l.rec.results("wipe")[h]; ev.Status != StatusInterrupted || ev.Ignored || !strings.Contains(ev.Msg, "context canceled") {
+			t.Errorf("wipe on %s: %+v", h, ev)
+		}
+		if ev := l.rec.results("deploy")[h]; !slices.Equal(ev.Notified, []string{"restart"}) {
+			t.Errorf("deploy on %s notified %v", h, ev.Notified)
+		}
+		if ev := l.rec.results("restart")[h]; ev.Status != StatusChanged || len(ev.Notified) != 0 {
+			t.Errorf("owed handler on %s: %+v", h, ev)
+		}
+	}
+	if Status(StatusInterrupted).String() != "interrupted" {
+		t.Errorf("StatusInterrupted is %q", StatusInterrupted)
 	}
 }
 

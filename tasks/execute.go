@@ -33,6 +33,9 @@ func (r *run) runTask(ctx context.Context, p Play, t Task, hs *hostState, hostva
 	res := out.res
 	status := StatusOK
 	switch {
+	case (out.unreachable || res.Failed) && ctx.Err() != nil:
+		// Cut short by the stopped run, not failed on its own.
+		status = StatusInterrupted
 	case out.unreachable:
 		status = StatusUnreachable
 	case res.Failed:
@@ -46,7 +49,7 @@ func (r *run) runTask(ctx context.Context, p Play, t Task, hs *hostState, hostva
 		hs.facts[t.Register] = res.Vars()
 	}
 	hs.lastFacts = nil
-	if status != StatusFailed && status != StatusUnreachable && status != StatusSkipped {
+	if status == StatusOK || status == StatusChanged {
 		maps.Copy(hs.facts, res.Facts)
 		hs.lastFacts = res.Facts
 		r.sec.registerNamed(res.Facts, false)
@@ -57,9 +60,11 @@ func (r *run) runTask(ctx context.Context, p Play, t Task, hs *hostState, hostva
 			hs.derived[k] = out.derived || r.sec.isNamed(k)
 		}
 	}
+	var notified []string
 	if status == StatusChanged {
 		for _, n := range t.Notify {
 			hs.notified[n] = true
+			notified = append(notified, n)
 		}
 	}
 	ignored := status == StatusFailed && t.IgnoreErrors
@@ -68,6 +73,8 @@ func (r *run) runTask(ctx context.Context, p Play, t Task, hs *hostState, hostva
 	case status == StatusUnreachable:
 		st.Unreachable++
 		hs.down = true
+	case status == StatusInterrupted:
+		st.Interrupted++
 	case ignored:
 		st.Ignored++
 	case status == StatusFailed:
@@ -83,9 +90,9 @@ func (r *run) runTask(ctx context.Context, p Play, t Task, hs *hostState, hostva
 	}
 	ev := Event{Type: EventHostResult, Play: p.Name, Task: t.DisplayName(), Pos: t.Pos, Host: hs.host.Name,
 		Status: status, Changed: res.Changed && status != StatusFailed, Ignored: ignored, Check: r.check(t),
-		Duration: time.Since(start)}
+		Notified: notified, Duration: time.Since(start)}
 	msg := res.Msg
-	if (status == StatusFailed || status == StatusUnreachable) && out.err != nil {
+	if (status == StatusFailed || status == StatusUnreachable || status == StatusInterrupted) && out.err != nil {
 		msg = out.err.Error()
 	}
 	if t.NoLog {

@@ -107,9 +107,14 @@ const (
 	StatusSkipped
 	StatusFailed
 	StatusUnreachable
+	// StatusInterrupted: the run was stopped (Ctrl-C, --timeout, or the
+	// handler timeout after them) while the task ran on the host; what it
+	// did there is unknown. It is neither failed nor unreachable.
+	StatusInterrupted
 )
 
-// String returns "ok", "changed", "skipped", "failed" or "unreachable".
+// String returns "ok", "changed", "skipped", "failed", "unreachable" or
+// "interrupted".
 func (s Status) String() string {
 	switch s {
 	case StatusOK:
@@ -122,6 +127,8 @@ func (s Status) String() string {
 		return "failed"
 	case StatusUnreachable:
 		return "unreachable"
+	case StatusInterrupted:
+		return "interrupted"
 	}
 	return fmt.Sprintf("Status(%d)", int(s))
 }
@@ -181,6 +188,7 @@ type Event struct {
 	Stdout   string // command output (redacted; empty for no_log)
 	Stderr   string
 	Diff     string        // unified diff of file content (never for secret files)
+	Notified []string      // HostResult: the handlers the result notified (now owed on the host)
 	Duration time.Duration // HostResult: the task on this host; Recap: the whole run
 	Recap    Recap
 }
@@ -201,9 +209,10 @@ func (f SinkFunc) Event(e Event) { f(e) }
 // HostStats counts a host's task results. OK counts every task that
 // succeeded, changed or not, as Ansible's recap does; Changed counts those
 // of them that changed something. Ignored counts failures ignored by
-// ignore_errors (they are not in Failed).
+// ignore_errors (they are not in Failed). Interrupted counts tasks the
+// stopped run cut short on the host (not in Failed nor Unreachable).
 type HostStats struct {
-	OK, Changed, Skipped, Failed, Unreachable, Ignored int
+	OK, Changed, Skipped, Failed, Unreachable, Ignored, Interrupted int
 }
 
 // Recap maps host names to their stats for the whole run. Every host of
@@ -278,6 +287,8 @@ func (e *HostError) Unwrap() error { return e.Err }
 // RunError is what Engine.Run returns when a host failed or was
 // unreachable, or the run was cancelled. Use errors.As to get it; the CLI
 // decides exit codes from the Recap (Recap.Failed, Recap.Unreachable).
+// The hosts whose task the cancellation cut short are not in Hosts: their
+// results say "interrupted" and the Recap counts them.
 type RunError struct {
 	Hosts     []*HostError // in the order they happened
 	Recap     Recap
