@@ -181,7 +181,7 @@ func TestPlayEndToEnd(t *testing.T) {
 			"changed: [" + h + "] push config",
 			"changed: [" + h + "] restart",
 			"ok: [" + h + "] leak check",
-			h + " : ok=4 changed=3 unreachable=0 failed=0 skipped=0 ignored=0",
+			h + " : ok=4 changed=3 unreachable=0 failed=0 skipped=0 ignored=0 interrupted=0",
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("output lacks %q:\n%s", want, out)

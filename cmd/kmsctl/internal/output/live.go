@@ -94,6 +94,12 @@ func (l *live) erase() {
 func (l *live) Event(e tasks.Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.closed {
+		// Closed (a second Ctrl-C): results still scroll by, nothing
+		// live is drawn again.
+		l.plainOut.Event(e)
+		return
+	}
 	l.erase()
 	switch e.Type {
 	case tasks.EventTaskStart, tasks.EventHandlerStart:
@@ -110,6 +116,26 @@ func (l *live) Event(e tasks.Event) {
 		l.plainOut.Event(e)
 	}
 	l.redraw()
+}
+
+// Above returns w with the live area erased before each write and drawn
+// again after it.
+func (l *live) Above(w io.Writer) io.Writer { return aboveWriter{l, w} }
+
+type aboveWriter struct {
+	l *live
+	w io.Writer
+}
+
+func (a aboveWriter) Write(p []byte) (int, error) {
+	a.l.mu.Lock()
+	defer a.l.mu.Unlock()
+	a.l.erase()
+	n, err := a.w.Write(p)
+	if !a.l.closed {
+		a.l.redraw()
+	}
+	return n, err
 }
 
 func (l *live) Close() {

@@ -16,9 +16,15 @@ import (
 )
 
 // Display is a tasks.Sink that draws on a stream. Close stops any background
-// drawing; call it once, after the last event.
+// drawing and erases what is not to stay; call it after the last event (a
+// second call does nothing, and events after it draw no live lines).
 type Display interface {
 	tasks.Sink
+	// Above returns w (another stream on the same terminal, stderr) made
+	// safe to write whole lines to while the display draws: the live view
+	// erases its lines before each write and draws them again below it,
+	// so that no stale line stays behind. Other displays return w.
+	Above(w io.Writer) io.Writer
 	Close()
 }
 
@@ -95,6 +101,9 @@ func LogEvent(l zerolog.Logger, level zerolog.Level, e tasks.Event) {
 		if e.Check {
 			ev = ev.Bool("check", true)
 		}
+		if len(e.Notified) > 0 {
+			ev = ev.Strs("notified", e.Notified)
+		}
 		for _, f := range [...]struct{ k, v string }{{"msg", e.Msg}, {"stdout", e.Stdout}, {"stderr", e.Stderr}, {"diff", e.Diff}} {
 			if f.v != "" {
 				ev = ev.Str(f.k, f.v)
@@ -107,7 +116,7 @@ func LogEvent(l zerolog.Logger, level zerolog.Level, e tasks.Event) {
 			s := e.Recap[h]
 			d = d.Dict(h, zerolog.Dict().
 				Int("ok", s.OK).Int("changed", s.Changed).Int("unreachable", s.Unreachable).
-				Int("failed", s.Failed).Int("skipped", s.Skipped).Int("ignored", s.Ignored))
+				Int("failed", s.Failed).Int("skipped", s.Skipped).Int("ignored", s.Ignored).Int("interrupted", s.Interrupted))
 		}
 		ev = ev.Dict("recap", d).Dur("duration_ms", e.Duration)
 	}
@@ -122,8 +131,9 @@ func NewJSON(w io.Writer) Display {
 
 type jsonDisplay struct{ l zerolog.Logger }
 
-func (j jsonDisplay) Event(e tasks.Event) { LogEvent(j.l, zerolog.InfoLevel, e) }
-func (j jsonDisplay) Close()              {}
+func (j jsonDisplay) Event(e tasks.Event)         { LogEvent(j.l, zerolog.InfoLevel, e) }
+func (j jsonDisplay) Above(w io.Writer) io.Writer { return w }
+func (j jsonDisplay) Close()                      {}
 
 // resultLine is the plain line of one host's result, without newline:
 // "ok: [host] task", "failed: [host] task: msg".
@@ -140,7 +150,7 @@ func resultLine(e tasks.Event, verbosity int, color bool) string {
 	if e.Check && e.Status == tasks.StatusChanged {
 		b.WriteString(" (check mode: would change)")
 	}
-	showMsg := e.Status == tasks.StatusFailed || e.Status == tasks.StatusUnreachable || verbosity > 0
+	showMsg := e.Status == tasks.StatusFailed || e.Status == tasks.StatusUnreachable || e.Status == tasks.StatusInterrupted || verbosity > 0
 	if e.Msg != "" && showMsg {
 		b.WriteString(": ")
 		b.WriteString(oneLine(e.Msg))
@@ -166,13 +176,15 @@ var colors = map[tasks.Status]string{
 	tasks.StatusSkipped:     "\x1b[36m",
 	tasks.StatusFailed:      "\x1b[31m",
 	tasks.StatusUnreachable: "\x1b[1;31m",
+	tasks.StatusInterrupted: "\x1b[35m",
 }
 
 func oneLine(s string) string {
 	return strings.ReplaceAll(strings.TrimSpace(s), "\n", " ⏎ ")
 }
 
-// WriteRecap writes Ansible's PLAY RECAP and the total time.
+// WriteRecap writes Ansible's PLAY RECAP, with an interrupted count (tasks
+// a stopped run cut short), and the total time.
 func WriteRecap(w io.Writer, r tasks.Recap, total time.Duration) {
 	width := 0
 	for _, h := range r.Hosts() {
@@ -181,8 +193,8 @@ func WriteRecap(w io.Writer, r tasks.Recap, total time.Duration) {
 	fmt.Fprintln(w, "\nPLAY RECAP")
 	for _, h := range r.Hosts() {
 		s := r[h]
-		fmt.Fprintf(w, "%-*s : ok=%d changed=%d unreachable=%d failed=%d skipped=%d ignored=%d\n",
-			width, h, s.OK, s.Changed, s.Unreachable, s.Failed, s.Skipped, s.Ignored)
+		fmt.Fprintf(w, "%-*s : ok=%d changed=%d unreachable=%d failed=%d skipped=%d ignored=%d interrupted=%d\n",
+			width, h, s.OK, s.Changed, s.Unreachable, s.Failed, s.Skipped, s.Ignored, s.Interrupted)
 	}
 	fmt.Fprintf(w, "total time %s\n", total.Round(time.Millisecond))
 }
@@ -218,4 +230,5 @@ func (p *plain) Event(e tasks.Event) {
 	}
 }
 
-func (p *plain) Close() {}
+func (p *plain) Above(w io.Writer) io.Writer { return w }
+func (p *plain) Close()                      {}

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,8 +43,8 @@ failed: [kms2] push config: permission denied ⏎ line two
   stderr: oops
 
 PLAY RECAP
-kms1 : ok=1 changed=1 unreachable=0 failed=0 skipped=0 ignored=0
-kms2 : ok=0 changed=0 unreachable=0 failed=1 skipped=0 ignored=0
+kms1 : ok=1 changed=1 unreachable=0 failed=0 skipped=0 ignored=0 interrupted=0
+kms2 : ok=0 changed=0 unreachable=0 failed=1 skipped=0 ignored=0 interrupted=0
 total time 1.5s
 `
 	if b.String() != want {
@@ -138,4 +140,103 @@ func TestCount(t *testing.T) {
 			t.Errorf("Count(%d) = %q, want %q", n, got, want)
 		}
 	}
+}
+
+// screen is what a terminal shows after the bytes written to it: lines of
+// text, with the escapes the live view uses (cursor to the start of a line
+// N lines up, erase to the end of the screen, colours) applied.
+func screen(t *testing.T, out string) []string {
+	t.Helper()
+	lines := []string{""}
+	row := 0
+	for i := 0; i < len(out); i++ {
+		switch c := out[i]; {
+		case c == '\n':
+			row++
+			if row == len(lines) {
+				lines = append(lines, "")
+			}
+		case c == '\x1b':
+			j := i + 2 // past ESC [
+			for j < len(out) && (out[j] >= '0' && out[j] <= '9' || out[j] == ';') {
+				j++
+			}
+			arg := out[i+2 : j]
+			switch out[j] {
+			case 'F':
+				n := 1
+				fmt.Sscan(arg, &n)
+				row = max(row-n, 0)
+				lines[row] = ""
+			case 'J':
+				lines = lines[:row+1]
+				lines[row] = ""
+			case 'm':
+			default:
+				t.Fatalf("unexpected escape %q", out[i:j+1])
+			}
+			i = j
+		default:
+			lines[row] += out[i : i+1] // bytes: a rune's bytes join up again
+		}
+	}
+	return lines
+}
+
+// TestLiveLeavesNoStaleLines: lines written to stderr on the same terminal
+// while hosts run (the Ctrl-C notice, warnings) go above the live area,
+// and when the run ends, interrupted or not, no spinner line is left on
+// the screen.
+func TestLiveLeavesNoStaleLines(t *testing.T) {
+	for _, interrupted := range []bool{false, true} {
+		term := &syncWriter{}
+		d := NewLive(term, 0, 0, false)
+		stderr := d.Above(term)
+		evs := events()
+		d.Event(evs[0])
+		d.Event(evs[1]) // two live lines: kms1, kms2
+		fmt.Fprintln(stderr, "kmsctl: interrupted: no new work is started")
+		time.Sleep(250 * time.Millisecond) // the spinner turns
+		if interrupted {
+			d.Event(tasks.Event{Type: tasks.EventHostResult, Task: "push config", Host: "kms1", Status: tasks.StatusInterrupted, Msg: "interrupted"})
+			fmt.Fprintln(stderr, "kmsctl: interrupted again: exiting at once")
+			d.Close() // kms2 never reported
+		} else {
+			for _, e := range evs[2:] {
+				d.Event(e)
+			}
+			d.Close()
+		}
+		lines := screen(t, term.String())
+		text := strings.Join(lines, "\n")
+		for _, l := range lines {
+			if strings.ContainsAny(l, strings.Join(spinner[:], "")) {
+				t.Errorf("interrupted=%v: stale spinner line %q on the screen:\n%s", interrupted, l, text)
+			}
+		}
+		if !strings.Contains(text, "kmsctl: interrupted: no new work is started") {
+			t.Errorf("interrupted=%v: the stderr line is gone:\n%s", interrupted, text)
+		}
+		if interrupted && !strings.Contains(text, "interrupted: [kms1] push config: interrupted") {
+			t.Errorf("the interrupted result is not shown:\n%s", text)
+		}
+	}
+}
+
+// syncWriter is a bytes.Buffer safe for the live view's ticker and the test.
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
