@@ -49,37 +49,32 @@ type env struct {
 	terminal bool
 	// width is the terminal's width in columns (0 = unknown).
 	width int
-	// end is the run_end of this invocation (set by run).
-	end *runEnd
+	// signals are SIGINT and SIGTERM (nil: none watched); exit exits the
+	// process at a second one.
+	signals <-chan os.Signal
+	exit    func(int)
+	// end is the run_end and intr the interrupter of this invocation (set
+	// by run).
+	end  *runEnd
+	intr *interrupter
 }
 
 func main() {
-	// The cause names the interruption in every error it ends: "run
-	// command on h: interrupted (Ctrl-C or SIGTERM): context canceled".
-	interrupted := fmt.Errorf("interrupted (Ctrl-C or SIGTERM): %w", context.Canceled)
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-sigs
-		fmt.Fprintln(os.Stderr, "kmsctl: interrupted: no new work is started, owed handlers run; press Ctrl-C again to exit at once")
-		cancel(interrupted)
-		<-sigs
-		fmt.Fprintln(os.Stderr, "kmsctl: interrupted again: exiting at once")
-		os.Exit(exit.Interrupted)
-	}()
 	e := env{
 		stdout:   os.Stdout,
 		stderr:   os.Stderr,
 		getenv:   os.Getenv,
 		stateDir: filepath.Join(xdg.StateHome, "kmsctl"),
 		terminal: term.IsTerminal(int(os.Stdout.Fd())),
+		signals:  sigs,
+		exit:     os.Exit,
 	}
 	if e.terminal {
 		e.width, _, _ = term.GetSize(int(os.Stdout.Fd()))
 	}
-	code := run(ctx, e, os.Args)
+	code := run(context.Background(), e, os.Args)
 	signal.Stop(sigs)
 	os.Exit(code)
 }
@@ -90,6 +85,14 @@ func main() {
 // With --output json, stdout ends with a run_end event (see runEnd), also
 // for usage and validation errors.
 func run(ctx context.Context, e env, args []string) int {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	e.intr = &interrupter{cancel: cancel, exit: e.exit, stderr: e.stderr}
+	if e.signals != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		go e.intr.watch(e.signals, stop)
+	}
 	e.end = newRunEnd(e.stdout, false)
 	app := newApp(e)
 	e.end.json = globalFlagValue(app, args, "output") == "json"

@@ -52,6 +52,7 @@ func testEnv(t *testing.T) *testEnvT {
 	}
 	// run sets its own; this one is for tests that call commands directly.
 	te.end = newRunEnd(te.out, false)
+	te.intr = &interrupter{stderr: te.errOut}
 	return te
 }
 
@@ -285,7 +286,15 @@ func testBinaryInterrupt(t *testing.T, bin string, twice bool) {
 		if !strings.Contains(stderr.String(), "exiting at once") || strings.Contains(stdout.String(), "PLAY RECAP") {
 			t.Errorf("second interrupt did not exit at once:\nstdout %s\nstderr %s", &stdout, &stderr)
 		}
+		if want := `owed handlers skipped: "restart" on kms1 (cut off while running)`; !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, &stderr)
+		}
 		return
+	}
+	// The cut task is reported once, as interrupted, not as failed.
+	if !strings.Contains(stdout.String(), "interrupted: [kms1] long") || strings.Contains(stdout.String(), "failed: [kms1]") ||
+		!strings.Contains(stdout.String(), "interrupted=1") || strings.Contains(stderr.String(), "host kms1 failed") {
+		t.Errorf("the interrupted task is not reported once, as interrupted:\nstdout %s\nstderr %s", &stdout, &stderr)
 	}
 	if !strings.Contains(stdout.String(), "PLAY RECAP") || !strings.Contains(stderr.String(), "press Ctrl-C again") {
 		t.Errorf("stdout %s\nstderr %s", &stdout, &stderr)

@@ -152,13 +152,15 @@ type skippedHandler struct {
 }
 
 // skippedHandlers returns the handlers still owed, in order of first
-// notification: what exiting now leaves undone.
+// notification, each with its hosts sorted: what exiting now leaves undone.
 func (p *progress) skippedHandlers() []skippedHandler {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := make([]skippedHandler, 0, len(p.owed))
 	for _, o := range p.owed {
-		out = append(out, skippedHandler{Handler: o.name, Hosts: slices.Clone(o.hosts), Running: o.running})
+		hosts := slices.Clone(o.hosts)
+		slices.Sort(hosts)
+		out = append(out, skippedHandler{Handler: o.name, Hosts: hosts, Running: o.running})
 	}
 	return out
 }

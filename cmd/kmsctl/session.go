@@ -78,7 +78,10 @@ func newSession(e env, o options, command string) (*session, error) {
 	case o.Verbosity >= 2:
 		level = zerolog.DebugLevel
 	}
-	console := zerolog.ConsoleWriter{Out: maskWriter{s.red, e.stderr}, NoColor: true, TimeFormat: "15:04:05"}
+	s.display = output.New(e.stdout, output.Options{Format: o.Output, Terminal: e.terminal && o.Output == "text", Verbosity: o.Verbosity, Width: e.width, Color: e.getenv("NO_COLOR") == ""})
+	// What goes to stderr while the display draws goes above its live lines.
+	stderr := maskWriter{s.red, s.display.Above(e.stderr)}
+	console := zerolog.ConsoleWriter{Out: stderr, NoColor: true, TimeFormat: "15:04:05"}
 	s.logger = zerolog.New(zerolog.MultiLevelWriter(
 		log,
 		&zerolog.FilteredLevelWriter{Writer: zerolog.LevelWriterAdapter{Writer: console}, Level: level},
@@ -86,7 +89,6 @@ func newSession(e env, o options, command string) (*session, error) {
 	s.logger.Debug().Str("command", command).Str("version", version).Str("commit", commit).
 		Strs("inventory", o.Inventories).Str("limit", o.Limit).Int("forks", o.Forks).
 		Bool("check", o.Check).Bool("diff", o.Diff).Msg("run started")
-	s.display = output.New(e.stdout, output.Options{Format: o.Output, Terminal: e.terminal && o.Output == "text", Verbosity: o.Verbosity, Width: e.width, Color: e.getenv("NO_COLOR") == ""})
 	// Events go to the run log only (the display shows them): with their
 	// own time, so without the logger's timestamp.
 	events := zerolog.New(log).With().Str("run", log.ID).Logger()
@@ -98,7 +100,28 @@ func newSession(e env, o options, command string) (*session, error) {
 		disp.Event(ev)
 		s.progress.Event(ev)
 	})
+	e.intr.attach(stderr, s.abort)
 	return s, nil
+}
+
+// abort is a second Ctrl-C's last words, before kmsctl exits at once: the
+// live lines erased, and which owed handlers it skips (names and hosts)
+// on stderr, in the run log and in run_end.
+func (s *session) abort() {
+	s.display.Close()
+	skipped := s.progress.skippedHandlers()
+	msg := "interrupted again: exiting at once"
+	if len(skipped) > 0 {
+		msg += "; owed handlers skipped: " + describeSkipped(skipped)
+	}
+	msg = s.red.String(msg)
+	fmt.Fprintf(s.e.stderr, "kmsctl: %s\n", msg)
+	s.logger.Info().Interface("skipped_handlers", skipped).Int("exit_code", exit.Interrupted).Dur("duration_ms", time.Since(s.start)).Msg("run ended: " + msg)
+	s.e.end.write(exit.Interrupted, msg, func(ev *zerolog.Event) *zerolog.Event { return ev.Interface("skipped_handlers", skipped) })
+	if err := s.log.Close(); err != nil {
+		fmt.Fprintf(s.e.stderr, "kmsctl: %v\n", err)
+	}
+	fmt.Fprintf(s.e.stderr, "kmsctl: run log: %s\n", s.log.Path)
 }
 
 // maskWriter masks secrets in each Write. Use it for writers that write
@@ -131,6 +154,7 @@ func redactEvent(red *redact.Redactor, e tasks.Event) tasks.Event {
 // log is; run_end (--output json) gets the run log and the same messages.
 // It returns err mapped to an exit code.
 func (s *session) finish(err error) error {
+	s.e.intr.detach(s.e.stderr)
 	s.display.Close()
 	code := exit.Code(err)
 	var shown []string

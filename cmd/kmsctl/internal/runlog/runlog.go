@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/kmsctl/kmsctl/redact"
@@ -29,6 +30,9 @@ type Log struct {
 	Path string
 	f    *os.File
 	w    io.WriteCloser
+
+	mu     sync.Mutex
+	closed bool
 }
 
 // Create creates dir/runs/<time>-<id>.log and removes the oldest logs beyond
@@ -79,11 +83,27 @@ func prune(dir string, keep int) error {
 	return nil
 }
 
-// Write writes p, masked, to the file.
-func (l *Log) Write(p []byte) (int, error) { return l.w.Write(p) }
+// Write writes p, masked, to the file. Once the log is closed (a second
+// Ctrl-C closes it while the run's goroutines may still log), writes are
+// dropped: the log has ended.
+func (l *Log) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return len(p), nil
+	}
+	return l.w.Write(p)
+}
 
 // Close flushes what the redacting writer holds back and closes the file.
+// Closing it again does nothing.
 func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
 	err := l.w.Close()
 	if cerr := l.f.Close(); err == nil {
 		err = cerr

@@ -75,3 +75,28 @@ func TestPrune(t *testing.T) {
 		t.Errorf("left %q, want the two newest", left)
 	}
 }
+
+// TestWriteAfterClose: once closed (a second Ctrl-C closes the log while
+// the run's goroutines may still log), writes are dropped without error
+// and a second Close does nothing.
+func TestWriteAfterClose(t *testing.T) {
+	l, err := Create(t.TempDir(), time.Now(), redact.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Write([]byte("before\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := l.Write([]byte("after\n")); n != 6 || err != nil {
+		t.Errorf("write after close: %d, %v", n, err)
+	}
+	if err := l.Close(); err != nil {
+		t.Errorf("second close: %v", err)
+	}
+	if b, _ := os.ReadFile(l.Path); string(b) != "before\n" {
+		t.Errorf("log holds %q", b)
+	}
+}
