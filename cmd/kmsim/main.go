@@ -11,6 +11,11 @@
 //	minkms identity KEY        the same with the key in argv (avoid: argv is visible to other users)
 //	minkms --soft-hsm          print a new HSM key
 //	minkms --version
+//
+// and the client commands of the vendor's manual, against MINIO_KMS_SERVER
+// with the API key in MINIO_KMS_API_KEY (or -a/--api-key, visible to other
+// users in the process list): ls, stat, add, rm, edit HOST --rm ID, backup,
+// restore, ls-enclave, ls-key, ls-policy (see client.go and `minkms help`).
 package main
 
 import (
@@ -45,17 +50,20 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr))
 }
 
-const usage = `usage:
+// usage is the command's help text.
+func usage() string {
+	return `usage:
   minkms server DIR --config FILE [--address IP:PORT] [--host HOST:PORT]   (HSM key in MINIO_KMS_HSM_KEY)
   minkms identity [- | --hsm | KEY] [--json]
   minkms --soft-hsm
   minkms --version
-`
+` + clientHelp()
+}
 
 // run is the whole command; it returns the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage())
 		return 2
 	}
 	var err error
@@ -73,16 +81,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		v, c := serverVersion(version, commit)
 		_, err = fmt.Fprintf(stdout, "minkms (kmsim) version %s commit %s\n", v, orDefault(c, "kmsim"))
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage())
 		return 0
 	default:
-		fmt.Fprintf(stderr, "minkms: unknown command %q\n%s", args[0], usage)
+		if isClientCommand(args[0]) {
+			err = client(ctx, args[0], args[1:], getenv, stdout)
+			break
+		}
+		fmt.Fprintf(stderr, "minkms: unknown command %q\n%s", args[0], usage())
 		return 2
 	}
 	if err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "minkms: %v\n%s", err, usage)
+			fmt.Fprintf(stderr, "minkms: %v\n%s", err, usage())
 			return 2
 		}
 		fmt.Fprintf(stderr, "%v\n", err)

@@ -151,6 +151,44 @@
 // key") or garbage (400 "invalid backup") without changing anything, and
 // otherwise replaces the node's data as one commit.
 //
+// # Client commands
+//
+// cmd/kmsim (installed as minkms) also answers the client commands of the
+// vendor's manual (fact sheet §8) through the kms client package, so that
+// the lab is a place to practise the manual procedure: ls, stat, add, rm,
+// edit HOST --rm ID, backup, restore, ls-enclave, ls-key, ls-policy. The
+// server is MINIO_KMS_SERVER (comma-separated; default
+// https://localhost:7373; a leading https:// is optional), the API key
+// MINIO_KMS_API_KEY or -a/--api-key KEY. The flag is the vendor's form and
+// is accepted, but argv is visible to every user of the host (ps,
+// /proc/PID/cmdline) and may land in shell history: prefer the variable.
+// Server certificates are verified against the system pool and the PEM
+// files (*.crt, *.pem) in $HOME/.minkms/certs/CAs; -k/--insecure skips
+// verification. Our choices where the vendor's form is unknown (constants
+// and the command table in cmd/kmsim/client.go, nowhere else):
+//
+//   - ls and stat print a table (ID, online/offline, role, uptime, host;
+//     stat adds commit, leader, version, system) from one node's
+//     CLUSTER:STATUS; --json prints that CLUSTER:STATUS as protojson.
+//   - add: "add HOST" sends CLUSTER:ADDNODE{HOST} to the first
+//     MINIO_KMS_SERVER; "add MEMBER HOST" sends it to MEMBER (the docs'
+//     example puts the existing node first, the new node last).
+//   - rm HOST sends CLUSTER:REMOVENODE with DeleteClusterOnHost set: the
+//     removed node restarts as a fresh node that can be added again.
+//   - edit HOST takes exactly one --rm ID (the vendor's rule: one failed
+//     node at a time); more is a usage error (exit 2).
+//   - backup [FILE] reads GET /v1/db (load-balanced) and writes FILE, by
+//     default YYYYMMDD_HHMMSS_kms.db.gzip in UTC in the current directory,
+//     gzip-compressed unless --compress off, atomically, mode 0600; it
+//     refuses to replace an existing file and prints the file name.
+//   - restore [HOST] FILE sends FILE (raw or gzip) to HOST, by default the
+//     first MINIO_KMS_SERVER.
+//   - ls-enclave, ls-key, ls-policy [PREFIX] print one name per line, or
+//     one protojson object per line with --json; the enclave of ls-key and
+//     ls-policy is -e/--enclave, else MINIO_KMS_ENCLAVE, else none (the
+//     server's default enclave, "default" here).
+//   - Exit codes: 0 done, 1 failed, 2 usage error.
+//
 // # Bad input
 //
 // /v1/kms bodies are capped at 4 MiB, frames at 2 MiB and requests at 1000
