@@ -94,6 +94,9 @@ func TestSecondInterruptNamesSkippedHandlers(t *testing.T) {
 						}
 					}
 				}
+				if m := lastJSON(t, stdout); m["event"] != "run_end" {
+					t.Errorf("run_end is not the last line:\n%s", stdout)
+				}
 				if end.ExitCode != exit.Interrupted || len(end.Skipped) != 2 || end.Skipped[0].Handler != "restart" || !end.Skipped[0].Running ||
 					strings.Join(end.Skipped[1].Hosts, ",") != "kms1,kms2" || !strings.Contains(end.Error, "owed handlers skipped") {
 					t.Errorf("run_end %+v\n%s", end, stdout)
@@ -104,6 +107,11 @@ func TestSecondInterruptNamesSkippedHandlers(t *testing.T) {
 			release <- struct{}{}
 			release <- struct{}{}
 			<-done
+			if format == "json" {
+				if m := lastJSON(t, te.out.String()); m["event"] != "run_end" || m["exit_code"] != float64(exit.Interrupted) {
+					t.Errorf("after the second Ctrl-C, events followed run_end:\n%s", te.out)
+				}
+			}
 		})
 	}
 }

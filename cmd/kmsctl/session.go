@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -38,6 +39,9 @@ type session struct {
 	// progress is what each host finished, for a run that stops early.
 	progress *progress
 	start    time.Time
+	// aborted is set by a second Ctrl-C: no event is shown after its
+	// run_end.
+	aborted atomic.Bool
 }
 
 // newRedactor registers the secrets of the environment.
@@ -96,6 +100,9 @@ func newSession(e env, o options, command string) (*session, error) {
 	disp := output.Tee(s.display, runLog)
 	s.progress = newProgress()
 	s.sink = tasks.SinkFunc(func(ev tasks.Event) {
+		if s.aborted.Load() {
+			return
+		}
 		ev = redactEvent(s.red, ev)
 		disp.Event(ev)
 		s.progress.Event(ev)
@@ -108,6 +115,7 @@ func newSession(e env, o options, command string) (*session, error) {
 // live lines erased, and which owed handlers it skips (names and hosts)
 // on stderr, in the run log and in run_end.
 func (s *session) abort() {
+	s.aborted.Store(true)
 	s.display.Close()
 	skipped := s.progress.skippedHandlers()
 	msg := "interrupted again: exiting at once"
