@@ -138,11 +138,12 @@ func findCommand(cmds []*cli.Command, name string) *cli.Command {
 }
 
 // globalFlagValue returns the last value args (program name first) give
-// the global flag name, "" when none. It reads args as reorderArgs does,
-// without parsing them, so that it answers even for arguments that fail
-// to parse (run needs --output to end a usage error in JSON).
-func globalFlagValue(app *cli.App, args []string, name string) string {
-	want := findFlag(app.Flags, name)
+// the global flag name, one of flags, "" when none. It reads args as
+// reorderArgs does, without parsing them, so that it answers even for
+// arguments that fail to parse (run needs --output to end a usage error
+// in JSON).
+func globalFlagValue(flags []cli.Flag, args []string, name string) string {
+	want := findFlag(flags, name)
 	value := ""
 	for i := 1; i < len(args); i++ {
 		tok := args[i]
@@ -153,7 +154,7 @@ func globalFlagValue(app *cli.App, args []string, name string) string {
 			continue
 		}
 		n, hasValue := flagName(tok)
-		f := findFlag(app.Flags, n)
+		f := findFlag(flags, n)
 		if f == nil || !takesValue(f) {
 			continue
 		}

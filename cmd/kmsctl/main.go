@@ -81,9 +81,9 @@ func main() {
 
 // run runs kmsctl with args (args[0] is the program name) and returns the
 // exit code. Errors are printed on e.stderr, except those already shown.
-//
 // With --output json, stdout ends with a run_end event (see runEnd), also
-// for usage and validation errors.
+// for usage and validation errors. Signals on e.signals stop the run (see
+// interrupter).
 func run(ctx context.Context, e env, args []string) int {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -93,9 +93,8 @@ func run(ctx context.Context, e env, args []string) int {
 		defer close(stop)
 		go e.intr.watch(e.signals, stop)
 	}
-	e.end = newRunEnd(e.stdout, false)
+	e.end = newRunEnd(e.stdout, globalFlagValue(globalFlags(nil), args, "output") == "json")
 	app := newApp(e)
-	e.end.json = globalFlagValue(app, args, "output") == "json"
 	err := app.RunContext(ctx, reorderArgs(app, args))
 	code := exit.Code(err)
 	msg := ""
