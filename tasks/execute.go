@@ -5,12 +5,14 @@ package tasks
 // result recorded in the recap and events.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 )
@@ -23,7 +25,8 @@ type outcome struct {
 	res         Result
 	err         error // why it failed, if it did
 	unreachable bool
-	derived     bool // an argument was computed from a secret: so are the facts set
+	derived     bool   // an argument was computed from a secret: so are the facts set
+	name        string // the task's name rendered for the host ("" = Task.DisplayName)
 }
 
 // runTask runs one task on one host and records the outcome.
@@ -88,7 +91,8 @@ func (r *run) runTask(ctx context.Context, p Play, t Task, hs *hostState, hostva
 			st.Changed++
 		}
 	}
-	ev := Event{Type: EventHostResult, Play: p.Name, Task: t.DisplayName(), Pos: t.Pos, Host: hs.host.Name,
+	name := r.sec.red.String(cmp.Or(out.name, t.DisplayName()))
+	ev := Event{Type: EventHostResult, Play: p.Name, Task: name, Pos: t.Pos, Host: hs.host.Name,
 		Status: status, Changed: res.Changed && status != StatusFailed, Ignored: ignored, Check: r.check(t),
 		Notified: notified, Duration: time.Since(start)}
 	msg := res.Msg
@@ -116,7 +120,7 @@ func (r *run) runTask(ctx context.Context, p Play, t Task, hs *hostState, hostva
 			err = &maskedError{msg: r.sec.red.String(err.Error()), err: err}
 		}
 		r.errMu.Lock()
-		r.errs = append(r.errs, &HostError{Host: hs.host.Name, Play: p.Name, Task: t.DisplayName(), Pos: t.Pos, Unreachable: status == StatusUnreachable, Err: err})
+		r.errs = append(r.errs, &HostError{Host: hs.host.Name, Play: p.Name, Task: name, Pos: t.Pos, Unreachable: status == StatusUnreachable, Err: err})
 		r.errMu.Unlock()
 	}
 	r.emit(ev)
@@ -140,7 +144,9 @@ func failed(err error) outcome {
 func (r *run) execute(ctx context.Context, p Play, t Task, hs *hostState, hostvars scope) outcome {
 	sc := r.scope(p, hs, hostvars)
 	if t.Loop == nil {
-		return r.executeOne(ctx, p, t, hs, sc)
+		out := r.executeOne(ctx, p, t, hs, sc)
+		out.name = r.taskName(t, sc)
+		return out
 	}
 	items, alts, err := r.loopItems(t, sc)
 	if err != nil {
@@ -156,6 +162,7 @@ func (r *run) execute(ctx context.Context, p Play, t Task, hs *hostState, hostva
 	var diffs []string
 	counts := map[string]int{}
 	derived := false
+	var names []string
 	for i, item := range items {
 		if ctx.Err() != nil {
 			errs = append(errs, fmt.Errorf("loop interrupted: %w", context.Cause(ctx)))
@@ -173,6 +180,9 @@ func (r *run) execute(ctx context.Context, p Play, t Task, hs *hostState, hostva
 			return out
 		}
 		derived = derived || out.derived
+		name := r.taskName(t, isc)
+		names = append(names, name)
+		r.emitItem(p, t, hs, name, out)
 		rv := out.res.Vars()
 		rv[loopVar] = item
 		rv["item"] = item
@@ -219,9 +229,61 @@ func (r *run) execute(ctx context.Context, p Play, t Task, hs *hostState, hostva
 		if err == nil {
 			err = errors.New(agg.Msg)
 		}
-		return outcome{res: agg, err: err, derived: derived}
+		return outcome{res: agg, err: err, derived: derived, name: loopName(t, names)}
 	}
-	return outcome{res: agg, derived: derived}
+	return outcome{res: agg, derived: derived, name: loopName(t, names)}
+}
+
+// taskName is the task's name rendered with the host's (and the loop
+// item's) variables; as written when it does not render.
+func (r *run) taskName(t Task, sc scope) string {
+	if !isTemplated(t.Name) {
+		return t.DisplayName()
+	}
+	name, _, err := r.render(t.Name, sc)
+	if err != nil || strings.TrimSpace(name) == "" {
+		return t.DisplayName()
+	}
+	return name
+}
+
+// loopName is the name of a loop task's result on a host: the names of its
+// items ("remove /a, remove /b"), the first three when there are more,
+// or the task's name when they are all the same.
+func loopName(t Task, names []string) string {
+	names = slices.Compact(slices.Clone(names))
+	switch {
+	case len(names) == 0 || len(names) == 1 && names[0] == t.DisplayName():
+		return t.DisplayName()
+	case len(names) > 3:
+		return fmt.Sprintf("%s, … (%d items)", strings.Join(names[:3], ", "), len(names))
+	}
+	return strings.Join(names, ", ")
+}
+
+// emitItem reports one loop item's outcome on a host (EventItemResult).
+func (r *run) emitItem(p Play, t Task, hs *hostState, name string, out outcome) {
+	status := StatusOK
+	switch {
+	case out.res.Failed:
+		status = StatusFailed
+	case out.res.Skipped:
+		status = StatusSkipped
+	case out.res.Changed:
+		status = StatusChanged
+	}
+	msg := out.res.Msg
+	if status == StatusFailed && out.err != nil {
+		msg = out.err.Error()
+	}
+	ev := Event{Type: EventItemResult, Play: p.Name, Task: r.sec.red.String(name), Pos: t.Pos, Host: hs.host.Name,
+		Status: status, Changed: out.res.Changed && status != StatusFailed, Check: r.check(t)}
+	if t.NoLog {
+		ev.Msg = noLogMsg
+	} else {
+		ev.Msg = r.sec.red.String(msg)
+	}
+	r.emit(ev)
 }
 
 // loopItems evaluates a task's loop: a list (each item templated), or a

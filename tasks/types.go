@@ -142,12 +142,17 @@ type EventType int
 // The kinds of events the engine emits, in this order within a play:
 // PlayStart, then per task TaskStart and one HostResult per host, then per
 // notified handler HandlerStart and HostResults; one Recap ends the run.
+// A loop task also reports each item on a host (ItemResult, its name
+// rendered with the item) before the host's HostResult. TaskStart and
+// HandlerStart name the task as written; results name it rendered with
+// the host's variables (a loop's result: its items' names).
 const (
 	EventPlayStart EventType = iota
 	EventTaskStart
 	EventHostResult
 	EventHandlerStart
 	EventRecap
+	EventItemResult
 )
 
 // String returns the event type's name as used in JSON output.
@@ -163,6 +168,8 @@ func (t EventType) String() string {
 		return "handler_start"
 	case EventRecap:
 		return "recap"
+	case EventItemResult:
+		return "item_result"
 	}
 	return fmt.Sprintf("EventType(%d)", int(t))
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -94,5 +95,31 @@ func TestPlaySyntaxCheckParsesTemplates(t *testing.T) {
 	pb := writePlaybook(t, "- hosts: kms\n  tasks:\n    - debug: {msg: \"{{ x | nosuchfilter }}\"}\n")
 	if code := te.run(t, "play", pb, "--syntax-check"); code != exit.Usage || !strings.Contains(te.errOut.String(), "nosuchfilter") {
 		t.Fatalf("exit %d\n%s", code, te.errOut)
+	}
+}
+
+// Loop task names are rendered per item, and -v shows each item's outcome.
+func TestPlayLoopNamesPerItem(t *testing.T) {
+	l := newLab(t, "")
+	pb := writePlaybook(t, `- hosts: kms1
+  tasks:
+    - name: remove {{ item }}
+      file: {path: "{{ dir }}/{{ item }}", state: absent}
+      loop: [a, b]
+`)
+	if err := os.MkdirAll(l.dirs["kms1"], 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(l.dirs["kms1"], "a"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	te := testEnv(t)
+	if code := te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none", "-v"); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	for _, want := range []string{"  changed: [kms1] remove a", "  ok: [kms1] remove b", "changed: [kms1] remove a, remove b: 2 items: 1 changed, 1 ok"} {
+		if !strings.Contains(te.out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, te.out)
+		}
 	}
 }

@@ -93,7 +93,7 @@ func LogEvent(l zerolog.Logger, level zerolog.Level, e tasks.Event) {
 	switch e.Type {
 	case tasks.EventPlayStart, tasks.EventTaskStart, tasks.EventHandlerStart:
 		ev = ev.Strs("hosts", e.Hosts)
-	case tasks.EventHostResult:
+	case tasks.EventHostResult, tasks.EventItemResult:
 		ev = ev.Str("host", e.Host).Str("status", e.Status.String()).Bool("changed", e.Changed)
 		if e.Ignored {
 			ev = ev.Bool("ignored", true)
@@ -109,7 +109,9 @@ func LogEvent(l zerolog.Logger, level zerolog.Level, e tasks.Event) {
 				ev = ev.Str(f.k, f.v)
 			}
 		}
-		ev = ev.Dur("duration_ms", e.Duration)
+		if e.Type == tasks.EventHostResult {
+			ev = ev.Dur("duration_ms", e.Duration)
+		}
 	case tasks.EventRecap:
 		d := zerolog.Dict()
 		for _, h := range e.Recap.Hosts() {
@@ -225,6 +227,11 @@ func (p *plain) Event(e tasks.Event) {
 		}
 	case tasks.EventHostResult:
 		fmt.Fprintln(p.w, resultLine(e, p.verbosity, p.color))
+	case tasks.EventItemResult:
+		// -v shows each item of a loop, under the host's result to come.
+		if p.verbosity > 0 {
+			fmt.Fprintln(p.w, "  "+resultLine(e, p.verbosity, p.color))
+		}
 	case tasks.EventRecap:
 		WriteRecap(p.w, e.Recap, e.Duration)
 	}

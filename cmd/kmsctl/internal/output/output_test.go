@@ -240,3 +240,36 @@ func (w *syncWriter) String() string {
 	defer w.mu.Unlock()
 	return w.b.String()
 }
+
+// -v shows each item of a loop (its name rendered with the item) under the
+// task; without -v only the host's result; JSON always has them.
+func TestLoopItems(t *testing.T) {
+	evs := []tasks.Event{
+		{Type: tasks.EventItemResult, Task: "remove /a", Host: "kms1", Status: tasks.StatusChanged, Changed: true, Msg: "remove /a"},
+		{Type: tasks.EventItemResult, Task: "remove /b", Host: "kms1", Status: tasks.StatusOK},
+		{Type: tasks.EventHostResult, Task: "remove /a, remove /b", Host: "kms1", Status: tasks.StatusChanged, Changed: true, Msg: "2 items: 1 changed, 1 ok"},
+	}
+	for _, c := range []struct {
+		verbosity int
+		want      string
+	}{
+		{0, "changed: [kms1] remove /a, remove /b\n"},
+		{1, "  changed: [kms1] remove /a: remove /a\n  ok: [kms1] remove /b\nchanged: [kms1] remove /a, remove /b: 2 items: 1 changed, 1 ok\n"},
+	} {
+		var b bytes.Buffer
+		d := NewPlain(&b, c.verbosity)
+		for _, e := range evs {
+			d.Event(e)
+		}
+		if b.String() != c.want {
+			t.Errorf("-v=%d: got:\n%s\nwant:\n%s", c.verbosity, b.String(), c.want)
+		}
+	}
+	var b bytes.Buffer
+	d := NewJSON(&b)
+	d.Event(evs[0])
+	var m map[string]any
+	if err := json.Unmarshal(b.Bytes(), &m); err != nil || m["event"] != "item_result" || m["task"] != "remove /a" || m["status"] != "changed" || m["host"] != "kms1" {
+		t.Fatalf("JSON %s: %v", b.String(), err)
+	}
+}
