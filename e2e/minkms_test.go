@@ -235,15 +235,15 @@ func TestMinkmsInstallAndCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	for _, v := range labkit.Views(ctx, c, names) {
+	for _, v := range kms.Views(ctx, c, labkit.Endpoints(names)) {
 		if v.Err != nil || v.Up != 1 || v.ID != 0 {
 			t.Fatalf("before joining, want every node alone as node 0: %s", v)
 		}
 	}
-	if err := labkit.Join(ctx, c, "kms1", []string{"kms2", "kms3"}); err != nil {
+	if err := kms.Join(ctx, c, labkit.Endpoint("kms1"), labkit.Endpoints([]string{"kms2", "kms3"}), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	views, err := labkit.WaitConverged(ctx, c, names)
+	views, err := kms.WaitConverged(ctx, c, labkit.Endpoints(names))
 	if err != nil {
 		t.Fatal(err)
 	}

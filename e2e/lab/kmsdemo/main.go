@@ -111,11 +111,11 @@ func certs(args []string, out io.Writer) error {
 
 func join(ctx context.Context, c *kms.Client, nodes []string, _ string, out io.Writer) error {
 	fmt.Fprintln(out, "before joining: every node is its own one-node cluster")
-	printViews(out, labkit.Views(ctx, c, nodes))
+	printViews(out, kms.Views(ctx, c, labkit.Endpoints(nodes)))
 	for _, n := range nodes[1:] {
 		fmt.Fprintf(out, "CLUSTER:ADDNODE %s via %s\n", labkit.Endpoint(n), labkit.Endpoint(nodes[0]))
 	}
-	if err := labkit.Join(ctx, c, nodes[0], nodes[1:]); err != nil {
+	if err := kms.Join(ctx, c, labkit.Endpoint(nodes[0]), labkit.Endpoints(nodes[1:]), time.Minute); err != nil {
 		return err
 	}
 	return status(ctx, c, nodes, "", out)
@@ -124,7 +124,7 @@ func join(ctx context.Context, c *kms.Client, nodes []string, _ string, out io.W
 func status(ctx context.Context, c *kms.Client, nodes []string, _ string, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	views, err := labkit.WaitConverged(ctx, c, nodes)
+	views, err := kms.WaitConverged(ctx, c, labkit.Endpoints(nodes))
 	fmt.Fprintln(out, "each node's own view:")
 	printViews(out, views)
 	return err
@@ -151,7 +151,7 @@ func key(ctx context.Context, c *kms.Client, _ []string, name string, out io.Wri
 	return nil
 }
 
-func printViews(out io.Writer, views []labkit.NodeView) {
+func printViews(out io.Writer, views []kms.NodeView) {
 	for _, v := range views {
 		fmt.Fprintln(out, "  "+v.String())
 	}

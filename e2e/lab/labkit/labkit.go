@@ -1,23 +1,17 @@
 // Package labkit is the lab side of e2e/lab/install-minkms.yml, shared by
 // `make demo` (through cmd e2e/lab/kmsdemo) and e2e/minkms_test.go: it writes
 // the lab's certificates and reaches the installed Key Managers with the kms
-// client through SSH tunnels, to join them into one cluster and read each
-// node's view of it.
+// client through SSH tunnels. Joining them and reading each node's view of
+// the cluster is package kms's (kms.Join, kms.Views, kms.WaitConverged).
 package labkit
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
-	"sync"
-	"time"
 
 	"github.com/kmsctl/kmsctl/kms"
 	"github.com/kmsctl/kmsctl/kms/kmsim"
@@ -113,128 +107,11 @@ func NewClient(t *Tunnels, caFile string, key kms.APIKey, nodes []string) (*kms.
 // Endpoint is node's Key Manager endpoint, as it announces itself (--host).
 func Endpoint(node string) string { return net.JoinHostPort(node, strconv.Itoa(Port)) }
 
-// NodeView is one node's own entry of its cluster status.
-type NodeView struct {
-	Endpoint string
-	ID       uint32
-	Role     string
-	LeaderID int64
-	Commit   uint64
-	Up       int   // nodes this node sees up (itself included)
-	Down     int   // nodes this node sees down
-	Err      error // the node did not answer
-}
-
-func (v NodeView) String() string {
-	if v.Err != nil {
-		return fmt.Sprintf("%-12s error: %v", v.Endpoint, v.Err)
-	}
-	return fmt.Sprintf("%-12s id=%d role=%-9s leader=%d commit=%d up=%d down=%d",
-		v.Endpoint, v.ID, v.Role, v.LeaderID, v.Commit, v.Up, v.Down)
-}
-
-// Views asks each node (through c) for its cluster status and returns each
-// node's entry about itself, in the order of nodes.
-func Views(ctx context.Context, c *kms.Client, nodes []string) []NodeView {
-	out := make([]NodeView, len(nodes))
-	var wg sync.WaitGroup
+// Endpoints are the nodes' endpoints (Endpoint of each), in order.
+func Endpoints(nodes []string) []string {
+	out := make([]string, len(nodes))
 	for i, n := range nodes {
-		wg.Go(func() {
-			ep := Endpoint(n)
-			v := NodeView{Endpoint: ep}
-			st, err := c.ClusterStatus(ctx, ep)
-			if err != nil {
-				v.Err = err
-			} else {
-				v.Up, v.Down = len(st.GetNodesUp()), len(st.GetNodesDown())
-				v.Err = fmt.Errorf("no entry for itself among %d up nodes", v.Up)
-				for _, s := range st.GetNodesUp() {
-					if s.GetHost() == ep {
-						v.ID, v.Role, v.LeaderID, v.Commit, v.Err = s.GetID(), s.GetRole(), s.GetLeaderID(), s.GetCommit(), nil
-					}
-				}
-			}
-			out[i] = v
-		})
+		out[i] = Endpoint(n)
 	}
-	wg.Wait()
 	return out
-}
-
-// Converged reports, with the reason if not, whether every view answered,
-// sees n nodes up and none down, names the same leader (one of the views'
-// IDs, with role Leader) and has the same commit.
-func Converged(views []NodeView, n int) error {
-	var errs []error
-	ids := map[uint32]string{}
-	leaders := map[int64]bool{}
-	commits := map[uint64]bool{}
-	for _, v := range views {
-		if v.Err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", v.Endpoint, v.Err))
-			continue
-		}
-		if v.Up != n || v.Down != 0 {
-			errs = append(errs, fmt.Errorf("%s sees %d up and %d down, want %d up", v.Endpoint, v.Up, v.Down, n))
-		}
-		ids[v.ID] = v.Role
-		leaders[v.LeaderID] = true
-		commits[v.Commit] = true
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	if len(ids) != len(views) {
-		errs = append(errs, fmt.Errorf("node IDs not distinct: %v", ids))
-	}
-	if len(leaders) != 1 {
-		errs = append(errs, fmt.Errorf("views disagree on the leader: %v", slices.Collect(maps.Keys(leaders))))
-	} else {
-		for l := range leaders {
-			if l < 0 || !strings.EqualFold(ids[uint32(l)], "leader") {
-				errs = append(errs, fmt.Errorf("leader %d is not a node reporting role Leader (roles %v)", l, ids))
-			}
-		}
-	}
-	if len(commits) != 1 {
-		errs = append(errs, fmt.Errorf("commit indexes differ: %v", slices.Collect(maps.Keys(commits))))
-	}
-	return errors.Join(errs...)
-}
-
-// WaitConverged polls the views of nodes until Converged holds or ctx ends; it returns
-// the last views and, if ctx ended first, why they had not converged.
-func WaitConverged(ctx context.Context, c *kms.Client, nodes []string) ([]NodeView, error) {
-	n := len(nodes)
-	for {
-		views := Views(ctx, c, nodes)
-		err := Converged(views, n)
-		if err == nil {
-			return views, nil
-		}
-		select {
-		case <-ctx.Done():
-			return views, fmt.Errorf("wait for %d converged nodes: %w (last: %w)", n, ctx.Err(), err)
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-}
-
-// Join adds each of nodes, one at a time, to the cluster of via
-// (CLUSTER:ADDNODE), waiting after each until the grown cluster converged.
-func Join(ctx context.Context, c *kms.Client, via string, nodes []string) error {
-	members := []string{via}
-	for _, n := range nodes {
-		if err := c.AddNode(ctx, Endpoint(via), Endpoint(n)); err != nil {
-			return err
-		}
-		members = append(members, n)
-		wctx, cancel := context.WithTimeout(ctx, time.Minute)
-		_, err := WaitConverged(wctx, c, members)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("after adding %s: %w", n, err)
-		}
-	}
-	return nil
 }

@@ -4,43 +4,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 )
-
-func TestConverged(t *testing.T) {
-	ok := []NodeView{
-		{Endpoint: "kms1:7373", ID: 0, Role: "Leader", LeaderID: 0, Commit: 3, Up: 3},
-		{Endpoint: "kms2:7373", ID: 1, Role: "Follower", LeaderID: 0, Commit: 3, Up: 3},
-		{Endpoint: "kms3:7373", ID: 2, Role: "Follower", LeaderID: 0, Commit: 3, Up: 3},
-	}
-	if err := Converged(ok, 3); err != nil {
-		t.Fatalf("converged views: %v", err)
-	}
-	cases := map[string]struct {
-		change func(v []NodeView)
-		want   string
-	}{
-		"one node down":     {func(v []NodeView) { v[2].Up, v[2].Down = 2, 1 }, "kms3:7373 sees 2 up and 1 down"},
-		"no answer":         {func(v []NodeView) { v[1].Err = errors.New("refused") }, "kms2:7373: refused"},
-		"leader disagrees":  {func(v []NodeView) { v[1].LeaderID = 1 }, "disagree on the leader"},
-		"no leader":         {func(v []NodeView) { v[0].LeaderID, v[1].LeaderID, v[2].LeaderID = -1, -1, -1 }, "leader -1 is not"},
-		"leader not leader": {func(v []NodeView) { v[0].Role = "Candidate" }, "leader 0 is not"},
-		"commits differ":    {func(v []NodeView) { v[2].Commit = 2 }, "commit indexes differ"},
-		"same ids":          {func(v []NodeView) { v[2].ID = 1 }, "not distinct"},
-	}
-	for name, c := range cases {
-		v := append([]NodeView(nil), ok...)
-		c.change(v)
-		err := Converged(v, 3)
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: got %v, want an error containing %q", name, err, c.want)
-		}
-	}
-}
 
 func TestWriteCerts(t *testing.T) {
 	dir := t.TempDir()
