@@ -84,10 +84,10 @@ func ParseExtraVars(args []string) (map[string]any, error) {
 }
 
 // secretOnCommandLine records a refusal when the variable name, given on
-// kmsctl's command line, holds a secret (see holdsSecret), and reports
+// kmsctl's command line, holds a secret (IsSecret), and reports
 // whether it did.
 func secretOnCommandLine(probs *problems, name string) bool {
-	if !holdsSecret(name) {
+	if !IsSecret(name) {
 		return false
 	}
 	const problem = "a secret on kmsctl's command line is visible to every user of this machine (ps, /proc/PID/cmdline) and stays in the shell history"
@@ -95,14 +95,6 @@ func secretOnCommandLine(probs *problems, name string) bool {
 		Hint: "write it to a file only you can read, chmod 600 FILE, and pass -e @FILE; the admin API key and the HSM key belong in MINIO_KMS_API_KEY and MINIO_KMS_HSM_KEY",
 		Err:  refusal("secret variable " + name + " given on the command line")})
 	return true
-}
-
-// holdsSecret reports whether a variable of this name holds a secret itself:
-// IsSecret, except names that say where a secret is rather than what it is
-// (ending in _file, such as ..._private_key_file, or _command).
-func holdsSecret(name string) bool {
-	n := strings.ToLower(name)
-	return IsSecret(name) && !strings.HasSuffix(n, "_file") && !strings.HasSuffix(n, "_command")
 }
 
 // refusal is an error refused by a safety rule (the CLI exits 4 for it).

@@ -102,7 +102,7 @@ func TestExtraVarsKnownCheck(t *testing.T) {
 func TestExtraVarsSecretRefused(t *testing.T) {
 	const sentinel = "SENTINEL-5c2d"
 	for _, arg := range []string{"kms_api_key=" + sentinel, "ansible_become_pass=" + sentinel, "MY_TOKEN=" + sentinel,
-		`{"kms_hsm_key": "` + sentinel + `"}`} {
+		`{"minkms_hsm_key": "` + sentinel + `"}`} {
 		_, err := ParseExtraVars([]string{"x=1", arg})
 		if err == nil || !isRefusal(err) {
 			t.Errorf("ParseExtraVars(%q) = %v, want a refusal", arg, err)
@@ -119,11 +119,36 @@ func TestExtraVarsSecretRefused(t *testing.T) {
 		}
 	}
 	f := filepath.Join(t.TempDir(), "secrets.yml")
-	if err := os.WriteFile(f, []byte("kms_api_key: "+sentinel+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(f, []byte("minkms_hsm_key: "+sentinel+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := ParseExtraVars([]string{"@" + f}); err != nil || got["kms_api_key"] != sentinel {
+	if got, err := ParseExtraVars([]string{"@" + f}); err != nil || got["minkms_hsm_key"] != sentinel {
 		t.Errorf("-e @FILE with a secret: %v %v", got, err)
+	}
+}
+
+// TestKeyVariablesRefused: the admin API key and the HSM key are never a
+// variable's value, not even in a 0600 vars file: the refusal says where
+// they belong and never echoes them.
+func TestKeyVariablesRefused(t *testing.T) {
+	const sentinel = "SENTINEL-7e1f"
+	for name, env := range map[string]string{"kms_api_key": "MINIO_KMS_API_KEY", "kms_hsm_key": "MINIO_KMS_HSM_KEY"} {
+		f := filepath.Join(t.TempDir(), "secrets.yml")
+		if err := os.WriteFile(f, []byte(name+": "+sentinel+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := ParseExtraVars([]string{"@" + f})
+		if err == nil || !isRefusal(err) {
+			t.Fatalf("-e @FILE with %s: %v, want a refusal", name, err)
+		}
+		for _, want := range []string{f + ":1:", env, name + "_file", name + "_command", "chmod 600 FILE"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("-e @FILE with %s: %v, want it to name %q", name, err, want)
+			}
+		}
+		if strings.Contains(err.Error(), sentinel) {
+			t.Errorf("the refusal echoes the key: %v", err)
+		}
 	}
 }
 

@@ -54,6 +54,18 @@ type KMSNode struct {
 	User        string // kms_user: the service's system user, default minkms-user
 	API         API    // kms_api: direct (default) or ssh
 	CAFile      string // kms_ca_file: local CA file to verify the server, ~ expanded; "" if unset
+	// APIAddress is kms_api_address: where kmsctl connects with kms_api
+	// direct when that differs from Endpoint (NAT, a load balancer's
+	// address); "" = Endpoint. The certificate is still verified for
+	// Endpoint's host.
+	APIAddress string
+	// Where the admin API key and the HSM key are (never the keys): local
+	// files (~ expanded) and commands (words, run without a shell) printing
+	// them; "" and nil if unset. The environment comes first (see README).
+	APIKeyFile    string   // kms_api_key_file
+	APIKeyCommand []string // kms_api_key_command
+	HSMKeyFile    string   // kms_hsm_key_file
+	HSMKeyCommand []string // kms_hsm_key_command
 }
 
 // resolved is a host's merged variables with helpers that collect problems
@@ -118,6 +130,16 @@ func (r *resolved) localPath(names ...string) string {
 		return ""
 	}
 	return p
+}
+
+// command reads a command variable's words, recording an invalid value.
+func (r *resolved) command(name string) []string {
+	v, _, ok := r.check(name)
+	if !ok {
+		return nil
+	}
+	argv, _ := AsCommand(v.value)
+	return argv
 }
 
 // expandHome expands a leading ~ or ~/ to the current user's home directory.
@@ -230,7 +252,12 @@ func (r *resolved) kmsNode(api API) KMSNode {
 		User:        r.str(DefaultKMSUser, VarKMSUser),
 		API:         api,
 		CAFile:      r.localPath(VarCAFile),
+		APIAddress:  r.str("", VarAPIAddress),
+		APIKeyFile:  r.localPath(VarAPIKeyFile),
+		HSMKeyFile:  r.localPath(VarHSMKeyFile),
 	}
+	n.APIKeyCommand = r.command(VarAPIKeyCommand)
+	n.HSMKeyCommand = r.command(VarHSMKeyCommand)
 	r.checkStorageHolds(n)
 	return n
 }

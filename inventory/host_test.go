@@ -4,6 +4,7 @@ import (
 	"errors"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -362,4 +363,43 @@ all:
     a: {ansible_host: 127.0.0.1, ansible_port: 2201}
     b: {ansible_host: 127.0.0.1, ansible_port: 2202}
 `)
+}
+
+// TestNodeKeySources: where the keys are (files, commands) and
+// kms_api_address resolve; a key itself in an inventory is refused at its
+// position, without echoing it.
+func TestNodeKeySources(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	inv := mustParse(t, `
+all:
+  vars:
+    kms_api_key_file: ~/kms/api.key
+    kms_hsm_key_command: [pass, show, "kms/hsm key"]
+  hosts:
+    kms1:
+      kms_api_key_command: pass show kms/api
+      kms_hsm_key_file: /etc/kmsctl/hsm.key
+      kms_api_address: 203.0.113.7:17373
+`)
+	n, err := inv.Node("kms1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.APIKeyFile != filepath.Join(home, "kms/api.key") || n.HSMKeyFile != "/etc/kmsctl/hsm.key" ||
+		!slices.Equal(n.APIKeyCommand, []string{"pass", "show", "kms/api"}) ||
+		!slices.Equal(n.HSMKeyCommand, []string{"pass", "show", "kms/hsm key"}) || n.APIAddress != "203.0.113.7:17373" {
+		t.Errorf("key sources: %+v", n)
+	}
+	for name, v := range map[string]any{"kms_api_key_command": "", "kms_hsm_key_command": []any{"pass", 3}, "kms_api_address": "no-port"} {
+		if _, err := inv.Node("kms1", map[string]any{name: v}); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s = %v: %v, want an error naming it", name, v, err)
+		}
+	}
+	const sentinel = "hsm:aes256:SENTINEL"
+	_, err = Parse("inv.yml", []byte("all:\n  hosts:\n    kms1:\n      kms_hsm_key: "+sentinel+"\n"))
+	if err == nil || !isRefusal(err) || strings.Contains(err.Error(), sentinel) ||
+		!strings.Contains(err.Error(), "inv.yml:4:20") || !strings.Contains(err.Error(), "MINIO_KMS_HSM_KEY") {
+		t.Errorf("an HSM key in an inventory: %v; want a refusal at inv.yml:4:20 pointing to MINIO_KMS_HSM_KEY", err)
+	}
 }

@@ -42,6 +42,16 @@ const (
 	VarService       = "kms_service"
 	VarKMSUser       = "kms_user"
 	VarCAFile        = "kms_ca_file"
+	VarAPIAddress    = "kms_api_address"
+	VarAPIKeyFile    = "kms_api_key_file"
+	VarAPIKeyCommand = "kms_api_key_command"
+	VarHSMKeyFile    = "kms_hsm_key_file"
+	VarHSMKeyCommand = "kms_hsm_key_command"
+	// VarAPIKey and VarHSMKey are refused with every value: the keys come
+	// from the environment, a 0600 file or a command (KeySource), never
+	// from a variable.
+	VarAPIKey        = "kms_api_key"
+	VarHSMKey        = "kms_hsm_key"
 	legacyHost       = "ansible_ssh_host"
 	legacyPort       = "ansible_ssh_port"
 	legacyUser       = "ansible_ssh_user"
@@ -103,6 +113,73 @@ var knownVars = map[string]checker{
 	VarService:        checkService,
 	VarKMSUser:        checkLoginName,
 	VarCAFile:         checkLocalPath,
+	VarAPIAddress:     checkEndpoint,
+	VarAPIKeyFile:     checkLocalPath,
+	VarAPIKeyCommand:  checkCommand,
+	VarHSMKeyFile:     checkLocalPath,
+	VarHSMKeyCommand:  checkCommand,
+	VarAPIKey:         refuseKey(EnvAPIKey, VarAPIKeyFile, VarAPIKeyCommand),
+	VarHSMKey:         refuseKey(EnvHSMKey, VarHSMKeyFile, VarHSMKeyCommand),
+}
+
+// The environment variables that hold the keys (the vendor's names).
+const (
+	EnvAPIKey = "MINIO_KMS_API_KEY"
+	EnvHSMKey = "MINIO_KMS_HSM_KEY"
+)
+
+// refuseKey is the check of a variable that would hold a key itself: every
+// value is refused, with where the key belongs instead.
+func refuseKey(env, file, command string) checker {
+	return func(any) *yamlpos.Error {
+		return &yamlpos.Error{
+			Problem: "this key is never a variable's value: inventories and vars files are read by many and copied widely",
+			Hint:    fmt.Sprintf("export %s, or write the key to a file only you can read (chmod 600 FILE) named by %s, or name a command printing it with %s", env, file, command),
+			Err:     refusal("a Key Manager key given as a variable's value"),
+		}
+	}
+}
+
+// checkCommand checks a command run on the machine running kmsctl to print
+// a key: a string of words separated by spaces, or a list of words (for
+// words holding spaces). It is run without a shell.
+func checkCommand(v any) *yamlpos.Error {
+	argv, e := AsCommand(v)
+	if e != nil {
+		return e
+	}
+	if argv[0] == "" || strings.ContainsFunc(strings.Join(argv, " "), func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return bad("command contains control characters or starts with an empty word", "write e.g. pass show kms/api-key")
+	}
+	return nil
+}
+
+// AsCommand returns a command variable's words: a string split at spaces,
+// or a list of strings taken as they are.
+func AsCommand(v any) ([]string, *yamlpos.Error) {
+	hint := "write e.g. \"pass show kms/api-key\", or a list of words: [pass, show, kms/api-key]"
+	switch x := v.(type) {
+	case string:
+		f := strings.Fields(x)
+		if len(f) == 0 {
+			return nil, bad("must not be empty", hint)
+		}
+		return f, nil
+	case []any:
+		out := make([]string, 0, len(x))
+		for _, w := range x {
+			s, ok := w.(string)
+			if !ok {
+				return nil, bad("must be a list of words (strings), got an element that is "+typeName(w), hint)
+			}
+			out = append(out, s)
+		}
+		if len(out) == 0 {
+			return nil, bad("must not be empty", hint)
+		}
+		return out, nil
+	}
+	return nil, bad("must be a command, got "+typeName(v), hint)
 }
 
 // checkVar validates name's value if name is a known variable.
@@ -116,7 +193,7 @@ func checkVar(name string, v any) *yamlpos.Error {
 			Hint: "write the literal value"}
 	}
 	e := c(v)
-	if e != nil && IsSecret(name) {
+	if e != nil && IsSecret(name) && e.Err == nil {
 		e.Problem = "invalid value" // never echo a secret's value
 	}
 	return e

@@ -226,11 +226,13 @@ var secretWords = []string{"api_key", "apikey", "hsm_key", "password", "passwd",
 
 // IsSecret reports whether a variable of this name holds a secret: its name
 // contains api_key, hsm_key, password, passwd, passphrase, secret, token,
-// credential or private (but ansible_ssh_private_key_file, a path, is not
-// secret), or ends in _pass (ansible_become_pass, ansible_ssh_pass).
+// credential or private, or ends in _pass (ansible_become_pass,
+// ansible_ssh_pass). Names ending in _file or _command say where a secret
+// is, not what it is (ansible_ssh_private_key_file, kms_api_key_file,
+// kms_hsm_key_command), and are not secret.
 func IsSecret(name string) bool {
 	n := strings.ToLower(name)
-	if n == VarPrivateKeyFile || n == legacyPrivateKey || strings.HasSuffix(n, "private_key_file") {
+	if strings.HasSuffix(n, "_file") || strings.HasSuffix(n, "_command") {
 		return false
 	}
 	if strings.HasSuffix(n, "_pass") || n == "pass" {

@@ -218,7 +218,7 @@ func TestSecretsMasked(t *testing.T) {
 	src := `
 all:
   vars:
-    kms_api_key: ` + sentinel + `
+    vault_api_key: ` + sentinel + `
     motd: "key is ` + sentinel + `"
     nested:
       db_password: ` + sentinel + `
@@ -238,7 +238,7 @@ all:
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"kms_api_key", "ansible_become_pass", "MINIO_KMS_HSM_KEY", "my_token"} {
+	for _, k := range []string{"vault_api_key", "ansible_become_pass", "MINIO_KMS_HSM_KEY", "my_token"} {
 		if mv[k] != "[REDACTED]" {
 			t.Errorf("%s = %v, want [REDACTED]", k, mv[k])
 		}
@@ -259,16 +259,16 @@ all:
 	if strings.Contains(buf.String(), sentinel) {
 		t.Errorf("Graph leaks the secret:\n%s", buf.String())
 	}
-	if !strings.Contains(buf.String(), "{kms_api_key = [REDACTED]}") {
+	if !strings.Contains(buf.String(), "{vault_api_key = [REDACTED]}") {
 		t.Errorf("Graph does not show the masked secret:\n%s", buf.String())
 	}
 	// Vars (for the engine) keeps the real value.
 	v, _ := inv.Vars("kms1", nil)
-	if v["kms_api_key"] != sentinel {
+	if v["vault_api_key"] != sentinel {
 		t.Errorf("Vars must keep secrets for the engine")
 	}
 	// An invalid inventory holding a secret: the error never quotes it.
-	_, err = Parse("bad.yml", []byte(src+"          ansible_port: nope\n          kms_api_key: [\""+sentinel+"\"]\n    bad: [\n"))
+	_, err = Parse("bad.yml", []byte(src+"          ansible_port: nope\n          vault_api_key: [\""+sentinel+"\"]\n    bad: [\n"))
 	if err == nil {
 		t.Fatal("want error")
 	}
@@ -292,7 +292,7 @@ func TestSecrets(t *testing.T) {
 	writeFiles(t, dir, map[string]string{"host_vars/kms2.yml": "vault_token: from-host-vars\n", "inventory.yml": `
 all:
   vars:
-    kms_api_key: from-all
+    vault_api_key: from-all
     motd: not-a-secret
   children:
     kms:
@@ -300,9 +300,9 @@ all:
         ansible_become_pass: from-group
       hosts:
         kms1:
-          kms_api_key: from-host
+          vault_api_key: from-host
         kms2:
-          kms_api_key: from-all
+          vault_api_key: from-all
 `})
 	inv, err := Load(filepath.Join(dir, "inventory.yml"))
 	if err != nil {
@@ -320,6 +320,7 @@ func TestIsSecret(t *testing.T) {
 		"ansible_ssh_pass": true, "vault_token": true, "client_secret": true, "tls_private": true,
 		"ansible_ssh_private_key_file": false, "ansible_private_key_file": false, "kms_port": false,
 		"ansible_user": false, "passenger": false, "kms_storage_path": false,
+		"kms_api_key_file": false, "kms_hsm_key_command": false, "vault_password_command": false, "kms_api_address": false,
 	} {
 		if got := IsSecret(name); got != want {
 			t.Errorf("IsSecret(%q) = %v, want %v", name, got, want)
