@@ -79,10 +79,13 @@ var allowed = map[string][]string{
 	"kms":       {"hsm"},
 	"tasks":     {}, // the engine stays generic: no Key Manager, no transport, no inventory
 	"modules":   {"tasks", "safepath"},
-	"playbooks": {"tasks", "inventory", "yamlpos", "safepath"},
-	"cmd":       {"playbooks", "tasks", "modules", "inventory", "hsm", "kms", "remote", "yamlpos", "safepath"},
-	"e2e":       {"remote", "hsm", "kms", "inventory"},
-	"bench":     {"remote", "hsm", "kms"},
+	// the Key Manager modules: the engine, the client, HSM keys and the
+	// resolved inventory host; never the transport
+	"kmsmodules": {"tasks", "kms", "hsm", "inventory", "yamlpos", "safepath"},
+	"playbooks":  {"tasks", "inventory", "yamlpos", "safepath"},
+	"cmd":        {"playbooks", "tasks", "modules", "kmsmodules", "inventory", "hsm", "kms", "remote", "yamlpos", "safepath"},
+	"e2e":        {"remote", "hsm", "kms", "inventory"},
+	"bench":      {"remote", "hsm", "kms"},
 }
 
 // transportLibs are the SSH and SFTP libraries. Only the transport (remote/)

@@ -62,7 +62,7 @@ func newPlayCommand(e env, opts optionsFunc) *cli.Command {
 // a bad value (from -e or the inventory) is a usage error and changes
 // nothing.
 func play(ctx context.Context, e env, o options, name string, po playOptions) error {
-	reg := newRegistry()
+	reg := newRegistry(e)
 	pb, err := playbooks.Load(name, reg)
 	if err != nil {
 		return exit.With(exit.Usage, err)

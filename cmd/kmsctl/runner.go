@@ -10,6 +10,7 @@ import (
 
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/kmsmodules"
 	"github.com/kmsctl/kmsctl/modules"
 	"github.com/kmsctl/kmsctl/remote"
 	"github.com/kmsctl/kmsctl/tasks"
@@ -27,10 +28,13 @@ type runner struct {
 	engine *tasks.Engine
 }
 
-// newRegistry returns the modules a run may use: the general modules.
-func newRegistry() *tasks.Registry {
+// newRegistry returns the modules a run may use: the general modules and
+// the Key Manager modules, which read the admin API key and the HSM key
+// from e's environment (or the files and commands the inventory names).
+func newRegistry(e env) *tasks.Registry {
 	reg := tasks.NewRegistry()
 	modules.Register(reg)
+	kmsmodules.Register(reg, kmsmodules.Options{Getenv: e.getenv})
 	return reg
 }
 

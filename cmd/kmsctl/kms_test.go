@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+	"github.com/kmsctl/kmsctl/hsm"
+	"github.com/kmsctl/kmsctl/kms"
+	"github.com/kmsctl/kmsctl/kms/kmsim"
+	"github.com/kmsctl/kmsctl/remote/sshtest"
+)
+
+// kmsLab is a three-node simulator cluster whose first two nodes are also
+// SSH hosts (kms1, kms2; in-process SSH servers that forward tunnels), the
+// third stopped, and an inventory reaching their Key Manager APIs through
+// SSH (kms_api ssh, kms_port the node's port, kms_ca_file the lab's CA).
+type kmsLab struct {
+	inventory string
+	admin     kms.APIKey
+	nodes     []*kmsim.Node
+	deadID    uint32
+}
+
+func newKMSLab(t *testing.T) *kmsLab {
+	t.Helper()
+	ca, err := kmsim.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := kms.GenerateAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, ca.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := &kmsLab{admin: admin}
+	var eps []string
+	for range 3 {
+		cert, err := ca.ServerCertificate("127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := kmsim.Start(context.Background(), kmsim.Config{Dir: filepath.Join(t.TempDir(), "data"), HSMKey: hsm.New([32]byte{7}),
+			Address: "127.0.0.1:0", AdminIdentity: admin.Identity(), Certificates: []tls.Certificate{cert}, PeerCAs: ca.Pool(),
+			HeartbeatInterval: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		l.nodes = append(l.nodes, n)
+		eps = append(eps, n.Host())
+	}
+	c, err := kms.New(kms.Config{Endpoints: eps, APIKey: admin, RootCAs: ca.Pool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for c.Ready(ctx, eps[0], true) != nil && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := kms.Join(ctx, c, eps[0], eps[1:], 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	l.deadID = l.nodes[2].NodeID()
+	l.nodes[2].Close()
+
+	key := sshtest.GenerateKey(t)
+	keyFile := sshtest.ClientKeyFile(t, key, "")
+	var hosts, known strings.Builder
+	for i, h := range []string{"kms1", "kms2"} {
+		s := sshtest.Start(t, sshtest.Config{AuthorizedKeys: []ssh.PublicKey{key.PublicKey()}})
+		_, port, _ := net.SplitHostPort(l.nodes[i].Host())
+		fmt.Fprintf(&hosts, "        %s:\n          ansible_host: 127.0.0.1\n          ansible_port: %d\n          kms_endpoint: %s\n          kms_port: %s\n",
+			h, s.Port(), l.nodes[i].Host(), port)
+		known.WriteString(s.KnownHostsLine() + "\n")
+	}
+	kh := filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(kh, []byte(known.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.inventory = filepath.Join(dir, "inventory.yml")
+	inv := fmt.Sprintf("all:\n  vars:\n    ansible_user: tester\n    ansible_ssh_private_key_file: %s\n    kms_ssh_known_hosts: %s\n"+
+		"    kms_api: ssh\n    kms_ca_file: %s\n  children:\n    kms:\n      hosts:\n%s", keyFile, kh, caFile, hosts.String())
+	if err := os.WriteFile(l.inventory, []byte(inv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestKeyManagerModules: the CLI registers the Key Manager modules; they
+// reach each node through its SSH connection with the admin API key from
+// MINIO_KMS_API_KEY; removing a live node's ID exits 4 and changes nothing,
+// a wait that runs out exits 6, removing the dead node's ID works.
+func TestKeyManagerModules(t *testing.T) {
+	l := newKMSLab(t)
+	play := func(tasks string) (*testEnvT, int) {
+		te := testEnv(t)
+		te.vars[envAPIKey] = l.admin.Secret()
+		pb := writePlaybook(t, "- hosts: kms\n  tasks:\n"+tasks)
+		code := te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none")
+		return te, code
+	}
+	te, code := play(`    - kms_status:
+      register: st
+    - assert:
+        that:
+          - st.endpoint == kms_endpoint
+          - len(st.members) == 3
+          - st.live
+`)
+	if code != 0 {
+		t.Fatalf("kms_status: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	if strings.Contains(te.out.String()+te.errOut.String()+runLogs(t, te), l.admin.Secret()) {
+		t.Error("the admin API key appears in the output or run log")
+	}
+
+	te, code = play(fmt.Sprintf("    - kms_remove_node:\n        id: %d\n      when: inventory_hostname == 'kms1'\n", l.nodes[1].NodeID()))
+	if code != exit.Refused || !strings.Contains(te.out.String()+te.errOut.String(), "is up as seen by") {
+		t.Fatalf("removing a live node: exit %d, want %d\n%s\n%s", code, exit.Refused, te.out, te.errOut)
+	}
+
+	te, code = play("    - kms_wait:\n        timeout: 1s\n        interval: 100ms\n")
+	if code != exit.TimedOut || !strings.Contains(te.out.String()+te.errOut.String(), "timed out after 1s") {
+		t.Fatalf("waiting for a cluster with a dead node: exit %d, want %d\n%s\n%s", code, exit.TimedOut, te.out, te.errOut)
+	}
+
+	te, code = play(fmt.Sprintf("    - kms_remove_node:\n        id: %d\n      when: inventory_hostname == 'kms1'\n    - kms_wait:\n        timeout: 20s\n        interval: 100ms\n", l.deadID))
+	if code != 0 || !strings.Contains(te.out.String(), "changed: [kms1]") {
+		t.Fatalf("removing the dead node: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+}

@@ -1,0 +1,110 @@
+package kmsmodules
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/kmsctl/kmsctl/kms"
+	"github.com/kmsctl/kmsctl/tasks"
+)
+
+// statusModule is kms_status: the task host's node's own view of its
+// cluster, read-only, registered as id, role, leader, commit, members (each
+// with id and endpoint), down (the IDs it sees down), live, ready,
+// ready_write, version and endpoint. The task fails, with what is known
+// registered, when the node's API does not answer its cluster status.
+type statusModule struct{ m *mods }
+
+func (statusModule) Spec() tasks.Spec { return tasks.Spec{Args: map[string]tasks.ArgSpec{}} }
+
+func (s statusModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
+	return s.Apply(ctx, env)
+}
+
+func (s statusModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
+	a, err := s.m.open(ctx, env)
+	if err != nil {
+		return tasks.Result{}, err
+	}
+	defer a.close()
+	st := a.status(ctx)
+	r := tasks.Result{Data: st.data()}
+	if st.view.Err != nil {
+		r.Failed = true
+		r.Msg = fmt.Sprintf("%s (%s) does not answer its cluster status: %v", a.host, a.self, st.view.Err)
+		return r, nil
+	}
+	r.Msg = st.summary()
+	return r, nil
+}
+
+// nodeStatus is what a node says about itself: its view and its health.
+type nodeStatus struct {
+	view                   kms.NodeView
+	live, ready, readWrite bool
+	version                string
+}
+
+// status asks the task host's node, in parallel and each within
+// askTimeout, for its view, liveness, readiness for reads and writes and
+// version.
+func (a *access) status(ctx context.Context) nodeStatus {
+	ctx, cancel := context.WithTimeout(ctx, askTimeout)
+	defer cancel()
+	var st nodeStatus
+	var wg sync.WaitGroup
+	wg.Go(func() { st.view = kms.View(ctx, a.client, a.self) })
+	wg.Go(func() { st.live = a.client.Live(ctx, a.self) == nil })
+	wg.Go(func() { st.ready = a.client.Ready(ctx, a.self, false) == nil })
+	wg.Go(func() { st.readWrite = a.client.Ready(ctx, a.self, true) == nil })
+	wg.Go(func() {
+		if v, err := a.client.Version(ctx, a.self); err == nil {
+			st.version = v.GetVersion()
+		}
+	})
+	wg.Wait()
+	return st
+}
+
+// data is the registered form.
+func (st nodeStatus) data() map[string]any {
+	v := st.view
+	d := map[string]any{"endpoint": v.Endpoint, "live": st.live, "ready": st.ready, "ready_write": st.readWrite, "version": st.version}
+	if v.Err != nil {
+		return d
+	}
+	members := []any{}
+	for _, id := range slices.Sorted(maps.Keys(v.Members)) {
+		members = append(members, map[string]any{"id": int(id), "endpoint": v.Members[id]})
+	}
+	down := []any{}
+	for _, id := range v.DownIDs {
+		down = append(down, int(id))
+	}
+	d["id"], d["role"], d["leader"], d["commit"] = int(v.ID), v.Role, int(v.LeaderID), int(v.Commit)
+	d["members"], d["down"] = members, down
+	return d
+}
+
+// summary is one line for the task's message.
+func (st nodeStatus) summary() string {
+	v := st.view
+	var b strings.Builder
+	fmt.Fprintf(&b, "node %d (%s), %s, leader %d, commit %d, %d member(s)", v.ID, v.Endpoint, v.Role, v.LeaderID, v.Commit, len(v.Members))
+	if len(v.DownIDs) > 0 {
+		fmt.Fprintf(&b, ", sees down: %v", v.DownIDs)
+	}
+	switch {
+	case st.readWrite:
+		b.WriteString(", ready for writes")
+	case st.ready:
+		b.WriteString(", ready for reads only")
+	default:
+		b.WriteString(", not ready")
+	}
+	return b.String()
+}

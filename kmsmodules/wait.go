@@ -1,0 +1,177 @@
+package kmsmodules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kmsctl/kmsctl/kms"
+	"github.com/kmsctl/kmsctl/tasks"
+)
+
+// waitModule is kms_wait: it waits until the cluster of the task host's
+// node is whole: every member of its definition answers, lists the same
+// members (endpoint included, when given: the node just added), sees none
+// of them down, names the same leader, has the same commit index and is
+// ready for writes. It is bounded by timeout (default 5m); when that runs
+// out the task fails naming what was still missing, with a
+// *tasks.TimeoutError (the CLI exits 6 when every failed host timed out). In check mode it looks once and says what it would wait for.
+type waitModule struct{ m *mods }
+
+func (waitModule) Spec() tasks.Spec {
+	return tasks.Spec{Args: map[string]tasks.ArgSpec{
+		"endpoint": {Type: tasks.ArgString},
+		"timeout":  {Type: tasks.ArgDuration},
+		"interval": {Type: tasks.ArgDuration},
+	}}
+}
+
+// Defaults of kms_wait.
+const (
+	defaultWaitTimeout  = 5 * time.Minute
+	defaultWaitInterval = time.Second
+)
+
+type waitArgs struct {
+	endpoint          string
+	timeout, interval time.Duration
+}
+
+func readWaitArgs(env *tasks.Env) (waitArgs, error) {
+	var w waitArgs
+	s, err := env.Args.String("endpoint")
+	if err != nil {
+		return w, err
+	}
+	if s != "" {
+		if w.endpoint, err = kms.ParseEndpoint(s); err != nil {
+			return w, fmt.Errorf("argument endpoint: %w", err)
+		}
+	}
+	if w.timeout, err = env.Args.Duration("timeout", defaultWaitTimeout); err != nil {
+		return w, err
+	}
+	if w.interval, err = env.Args.Duration("interval", defaultWaitInterval); err != nil {
+		return w, err
+	}
+	if w.timeout <= 0 || w.interval <= 0 {
+		return w, errors.New("timeout and interval must be positive")
+	}
+	return w, nil
+}
+
+func (w waitArgs) goal() string {
+	if w.endpoint != "" {
+		return "every member to list " + w.endpoint + ", agree on members, leader and commit, and be ready for writes"
+	}
+	return "every member to agree on members, leader and commit, and be ready for writes"
+}
+
+func (m waitModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
+	w, err := readWaitArgs(env)
+	if err != nil {
+		return tasks.Result{}, err
+	}
+	a, err := m.m.open(ctx, env)
+	if err != nil {
+		return tasks.Result{}, err
+	}
+	defer a.close()
+	now := "already met"
+	if missing := a.whole(ctx, w.endpoint); missing != nil {
+		now = "not met yet: " + missing.Error()
+	}
+	return tasks.Result{Msg: fmt.Sprintf("would wait up to %s for %s (%s)", w.timeout, w.goal(), now)}, nil
+}
+
+func (m waitModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
+	w, err := readWaitArgs(env)
+	if err != nil {
+		return tasks.Result{}, err
+	}
+	a, err := m.m.open(ctx, env)
+	if err != nil {
+		return tasks.Result{}, err
+	}
+	defer a.close()
+	start := time.Now()
+	deadline := time.NewTimer(w.timeout)
+	defer deadline.Stop()
+	for {
+		missing := a.whole(ctx, w.endpoint)
+		if missing == nil {
+			return tasks.Result{Msg: fmt.Sprintf("cluster of %s whole after %s", a.host, time.Since(start).Round(time.Millisecond))}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return tasks.Result{}, fmt.Errorf("wait for %s: %w (still missing: %w)", w.goal(), ctx.Err(), missing)
+		case <-deadline.C:
+			return tasks.Result{}, &tasks.TimeoutError{Err: fmt.Errorf("timed out after %s waiting for %s; still missing: %w", w.timeout, w.goal(), missing)}
+		case <-time.After(w.interval):
+		}
+	}
+}
+
+// whole returns nil when the cluster of the task host's node is whole (see
+// waitModule), else what is missing.
+func (a *access) whole(ctx context.Context, endpoint string) error {
+	self, err := a.selfView(ctx)
+	if err != nil {
+		return err
+	}
+	if endpoint != "" {
+		if _, ok := self.Lists(endpoint); !ok {
+			return fmt.Errorf("%s (%s) does not list %s", a.host, a.self, endpoint)
+		}
+	}
+	eps := slices.Sorted(maps.Values(self.Members))
+	views := a.views(ctx, eps)
+	var errs []error
+	for _, v := range views {
+		if v.Err != nil {
+			continue // Converged reports it
+		}
+		if !maps.Equal(v.Members, self.Members) {
+			errs = append(errs, fmt.Errorf("%s lists members %s, %s lists %s", v.Endpoint, members(v.Members), a.self, members(self.Members)))
+		}
+	}
+	if err := kms.Converged(views, len(self.Members)); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return a.readyForWrites(ctx, eps)
+}
+
+// readyForWrites asks every endpoint, in parallel, whether it is ready for
+// writes, and names those that are not.
+func (a *access) readyForWrites(ctx context.Context, eps []string) error {
+	ctx, cancel := context.WithTimeout(ctx, askTimeout)
+	defer cancel()
+	errs := make([]error, len(eps))
+	var wg sync.WaitGroup
+	for i, ep := range eps {
+		wg.Go(func() {
+			if err := a.client.Ready(ctx, ep, true); err != nil {
+				errs[i] = fmt.Errorf("%s is not ready for writes: %w", ep, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// members formats a cluster definition as "{0: a:7373, 1: b:7373}".
+func members(m map[uint32]string) string {
+	var parts []string
+	for _, id := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%d: %s", id, m[id]))
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
