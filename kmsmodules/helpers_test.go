@@ -211,6 +211,6 @@ func isRefusal(err error) bool {
 
 // isTimeout reports whether err is a wait that ran out of time (exit 6).
 func isTimeout(err error) bool {
-	var r interface{ TimedOut() bool }
-	return errors.As(err, &r) && r.TimedOut()
+	var te *tasks.TimeoutError
+	return errors.As(err, &te)
 }
