@@ -112,3 +112,17 @@ func Run(ctx context.Context, eng *tasks.Engine, pb *Playbook, o Options) (tasks
 	eng.ExtraVars = o.ExtraVars
 	return eng.Run(ctx, plays)
 }
+
+// Unresolved returns pb's plays as the engine runs them, but without
+// hosts: for checks of what the playbook alone says (tasks.Engine.Validate
+// for --syntax-check), before any inventory is read.
+func Unresolved(pb *Playbook) []tasks.Play {
+	plays := make([]tasks.Play, len(pb.Plays))
+	for i, p := range pb.Plays {
+		plays[i] = tasks.Play{
+			Name: p.Name, Serial: p.Serial, AnyErrorsFatal: p.AnyErrorsFatal,
+			Vars: p.Vars, Tasks: p.Tasks, Handlers: p.Handlers, Files: pb.Files, Pos: p.Pos,
+		}
+	}
+	return plays
+}

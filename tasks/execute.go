@@ -379,7 +379,7 @@ func (r *run) executeOne(ctx context.Context, p Play, t Task, hs *hostState, sc 
 	}
 	for _, k := range sortedKeys(secret) {
 		if spec.Args[k].CmdLine {
-			return failed(secretOnCommandLine(t, k, secretReads(t.Args[k], sc, hs.derived)))
+			return failed(secretOnCommandLine(t, k, r.sec.reads(t.Args[k], sc, hs.derived)))
 		}
 	}
 	if probs := checkArgs(spec, args); len(probs) > 0 {

@@ -149,14 +149,14 @@ func (r *run) preflightTask(p Play, t Task, h Host, sc scope, derived, later map
 		if !spec.Args[k].CmdLine {
 			continue
 		}
-		names := secretReads(t.Args[k], sc, tderived)
+		names := r.sec.reads(t.Args[k], sc, tderived)
 		if len(names) > 0 || r.sec.holds(t.Args[k]) {
 			errs = append(errs, secretOnCommandLine(t, k, names))
 		}
 	}
 	if spec.SetsFacts {
 		for k, v := range t.Args {
-			if r.sec.isNamed(k) || len(secretReads(v, sc, tderived)) > 0 {
+			if r.sec.isNamed(k) || len(r.sec.reads(v, sc, tderived)) > 0 {
 				derived[k] = true
 			}
 		}
@@ -171,13 +171,13 @@ func (r *run) preflightTask(p Play, t Task, h Host, sc scope, derived, later map
 func (r *run) loopReadsSecret(t Task, sc scope, derived map[string]bool) bool {
 	if s, ok := t.Loop.(string); ok && !isTemplated(s) {
 		for _, p := range exprRefs(s) {
-			if readsSecret(p, sc, derived) {
+			if r.sec.readsPath(p, sc, derived) {
 				return true
 			}
 		}
 		return false
 	}
-	return len(secretReads(t.Loop, sc, derived)) > 0
+	return len(r.sec.reads(t.Loop, sc, derived)) > 0
 }
 
 // checkKnown checks a task's arguments as far as they are known before

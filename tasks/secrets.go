@@ -388,18 +388,18 @@ func secretOnCommandLine(t Task, arg string, names []string) *RefusedError {
 	return &RefusedError{Pos: t.Pos, Task: t.DisplayName(), Reason: reason}
 }
 
-// secretReads lists the variables (as "a.b" paths) that the templates in
-// v read and that are secret in sc, or in derived (variables set later
-// from secrets, such as set_fact's). Names in {% if %} conditions are not
-// reads: they print nothing.
-func secretReads(v any, sc scope, derived map[string]bool) []string {
+// reads lists the variables (as "a.b" paths) that the templates in v
+// read and that are secret in sc, or in derived (variables set later from
+// secrets, such as set_fact's), or not in sc but named as secrets. Names
+// in {% if %} conditions are not reads: they print nothing.
+func (s *secrets) reads(v any, sc scope, derived map[string]bool) []string {
 	var out []string
-	walkStrings(v, func(s string) {
-		if !isTemplated(s) {
+	walkStrings(v, func(src string) {
+		if !isTemplated(src) {
 			return
 		}
-		for _, p := range templateRefs(s) {
-			if readsSecret(p, sc, derived) {
+		for _, p := range templateRefs(src) {
+			if s.readsPath(p, sc, derived) {
 				name := strings.Join(p, ".")
 				if !slices.Contains(out, name) {
 					out = append(out, name)
@@ -410,17 +410,17 @@ func secretReads(v any, sc scope, derived map[string]bool) []string {
 	return out
 }
 
-// readsSecret reports whether the variable path p is secret in sc (or
-// its root in derived).
-func readsSecret(p []string, sc scope, derived map[string]bool) bool {
+// readsPath reports whether the variable path p is secret in sc (or its
+// root in derived, or not in sc but named as a secret).
+func (s *secrets) readsPath(p []string, sc scope, derived map[string]bool) bool {
 	if derived[p[0]] {
 		return true
 	}
-	if sc.alt == nil {
-		return false
-	}
 	v, ok := sc.vars[p[0]]
 	if !ok {
+		return s.isNamed(p[0])
+	}
+	if sc.alt == nil {
 		return false
 	}
 	return pathDiffers(v, sc.alt[p[0]], p[1:])

@@ -13,7 +13,9 @@ import (
 
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/output"
+	"github.com/kmsctl/kmsctl/inventory"
 	"github.com/kmsctl/kmsctl/playbooks"
+	"github.com/kmsctl/kmsctl/tasks"
 )
 
 // playOptions are the flags of the play command.
@@ -68,6 +70,12 @@ func play(ctx context.Context, e env, o options, name string, po playOptions) er
 		return exit.With(exit.Usage, err)
 	}
 	if po.SyntaxCheck {
+		// What the playbook alone says: secrets on command lines (by
+		// name), local src files.
+		eng := &tasks.Engine{Modules: reg, Secret: inventory.IsSecret, ExtraVars: o.ExtraVars}
+		if err := eng.Validate(playbooks.Unresolved(pb)); err != nil {
+			return exit.With(exit.Usage, err)
+		}
 		if o.Output == "json" {
 			e.end.events()
 			jsonLine(e.stdout, "syntax_check").Str("playbook", pb.Name).Int("plays", len(pb.Plays)).Send()

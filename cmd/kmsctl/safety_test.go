@@ -123,3 +123,18 @@ func TestPlayLoopNamesPerItem(t *testing.T) {
 		}
 	}
 }
+
+// --syntax-check refuses what the playbook alone shows: a secret variable
+// (by its name) on a command line, a missing local src.
+func TestPlaySyntaxCheckRefusesSecretsOnCommandLines(t *testing.T) {
+	te := testEnv(t)
+	pb := writePlaybook(t, "- hosts: kms\n  tasks:\n    - shell: minkms backup --api-key {{ kms_api_key }}\n")
+	if code := te.run(t, "play", pb, "--syntax-check"); code != exit.Refused || !strings.Contains(te.errOut.String(), "site.yml:3: task \"shell\" refused") {
+		t.Fatalf("exit %d\n%s", code, te.errOut)
+	}
+	te = testEnv(t)
+	pb = writePlaybook(t, "- hosts: kms\n  tasks:\n    - copy: {src: no-such-file, dest: /etc/x}\n")
+	if code := te.run(t, "play", pb, "--syntax-check"); code != exit.Usage || !strings.Contains(te.errOut.String(), "src no-such-file: no such file or directory") {
+		t.Fatalf("exit %d\n%s", code, te.errOut)
+	}
+}
