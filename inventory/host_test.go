@@ -378,7 +378,7 @@ all:
     kms_hsm_key_command: [pass, show, "kms/hsm key"]
   hosts:
     kms1:
-      kms_api_key_command: pass show kms/api
+      kms_api_key_command: pass show 'kms/api key'
       kms_hsm_key_file: /etc/kmsctl/hsm.key
       kms_api_address: 203.0.113.7:17373
 `)
@@ -387,11 +387,14 @@ all:
 		t.Fatal(err)
 	}
 	if n.APIKeyFile != filepath.Join(home, "kms/api.key") || n.HSMKeyFile != "/etc/kmsctl/hsm.key" ||
-		!slices.Equal(n.APIKeyCommand, []string{"pass", "show", "kms/api"}) ||
+		!slices.Equal(n.APIKeyCommand, []string{"pass", "show", "kms/api key"}) ||
 		!slices.Equal(n.HSMKeyCommand, []string{"pass", "show", "kms/hsm key"}) || n.APIAddress != "203.0.113.7:17373" {
 		t.Errorf("key sources: %+v", n)
 	}
-	for name, v := range map[string]any{"kms_api_key_command": "", "kms_hsm_key_command": []any{"pass", 3}, "kms_api_address": "no-port"} {
+	if _, err := inv.Node("kms1", map[string]any{"kms_api_key_command": "pass 'unterminated"}); err == nil || !strings.Contains(err.Error(), "cannot split") {
+		t.Errorf("an unterminated quote in a command: %v", err)
+	}
+	for name, v := range map[string]any{"kms_api_key_command": "", "kms_hsm_key_command": []any{"pass", 3}, "kms_hsm_key_file": 7, "kms_api_address": "no-port"} {
 		if _, err := inv.Node("kms1", map[string]any{name: v}); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s = %v: %v, want an error naming it", name, v, err)
 		}

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/shlex"
+
 	"github.com/kmsctl/kmsctl/safepath"
 	"github.com/kmsctl/kmsctl/yamlpos"
 )
@@ -141,8 +143,8 @@ func refuseKey(env, file, command string) checker {
 }
 
 // checkCommand checks a command run on the machine running kmsctl to print
-// a key: a string of words separated by spaces, or a list of words (for
-// words holding spaces). It is run without a shell.
+// a key: a string of words (quoted as in a shell), or a list of words. It
+// is run without a shell.
 func checkCommand(v any) *yamlpos.Error {
 	argv, e := AsCommand(v)
 	if e != nil {
@@ -154,13 +156,18 @@ func checkCommand(v any) *yamlpos.Error {
 	return nil
 }
 
-// AsCommand returns a command variable's words: a string split at spaces,
-// or a list of strings taken as they are.
+// AsCommand returns a command variable's words: a string split like a
+// shell splits words (quotes and backslashes; no variables, globs or
+// operators: nothing is run through a shell), or a list of strings taken as
+// they are.
 func AsCommand(v any) ([]string, *yamlpos.Error) {
 	hint := "write e.g. \"pass show kms/api-key\", or a list of words: [pass, show, kms/api-key]"
 	switch x := v.(type) {
 	case string:
-		f := strings.Fields(x)
+		f, err := shlex.Split(x)
+		if err != nil {
+			return nil, bad("cannot split the command into words: "+err.Error(), hint)
+		}
 		if len(f) == 0 {
 			return nil, bad("must not be empty", hint)
 		}
