@@ -36,6 +36,10 @@ type options struct {
 	PrivateKey string
 	User       string
 	AcceptNew  bool
+
+	// APIKeyFile is --api-key-file: a 0600 file holding the Key Manager's
+	// admin API key, after MINIO_KMS_API_KEY and before kms_api_key_file.
+	APIKeyFile string
 }
 
 func globalFlags(verbose *int) []cli.Flag {
@@ -54,6 +58,7 @@ func globalFlags(verbose *int) []cli.Flag {
 		&cli.StringFlag{Name: "private-key", Usage: "SSH private key `FILE`"},
 		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "SSH `USER`"},
 		&cli.BoolFlag{Name: "accept-new-host-keys", Usage: "trust unknown host keys and record them in kmsctl's own known_hosts (never changed ones)"},
+		&cli.StringFlag{Name: "api-key-file", Usage: "`FILE` (mode 0600) holding the Key Manager's admin API key; MINIO_KMS_API_KEY comes first, the inventory's kms_api_key_file after"},
 	}
 }
 
@@ -126,6 +131,7 @@ func decodeOptions(c *cli.Context, verbose int) (options, error) {
 		PrivateKey:        c.String("private-key"),
 		User:              c.String("user"),
 		AcceptNew:         c.Bool("accept-new-host-keys"),
+		APIKeyFile:        c.String("api-key-file"),
 	}
 	if o.Forks < 1 {
 		return o, exit.Usagef("--forks %d: want at least 1", o.Forks)

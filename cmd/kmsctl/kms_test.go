@@ -130,6 +130,25 @@ func TestKeyManagerModules(t *testing.T) {
 		t.Error("the admin API key appears in the output or run log")
 	}
 
+	// --api-key-file: a 0600 file works, a file others may read is refused (exit 4).
+	keyFile := filepath.Join(t.TempDir(), "api.key")
+	if err := os.WriteFile(keyFile, []byte(l.admin.Secret()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	status := writePlaybook(t, "- hosts: kms\n  tasks:\n    - kms_status:\n")
+	te = testEnv(t)
+	if code := te.run(t, "play", status, "-i", l.inventory, "--ssh-config", "none", "--api-key-file", keyFile); code != 0 {
+		t.Fatalf("--api-key-file: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	if err := os.Chmod(keyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	te = testEnv(t)
+	if code := te.run(t, "play", status, "-i", l.inventory, "--ssh-config", "none", "--api-key-file", keyFile); code != exit.Refused ||
+		!strings.Contains(te.out.String()+te.errOut.String(), "chmod 600 "+keyFile) {
+		t.Fatalf("--api-key-file readable by others: exit %d, want %d\n%s\n%s", code, exit.Refused, te.out, te.errOut)
+	}
+
 	te, code = play(fmt.Sprintf("    - kms_remove_node:\n        id: %d\n      when: inventory_hostname == 'kms1'\n", l.nodes[1].NodeID()))
 	if code != exit.Refused || !strings.Contains(te.out.String()+te.errOut.String(), "is up as seen by") {
 		t.Fatalf("removing a live node: exit %d, want %d\n%s\n%s", code, exit.Refused, te.out, te.errOut)

@@ -64,7 +64,7 @@ func newPlayCommand(e env, opts optionsFunc) *cli.Command {
 // a bad value (from -e or the inventory) is a usage error and changes
 // nothing.
 func play(ctx context.Context, e env, o options, name string, po playOptions) error {
-	reg := newRegistry(e)
+	reg := newRegistry(e, o)
 	pb, err := playbooks.Load(name, reg)
 	if err != nil {
 		return exit.With(exit.Usage, err)

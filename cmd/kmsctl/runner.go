@@ -30,11 +30,12 @@ type runner struct {
 
 // newRegistry returns the modules a run may use: the general modules and
 // the Key Manager modules, which read the admin API key and the HSM key
-// from e's environment (or the files and commands the inventory names).
-func newRegistry(e env) *tasks.Registry {
+// from e's environment, --api-key-file, or the files and commands the
+// inventory names.
+func newRegistry(e env, o options) *tasks.Registry {
 	reg := tasks.NewRegistry()
 	modules.Register(reg)
-	kmsmodules.Register(reg, kmsmodules.Options{Getenv: e.getenv})
+	kmsmodules.Register(reg, kmsmodules.Options{Getenv: e.getenv, APIKeyFile: o.APIKeyFile})
 	return reg
 }
 

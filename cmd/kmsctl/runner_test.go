@@ -26,7 +26,7 @@ func TestConnectUsesResolvedHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	te := testEnv(t)
-	r, err := newRunner(te.env, o, "test", inv, newRegistry(te.env))
+	r, err := newRunner(te.env, o, "test", inv, newRegistry(te.env, o))
 	if err != nil {
 		t.Fatal(err)
 	}
