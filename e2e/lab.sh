@@ -17,7 +17,8 @@
 # a person needs to administer them: inventory.yml (group kms; kms_endpoint kmsN:7373 is each
 # node's address as the cluster knows it, kms_api ssh), ssh_config, known_hosts (each host's own
 # key, generated here) and id_ed25519 (the client key). A kms lab also keeps ca.crt (the lab's
-# CA, the inventory's kms_ca_file), api.key (the admin API key), hsm.key (the HSM key), each
+# CA, the inventory's kms_ca_file), api.key (the admin API key), hsm.key (the HSM key; both named
+# by the inventory's kms_api_key_file and kms_hsm_key_file), each
 # node's certificate and key (kmsN.crt, kmsN.key; valid for kmsN, its lab IP, 127.0.0.1 and
 # localhost) and minkms (the installed simulator). Secrets reach kmsctl and kmsdemo only
 # through 0600 files and the environment, never through argv.
@@ -161,6 +162,8 @@ start() {
 		printf '    kms_api: ssh # the API is reached through each node'"'"'s SSH connection\n'
 		if [ "$mode" = kms ]; then
 			printf '    kms_ca_file: %s\n' "$dir/ca.crt"
+			printf '    kms_api_key_file: %s # the Key Manager modules read the keys from these 0600 files\n    kms_hsm_key_file: %s\n' \
+				"$dir/api.key" "$dir/hsm.key"
 			printf '    # for e2e/lab/install-minkms.yml (e2e/lab.sh install); the HSM key is in hsm.key\n'
 			printf '    minkms_admin_identity: "%s"\n    lab_files: %s\n    minkms_src: %s\n' \
 				"$identity" "$dir" "$dir/minkms"
@@ -230,6 +233,7 @@ hint() {
 		printf '\nA Key Manager cluster of %s is up; its files are in %s/ (api.key is the admin API key).\nWhat now:\n' "$nodes" "$show"
 		line "bin/kmsctl -i $show/inventory.yml ping" "every node over SSH"
 		line "bin/kmsctl -i $show/inventory.yml inventory list" "the nodes and their variables"
+		line "bin/kmsctl -i $show/inventory.yml play e2e/lab/kms-status.yml -v" "each node's view (kms_status), keys from the inventory's files"
 		line "ssh -F $show/ssh_config kms1" "a shell on kms1 (systemctl status minkms)"
 		line "ssh -F $show/ssh_config -N -L 17373:127.0.0.1:7373 kms1 &" "kms1's API on 127.0.0.1:17373 here"
 		line "curl --cacert $show/ca.crt https://127.0.0.1:17373/version" "through the tunnel, TLS verified"

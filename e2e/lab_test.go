@@ -117,6 +117,9 @@ func TestLabScript(t *testing.T) {
 		if err != nil {
 			t.Fatalf("node %s: %v", h, err)
 		}
+		if n.APIKeyFile != filepath.Join(dir, "api.key") || n.HSMKeyFile != filepath.Join(dir, "hsm.key") {
+			t.Errorf("%s: kms_api_key_file %q, kms_hsm_key_file %q; want the lab's api.key and hsm.key", h, n.APIKeyFile, n.HSMKeyFile)
+		}
 		if n.Endpoint != h+":7373" || n.API != inventory.APISSH || n.CAFile != filepath.Join(dir, "ca.crt") {
 			t.Errorf("%s: kms_endpoint %q, kms_api %q, kms_ca_file %q; want %s:7373, ssh, %s/ca.crt",
 				h, n.Endpoint, n.API, n.CAFile, h, dir)
