@@ -192,12 +192,23 @@ func lookupPath(vars map[string]any, path string) (any, bool) {
 type evaluator struct {
 	progs sync.Map // source + shadowed builtins → *vm.Program
 	tpls  sync.Map // string → *pongo2.Template
+	refs  sync.Map // template → [][]string, the variables it reads (allRefs)
 
 	// tplMu guards tplSet: pongo2's TemplateSet.FromString writes the
 	// set's fields unlocked, so compilation is serialised. Each evaluator
 	// owns its set so that concurrent runs never share pongo2.DefaultSet.
 	tplMu  sync.Mutex
 	tplSet *pongo2.TemplateSet
+}
+
+// readsOf returns the variable paths a template reads (allRefs), cached.
+func (ev *evaluator) readsOf(src string) [][]string {
+	if r, ok := ev.refs.Load(src); ok {
+		return r.([][]string)
+	}
+	r := allRefs(src)
+	ev.refs.Store(src, r)
+	return r
 }
 
 // compileTemplate parses a pongo2 template in the evaluator's own set.

@@ -89,12 +89,12 @@ func (r *run) validate(plays []Play) error {
 		}
 		hv := r.hostvarsOf(p)
 		later := r.setLater(p)
-		for _, h := range hosts {
+		for i, h := range hosts {
 			hs := &hostState{host: h, facts: map[string]any{}, derived: map[string]bool{}}
 			sc := r.scope(p, hs, hv)
 			derived := map[string]bool{}
 			for _, t := range slices.Concat(p.Tasks, p.Handlers) {
-				for _, err := range r.preflightTask(p, t, h, sc, derived, later) {
+				for _, err := range r.preflightTask(p, t, h, sc, derived, later, i == 0) {
 					add(err)
 				}
 			}
@@ -132,8 +132,9 @@ func loopVar(t Task) string {
 }
 
 // preflightTask checks one task on one host before the run. derived
-// collects the facts that tasks so far set from secrets.
-func (r *run) preflightTask(p Play, t Task, h Host, sc scope, derived, later map[string]bool) []error {
+// collects the facts that tasks so far set from secrets. Arguments without
+// templates are the same on every host: they are checked on the first.
+func (r *run) preflightTask(p Play, t Task, h Host, sc scope, derived, later map[string]bool, first bool) []error {
 	mod, ok := r.mods.Lookup(t.Module)
 	if !ok {
 		return nil // reported by validatePlays
@@ -164,7 +165,19 @@ func (r *run) preflightTask(p Play, t Task, h Host, sc scope, derived, later map
 	if len(errs) > 0 {
 		return errs
 	}
+	_, checks := mod.(ArgsChecker)
+	_, local := mod.(LocalChecker)
+	if !checks && !local || !first && !templated(t.Args) {
+		return nil
+	}
 	return r.checkKnown(mod, p, t, h, sc, later)
+}
+
+// templated reports whether v holds a template.
+func templated(v any) bool {
+	found := false
+	walkStrings(v, func(s string) { found = found || isTemplated(s) })
+	return found
 }
 
 // loopReadsSecret reports whether a task's loop reads a secret.

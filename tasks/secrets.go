@@ -214,6 +214,39 @@ type scope struct {
 	vars, alt map[string]any
 }
 
+// mayDiffer reports whether any of the variables (paths, by their root)
+// may differ between vars and alt: alt holds the very same value for every
+// variable without a secret, so a cheap identity check tells.
+func (sc scope) mayDiffer(refs [][]string) bool {
+	for _, p := range refs {
+		v, ok := sc.vars[p[0]]
+		a, aok := sc.alt[p[0]]
+		if ok != aok || !sameValue(v, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameValue reports whether a and b are the same value: equal strings and
+// numbers, the same map or list (not merely equal ones).
+func sameValue(a, b any) bool {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	if !va.IsValid() || !vb.IsValid() {
+		return va.IsValid() == vb.IsValid()
+	}
+	if va.Type() != vb.Type() {
+		return false
+	}
+	switch va.Kind() {
+	case reflect.Map, reflect.Pointer, reflect.Func, reflect.Chan:
+		return va.UnsafePointer() == vb.UnsafePointer()
+	case reflect.Slice:
+		return va.Len() == vb.Len() && (va.Len() == 0 || va.UnsafePointer() == vb.UnsafePointer())
+	}
+	return va.Comparable() && va.Equal(vb)
+}
+
 // with returns the scope with more variables over it: extra as they are in
 // vars, altExtra (nil = extra, disguised where it holds secrets) in alt.
 func (sc scope) with(s *secrets, extra, altExtra map[string]any) scope {
@@ -248,7 +281,7 @@ func renderIn(ev *evaluator, s *secrets, src string, sc scope) (string, bool, er
 	if err != nil {
 		return "", false, err
 	}
-	if sc.alt != nil && isTemplated(src) {
+	if sc.alt != nil && isTemplated(src) && sc.mayDiffer(ev.readsOf(src)) {
 		if alt, err := ev.render(src, sc.alt); err != nil || alt != out {
 			s.register(out)
 			return out, true, nil
@@ -493,6 +526,16 @@ func templateRefs(src string) [][]string {
 			}
 		}
 		out = append(out, exprRefs(body)...)
+	}
+	return out
+}
+
+// allRefs lists every variable path a template reads, {% if %}
+// conditions included.
+func allRefs(src string) [][]string {
+	var out [][]string
+	for _, tag := range tagRE.FindAllString(src, -1) {
+		out = append(out, exprRefs(tag[2:len(tag)-2])...)
 	}
 	return out
 }
