@@ -406,14 +406,17 @@ func secretOnCommandLine(t Task, arg string, names []string) *RefusedError {
 	} else if len(names) > 1 {
 		what = "the secret variables " + strings.Join(names, ", ")
 	}
-	reason := fmt.Sprintf("its argument %s of module %s reads %s, and would put it on a command line on the host, "+
+	reason := fmt.Sprintf("argument %s of module %s reads %s: it would be on a command line on the host, "+
 		"where every local user can read it (ps, /proc/PID/cmdline) while the command runs, no_log or not", arg, t.Module, what)
 	if arg == "cmd" || arg == "argv" {
-		reason += ". Pass the secret another way: on standard input, with the stdin argument of command or shell " +
-			"(for a program that takes its key from the environment, as minkms takes MINIO_KMS_API_KEY instead of --api-key: " +
-			"shell: 'MINIO_KMS_API_KEY=\"$(cat)\" minkms ...' with stdin: \"{{ kms_api_key }}\"); " +
-			"in an env file pushed with copy (content: \"MINIO_KMS_API_KEY={{ kms_api_key }}\", mode: \"0600\"; it travels over SFTP) " +
-			"that the program or its systemd unit (EnvironmentFile=) reads; or in a 0600 file pushed with copy whose path the program is given"
+		reason += ". Pass the secret another way:\n" +
+			"  - on standard input, with stdin: of command or shell; a program that reads its key from the environment " +
+			"(minkms reads MINIO_KMS_API_KEY when --api-key is not given) gets it so:\n" +
+			"      shell: MINIO_KMS_API_KEY=\"$(cat)\" minkms ...\n" +
+			"      stdin: \"{{ kms_api_key }}\"\n" +
+			"  - in an env file pushed with copy (content: \"MINIO_KMS_API_KEY={{ kms_api_key }}\", mode: \"0600\"; " +
+			"it travels over SFTP) that the program or its systemd unit (EnvironmentFile=) reads\n" +
+			"  - in a 0600 file pushed with copy, whose path the program is given"
 	} else {
 		reason += "; paths, names, owners and commands given to a module go to remote commands (stat, chmod, systemctl, sudo): " +
 			"build them from variables that are not secret"

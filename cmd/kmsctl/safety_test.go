@@ -138,3 +138,31 @@ func TestPlaySyntaxCheckRefusesSecretsOnCommandLines(t *testing.T) {
 		t.Fatalf("exit %d\n%s", code, te.errOut)
 	}
 }
+
+// The way the refusal message advises works: the key goes on stdin into
+// the program's environment, and no command line holds it.
+func TestPlaySecretOnStdinAsAdvised(t *testing.T) {
+	l := newLab(t, "")
+	pb := writePlaybook(t, `- hosts: kms1
+  vars:
+    kms_api_key: "`+sentinel+`"
+  tasks:
+    - file: {path: "{{ dir }}", state: directory}
+    - shell: MINIO_KMS_API_KEY="$(cat)" sh -c 'printf %s "$MINIO_KMS_API_KEY" > {{ dir }}/key'
+      args:
+        stdin: "{{ kms_api_key }}"
+`)
+	te := testEnv(t)
+	if code := te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none"); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	if b, err := os.ReadFile(filepath.Join(l.dirs["kms1"], "key")); err != nil || string(b) != sentinel {
+		t.Fatalf("the program did not get the key: %q %v", b, err)
+	}
+	for _, c := range l.servers["kms1"].Commands() {
+		if strings.Contains(c, sentinel) {
+			t.Fatalf("the key is on a command line: %q", c)
+		}
+	}
+	checkNoSentinel(t, te)
+}
