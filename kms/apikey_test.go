@@ -14,7 +14,7 @@ import (
 	"aead.dev/mtls"
 )
 
-// The fact sheet's test vector (§2.4).
+// The test vector of docs/protocol.md §2.4.
 const (
 	vectorKey      = "k1:d7cY_5k8HbBGkZpoy2hGmvkxg83QDBXsA_nFXDfTk2E"
 	vectorPublic   = "40cf7de0726252d17949bd19bdbc0d648f7906f55a71f191c8a52b7234ab17fe"

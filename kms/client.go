@@ -394,7 +394,7 @@ func (c *Client) run(ctx context.Context, host, enclave string, cmds []command) 
 	}
 	if allWrites(cmds) {
 		// The vendor SDK ignores the body of a 200 to write commands and
-		// what the real server puts there is unknown (fact sheet §4.3).
+		// what the real server puts there is unknown (docs/protocol.md §4.3).
 		return nil
 	}
 	d := wire.NewDecoder(bytes.NewReader(b), maxResponse)

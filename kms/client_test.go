@@ -127,7 +127,7 @@ func TestEditCluster(t *testing.T) {
 		t.Fatalf("request %v, want remove [2] host %s", &got, srv.host())
 	}
 	_, body := srv.last()
-	// Header, then field 1 (host) and field 2 packed [2] as in the fact sheet.
+	// Header, then field 1 (host) and field 2 packed [2] as in docs/protocol.md §4.4.
 	if !bytes.HasPrefix(body, []byte{0x00, 0x04}) || !bytes.HasSuffix(body, []byte{0x12, 0x01, 0x02}) {
 		t.Errorf("body % x", body)
 	}

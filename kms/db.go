@@ -16,7 +16,7 @@ import (
 // Content-Encoding is undone: w receives the raw snapshot, which Restore
 // accepts as is. Needs SysAdmin.
 func (c *Client) Backup(ctx context.Context, host string, w io.Writer) (int64, error) {
-	// Two Accept values, as the vendor SDK sends them (fact sheet §3).
+	// Two Accept values, as the vendor SDK sends them (docs/protocol.md §3.3).
 	resp, ep, err := c.get(ctx, host, wire.PathDB, "", http.Header{
 		"Accept":          {"application/*", "gzip"},
 		"Accept-Encoding": {"gzip"},

@@ -1,7 +1,7 @@
 // Package kms is a client for the MinIO AIStor Key Manager (minkms) API: mTLS
 // from API keys, command frames on /v1/kms, health, version and /v1/db backup
-// and restore. It is written from kmsctl's protocol fact sheet
-// (minkms-protocol.md); the vendor SDK (AGPL) is neither imported nor copied.
+// and restore. The protocol it speaks is described in docs/protocol.md; the
+// vendor SDK (AGPL) is neither imported nor copied.
 //
 // Authentication: ParseAPIKey reads a "k1:" (Ed25519) or "k2:" (ECDSA) API
 // key; the client presents a self-signed certificate derived from it when the

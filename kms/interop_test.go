@@ -11,11 +11,11 @@ import (
 	"testing"
 )
 
-// Interop checks against the fact sheet for behaviour our simulator cannot
+// Interop checks against docs/protocol.md for behaviour our simulator cannot
 // catch, because both ends were written by us.
 
 // GET /v1/db carries two Accept values, "application/*" and "gzip", as the
-// vendor SDK sends them (fact sheet §3), plus Accept-Encoding: gzip.
+// vendor SDK sends them (docs/protocol.md §3.3), plus Accept-Encoding: gzip.
 func TestBackupSendsBothAcceptValues(t *testing.T) {
 	srv := newFakeKMS(t)
 	var accept []string
@@ -37,9 +37,9 @@ func TestBackupSendsBothAcceptValues(t *testing.T) {
 	}
 }
 
-// The vendor SDK ignores the body of a 200 answer to write commands (fact
-// sheet §4.3: what the real server sends there is unknown), so the client must
-// not reject one that is not a matching frame.
+// The vendor SDK ignores the body of a 200 answer to write commands
+// (docs/protocol.md §4.3: what the real server sends there is unknown), so
+// the client must not reject one that is not a matching frame.
 func TestWriteIgnoresResponseBody(t *testing.T) {
 	for _, body := range []string{
 		"0000 00000000",        // a frame with another command id
@@ -59,7 +59,7 @@ func TestWriteIgnoresResponseBody(t *testing.T) {
 func stripSpaces(s string) string { return string(bytes.ReplaceAll([]byte(s), []byte(" "), nil)) }
 
 // A gzip backup file given as a seekable reader (an *os.File) is restored as
-// raw bytes with an exact Content-Length (fact sheet §10.1), not chunked.
+// raw bytes with an exact Content-Length (docs/protocol.md §8), not chunked.
 func TestRestoreGzipFileHasContentLength(t *testing.T) {
 	snapshot := bytes.Repeat([]byte{9, 8, 7, 0x1f, 0x8b}, 3000)
 	var zipped bytes.Buffer

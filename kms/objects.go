@@ -207,7 +207,7 @@ func list[R any, PR listResponse[R], T any](c *Client, ctx context.Context, id w
 
 // checkEnclave rejects enclave names that cannot be one URL path element.
 // The empty name is allowed: the request then goes to /v1/kms and the server
-// applies its default (vendor behaviour unknown, fact sheet §4.1).
+// applies its default (vendor behaviour unknown, docs/protocol.md §4.1).
 func checkEnclave(enclave string) error {
 	if enclave == "." || enclave == ".." || strings.Contains(enclave, "/") {
 		return fmt.Errorf("invalid enclave name %q", enclave)

@@ -26,7 +26,7 @@ import (
 	"github.com/kmsctl/kmsctl/kms/pb"
 )
 
-// The client side of the vendor's minkms CLI (fact sheet §8), so that the
+// The client side of the vendor's minkms CLI (docs/protocol.md §11), so that the
 // lab is a place to practise the vendor's manual procedure. Where the
 // vendor's form is unknown, these are the choices (documented in
 // kms/kmsim/doc.go, "Client commands"); they live here only.

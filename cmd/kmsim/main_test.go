@@ -45,7 +45,7 @@ func testHSM() hsm.Key {
 
 func TestIdentity(t *testing.T) {
 	var out, errOut bytes.Buffer
-	// The fact sheet's test vector, from stdin.
+	// The test vector of docs/protocol.md §2.4, from stdin.
 	code := run(context.Background(), []string{"identity", "-"}, env(nil), strings.NewReader("k1:d7cY_5k8HbBGkZpoy2hGmvkxg83QDBXsA_nFXDfTk2E\n"), &out, &errOut)
 	if code != 0 || out.String() != "h1:Rvxa7nj8zkL48CeDkN6LhpX-K7KK6uhIhpBOcTHNhWw\n" {
 		t.Fatalf("identity -: %d %q %q", code, out.String(), errOut.String())

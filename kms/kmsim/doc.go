@@ -1,8 +1,8 @@
 // Package kmsim is a Key Manager (minkms) simulator that speaks the real
 // wire protocol (kms/wire, kms/pb) with the documented cluster semantics.
 // kmsctl's tests and labs run against it; cmd/kmsim is its command, installed
-// as /usr/local/bin/minkms on test hosts. Where the fact sheet
-// (minkms-protocol.md) marks a behaviour unknown, the choices below are ours.
+// as /usr/local/bin/minkms on test hosts. Where docs/protocol.md §12 marks a
+// behaviour unknown, the choices below are ours.
 //
 // # API
 //
@@ -154,7 +154,7 @@
 // # Client commands
 //
 // cmd/kmsim (installed as minkms) also answers the client commands of the
-// vendor's manual (fact sheet §8) through the kms client package, so that
+// vendor's manual (docs/protocol.md §11) through the kms client package, so that
 // the lab is a place to practise the manual procedure: ls, stat, add, rm,
 // edit HOST --rm ID, backup, restore, ls-enclave, ls-key, ls-policy. The
 // server is MINIO_KMS_SERVER (comma-separated; default

@@ -19,7 +19,7 @@ import (
 	"github.com/kmsctl/kmsctl/kms/wire"
 )
 
-// The byte examples of the fact sheet, §4.4, decoded by the server.
+// The byte examples of docs/protocol.md §4.4, decoded by the server.
 func TestGoldenFrames(t *testing.T) {
 	tests := []struct {
 		hex  string

@@ -6,7 +6,7 @@ import (
 )
 
 // Command is the id of a Key Manager API command, the first two bytes of a
-// frame (fact sheet §5).
+// frame (docs/protocol.md §5).
 type Command uint16
 
 // The command ids of the Key Manager API.
@@ -54,7 +54,7 @@ type commandInfo struct {
 	cluster bool
 }
 
-// commands is the immutable command table of fact sheet §5.
+// commands is the immutable command table of docs/protocol.md §5.
 var commands = map[Command]commandInfo{
 	ClusterAddNode:    {"CLUSTER:ADDNODE", true, true},
 	ClusterRemoveNode: {"CLUSTER:REMOVENODE", true, true},

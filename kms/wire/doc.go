@@ -2,12 +2,12 @@
 // client and the kmsim simulator: command ids and names, the command frames
 // [u16 BE id][u32 BE length][protobuf] of POST /v1/kms, error bodies
 // (protobuf, JSON or text by Content-Type) with the canonical status/message
-// pairs, and the HTTP paths. Facts come from the kmsctl fact sheet
-// (minkms-protocol.md); where the vendor's values are unknown (cluster
-// errors) the values here are kmsctl's own and documented as such.
+// pairs, and the HTTP paths, as docs/protocol.md §3 to §7 describe them.
+// Where the vendor's values are unknown (cluster errors), the values here are
+// kmsctl's own and documented as such.
 package wire
 
-// HTTP paths of the Key Manager API (fact sheet §3).
+// HTTP paths of the Key Manager API (docs/protocol.md §3.1).
 const (
 	PathVersion = "/version"
 	PathLive    = "/v1/health/live"

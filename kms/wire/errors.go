@@ -52,7 +52,7 @@ func (e Error) WithDetail(detail string) Error {
 	return Error{Status: e.Status, Message: e.Message + ": " + detail}
 }
 
-// The vendor's canonical status/message pairs (fact sheet §4.5). Servers must
+// The vendor's canonical status/message pairs (docs/protocol.md §7.2). Servers must
 // emit them verbatim; clients compare status and message.
 var (
 	ErrAccessDenied     = Error{http.StatusForbidden, "access denied: insufficient permissions"}
@@ -65,8 +65,8 @@ var (
 	ErrDecrypt          = Error{http.StatusBadRequest, "invalid ciphertext"}
 )
 
-// kmsctl's own status/message pairs. The vendor's are unknown (fact sheet
-// §11.1), so these are our choice; the simulator emits them and the client
+// kmsctl's own status/message pairs. The vendor's are unknown
+// (docs/protocol.md §7.3), so these are our choice; the simulator emits them and the client
 // maps them. Clients should rely on the HTTP status class for real servers.
 var (
 	// ErrNoLeader: the cluster has no leader, so no write can be committed.

@@ -22,7 +22,7 @@ func unhex(t testing.TB, s string) []byte {
 	return b
 }
 
-// goldenFrames are the worked byte examples of the fact sheet §4.4.
+// goldenFrames are the worked byte examples of docs/protocol.md §4.4.
 var goldenFrames = []struct {
 	name string
 	id   Command
