@@ -1,5 +1,5 @@
 // Package kmsmodules holds the Key Manager modules of playbooks: kms_status,
-// kms_remove_node, kms_add_node and kms_wait. They reach a node's Key
+// kms_remove_node, kms_add_node, kms_wait and kms_hsm_check. They reach a node's Key
 // Manager API as the inventory says (kms_api: through the node's SSH
 // connection, or directly), verify its certificate against kms_ca_file or
 // the system pool, and authenticate with the admin API key from the
@@ -38,6 +38,7 @@ func Register(r *tasks.Registry, o Options) {
 	r.Register("kms_remove_node", removeNodeModule{m})
 	r.Register("kms_add_node", addNodeModule{m})
 	r.Register("kms_wait", waitModule{m})
+	r.Register("kms_hsm_check", hsmCheckModule{m})
 }
 
 // mods is what every module shares: the options.
