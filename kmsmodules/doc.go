@@ -1,5 +1,6 @@
 // Package kmsmodules holds the Key Manager modules of playbooks: kms_status,
-// kms_remove_node, kms_add_node, kms_wait and kms_hsm_check. They reach a node's Key
+// kms_remove_node, kms_add_node, kms_wait, kms_hsm_check, kms_backup,
+// kms_restore and kms_verify. They reach a node's Key
 // Manager API as the inventory says (kms_api: through the node's SSH
 // connection, or directly), verify its certificate against kms_ca_file or
 // the system pool, and authenticate with the admin API key from the
@@ -10,8 +11,9 @@
 // nothing to do, so that running a module twice changes nothing the second
 // time.
 //
-// A refusal by a safety rule (removing a node that a survivor sees up, a key
-// file others can read) is an error with a Refused() bool method returning
+// A refusal by a safety rule (removing a node that a survivor sees up,
+// adding or restoring onto a node that holds state, a key file others can
+// read) is an error with a Refused() bool method returning
 // true; a wait that ran out of time is a *tasks.TimeoutError. The CLI maps
 // them to exit codes 4 and 6.
 package kmsmodules
@@ -39,6 +41,9 @@ func Register(r *tasks.Registry, o Options) {
 	r.Register("kms_add_node", addNodeModule{m})
 	r.Register("kms_wait", waitModule{m})
 	r.Register("kms_hsm_check", hsmCheckModule{m})
+	r.Register("kms_backup", backupModule{m})
+	r.Register("kms_restore", restoreModule{m})
+	r.Register("kms_verify", verifyModule{m})
 }
 
 // mods is what every module shares: the options.

@@ -1,0 +1,211 @@
+package kmsmodules_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kmsctl/kmsctl/kms"
+	"github.com/kmsctl/kmsctl/kms/kmsim"
+	"github.com/kmsctl/kmsctl/kms/pb"
+)
+
+// populate creates an enclave (beside the default one) with two keys, a
+// policy and an identity on n.
+func (l *lab) populate(n *kmsim.Node) {
+	l.t.Helper()
+	c := l.client(n)
+	waitReady(l.t, c, n.Host())
+	ctx := l.t.Context()
+	user, err := kms.GenerateAPIKey()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	for _, err := range []error{
+		c.CreateEnclave(ctx, "tenant"),
+		c.CreateKey(ctx, "tenant", "minio-1"),
+		c.CreateKey(ctx, "tenant", "minio-2"),
+		c.CreatePolicy(ctx, "tenant", &pb.CreatePolicyRequest{Name: "readers"}),
+		c.CreateIdentity(ctx, "tenant", &pb.CreateIdentityRequest{Identity: user.Identity()}),
+	} {
+		if err != nil {
+			l.t.Fatal(err)
+		}
+	}
+}
+
+// TestBackupRestoreVerify: a backup (snapshot and manifest, 0600, written
+// atomically) restores onto a fresh node, which then holds exactly what the
+// backup held and decrypts its canary; every module is idempotent and
+// changes nothing in check mode.
+func TestBackupRestoreVerify(t *testing.T) {
+	l := newLab(t)
+	src := l.start()
+	l.populate(src)
+	h := l.sshHost("kms1", src)
+	dest := filepath.Join(t.TempDir(), "backups", "kms.db")
+	args := map[string]any{"dest": dest}
+
+	r, err := l.run("kms_backup", h, args, true)
+	if err != nil || !r.Changed {
+		t.Fatalf("check mode: %+v, %v", r, err)
+	}
+	if _, err := os.Stat(dest); err == nil {
+		t.Fatal("check mode wrote the backup")
+	}
+	r, err = l.run("kms_backup", h, args, false)
+	if err != nil || !r.Changed || r.Data["keys"] != 2 || r.Data["enclaves"] != 2 || r.Data["policies"] != 1 || r.Data["identities"] != 1 {
+		t.Fatalf("backup: %+v, %v", r, err)
+	}
+	for _, f := range []string{dest, dest + ".manifest.json"} {
+		if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, %v; want mode 0600", f, fi, err)
+		}
+	}
+	var m map[string]any
+	if b, err := os.ReadFile(dest + ".manifest.json"); err != nil || json.Unmarshal(b, &m) != nil || m["canary"] == nil || m["sha256"] != r.Data["sha256"] {
+		t.Errorf("manifest: %v %v", m, err)
+	}
+	if r, err := l.run("kms_backup", h, args, false); err != nil || r.Changed {
+		t.Errorf("second backup: %+v, %v; want ok", r, err)
+	}
+	if r, err := l.run("kms_backup", h, map[string]any{"dest": dest, "force": true}, false); err != nil || !r.Changed {
+		t.Errorf("forced backup: %+v, %v", r, err)
+	}
+
+	manifest := dest + ".manifest.json"
+	if r, err := l.run("kms_verify", h, map[string]any{"manifest": manifest, "exact": true}, false); err != nil || r.Failed || r.Data["canary"] != true {
+		t.Errorf("verify the source: %+v, %v", r, err)
+	}
+
+	// Restore onto a fresh node.
+	fresh := l.start()
+	fh := l.sshHost("kms9", fresh)
+	if r, err := l.run("kms_verify", fh, map[string]any{"manifest": manifest}, false); err != nil || !r.Failed || !strings.Contains(r.Msg, "missing") {
+		t.Errorf("verify a fresh node: %+v, %v; want a failure naming what is missing", r, err)
+	}
+	r, err = l.run("kms_restore", fh, map[string]any{"src": dest}, true)
+	if err != nil || !r.Changed {
+		t.Fatalf("restore, check mode: %+v, %v", r, err)
+	}
+	if got := keyNames(t, l.client(fresh)); len(got) != 0 {
+		t.Fatalf("check mode restored: %v", got)
+	}
+	r, err = l.run("kms_restore", fh, map[string]any{"src": dest}, false)
+	if err != nil || !r.Changed {
+		t.Fatalf("restore: %+v, %v", r, err)
+	}
+	if r, err := l.run("kms_verify", fh, map[string]any{"manifest": manifest, "exact": true}, false); err != nil || r.Failed || r.Data["canary"] != true {
+		t.Errorf("verify the restored node: %+v, %v", r, err)
+	}
+	for _, check := range []bool{true, false} {
+		if r, err := l.run("kms_restore", fh, map[string]any{"src": dest}, check); err != nil || r.Changed || !strings.Contains(r.Msg, "already holds exactly") {
+			t.Errorf("second restore (check %v): %+v, %v", check, r, err)
+		}
+	}
+
+	// The source grows: verify passes but names the extra key, fails with exact.
+	if err := l.client(src).CreateKey(t.Context(), "tenant", "minio-3"); err != nil {
+		t.Fatal(err)
+	}
+	r, err = l.run("kms_verify", h, map[string]any{"manifest": manifest}, false)
+	if err != nil || r.Failed || len(r.Data["extra"].([]any)) != 1 {
+		t.Errorf("verify a grown node: %+v, %v", r, err)
+	}
+	if r, err := l.run("kms_verify", h, map[string]any{"manifest": manifest, "exact": true}, false); err != nil || !r.Failed || !strings.Contains(r.Msg, "tenant/minio-3") {
+		t.Errorf("verify exact on a grown node: %+v, %v", r, err)
+	}
+	// A canary that decrypts to other bytes fails the verification.
+	var mm map[string]any
+	b, _ := os.ReadFile(manifest)
+	if err := json.Unmarshal(b, &mm); err != nil {
+		t.Fatal(err)
+	}
+	mm["canary"].(map[string]any)["plaintext"] = "AAAA"
+	b, _ = json.Marshal(mm)
+	bad := filepath.Join(t.TempDir(), "bad.manifest.json")
+	if err := os.WriteFile(bad, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := l.run("kms_verify", h, map[string]any{"manifest": bad}, false); err != nil || !r.Failed || r.Data["canary"] != false || !strings.Contains(r.Msg, "canary") {
+		t.Errorf("verify with a wrong canary: %+v, %v", r, err)
+	}
+}
+
+// TestRestoreRefusals: a restore onto a node holding other state is refused
+// (exit 4) and changes nothing; a snapshot that is not the one its manifest
+// describes is not sent.
+func TestRestoreRefusals(t *testing.T) {
+	l := newLab(t)
+	src := l.start()
+	l.populate(src)
+	h := l.sshHost("kms1", src)
+	dest := filepath.Join(t.TempDir(), "kms.db")
+	if _, err := l.run("kms_backup", h, map[string]any{"dest": dest}, false); err != nil {
+		t.Fatal(err)
+	}
+	used := l.start()
+	c := l.client(used)
+	waitReady(t, c, used.Host())
+	if err := c.CreateEnclave(t.Context(), "other"); err != nil {
+		t.Fatal(err)
+	}
+	uh := l.sshHost("kms2", used)
+	for _, check := range []bool{true, false} {
+		_, err := l.run("kms_restore", uh, map[string]any{"src": dest}, check)
+		if err == nil || !isRefusal(err) || !strings.Contains(err.Error(), "is not clean") {
+			t.Errorf("restore onto a node with state (check %v): %v; want a refusal", check, err)
+		}
+	}
+	if got := enclaveNames(t, c); !slices.Equal(got, []string{"default", "other"}) {
+		t.Errorf("a refused restore changed the node: %v", got)
+	}
+
+	// A tampered snapshot is not restored.
+	f, err := os.OpenFile(dest, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("x"))
+	f.Close()
+	fresh := l.start()
+	if _, err := l.run("kms_restore", l.sshHost("kms3", fresh), map[string]any{"src": dest}, false); err == nil || !strings.Contains(err.Error(), "not the one its manifest describes") {
+		t.Errorf("a tampered snapshot: %v", err)
+	}
+	if got := keyNames(t, l.client(fresh)); len(got) != 0 {
+		t.Errorf("a tampered snapshot was restored: %v", got)
+	}
+	if _, err := l.run("kms_restore", l.sshHost("kms3", fresh), map[string]any{"src": dest, "manifest": filepath.Join(t.TempDir(), "none.json")}, false); err == nil || !strings.Contains(err.Error(), "manifest") {
+		t.Errorf("a missing manifest: %v", err)
+	}
+}
+
+func enclaveNames(t *testing.T, c *kms.Client) []string {
+	t.Helper()
+	var out []string
+	for e, err := range c.ListEnclaves(t.Context(), "") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e.GetName())
+	}
+	return out
+}
+
+// keyNames lists every key of every enclave.
+func keyNames(t *testing.T, c *kms.Client) []string {
+	t.Helper()
+	var out []string
+	for _, e := range enclaveNames(t, c) {
+		for k, err := range c.ListKeys(t.Context(), e, "") {
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, e+"/"+k.GetName())
+		}
+	}
+	return out
+}

@@ -1,0 +1,149 @@
+package kmsmodules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/kmsctl/kmsctl/tasks"
+)
+
+// restoreModule is kms_restore: it restores a snapshot taken by kms_backup
+// (src, with its manifest beside it or named by manifest) onto the task
+// host's node (PUT /v1/db), which must be clean: a one-node cluster with no
+// history. The snapshot must be the one its manifest describes (size and
+// sha256). Afterwards the node must hold exactly what the manifest lists and
+// decrypt its canary. It is ok, changing nothing, when the node already
+// holds exactly that; restoring onto a node that holds anything else is
+// refused (a safety refusal: restore only onto empty state).
+type restoreModule struct{ m *mods }
+
+func (restoreModule) Spec() tasks.Spec {
+	return tasks.Spec{Args: map[string]tasks.ArgSpec{
+		"src":      {Type: tasks.ArgString, Required: true},
+		"manifest": {Type: tasks.ArgString},
+	}}
+}
+
+// restoration is what kms_restore found.
+type restoration struct {
+	src  string
+	m    manifest
+	done bool // the node already holds exactly the backup
+}
+
+func (r restoreModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
+	a, err := r.m.open(ctx, env)
+	if err != nil {
+		return tasks.Result{}, err
+	}
+	defer a.close()
+	rs, err := r.plan(ctx, env, a)
+	if err != nil {
+		return tasks.Result{}, err
+	}
+	if rs.done {
+		return tasks.Result{Msg: rs.doneMsg(a), Data: rs.data()}, nil
+	}
+	return tasks.Result{Changed: true, Msg: fmt.Sprintf("would restore %s onto %s (%s)", rs.src, a.host, a.self), Data: rs.data()}, nil
+}
+
+func (r restoreModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
+	a, err := r.m.open(ctx, env)
+	if err != nil {
+		return tasks.Result{}, err
+	}
+	defer a.close()
+	rs, err := r.plan(ctx, env, a)
+	if err != nil {
+		return tasks.Result{}, err
+	}
+	if rs.done {
+		return tasks.Result{Msg: rs.doneMsg(a), Data: rs.data()}, nil
+	}
+	f, err := os.Open(rs.src)
+	if err != nil {
+		return tasks.Result{}, fmt.Errorf("open the snapshot: %w", err)
+	}
+	defer f.Close()
+	if err := a.client.Restore(ctx, a.self, f, rs.m.Size); err != nil {
+		return tasks.Result{}, fmt.Errorf("restore %s onto %s: %w", rs.src, a.host, err)
+	}
+	if err := holdsExactly(ctx, a, rs.m); err != nil {
+		return tasks.Result{}, fmt.Errorf("restored %s onto %s, but: %w", rs.src, a.host, err)
+	}
+	return tasks.Result{Changed: true, Data: rs.data(),
+		Msg: fmt.Sprintf("restored %s onto %s (%s); it holds what the backup held and decrypts its canary", rs.src, a.host, a.self)}, nil
+}
+
+func (rs restoration) data() map[string]any {
+	d := map[string]any{"src": rs.src, "sha256": rs.m.SHA256}
+	for k, v := range rs.m.Objects.count() {
+		d[k] = v
+	}
+	return d
+}
+
+func (rs restoration) doneMsg(a *access) string {
+	return fmt.Sprintf("%s (%s) already holds exactly what %s held", a.host, a.self, rs.src)
+}
+
+// plan reads the manifest, checks the snapshot against it, and finds the
+// node clean (restore), already restored (ok) or holding other state
+// (refused).
+func (r restoreModule) plan(ctx context.Context, env *tasks.Env, a *access) (restoration, error) {
+	var rs restoration
+	var err error
+	if rs.src, err = env.Args.String("src"); err != nil {
+		return rs, err
+	}
+	mpath, err := env.Args.String("manifest")
+	if err != nil {
+		return rs, err
+	}
+	if mpath == "" {
+		mpath = rs.src + manifestSuffix
+	}
+	if rs.m, err = readManifest(mpath); err != nil {
+		return rs, err
+	}
+	if err := checkSnapshot(rs.src, rs.m); err != nil {
+		return rs, err
+	}
+	self, err := a.selfView(ctx)
+	if err != nil {
+		return rs, err
+	}
+	if len(self.Members) == 1 && self.Commit == 0 {
+		return rs, nil
+	}
+	if err := holdsExactly(ctx, a, rs.m); err == nil {
+		rs.done = true
+		return rs, nil
+	}
+	return rs, &refusal{fmt.Sprintf("refused: %s (%s) is not clean: it is node %d of a cluster of %d node(s) with commit %d, and does not hold exactly what the backup held. "+
+		"Restore only onto a fresh node: stop it, wipe its data directory (kms_storage_path), start it, and restore before adding any node", a.host, a.self, self.ID, len(self.Members), self.Commit)}
+}
+
+// holdsExactly checks that the node holds exactly the manifest's objects
+// and decrypts its canary.
+func holdsExactly(ctx context.Context, a *access, m manifest) error {
+	got, err := listObjects(ctx, a.client)
+	if err != nil {
+		return err
+	}
+	missing, extra := diff(m.Objects, got)
+	var errs []error
+	if len(missing) > 0 {
+		errs = append(errs, fmt.Errorf("missing or different: %s", strings.Join(missing, ", ")))
+	}
+	if len(extra) > 0 {
+		errs = append(errs, fmt.Errorf("not in the backup: %s", strings.Join(extra, ", ")))
+	}
+	if err := checkCanary(ctx, a.client, m.Canary); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
