@@ -104,7 +104,8 @@ func (l *lab) client(nodes ...*kmsim.Node) *kms.Client {
 	return c
 }
 
-// cluster starts n nodes and joins them into one converged cluster.
+// cluster starts n nodes and joins them into one converged cluster, every
+// node ready for writes.
 func (l *lab) cluster(n int) []*kmsim.Node {
 	l.t.Helper()
 	var nodes []*kmsim.Node
@@ -120,6 +121,9 @@ func (l *lab) cluster(n int) []*kmsim.Node {
 	waitReady(l.t, c, eps[0])
 	if err := kms.Join(ctx, c, eps[0], eps[1:], 20*time.Second); err != nil {
 		l.t.Fatal(err)
+	}
+	for _, ep := range eps {
+		waitReady(l.t, c, ep)
 	}
 	return nodes
 }
