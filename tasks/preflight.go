@@ -82,13 +82,13 @@ func (r *run) validate(plays []Play) error {
 			errs = append(errs, err)
 		}
 	}
+	later := r.setLater(plays)
 	for _, p := range plays {
 		hosts := p.Hosts
 		if len(hosts) == 0 {
 			hosts = []Host{{}}
 		}
 		hv := r.hostvarsOf(p)
-		later := r.setLater(p)
 		for i, h := range hosts {
 			hs := &hostState{host: h, facts: map[string]any{}, derived: map[string]bool{}}
 			sc := r.scope(p, hs, hv)
@@ -103,11 +103,16 @@ func (r *run) validate(plays []Play) error {
 	return errors.Join(errs...)
 }
 
-// setLater lists the variables that tasks of p set while it runs
-// (register, set_fact, loop variables): their values are not known before.
-func (r *run) setLater(p Play) map[string]bool {
+// setLater lists the variables that tasks of the plays set while they
+// run (register, set_fact, loop variables; facts last for the whole run):
+// their values are not known before.
+func (r *run) setLater(plays []Play) map[string]bool {
 	later := map[string]bool{}
-	for _, t := range slices.Concat(p.Tasks, p.Handlers) {
+	var all []Task
+	for _, p := range plays {
+		all = slices.Concat(all, p.Tasks, p.Handlers)
+	}
+	for _, t := range all {
 		if t.Register != "" {
 			later[t.Register] = true
 		}

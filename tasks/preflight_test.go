@@ -84,3 +84,18 @@ func TestValuesSetWhileRunningAreCheckedThen(t *testing.T) {
 		t.Fatalf("the path is not shown as given: %v", err)
 	}
 }
+
+// A fact set by an earlier play overrides the inventory's value: the
+// check before the run does not judge that value.
+func TestFactsOfEarlierPlaysAreNotJudgedBeforeTheRun(t *testing.T) {
+	l := newLab(t, "a")
+	hosts := l.hosts("a")
+	hosts[0].Vars["conf"] = filepath.Join(t.TempDir(), "missing")
+	plays := []Play{
+		{Name: "one", Hosts: hosts, Tasks: []Task{{Name: "fact", Module: "set_fact", Args: map[string]any{"conf": "testdata/env.tmpl"}}}},
+		{Name: "two", Hosts: hosts, Tasks: []Task{{Name: "push", Module: "copy", Args: map[string]any{"src": "{{ conf }}", "dest": "/etc/x"}}}},
+	}
+	if _, err := l.eng.Run(context.Background(), plays); err != nil {
+		t.Fatal(err)
+	}
+}
