@@ -1,6 +1,7 @@
 package kmsim
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -105,26 +107,48 @@ func (n *Node) serveBackup(w http.ResponseWriter, r *http.Request) {
 	writeBody(w, wire.ContentTypeProtobuf, body)
 }
 
-// readSnapshot decodes and unseals a PUT /v1/db body (raw or gzip).
-func (n *Node) readSnapshot(body []byte) (*data, *apiError) {
-	if len(body) >= 2 && body[0] == 0x1f && body[1] == 0x8b {
-		zr, err := gzip.NewReader(bytes.NewReader(body))
-		if err != nil {
-			return nil, fromWire(wire.ErrInvalidBackup, "gzip: %v", err)
+// errNotSnapshot refuses a body that is not a snapshot of ours.
+var errNotSnapshot = fromWire(wire.ErrInvalidBackup, "not a %s snapshot", snapshotFormat)
+
+// decodeSnapshot reads a snapshot from r without reading ahead of what it
+// decodes: a body that does not start with our format field is refused
+// after a few bytes.
+func decodeSnapshot(r io.Reader) (*snapshot, *apiError) {
+	var snap snapshot
+	fields := map[string]any{
+		"format": &snap.Format, "hsm_fingerprint": &snap.HSMFingerprint, "created_at": &snap.CreatedAt,
+		"commit": &snap.Commit, "enclaves": &snap.Enclaves, "keys": &snap.Keys, "policies": &snap.Policies,
+		"identities": &snap.Identities, "sealed": &snap.Sealed,
+	}
+	dec := json.NewDecoder(r)
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errNotSnapshot
+	}
+	for first := true; dec.More(); first = false {
+		t, err := dec.Token()
+		name, ok := t.(string)
+		ptr, known := fields[name]
+		if err != nil || !ok || !known || (first && name != "format") {
+			return nil, errNotSnapshot
 		}
-		body, err = io.ReadAll(io.LimitReader(zr, maxDBBody+1))
-		if err != nil {
-			return nil, fromWire(wire.ErrInvalidBackup, "gzip: %v", err)
-		}
-		if len(body) > maxDBBody {
-			return nil, fromWire(wire.ErrTooLarge, "decompressed snapshot exceeds %d bytes", maxDBBody)
+		if err := dec.Decode(ptr); err != nil || snap.Format != snapshotFormat {
+			return nil, errNotSnapshot
 		}
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	var snap snapshot
-	if err := dec.Decode(&snap); err != nil || snap.Format != snapshotFormat {
-		return nil, fromWire(wire.ErrInvalidBackup, "not a %s snapshot", snapshotFormat)
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return nil, errNotSnapshot
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fromWire(wire.ErrInvalidBackup, "trailing data after the snapshot")
+	}
+	return &snap, nil
+}
+
+// readSnapshot decodes and unseals a raw snapshot from r.
+func (n *Node) readSnapshot(r io.Reader) (*data, *apiError) {
+	snap, aerr := decodeSnapshot(r)
+	if aerr != nil {
+		return nil, aerr
 	}
 	if snap.HSMFingerprint != n.cfg.HSMKey.Fingerprint() {
 		return nil, fromWire(wire.ErrHSMMismatch, "the snapshot was made under HSM key %s, this node has %s", snap.HSMFingerprint, n.cfg.HSMKey.Fingerprint())
@@ -141,19 +165,49 @@ func (n *Node) readSnapshot(body []byte) (*data, *apiError) {
 	return &d, nil
 }
 
+// spool streams a PUT /v1/db body (raw, or gzip: sniffed and decompressed
+// on the fly) into a temporary file under the data directory, at most
+// MaxSnapshotSize bytes before and after decompression, and returns it
+// rewound. The caller closes and removes it.
+func (n *Node) spool(w http.ResponseWriter, r *http.Request) (*os.File, *apiError) {
+	limit := n.cfg.MaxSnapshotSize
+	br := bufio.NewReader(n.body(w, r, limit))
+	var src io.Reader = br
+	what := "snapshot"
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fromWire(wire.ErrInvalidBackup, "gzip: %v", err)
+		}
+		src, what = io.LimitReader(zr, limit+1), "decompressed snapshot"
+	}
+	f, err := os.CreateTemp(n.cfg.Dir, "restore-*.tmp")
+	if err != nil {
+		return nil, errorf(http.StatusInternalServerError, "create a file for the snapshot: %v", err)
+	}
+	fail := func(e *apiError) (*os.File, *apiError) {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, e
+	}
+	size, err := io.Copy(f, src)
+	switch {
+	case err != nil && (errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, new(*http.MaxBytesError))):
+		return fail(n.bodyError(err, "snapshot"))
+	case err != nil:
+		return fail(fromWire(wire.ErrInvalidBackup, "read the %s: %v", what, err))
+	case size > limit:
+		return fail(fromWire(wire.ErrTooLarge, "%s exceeds %d bytes", what, limit))
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fail(errorf(http.StatusInternalServerError, "rewind the snapshot file: %v", err))
+	}
+	return f, nil
+}
+
 func (n *Node) serveRestore(w http.ResponseWriter, r *http.Request) {
 	if aerr := n.sysAdmin(r); aerr != nil {
 		writeError(w, r, aerr)
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxDBBody))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, r, fromWire(wire.ErrTooLarge, "snapshot exceeds %d bytes", maxDBBody))
-			return
-		}
-		writeError(w, r, fromWire(wire.ErrBadRequest, "read body: %v", err))
 		return
 	}
 	n.mu.Lock()
@@ -163,12 +217,19 @@ func (n *Node) serveRestore(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, fromWire(wire.ErrRestoreNotSingle, "node %d is one of %d nodes (%s)", st.NodeID, len(st.Nodes), describeNodes(st.Nodes)))
 		return
 	}
-	d, aerr := n.readSnapshot(body)
+	f, aerr := n.spool(w, r)
 	if aerr != nil {
 		writeError(w, r, aerr)
 		return
 	}
-	err = n.commit(r.Context(), func(t *tx) (*membership, error) {
+	defer os.Remove(f.Name())
+	d, aerr := n.readSnapshot(bufio.NewReader(f))
+	f.Close()
+	if aerr != nil {
+		writeError(w, r, aerr)
+		return
+	}
+	err := n.commit(r.Context(), func(t *tx) (*membership, error) {
 		if st := t.st; len(st.Nodes) != 1 {
 			return nil, fromWire(wire.ErrRestoreNotSingle, "node %d is one of %d nodes (%s)", st.NodeID, len(st.Nodes), describeNodes(st.Nodes))
 		}

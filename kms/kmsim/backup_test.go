@@ -3,11 +3,15 @@ package kmsim
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
+	"errors"
 	"io"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/kmsctl/kmsctl/kms/pb"
 	"github.com/kmsctl/kmsctl/kms/wire"
@@ -158,5 +162,75 @@ func TestBackupRestore(t *testing.T) {
 				t.Fatalf("user created a key: %v", err)
 			}
 		})
+	}
+}
+
+// A request body that sends nothing for BodyStallTimeout is answered 408,
+// for a restore and for a command, and leaves no spooled file behind.
+func TestStalledBodyTimesOut(t *testing.T) {
+	e := newEnv(t)
+	dir := filepath.Join(t.TempDir(), "n")
+	n := e.startConfig(dir, func(c *Config) { c.BodyStallTimeout = 300 * time.Millisecond })
+	for _, tc := range []struct{ method, path string }{{http.MethodPut, wire.PathDB}, {http.MethodPost, wire.PathKMS}} {
+		pr, pw := io.Pipe()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		req, err := http.NewRequestWithContext(ctx, tc.method, "https://"+n.Addr()+tc.path, pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = 1 << 20
+		go pw.Write([]byte("{\"format\":")) // then nothing
+		stop := time.AfterFunc(5*time.Second, func() { pw.CloseWithError(errors.New("test over")) })
+		start := time.Now()
+		res, err := e.admin.Do(req)
+		stop.Stop()
+		cancel()
+		pw.Close()
+		if err != nil {
+			t.Fatalf("%s %s: %v after %s", tc.method, tc.path, err, time.Since(start))
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusRequestTimeout || time.Since(start) > 10*time.Second {
+			t.Fatalf("%s %s with a stalled body: %d after %s, want 408", tc.method, tc.path, res.StatusCode, time.Since(start))
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "restore-*")); len(left) != 0 {
+		t.Fatalf("spooled files left: %v", left)
+	}
+}
+
+// A restore is spooled to disk: a gzip body that inflates past the cap is
+// refused without inflating it in memory, and so is garbage under the cap.
+func TestRestoreBombBounded(t *testing.T) {
+	e := newEnv(t)
+	dir := filepath.Join(t.TempDir(), "n")
+	n := e.startConfig(dir, func(c *Config) { c.MaxSnapshotSize = 4 << 20 })
+	bomb := func(size int) []byte {
+		var b bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
+		zw.Write(make([]byte, size))
+		zw.Close()
+		return b.Bytes()
+	}
+	big, small := bomb(128<<20), bomb(3<<20) // ~130 KB and ~3 KB compressed
+	for _, tc := range []struct {
+		name string
+		body []byte
+		want wire.Error
+	}{{"past the cap", big, wire.ErrTooLarge}, {"garbage under the cap", small, wire.ErrInvalidBackup}} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		err := restore(e.admin, n, tc.body)
+		runtime.ReadMemStats(&after)
+		if !isErr(err, tc.want) {
+			t.Fatalf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 32<<20 {
+			t.Fatalf("%s: the restore allocated %d MiB", tc.name, alloc>>20)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "restore-*")); len(left) != 0 {
+		t.Fatalf("spooled files left: %v", left)
 	}
 }

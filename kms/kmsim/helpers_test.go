@@ -85,6 +85,22 @@ func (e *env) startWith(dir, addr string, key hsm.Key) *Node {
 
 func (e *env) tryStart(dir, addr string, key hsm.Key) (*Node, error) {
 	e.t.Helper()
+	return e.tryStartConfig(dir, addr, key, nil)
+}
+
+// startConfig starts a node on a free port with dir, e's HSM key and the
+// configuration changed by mod.
+func (e *env) startConfig(dir string, mod func(*Config)) *Node {
+	e.t.Helper()
+	n, err := e.tryStartConfig(dir, "", e.hsmKey, mod)
+	if err != nil {
+		e.t.Fatalf("start node in %s: %v", dir, err)
+	}
+	return n
+}
+
+func (e *env) tryStartConfig(dir, addr string, key hsm.Key, mod func(*Config)) (*Node, error) {
+	e.t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -96,10 +112,14 @@ func (e *env) tryStart(dir, addr string, key hsm.Key) (*Node, error) {
 	if testing.Verbose() {
 		log = os.Stderr
 	}
-	n, err := Start(context.Background(), Config{
+	cfg := Config{
 		Dir: dir, HSMKey: key, Address: addr, AdminIdentity: e.adminID,
 		Certificates: []tls.Certificate{cert}, PeerCAs: e.ca.Pool(), HeartbeatInterval: testHeartbeat, Log: log,
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	n, err := Start(context.Background(), cfg)
 	if err == nil {
 		e.t.Cleanup(func() { n.Close() })
 	}

@@ -148,9 +148,10 @@ func (n *Node) serveRPC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	path := "/v1/rpc/" + name
-	sealed, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRPCBody))
+	sealed, err := io.ReadAll(n.body(w, r, maxRPCBody))
 	if err != nil {
-		writeText(w, http.StatusRequestEntityTooLarge, "request body too large")
+		ae := n.bodyError(err, "request body")
+		writeText(w, ae.Status, ae.Message)
 		return
 	}
 	plain, err := open(n.rpcKey, sealed, []byte(path))

@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,13 +35,16 @@ const (
 	DefaultVersion = "2026-01-01T00-00-00Z"
 	// APIVersion is the API version the simulator reports.
 	APIVersion = "v1"
+	// DefaultBodyStallTimeout is how long a request body may send nothing.
+	DefaultBodyStallTimeout = 30 * time.Second
+	// DefaultMaxSnapshotSize caps a restored snapshot, raw and decompressed.
+	DefaultMaxSnapshotSize = 256 << 20
 )
 
 // Request size limits.
 const (
-	maxKMSBody   = 4 << 20   // POST /v1/kms
-	maxFrameSize = 2 << 20   // one command frame
-	maxDBBody    = 256 << 20 // PUT /v1/db
+	maxKMSBody   = 4 << 20 // POST /v1/kms
+	maxFrameSize = 2 << 20 // one command frame
 )
 
 // Config configures one simulator node.
@@ -70,6 +74,12 @@ type Config struct {
 	Version, Commit string
 	// Log receives one line per notable event; nil discards them.
 	Log io.Writer
+	// BodyStallTimeout ends a request whose body sends nothing for this
+	// long (408); default DefaultBodyStallTimeout.
+	BodyStallTimeout time.Duration
+	// MaxSnapshotSize caps a PUT /v1/db body and its decompressed
+	// snapshot; default DefaultMaxSnapshotSize.
+	MaxSnapshotSize int64
 }
 
 // Node is one running simulator node.
@@ -128,6 +138,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	if cfg.Commit == "" {
 		cfg.Commit = "kmsim"
+	}
+	if cfg.BodyStallTimeout <= 0 {
+		cfg.BodyStallTimeout = DefaultBodyStallTimeout
+	}
+	if cfg.MaxSnapshotSize <= 0 {
+		cfg.MaxSnapshotSize = DefaultMaxSnapshotSize
 	}
 	n := &Node{
 		cfg:       cfg,
@@ -450,14 +466,9 @@ func (n *Node) serveKMS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errAccessDenied)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxKMSBody))
+	body, err := io.ReadAll(n.body(w, r, maxKMSBody))
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, r, fromWire(wire.ErrTooLarge, "body exceeds %d bytes", maxKMSBody))
-			return
-		}
-		writeError(w, r, fromWire(wire.ErrBadRequest, "read body: %v", err))
+		writeError(w, r, n.bodyError(err, "body"))
 		return
 	}
 	out, aerr := n.execute(r.Context(), identity, r.PathValue("enclave"), body, false)
@@ -466,4 +477,37 @@ func (n *Node) serveKMS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeBody(w, wire.ContentTypeProtobuf, out)
+}
+
+// body returns the request body, at most limit bytes, reading which fails
+// with os.ErrDeadlineExceeded once the client sends nothing for
+// BodyStallTimeout.
+func (n *Node) body(w http.ResponseWriter, r *http.Request, limit int64) io.Reader {
+	return &stallReader{r: http.MaxBytesReader(w, r.Body, limit), rc: http.NewResponseController(w), timeout: n.cfg.BodyStallTimeout}
+}
+
+// stallReader moves the connection's read deadline before every read.
+type stallReader struct {
+	r       io.Reader
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	if err := s.rc.SetReadDeadline(time.Now().Add(s.timeout)); err != nil {
+		return 0, fmt.Errorf("set read deadline: %w", err)
+	}
+	return s.r.Read(p)
+}
+
+// bodyError is the API error for a failure to read a request body (what).
+func (n *Node) bodyError(err error, what string) *apiError {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return fromWire(wire.ErrTooLarge, "%s exceeds %d bytes", what, mbe.Limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return errorf(http.StatusRequestTimeout, "request timeout: the %s sent nothing for %s", what, n.cfg.BodyStallTimeout)
+	}
+	return fromWire(wire.ErrBadRequest, "read %s: %v", what, err)
 }

@@ -89,6 +89,12 @@ func openStore(dir string, k hsm.Key) (*store, *nodeState, error) {
 	if !ok {
 		return nil, nil, fmt.Errorf("kms: %s is in use by another minkms process (it holds %s); stop it first", dir, filepath.Join(dir, lockFile))
 	}
+	// Snapshots spooled by restores that a crash interrupted.
+	if tmp, err := filepath.Glob(filepath.Join(dir, "restore-*.tmp")); err == nil {
+		for _, f := range tmp {
+			_ = os.Remove(f) // a leftover only costs space
+		}
+	}
 	st, err := s.load(k)
 	if err == nil && st != nil {
 		st, err = s.replay(st)
