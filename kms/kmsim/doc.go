@@ -147,9 +147,16 @@
 // (Content-Encoding: gzip) when Accept-Encoding or Accept names gzip, always
 // with Content-Length. PUT /v1/db (SysAdmin) takes the raw or gzip body
 // (sniffed); it needs a one-node cluster (409 "restore requires a single-node
-// cluster"), refuses a snapshot of another HSM key (409 "different HSM
-// key") or garbage (400 "invalid backup") without changing anything, and
-// otherwise replaces the node's data as one commit.
+// cluster", before the body is read), refuses a snapshot of another HSM key
+// (409 "different HSM key") or garbage (400 "invalid backup") without
+// changing anything, and otherwise replaces the node's data as one commit.
+// The body is streamed (and decompressed on the fly) into DIR/restore-*.tmp,
+// never held in memory: more than Config.MaxSnapshotSize (256 MiB) raw or
+// decompressed is 413 "request too large" as soon as the cap is passed, so a
+// small gzip body that inflates past the cap costs disk up to the cap, not
+// memory. The snapshot is then decoded from the file; one that does not
+// start with its format field is refused at once. Leftover spool files are
+// removed at startup.
 //
 // # Client commands
 //
@@ -191,8 +198,11 @@
 //
 // # Bad input
 //
-// /v1/kms bodies are capped at 4 MiB, frames at 2 MiB and requests at 1000
-// frames (413 "request too large: ..."); truncated
+// A request body (/v1/kms, /v1/db, /v1/rpc) that sends nothing for
+// Config.BodyStallTimeout (30 s) ends the request with 408 "request
+// timeout: ..."; headers must arrive within 10 s. /v1/kms bodies are capped
+// at 4 MiB, frames at 2 MiB and requests at 1000 frames (413 "request too
+// large: ..."); truncated
 // frames, trailing bytes, no frames and undecodable protobuf are 400
 // "malformed request: ...", unknown ids 400 "unknown command: ...". A write
 // command must be alone in its request. Errors are protobuf ErrResponse when
