@@ -28,9 +28,10 @@ const askTimeout = 10 * time.Second
 // the server certificate for the endpoint's host name against kms_ca_file
 // or the system pool; no module offers to skip that.
 type access struct {
-	host   string // inventory host name
-	self   string // the node's own endpoint, normalized
-	client *kms.Client
+	host    string // inventory host name
+	self    string // the node's own endpoint, normalized
+	envFile string // the node's env file (kms_env_file)
+	client  *kms.Client
 }
 
 // open builds the task host's access from its resolved inventory entry
@@ -88,7 +89,7 @@ func (m *mods) open(ctx context.Context, env *tasks.Env) (*access, error) {
 	if err != nil {
 		return nil, fmt.Errorf("host %s: %w", ih.Name, err)
 	}
-	return &access{host: ih.Name, self: self, client: c}, nil
+	return &access{host: ih.Name, self: self, envFile: n.EnvFile, client: c}, nil
 }
 
 // close releases the client's connections.

@@ -24,8 +24,10 @@ import (
 // (GET /v1/db) into dest on the machine running kmsctl, written atomically
 // (a temp file beside it, fsynced, renamed; mode 0600), and a manifest
 // beside it (DEST.manifest.json): the node, its version, the snapshot's size
-// and sha256, the enclaves, keys, policies and identities it held, and a
-// canary ciphertext made under one of its keys for kms_verify. It is ok,
+// and sha256, the fingerprint of the HSM key in the node's env file (read
+// like kms_hsm_check does: become root), the enclaves, keys, policies and
+// identities it held, and a canary ciphertext made under one of its keys
+// for kms_verify. It is ok,
 // changing nothing, when dest and its manifest exist, unless force is true.
 // The objects are listed before and after the snapshot; a cluster that
 // changed meanwhile fails the task (take it again).
@@ -78,6 +80,10 @@ func (b backupModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, 
 		return tasks.Result{}, err
 	}
 	defer a.close()
+	nodeKey, err := readNodeHSMKey(ctx, env.Conn, a.envFile)
+	if err != nil {
+		return tasks.Result{}, fmt.Errorf("back up %s: the fingerprint of its HSM key: %w", a.host, err)
+	}
 	self, err := a.selfView(ctx)
 	if err != nil {
 		return tasks.Result{}, err
@@ -102,7 +108,7 @@ func (b backupModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, 
 		return tasks.Result{}, fmt.Errorf("back up %s: its objects changed while the snapshot was taken; %s is complete, but its manifest cannot say what it holds: take the backup again (force: true)", a.host, dest)
 	}
 	m := manifest{Format: 1, Created: time.Now().UTC().Truncate(time.Second), Endpoint: a.self, NodeID: self.ID, Version: self.Version,
-		Snapshot: filepath.Base(dest), Size: size, SHA256: sum, Objects: before, Canary: cn}
+		Snapshot: filepath.Base(dest), Size: size, SHA256: sum, HSMFingerprint: nodeKey.Fingerprint(), Objects: before, Canary: cn}
 	js, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return tasks.Result{}, fmt.Errorf("encode the backup manifest: %w", err)
@@ -110,7 +116,7 @@ func (b backupModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, 
 	if err := renameio.WriteFile(dest+manifestSuffix, append(js, '\n'), 0o600); err != nil {
 		return tasks.Result{}, fmt.Errorf("write the backup manifest: %w", err)
 	}
-	data := map[string]any{"dest": dest, "manifest": dest + manifestSuffix, "size": int(size), "sha256": sum}
+	data := map[string]any{"dest": dest, "manifest": dest + manifestSuffix, "size": int(size), "sha256": sum, "hsm_fingerprint": m.HSMFingerprint}
 	for k, v := range before.count() {
 		data[k] = v
 	}

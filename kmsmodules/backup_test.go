@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kmsctl/kmsctl/hsm"
 	"github.com/kmsctl/kmsctl/kms"
 	"github.com/kmsctl/kmsctl/kms/kmsim"
 	"github.com/kmsctl/kmsctl/kms/pb"
@@ -66,7 +67,8 @@ func TestBackupRestoreVerify(t *testing.T) {
 		}
 	}
 	var m map[string]any
-	if b, err := os.ReadFile(dest + ".manifest.json"); err != nil || json.Unmarshal(b, &m) != nil || m["canary"] == nil || m["sha256"] != r.Data["sha256"] {
+	if b, err := os.ReadFile(dest + ".manifest.json"); err != nil || json.Unmarshal(b, &m) != nil || m["canary"] == nil || m["sha256"] != r.Data["sha256"] ||
+		m["hsm_fingerprint"] != l.hsmKey.Fingerprint() {
 		t.Errorf("manifest: %v %v", m, err)
 	}
 	if r, err := l.run("kms_backup", h, args, false); err != nil || r.Changed {
@@ -180,6 +182,32 @@ func TestRestoreRefusals(t *testing.T) {
 	}
 	if _, err := l.run("kms_restore", l.sshHost("kms3", fresh), map[string]any{"src": dest, "manifest": filepath.Join(t.TempDir(), "none.json")}, false); err == nil || !strings.Contains(err.Error(), "manifest") {
 		t.Errorf("a missing manifest: %v", err)
+	}
+	// A node with another HSM key in its env file is refused.
+	if _, err := l.run("kms_backup", h, map[string]any{"dest": dest, "force": true}, false); err != nil {
+		t.Fatal(err)
+	}
+	fh := l.sshHost("kms3", fresh)
+	var other [32]byte
+	other[5] = 1
+	fh.conn.SetFile(fh.node.EnvFile, "MINIO_KMS_HSM_KEY="+hsm.New(other).Text()+"\n", 0o600)
+	for _, check := range []bool{true, false} {
+		_, err := l.run("kms_restore", fh, map[string]any{"src": dest}, check)
+		if err == nil || !isRefusal(err) || !strings.Contains(err.Error(), l.hsmKey.Fingerprint()) || !strings.Contains(err.Error(), hsm.New(other).Fingerprint()) {
+			t.Errorf("restore onto a node with another HSM key (check %v): %v; want a refusal naming both fingerprints", check, err)
+		}
+	}
+	if got := keyNames(t, l.client(fresh)); len(got) != 0 {
+		t.Errorf("a refused restore changed the node: %v", got)
+	}
+	// Without the env file there is no fingerprint to compare: no backup, no restore.
+	fh.conn.DeleteFile(fh.node.EnvFile)
+	if _, err := l.run("kms_restore", fh, map[string]any{"src": dest}, false); err == nil || !strings.Contains(err.Error(), "read the env file") {
+		t.Errorf("restore without the node's env file: %v", err)
+	}
+	h.conn.DeleteFile(h.node.EnvFile)
+	if _, err := l.run("kms_backup", h, map[string]any{"dest": dest, "force": true}, false); err == nil || !strings.Contains(err.Error(), "read the env file") {
+		t.Errorf("backup without the node's env file: %v", err)
 	}
 }
 

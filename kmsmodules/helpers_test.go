@@ -149,13 +149,16 @@ type host struct {
 
 // sshHost is n as an inventory host reached with kms_api ssh: its SSH
 // connection's tunnel to 127.0.0.1:7373 (kms_port) reaches n, and tunnels to
-// other addresses reach them as the node would (all on this machine).
+// other addresses reach them as the node would (all on this machine); its
+// env file holds the lab's HSM key.
 func (l *lab) sshHost(name string, n *kmsim.Node) *host {
 	c := fake.New(l.t, name)
 	c.ForwardPort("127.0.0.1:7373", n.Addr())
 	var d net.Dialer
 	c.SetDialTCP(func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) })
-	return &host{name: name, conn: c, node: inventory.KMSNode{Host: name, Endpoint: n.Host(), Port: 7373, API: inventory.APISSH, CAFile: l.caFile}}
+	c.SetFile(inventory.DefaultEnvFile, "MINIO_KMS_HSM_KEY="+l.hsmKey.Text()+"\n", 0o600)
+	return &host{name: name, conn: c, node: inventory.KMSNode{Host: name, Endpoint: n.Host(), Port: 7373, API: inventory.APISSH,
+		CAFile: l.caFile, EnvFile: inventory.DefaultEnvFile}}
 }
 
 // directHost is n as an inventory host reached with kms_api direct.

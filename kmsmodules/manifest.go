@@ -21,8 +21,9 @@ import (
 const manifestSuffix = ".manifest.json"
 
 // manifest is what kms_backup writes beside a snapshot: where and when it
-// was taken, the snapshot's size and sha256, the objects the node held, and
-// a canary ciphertext that a restored node must decrypt. It holds no key.
+// was taken, the snapshot's size and sha256, the fingerprint of the node's
+// HSM key, the objects the node held, and a canary ciphertext that a
+// restored node must decrypt. It holds no key.
 type manifest struct {
 	Format   int       `json:"format"` // 1
 	Created  time.Time `json:"created"`
@@ -32,8 +33,11 @@ type manifest struct {
 	Snapshot string    `json:"snapshot"`
 	Size     int64     `json:"size"`
 	SHA256   string    `json:"sha256"`
-	Objects  objects   `json:"objects"`
-	Canary   *canary   `json:"canary,omitempty"` // nil when the node held no key
+	// HSMFingerprint is the fingerprint of the HSM key in the node's env
+	// file: the key the snapshot's values are sealed under.
+	HSMFingerprint string  `json:"hsm_fingerprint"`
+	Objects        objects `json:"objects"`
+	Canary         *canary `json:"canary,omitempty"` // nil when the node held no key
 }
 
 // canary is a ciphertext made at backup time under one of the backed-up
@@ -192,8 +196,8 @@ func readManifest(path string) (manifest, error) {
 	if err := dec.Decode(&m); err != nil {
 		return manifest{}, fmt.Errorf("read the backup manifest %s: %w", path, err)
 	}
-	if m.Format != 1 {
-		return manifest{}, fmt.Errorf("read the backup manifest %s: format %d, want 1 (written by kms_backup)", path, m.Format)
+	if m.Format != 1 || m.HSMFingerprint == "" || m.SHA256 == "" {
+		return manifest{}, fmt.Errorf("read the backup manifest %s: format %d without its sha256 or HSM-key fingerprint; want format 1, written by kms_backup", path, m.Format)
 	}
 	return m, nil
 }

@@ -13,11 +13,13 @@ import (
 // restoreModule is kms_restore: it restores a snapshot taken by kms_backup
 // (src, with its manifest beside it or named by manifest) onto the task
 // host's node (PUT /v1/db), which must be clean: a one-node cluster with no
-// history. The snapshot must be the one its manifest describes (size and
-// sha256). Afterwards the node must hold exactly what the manifest lists and
+// history, whose env file holds the HSM key the manifest's fingerprint
+// names (read like kms_hsm_check does: become root). The snapshot must be
+// the one its manifest describes (size and sha256). Afterwards the node must hold exactly what the manifest lists and
 // decrypt its canary. It is ok, changing nothing, when the node already
-// holds exactly that; restoring onto a node that holds anything else is
-// refused (a safety refusal: restore only onto empty state).
+// holds exactly that; restoring onto a node that holds anything else, or
+// runs with another HSM key, is refused (a safety refusal: restore only
+// onto empty state, with the backup's HSM key).
 type restoreModule struct{ m *mods }
 
 func (restoreModule) Spec() tasks.Spec {
@@ -111,6 +113,14 @@ func (r restoreModule) plan(ctx context.Context, env *tasks.Env, a *access) (res
 	}
 	if err := checkSnapshot(rs.src, rs.m); err != nil {
 		return rs, err
+	}
+	nodeKey, err := readNodeHSMKey(ctx, env.Conn, a.envFile)
+	if err != nil {
+		return rs, fmt.Errorf("restore onto %s: the fingerprint of its HSM key: %w", a.host, err)
+	}
+	if fp := nodeKey.Fingerprint(); fp != rs.m.HSMFingerprint {
+		return rs, &refusal{fmt.Sprintf("refused: %s runs with the HSM key of fingerprint %s, the backup %s was taken under %s; its values cannot be unsealed with another key. "+
+			"Put the backup's HSM key in %s:%s and restart the node", a.host, fp, rs.src, rs.m.HSMFingerprint, a.host, a.envFile)}
 	}
 	self, err := a.selfView(ctx)
 	if err != nil {
