@@ -471,6 +471,11 @@ func TestLiveReady(t *testing.T) {
 	if err := c.Ready(ctx, srv.host(), false); err != nil {
 		t.Fatal(err)
 	}
+	cert, err := c.LiveCertificate(ctx, srv.host())
+	if err != nil || cert == nil || !cert.Equal(srv.Certificate()) {
+		t.Fatalf("LiveCertificate = %v, %v; want the server's certificate", cert, err)
+	}
+	paths = paths[:len(paths)-1]
 	if err := c.Ready(ctx, srv.host(), true); !errors.Is(err, ErrNotReady) {
 		t.Fatalf("Ready(write) = %v, want ErrNotReady", err)
 	}

@@ -2,6 +2,7 @@ package kms
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -46,6 +47,21 @@ func (c *Client) Live(ctx context.Context, host string) error {
 	}
 	drain(resp)
 	return nil
+}
+
+// LiveCertificate checks GET /v1/health/live of host ("" = load-balanced)
+// like Live and returns the server certificate the node presented (the
+// leaf, verified like every connection of the client).
+func (c *Client) LiveCertificate(ctx context.Context, host string) (*x509.Certificate, error) {
+	resp, ep, err := c.get(ctx, host, wire.PathLive, "", http.Header{"Accept": {"application/*"}})
+	if err != nil {
+		return nil, fmt.Errorf("check liveness: %w", err)
+	}
+	drain(resp)
+	if resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 {
+		return nil, fmt.Errorf("check liveness: kms %s: %w: no server certificate", ep, ErrProtocol)
+	}
+	return resp.TLS.PeerCertificates[0], nil
 }
 
 // Ready checks GET /v1/health/ready of host ("" = load-balanced): nil means

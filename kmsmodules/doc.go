@@ -1,6 +1,6 @@
 // Package kmsmodules holds the Key Manager modules of playbooks: kms_status,
 // kms_remove_node, kms_add_node, kms_wait, kms_hsm_check, kms_backup,
-// kms_restore and kms_verify. They reach a node's Key
+// kms_restore, kms_verify and kms_hsm_fingerprint. They reach a node's Key
 // Manager API as the inventory says (kms_api: through the node's SSH
 // connection, or directly), verify its certificate against kms_ca_file or
 // the system pool, and authenticate with the admin API key from the
@@ -44,6 +44,7 @@ func Register(r *tasks.Registry, o Options) {
 	r.Register("kms_backup", backupModule{m})
 	r.Register("kms_restore", restoreModule{m})
 	r.Register("kms_verify", verifyModule{m})
+	r.Register("kms_hsm_fingerprint", hsmFingerprintModule{m})
 }
 
 // mods is what every module shares: the options.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/kmsctl/kmsctl/kms"
 	"github.com/kmsctl/kmsctl/tasks"
@@ -15,8 +16,10 @@ import (
 // statusModule is kms_status: the task host's node's own view of its
 // cluster, read-only, registered as id, role, leader, commit, members (each
 // with id and endpoint), down (the IDs it sees down), live, ready,
-// ready_write, version and endpoint. The task fails, with what is known
-// registered, when the node's API does not answer its cluster status.
+// ready_write, version, endpoint and cert_not_after (when the TLS
+// certificate the node presented expires, RFC 3339; absent when it did not
+// answer). The task fails, with what is known registered, when the node's
+// API does not answer its cluster status.
 type statusModule struct{ m *mods }
 
 func (statusModule) Spec() tasks.Spec { return tasks.Spec{Args: map[string]tasks.ArgSpec{}} }
@@ -47,6 +50,9 @@ type nodeStatus struct {
 	view                   kms.NodeView
 	live, ready, readWrite bool
 	version                string
+	// certNotAfter is when the certificate the node presented expires
+	// (zero when it did not answer).
+	certNotAfter time.Time
 }
 
 // status asks the task host's node, in parallel and each within
@@ -58,7 +64,12 @@ func (a *access) status(ctx context.Context) nodeStatus {
 	var st nodeStatus
 	var wg sync.WaitGroup
 	wg.Go(func() { st.view = kms.View(ctx, a.client, a.self) })
-	wg.Go(func() { st.live = a.client.Live(ctx, a.self) == nil })
+	wg.Go(func() {
+		cert, err := a.client.LiveCertificate(ctx, a.self)
+		if st.live = err == nil; st.live {
+			st.certNotAfter = cert.NotAfter
+		}
+	})
 	wg.Go(func() { st.ready = a.client.Ready(ctx, a.self, false) == nil })
 	wg.Go(func() { st.readWrite = a.client.Ready(ctx, a.self, true) == nil })
 	wg.Go(func() {
@@ -74,6 +85,9 @@ func (a *access) status(ctx context.Context) nodeStatus {
 func (st nodeStatus) data() map[string]any {
 	v := st.view
 	d := map[string]any{"endpoint": v.Endpoint, "live": st.live, "ready": st.ready, "ready_write": st.readWrite, "version": st.version}
+	if !st.certNotAfter.IsZero() {
+		d["cert_not_after"] = st.certNotAfter.UTC().Format(time.RFC3339)
+	}
 	if v.Err != nil {
 		return d
 	}

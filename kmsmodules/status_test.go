@@ -1,11 +1,13 @@
 package kmsmodules_test
 
 import (
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kmsctl/kmsctl/remote/fake"
 )
@@ -27,6 +29,9 @@ func TestStatus(t *testing.T) {
 		if d["id"] != int(nodes[1].NodeID()) || d["live"] != true || d["ready"] != true || d["ready_write"] != true ||
 			d["version"] != "2025-11-12T19-14-51Z" || d["endpoint"] != nodes[1].Host() || d["commit"].(int) < 2 {
 			t.Errorf("kms_status data: %v", d)
+		}
+		if na, err := time.Parse(time.RFC3339, fmt.Sprint(d["cert_not_after"])); err != nil || na.Before(time.Now()) {
+			t.Errorf("cert_not_after = %v (%v); want when the node's certificate expires", d["cert_not_after"], err)
 		}
 		if d["role"] != "Leader" && d["role"] != "Follower" {
 			t.Errorf("role %v", d["role"])
@@ -69,7 +74,7 @@ func TestStatus(t *testing.T) {
 		t.Errorf("kms_api direct used the SSH connection: %v", calls)
 	}
 	h.node.APIAddress = "127.0.0.1:1" // nothing listens: proves the address is used
-	if r, err := l.run("kms_status", h, nil, false); err != nil || !r.Failed || r.Data["live"] != false {
+	if r, err := l.run("kms_status", h, nil, false); err != nil || !r.Failed || r.Data["live"] != false || r.Data["cert_not_after"] != nil {
 		t.Errorf("kms_status with a dead kms_api_address = %+v, %v; want a failed result with live false", r, err)
 	}
 }

@@ -92,6 +92,7 @@ func newApp(e env) *cli.App {
 		newInventoryCommand(e, opts),
 		newPingCommand(e, opts),
 		newPlayCommand(e, opts),
+		newStatusCommand(e, opts),
 	}
 	for _, c := range app.Commands {
 		c.OnUsageError = app.OnUsageError

@@ -64,6 +64,8 @@ func TestBinaryEveryExitCode(t *testing.T) {
 		{"wait_for timed out", append([]string{"play", waiting}, inv...), false, 6, "PLAY RECAP", "timed out after 200ms waiting for path /nonexistent/kmsctl-test"},
 		{"--timeout", append([]string{"play", sleeping, "--timeout", "300ms"}, inv...), false, 6, "PLAY RECAP", "--timeout 300ms reached"},
 		{"interrupted", append([]string{"play", sleeping}, inv...), true, 130, "PLAY RECAP", "interrupted"},
+		// Hosts that answer SSH but run no Key Manager: a degraded cluster.
+		{"status: degraded", append([]string{"status"}, inv...), false, 7, "DEGRADED: the Key Manager API of kms1", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -8,13 +8,14 @@
 //	kmsctl playbooks ls|show NAME list or print the built-in playbooks
 //	kmsctl inventory list|graph   show hosts with resolved variables (secrets masked)
 //	kmsctl ping [HOST...]         connect and run `true` on each host
+//	kmsctl status [--cluster G]   each node of a Key Manager cluster and a verdict
 //	kmsctl version                print version, commit and Go version
 //
 // Flags may come before or after a command's arguments, as with
 // ansible-playbook; "--" ends them. main alone maps errors to the documented
 // exit codes (see the exit package): 0 success, 1 usage or internal error,
 // 2 a host failed, 3 a host unreachable, 4 refused by a safety check, 5 lock
-// held, 6 timed out, 7 verification failed, 130 interrupted.
+// held, 6 timed out, 7 verification failed (status: degraded), 130 interrupted.
 package main
 
 import (

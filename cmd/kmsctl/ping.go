@@ -42,7 +42,7 @@ func ping(ctx context.Context, e env, o options, args []string) error {
 	if err != nil {
 		return err
 	}
-	r, err := newRunner(e, o, "ping", inv, newRegistry(e, o))
+	r, err := newRunner(e, o, "ping", inv, newRegistry(e, o), false)
 	if err != nil {
 		return err
 	}

@@ -112,7 +112,7 @@ func play(ctx context.Context, e env, o options, name string, po playOptions) er
 		}
 		return nil
 	}
-	r, err := newRunner(e, o, "play "+name, inv, reg)
+	r, err := newRunner(e, o, "play "+name, inv, reg, false)
 	if err != nil {
 		return err
 	}

@@ -41,9 +41,11 @@ func newRegistry(e env, o options) *tasks.Registry {
 
 // newRunner starts a session for command and builds the dialer and the
 // engine from o. inv, nil for ping without an inventory, gives the secrets
-// to mask and the delegate_to hosts outside the plays.
-func newRunner(e env, o options, command string, inv *inventory.Inventory, reg *tasks.Registry) (*runner, error) {
-	s, err := newSession(e, o, command)
+// to mask and the delegate_to hosts outside the plays. quiet shows no
+// event (they still go to the run log): for a command that prints its own
+// report (status).
+func newRunner(e env, o options, command string, inv *inventory.Inventory, reg *tasks.Registry, quiet bool) (*runner, error) {
+	s, err := newSession(e, o, command, quiet)
 	if err != nil {
 		return nil, err
 	}
@@ -108,13 +110,20 @@ func checkHostKeys(inv *inventory.Inventory, plays []tasks.Play) error {
 // and ends the session: it prints the host errors and returns the outcome
 // mapped to the documented exit codes.
 func (r *runner) run(ctx context.Context, plays []tasks.Play) error {
+	return r.runWith(ctx, plays, exitError)
+}
+
+// runWith is run with the engine's outcome turned into the command's error
+// by outcome, before the session ends: a command that reports on what the
+// plays gathered (status) prints there.
+func (r *runner) runWith(ctx context.Context, plays []tasks.Play, outcome func(context.Context, tasks.Recap, error) error) error {
 	if err := checkHostKeys(r.inv, plays); err != nil {
 		return r.s.finish(err)
 	}
 	ctx, cancel := withTimeout(ctx, r.s.o)
 	defer cancel()
 	recap, err := r.engine.Run(ctx, plays)
-	return r.s.finish(exitError(ctx, recap, err))
+	return r.s.finish(outcome(ctx, recap, err))
 }
 
 // exitError maps the engine's outcome to the documented exit codes: 6

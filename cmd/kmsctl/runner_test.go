@@ -26,7 +26,7 @@ func TestConnectUsesResolvedHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	te := testEnv(t)
-	r, err := newRunner(te.env, o, "test", inv, newRegistry(te.env, o))
+	r, err := newRunner(te.env, o, "test", inv, newRegistry(te.env, o), false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,8 +61,9 @@ func newRedactor(e env) *redact.Redactor {
 	return red
 }
 
-// newSession starts the run log and the display for command.
-func newSession(e env, o options, command string) (*session, error) {
+// newSession starts the run log and the display for command; a quiet
+// session displays no event.
+func newSession(e env, o options, command string, quiet bool) (*session, error) {
 	s := &session{e: e, o: o, red: newRedactor(e), start: time.Now()}
 	for k, v := range o.ExtraVars {
 		if str, ok := v.(string); ok && inventory.IsSecret(k) {
@@ -82,7 +83,7 @@ func newSession(e env, o options, command string) (*session, error) {
 	case o.Verbosity >= 2:
 		level = zerolog.DebugLevel
 	}
-	s.display = output.New(e.stdout, output.Options{Format: o.Output, Terminal: e.terminal && o.Output == "text", Verbosity: o.Verbosity, Width: e.width, Color: e.getenv("NO_COLOR") == ""})
+	s.display = output.New(e.stdout, output.Options{Format: o.Output, Terminal: e.terminal && o.Output == "text", Verbosity: o.Verbosity, Width: e.width, Color: e.getenv("NO_COLOR") == "", Quiet: quiet})
 	// What goes to stderr while the display draws goes above its live lines.
 	stderr := maskWriter{s.red, s.display.Above(e.stderr)}
 	console := zerolog.ConsoleWriter{Out: stderr, NoColor: true, TimeFormat: "15:04:05"}

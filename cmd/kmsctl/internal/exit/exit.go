@@ -24,7 +24,8 @@ const (
 	Locked = 5
 	// TimedOut means kmsctl timed out waiting (a condition or --timeout).
 	TimedOut = 6
-	// VerifyFailed means a verification step failed.
+	// VerifyFailed means a verification failed: `kmsctl status` found the
+	// cluster degraded, or a recovery's proof failed.
 	VerifyFailed = 7
 	// Interrupted is the code of a second Ctrl-C, which exits at once.
 	Interrupted = 130

@@ -40,11 +40,15 @@ type Options struct {
 	Width int
 	// Color colours the status words of the live view (ANSI).
 	Color bool
+	// Quiet draws nothing: for a command that prints its own report.
+	Quiet bool
 }
 
 // New returns the renderer Options ask for, drawing on w.
 func New(w io.Writer, o Options) Display {
 	switch {
+	case o.Quiet:
+		return quiet{}
 	case o.Format == "json":
 		return NewJSON(w)
 	case o.Terminal:
@@ -53,6 +57,13 @@ func New(w io.Writer, o Options) Display {
 		return NewPlain(w, o.Verbosity)
 	}
 }
+
+// quiet is the display that draws nothing.
+type quiet struct{}
+
+func (quiet) Event(tasks.Event)           {}
+func (quiet) Above(w io.Writer) io.Writer { return w }
+func (quiet) Close()                      {}
 
 // Tee returns a sink that passes every event to each sink in turn.
 func Tee(sinks ...tasks.Sink) tasks.Sink {

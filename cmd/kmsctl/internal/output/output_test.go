@@ -273,3 +273,18 @@ func TestLoopItems(t *testing.T) {
 		t.Fatalf("JSON %s: %v", b.String(), err)
 	}
 }
+
+// TestQuiet: a quiet display draws nothing, in any format or on a terminal.
+func TestQuiet(t *testing.T) {
+	for _, o := range []Options{{Format: "text", Quiet: true}, {Format: "json", Quiet: true}, {Format: "text", Terminal: true, Quiet: true}} {
+		var b bytes.Buffer
+		d := New(&b, o)
+		for _, e := range events() {
+			d.Event(e)
+		}
+		d.Close()
+		if b.Len() != 0 {
+			t.Errorf("%+v drew %q", o, b.String())
+		}
+	}
+}

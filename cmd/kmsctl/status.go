@@ -1,0 +1,466 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/output"
+	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/playbooks"
+	"github.com/kmsctl/kmsctl/tasks"
+)
+
+// defaultCluster is the inventory group status reads when --cluster is not
+// given.
+const defaultCluster = "kms"
+
+// newStatusCommand builds `kmsctl status`.
+func newStatusCommand(e env, opts optionsFunc) *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show each node of a Key Manager cluster and whether the cluster is healthy (exit 7 when degraded)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "cluster", Usage: "the inventory `GROUP` whose hosts are the cluster's nodes", Value: defaultCluster},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return exit.Usagef("status: no arguments expected (name the cluster with --cluster GROUP), got %q", c.Args().Slice())
+			}
+			o, err := opts(c)
+			if err != nil {
+				return err
+			}
+			return status(c.Context, e, o, c.String("cluster"))
+		},
+	}
+}
+
+// status gathers, with one read-only play on every node of the group at
+// once, each node's SSH reachability, service state, HSM-key fingerprint
+// and its own Key Manager status; verdict judges the cluster from that.
+// It prints one row per node and the verdict (--output json: one status
+// event), and returns nil when healthy, exit 7 when degraded and exit 3
+// when no node answered.
+func status(ctx context.Context, e env, o options, group string) error {
+	inv, err := loadInventory(o, false)
+	if err != nil {
+		return err
+	}
+	hosts, nodes, err := statusHosts(inv, o, group)
+	if err != nil {
+		return err
+	}
+	g := &gathered{results: map[string]map[string]gatheredResult{}, unreachable: map[string]string{}}
+	reg, err := g.registry(newRegistry(e, o))
+	if err != nil {
+		return err
+	}
+	r, err := newRunner(e, o, "status --cluster "+group, inv, reg, true)
+	if err != nil {
+		return err
+	}
+	// Every node at once: the answer takes as long as the slowest node,
+	// whatever their number.
+	r.engine.Forks = max(o.Forks, len(hosts))
+	r.engine.Check = false
+	sink := r.engine.Sink
+	r.engine.Sink = tasks.SinkFunc(func(ev tasks.Event) {
+		g.event(ev)
+		sink.Event(ev)
+	})
+	return r.runWith(ctx, []tasks.Play{statusPlay(hosts)}, func(ctx context.Context, recap tasks.Recap, err error) error {
+		if err != nil && ctx.Err() != nil {
+			return exitError(ctx, recap, err)
+		}
+		c := cluster{Group: group, Nodes: g.states(nodes), Now: time.Now()}
+		reasons := verdict(c)
+		if perr := printStatus(e, o, c, reasons); perr != nil {
+			return perr
+		}
+		switch {
+		case len(reasons) == 0:
+			return nil
+		case reasons[0].Kind == reasonNoAnswer:
+			return exit.Silent{Code: exit.Unreachable}
+		default:
+			return exit.Silent{Code: exit.VerifyFailed}
+		}
+	})
+}
+
+// statusHosts resolves the group's hosts (with --limit) and their nodes'
+// names, as the cluster knows them.
+func statusHosts(inv *inventory.Inventory, o options, group string) ([]tasks.Host, []inventory.KMSNode, error) {
+	pattern := group
+	if o.Limit != "" {
+		pattern += ":&" + o.Limit
+	}
+	names, err := inv.Select(pattern)
+	if err != nil {
+		return nil, nil, exit.With(exit.Usage, fmt.Errorf("--cluster %q: %w", group, err))
+	}
+	if len(names) == 0 {
+		return nil, nil, exit.Usagef("--cluster %q: no hosts in that inventory group (with --limit %q)", group, o.Limit)
+	}
+	var (
+		hosts []tasks.Host
+		nodes []inventory.KMSNode
+		errs  []error
+	)
+	for _, n := range names {
+		h, err := inv.Resolve(n, o.ExtraVars)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("resolve host %s: %w", n, err))
+			continue
+		}
+		th := playbooks.TaskHost(h)
+		// The service's name for the play's service task: the inventory's
+		// value, default included.
+		th.Vars = maps.Clone(th.Vars)
+		if th.Vars == nil {
+			th.Vars = map[string]any{}
+		}
+		th.Vars[inventory.VarService] = h.KMS.Service
+		hosts = append(hosts, th)
+		nodes = append(nodes, h.KMS)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, exit.With(exit.Usage, err)
+	}
+	return hosts, nodes, nil
+}
+
+// The tasks of the status play.
+const (
+	taskService = "service state"
+	taskHSM     = "HSM key"
+	taskAPI     = "Key Manager status"
+)
+
+// statusPlay is status's read-only play: the service's state (systemctl
+// show), the HSM key's fingerprint in the env file (read as root), and
+// the node's own status through its API. A task that fails does not stop
+// the others (ignore_errors): each failure is an answer.
+func statusPlay(hosts []tasks.Host) tasks.Play {
+	yes, no := true, false
+	return tasks.Play{
+		Name:  "status",
+		Hosts: hosts,
+		Tasks: []tasks.Task{
+			{Name: taskService, Module: "service", Args: map[string]any{"name": "{{ " + inventory.VarService + " }}"}, Become: &no, IgnoreErrors: true},
+			{Name: taskHSM, Module: "kms_hsm_fingerprint", Args: map[string]any{}, Become: &yes, IgnoreErrors: true},
+			{Name: taskAPI, Module: "kms_status", Args: map[string]any{}, Become: &no, IgnoreErrors: true},
+		},
+	}
+}
+
+// gathered records what the status play's modules returned on each host,
+// and which hosts were unreachable.
+type gathered struct {
+	mu          sync.Mutex
+	results     map[string]map[string]gatheredResult // host → task → result
+	unreachable map[string]string                    // host → why
+}
+
+type gatheredResult struct {
+	res tasks.Result
+	err error
+}
+
+// registry returns reg's modules of the status play wrapped so that their
+// results are recorded.
+func (g *gathered) registry(reg *tasks.Registry) (*tasks.Registry, error) {
+	out := tasks.NewRegistry()
+	for task, module := range map[string]string{taskService: "service", taskHSM: "kms_hsm_fingerprint", taskAPI: "kms_status"} {
+		m, ok := reg.Lookup(module)
+		if !ok {
+			return nil, fmt.Errorf("status: module %s is not registered", module)
+		}
+		out.Register(module, recorded{Module: m, g: g, task: task})
+	}
+	return out, nil
+}
+
+// event records a host found unreachable.
+func (g *gathered) event(ev tasks.Event) {
+	if ev.Type == tasks.EventHostResult && ev.Status == tasks.StatusUnreachable {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if _, ok := g.unreachable[ev.Host]; !ok {
+			g.unreachable[ev.Host] = ev.Msg
+		}
+	}
+}
+
+func (g *gathered) put(host, task string, res tasks.Result, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.results[host] == nil {
+		g.results[host] = map[string]gatheredResult{}
+	}
+	g.results[host][task] = gatheredResult{res, err}
+}
+
+// recorded is a module whose results g records.
+type recorded struct {
+	tasks.Module
+	g    *gathered
+	task string
+}
+
+func (r recorded) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
+	res, err := r.Module.Plan(ctx, env)
+	r.g.put(env.Host.Name, r.task, res, err)
+	return res, err
+}
+
+func (r recorded) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
+	res, err := r.Module.Apply(ctx, env)
+	r.g.put(env.Host.Name, r.task, res, err)
+	return res, err
+}
+
+// states turns what was gathered into one nodeState per node, in the
+// inventory's order.
+func (g *gathered) states(nodes []inventory.KMSNode) []nodeState {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]nodeState, len(nodes))
+	for i, n := range nodes {
+		s := nodeState{Host: n.Host, Endpoint: n.Endpoint, Service: n.Service}
+		res := g.results[n.Host]
+		if why, ok := g.unreachable[n.Host]; ok {
+			s.SSHError = why
+		} else {
+			s.SSH = len(res) > 0
+		}
+		if r, ok := res[taskService]; ok {
+			if st, _ := r.res.Data["active_state"].(string); st != "" && r.err == nil && !r.res.Failed {
+				s.ServiceState = st
+			} else {
+				s.ServiceError = resultError(r)
+			}
+		}
+		if r, ok := res[taskHSM]; ok {
+			if fp, _ := r.res.Data["fingerprint"].(string); fp != "" && r.err == nil && !r.res.Failed {
+				s.HSMFingerprint = fp
+			} else {
+				s.HSMError = resultError(r)
+			}
+		}
+		if r, ok := res[taskAPI]; ok {
+			apiState(&s, r)
+		}
+		out[i] = s
+	}
+	return out
+}
+
+// apiState fills s from kms_status's registered data.
+func apiState(s *nodeState, r gatheredResult) {
+	d := r.res.Data
+	s.Live, _ = d["live"].(bool)
+	s.Ready, _ = d["ready"].(bool)
+	s.ReadyWrite, _ = d["ready_write"].(bool)
+	s.Version, _ = d["version"].(string)
+	if na, ok := d["cert_not_after"].(string); ok {
+		if t, err := time.Parse(time.RFC3339, na); err == nil {
+			s.CertNotAfter = &t
+		}
+	}
+	if r.err != nil || r.res.Failed {
+		s.APIError = resultError(r)
+		return
+	}
+	v := &nodeView{}
+	v.ID, _ = d["id"].(int)
+	v.Role, _ = d["role"].(string)
+	v.Leader, _ = d["leader"].(int)
+	v.Commit, _ = d["commit"].(int)
+	ms, _ := d["members"].([]any)
+	for _, m := range ms {
+		mm, _ := m.(map[string]any)
+		id, _ := mm["id"].(int)
+		ep, _ := mm["endpoint"].(string)
+		v.Members = append(v.Members, member{ID: id, Endpoint: ep})
+	}
+	down, _ := d["down"].([]any)
+	for _, id := range down {
+		if i, ok := id.(int); ok {
+			v.Down = append(v.Down, i)
+		}
+	}
+	if v.Down == nil {
+		v.Down = []int{}
+	}
+	s.View = v
+}
+
+// resultError is why a task gave no answer.
+func resultError(r gatheredResult) string {
+	if r.err != nil {
+		return r.err.Error()
+	}
+	if r.res.Msg != "" {
+		return r.res.Msg
+	}
+	return "no answer"
+}
+
+// printStatus writes the table and the verdict, or with --output json one
+// status event holding the same.
+func printStatus(e env, o options, c cluster, reasons []reason) error {
+	for i := range c.Nodes {
+		if n := &c.Nodes[i]; n.CertNotAfter != nil {
+			d := certDays(*n.CertNotAfter, c.Now)
+			n.CertDays = &d
+		}
+	}
+	word := "healthy"
+	switch {
+	case len(reasons) > 0 && reasons[0].Kind == reasonNoAnswer:
+		word = "unreachable"
+	case len(reasons) > 0:
+		word = "degraded"
+	}
+	if o.Output == "json" {
+		if reasons == nil {
+			reasons = []reason{}
+		}
+		jsonLine(e.stdout, "status").Str("cluster", c.Group).Strs("inventory", o.Inventories).
+			Str("verdict", word).Interface("reasons", reasons).Interface("nodes", c.Nodes).
+			Str("hsm_fingerprint", commonFingerprint(c.Nodes)).Send()
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "cluster %s (%s, inventory %s)\n\n", c.Group, output.Count(len(c.Nodes), "node"), strings.Join(o.Inventories, ", "))
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tENDPOINT\tSSH\tSERVICE\tAPI\tID\tROLE\tLEADER\tCOMMIT\tSEES\tVERSION\tCERT")
+	for _, n := range c.Nodes {
+		fmt.Fprintln(tw, strings.Join(statusRow(n), "\t"))
+	}
+	tw.Flush()
+	b.WriteString("\n")
+	switch word {
+	case "healthy":
+		fmt.Fprintf(&b, "HEALTHY: %s\n", healthySummary(c))
+	default:
+		fmt.Fprintf(&b, "%s: %s.\n", strings.ToUpper(word), reasons[0].Text)
+		for _, r := range reasons[1:] {
+			fmt.Fprintf(&b, "  also: %s.\n", r.Text)
+		}
+		if fp := commonFingerprint(c.Nodes); fp != "" {
+			fmt.Fprintf(&b, "  HSM key: same fingerprint on %s (%s).\n", joinAnd(fingerprinted(c.Nodes)), fp)
+		}
+	}
+	_, err := io.WriteString(e.stdout, b.String())
+	return err
+}
+
+// statusRow is one node's row of the table; "-" is not known.
+func statusRow(n nodeState) []string {
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	ssh := "ok"
+	if !n.SSH {
+		ssh = "no"
+	}
+	service := n.ServiceState
+	if service == "" && n.SSH {
+		service = "unknown"
+	}
+	api := "down"
+	switch {
+	case n.ReadyWrite:
+		api = "ready,rw"
+	case n.Ready:
+		api = "ready"
+	case n.Live:
+		api = "live"
+	}
+	row := []string{n.Host, n.Endpoint, ssh, dash(service), api, "-", "-", "-", "-", "-", dash(n.Version), "-"}
+	if v := n.View; v != nil {
+		row[5], row[6], row[8] = fmt.Sprint(v.ID), strings.ToLower(v.Role), fmt.Sprint(v.Commit)
+		if v.Leader >= 0 {
+			row[7] = fmt.Sprint(v.Leader)
+		} else {
+			row[7] = "none"
+		}
+		var sees []string
+		for _, m := range v.Members {
+			if slices.Contains(v.Down, m.ID) {
+				sees = append(sees, fmt.Sprintf("-%d", m.ID))
+			} else {
+				sees = append(sees, fmt.Sprint(m.ID))
+			}
+		}
+		row[9] = strings.Join(sees, " ")
+	}
+	if n.CertDays != nil {
+		row[11] = fmt.Sprintf("%dd", *n.CertDays)
+	}
+	return row
+}
+
+// healthySummary is the line of a healthy cluster: its size, leader and
+// commit, and the HSM key's fingerprint.
+func healthySummary(c cluster) string {
+	s := output.Count(len(c.Nodes), "node")
+	for _, n := range c.Nodes {
+		if v := n.View; v != nil {
+			for _, l := range c.Nodes {
+				if l.View != nil && l.View.ID == v.Leader {
+					s += fmt.Sprintf(", leader %s (node %d)", l.Host, v.Leader)
+					break
+				}
+			}
+			s += fmt.Sprintf(", commit %d", v.Commit)
+			break
+		}
+	}
+	if fp := commonFingerprint(c.Nodes); fp != "" {
+		s += fmt.Sprintf("; HSM key: same fingerprint on every node (%s)", fp)
+	}
+	return s
+}
+
+// commonFingerprint is the HSM-key fingerprint when every node whose key
+// was read has the same ("" otherwise, or when none was read).
+func commonFingerprint(nodes []nodeState) string {
+	fp := ""
+	for _, n := range nodes {
+		switch {
+		case n.HSMFingerprint == "":
+		case fp == "":
+			fp = n.HSMFingerprint
+		case fp != n.HSMFingerprint:
+			return ""
+		}
+	}
+	return fp
+}
+
+func fingerprinted(nodes []nodeState) []string {
+	var out []string
+	for _, n := range nodes {
+		if n.HSMFingerprint != "" {
+			out = append(out, n.Host)
+		}
+	}
+	return out
+}

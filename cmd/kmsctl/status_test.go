@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+	"github.com/kmsctl/kmsctl/hsm"
+	"github.com/kmsctl/kmsctl/kms"
+	"github.com/kmsctl/kmsctl/kms/kmsim"
+	"github.com/kmsctl/kmsctl/remote/sshtest"
+)
+
+// statusLab is a cluster of simulator nodes on 127.0.0.1, each also an SSH
+// host (an in-process SSH server with passwordless sudo) in group kms of an
+// inventory reaching the API through SSH. Each host's env file (a local
+// file, kms_env_file) holds the cluster's HSM key, and `systemctl show` is
+// answered from units (the service's ActiveState per host).
+type statusLab struct {
+	t         testing.TB
+	inventory string
+	admin     kms.APIKey
+	hsmKey    hsm.Key
+	nodes     []*kmsim.Node
+	hosts     []string
+	envFiles  []string
+	servers   []*sshtest.Server
+
+	mu    sync.Mutex
+	units map[string]string // host → ActiveState of minkms.service
+}
+
+func newStatusLab(t testing.TB, n int) *statusLab {
+	t.Helper()
+	ca, err := kmsim.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := kms.GenerateAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, ca.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := &statusLab{t: t, admin: admin, hsmKey: hsm.New([32]byte{7}), units: map[string]string{}}
+	var eps []string
+	for range n {
+		cert, err := ca.ServerCertificate("127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd, err := kmsim.Start(context.Background(), kmsim.Config{Dir: filepath.Join(t.TempDir(), "data"), HSMKey: l.hsmKey,
+			Address: "127.0.0.1:0", AdminIdentity: admin.Identity(), Certificates: []tls.Certificate{cert}, PeerCAs: ca.Pool(),
+			HeartbeatInterval: 50 * time.Millisecond, Version: "2025-11-12T19-14-51Z"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nd.Close() })
+		l.nodes = append(l.nodes, nd)
+		eps = append(eps, nd.Host())
+	}
+	c, err := kms.New(kms.Config{Endpoints: eps, APIKey: admin, RootCAs: ca.Pool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for c.Ready(ctx, eps[0], true) != nil && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := kms.Join(ctx, c, eps[0], eps[1:], 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	key := sshtest.GenerateKey(t)
+	keyFile := sshtest.ClientKeyFile(t, key, "")
+	var hosts, known strings.Builder
+	for i, nd := range l.nodes {
+		h := fmt.Sprintf("kms%d", i+1)
+		l.hosts = append(l.hosts, h)
+		l.units[h] = "active"
+		envFile := filepath.Join(dir, h+".env")
+		l.envFiles = append(l.envFiles, envFile)
+		l.writeEnv(i, l.hsmKey)
+		s := sshtest.Start(t, sshtest.Config{AuthorizedKeys: []ssh.PublicKey{key.PublicKey()}, Sudo: sshtest.SudoAllow, Exec: l.systemctl(h)})
+		l.servers = append(l.servers, s)
+		_, port, _ := net.SplitHostPort(nd.Host())
+		fmt.Fprintf(&hosts, "        %s:\n          ansible_host: 127.0.0.1\n          ansible_port: %d\n          kms_endpoint: %s\n          kms_port: %s\n          kms_env_file: %s\n",
+			h, s.Port(), nd.Host(), port, envFile)
+		known.WriteString(s.KnownHostsLine() + "\n")
+	}
+	kh := filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(kh, []byte(known.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	apiKeyFile := filepath.Join(dir, "api.key")
+	if err := os.WriteFile(apiKeyFile, []byte(admin.Secret()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.inventory = filepath.Join(dir, "inventory.yml")
+	inv := fmt.Sprintf("all:\n  vars:\n    ansible_user: tester\n    ansible_ssh_private_key_file: %s\n    kms_ssh_known_hosts: %s\n"+
+		"    kms_api: ssh\n    kms_ca_file: %s\n    kms_api_key_file: %s\n  children:\n    kms:\n      hosts:\n%s", keyFile, kh, caFile, apiKeyFile, hosts.String())
+	if err := os.WriteFile(l.inventory, []byte(inv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// writeEnv writes host i's env file with key as its HSM key.
+func (l *statusLab) writeEnv(i int, key hsm.Key) {
+	l.t.Helper()
+	text := fmt.Sprintf("%s=%s\nMINIO_KMS_VOLUME=/mnt/minio-kms\n", envHSMKey, key.Text())
+	if err := os.WriteFile(l.envFiles[i], []byte(text), 0o600); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// setUnit sets the ActiveState host's `systemctl show` reports.
+func (l *statusLab) setUnit(host, state string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.units[host] = state
+}
+
+// systemctl answers `systemctl show ... minkms.service` on host.
+func (l *statusLab) systemctl(host string) sshtest.ExecFunc {
+	return func(_ context.Context, cmd string, _ io.Reader, stdout, _ io.Writer) (int, bool) {
+		if !strings.HasPrefix(cmd, "systemctl show ") || !strings.HasSuffix(cmd, " minkms.service") {
+			return 0, false
+		}
+		l.mu.Lock()
+		state := l.units[host]
+		l.mu.Unlock()
+		sub := "running"
+		if state != "active" {
+			sub = "dead"
+		}
+		fmt.Fprintf(stdout, "LoadState=loaded\nActiveState=%s\nSubState=%s\nUnitFileState=enabled\n", state, sub)
+		return 0, true
+	}
+}
+
+// status runs `kmsctl status` in-process with args.
+func (l *statusLab) status(t *testing.T, args ...string) (*testEnvT, int) {
+	t.Helper()
+	te := testEnv(t)
+	code := te.run(t, append([]string{"status", "-i", l.inventory, "--ssh-config", "none"}, args...)...)
+	return te, code
+}
+
+// statusDoc is the status event of --output json.
+type statusDoc struct {
+	Event          string      `json:"event"`
+	Cluster        string      `json:"cluster"`
+	Verdict        string      `json:"verdict"`
+	Reasons        []reason    `json:"reasons"`
+	Nodes          []nodeState `json:"nodes"`
+	HSMFingerprint string      `json:"hsm_fingerprint"`
+}
+
+func parseStatus(t *testing.T, out string) statusDoc {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		var d statusDoc
+		if json.Unmarshal([]byte(line), &d) == nil && d.Event == "status" {
+			return d
+		}
+	}
+	t.Fatalf("no status event in\n%s", out)
+	return statusDoc{}
+}
+
+// TestStatus: `kmsctl status` on a three-node simulator cluster reached
+// through SSH: healthy (exit 0) with one row per node; one node's env file
+// holding another HSM key names that node (exit 7); a node stopped with
+// its service inactive is down as seen by the two others (exit 7).
+func TestStatus(t *testing.T) {
+	l := newStatusLab(t, 3)
+
+	te, code := l.status(t)
+	out := te.out.String()
+	if code != 0 || !strings.Contains(out, "HEALTHY: 3 nodes, leader kms") || !strings.Contains(out, l.hsmKey.Fingerprint()) {
+		t.Fatalf("healthy cluster: exit %d\n%s\n%s", code, out, te.errOut)
+	}
+	for i, h := range l.hosts {
+		if !strings.Contains(out, fmt.Sprintf("%s  %s  ok   active   ready,rw  %d", h, l.nodes[i].Host(), l.nodes[i].NodeID())) {
+			t.Errorf("no healthy row for %s in\n%s", h, out)
+		}
+	}
+	if strings.Contains(out+te.errOut.String()+runLogs(t, te), l.admin.Secret()) || strings.Contains(out+runLogs(t, te), l.hsmKey.Text()) {
+		t.Error("a key appears in the output or run log")
+	}
+
+	te, code = l.status(t, "--output", "json")
+	d := parseStatus(t, te.out.String())
+	if code != 0 || d.Verdict != "healthy" || len(d.Reasons) != 0 || len(d.Nodes) != 3 || d.HSMFingerprint != l.hsmKey.Fingerprint() {
+		t.Fatalf("healthy cluster, JSON: exit %d, %+v\n%s", code, d, te.errOut)
+	}
+	for _, n := range d.Nodes {
+		if !n.SSH || n.ServiceState != "active" || !n.ReadyWrite || n.View == nil || len(n.View.Members) != 3 || n.CertDays == nil || *n.CertDays < 300 {
+			t.Errorf("node %+v", n)
+		}
+	}
+
+	other := hsm.New([32]byte{8})
+	l.writeEnv(1, other)
+	te, code = l.status(t)
+	if code != exit.VerifyFailed || !strings.Contains(te.out.String(), "DEGRADED: HSM-key fingerprints differ: kms1 and kms3 have "+l.hsmKey.Fingerprint()+", kms2 has "+other.Fingerprint()) {
+		t.Fatalf("another HSM key on kms2: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	l.writeEnv(1, l.hsmKey)
+
+	l.nodes[2].Close()
+	l.setUnit("kms3", "inactive")
+	te, code = l.status(t, "--output", "json")
+	d = parseStatus(t, te.out.String())
+	want := fmt.Sprintf("node %d (%s) is down as seen by kms1 and kms2; minkms.service is inactive on kms3", l.nodes[2].NodeID(), l.nodes[2].Host())
+	if code != exit.VerifyFailed || d.Verdict != "degraded" || len(d.Reasons) == 0 || d.Reasons[0].Text != want || d.Reasons[0].Nodes[0] != "kms3" {
+		t.Fatalf("kms3 down: exit %d, reasons %+v, want first %q\n%s", code, d.Reasons, want, te.errOut)
+	}
+}
+
+// TestStatusUnreachable: a node whose SSH server is gone makes the cluster
+// degraded (exit 7); when no node answers at all, nothing could be checked
+// (exit 3). A group that does not exist is a usage error.
+func TestStatusUnreachable(t *testing.T) {
+	l := newStatusLab(t, 3)
+	l.servers[0].Close()
+	te, code := l.status(t)
+	if code != exit.VerifyFailed || !strings.Contains(te.out.String(), "DEGRADED: kms1 does not answer SSH") {
+		t.Fatalf("kms1 unreachable: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	for _, n := range l.nodes {
+		n.Close()
+	}
+	for _, s := range l.servers[1:] {
+		s.Close()
+	}
+	te, code = l.status(t)
+	if code != exit.Unreachable || !strings.Contains(te.out.String(), "UNREACHABLE: no node of group kms answers") {
+		t.Fatalf("nothing answers: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	te, code = l.status(t, "--cluster", "nope")
+	if code != exit.Usage || !strings.Contains(te.errOut.String(), `--cluster "nope"`) {
+		t.Fatalf("unknown group: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+}
