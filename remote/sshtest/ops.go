@@ -3,6 +3,8 @@ package sshtest
 import (
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 )
 
 // OpKind names a recorded operation.
@@ -11,6 +13,7 @@ type OpKind string
 // The operations Server.Ops records.
 const (
 	OpOpen    OpKind = "open"    // SSH_FXP_OPEN: Path, Write (opened for writing), Create, Excl
+	OpOpened  OpKind = "opened"  // the server's handle for an OPEN of Path, recorded before the client has it
 	OpRead    OpKind = "read"    // SSH_FXP_READ of the file at Path: Len bytes asked
 	OpWrite   OpKind = "write"   // SSH_FXP_WRITE to the file at Path: Len payload bytes
 	OpFsync   OpKind = "fsync"   // fsync@openssh.com of the file at Path
@@ -18,12 +21,20 @@ const (
 	OpSetstat OpKind = "setstat" // SSH_FXP_SETSTAT / FSETSTAT of Path; Mode when permissions were set
 	OpRename  OpKind = "rename"  // SSH_FXP_RENAME or posix-rename@openssh.com: Path to To
 	OpRemove  OpKind = "remove"  // SSH_FXP_REMOVE of Path
+	OpMkdir   OpKind = "mkdir"   // SSH_FXP_MKDIR of Path
+	OpRmdir   OpKind = "rmdir"   // SSH_FXP_RMDIR of Path
 	OpExec    OpKind = "exec"    // an exec request: Cmd
 )
 
 // Op is one request the server received: an SFTP file operation or an exec
 // command line. Paths are as the server resolves them (absolute when
 // Config.Dir is set); handles are resolved to the path they were opened as.
+//
+// An SFTP op also carries a snapshot of Path and its directory, taken when
+// the request arrived (before it was carried out) or, for OpOpened, right
+// after the server opened the file and before the client learnt of it:
+// with the ops in order, the modes a file had at every moment between its
+// creation and its last operation are in the snapshots.
 type Op struct {
 	Kind   OpKind
 	Path   string
@@ -36,6 +47,26 @@ type Op struct {
 	// HasMode says a setstat set permissions.
 	HasMode bool
 	Cmd     string // exec: the command line as received
+
+	// Exists says Path existed at the snapshot.
+	Exists bool
+	// FileMode is Path's type and permission bits (not following a
+	// symlink) at the snapshot, when Exists.
+	FileMode fs.FileMode
+	// DirMode is the type and permission bits of Path's directory at the
+	// snapshot, 0 when it did not exist.
+	DirMode fs.FileMode
+}
+
+// snapshot fills op's Exists, FileMode and DirMode from the file system.
+func snapshot(op Op) Op {
+	if fi, err := os.Lstat(op.Path); err == nil {
+		op.Exists, op.FileMode = true, fi.Mode()
+	}
+	if fi, err := os.Lstat(filepath.Dir(op.Path)); err == nil {
+		op.DirMode = fi.Mode()
+	}
+	return op
 }
 
 // String renders op for test failure messages.

@@ -269,7 +269,11 @@ func (s *Server) Close() {
 	s.wg.Wait()
 }
 
+// recordOp records op, with a snapshot of its path when it is an SFTP op.
 func (s *Server) recordOp(op Op) {
+	if op.Kind != OpExec {
+		op = snapshot(op)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ops = append(s.ops, op)

@@ -636,11 +636,13 @@ func TestOpsRecordFileOperationsAndCommands(t *testing.T) {
 	want := []Op{
 		{Kind: OpExec, Cmd: "true"},
 		{Kind: OpOpen, Path: tmp, Write: true, Create: true, Excl: true},
+		{Kind: OpOpened, Path: tmp},
 		{Kind: OpSetstat, Path: tmp, Mode: 0o600, HasMode: true},
 		{Kind: OpWrite, Path: tmp, Len: 5},
 		{Kind: OpFsync, Path: tmp},
 		{Kind: OpClose, Path: tmp},
 		{Kind: OpOpen, Path: tmp},
+		{Kind: OpOpened, Path: tmp},
 	}
 	got := s.Ops()
 	if len(got) < len(want) || fmt.Sprint(got[:len(want)]) != fmt.Sprint(want) {
@@ -665,5 +667,89 @@ func TestOpsRecordFileOperationsAndCommands(t *testing.T) {
 	}
 	if reads == 0 {
 		t.Errorf("no read recorded: %v", got)
+	}
+}
+
+// Every SFTP op carries the modes of its path and directory as they were
+// when the request arrived; OpOpened, those right after the file was made.
+func TestOpsSnapshotModes(t *testing.T) {
+	dir := t.TempDir()
+	s, c := startWithClient(t, Config{Dir: dir})
+	sc, err := sftp.NewClient(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	d := filepath.Join(dir, "d")
+	p := filepath.Join(d, "f")
+	if err := sc.Mkdir(d); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.Chmod(d, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f, err := sc.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Chmod(0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := sc.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.RemoveDirectory(d); err != nil {
+		t.Fatal(err)
+	}
+	// The modes of a file and a directory the server creates: what the
+	// umask leaves of 0666 and (pkg/sftp's mkdir) 0755.
+	probe := filepath.Join(t.TempDir(), "probe")
+	if err := os.WriteFile(probe, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(probe+".d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pf, err := os.Stat(probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pd, err := os.Stat(probe + ".d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, made := pf.Mode().Perm(), pd.Mode()
+	dirInfo, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirMode := dirInfo.Mode()
+	type snap struct {
+		kind          OpKind
+		path          string
+		exists        bool
+		file, dirMode os.FileMode
+	}
+	var got []snap
+	for _, op := range s.Ops() {
+		got = append(got, snap{op.Kind, op.Path, op.Exists, op.FileMode, op.DirMode})
+	}
+	want := []snap{
+		{OpMkdir, d, false, 0, dirMode},
+		{OpSetstat, d, true, made, dirMode}, // before the chmod: as mkdir made it
+		{OpOpen, p, false, 0, os.ModeDir | 0o700},
+		{OpOpened, p, true, created, os.ModeDir | 0o700},
+		{OpSetstat, p, true, created, os.ModeDir | 0o700},
+		{OpWrite, p, true, 0o600, os.ModeDir | 0o700},
+		{OpClose, p, true, 0o600, os.ModeDir | 0o700},
+		{OpRemove, p, true, 0o600, os.ModeDir | 0o700},
+		{OpRmdir, d, true, os.ModeDir | 0o700, dirMode},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("snapshots =\n%v\nwant\n%v", got, want)
 	}
 }

@@ -25,6 +25,8 @@ const (
 	fxpSetstat  = 9
 	fxpFsetstat = 10
 	fxpRemove   = 13
+	fxpMkdir    = 14
+	fxpRmdir    = 15
 	fxpRename   = 18
 	fxpStatus   = 101
 	fxpHandle   = 102
@@ -240,6 +242,15 @@ func (sh *sftpShim) clientToServer(w io.Writer) error {
 			if path := p.string(); p.err == nil {
 				sh.srv.recordOp(Op{Kind: OpRemove, Path: sh.localPath(path)})
 			}
+		case fxpMkdir, fxpRmdir:
+			p.uint32()
+			if path := p.string(); p.err == nil {
+				kind := OpMkdir
+				if pkt[0] == fxpRmdir {
+					kind = OpRmdir
+				}
+				sh.srv.recordOp(Op{Kind: kind, Path: sh.localPath(path)})
+			}
 		case fxpRename:
 			p.uint32()
 			if from, to := p.string(), p.string(); p.err == nil {
@@ -390,11 +401,15 @@ func (sh *sftpShim) serverToClient(r io.Reader) {
 		case fxpHandle:
 			id, handle := p.uint32(), p.string()
 			sh.mu.Lock()
-			if path, ok := sh.pending[id]; ok && p.err == nil {
+			path, ok := sh.pending[id]
+			if ok && p.err == nil {
 				sh.handles[handle] = path
 			}
 			delete(sh.pending, id)
 			sh.mu.Unlock()
+			if ok && p.err == nil {
+				sh.srv.recordOp(Op{Kind: OpOpened, Path: path})
+			}
 		case fxpStatus:
 			id := p.uint32()
 			sh.mu.Lock()
