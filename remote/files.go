@@ -20,10 +20,12 @@ import (
 	"github.com/pkg/sftp"
 )
 
-// tempMarker is the infix of upload temp files: ".<base>.kmsctl-tmp-<random>".
+// tempMarker is the infix of upload temp files and directories:
+// ".<base>.kmsctl-tmp-<random>".
 const tempMarker = ".kmsctl-tmp-"
 
-// tempPrefix returns the prefix of the temp files of an upload to target.
+// tempPrefix returns the prefix of the temp files and directories of an
+// upload to target.
 func tempPrefix(target string) string {
 	return path.Join(path.Dir(target), "."+path.Base(target)+tempMarker)
 }
@@ -126,11 +128,19 @@ func (c *Client) fail(sc *sshConn, op string, err error) error {
 // that hash, so a source that changed since it was hashed fails the check
 // below and leaves target alone. With known "" src is hashed as it streams.
 //
-//  1. stale temp files of earlier interrupted uploads to target
-//     (".<base>.kmsctl-tmp-*" in its directory) are removed;
-//  2. a new temp file is created exclusively in target's directory, mode
-//     0600, and src is streamed into it with concurrent SFTP writes while
-//     being hashed;
+//  1. stale temp files and directories of earlier interrupted uploads to
+//     target (".<base>.kmsctl-tmp-*" in its directory) are removed;
+//  2. a new temp file is created exclusively next to target and src is
+//     streamed into it with concurrent SFTP writes while being hashed.
+//     SFTP creates files with the server's umask (0644, typically) and
+//     pkg/sftp cannot ask for another mode, so when perm does not let
+//     others read target (a key, a secret) the temp file is created in a
+//     private directory made first, ".<base>.kmsctl-tmp-<random>/<base>",
+//     mode 0700 before anything is created in it: no other user can open
+//     the file at any moment (a directory opened while it was still 0755
+//     gives no way in: the search permission is checked at each lookup).
+//     Otherwise (the fast path) it is ".<base>.kmsctl-tmp-<random>" itself,
+//     chmod'ed 0600 before the first write;
 //  3. the file is fsync'ed (fsync@openssh.com; when the server lacks that
 //     extension, `sync -- TEMP` is run instead) and closed;
 //  4. while the fsync runs, the temp file is hashed (see Checksum: read
@@ -139,10 +149,12 @@ func (c *Client) fail(sc *sshConn, op string, err error) error {
 //     returned;
 //  5. owner ("user[:group]", "" = leave) is set with chown, then perm;
 //  6. the temp file is renamed over target (posix-rename@openssh.com, or
-//     `mv -f` when the server lacks it).
+//     `mv -f` when the server lacks it), and the private directory, if
+//     any, removed.
 //
-// target is not touched before step 6; on any failure the temp file is
-// removed (or, when the connection died, by the next upload of target).
+// target is not touched before step 6; on any failure the temp file and
+// directory are removed (or, when the connection died, by the next upload
+// of target).
 func (c *Client) Upload(ctx context.Context, target string, src io.Reader, known string, perm fs.FileMode, owner string) (sum string, err error) {
 	op := "upload " + target
 	if !path.IsAbs(target) {
@@ -156,9 +168,18 @@ func (c *Client) Upload(ctx context.Context, target string, src io.Reader, known
 	if err := removeStale(sf, prefix); err != nil {
 		return "", c.fail(sc, op, err)
 	}
-	tmp := prefix + randomSuffix()
+	tmp, tmpDir := prefix+randomSuffix(), ""
+	if perm&0o004 == 0 {
+		tmpDir, tmp = tmp, path.Join(tmp, path.Base(target))
+		if err := makePrivateDir(sf, tmpDir); err != nil {
+			return "", c.fail(sc, op, err)
+		}
+	}
 	f, err := sf.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
+		if tmpDir != "" && !sc.isDead() {
+			sf.RemoveDirectory(tmpDir)
+		}
 		return "", c.fail(sc, op, fmt.Errorf("create temp file %s: %w", tmp, err))
 	}
 	fileOpen := true
@@ -171,10 +192,15 @@ func (c *Client) Upload(ctx context.Context, target string, src io.Reader, known
 		}
 		if !sc.isDead() {
 			sf.Remove(tmp)
+			if tmpDir != "" {
+				sf.RemoveDirectory(tmpDir)
+			}
 		}
 	}()
-	if err := f.Chmod(0o600); err != nil {
-		return "", c.fail(sc, op, fmt.Errorf("chmod temp file: %w", err))
+	if tmpDir == "" {
+		if err := f.Chmod(0o600); err != nil {
+			return "", c.fail(sc, op, fmt.Errorf("chmod temp file: %w", err))
+		}
 	}
 	var r io.Reader = ctxReader{ctx, src}
 	var h hash.Hash
@@ -246,7 +272,26 @@ func (c *Client) Upload(ctx context.Context, target string, src io.Reader, known
 	} else if err != nil {
 		return "", c.fail(sc, op, fmt.Errorf("rename temp file over target: %w", err))
 	}
+	if tmpDir != "" {
+		if err := sf.RemoveDirectory(tmpDir); err != nil {
+			return "", c.fail(sc, op, fmt.Errorf("%s is in place, but removing its empty temp directory %s failed (the next upload of it removes the directory): %w", target, tmpDir, err))
+		}
+	}
 	return sum, nil
+}
+
+// makePrivateDir creates the directory p and makes it 0700 before anything
+// is put in it; SFTP's mkdir applies the server's umask (0755, typically).
+// On failure p is removed again.
+func makePrivateDir(sf *sftp.Client, p string) error {
+	if err := sf.Mkdir(p); err != nil {
+		return fmt.Errorf("create temp directory %s: %w", p, err)
+	}
+	if err := sf.Chmod(p, 0o700); err != nil {
+		sf.RemoveDirectory(p)
+		return fmt.Errorf("chmod 0700 temp directory %s: %w", p, err)
+	}
+	return nil
 }
 
 // readBackSHA256 reads the file p back through its own SFTP handle and
@@ -287,7 +332,9 @@ func unsupported(err error) bool {
 	return errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxOpUnsupported
 }
 
-// removeStale deletes leftover temp files whose path starts with prefix.
+// removeStale deletes the leftovers of earlier uploads whose path starts
+// with prefix: temp files, and private temp directories (prefix and 16 hex
+// digits) with what they hold.
 func removeStale(sf *sftp.Client, prefix string) error {
 	dir, base := path.Split(prefix)
 	entries, err := sf.ReadDir(dir)
@@ -295,15 +342,55 @@ func removeStale(sf *sftp.Client, prefix string) error {
 		return fmt.Errorf("list directory %s: %w", dir, err)
 	}
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), base) && e.Mode().IsRegular() {
-			if err := sf.Remove(path.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("remove stale temp file %s: %w", path.Join(dir, e.Name()), err)
+		name, ok := strings.CutPrefix(e.Name(), base)
+		p := path.Join(dir, e.Name())
+		switch {
+		case !ok:
+		case e.Mode().IsRegular():
+			if err := sf.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("remove stale temp file %s: %w", p, err)
+			}
+		case e.IsDir() && isRandomSuffix(name):
+			if err := removeStaleDir(sf, p); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
 
+// removeStaleDir removes the private temp directory p of an interrupted
+// upload: the files in it, then p. It holds at most the temp file; a
+// directory in it is left, and fails the removal of p.
+func removeStaleDir(sf *sftp.Client, p string) error {
+	entries, err := sf.ReadDir(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list stale temp directory %s: %w", p, err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		if err := sf.Remove(path.Join(p, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove stale temp file %s: %w", path.Join(p, e.Name()), err)
+		}
+	}
+	if err := sf.RemoveDirectory(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove stale temp directory %s: %w", p, err)
+	}
+	return nil
+}
+
+// isRandomSuffix reports whether s could be a randomSuffix.
+func isRandomSuffix(s string) bool {
+	_, err := hex.DecodeString(s)
+	return len(s) == 16 && err == nil && s == strings.ToLower(s)
+}
+
+// randomSuffix returns 16 random lower-case hex digits.
 func randomSuffix() string {
 	b := make([]byte, 8)
 	rand.Read(b)

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/user"
@@ -78,56 +79,92 @@ func TestUploadAtomicModeOwnerChecksum(t *testing.T) {
 	}
 }
 
+// An upload cut off mid-transfer leaves the target alone; its temp file (in
+// a private directory, for a mode others may not read) is removed by the
+// next upload of the target.
 func TestUploadCutMidTransferLeavesTargetAndCleansUp(t *testing.T) {
-	_, s, c := connected(t, sshtest.Config{})
-	dir := t.TempDir()
-	target := filepath.Join(dir, "minkms")
-	old := []byte("previous binary\n")
-	if err := os.WriteFile(target, old, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	s.CutAfterBytes(1 << 20)
-	data := randomBytes(t, 8<<20)
-	_, err := c.Upload(ctx(t), target, onlyReader{bytes.NewReader(data)}, "", 0o755, "")
-	if !errors.Is(err, remote.ErrConnectionLost) {
-		t.Fatalf("upload cut by the server = %v, want ErrConnectionLost", err)
-	}
-	if got := readFile(t, target); got != string(old) {
-		t.Fatal("target changed by an interrupted upload")
-	}
-	if left := tempFiles(t, dir); len(left) != 1 {
-		t.Logf("temp files after the cut: %v", left) // the dead connection could not remove it
-	}
-	// The next upload re-dials, removes the stale temp file and succeeds.
-	if _, err := c.Upload(ctx(t), target, bytes.NewReader(data), "", 0o755, ""); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := os.ReadFile(target); !bytes.Equal(got, data) {
-		t.Error("target content differs after the retry")
-	}
-	if left := tempFiles(t, dir); len(left) != 0 {
-		t.Errorf("temp files left after the next upload: %v", left)
+	for _, perm := range []os.FileMode{0o755, 0o600} {
+		t.Run(fmt.Sprintf("%04o", perm), func(t *testing.T) {
+			_, s, c := connected(t, sshtest.Config{})
+			dir := t.TempDir()
+			target := filepath.Join(dir, "minkms")
+			old := []byte("previous binary\n")
+			if err := os.WriteFile(target, old, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			s.CutAfterBytes(1 << 20)
+			data := randomBytes(t, 8<<20)
+			_, err := c.Upload(ctx(t), target, onlyReader{bytes.NewReader(data)}, "", perm, "")
+			if !errors.Is(err, remote.ErrConnectionLost) {
+				t.Fatalf("upload cut by the server = %v, want ErrConnectionLost", err)
+			}
+			if got := readFile(t, target); got != string(old) {
+				t.Fatal("target changed by an interrupted upload")
+			}
+			left := tempFiles(t, dir)
+			if len(left) != 1 {
+				t.Logf("temp files after the cut: %v", left) // the dead connection could not remove it
+			}
+			if perm == 0o600 {
+				for _, p := range left {
+					if fi, err := os.Stat(p); err != nil || fi.Mode() != os.ModeDir|0o700 {
+						t.Errorf("left by the cut: %s %v %v; want a 0700 directory", p, fi, err)
+					}
+				}
+			}
+			// The next upload re-dials, removes the stale temp file and succeeds.
+			if _, err := c.Upload(ctx(t), target, bytes.NewReader(data), "", perm, ""); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := os.ReadFile(target); !bytes.Equal(got, data) {
+				t.Error("target content differs after the retry")
+			}
+			if left := tempFiles(t, dir); len(left) != 0 {
+				t.Errorf("temp files left after the next upload: %v", left)
+			}
+		})
 	}
 }
 
+// An upload removes what interrupted uploads of the same target left: temp
+// files, and private temp directories with the file in them; nothing of
+// other targets, and no directory that is not named like one of its own.
 func TestUploadRemovesStaleTempFilesOfThatTargetOnly(t *testing.T) {
 	_, _, c := connected(t, sshtest.Config{})
 	dir := t.TempDir()
 	stale := filepath.Join(dir, ".a.conf.kmsctl-tmp-0123456789abcdef")
+	staleDir := filepath.Join(dir, ".a.conf.kmsctl-tmp-fedcba9876543210")
+	emptyDir := filepath.Join(dir, ".a.conf.kmsctl-tmp-00000000ffffffff")
 	other := filepath.Join(dir, ".b.conf.kmsctl-tmp-0123456789abcdef")
-	for _, p := range []string{stale, other} {
+	otherDir := filepath.Join(dir, ".b.conf.kmsctl-tmp-fedcba9876543210")
+	notOurs := filepath.Join(dir, ".a.conf.kmsctl-tmp-keep")
+	for _, d := range []string{staleDir, emptyDir, otherDir, notOurs} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{stale, filepath.Join(staleDir, "a.conf"), other, filepath.Join(otherDir, "b.conf"), filepath.Join(notOurs, "f")} {
 		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.Upload(ctx(t), filepath.Join(dir, "a.conf"), strings.NewReader("x"), "", 0o600, ""); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
-		t.Error("stale temp file of the target survived")
-	}
-	if _, err := os.Stat(other); err != nil {
-		t.Error("temp file of another target was removed")
+	for _, perm := range []os.FileMode{0o600, 0o644} {
+		if _, err := c.Upload(ctx(t), filepath.Join(dir, "a.conf"), strings.NewReader("x"), "", perm, ""); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{stale, staleDir, emptyDir} {
+			if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("mode %04o: stale %s of the target survived", perm, p)
+			}
+		}
+		for _, p := range []string{other, otherDir, notOurs} {
+			if _, err := os.Stat(p); err != nil {
+				t.Errorf("mode %04o: %s, not the target's, was removed", perm, p)
+			}
+		}
+		if err := os.Mkdir(staleDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
