@@ -108,8 +108,8 @@ func (b *becomeConn) run(ctx context.Context, cmd string, stdin io.Reader, stdou
 // its sha256 matches src's (known, when the caller knows it in advance), a second
 // sudo command sets owner and mode and renames it over target, otherwise
 // the temp file is removed. target is untouched on failure, and the temp
-// file of an upload that was cut off is removed by the next upload of
-// target.
+// file (or, of a plain upload, directory) of an upload of target that was
+// cut off is removed by the next upload of target.
 //
 // No copy is ever staged elsewhere, such as in /tmp as the login user: a
 // name there can be predicted (and pre-created, or replaced by a symlink)
@@ -125,7 +125,9 @@ func (b *becomeConn) Upload(ctx context.Context, target string, src io.Reader, k
 	var write strings.Builder
 	write.WriteString("set -e\numask 077\n")
 	write.WriteString("prefix=" + Quote(tempPrefix(target)) + "\n")
-	write.WriteString(`rm -f -- "$prefix"*` + "\n")
+	// The temp files, and the private temp directories of plain uploads
+	// (Client.Upload), that interrupted uploads of target left.
+	write.WriteString(`rm -rf -- "$prefix"*` + "\n")
 	write.WriteString(`tmp=$(mktemp "${prefix}XXXXXXXXXXXXXXXX")` + "\n")
 	write.WriteString(`trap 'rm -f -- "$tmp"' EXIT` + "\n")
 	write.WriteString(`cat > "$tmp"` + "\n")

@@ -302,7 +302,8 @@ func (c lostAfterWrite) Run(ctx context.Context, cmd string, stdin io.Reader, st
 
 // A become-root upload cut off between writing and installing leaves its
 // data (maybe a secret) only in a 0600 temp file next to the target, never
-// in /tmp, and the next upload of the same target removes that file.
+// in /tmp, and the next upload of the same target removes that file (and
+// the private temp directory a plain upload cut off left).
 func TestBecomeRootUploadInterruptedLeavesOnlyAPrivateTempFile(t *testing.T) {
 	_, _, c := connected(t, sshtest.Config{Sudo: sshtest.SudoAllow})
 	dir := t.TempDir()
@@ -322,11 +323,19 @@ func TestBecomeRootUploadInterruptedLeavesOnlyAPrivateTempFile(t *testing.T) {
 	if p := copiesIn(t, os.TempDir(), first); len(p) != 0 {
 		t.Errorf("copies of the data in %s: %v", os.TempDir(), p)
 	}
+	// A plain upload (without become) cut off too: its private directory.
+	plain := filepath.Join(dir, ".api.key.kmsctl-tmp-0123456789abcdef")
+	if err := os.Mkdir(plain, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(plain, "api.key"), first, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := remote.Become(c, "root").Upload(ctx(t), target, bytes.NewReader([]byte("second")), "", 0o600, ""); err != nil {
 		t.Fatal(err)
 	}
 	if left := tempFiles(t, dir); len(left) != 0 {
-		t.Errorf("temp file of the cut upload left behind: %v", left)
+		t.Errorf("temp files of the cut uploads left behind: %v", left)
 	}
 }
 
