@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -274,27 +275,37 @@ func TestAgainstOpenSSH(t *testing.T) {
 
 	// Upload: write, fsync@openssh.com, close, chmod, then
 	// posix-rename@openssh.com over the target, in that order, as
-	// sftp-server logged them.
+	// sftp-server logged them; a file others may not read in a private
+	// directory, 0700 before the file is created in it.
 	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	target := filepath.Join(dir, "blob")
-	data := randomBytes(t, 5<<20+3)
 	if err := os.WriteFile(target, []byte("old"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := c.Upload(ctx(t), target, onlyReader{bytes.NewReader(data)}, "", 0o640, srv.user)
-	if err != nil || sum != sha(data) {
-		t.Fatalf("upload: %s %v", sum, err)
+	for _, perm := range []os.FileMode{0o640, 0o644} {
+		data := randomBytes(t, 5<<20+3)
+		logged, err := os.ReadFile(srv.sftpLog) // none before the first SFTP session
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+		sum, err := c.Upload(ctx(t), target, onlyReader{bytes.NewReader(data)}, "", perm, srv.user)
+		if err != nil || sum != sha(data) {
+			t.Fatalf("upload: %s %v", sum, err)
+		}
+		if got, _ := os.ReadFile(target); !bytes.Equal(got, data) {
+			t.Error("uploaded content differs")
+		}
+		if fi, err := os.Stat(target); err != nil || fi.Mode() != perm {
+			t.Errorf("uploaded file: %v %v; want mode %v", fi, err, perm)
+		}
+		if left := tempFiles(t, dir); len(left) != 0 {
+			t.Errorf("temp files left: %v", left)
+		}
+		checkSFTPOrder(t, srv.sftpLog, len(logged), target, len(data), perm)
 	}
-	if got, _ := os.ReadFile(target); !bytes.Equal(got, data) {
-		t.Error("uploaded content differs")
-	}
-	if fi, err := os.Stat(target); err != nil || fi.Mode().Perm() != 0o640 {
-		t.Errorf("uploaded file: %v %v; want mode 0640", fi, err)
-	}
-	if left := tempFiles(t, dir); len(left) != 0 {
-		t.Errorf("temp files left: %v", left)
-	}
-	checkSFTPOrder(t, srv.sftpLog, target, len(data))
 
 	// Keepalives are answered (with a failure reply): the idle connection
 	// survived at least 5 of them.
@@ -311,15 +322,19 @@ func TestAgainstOpenSSH(t *testing.T) {
 	}
 }
 
-// checkSFTPOrder checks, in sftp-server's log, that the upload of size
-// bytes to target created its temp file exclusively, wrote it all, fsynced,
-// closed and chmod'ed it, and renamed it over target as its last step.
-func checkSFTPOrder(t *testing.T, logFile, target string, size int) {
+// checkSFTPOrder checks, in sftp-server's log from byte from on, that the
+// upload of size bytes to target created its temp file exclusively, wrote
+// it all, fsynced, closed and chmod'ed it to perm, and renamed it over
+// target as its last step on it. When others may not read perm, the temp
+// file must be in a directory made for it and chmod'ed 0700 before the
+// file was created, and removed last.
+func checkSFTPOrder(t *testing.T, logFile string, from int, target string, size int, perm os.FileMode) {
 	t.Helper()
 	b, err := os.ReadFile(logFile)
 	if err != nil {
 		t.Fatal(err)
 	}
+	b = b[from:]
 	lines := strings.Split(string(b), "\n")
 	prefix := filepath.Join(filepath.Dir(target), "."+filepath.Base(target)+".kmsctl-tmp-")
 	tmp := ""
@@ -330,6 +345,7 @@ func checkSFTPOrder(t *testing.T, logFile, target string, size int) {
 			if !strings.HasPrefix(flags, "WRITE,CREATE,EXCL ") {
 				t.Errorf("temp file opened with %s", flags)
 			}
+			break
 		}
 	}
 	if tmp == "" {
@@ -348,16 +364,31 @@ func checkSFTPOrder(t *testing.T, logFile, target string, size int) {
 		}
 		return first, last
 	}
+	open, _ := find(`open ` + q + ` flags WRITE,CREATE,EXCL`)
 	_, write := find("write " + q)
 	fsync, _ := find("fsync " + q)
 	closed, _ := find(fmt.Sprintf("close %s bytes read 0 written %d", q, size))
-	_, chmod := find("set " + q + " mode 0640")
+	_, chmod := find(fmt.Sprintf("set %s mode %04o", q, perm))
 	rename, _ := find("posix-rename old " + q + " new " + strconv.Quote(target))
 	_, lastMention := find(q)
 	if write < 0 || fsync < 0 || closed < 0 || chmod < 0 || rename < 0 {
 		t.Fatalf("a step is missing (write %d, fsync %d, close %d, chmod %d, posix-rename %d) in sftp-server's log:\n%s", write, fsync, closed, chmod, rename, b)
 	}
-	if !(write < fsync && fsync < closed && closed < chmod && chmod < rename && rename == lastMention) {
-		t.Errorf("out of order: last write %d, fsync %d, close %d, chmod %d, posix-rename %d (last mention %d):\n%s", write, fsync, closed, chmod, rename, lastMention, b)
+	if !(open < write && write < fsync && fsync < closed && closed < chmod && chmod < rename && rename == lastMention) {
+		t.Errorf("out of order: open %d, last write %d, fsync %d, close %d, chmod %d, posix-rename %d (last mention %d):\n%s", open, write, fsync, closed, chmod, rename, lastMention, b)
+	}
+	tmpDir := filepath.Dir(tmp)
+	if private := perm&0o004 == 0; private != (tmpDir != filepath.Dir(target)) {
+		t.Fatalf("mode %04o: temp file %s", perm, tmp)
+	} else if !private {
+		return
+	}
+	qd := strconv.Quote(tmpDir)
+	mkdir, _ := find("mkdir name " + qd)
+	dirChmod, _ := find("set " + qd + " mode 0700")
+	rmdir, _ := find("rmdir name " + qd)
+	_, lastDirMention := find(qd)
+	if mkdir < 0 || dirChmod < 0 || rmdir < 0 || !(mkdir < dirChmod && dirChmod < open && rename < rmdir && rmdir == lastDirMention) {
+		t.Errorf("private directory %s: mkdir %d, chmod 0700 %d, open of the temp file %d, rename %d, rmdir %d (last mention %d); want them in that order, rmdir last:\n%s", tmpDir, mkdir, dirChmod, open, rename, rmdir, lastDirMention, b)
 	}
 }
