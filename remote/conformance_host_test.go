@@ -173,6 +173,33 @@ func runHostConformance(t *testing.T, newConn func(t *testing.T) conformanceConn
 		}
 	})
 
+	// An upload first removes what interrupted uploads of the same target
+	// left next to it: temp files, and private temp directories (named
+	// with 16 hex digits) with the file in them; nothing else.
+	t.Run("UploadRemovesStaleTemps", func(t *testing.T) {
+		c := newConn(t)
+		d := c.dir
+		staleDir, otherDir, notOurs := d+"/.f.kmsctl-tmp-0123456789abcdef", d+"/.g.kmsctl-tmp-0123456789abcdef", d+"/.f.kmsctl-tmp-keep"
+		must(t, c, "mkdir -- "+staleDir+" "+otherDir+" "+notOurs)
+		must(t, c, "touch -- "+staleDir+"/f "+d+"/.f.kmsctl-tmp-x "+otherDir+"/g "+notOurs+"/k")
+		const want = ".f.kmsctl-tmp-keep,.g.kmsctl-tmp-0123456789abcdef"
+		src := &confFailAfter{data: []byte("x"), err: errors.New("source broke")}
+		if _, err := c.conn.Upload(ctx(t), d+"/f", src, "", 0o600, ""); err == nil {
+			t.Fatal("Upload from a failing reader succeeded")
+		}
+		if got := strings.Join(c.list(t), ","); got != want {
+			t.Errorf("after a failed upload of f, the entries are %s; want %s", got, want)
+		}
+		must(t, c, "mkdir -- "+staleDir)
+		must(t, c, "touch -- "+staleDir+"/f")
+		upload(t, c, d+"/f", "secret", 0o600)
+		if got := strings.Join(c.list(t), ","); got != want+",f" {
+			t.Errorf("after an upload of f, the entries are %s; want %s,f", got, want)
+		}
+		stdout(t, c, "stat -c '%a %s' -- "+d+"/f", "600 6\n")
+		stdout(t, c, "stat -c %s -- "+notOurs+"/k", "0\n")
+	})
+
 	t.Run("StatChmodChown", func(t *testing.T) {
 		c := newConn(t)
 		p := c.dir + "/f"

@@ -228,9 +228,11 @@ func runConformance(t *testing.T, newConn func(t *testing.T) conformanceConn) {
 		p := path.Join(c.dir, "env")
 		old := []byte("KEY=old\n")
 		oldSum := upload(t, c, p, old, 0o600)
-		src := &confFailAfter{data: bytes.Repeat([]byte("x"), 256<<10), err: errors.New("source broke")}
-		if _, err := c.conn.Upload(ctxFor(t), p, src, "", 0o644, ""); err == nil {
-			t.Fatal("Upload from a failing reader succeeded")
+		for _, perm := range []fs.FileMode{0o644, 0o600} {
+			src := &confFailAfter{data: bytes.Repeat([]byte("x"), 256<<10), err: errors.New("source broke")}
+			if _, err := c.conn.Upload(ctxFor(t), p, src, "", perm, ""); err == nil {
+				t.Fatalf("Upload (mode %04o) from a failing reader succeeded", perm)
+			}
 		}
 		if got := download(t, c, p); !bytes.Equal(got, old) {
 			t.Errorf("content after failed upload = %q, want the old %q", got, old)

@@ -404,7 +404,10 @@ func write(w io.Writer, s string) {
 	}
 }
 
-// Upload reads src and, only if reading succeeds to EOF, replaces the file
+// Upload first removes what interrupted uploads of p left next to it, as
+// the real client does: files ".<base>.kmsctl-tmp-*" and directories
+// ".<base>.kmsctl-tmp-<16 hex digits>" with the files in them. It then
+// reads src and, only if reading succeeds to EOF, replaces the file
 // at p with it, as the real client does (a new file, renamed over p): mode
 // perm, owned by owner ("user" or "user:group") or else by the fake's user
 // (SetUser). A failing src, or content whose sha256 is not known (the sum
@@ -423,8 +426,15 @@ func (c *Conn) Upload(ctx context.Context, p string, src io.Reader, known string
 		call.Err = fmt.Errorf("%s on %s: path must be absolute", op, c.host)
 		return "", c.record(call)
 	}
+	c.mu.Lock()
+	err := c.removeStaleTemps(cleanPath(p))
+	c.mu.Unlock()
+	if err != nil {
+		call.Err = fmt.Errorf("%s on %s: %w", op, c.host, err)
+		return "", c.record(call)
+	}
 	var buf bytes.Buffer
-	_, err := io.Copy(&buf, src)
+	_, err = io.Copy(&buf, src)
 	call.Stdin = buf.Bytes()
 	if err != nil {
 		call.Err = fmt.Errorf("%s on %s: read source: %w", op, c.host, err)

@@ -277,6 +277,44 @@ func (c *Conn) mkdirAll(p string, perm fs.FileMode) error {
 	return nil
 }
 
+// removeStaleTemps deletes the temp files and private temp directories
+// that interrupted uploads of p left in p's directory (see Conn.Upload); a
+// directory in such a temp directory fails the removal, as rmdir would.
+func (c *Conn) removeStaleTemps(p string) error {
+	dir, prefix := path.Dir(p), "."+path.Base(p)+".kmsctl-tmp-"
+	for _, name := range c.children(dir) {
+		suffix, ok := strings.CutPrefix(name, prefix)
+		q := path.Join(dir, name)
+		switch f := c.files[q]; {
+		case !ok:
+		case !f.Dir:
+			delete(c.files, q)
+		case isRandomSuffix(suffix):
+			for _, n := range c.children(q) {
+				if c.files[path.Join(q, n)].Dir {
+					return fmt.Errorf("remove stale temp directory %s: %w", q, errNotEmpty)
+				}
+			}
+			c.removeAll(q)
+		}
+	}
+	return nil
+}
+
+// isRandomSuffix reports whether s is 16 lower-case hex digits, the random
+// part of an upload's temp name.
+func isRandomSuffix(s string) bool {
+	if len(s) != 16 {
+		return false
+	}
+	for _, r := range s {
+		if !strings.ContainsRune("0123456789abcdef", r) {
+			return false
+		}
+	}
+	return true
+}
+
 // removeAll deletes p and everything below it.
 func (c *Conn) removeAll(p string) {
 	for q := range c.files {
