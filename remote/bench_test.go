@@ -2,6 +2,7 @@ package remote_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -32,6 +33,30 @@ func BenchmarkUpload(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkUploadMode compares the two ways Upload stages a file: in the
+// target's directory (0644: others may read it anyway) and in a private
+// directory made for it (0600: three SFTP round trips more, mkdir, chmod
+// and rmdir), for a small file, where round trips dominate, and a large
+// one. Run: go test -run XXX -bench UploadMode ./remote/
+func BenchmarkUploadMode(b *testing.B) {
+	for _, size := range []int{4 << 10, 32 << 20} {
+		data := randomBytes(b, size)
+		for _, perm := range []os.FileMode{0o644, 0o600} {
+			b.Run(fmt.Sprintf("size=%d/mode=%04o", size, perm), func(b *testing.B) {
+				c, dir := benchClient(b, 0)
+				target := filepath.Join(dir, "blob")
+				b.SetBytes(int64(len(data)))
+				b.ResetTimer()
+				for range b.N {
+					if _, err := c.Upload(b.Context(), target, onlyReader{bytes.NewReader(data)}, "", perm, ""); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }
 
