@@ -274,7 +274,7 @@ func (c *Client) Upload(ctx context.Context, target string, src io.Reader, known
 	}
 	if tmpDir != "" {
 		if err := sf.RemoveDirectory(tmpDir); err != nil {
-			return "", c.fail(sc, op, fmt.Errorf("%s is in place, but removing its empty temp directory %s failed (the next upload of it removes the directory): %w", target, tmpDir, err))
+			return "", c.fail(sc, op, fmt.Errorf("%s is in place, but its empty temp directory %s could not be removed (the next upload of %s removes it): %w", target, tmpDir, target, err))
 		}
 	}
 	return sum, nil
