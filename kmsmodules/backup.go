@@ -80,7 +80,7 @@ func (b backupModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, 
 		return tasks.Result{}, err
 	}
 	defer a.close()
-	nodeKey, err := readNodeHSMKey(ctx, env.Conn, a.envFile)
+	nodeKey, err := readNodeHSMKey(ctx, env, a.envFile)
 	if err != nil {
 		return tasks.Result{}, fmt.Errorf("back up %s: the fingerprint of its HSM key: %w", a.host, err)
 	}

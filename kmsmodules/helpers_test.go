@@ -216,6 +216,12 @@ func isRefusal(err error) bool {
 	return errors.As(err, &r) && r.Refused()
 }
 
+// isVerification reports whether err is a failed verification (exit 7).
+func isVerification(err error) bool {
+	var v *tasks.VerificationError
+	return errors.As(err, &v)
+}
+
 // isTimeout reports whether err is a wait that ran out of time (exit 6).
 func isTimeout(err error) bool {
 	var te *tasks.TimeoutError

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -20,7 +21,9 @@ import (
 // Run on every node, it shows that they all hold the operator's key, so the
 // same one. The keys stay in memory; only fingerprints are shown and
 // registered (fingerprint, operator_fingerprint, matches, env_file). A node
-// holding another key fails the task. It changes nothing, in check mode
+// holding another key fails the task with a tasks.VerificationError (the
+// CLI exits 7 when every failed host failed so); a key it cannot read fails
+// it with an ordinary error. It changes nothing, in check mode
 // too.
 type hsmCheckModule struct{ m *mods }
 
@@ -42,7 +45,7 @@ func (h hsmCheckModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result
 	if err != nil {
 		return tasks.Result{}, fmt.Errorf("host %s: %w", ih.Name, err)
 	}
-	nodeKey, err := readNodeHSMKey(ctx, env.Conn, ih.KMS.EnvFile)
+	nodeKey, err := readNodeHSMKey(ctx, env, ih.KMS.EnvFile)
 	if err != nil {
 		return tasks.Result{}, fmt.Errorf("host %s: %w", ih.Name, err)
 	}
@@ -54,7 +57,7 @@ func (h hsmCheckModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result
 		r.Failed = true
 		r.Msg = fmt.Sprintf("the HSM key in %s:%s (fingerprint %s) is not the operator's (fingerprint %s): this node cannot join or serve the cluster's data",
 			ih.Name, ih.KMS.EnvFile, nodeKey.Fingerprint(), op.Fingerprint())
-		return r, nil
+		return r, &tasks.VerificationError{Err: errors.New(r.Msg)}
 	}
 	r.Msg = fmt.Sprintf("the HSM key in %s:%s is the operator's (fingerprint %s)", ih.Name, ih.KMS.EnvFile, op.Fingerprint())
 	return r, nil
@@ -63,17 +66,20 @@ func (h hsmCheckModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result
 // maxEnvFile bounds the env file read into memory.
 const maxEnvFile = 1 << 20
 
-// readNodeHSMKey downloads the env file into memory and parses its
-// MINIO_KMS_HSM_KEY. No error quotes the file's content.
-func readNodeHSMKey(ctx context.Context, conn tasks.Conn, path string) (hsm.Key, error) {
+// readNodeHSMKey downloads the env file into memory over the host's
+// connection and parses its MINIO_KMS_HSM_KEY, registered with the run's
+// masking (addKey) as soon as it is read. No error quotes the file's
+// content.
+func readNodeHSMKey(ctx context.Context, env *tasks.Env, path string) (hsm.Key, error) {
 	var buf bytes.Buffer
-	if err := conn.Download(ctx, path, &limitWriter{w: &buf, n: maxEnvFile}); err != nil {
+	if err := env.Conn.Download(ctx, path, &limitWriter{w: &buf, n: maxEnvFile}); err != nil {
 		return hsm.Key{}, fmt.Errorf("read the env file %s: %w", path, err)
 	}
 	text, line, ok := envValue(buf.Bytes(), inventory.EnvHSMKey)
 	if !ok {
 		return hsm.Key{}, fmt.Errorf("the env file %s sets no %s", path, inventory.EnvHSMKey)
 	}
+	addKey(env, strings.TrimSpace(text))
 	k, err := hsm.Parse(text)
 	if err != nil {
 		return hsm.Key{}, fmt.Errorf("%s:%d: %s: %w", path, line, inventory.EnvHSMKey, err)

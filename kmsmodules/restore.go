@@ -114,7 +114,7 @@ func (r restoreModule) plan(ctx context.Context, env *tasks.Env, a *access) (res
 	if err := checkSnapshot(rs.src, rs.m); err != nil {
 		return rs, err
 	}
-	nodeKey, err := readNodeHSMKey(ctx, env.Conn, a.envFile)
+	nodeKey, err := readNodeHSMKey(ctx, env, a.envFile)
 	if err != nil {
 		return rs, fmt.Errorf("restore onto %s: the fingerprint of its HSM key: %w", a.host, err)
 	}

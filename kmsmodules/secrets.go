@@ -70,7 +70,9 @@ func (s keySource) read(ctx context.Context, env *tasks.Env) (string, string, er
 	var get func() (string, error)
 	switch {
 	case s.envVal != "":
-		return strings.TrimSpace(s.envVal), "$" + s.env, nil
+		v := strings.TrimSpace(s.envVal)
+		addKey(env, v)
+		return v, "$" + s.env, nil
 	case s.flag != "":
 		where = "--api-key-file " + s.flag
 		get = func() (string, error) { return readKeyFile(s.flag) }
@@ -84,14 +86,33 @@ func (s keySource) read(ctx context.Context, env *tasks.Env) (string, string, er
 		return "", "", fmt.Errorf("no %s: export %s, or name a file only you can read (chmod 600 FILE) with %s, or a command printing it with %s",
 			s.what, s.env, s.fileVar, s.cmdVar)
 	}
-	if env.Memo == nil {
+	// Masked from the moment it is read: the run's redactor knows only the
+	// environment's keys and the inventory's secrets.
+	getSecret := func() (string, error) {
 		v, err := get()
+		addKey(env, v)
+		return v, err
+	}
+	if env.Memo == nil {
+		v, err := getSecret()
 		return v, where, wrapKeyErr(s.what, where, err)
 	}
 	e, _ := env.Memo.LoadOrStore(memoKey{s.what, where}, &memoEntry{})
 	me := e.(*memoEntry)
-	me.once.Do(func() { me.value, me.err = get() })
+	me.once.Do(func() { me.value, me.err = getSecret() })
 	return me.value, where, wrapKeyErr(s.what, where, me.err)
+}
+
+// addKey registers a key's text with the run's masking (Env.AddSecret),
+// and its payload without the type prefix ("k1:", "hsm:aes256:"), which a
+// task could show on its own. Registered as soon as it is read, even
+// though no module shows a key, so that nothing that quotes it later (a
+// task printing the file, a command's output, a debug) can show it.
+func addKey(env *tasks.Env, text string) {
+	env.AddSecret(text)
+	if i := strings.LastIndexByte(text, ':'); i >= 0 {
+		env.AddSecret(text[i+1:])
+	}
 }
 
 func wrapKeyErr(what, where string, err error) error {

@@ -2,6 +2,7 @@ package kmsmodules
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -14,8 +15,11 @@ import (
 // ciphertext decrypts to its plaintext. Objects the backup did not hold are
 // registered as extra and fail the task only with exact: true (a node just
 // restored must hold exactly the backup; a live cluster may have grown).
-// Registered: missing, extra, canary (true, false, or "none"). It changes
-// nothing, in check mode too.
+// Registered: missing, extra, canary (true, false, or "none"). A node that
+// does not hold what the manifest lists fails the task with a
+// tasks.VerificationError (the CLI exits 7 when every failed host failed
+// so); a node that cannot be asked fails it with an ordinary error. It
+// changes nothing, in check mode too.
 type verifyModule struct{ m *mods }
 
 func (verifyModule) Spec() tasks.Spec {
@@ -70,7 +74,7 @@ func (v verifyModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, 
 	if len(problems) > 0 {
 		r.Failed = true
 		r.Msg = fmt.Sprintf("%s (%s) does not hold what %s lists: %s", a.host, a.self, mpath, strings.Join(problems, "; "))
-		return r, nil
+		return r, &tasks.VerificationError{Err: errors.New(r.Msg)}
 	}
 	r.Msg = fmt.Sprintf("%s (%s) holds every object %s lists", a.host, a.self, mpath)
 	if m.Canary != nil {

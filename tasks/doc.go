@@ -94,7 +94,9 @@
 // evaluated a second time with every secret disguised (letters and digits
 // shifted); a result that differs depends on a secret and is registered
 // ({{ kms_api_key | lower }} is masked like the key; {% if kms_api_key %}
-// yes{% endif %} is not). Facts set from secrets are secret too.
+// yes{% endif %} is not). Facts set from secrets are secret too. A module
+// that reads a secret itself (a key from a file or a command) registers it
+// with Env.AddSecret as soon as it has it.
 //
 // Secrets belong in module arguments that never reach a command line
 // (command's stdin, copy's content). An argument a module puts on a

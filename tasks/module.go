@@ -131,6 +131,15 @@ func (e *Env) secrets() *secrets {
 	return e.sec
 }
 
+// AddSecret registers value, a secret the module read itself (a key from
+// a file, a command or a host), with the run's redactor (Engine.Redactor),
+// so that it is masked wherever it could be shown: messages, output,
+// diffs, the run log. A value that later holds it is secret too (it may
+// not reach a remote command line). Register a secret as soon as it is
+// read, before anything could quote it. An Env built by hand has no
+// redactor: AddSecret does nothing.
+func (e *Env) AddSecret(value string) { e.secrets().register(value) }
+
 // Eval evaluates an expression (see package doc) against the task's
 // variables. A value computed from a secret is registered with the
 // redactor, so it is masked wherever it is shown.

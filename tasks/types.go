@@ -363,6 +363,36 @@ func (e *TimeoutError) Unwrap() error { return e.Err }
 // TimedOut returns true.
 func (e *TimeoutError) TimedOut() bool { return true }
 
+// VerificationFailed reports whether the run failed only by failed
+// verifications: every host that failed (not ignored, not unreachable)
+// failed with a VerificationError, and at least one did. The CLI exits 7
+// for it.
+func (e *RunError) VerificationFailed() bool {
+	n := 0
+	for _, h := range e.Hosts {
+		if h.Unreachable {
+			continue
+		}
+		var ve *VerificationError
+		if !errors.As(h.Err, &ve) {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
+// VerificationError is a module's check that found the host not as it must
+// be (kms_verify's objects or canary, kms_hsm_check's HSM key), as opposed
+// to a check that could not be made. It fails the task like any error.
+type VerificationError struct{ Err error }
+
+// Error returns the wrapped error's message.
+func (e *VerificationError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the wrapped error.
+func (e *VerificationError) Unwrap() error { return e.Err }
+
 // IsUnreachable reports whether err says the host could not be reached: an
 // error in its chain has an Unreachable() bool method returning true (as
 // UnreachableError and remote's connection errors do).

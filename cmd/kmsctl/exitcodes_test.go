@@ -5,9 +5,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kmsctl/kmsctl/hsm"
 )
 
 // TestBinaryEveryExitCode runs the built binary once for every exit code a
@@ -43,6 +46,16 @@ func TestBinaryEveryExitCode(t *testing.T) {
 	templated := play("- hosts: kms1\n  tasks:\n    - file: {path: \"{{ target }}\", state: absent}\n")
 	fact := play("- hosts: kms1\n  tasks:\n    - set_fact: {target: /sys/kmsctl-test-none}\n    - file: {path: \"{{ target }}\", state: absent}\n")
 	waiting := play("- hosts: kms1\n  tasks:\n    - wait_for: {path: /nonexistent/kmsctl-test, timeout: 0.2, sleep: 0.05}\n")
+	// The node's env file holds another HSM key than the operator's file.
+	keyDir := t.TempDir()
+	envFile, operatorKey := filepath.Join(keyDir, "minkms.env"), filepath.Join(keyDir, "hsm.key")
+	if err := os.WriteFile(envFile, []byte("MINIO_KMS_HSM_KEY="+hsm.New([32]byte{1}).Text()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(operatorKey, []byte(hsm.New([32]byte{2}).Text()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hsmCheck := play("- hosts: kms1\n  tasks:\n    - kms_hsm_check:\n")
 	inv := []string{"-i", l.inventory, "--ssh-config", "none"}
 
 	cases := []struct {
@@ -62,6 +75,7 @@ func TestBinaryEveryExitCode(t *testing.T) {
 		{"refused before the hosts, templated", append([]string{"play", templated, "-e", "target=/sys/kmsctl-test-none"}, inv...), false, 4, "", "refusing /sys/kmsctl-test-none"},
 		{"secret on the command line", append([]string{"play", ok, "-e", "kms_api_key=x"}, inv...), false, 4, "", "-e @FILE"},
 		{"wait_for timed out", append([]string{"play", waiting}, inv...), false, 6, "PLAY RECAP", "timed out after 200ms waiting for path /nonexistent/kmsctl-test"},
+		{"a verification failed", append([]string{"play", hsmCheck, "-e", "kms_env_file=" + envFile, "-e", "kms_hsm_key_file=" + operatorKey}, inv...), false, 7, "PLAY RECAP", "is not the operator's"},
 		{"--timeout", append([]string{"play", sleeping, "--timeout", "300ms"}, inv...), false, 6, "PLAY RECAP", "--timeout 300ms reached"},
 		{"interrupted", append([]string{"play", sleeping}, inv...), true, 130, "PLAY RECAP", "interrupted"},
 		// Hosts that answer SSH but run no Key Manager: a degraded cluster.

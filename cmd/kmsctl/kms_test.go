@@ -17,6 +17,7 @@ import (
 	"github.com/kmsctl/kmsctl/hsm"
 	"github.com/kmsctl/kmsctl/kms"
 	"github.com/kmsctl/kmsctl/kms/kmsim"
+	"github.com/kmsctl/kmsctl/redact"
 	"github.com/kmsctl/kmsctl/remote/sshtest"
 )
 
@@ -162,5 +163,65 @@ func TestKeyManagerModules(t *testing.T) {
 	te, code = play(fmt.Sprintf("    - kms_remove_node:\n        id: %d\n      when: inventory_hostname == 'kms1'\n    - kms_wait:\n        timeout: 20s\n        interval: 100ms\n", l.deadID))
 	if code != 0 || !strings.Contains(te.out.String(), "changed: [kms1]") {
 		t.Fatalf("removing the dead node: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+}
+
+// TestKeysReadByModulesAreMasked: the keys the Key Manager modules read
+// themselves - the admin API key from kms_api_key_file, the operator's HSM
+// key from kms_hsm_key_command, the node's HSM key from its env file - are
+// masked in the text output, the JSON output and the run log, even when a
+// misbehaving task prints them (a command's output, a debug of a
+// registered result).
+func TestKeysReadByModulesAreMasked(t *testing.T) {
+	l := newKMSLab(t)
+	dir := t.TempDir()
+	apiKeyFile := filepath.Join(dir, "api.key")
+	if err := os.WriteFile(apiKeyFile, []byte(l.admin.Secret()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	operator := hsm.New([32]byte{7, 7, 7})
+	keyCommand := filepath.Join(dir, "hsm-key")
+	if err := os.WriteFile(keyCommand, []byte("#!/bin/sh\necho '"+operator.Text()+"'\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	node := hsm.New([32]byte{9, 9, 9})
+	envFile := filepath.Join(dir, "minkms.env")
+	if err := os.WriteFile(envFile, []byte("MINIO_KMS_HSM_KEY="+node.Text()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]string{"API key (file)": l.admin.Secret(), "HSM key (command)": operator.Text(), "HSM key (env file)": node.Text()}
+	pb := writePlaybook(t, `- hosts: kms
+  tasks:
+    - kms_status:
+    - kms_hsm_check:
+      ignore_errors: true
+    - command: cat {{ kms_api_key_file }}
+      register: api
+    - debug: {var: api}
+    - command: "{{ key_command }}"
+      register: hsm
+    - debug: {msg: "operator {{ hsm.stdout }}"}
+    - command: cat {{ kms_env_file }}
+      register: envfile
+    - debug: {msg: "{{ envfile.stdout_lines }}"}
+`)
+	for _, output := range []string{"text", "json"} {
+		te := testEnv(t)
+		code := te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none", "-o", output, "-v",
+			"-e", "kms_api_key_file="+apiKeyFile, "-e", "kms_hsm_key_command="+keyCommand, "-e", "key_command="+keyCommand, "-e", "kms_env_file="+envFile)
+		if code != 0 {
+			t.Fatalf("-o %s: exit %d\n%s\n%s", output, code, te.out, te.errOut)
+		}
+		shown := map[string]string{"output": te.out.String() + te.errOut.String(), "run log": runLogs(t, te)}
+		for where, text := range shown {
+			for what, key := range keys {
+				if strings.Contains(text, key) {
+					t.Errorf("-o %s: the %s shows in the %s:\n%s", output, what, where, text)
+				}
+			}
+			if n := strings.Count(text, redact.Mask); n < 3 {
+				t.Errorf("-o %s: %d masks in the %s, want one for each key at least:\n%s", output, n, where, text)
+			}
+		}
 	}
 }

@@ -128,8 +128,9 @@ func (r *runner) runWith(ctx context.Context, plays []tasks.Play, outcome func(c
 
 // exitError maps the engine's outcome to the documented exit codes: 6
 // when --timeout ended the run or every failed host failed by waiting too
-// long (wait_for, a task's timeout), 130 when it was interrupted, else
-// those of recapError.
+// long (wait_for, kms_wait, a task's timeout), 7 when every failed host
+// failed a verification (kms_verify, kms_hsm_check), 130 when it was
+// interrupted, else those of recapError.
 func exitError(ctx context.Context, recap tasks.Recap, err error) error {
 	if err == nil {
 		return nil
@@ -145,6 +146,8 @@ func exitError(ctx context.Context, recap tasks.Recap, err error) error {
 		return exit.With(exit.Interrupted, err)
 	case re.TimedOut():
 		return exit.With(exit.TimedOut, err)
+	case re.VerificationFailed():
+		return exit.With(exit.VerifyFailed, err)
 	}
 	return recapError(recap, err)
 }
