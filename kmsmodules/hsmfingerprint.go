@@ -32,7 +32,7 @@ func (hsmFingerprintModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Re
 		return tasks.Result{}, fmt.Errorf("host %s: kms_hsm_fingerprint needs the host's connection", ih.Name)
 	}
 	file := ih.KMS.EnvFile
-	k, err := readNodeHSMKey(ctx, env.Conn, file)
+	k, err := readNodeHSMKey(ctx, env, file)
 	if err != nil {
 		return tasks.Result{Failed: true, Msg: err.Error(), Data: map[string]any{"env_file": file}}, nil
 	}
