@@ -33,6 +33,8 @@ func TestHSMFingerprint(t *testing.T) {
 			h.node.EnvFile = file
 			if c.content != "" {
 				h.conn.SetFile(file, c.content, 0o600)
+			} else {
+				h.conn.DeleteFile(file) // the lab's hosts start with an env file
 			}
 			r, err := l.run("kms_hsm_fingerprint", h, nil, false)
 			if err != nil {
