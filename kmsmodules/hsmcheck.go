@@ -27,7 +27,9 @@ import (
 // too.
 type hsmCheckModule struct{ m *mods }
 
-func (hsmCheckModule) Spec() tasks.Spec { return tasks.Spec{Args: map[string]tasks.ArgSpec{}} }
+func (hsmCheckModule) Spec() tasks.Spec {
+	return tasks.Spec{ReadOnly: true, Args: map[string]tasks.ArgSpec{}}
+}
 
 func (h hsmCheckModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	return h.Apply(ctx, env)

@@ -17,7 +17,9 @@ import (
 // leaves kmsctl's memory.
 type hsmFingerprintModule struct{ m *mods }
 
-func (hsmFingerprintModule) Spec() tasks.Spec { return tasks.Spec{Args: map[string]tasks.ArgSpec{}} }
+func (hsmFingerprintModule) Spec() tasks.Spec {
+	return tasks.Spec{ReadOnly: true, Args: map[string]tasks.ArgSpec{}}
+}
 
 func (h hsmFingerprintModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	return h.Apply(ctx, env)

@@ -22,7 +22,9 @@ import (
 // API does not answer its cluster status.
 type statusModule struct{ m *mods }
 
-func (statusModule) Spec() tasks.Spec { return tasks.Spec{Args: map[string]tasks.ArgSpec{}} }
+func (statusModule) Spec() tasks.Spec {
+	return tasks.Spec{ReadOnly: true, Args: map[string]tasks.ArgSpec{}}
+}
 
 func (s statusModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	return s.Apply(ctx, env)

@@ -23,7 +23,7 @@ import (
 type verifyModule struct{ m *mods }
 
 func (verifyModule) Spec() tasks.Spec {
-	return tasks.Spec{Args: map[string]tasks.ArgSpec{
+	return tasks.Spec{ReadOnly: true, Args: map[string]tasks.ArgSpec{
 		"manifest": {Type: tasks.ArgString, Required: true},
 		"exact":    {Type: tasks.ArgBool},
 	}}

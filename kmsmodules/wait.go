@@ -24,7 +24,7 @@ import (
 type waitModule struct{ m *mods }
 
 func (waitModule) Spec() tasks.Spec {
-	return tasks.Spec{Args: map[string]tasks.ArgSpec{
+	return tasks.Spec{ReadOnly: true, Args: map[string]tasks.ArgSpec{
 		"endpoint": {Type: tasks.ArgString},
 		"timeout":  {Type: tasks.ArgDuration},
 		"interval": {Type: tasks.ArgDuration},

@@ -13,7 +13,7 @@ import (
 type assertModule struct{}
 
 func (assertModule) Spec() tasks.Spec {
-	return tasks.Spec{Local: true, Args: map[string]tasks.ArgSpec{
+	return tasks.Spec{ReadOnly: true, Local: true, Args: map[string]tasks.ArgSpec{
 		"that":        {Type: tasks.ArgList, Required: true},
 		"fail_msg":    {Type: tasks.ArgString},
 		"msg":         {Type: tasks.ArgString},

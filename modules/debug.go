@@ -14,7 +14,7 @@ import (
 type debugModule struct{}
 
 func (debugModule) Spec() tasks.Spec {
-	return tasks.Spec{Local: true, Args: map[string]tasks.ArgSpec{"msg": {Type: tasks.ArgAny}, "var": {Type: tasks.ArgString}}}
+	return tasks.Spec{ReadOnly: true, Local: true, Args: map[string]tasks.ArgSpec{"msg": {Type: tasks.ArgAny}, "var": {Type: tasks.ArgString}}}
 }
 
 // CheckArgs parses a known var expression before any host is touched.

@@ -10,7 +10,9 @@ import (
 // pingModule checks that the host answers: it connects and runs "true".
 type pingModule struct{}
 
-func (pingModule) Spec() tasks.Spec { return tasks.Spec{Args: map[string]tasks.ArgSpec{}} }
+func (pingModule) Spec() tasks.Spec {
+	return tasks.Spec{ReadOnly: true, Args: map[string]tasks.ArgSpec{}}
+}
 
 func (m pingModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	return m.Apply(ctx, env)

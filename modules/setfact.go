@@ -11,7 +11,7 @@ import (
 type setFactModule struct{}
 
 func (setFactModule) Spec() tasks.Spec {
-	return tasks.Spec{AnyArgs: true, Local: true, SetsFacts: true}
+	return tasks.Spec{ReadOnly: true, AnyArgs: true, Local: true, SetsFacts: true}
 }
 
 func (m setFactModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {

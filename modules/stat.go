@@ -15,7 +15,7 @@ import (
 type statModule struct{}
 
 func (statModule) Spec() tasks.Spec {
-	return tasks.Spec{Args: map[string]tasks.ArgSpec{
+	return tasks.Spec{ReadOnly: true, Args: map[string]tasks.ArgSpec{
 		"path":               {Type: tasks.ArgString, Required: true, CmdLine: true},
 		"get_checksum":       {Type: tasks.ArgBool},
 		"checksum_algorithm": {Type: tasks.ArgString},

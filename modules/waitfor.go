@@ -27,7 +27,7 @@ import (
 type waitForModule struct{}
 
 func (waitForModule) Spec() tasks.Spec {
-	return tasks.Spec{Args: map[string]tasks.ArgSpec{
+	return tasks.Spec{ReadOnly: true, Args: map[string]tasks.ArgSpec{
 		"port":           {Type: tasks.ArgInt},
 		"host":           {Type: tasks.ArgString},
 		"url":            {Type: tasks.ArgString},

@@ -53,6 +53,10 @@ type Spec struct {
 	Local bool
 	// SetsFacts says every argument becomes a host variable (set_fact).
 	SetsFacts bool
+	// ReadOnly says Apply never changes anything, on the host or on the
+	// control machine (stat, ping, assert): its calls are not journaled
+	// (Engine.Journal). A module that may change something leaves it false.
+	ReadOnly bool
 }
 
 // checkArgs returns the problems of args against spec.

@@ -57,6 +57,9 @@ type Engine struct {
 	Tags, SkipTags []string
 	// ExtraVars (-e) override every other variable.
 	ExtraVars map[string]any
+	// Journal, when set, records intent before and result after each
+	// mutating step, and may refuse one (see Journal).
+	Journal Journal
 	// HandlerTimeout bounds the handlers run after cancellation
 	// (DefaultHandlerTimeout when 0).
 	HandlerTimeout time.Duration
@@ -90,6 +93,9 @@ type run struct {
 
 	extraMu sync.Mutex
 	extra   map[string]*hostState // delegation targets outside every play
+
+	journalMu sync.Mutex // serialises Journal calls and guards steps
+	steps     int        // journaled steps so far
 
 	sinkMu sync.Mutex
 	errMu  sync.Mutex

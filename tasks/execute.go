@@ -144,7 +144,7 @@ func failed(err error) outcome {
 func (r *run) execute(ctx context.Context, p Play, t Task, hs *hostState, hostvars scope) outcome {
 	sc := r.scope(p, hs, hostvars)
 	if t.Loop == nil {
-		out := r.executeOne(ctx, p, t, hs, sc)
+		out := r.executeOne(ctx, p, t, hs, sc, 0)
 		out.name = r.taskName(t, sc)
 		return out
 	}
@@ -175,7 +175,7 @@ func (r *run) execute(ctx context.Context, p Play, t Task, hs *hostState, hostva
 			altItem = map[string]any{loopVar: alts[i]}
 		}
 		isc = isc.with(&r.sec, map[string]any{loopVar: item}, altItem)
-		out := r.executeOne(ctx, p, t, hs, isc)
+		out := r.executeOne(ctx, p, t, hs, isc, i+1)
 		if out.unreachable {
 			return out
 		}
@@ -356,8 +356,9 @@ func asList(v any) ([]any, error) {
 	return nil, fmt.Errorf("want a list, got %s", kindOf(v))
 }
 
-// executeOne runs the task once (one loop item) with the given variables.
-func (r *run) executeOne(ctx context.Context, p Play, t Task, hs *hostState, sc scope) outcome {
+// executeOne runs the task once (one loop item, numbered from 1; 0 when
+// the task has no loop) with the given variables.
+func (r *run) executeOne(ctx context.Context, p Play, t Task, hs *hostState, sc scope, item int) outcome {
 	vars := sc.vars
 	if t.When != "" {
 		ok, err := r.ev.evalBool(t.When, vars)
@@ -387,6 +388,7 @@ func (r *run) executeOne(ctx context.Context, p Play, t Task, hs *hostState, sc 
 	}
 	env := &Env{Host: hs.host, Args: args, Vars: vars, Diff: r.e.Diff && !t.NoLog, NoLog: t.NoLog, Files: p.Files,
 		Secret: secret, ev: &r.ev, sec: &r.sec, alt: sc.alt, Memo: &r.sums}
+	delegate := ""
 	if !spec.Local {
 		target := hs
 		if t.DelegateTo != "" {
@@ -398,6 +400,9 @@ func (r *run) executeOne(ctx context.Context, p Play, t Task, hs *hostState, sc 
 				return failed(fmt.Errorf("delegate_to %q is empty on this host", t.DelegateTo))
 			}
 			target = r.delegate(name)
+			if target != hs {
+				delegate = target.host.Name
+			}
 		}
 		c, err := r.conn(ctx, target)
 		if err != nil {
@@ -411,7 +416,13 @@ func (r *run) executeOne(ctx context.Context, p Play, t Task, hs *hostState, sc 
 		}
 		env.Conn = c
 	}
-	out := r.retry(ctx, mod, t, env)
+	var out outcome
+	if r.mutating(t, spec) {
+		step := Step{Play: p.Name, Task: r.taskName(t, sc), Pos: t.Pos, Host: hs.host.Name, DelegateTo: delegate, Module: t.Module, Item: item}
+		out = r.journaled(ctx, step, func() outcome { return r.retry(ctx, mod, t, env) })
+	} else {
+		out = r.retry(ctx, mod, t, env)
+	}
 	out.derived = len(secret) > 0
 	return out
 }
