@@ -83,9 +83,11 @@ var allowed = map[string][]string{
 	// resolved inventory host; never the transport
 	"kmsmodules": {"tasks", "kms", "hsm", "inventory", "yamlpos", "safepath"},
 	"playbooks":  {"tasks", "inventory", "yamlpos", "safepath"},
-	"cmd":        {"playbooks", "tasks", "modules", "kmsmodules", "inventory", "hsm", "kms", "remote", "yamlpos", "safepath"},
-	"e2e":        {"remote", "hsm", "kms", "inventory"},
-	"bench":      {"remote", "hsm", "kms"},
+	// the file-backed run journal behind the engine's hook
+	"journal": {"tasks"},
+	"cmd":     {"playbooks", "tasks", "modules", "kmsmodules", "inventory", "hsm", "kms", "remote", "yamlpos", "safepath", "journal"},
+	"e2e":     {"remote", "hsm", "kms", "inventory"},
+	"bench":   {"remote", "hsm", "kms"},
 }
 
 // transportLibs are the SSH and SFTP libraries. Only the transport (remote/)

@@ -136,7 +136,7 @@ func runLogs(t *testing.T, te *testEnvT) string {
 
 func checkNoSentinel(t *testing.T, te *testEnvT) {
 	t.Helper()
-	for name, s := range map[string]string{"stdout": te.out.String(), "stderr": te.errOut.String(), "run log": runLogs(t, te)} {
+	for name, s := range map[string]string{"stdout": te.out.String(), "stderr": te.errOut.String(), "run log": runLogs(t, te), "journal": journals(t, te)} {
 		if strings.Contains(s, sentinel) || strings.Contains(s, "SENTINEL-api-key") {
 			t.Errorf("the secret appears in %s:\n%s", name, s)
 		}

@@ -71,6 +71,7 @@ func newRunner(e env, o options, command string, inv *inventory.Inventory, reg *
 		ExtraVars: o.ExtraVars,
 		Become:    become,
 		Connect:   d.connect,
+		Journal:   s.journal,
 	}
 	return &runner{s: s, inv: inv, engine: eng}, nil
 }
@@ -117,6 +118,7 @@ func (r *runner) run(ctx context.Context, plays []tasks.Play) error {
 // by outcome, before the session ends: a command that reports on what the
 // plays gathered (status) prints there.
 func (r *runner) runWith(ctx context.Context, plays []tasks.Play, outcome func(context.Context, tasks.Recap, error) error) error {
+	r.s.hosts = countHosts(plays)
 	if err := checkHostKeys(r.inv, plays); err != nil {
 		return r.s.finish(err)
 	}
@@ -124,6 +126,17 @@ func (r *runner) runWith(ctx context.Context, plays []tasks.Play, outcome func(c
 	defer cancel()
 	recap, err := r.engine.Run(ctx, plays)
 	return r.s.finish(outcome(ctx, recap, err))
+}
+
+// countHosts counts the distinct hosts of plays.
+func countHosts(plays []tasks.Play) int {
+	seen := map[string]bool{}
+	for _, p := range plays {
+		for _, h := range p.Hosts {
+			seen[h.Name] = true
+		}
+	}
+	return len(seen)
 }
 
 // exitError maps the engine's outcome to the documented exit codes: 6

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/user"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/output"
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/runlog"
 	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/journal"
 	"github.com/kmsctl/kmsctl/redact"
 	"github.com/kmsctl/kmsctl/tasks"
 )
@@ -26,12 +29,17 @@ const (
 )
 
 // session is what one run of a command that acts on hosts shares: the
-// redactor, the run log, the logger and the display.
+// redactor, the run log, the journal, the logger and the display.
 type session struct {
-	e       env
-	o       options
-	red     *redact.Redactor
-	log     *runlog.Log
+	e   env
+	o   options
+	red *redact.Redactor
+	log *runlog.Log
+	// journal records the run's mutating steps (the engine's hook) and
+	// how it ended; it has the run log's ID.
+	journal *journal.File
+	// hosts is how many hosts the run's plays target, for the journal.
+	hosts   int
 	logger  zerolog.Logger
 	display output.Display
 	// sink renders events and records them in the run log, masked.
@@ -75,6 +83,11 @@ func newSession(e env, o options, command string, quiet bool) (*session, error) 
 		return nil, err
 	}
 	s.log = log
+	j, err := journal.Create(e.stateDir, journal.Header{ID: log.ID, Command: command, User: operator(), PID: os.Getpid(), Start: s.start}, s.red)
+	if err != nil {
+		return nil, errors.Join(err, log.Close())
+	}
+	s.journal = j
 	e.end.started(log.Path)
 	level := zerolog.WarnLevel
 	switch {
@@ -127,6 +140,9 @@ func (s *session) abort() {
 	fmt.Fprintf(s.e.stderr, "kmsctl: %s\n", msg)
 	s.logger.Info().Interface("skipped_handlers", skipped).Int("exit_code", exit.Interrupted).Dur("duration_ms", time.Since(s.start)).Msg("run ended: " + msg)
 	s.e.end.write(exit.Interrupted, msg, func(ev *zerolog.Event) *zerolog.Event { return ev.Interface("skipped_handlers", skipped) })
+	if err := s.journal.End(journal.End{ExitCode: exit.Interrupted, Outcome: outcomeWord(exit.Interrupted), Hosts: s.hosts}); err != nil {
+		fmt.Fprintf(s.e.stderr, "kmsctl: %v\n", err)
+	}
 	if err := s.log.Close(); err != nil {
 		fmt.Fprintf(s.e.stderr, "kmsctl: %v\n", err)
 	}
@@ -187,7 +203,8 @@ func (s *session) finish(err error) error {
 		s.logger.Info().Int("exit_code", 0).Dur("duration_ms", time.Since(s.start)).Msg("run ended")
 	}
 	s.e.end.shown(strings.Join(shown, "\n"))
-	if cerr := s.log.Close(); cerr != nil && err == nil {
+	jerr := s.journal.End(journal.End{ExitCode: code, Outcome: outcomeWord(code), Hosts: s.hosts})
+	if cerr := errors.Join(jerr, s.log.Close()); cerr != nil && err == nil {
 		return exit.With(exit.Usage, cerr)
 	}
 	if err != nil || s.o.Verbosity > 0 {
@@ -210,4 +227,42 @@ func (s *session) cancelMessage(re *tasks.RunError) string {
 		why = "run interrupted (Ctrl-C or SIGTERM) before the plays ended"
 	}
 	return why + ". " + s.progress.stoppedEarly(re.Hosts)
+}
+
+// operator names who runs kmsctl, and where, for the journal: user@host.
+func operator() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown"
+	}
+	return name + "@" + host
+}
+
+// outcomeWord names an exit code for the journal and 'kmsctl runs'.
+func outcomeWord(code int) string {
+	switch code {
+	case exit.OK:
+		return "ok"
+	case exit.Usage:
+		return "error"
+	case exit.HostFailed:
+		return "failed"
+	case exit.Unreachable:
+		return "unreachable"
+	case exit.Refused:
+		return "refused"
+	case exit.Locked:
+		return "locked"
+	case exit.TimedOut:
+		return "timed out"
+	case exit.VerifyFailed:
+		return "verification failed"
+	case exit.Interrupted:
+		return "interrupted"
+	}
+	return fmt.Sprintf("exit %d", code)
 }

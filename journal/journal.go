@@ -1,0 +1,316 @@
+// Package journal keeps each run's journal: an append-only file of JSON
+// lines in the state directory (file 0600, directory 0700), each line
+// written whole and fsynced before the run goes on. It records the run
+// (ID, command, who, where, when), the intent before and the result after
+// each mutating step (File implements tasks.Journal), and how the run
+// ended. It never holds a task's arguments, and every text is masked by
+// the run's redactor. Read tolerates a torn last line (a crash mid-write).
+package journal
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kmsctl/kmsctl/redact"
+	"github.com/kmsctl/kmsctl/tasks"
+)
+
+// Subdir is the journals' directory under the state directory.
+const Subdir = "journal"
+
+// Record types, one per line.
+const (
+	TypeRun    = "run"    // the first line: the run's Header
+	TypeIntent = "intent" // a step is about to run
+	TypeResult = "result" // a step ended
+	TypeEnd    = "end"    // the run ended
+)
+
+// Header describes a run: the journal's first line.
+type Header struct {
+	ID      string    `json:"id"`
+	Command string    `json:"command"`
+	User    string    `json:"user"` // user@host of the operator
+	PID     int       `json:"pid"`
+	Start   time.Time `json:"start"`
+}
+
+// End is how a run ended: the journal's last line.
+type End struct {
+	// ExitCode is the process's exit code, Outcome its word ("ok",
+	// "failed", "refused", ...).
+	ExitCode int    `json:"exit_code"`
+	Outcome  string `json:"outcome"`
+	// Hosts is how many hosts the run's plays targeted.
+	Hosts int `json:"hosts"`
+}
+
+// record is one line of a journal.
+type record struct {
+	Type   string      `json:"type"`
+	Time   time.Time   `json:"time"`
+	Run    *Header     `json:"run,omitempty"`
+	Step   *tasks.Step `json:"step,omitempty"`
+	Status string      `json:"status,omitempty"`
+	End    *End        `json:"end,omitempty"`
+}
+
+// validID is the shape of a run ID (runlog's: UTC time and a random
+// suffix); nothing else names a journal file.
+var validID = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$`)
+
+// File is one run's journal, open for appending. Its methods are safe for
+// concurrent use.
+type File struct {
+	// Path is the file's path.
+	Path string
+	red  *redact.Redactor
+
+	mu     sync.Mutex
+	f      *os.File
+	closed bool
+}
+
+// Path returns the journal file of run id under the state directory dir.
+func Path(dir, id string) (string, error) {
+	if !validID.MatchString(id) {
+		return "", fmt.Errorf("run ID %q: want the form 20060102T150405Z-1a2b3c4d (see 'kmsctl runs ls')", id)
+	}
+	return filepath.Join(dir, Subdir, id+".jsonl"), nil
+}
+
+// Create creates the journal of the run h describes under the state
+// directory dir and writes its header. red (nil = none) masks every text
+// written.
+func Create(dir string, h Header, red *redact.Redactor) (*File, error) {
+	path, err := Path(dir, h.ID)
+	if err != nil {
+		return nil, err
+	}
+	jdir := filepath.Dir(path)
+	if err := os.MkdirAll(jdir, 0o700); err != nil {
+		return nil, fmt.Errorf("create journal directory: %w", err)
+	}
+	// MkdirAll keeps the mode of existing directories: tighten ours.
+	for _, d := range []string{dir, jdir} {
+		if err := os.Chmod(d, 0o700); err != nil {
+			return nil, fmt.Errorf("restrict journal directory: %w", err)
+		}
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create journal: %w", err)
+	}
+	j := &File{Path: path, red: red, f: f}
+	h.Command = j.mask(h.Command)
+	h.User = j.mask(h.User)
+	if err := j.append(record{Type: TypeRun, Time: h.Start, Run: &h}); err != nil {
+		f.Close()
+		return nil, err
+	}
+	// The new name must survive a crash too.
+	if err := syncDir(jdir); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return j, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync journal directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync journal directory: %w", err)
+	}
+	return nil
+}
+
+func (j *File) mask(s string) string {
+	if j.red == nil {
+		return s
+	}
+	return j.red.String(s)
+}
+
+// append writes rec as one line and fsyncs it.
+func (j *File) append(rec record) error {
+	if rec.Time.IsZero() {
+		rec.Time = time.Now()
+	}
+	rec.Time = rec.Time.UTC()
+	if rec.Step != nil {
+		s := *rec.Step
+		s.Play, s.Task, s.Pos = j.mask(s.Play), j.mask(s.Task), j.mask(s.Pos)
+		s.Host, s.DelegateTo, s.Module = j.mask(s.Host), j.mask(s.DelegateTo), j.mask(s.Module)
+		rec.Step = &s
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode journal record: %w", err)
+	}
+	b = append(b, '\n')
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return fmt.Errorf("write journal %s: already closed", j.Path)
+	}
+	if _, err := j.f.Write(b); err != nil {
+		return fmt.Errorf("write journal %s: %w", j.Path, err)
+	}
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("sync journal %s: %w", j.Path, err)
+	}
+	return nil
+}
+
+// Intent records that step is about to run (tasks.Journal); an error
+// refuses the step.
+func (j *File) Intent(step tasks.Step) error {
+	return j.append(record{Type: TypeIntent, Step: &step})
+}
+
+// Result records how step ended (tasks.Journal).
+func (j *File) Result(step tasks.Step, status tasks.Status) error {
+	return j.append(record{Type: TypeResult, Step: &step, Status: status.String()})
+}
+
+// End records how the run ended and closes the journal.
+func (j *File) End(e End) error {
+	e.Outcome = j.mask(e.Outcome)
+	err := j.append(record{Type: TypeEnd, End: &e})
+	return errors.Join(err, j.Close())
+}
+
+// Close closes the journal without an end record (the run was cut short).
+// Closing it again does nothing.
+func (j *File) Close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return nil
+	}
+	j.closed = true
+	if err := j.f.Close(); err != nil {
+		return fmt.Errorf("close journal %s: %w", j.Path, err)
+	}
+	return nil
+}
+
+// Step is one step as a journal records it.
+type Step struct {
+	tasks.Step
+	// Started is the time of its intent, Ended of its result (zero when
+	// it has none).
+	Started time.Time `json:"started"`
+	Ended   time.Time `json:"ended,omitzero"`
+	// Status is the result ("ok", "changed", "failed", "interrupted", ...),
+	// "" when the journal records no result: the run stopped while the
+	// step ran, and whether it changed anything is not known.
+	Status string `json:"status"`
+}
+
+// Run is a journal as read back.
+type Run struct {
+	Header
+	// Path is the journal's file.
+	Path string `json:"path"`
+	// Steps are the mutating steps, in the order of their intent.
+	Steps []Step `json:"steps"`
+	// End is how the run ended; nil when the journal does not say (the
+	// run was killed, or is still running).
+	End *End `json:"end,omitempty"`
+	// Torn is set when the last line was cut short (a crash while
+	// writing it) and was ignored.
+	Torn bool `json:"torn,omitempty"`
+}
+
+// Read reads the journal at path. A last line that is cut short or does
+// not decode is ignored (Run.Torn); any other bad line is an error.
+func Read(path string) (*Run, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read journal: %w", err)
+	}
+	run := &Run{Path: path}
+	bySeq := map[int]int{}
+	lines := bytes.Split(b, []byte("\n"))
+	// A file that ends with a newline splits into a last, empty piece;
+	// otherwise the last piece is a line cut short.
+	if tail := lines[len(lines)-1]; len(tail) > 0 {
+		run.Torn = true
+	}
+	lines = lines[:len(lines)-1]
+	for i, line := range lines {
+		var rec record
+		err := json.Unmarshal(line, &rec)
+		if err == nil && i == 0 && (rec.Type != TypeRun || rec.Run == nil) {
+			err = errors.New("the first line is not the run's header")
+		}
+		if err != nil {
+			if i == len(lines)-1 {
+				// Written in part before a crash (the file system may
+				// have kept its length but not its bytes).
+				run.Torn = true
+				break
+			}
+			return nil, fmt.Errorf("%s:%d: bad journal line: %w", path, i+1, err)
+		}
+		switch rec.Type {
+		case TypeRun:
+			run.Header = *rec.Run
+		case TypeIntent:
+			if rec.Step != nil {
+				bySeq[rec.Step.Seq] = len(run.Steps)
+				run.Steps = append(run.Steps, Step{Step: *rec.Step, Started: rec.Time})
+			}
+		case TypeResult:
+			if rec.Step != nil {
+				if i, ok := bySeq[rec.Step.Seq]; ok {
+					run.Steps[i].Status, run.Steps[i].Ended = rec.Status, rec.Time
+				}
+			}
+		case TypeEnd:
+			run.End = rec.End
+		}
+	}
+	if run.ID == "" {
+		run.ID = strings.TrimSuffix(filepath.Base(path), ".jsonl")
+	}
+	return run, nil
+}
+
+// List reads the journals under the state directory dir, oldest first
+// (IDs start with the UTC start time). A journal that cannot be read is
+// an error naming it.
+func List(dir string) ([]*Run, error) {
+	paths, err := filepath.Glob(filepath.Join(dir, Subdir, "*.jsonl"))
+	if err != nil {
+		return nil, fmt.Errorf("list journals: %w", err)
+	}
+	sort.Strings(paths)
+	runs := make([]*Run, 0, len(paths))
+	for _, p := range paths {
+		r, err := Read(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, r)
+	}
+	return runs, nil
+}
