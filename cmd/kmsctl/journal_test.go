@@ -1,14 +1,17 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kmsctl/kmsctl/journal"
+	"github.com/kmsctl/kmsctl/tasks"
 )
 
 // journals returns the contents of every journal of te.
@@ -118,5 +121,106 @@ func TestPlayLeavesAJournal(t *testing.T) {
 	checkNoSentinel(t, te)
 	if j := journals(t, te); strings.Contains(j, "SENTINEL") {
 		t.Errorf("the journal holds the secret:\n%s", j)
+	}
+}
+
+func TestRunsLsAndShow(t *testing.T) {
+	l := newLab(t, "")
+	pb := writePlaybook(t, journalPlaybook)
+	te := testEnv(t)
+	if code := te.run(t, "runs", "ls"); code != 0 || !strings.Contains(te.out.String(), "no runs recorded yet") {
+		t.Fatalf("runs ls before any run: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	if code := te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none"); code != 2 {
+		t.Fatalf("play: exit %d\n%s", code, te.errOut)
+	}
+	done := onlyRun(t, te)
+	// A run killed in the middle of a step: an intent without a result,
+	// no end.
+	cut, err := journal.Create(te.stateDir, journal.Header{ID: "20991231T235959Z-00000001", Command: "play cut.yml", User: "ops@bastion", PID: 7, Start: done.Start.Add(time.Hour)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cut.Intent(tasks.Step{Seq: 1, Play: "p", Task: "wipe", Host: "kms2", Module: "file", Pos: "cut.yml:4:7"}); err != nil {
+		t.Fatal(err)
+	}
+	cut.Close()
+	// again returns a new environment on the same state directory.
+	again := func() *testEnvT {
+		n := testEnv(t)
+		n.stateDir = te.stateDir
+		return n
+	}
+
+	te = again()
+	if code := te.run(t, "runs", "ls"); code != 0 {
+		t.Fatalf("runs ls: exit %d\n%s", code, te.errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(te.out.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "ID") {
+		t.Fatalf("runs ls:\n%s", te.out)
+	}
+	for i, want := range [][]string{
+		{done.ID, "play " + pb, "failed", " 2 ", " 7"},
+		{"20991231T235959Z-00000001", "play cut.yml", "unfinished", "1 (1 cut short)"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(lines[i+1], w) {
+				t.Errorf("runs ls line %d lacks %q:\n%s", i+1, w, te.out)
+			}
+		}
+	}
+
+	te = again()
+	if code := te.run(t, "runs", "ls", "-o", "json"); code != 0 {
+		t.Fatalf("runs ls -o json: exit %d\n%s", code, te.errOut)
+	}
+	var list []runSummary
+	if err := json.Unmarshal([]byte(te.out.String()), &list); err != nil || len(list) != 2 {
+		t.Fatalf("runs ls -o json: %v\n%s", err, te.out)
+	}
+	if s := list[0]; s.ID != done.ID || s.Outcome != "failed" || s.ExitCode == nil || *s.ExitCode != 2 || s.Hosts == nil || *s.Hosts != 2 || s.Steps != 7 || s.Open != 0 {
+		t.Errorf("first run: %+v", s)
+	}
+	if s := list[1]; s.Outcome != "unfinished" || s.ExitCode != nil || s.Open != 1 {
+		t.Errorf("cut run: %+v", s)
+	}
+
+	te = again()
+	if code := te.run(t, "runs", "show", done.ID); code != 0 {
+		t.Fatalf("runs show: exit %d\n%s", code, te.errOut)
+	}
+	out := te.out.String()
+	for _, want := range []string{"run " + done.ID + ": play " + pb, "ended: failed (exit 2), 2 hosts", "fail on kms2", "failed", "make dir", "changed", "command", "site.yml:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("runs show lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "SENTINEL") {
+		t.Errorf("runs show shows the secret:\n%s", out)
+	}
+
+	te = again()
+	if code := te.run(t, "runs", "show", "20991231T235959Z-00000001"); code != 0 {
+		t.Fatalf("runs show: exit %d\n%s", code, te.errOut)
+	}
+	if out := te.out.String(); !strings.Contains(out, "unfinished") || !strings.Contains(out, "no result (cut short") || !strings.Contains(out, "1 step(s) have no result") {
+		t.Errorf("runs show of a cut run:\n%s", out)
+	}
+
+	te = again()
+	if code := te.run(t, "runs", "show", done.ID, "-o", "json"); code != 0 {
+		t.Fatalf("runs show -o json: exit %d\n%s", code, te.errOut)
+	}
+	var got journal.Run
+	if err := json.Unmarshal([]byte(te.out.String()), &got); err != nil || got.ID != done.ID || len(got.Steps) != 7 || got.End == nil || got.End.ExitCode != 2 {
+		t.Errorf("runs show -o json: %v\n%s", err, te.out)
+	}
+
+	for _, id := range []string{"20991231T235959Z-0000dead", "../../etc/passwd"} {
+		te = again()
+		if code := te.run(t, "runs", "show", id); code != 1 || !strings.Contains(te.errOut.String(), "runs ls") {
+			t.Errorf("runs show %s: exit %d, want 1 pointing to runs ls\n%s", id, code, te.errOut)
+		}
 	}
 }

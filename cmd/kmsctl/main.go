@@ -9,6 +9,7 @@
 //	kmsctl inventory list|graph   show hosts with resolved variables (secrets masked)
 //	kmsctl ping [HOST...]         connect and run `true` on each host
 //	kmsctl status [--cluster G]   each node of a Key Manager cluster and a verdict
+//	kmsctl runs ls|show RUN-ID    list past runs, show one run's journal
 //	kmsctl version                print version, commit and Go version
 //
 // Flags may come before or after a command's arguments, as with
