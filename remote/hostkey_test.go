@@ -332,3 +332,62 @@ func TestAcceptNewShowsRecordedFingerprint(t *testing.T) {
 		t.Errorf("a key on record announced again: %s", logs.String())
 	}
 }
+
+// A @cert-authority entry is not a key on record for the host: a server
+// that presents a plain key no entry matches is unknown (and the client
+// still accepts plain keys, so that the error names the fingerprint), not
+// changed, wherever the CA line is in the file.
+func TestPlainKeyWithOnlyCAKnownIsUnknown(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{})
+	ca := sshtest.NewCA(t)
+	e.trust("# site CA", "", ca.KnownHostsLine(fmt.Sprintf("[127.0.0.1]:%d", s.Port())))
+	hk := dialHostKeyErr(t, e.opts(s), remote.Unknown)
+	if hk.Fingerprint != ssh.FingerprintSHA256(s.HostKey()) || hk.File != "" {
+		t.Errorf("unknown key error = %+v, want the server's fingerprint and no file", hk)
+	}
+}
+
+// When the host has several keys on record and the one it presents is of a
+// type on record, the changed-key error names the entry of that type (the
+// one to remove), not the first entry.
+func TestChangedHostKeyNamesEntryOfSameType(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{})
+	ecPriv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldEC, err := ssh.NewPublicKey(&ecPriv.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldED := sshtest.GenerateKey(t).PublicKey()
+	e.trust(sshtest.KnownHostsLine(s.Addr(), oldEC), sshtest.KnownHostsLine(s.Addr(), oldED))
+	hk := dialHostKeyErr(t, e.opts(s), remote.Changed)
+	if hk.File != e.knownHosts || hk.Line != 2 || hk.KnownFingerprint != ssh.FingerprintSHA256(oldED) {
+		t.Errorf("changed key located at %s:%d (%s), want line 2 (%s)", hk.File, hk.Line, hk.KnownFingerprint, ssh.FingerprintSHA256(oldED))
+	}
+}
+
+// CheckHostKeys parses pinned keys as a connection would and names a bad
+// one by its place in the list, quoting at most its first 40 characters.
+func TestCheckHostKeys(t *testing.T) {
+	good := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshtest.GenerateKey(t).PublicKey())))
+	if err := remote.CheckHostKeys([]string{good, good + " comment"}); err != nil {
+		t.Errorf("valid keys: %v", err)
+	}
+	if err := remote.CheckHostKeys(nil); err != nil {
+		t.Errorf("no keys: %v", err)
+	}
+	bad40 := "ssh-ed25519 " + strings.Repeat("A", 28) // 40 characters, not a key
+	err := remote.CheckHostKeys([]string{good, bad40})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("parse pinned host key 2 (%q)", bad40)) {
+		t.Errorf("bad second key: %v", err)
+	}
+	long := "ssh-ed25519 " + strings.Repeat("B", 60)
+	err = remote.CheckHostKeys([]string{long})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("parse pinned host key 1 (%q)", long[:40]+"...")) {
+		t.Errorf("long bad key: %v", err)
+	}
+}

@@ -1,0 +1,129 @@
+package inventory
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/kmsctl/kmsctl/yamlpos"
+)
+
+// problemsOf parses src and returns its problems, failing if it loads.
+func problemsOf(t *testing.T, src string) []*yamlpos.Error {
+	t.Helper()
+	_, err := Parse("inv.yml", []byte(src))
+	var ve *yamlpos.List
+	if !errors.As(err, &ve) {
+		t.Fatalf("Parse = %v, want a *yamlpos.List", err)
+	}
+	return ve.Errs
+}
+
+// TestAliasBombFailsFast: group bodies that alias each other so that the
+// inventory expands exponentially (the YAML "billion laughs") are refused as
+// too large once the work budget is spent, with that one problem, instead of
+// being walked to the end.
+func TestAliasBombFailsFast(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("all:\n  children:\n    l0: &l0 {hosts: {h0: }}\n")
+	for lvl := 1; lvl <= 8; lvl++ {
+		fmt.Fprintf(&b, "    l%d: &l%d {children: {", lvl, lvl)
+		for i := range 10 {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "c%d_%d: *l%d", lvl, i, lvl-1)
+		}
+		b.WriteString("}}\n")
+	}
+	probs := problemsOf(t, b.String())
+	var too []*yamlpos.Error
+	for _, p := range probs {
+		if strings.Contains(p.Problem, "inventory too large") {
+			too = append(too, p)
+		}
+	}
+	if len(too) != 1 || too[0].Pos.File != "inv.yml" {
+		t.Fatalf("want one \"inventory too large\" problem in inv.yml, got %v", probs)
+	}
+}
+
+// TestAliasedGroupBodies: a group body, a hosts mapping and a children
+// mapping may each be a YAML alias of one written earlier; the alias stands
+// for the anchored node.
+func TestAliasedGroupBodies(t *testing.T) {
+	inv := mustParse(t, `
+all:
+  children:
+    web: &body
+      hosts: &hosts
+        h1:
+        h2:
+      vars: {role: x}
+    db: *body
+    cache:
+      hosts: *hosts
+      children: &kids
+        web:
+    edge:
+      children: *kids
+`)
+	for group, want := range map[string]string{"db": "h1,h2", "cache": "h1,h2", "edge": "h1,h2"} {
+		got, err := inv.Select(group)
+		if err != nil || strings.Join(got, ",") != want {
+			t.Errorf("Select(%s) = %v, %v; want %s", group, got, err, want)
+		}
+	}
+	if v, err := inv.Vars("h1", nil); err != nil || v["role"] != "x" {
+		t.Errorf("vars of h1 = %v, %v; want role x from the aliased body", v, err)
+	}
+}
+
+// TestGroupNestingLimit: groups nest under children: down to maxDepth-1
+// levels below all; a group body one level deeper is refused, at its key.
+func TestGroupNestingLimit(t *testing.T) {
+	nested := func(depth int) string {
+		var b strings.Builder
+		b.WriteString("all:\n")
+		indent := "  "
+		for d := 1; d <= depth; d++ {
+			fmt.Fprintf(&b, "%schildren:\n%s  g%d:\n", indent, indent, d)
+			indent += "    "
+		}
+		fmt.Fprintf(&b, "%shosts:\n%s  h1:\n", indent, indent)
+		return b.String()
+	}
+	inv := mustParse(t, nested(maxDepth-1))
+	if got, err := inv.Select(fmt.Sprintf("g%d", maxDepth-1)); err != nil || len(got) != 1 {
+		t.Errorf("deepest group: %v, %v", got, err)
+	}
+	probs := problemsOf(t, nested(maxDepth))
+	want := fmt.Sprintf("groups nested more than %d levels deep", maxDepth)
+	if len(probs) != 1 || probs[0].Problem != want || !strings.HasSuffix(probs[0].Field, fmt.Sprintf(".g%d", maxDepth)) {
+		t.Errorf("nesting %d deep: %v, want %q at g%d", maxDepth, probs, want, maxDepth)
+	}
+}
+
+// TestGroupNameLength: a group name may be 255 characters long, not more,
+// at the top level or under children:.
+func TestGroupNameLength(t *testing.T) {
+	long := "g" + strings.Repeat("x", 254)
+	mustParse(t, long+":\n  hosts:\n    h1:\n")
+	mustParse(t, "all:\n  children:\n    "+long+":\n      hosts:\n        h1:\n")
+	for _, src := range []string{long + "x:\n  hosts:\n    h1:\n", "all:\n  children:\n    " + long + "x:\n      hosts:\n        h1:\n"} {
+		probs := problemsOf(t, src)
+		if len(probs) == 0 || !strings.HasPrefix(probs[0].Problem, "invalid group name") {
+			t.Errorf("256-character group name: %v", probs)
+		}
+	}
+}
+
+// TestTopLevelGroupName: a top-level key other than all is a group and its
+// name is checked like a child group's.
+func TestTopLevelGroupName(t *testing.T) {
+	probs := problemsOf(t, "all:\n  hosts:\n    h1:\n\"web servers\":\n  hosts:\n    h2:\n")
+	if len(probs) != 1 || probs[0].Problem != `invalid group name "web servers"` || probs[0].Pos.Line != 4 {
+		t.Errorf("problems = %v", probs)
+	}
+}
