@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -156,4 +157,21 @@ func TestKeyVariablesRefused(t *testing.T) {
 func isRefusal(err error) bool {
 	var r interface{ Refused() bool }
 	return errors.As(err, &r) && r.Refused()
+}
+
+// TestExtraVarsEveryProblemAtOnce: every -e problem is reported in one go,
+// whatever comes before it: secrets (KEY=VALUE or several in one inline
+// mapping), bad values and misspellings.
+func TestExtraVarsEveryProblemAtOnce(t *testing.T) {
+	_, err := ParseExtraVars([]string{"kms_api_key=x", "kms_port=abc", "kms_storge_path=/x", "ansible_become_pass=y", "ok=1",
+		`{"my_token": "t", "db_password": "p"}`})
+	var ve *yamlpos.List
+	if !errors.As(err, &ve) || len(ve.Errs) != 6 {
+		t.Fatalf("want 6 problems, got %v", err)
+	}
+	for _, field := range []string{"kms_api_key", "kms_port", "kms_storge_path", "ansible_become_pass", "my_token", "db_password"} {
+		if !slices.ContainsFunc(ve.Errs, func(e *yamlpos.Error) bool { return e.Field == field }) {
+			t.Errorf("no problem for %s: %v", field, err)
+		}
+	}
 }

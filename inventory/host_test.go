@@ -239,10 +239,16 @@ all:
     args_ok:
       ansible_ssh_common_args: '-o ServerAliveInterval=5'
       ansible_connection: ssh
+    extra:
+      ansible_ssh_extra_args: '-J bastion'
+    args:
+      ansible_ssh_args: '-o ProxyJump=bastion'
 `)
 	for host, want := range map[string]string{
 		"local":   "inv.yml:5:27: host local: ansible_connection: connection type local is not supported",
 		"proxied": "inv.yml:7:32: host proxied: ansible_ssh_common_args: kmsctl does not read ansible_ssh_common_args",
+		"extra":   "inv.yml:15:31: host extra: ansible_ssh_extra_args: kmsctl does not read ansible_ssh_extra_args",
+		"args":    "inv.yml:17:25: host args: ansible_ssh_args: kmsctl does not read ansible_ssh_args",
 	} {
 		_, err := sshOf(inv, host, nil)
 		if err == nil || !strings.HasPrefix(err.Error(), want) {
