@@ -120,10 +120,32 @@ func TestGroupNameLength(t *testing.T) {
 }
 
 // TestTopLevelGroupName: a top-level key other than all is a group and its
-// name is checked like a child group's.
+// name is checked like a child group's; a duplicate or badly named group
+// does not stop the groups after it from being read and checked.
 func TestTopLevelGroupName(t *testing.T) {
-	probs := problemsOf(t, "all:\n  hosts:\n    h1:\n\"web servers\":\n  hosts:\n    h2:\n")
-	if len(probs) != 1 || probs[0].Problem != `invalid group name "web servers"` || probs[0].Pos.Line != 4 {
-		t.Errorf("problems = %v", probs)
+	probs := problemsOf(t, `all:
+  hosts:
+    h1:
+web:
+  hosts:
+    h2:
+web:
+  hosts:
+    h3:
+"web servers":
+  hosts:
+    h4:
+db:
+  hosts:
+    h5:
+      ansible_port: 0
+`)
+	want := []string{"7:1: web: duplicate key", `10:1: web servers: invalid group name "web servers"`, "16:21: db.hosts.h5.ansible_port: port 0 out of range"}
+	var got []string
+	for _, p := range probs {
+		got = append(got, fmt.Sprintf("%d:%d: %s", p.Pos.Line, p.Pos.Column, strings.TrimPrefix(p.Field+": ", ": ")+p.Problem))
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -391,3 +391,17 @@ func TestCheckHostKeys(t *testing.T) {
 		t.Errorf("long bad key: %v", err)
 	}
 }
+
+// A known_hosts file named twice (the inventory's kms_ssh_known_hosts may
+// be the user's own file) is read once, and the files after it are still
+// read.
+func TestKnownHostsFileNamedTwice(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{})
+	e.trust("# nothing for this host")
+	second := filepath.Join(e.home, "site_known_hosts")
+	sshtest.WriteKnownHosts(t, second, s.KnownHostsLine())
+	o := e.opts(s)
+	o.KnownHostsFiles = []string{e.knownHosts, e.knownHosts, second}
+	e.dial(o).Close()
+}
