@@ -120,7 +120,7 @@ func TestGroupNameLength(t *testing.T) {
 }
 
 // TestTopLevelGroupName: a top-level key other than all is a group and its
-// name is checked like a child group's; a duplicate or badly named group
+// name is checked like a child group's (a null key is no name); a duplicate or badly named group
 // does not stop the groups after it from being read and checked.
 func TestTopLevelGroupName(t *testing.T) {
 	probs := problemsOf(t, `all:
@@ -139,8 +139,12 @@ db:
   hosts:
     h5:
       ansible_port: 0
+null:
+  hosts:
+    h6:
 `)
-	want := []string{"7:1: web: duplicate key", `10:1: web servers: invalid group name "web servers"`, "16:21: db.hosts.h5.ansible_port: port 0 out of range"}
+	want := []string{"7:1: web: duplicate key", `10:1: web servers: invalid group name "web servers"`, "16:21: db.hosts.h5.ansible_port: port 0 out of range",
+		"17:1: key must be a name, got null"}
 	var got []string
 	for _, p := range probs {
 		got = append(got, fmt.Sprintf("%d:%d: %s", p.Pos.Line, p.Pos.Column, strings.TrimPrefix(p.Field+": ", ": ")+p.Problem))

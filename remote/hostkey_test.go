@@ -349,8 +349,8 @@ func TestPlainKeyWithOnlyCAKnownIsUnknown(t *testing.T) {
 }
 
 // When the host has several keys on record and the one it presents is of a
-// type on record, the changed-key error names the entry of that type (the
-// one to remove), not the first entry.
+// type on record, the changed-key error names the first entry of that type
+// (one to remove), not the first entry.
 func TestChangedHostKeyNamesEntryOfSameType(t *testing.T) {
 	e := newEnv(t)
 	s := e.server(sshtest.Config{})
@@ -363,7 +363,7 @@ func TestChangedHostKeyNamesEntryOfSameType(t *testing.T) {
 		t.Fatal(err)
 	}
 	oldED := sshtest.GenerateKey(t).PublicKey()
-	e.trust(sshtest.KnownHostsLine(s.Addr(), oldEC), sshtest.KnownHostsLine(s.Addr(), oldED))
+	e.trust(sshtest.KnownHostsLine(s.Addr(), oldEC), sshtest.KnownHostsLine(s.Addr(), oldED), sshtest.KnownHostsLine(s.Addr(), sshtest.GenerateKey(t).PublicKey()))
 	hk := dialHostKeyErr(t, e.opts(s), remote.Changed)
 	if hk.File != e.knownHosts || hk.Line != 2 || hk.KnownFingerprint != ssh.FingerprintSHA256(oldED) {
 		t.Errorf("changed key located at %s:%d (%s), want line 2 (%s)", hk.File, hk.Line, hk.KnownFingerprint, ssh.FingerprintSHA256(oldED))
