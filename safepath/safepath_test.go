@@ -111,6 +111,9 @@ func TestProtected(t *testing.T) {
 	}
 	// Protected paths are compared cleaned.
 	refused(t, "/opt/minkms", []string{"/opt//minkms/./env"}, "contains /opt/minkms/env")
+	// An empty or relative protected path (an unset variable) is skipped,
+	// and the ones after it still protect.
+	refused(t, "/opt/minkms", []string{"", "relative/env", "/opt/minkms/env"}, "contains /opt/minkms/env")
 }
 
 // TestDotDot: a path is cleaned before it is checked; one that cleans to a
