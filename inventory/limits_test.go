@@ -153,3 +153,40 @@ null:
 		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestGroupBodyReadToTheEnd: a problem in a group body (a duplicate key
+// under the group or under its children:) does not stop the keys after it
+// from being read and checked; an empty hosts: or children: is no problem.
+func TestGroupBodyReadToTheEnd(t *testing.T) {
+	probs := problemsOf(t, `all:
+  children:
+    web:
+      hosts:
+        h1:
+      hosts:
+        h2:
+      vars:
+        ansible_port: 0
+      children:
+        a:
+          hosts: {h3: }
+        a:
+          hosts: {h4: }
+        b:
+          hosts:
+            h5:
+              ansible_port: 0
+    empty:
+      hosts:
+      children:
+`)
+	want := []string{"6:7: all.children.web.hosts: duplicate key", "9:23: all.children.web.vars.ansible_port: port 0 out of range",
+		"13:9: all.children.web.children.a: duplicate key", "18:29: all.children.web.children.b.hosts.h5.ansible_port: port 0 out of range"}
+	var got []string
+	for _, p := range probs {
+		got = append(got, fmt.Sprintf("%d:%d: %s: %s", p.Pos.Line, p.Pos.Column, p.Field, p.Problem))
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
