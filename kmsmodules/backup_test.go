@@ -58,8 +58,12 @@ func TestBackupRestoreVerify(t *testing.T) {
 		t.Fatal("check mode wrote the backup")
 	}
 	r, err = l.run("kms_backup", h, args, false)
-	if err != nil || !r.Changed || r.Data["keys"] != 2 || r.Data["enclaves"] != 2 || r.Data["policies"] != 1 || r.Data["identities"] != 1 {
+	// Two keys and the canary key kms_backup created.
+	if err != nil || !r.Changed || r.Data["keys"] != 3 || r.Data["enclaves"] != 2 || r.Data["policies"] != 1 || r.Data["identities"] != 1 || r.Data["canary"] != true {
 		t.Fatalf("backup: %+v, %v", r, err)
+	}
+	if got := keyNames(t, l.client(src)); !slices.Contains(got, "default/kmsctl-canary") {
+		t.Fatalf("no canary key on the node: %v", got)
 	}
 	for _, f := range []string{dest, dest + ".manifest.json"} {
 		if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
@@ -68,7 +72,7 @@ func TestBackupRestoreVerify(t *testing.T) {
 	}
 	var m map[string]any
 	if b, err := os.ReadFile(dest + ".manifest.json"); err != nil || json.Unmarshal(b, &m) != nil || m["canary"] == nil || m["sha256"] != r.Data["sha256"] ||
-		m["hsm_fingerprint"] != l.hsmKey.Fingerprint() {
+		m["hsm_fingerprint"] != l.hsmKey.Fingerprint() || m["canary"].(map[string]any)["key"] != "kmsctl-canary" {
 		t.Errorf("manifest: %v %v", m, err)
 	}
 	if r, err := l.run("kms_backup", h, args, false); err != nil || r.Changed {
@@ -236,4 +240,43 @@ func keyNames(t *testing.T, c *kms.Client) []string {
 		}
 	}
 	return out
+}
+
+// TestBackupGzip: with gzip: true the snapshot is gzip-compressed (as its
+// vendor name says), the manifest names the cluster, the members, the
+// counts and the compression, and the backup restores onto a fresh node.
+func TestBackupGzip(t *testing.T) {
+	l := newLab(t)
+	src := l.start()
+	l.populate(src)
+	h := l.sshHost("kms1", src)
+	dest := filepath.Join(t.TempDir(), "20261202_080000_kms.db.gzip")
+	r, err := l.run("kms_backup", h, map[string]any{"dest": dest, "gzip": true, "cluster": "prod"}, false)
+	if err != nil || !r.Changed {
+		t.Fatalf("backup: %+v, %v", r, err)
+	}
+	b, err := os.ReadFile(dest)
+	if err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b || r.Data["size"] != len(b) {
+		t.Fatalf("snapshot: %d bytes, %v; want gzip of size %v", len(b), err, r.Data["size"])
+	}
+	var m struct {
+		Cluster     string                      `json:"cluster"`
+		Compression string                      `json:"compression"`
+		Counts      map[string]int              `json:"counts"`
+		Nodes       []struct{ Endpoint string } `json:"nodes"`
+	}
+	if b, err := os.ReadFile(dest + ".manifest.json"); err != nil || json.Unmarshal(b, &m) != nil {
+		t.Fatalf("manifest: %v", err)
+	}
+	if m.Cluster != "prod" || m.Compression != "gzip" || m.Counts["keys"] != 3 || m.Counts["enclaves"] != 2 || len(m.Nodes) != 1 || m.Nodes[0].Endpoint != src.Host() {
+		t.Errorf("manifest: %+v", m)
+	}
+	fresh := l.start()
+	fh := l.sshHost("kms2", fresh)
+	if _, err := l.run("kms_restore", fh, map[string]any{"src": dest}, false); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if r, err := l.run("kms_verify", fh, map[string]any{"manifest": dest + ".manifest.json", "exact": true}, false); err != nil || r.Failed || r.Data["canary"] != true {
+		t.Errorf("verify the restored node: %+v, %v", r, err)
+	}
 }

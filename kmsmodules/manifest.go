@@ -25,19 +25,43 @@ const manifestSuffix = ".manifest.json"
 // HSM key, the objects the node held, and a canary ciphertext that a
 // restored node must decrypt. It holds no key.
 type manifest struct {
-	Format   int       `json:"format"` // 1
-	Created  time.Time `json:"created"`
-	Endpoint string    `json:"endpoint"` // the node backed up
-	NodeID   uint32    `json:"node_id"`
-	Version  string    `json:"version"` // its server version
-	Snapshot string    `json:"snapshot"`
-	Size     int64     `json:"size"`
-	SHA256   string    `json:"sha256"`
+	Format  int       `json:"format"` // 1
+	Created time.Time `json:"created"`
+	// Cluster is the inventory group backed up ("" when not given).
+	Cluster  string `json:"cluster,omitempty"`
+	Endpoint string `json:"endpoint"` // the node backed up
+	NodeID   uint32 `json:"node_id"`
+	Version  string `json:"version"` // its server version
+	// Nodes are the cluster's members as the node backed up knew them.
+	Nodes    []manifestNode `json:"nodes,omitempty"`
+	Snapshot string         `json:"snapshot"`
+	// Compression is "gzip" when the snapshot file is gzip-compressed,
+	// "" when it is the server's raw snapshot.
+	Compression string `json:"compression,omitempty"`
+	Size        int64  `json:"size"` // of the file
+	SHA256      string `json:"sha256"`
+	// Counts are the numbers of enclaves, keys, policies and identities
+	// in Objects.
+	Counts *counts `json:"counts,omitempty"`
 	// HSMFingerprint is the fingerprint of the HSM key in the node's env
 	// file: the key the snapshot's values are sealed under.
 	HSMFingerprint string  `json:"hsm_fingerprint"`
 	Objects        objects `json:"objects"`
 	Canary         *canary `json:"canary,omitempty"` // nil when the node held no key
+}
+
+// manifestNode is a cluster member: its node ID and endpoint.
+type manifestNode struct {
+	ID       uint32 `json:"id"`
+	Endpoint string `json:"endpoint"`
+}
+
+// counts are the numbers of objects a backup holds.
+type counts struct {
+	Enclaves   int `json:"enclaves"`
+	Keys       int `json:"keys"`
+	Policies   int `json:"policies"`
+	Identities int `json:"identities"`
 }
 
 // canary is a ciphertext made at backup time under one of the backed-up
@@ -69,12 +93,17 @@ type key struct {
 }
 
 // count is the number of enclaves, keys, policies and identities.
-func (o objects) count() map[string]any {
-	var k, p, i int
+func (o objects) count() counts {
+	c := counts{Enclaves: len(o.Enclaves)}
 	for _, e := range o.Enclaves {
-		k, p, i = k+len(e.Keys), p+len(e.Policies), i+len(e.Identities)
+		c.Keys, c.Policies, c.Identities = c.Keys+len(e.Keys), c.Policies+len(e.Policies), c.Identities+len(e.Identities)
 	}
-	return map[string]any{"enclaves": len(o.Enclaves), "keys": k, "policies": p, "identities": i}
+	return c
+}
+
+// data is the registered form of c.
+func (c counts) data() map[string]any {
+	return map[string]any{"enclaves": c.Enclaves, "keys": c.Keys, "policies": c.Policies, "identities": c.Identities}
 }
 
 // listObjects lists every object of the node c talks to.

@@ -82,7 +82,7 @@ func (r restoreModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result,
 
 func (rs restoration) data() map[string]any {
 	d := map[string]any{"src": rs.src, "sha256": rs.m.SHA256}
-	for k, v := range rs.m.Objects.count() {
+	for k, v := range rs.m.Objects.count().data() {
 		d[k] = v
 	}
 	return d

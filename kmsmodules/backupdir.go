@@ -1,0 +1,145 @@
+package kmsmodules
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// A backup directory holds kmsctl's backups: pairs of a snapshot named
+// after the vendor's pattern YYYYMMDD_HHMMSS_kms.db.gzip (UTC) and its
+// manifest, the same name plus .manifest.json. Other files in it are never
+// touched.
+
+// backupTimeLayout is the time part of a backup's name.
+const backupTimeLayout = "20060102_150405"
+
+// BackupSuffix ends the name of every snapshot kmsctl backup writes.
+const BackupSuffix = "_kms.db.gzip"
+
+// ManifestSuffix is added to a snapshot's name to name its manifest.
+const ManifestSuffix = manifestSuffix
+
+var backupName = regexp.MustCompile(`^[0-9]{8}_[0-9]{6}_kms\.db\.gzip$`)
+
+// ErrNoBackup is returned by NewestBackup when no backup in the directory
+// checks out.
+var ErrNoBackup = errors.New("no good backup")
+
+// BackupName is the name of a snapshot taken at t: YYYYMMDD_HHMMSS_kms.db.gzip
+// in UTC.
+func BackupName(t time.Time) string {
+	return t.UTC().Format(backupTimeLayout) + BackupSuffix
+}
+
+// Backup is one of kmsctl's backups in a directory: a snapshot and its
+// manifest.
+type Backup struct {
+	Snapshot string    // path of the snapshot
+	Manifest string    // path of its manifest
+	Time     time.Time // when it was taken, from its name (UTC)
+}
+
+// ListBackups returns kmsctl's own backups in dir, newest first: each file
+// named after the pattern with a manifest beside it that kmsctl wrote for
+// it (one that reads as a kmsctl manifest and names that snapshot).
+// Everything else is left out.
+func ListBackups(dir string) ([]Backup, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list backups in %s: %w", dir, err)
+	}
+	var out []Backup
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || !backupName.MatchString(name) {
+			continue
+		}
+		t, err := time.Parse(backupTimeLayout, strings.TrimSuffix(name, BackupSuffix))
+		if err != nil {
+			continue
+		}
+		b := Backup{Snapshot: filepath.Join(dir, name), Manifest: filepath.Join(dir, name+manifestSuffix), Time: t}
+		m, err := readManifest(b.Manifest)
+		if err != nil || m.Snapshot != name {
+			continue
+		}
+		out = append(out, b)
+	}
+	slices.SortFunc(out, func(a, b Backup) int { return b.Time.Compare(a.Time) })
+	return out, nil
+}
+
+// Check checks that b's snapshot is the one its manifest describes (size
+// and sha256).
+func (b Backup) Check() error {
+	m, err := readManifest(b.Manifest)
+	if err != nil {
+		return err
+	}
+	return checkSnapshot(b.Snapshot, m)
+}
+
+// NewestBackup is "the newest backup" of dir: the newest of kmsctl's
+// backups whose snapshot checks out against its manifest. It returns an
+// error wrapping ErrNoBackup when none does.
+func NewestBackup(dir string) (Backup, error) {
+	bs, err := ListBackups(dir)
+	if err != nil {
+		return Backup{}, err
+	}
+	return newestGood(bs, dir)
+}
+
+func newestGood(bs []Backup, dir string) (Backup, error) {
+	for _, b := range bs {
+		if b.Check() == nil {
+			return b, nil
+		}
+	}
+	return Backup{}, fmt.Errorf("%w in %s (of %d backup(s) by kmsctl, none checks out against its manifest)", ErrNoBackup, dir, len(bs))
+}
+
+// PruneBackups removes kmsctl's backups in dir beyond the keep newest
+// (snapshot and manifest, the manifest last), and returns the snapshots
+// removed. The newest backup that checks out is never removed, even when
+// keep newer ones do not. keep < 1 removes nothing.
+func PruneBackups(dir string, keep int) ([]string, error) {
+	if keep < 1 {
+		return nil, nil
+	}
+	bs, err := ListBackups(dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(bs) <= keep {
+		return nil, nil
+	}
+	good, err := newestGood(bs, dir)
+	if err != nil && !errors.Is(err, ErrNoBackup) {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, b := range bs[keep:] {
+		if b.Snapshot == good.Snapshot {
+			continue
+		}
+		if err := os.Remove(b.Snapshot); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove old backup: %w", err))
+			continue
+		}
+		if err := os.Remove(b.Manifest); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove old backup's manifest: %w", err))
+			continue
+		}
+		removed = append(removed, b.Snapshot)
+	}
+	return removed, errors.Join(errs...)
+}
