@@ -93,6 +93,7 @@ func newApp(e env) *cli.App {
 		newPingCommand(e, opts),
 		newPlayCommand(e, opts),
 		newStatusCommand(e, opts),
+		newBackupCommand(e, opts),
 		newRunsCommand(e),
 	}
 	for _, c := range app.Commands {

@@ -9,6 +9,7 @@
 //	kmsctl inventory list|graph   show hosts with resolved variables (secrets masked)
 //	kmsctl ping [HOST...]         connect and run `true` on each host
 //	kmsctl status [--cluster G]   each node of a Key Manager cluster and a verdict
+//	kmsctl backup [--dir D]       a snapshot and its manifest, --keep N retention
 //	kmsctl runs ls|show RUN-ID    list past runs, show one run's journal
 //	kmsctl version                print version, commit and Go version
 //
@@ -27,6 +28,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/adrg/xdg"
 	"golang.org/x/term"
@@ -55,10 +57,20 @@ type env struct {
 	// process at a second one.
 	signals <-chan os.Signal
 	exit    func(int)
+	// now is the clock (nil: time.Now); backup names its files after it.
+	now func() time.Time
 	// end is the run_end and intr the interrupter of this invocation (set
 	// by run).
 	end  *runEnd
 	intr *interrupter
+}
+
+// clock returns the time now.
+func (e env) clock() time.Time {
+	if e.now != nil {
+		return e.now()
+	}
+	return time.Now()
 }
 
 func main() {

@@ -32,6 +32,7 @@ type statusLab struct {
 	t         testing.TB
 	inventory string
 	admin     kms.APIKey
+	ca        *kmsim.CA
 	hsmKey    hsm.Key
 	nodes     []*kmsim.Node
 	hosts     []string
@@ -57,7 +58,7 @@ func newStatusLab(t testing.TB, n int) *statusLab {
 	if err := os.WriteFile(caFile, ca.CertPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l := &statusLab{t: t, admin: admin, hsmKey: hsm.New([32]byte{7}), units: map[string]string{}}
+	l := &statusLab{t: t, admin: admin, ca: ca, hsmKey: hsm.New([32]byte{7}), units: map[string]string{}}
 	var eps []string
 	for range n {
 		cert, err := ca.ServerCertificate("127.0.0.1")
