@@ -293,19 +293,46 @@ func TestBackupKeep(t *testing.T) {
 	}
 }
 
-// TestBackupNoNode: when no node answers, backup exits 3 and writes
-// nothing; --keep must not be negative.
-func TestBackupNoNode(t *testing.T) {
+// TestBackupFailures: a node whose backup fails (its env file is gone, so
+// no HSM-key fingerprint) is passed over for the next healthy one; when
+// every node fails, backup exits 2 naming each; when no node answers, it
+// exits 3 and writes nothing; --keep must not be negative.
+func TestBackupFailures(t *testing.T) {
 	l := newStatusLab(t, 2)
+	dir := filepath.Join(t.TempDir(), "b")
+	if err := os.Remove(l.envFiles[0]); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	te, code := l.backup(t, at, "--dir", dir)
+	if code != 0 {
+		t.Fatalf("kms1 without env file: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	var m backupManifest
+	raw, err := os.ReadFile(filepath.Join(dir, kmsmodules.BackupName(at)+".manifest.json"))
+	if err != nil || json.Unmarshal(raw, &m) != nil || m.Endpoint != l.nodes[1].Host() {
+		t.Fatalf("backup not from kms2: %+v, %v", m, err)
+	}
+	if err := os.Remove(l.envFiles[1]); err != nil {
+		t.Fatal(err)
+	}
+	te, code = l.backup(t, at.Add(time.Second), "--dir", dir)
+	if code != exit.HostFailed || !strings.Contains(te.errOut.String(), "kms1") || !strings.Contains(te.errOut.String(), "kms2") {
+		t.Fatalf("every node fails: exit %d, want 2 naming both\n%s\n%s", code, te.out, te.errOut)
+	}
+	if bs, _ := kmsmodules.ListBackups(dir); len(bs) != 1 {
+		t.Errorf("%d backups after a failed run, want 1", len(bs))
+	}
+
 	for _, s := range l.servers {
 		s.Close()
 	}
-	dir := filepath.Join(t.TempDir(), "b")
-	te, code := l.backup(t, time.Now(), "--dir", dir)
+	empty := filepath.Join(t.TempDir(), "none")
+	te, code = l.backup(t, time.Now(), "--dir", empty)
 	if code != exit.Unreachable || !strings.Contains(te.errOut.String(), "no node of group kms answers") {
 		t.Fatalf("no node answers: exit %d\n%s\n%s", code, te.out, te.errOut)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
 		t.Errorf("files written: %v", entries)
 	}
 	if te, code := l.backup(t, time.Now(), "--keep", "-1"); code != exit.Usage {
