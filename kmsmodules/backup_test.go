@@ -1,6 +1,8 @@
 package kmsmodules_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"github.com/kmsctl/kmsctl/kms"
 	"github.com/kmsctl/kmsctl/kms/kmsim"
 	"github.com/kmsctl/kmsctl/kms/pb"
+	"github.com/kmsctl/kmsctl/kmsmodules"
 )
 
 // populate creates an enclave (beside the default one) with two keys, a
@@ -278,5 +281,38 @@ func TestBackupGzip(t *testing.T) {
 	}
 	if r, err := l.run("kms_verify", fh, map[string]any{"manifest": dest + ".manifest.json", "exact": true}, false); err != nil || r.Failed || r.Data["canary"] != true {
 		t.Errorf("verify the restored node: %+v, %v", r, err)
+	}
+
+	// The read-back check: the pair written passes; a snapshot that is not
+	// what the manifest says, or a gzip stream cut short whose manifest
+	// matches it, fails with a verification error.
+	if err := kmsmodules.CheckWritten(dest); err != nil {
+		t.Fatalf("check of the pair written: %v", err)
+	}
+	short := filepath.Join(t.TempDir(), "20261202_080001_kms.db.gzip")
+	cut := b[:len(b)-10]
+	if err := os.WriteFile(short, cut, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var mm map[string]any
+	raw, _ := os.ReadFile(dest + ".manifest.json")
+	if err := json.Unmarshal(raw, &mm); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(cut)
+	mm["snapshot"], mm["size"], mm["sha256"] = filepath.Base(short), len(cut), hex.EncodeToString(sum[:])
+	raw, _ = json.Marshal(mm)
+	if err := os.WriteFile(short+".manifest.json", raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := kmsmodules.CheckWritten(short); !isVerification(err) || !strings.Contains(err.Error(), "decompress") {
+		t.Errorf("a gzip stream cut short: %v; want a verification error", err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(dest, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := kmsmodules.CheckWritten(dest); !isVerification(err) || !strings.Contains(err.Error(), "not the one its manifest describes") {
+		t.Errorf("a changed snapshot: %v; want a verification error", err)
 	}
 }

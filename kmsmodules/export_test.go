@@ -17,3 +17,6 @@ func EditWithoutPlan(ctx context.Context, o Options, env *tasks.Env, id uint32) 
 	defer a.close()
 	return m.edit(ctx, a, removal{id: id})
 }
+
+// CheckWritten is kms_backup's read-back check of the pair at dest.
+func CheckWritten(dest string) error { return checkWritten(dest) }
