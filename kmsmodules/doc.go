@@ -6,6 +6,9 @@
 // the system pool, and authenticate with the admin API key from the
 // environment, a 0600 file or a command (never from a variable).
 //
+// BackupName, ListBackups, NewestBackup and PruneBackups know the backup
+// directories kms_backup's pairs (snapshot and manifest) are kept in.
+//
 // Register adds them to a tasks.Registry. Each module's Plan is read-only
 // (--check); Apply starts with the same Plan and does nothing when there is
 // nothing to do, so that running a module twice changes nothing the second
