@@ -155,8 +155,9 @@ null:
 }
 
 // TestGroupBodyReadToTheEnd: a problem in a group body (a duplicate key
-// under the group or under its children:) does not stop the keys after it
-// from being read and checked; an empty hosts: or children: is no problem.
+// under the group, its children: or its hosts:, a bad host name) does not
+// stop what follows from being read and checked, each host of a range is
+// checked; an empty hosts: or children: is no problem.
 func TestGroupBodyReadToTheEnd(t *testing.T) {
 	probs := problemsOf(t, `all:
   children:
@@ -179,9 +180,20 @@ func TestGroupBodyReadToTheEnd(t *testing.T) {
     empty:
       hosts:
       children:
+    db:
+      hosts:
+        d1:
+        d1:
+        "-d[1:2]":
+        d3:
+          ansible_port: 0
 `)
 	want := []string{"6:7: all.children.web.hosts: duplicate key", "9:23: all.children.web.vars.ansible_port: port 0 out of range",
-		"13:9: all.children.web.children.a: duplicate key", "18:29: all.children.web.children.b.hosts.h5.ansible_port: port 0 out of range"}
+		"13:9: all.children.web.children.a: duplicate key", "18:29: all.children.web.children.b.hosts.h5.ansible_port: port 0 out of range",
+		"25:9: all.children.db.hosts.d1: duplicate key",
+		`26:9: all.children.db.hosts.-d[1:2]: invalid host name "-d1": must not start with '-'`,
+		`26:9: all.children.db.hosts.-d[1:2]: invalid host name "-d2": must not start with '-'`,
+		"28:25: all.children.db.hosts.d3.ansible_port: port 0 out of range"}
 	var got []string
 	for _, p := range probs {
 		got = append(got, fmt.Sprintf("%d:%d: %s: %s", p.Pos.Line, p.Pos.Column, p.Field, p.Problem))
