@@ -337,8 +337,10 @@ func TestEveryProblemAtOnce(t *testing.T) {
 // both hosts and where each was set; endpoints derived from one
 // ansible_host are not.
 func TestDuplicateEndpoint(t *testing.T) {
+	// A host without kms_endpoint (listed first) does not end the check.
 	_, err := Parse("inv.yml", []byte(`all:
   hosts:
+    bastion:
     kms1:
       kms_endpoint: kms1.example:7373
     kms2:
@@ -346,7 +348,7 @@ func TestDuplicateEndpoint(t *testing.T) {
     kms3:
       kms_endpoint: kms3.example:7373
 `))
-	want := "inv.yml:6:21: host kms2: kms_endpoint: endpoint KMS1.example:7373 is also the endpoint of host kms1 (set at inv.yml:4:21) (give each Key Manager node its own kms_endpoint, its host:port as the cluster knows it)"
+	want := "inv.yml:7:21: host kms2: kms_endpoint: endpoint KMS1.example:7373 is also the endpoint of host kms1 (set at inv.yml:5:21) (give each Key Manager node its own kms_endpoint, its host:port as the cluster knows it)"
 	if err == nil || err.Error() != want {
 		t.Errorf("got  %v\nwant %s", err, want)
 	}

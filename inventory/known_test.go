@@ -65,6 +65,11 @@ func TestKnownValueChecks(t *testing.T) {
 		{VarService, `"minkms;reboot"`, "invalid systemd unit name"},
 		{VarService, `"-minkms"`, "invalid systemd unit name"},
 		{VarService, "5", "must be a string, got a number"},
+		// Key commands: words without control characters, the first not empty.
+		{VarAPIKeyCommand, `"pass show 'kms/api key'"`, ""},
+		{VarAPIKeyCommand, `"pass show\u0001"`, "command contains control characters"},
+		{VarHSMKeyCommand, `[pass, "show\u007f"]`, "command contains control characters"},
+		{VarHSMKeyCommand, `["", show]`, "command contains control characters or starts with an empty word"},
 	} {
 		_, err := ParseVars("v.yml", []byte(c.name+": "+c.yaml+"\n"))
 		switch {
