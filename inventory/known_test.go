@@ -65,6 +65,10 @@ func TestKnownValueChecks(t *testing.T) {
 		{VarService, `"minkms;reboot"`, "invalid systemd unit name"},
 		{VarService, `"-minkms"`, "invalid systemd unit name"},
 		{VarService, "5", "must be a string, got a number"},
+		// Endpoints: host:port with a host.
+		{VarEndpoint, "kms1.example:7373", ""},
+		{VarEndpoint, `":7373"`, `must be host:port, got ":7373"`},
+		{VarAPIAddress, "kms1.example", `must be host:port, got "kms1.example"`},
 		// Key commands: words without control characters, the first not empty.
 		{VarAPIKeyCommand, `"pass show 'kms/api key'"`, ""},
 		{VarAPIKeyCommand, `"pass show\u0001"`, "command contains control characters"},
