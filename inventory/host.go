@@ -66,6 +66,13 @@ type KMSNode struct {
 	APIKeyCommand []string // kms_api_key_command
 	HSMKeyFile    string   // kms_hsm_key_file
 	HSMKeyCommand []string // kms_hsm_key_command
+	// The local files (~ expanded) installed on the node by `kmsctl
+	// recover node`; "" if unset (a file already on the host is then kept).
+	BinarySrc  string // kms_binary_src: the server binary
+	TLSCertSrc string // kms_tls_cert_src: this node's own certificate
+	TLSKeySrc  string // kms_tls_key_src: this node's own private key
+	CASrc      string // kms_ca_src: the CA certificate
+	ConfigSrc  string // kms_config_src: the config file (else rendered from a built-in template)
 }
 
 // resolved is a host's merged variables with helpers that collect problems
@@ -255,6 +262,11 @@ func (r *resolved) kmsNode(api API) KMSNode {
 		APIAddress:  r.str("", VarAPIAddress),
 		APIKeyFile:  r.localPath(VarAPIKeyFile),
 		HSMKeyFile:  r.localPath(VarHSMKeyFile),
+		BinarySrc:   r.localPath(VarBinarySrc),
+		TLSCertSrc:  r.localPath(VarTLSCertSrc),
+		TLSKeySrc:   r.localPath(VarTLSKeySrc),
+		CASrc:       r.localPath(VarCASrc),
+		ConfigSrc:   r.localPath(VarConfigSrc),
 	}
 	n.APIKeyCommand = r.command(VarAPIKeyCommand)
 	n.HSMKeyCommand = r.command(VarHSMKeyCommand)

@@ -414,3 +414,41 @@ all:
 		t.Errorf("an HSM key in an inventory: %v; want a refusal at inv.yml:4:20 pointing to MINIO_KMS_HSM_KEY", err)
 	}
 }
+
+// TestNodeFileSources: the local sources of the node's files are read
+// with ~ expanded; a value that is not a path is an error naming it.
+func TestNodeFileSources(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	inv := mustParse(t, `
+all:
+  vars:
+    kms_binary_src: ~/bin/minkms
+    kms_ca_src: ./pki/ca.crt
+  hosts:
+    kms1:
+      kms_tls_cert_src: /pki/kms1.crt
+      kms_tls_key_src: /pki/kms1.key
+      kms_config_src: /pki/config.yaml
+    kms2:
+`)
+	n, err := inv.Node("kms1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.BinarySrc != filepath.Join(home, "bin/minkms") || n.CASrc != "./pki/ca.crt" || n.TLSCertSrc != "/pki/kms1.crt" ||
+		n.TLSKeySrc != "/pki/kms1.key" || n.ConfigSrc != "/pki/config.yaml" {
+		t.Errorf("file sources: %+v", n)
+	}
+	n, err = inv.Node("kms2", nil)
+	if err != nil || n.TLSCertSrc != "" || n.TLSKeySrc != "" || n.ConfigSrc != "" {
+		t.Errorf("kms2 names no certificate or config source: %+v, %v", n, err)
+	}
+	for _, name := range []string{"kms_binary_src", "kms_tls_cert_src", "kms_tls_key_src", "kms_ca_src", "kms_config_src"} {
+		for _, v := range []any{7, "a\x01b"} {
+			if _, err := inv.Node("kms1", map[string]any{name: v}); err == nil || !strings.Contains(err.Error(), name) {
+				t.Errorf("%s = %q: %v, want an error naming it", name, v, err)
+			}
+		}
+	}
+}

@@ -49,6 +49,13 @@ const (
 	VarAPIKeyCommand = "kms_api_key_command"
 	VarHSMKeyFile    = "kms_hsm_key_file"
 	VarHSMKeyCommand = "kms_hsm_key_command"
+	// The local sources of the node's files, installed by the recovery
+	// (and provisioning) commands.
+	VarBinarySrc  = "kms_binary_src"
+	VarTLSCertSrc = "kms_tls_cert_src"
+	VarTLSKeySrc  = "kms_tls_key_src"
+	VarCASrc      = "kms_ca_src"
+	VarConfigSrc  = "kms_config_src"
 	// VarAPIKey and VarHSMKey are refused with every value: the keys come
 	// from the environment, a 0600 file or a command (KeySource), never
 	// from a variable.
@@ -120,6 +127,11 @@ var knownVars = map[string]checker{
 	VarAPIKeyCommand:  checkCommand,
 	VarHSMKeyFile:     checkLocalPath,
 	VarHSMKeyCommand:  checkCommand,
+	VarBinarySrc:      checkLocalPath,
+	VarTLSCertSrc:     checkLocalPath,
+	VarTLSKeySrc:      checkLocalPath,
+	VarCASrc:          checkLocalPath,
+	VarConfigSrc:      checkLocalPath,
 	VarAPIKey:         refuseKey(EnvAPIKey, VarAPIKeyFile, VarAPIKeyCommand),
 	VarHSMKey:         refuseKey(EnvHSMKey, VarHSMKeyFile, VarHSMKeyCommand),
 }

@@ -36,6 +36,17 @@ func (c *Client) CreateKey(ctx context.Context, enclave, name string) error {
 	return nil
 }
 
+// DeleteKey deletes a key from enclave (KEY:DELETE).
+func (c *Client) DeleteKey(ctx context.Context, enclave, name string) error {
+	if err := checkEnclave(enclave); err != nil {
+		return fmt.Errorf("delete key %q: %w", name, err)
+	}
+	if err := c.send1(ctx, "", enclave, wire.KeyDelete, &pb.DeleteKeyRequest{Name: name}, nil); err != nil {
+		return fmt.Errorf("delete key %q in enclave %q: %w", name, enclave, err)
+	}
+	return nil
+}
+
 // Encrypt encrypts plaintext with the latest version of key (KEY:ENCRYPT)
 // and returns the ciphertext and the key version used.
 func (c *Client) Encrypt(ctx context.Context, enclave, key string, plaintext, associatedData []byte) (ciphertext []byte, version uint32, err error) {

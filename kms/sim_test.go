@@ -224,6 +224,18 @@ func TestClientAgainstSimulator(t *testing.T) {
 	if got := collect(t, c.ListKeys(ctx, "tenant", "k"), (*pb.KeyStatusResponse).GetName); !slices.Equal(got, []string{"k1", "k2"}) {
 		t.Fatalf("keys with prefix k: %v", got)
 	}
+	if err := c.CreateKey(ctx, "tenant", "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteKey(ctx, "tenant", "gone"); err != nil {
+		t.Fatalf("DeleteKey: %v", err)
+	}
+	if got := keyNames(t, c, "tenant"); !slices.Equal(got, []string{"k1", "k2", "other"}) {
+		t.Fatalf("keys after DeleteKey: %v", got)
+	}
+	if err := c.DeleteKey(ctx, "tenant", "gone"); !errors.Is(err, kms.ErrKeyNotFound) {
+		t.Fatalf("DeleteKey of a deleted key: %v", err)
+	}
 	if got := collect(t, c.ListPolicies(ctx, "tenant", ""), (*pb.PolicyStatusResponse).GetName); !slices.Equal(got, []string{"encrypt-k"}) {
 		t.Fatalf("policies %v", got)
 	}

@@ -1,6 +1,8 @@
 // Package kmsmodules holds the Key Manager modules of playbooks: kms_status,
 // kms_remove_node, kms_add_node, kms_wait, kms_hsm_check, kms_backup,
-// kms_restore, kms_verify and kms_hsm_fingerprint. They reach a node's Key
+// kms_restore, kms_verify, kms_hsm_fingerprint, kms_probe_write (a
+// throw-away key created, used and deleted through one node) and
+// kms_env_file (the node's env file with the operator's HSM key). They reach a node's Key
 // Manager API as the inventory says (kms_api: through the node's SSH
 // connection, or directly), verify its certificate against kms_ca_file or
 // the system pool, and authenticate with the admin API key from the
@@ -48,6 +50,8 @@ func Register(r *tasks.Registry, o Options) {
 	r.Register("kms_restore", restoreModule{m})
 	r.Register("kms_verify", verifyModule{m})
 	r.Register("kms_hsm_fingerprint", hsmFingerprintModule{m})
+	r.Register("kms_probe_write", probeWriteModule{m})
+	r.Register("kms_env_file", envFileModule{m})
 }
 
 // mods is what every module shares: the options.
