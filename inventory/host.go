@@ -3,6 +3,7 @@ package inventory
 import (
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -51,6 +52,7 @@ type KMSNode struct {
 	CertsDir    string // kms_certs_dir, default /etc/minkms/certs
 	Binary      string // kms_binary, default /usr/local/bin/minkms
 	Service     string // kms_service: systemd unit, default minkms.service
+	UnitFile    string // kms_unit_file: the unit's file, default /etc/systemd/system/SERVICE
 	User        string // kms_user: the service's system user, default minkms-user
 	API         API    // kms_api: direct (default) or ssh
 	CAFile      string // kms_ca_file: local CA file to verify the server, ~ expanded; "" if unset
@@ -268,6 +270,7 @@ func (r *resolved) kmsNode(api API) KMSNode {
 		CASrc:       r.localPath(VarCASrc),
 		ConfigSrc:   r.localPath(VarConfigSrc),
 	}
+	n.UnitFile = r.str(path.Join(DefaultUnitDir, n.Service), VarUnitFile)
 	n.APIKeyCommand = r.command(VarAPIKeyCommand)
 	n.HSMKeyCommand = r.command(VarHSMKeyCommand)
 	r.checkStorageHolds(n)

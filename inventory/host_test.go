@@ -110,7 +110,7 @@ all:
 	}
 	want := KMSNode{Host: "kms1", Endpoint: "kms1:7373", Port: 7373, StoragePath: "/mnt/minio-kms",
 		ConfigFile: "/etc/minkms/config.yaml", EnvFile: "/etc/default/minkms", CertsDir: "/etc/minkms/certs",
-		Binary: "/usr/local/bin/minkms", Service: "minkms.service", User: "minkms-user", API: APIDirect}
+		Binary: "/usr/local/bin/minkms", Service: "minkms.service", UnitFile: "/etc/systemd/system/minkms.service", User: "minkms-user", API: APIDirect}
 	if !reflect.DeepEqual(n, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", n, want)
 	}
@@ -152,7 +152,7 @@ all:
 	}
 	want := KMSNode{Host: "kms1", Endpoint: "kms1.cluster:7373", Port: 7373, StoragePath: "/srv/minkms/data",
 		ConfigFile: "/opt/minkms/config.yaml", EnvFile: "/opt/minkms/env", CertsDir: "/opt/minkms/certs",
-		Binary: "/opt/minkms/bin/minkms", Service: "minkms", User: "kms", API: APISSH, CAFile: filepath.Join(home, "ca.pem")}
+		Binary: "/opt/minkms/bin/minkms", Service: "minkms", UnitFile: "/etc/systemd/system/minkms", User: "kms", API: APISSH, CAFile: filepath.Join(home, "ca.pem")}
 	if !reflect.DeepEqual(n, want) {
 		t.Errorf("overrides:\n got %+v\nwant %+v", n, want)
 	}
@@ -431,18 +431,23 @@ all:
       kms_tls_key_src: /pki/kms1.key
       kms_config_src: /pki/config.yaml
     kms2:
+      kms_service: kms.service
+      kms_unit_file: /tmp/kms.service
 `)
 	n, err := inv.Node("kms1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n.BinarySrc != filepath.Join(home, "bin/minkms") || n.CASrc != "./pki/ca.crt" || n.TLSCertSrc != "/pki/kms1.crt" ||
-		n.TLSKeySrc != "/pki/kms1.key" || n.ConfigSrc != "/pki/config.yaml" {
+		n.TLSKeySrc != "/pki/kms1.key" || n.ConfigSrc != "/pki/config.yaml" || n.UnitFile != "/etc/systemd/system/minkms.service" {
 		t.Errorf("file sources: %+v", n)
 	}
 	n, err = inv.Node("kms2", nil)
-	if err != nil || n.TLSCertSrc != "" || n.TLSKeySrc != "" || n.ConfigSrc != "" {
+	if err != nil || n.TLSCertSrc != "" || n.TLSKeySrc != "" || n.ConfigSrc != "" || n.UnitFile != "/tmp/kms.service" {
 		t.Errorf("kms2 names no certificate or config source: %+v, %v", n, err)
+	}
+	if _, err := inv.Node("kms2", map[string]any{"kms_unit_file": "relative/x"}); err == nil || !strings.Contains(err.Error(), "kms_unit_file") {
+		t.Errorf("a relative kms_unit_file: %v", err)
 	}
 	for _, name := range []string{"kms_binary_src", "kms_tls_cert_src", "kms_tls_key_src", "kms_ca_src", "kms_config_src"} {
 		for _, v := range []any{7, "a\x01b"} {

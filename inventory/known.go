@@ -42,6 +42,7 @@ const (
 	VarCertsDir      = "kms_certs_dir"
 	VarBinary        = "kms_binary"
 	VarService       = "kms_service"
+	VarUnitFile      = "kms_unit_file"
 	VarKMSUser       = "kms_user"
 	VarCAFile        = "kms_ca_file"
 	VarAPIAddress    = "kms_api_address"
@@ -76,6 +77,7 @@ const (
 	DefaultCertsDir    = "/etc/minkms/certs"
 	DefaultBinary      = "/usr/local/bin/minkms"
 	DefaultService     = "minkms.service"
+	DefaultUnitDir     = "/etc/systemd/system"
 	DefaultKMSUser     = "minkms-user"
 	DefaultBecomeUser  = "root"
 	DefaultAPI         = APIDirect
@@ -120,6 +122,7 @@ var knownVars = map[string]checker{
 	VarCertsDir:       checkRemoteDir,
 	VarBinary:         checkRemoteFile,
 	VarService:        checkService,
+	VarUnitFile:       checkRemoteFile,
 	VarKMSUser:        checkLoginName,
 	VarCAFile:         checkLocalPath,
 	VarAPIAddress:     checkEndpoint,

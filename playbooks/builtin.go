@@ -15,7 +15,7 @@ import (
 	"github.com/kmsctl/kmsctl/tasks"
 )
 
-//go:embed builtin/*.yml
+//go:embed builtin/*.yml builtin/templates/*.j2
 var builtinFS embed.FS
 
 // builtinDir is the directory of the embedded playbooks.
@@ -89,14 +89,35 @@ var ErrAmbiguous = errors.New("names both a file in the current directory and a 
 const BuiltinPrefix = "builtin:"
 
 // Show returns the YAML of the built-in playbook called name (".yml" and
-// BuiltinPrefix optional).
+// BuiltinPrefix optional), or the text of one of their templates named
+// "templates/NAME.j2" (as the playbooks' src: names it).
 func Show(name string) ([]byte, error) {
+	if tpl, ok := strings.CutPrefix(strings.TrimPrefix(name, BuiltinPrefix), "templates/"); ok {
+		b, err := fs.ReadFile(builtinFiles(), "templates/"+tpl)
+		if err != nil || strings.ContainsAny(tpl, "/\\") {
+			return nil, fmt.Errorf("show template %q: %w (templates: %s)", name, ErrUnknown, strings.Join(templateNames(), ", "))
+		}
+		return b, nil
+	}
 	name = strings.TrimSuffix(strings.TrimPrefix(name, BuiltinPrefix), ".yml")
 	b, err := fs.ReadFile(builtinFiles(), name+".yml")
 	if err != nil || strings.ContainsAny(name, "/\\") {
 		return nil, fmt.Errorf("show playbook %q: %w (built-in: %s)", name, ErrUnknown, strings.Join(names(), ", "))
 	}
 	return b, nil
+}
+
+// templateNames are the built-in templates as Show takes them.
+func templateNames() []string {
+	entries, err := fs.ReadDir(builtinFiles(), "templates")
+	if err != nil {
+		panic(fmt.Sprintf("embedded templates: %v", err)) // impossible: the directory is embedded
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, "templates/"+e.Name())
+	}
+	return out
 }
 
 func names() []string {

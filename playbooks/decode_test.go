@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kmsctl/kmsctl/kmsmodules"
 	"github.com/kmsctl/kmsctl/modules"
 	"github.com/kmsctl/kmsctl/tasks"
 	"github.com/kmsctl/kmsctl/yamlpos"
@@ -18,6 +19,7 @@ import (
 func builtin() *tasks.Registry {
 	reg := tasks.NewRegistry()
 	modules.Register(reg)
+	kmsmodules.Register(reg, kmsmodules.Options{})
 	return reg
 }
 
@@ -181,6 +183,19 @@ func TestBuiltins(t *testing.T) {
 	}
 	if _, err := Show("../decode.go"); err == nil {
 		t.Error("Show escaped the built-in directory")
+	}
+	for _, tpl := range templateNames() {
+		if b, err := Show(tpl); err != nil || !strings.Contains(string(b), "written by kmsctl") {
+			t.Errorf("Show(%s) = %q, %v", tpl, b, err)
+		}
+	}
+	if b, err := Show("templates/minkms.env.j2"); err != nil || !strings.Contains(string(b), "MINIO_KMS_HSM_KEY={{ kms_hsm_key }}") {
+		t.Errorf("Show(templates/minkms.env.j2) = %q, %v", b, err)
+	}
+	for _, bad := range []string{"templates/nosuch.j2", "templates/../ping.yml", "templates/"} {
+		if _, err := Show(bad); err == nil {
+			t.Errorf("Show(%s) succeeded", bad)
+		}
 	}
 	if _, err := Load("nosuch.yml", reg); err == nil || !strings.Contains(err.Error(), "ping") {
 		t.Errorf("Load(nosuch) = %v, want an error listing the built-ins", err)

@@ -95,6 +95,7 @@ func newApp(e env) *cli.App {
 		newStatusCommand(e, opts),
 		newBackupCommand(e, opts),
 		newRunsCommand(e),
+		newRecoverCommand(e, opts),
 	}
 	for _, c := range app.Commands {
 		c.OnUsageError = app.OnUsageError

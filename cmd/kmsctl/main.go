@@ -51,6 +51,9 @@ type env struct {
 	stateDir string
 	// terminal is true when stdout is an interactive terminal.
 	terminal bool
+	// stdin answers a confirmation when it is a terminal too (nil: no
+	// question can be asked).
+	stdin io.Reader
 	// width is the terminal's width in columns (0 = unknown).
 	width int
 	// signals are SIGINT and SIGTERM (nil: none watched); exit exits the
@@ -87,6 +90,9 @@ func main() {
 	}
 	if e.terminal {
 		e.width, _, _ = term.GetSize(int(os.Stdout.Fd()))
+	}
+	if term.IsTerminal(int(os.Stdin.Fd())) {
+		e.stdin = os.Stdin
 	}
 	code := run(context.Background(), e, os.Args)
 	signal.Stop(sigs)

@@ -1,0 +1,367 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/playbooks"
+	"github.com/kmsctl/kmsctl/tasks"
+)
+
+// newRecoverCommand builds `kmsctl recover node HOST...`.
+func newRecoverCommand(e env, opts optionsFunc) *cli.Command {
+	return &cli.Command{
+		Name:   "recover",
+		Usage:  "recover dead Key Manager nodes from the survivors",
+		Action: unknownCommand,
+		Subcommands: []*cli.Command{{
+			Name:      "node",
+			Usage:     "rebuild dead nodes: fence, wipe, remove the ID, push files, start, add, wait, prove (built-in playbook recover-node)",
+			ArgsUsage: "HOST...",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "cluster", Usage: "the inventory `GROUP` whose hosts are the cluster's nodes", Value: defaultCluster},
+				&cli.BoolFlag{Name: "yes", Usage: "change the hosts without asking (for scripts)"},
+			},
+			Action: func(c *cli.Context) error {
+				if c.NArg() == 0 {
+					return exit.Usagef("recover node: name the dead hosts (kmsctl recover node HOST...)")
+				}
+				o, err := opts(c)
+				if err != nil {
+					return err
+				}
+				return recoverNode(c.Context, e, o, c.String("cluster"), c.Args().Slice(), c.Bool("yes"))
+			},
+		}},
+	}
+}
+
+// Task names of the preflight play beyond status's.
+const (
+	taskOperatorHSM = "HSM key to install"
+	fileStatPrefix  = "file "
+)
+
+// recoverNode runs the read-only preflight, prints the plan, asks (unless
+// yes or --check), and runs the built-in recover-node playbook: first the
+// dead IDs removed one at a time, then each node rebuilt and added one at
+// a time.
+func recoverNode(ctx context.Context, e env, o options, group string, targets []string, yes bool) error {
+	inv, err := loadInventory(o, false)
+	if err != nil {
+		return err
+	}
+	hosts, nodes, err := statusHosts(inv, o, group)
+	if err != nil {
+		return err
+	}
+	for _, t := range targets {
+		if !slices.ContainsFunc(nodes, func(n inventory.KMSNode) bool { return n.Host == t }) {
+			return exit.Usagef("recover node: %s is not a host of group %s (--cluster GROUP)", t, group)
+		}
+	}
+	in, err := recoverPreflight(ctx, e, o, group, inv, hosts, nodes, targets)
+	if err != nil {
+		return err
+	}
+	plan, err := planRecovery(in)
+	var ref refusal
+	if errors.As(err, &ref) {
+		fmt.Fprintf(e.stdout, "preflight\n  REFUSED  %s.\n  %s.\nnothing was changed\n", ref.why, ref.todo)
+		return exit.With(exit.Refused, fmt.Errorf("recover node %s: refused: %w", strings.Join(targets, " "), err))
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "preflight: ok\n%s\n", planText(plan))
+	if o.Check {
+		fmt.Fprintln(e.stdout, "--check: nothing was changed")
+		return nil
+	}
+	if !yes {
+		if !e.terminal || e.stdin == nil {
+			return exit.Usagef("recover node changes hosts: confirm on a terminal, or pass --yes (nothing was changed)")
+		}
+		fmt.Fprintf(e.stdout, "Change %s now? [y/N] ", strings.Join(targets, ", "))
+		answer, _ := bufio.NewReader(e.stdin).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+			fmt.Fprintln(e.stdout, "nothing was changed")
+			return exit.Silent{Code: exit.Refused}
+		}
+	}
+	return recoverRun(ctx, e, o, inv, hosts, plan)
+}
+
+// recoverPreflight gathers, with one read-only play on every node at once,
+// what status gathers plus the fingerprint of the HSM key to install (on
+// the survivors) and whether the targets hold their files.
+func recoverPreflight(ctx context.Context, e env, o options, group string, inv *inventory.Inventory, hosts []tasks.Host, nodes []inventory.KMSNode, targets []string) (recoverInput, error) {
+	in := recoverInput{Targets: targets, Layout: map[string]inventory.KMSNode{}, Files: map[string][]recoverFile{}}
+	g := &gathered{results: map[string]map[string]gatheredResult{}, unreachable: map[string]string{}}
+	base := newRegistry(e, o)
+	mods := map[string]string{taskService: "service", taskHSM: "kms_hsm_fingerprint", taskAPI: "kms_status", taskOperatorHSM: "kms_hsm_check"}
+	play := statusPlay(hosts)
+	yes := true
+	play.Tasks = append(play.Tasks, tasks.Task{Name: taskOperatorHSM, Module: taskOperatorHSM, Args: map[string]any{}, Become: &yes, IgnoreErrors: true,
+		When: "not (inventory_hostname in recover_targets)"})
+	for _, n := range nodes {
+		in.Layout[n.Host] = n
+	}
+	for i, f := range recoverFiles(inventory.KMSNode{}) {
+		name := fileStatPrefix + f.What
+		mods[name] = "stat"
+		play.Tasks = append(play.Tasks, tasks.Task{Name: name, Module: name, Become: &yes, IgnoreErrors: true,
+			Args: map[string]any{"path": fmt.Sprintf("{{ recover_files[%d] }}", i)}, When: "inventory_hostname in recover_targets"})
+	}
+	for i := range play.Tasks {
+		if _, ok := mods[play.Tasks[i].Name]; ok {
+			play.Tasks[i].Module = play.Tasks[i].Name
+		}
+	}
+	for i, h := range hosts {
+		var paths []any
+		for _, f := range recoverFiles(nodes[i]) {
+			paths = append(paths, f.Path)
+		}
+		hosts[i].Vars = maps.Clone(h.Vars)
+		hosts[i].Vars["recover_files"] = paths
+	}
+	play.Hosts = hosts
+	play.Vars = map[string]any{"recover_targets": anySlice(targets)}
+	reg := tasks.NewRegistry()
+	for task, module := range mods {
+		m, ok := base.Lookup(module)
+		if !ok {
+			return in, fmt.Errorf("recover: module %s is not registered", module)
+		}
+		reg.Register(task, recorded{Module: m, g: g, task: task})
+	}
+	r, err := newRunner(e, o, "recover node preflight --cluster "+group, inv, reg, true)
+	if err != nil {
+		return in, err
+	}
+	r.engine.Forks = max(o.Forks, len(hosts))
+	r.engine.Check = false
+	sink := r.engine.Sink
+	r.engine.Sink = tasks.SinkFunc(func(ev tasks.Event) {
+		g.event(ev)
+		sink.Event(ev)
+	})
+	err = r.runWith(ctx, []tasks.Play{play}, func(ctx context.Context, _ tasks.Recap, err error) error {
+		if err != nil && ctx.Err() != nil {
+			return exit.With(exit.Interrupted, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return in, err
+	}
+	in.Nodes = g.states(nodes)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, n := range nodes {
+		res := g.results[n.Host]
+		if r, ok := res[taskOperatorHSM]; ok && in.OperatorFP == "" {
+			if fp, _ := r.res.Data["operator_fingerprint"].(string); fp != "" {
+				in.OperatorFP = fp
+			} else if in.OperatorErr == "" {
+				in.OperatorErr = resultError(r)
+			}
+		}
+		if !slices.Contains(targets, n.Host) {
+			continue
+		}
+		files := recoverFiles(n)
+		for i, f := range files {
+			if r, ok := res[fileStatPrefix+f.What]; ok && r.err == nil {
+				st, _ := r.res.Data["stat"].(map[string]any)
+				files[i].Exists, _ = st["exists"].(bool)
+			}
+		}
+		in.Files[n.Host] = files
+	}
+	if in.OperatorFP == "" && in.OperatorErr == "" {
+		in.OperatorErr = "no survivor could compare it"
+	}
+	return in, nil
+}
+
+func anySlice(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
+}
+
+// recoverRun runs the recover-node playbook's phases as plan says, in one
+// run: every dead ID removed first, one edit each, then each node
+// rebuilt and added, one at a time. It prints one line per phase with its
+// time and ends with exit 3 when a host could not be reached.
+func recoverRun(ctx context.Context, e env, o options, inv *inventory.Inventory, hosts []tasks.Host, plan recoverPlan) error {
+	reg := newRegistry(e, o)
+	pb, err := playbooks.Load(playbooks.BuiltinPrefix+"recover-node", reg)
+	if err != nil {
+		return err
+	}
+	byName := map[string]tasks.Host{}
+	for _, h := range hosts {
+		h.Vars = maps.Clone(h.Vars)
+		n := h.Target.(inventory.Host).KMS
+		for k, v := range map[string]any{inventory.VarService: n.Service, inventory.VarStoragePath: n.StoragePath, inventory.VarEnvFile: n.EnvFile,
+			inventory.VarConfigFile: n.ConfigFile, inventory.VarCertsDir: n.CertsDir, inventory.VarBinary: n.Binary, inventory.VarKMSUser: n.User,
+			inventory.VarKMSPort: n.Port, inventory.VarEndpoint: n.Endpoint, inventory.VarUnitFile: n.UnitFile} {
+			h.Vars[k] = v
+		}
+		byName[h.Name] = h
+	}
+	var plays []tasks.Play
+	phaseOf := map[string]string{} // play name → phase group, for the report
+	add := func(t recoverTarget, phases []string) {
+		vars := map[string]any{"recover_host": t.Host, "recover_id": t.ID, "recover_endpoint": t.Endpoint, "recover_via": plan.Via,
+			"recover_survivors": strings.Join(plan.Survivors, ",")}
+		for _, p := range pb.Plays {
+			pattern, err := tasks.RenderTemplate(p.Hosts, vars)
+			if err != nil {
+				continue
+			}
+			var ts []tasks.Task
+			for _, task := range p.Tasks {
+				if slices.ContainsFunc(task.Tags, func(tag string) bool { return slices.Contains(phases, tag) }) {
+					ts = append(ts, task)
+				}
+			}
+			if len(ts) == 0 {
+				continue
+			}
+			var hs []tasks.Host
+			for _, name := range strings.Split(pattern, ",") {
+				hs = append(hs, byName[name])
+			}
+			name := fmt.Sprintf("%s: %s", t.Host, p.Name)
+			phaseOf[name] = t.Host
+			plays = append(plays, tasks.Play{Name: name, Hosts: hs, Vars: mergeVars(p.Vars, vars), Tasks: ts, Handlers: p.Handlers, Files: pb.Files, Pos: p.Pos})
+		}
+	}
+	var unreachable []string
+	for _, t := range plan.Targets {
+		phases := []string{"fence", "wipe", "remove"}
+		if !t.Reachable {
+			phases = []string{"remove"}
+			unreachable = append(unreachable, t.Host)
+		}
+		if t.ID < 0 {
+			phases = slices.DeleteFunc(phases, func(p string) bool { return p == "remove" })
+		}
+		add(t, phases)
+	}
+	for _, t := range plan.Targets {
+		if t.Reachable {
+			add(t, []string{"push", "start", "add", "wait", "prove"})
+		}
+	}
+	r, err := newRunner(e, o, "recover node "+strings.Join(targetNames(plan), " "), inv, reg, false)
+	if err != nil {
+		return err
+	}
+	times := &phaseTimes{tagOf: map[string]string{}, task: map[string]time.Duration{}, took: map[string]time.Duration{}}
+	for _, p := range plays {
+		for _, t := range p.Tasks {
+			times.tagOf[p.Name+"\x00"+t.Name] = phaseOf[p.Name] + " " + t.Tags[0]
+		}
+	}
+	sink := r.engine.Sink
+	r.engine.Sink = tasks.SinkFunc(func(ev tasks.Event) {
+		times.event(ev)
+		sink.Event(ev)
+	})
+	start := time.Now()
+	return r.runWith(ctx, plays, func(ctx context.Context, recap tasks.Recap, err error) error {
+		if err != nil {
+			return exitError(ctx, recap, err)
+		}
+		times.print(e.stdout, plan, unreachable, time.Since(start))
+		if len(unreachable) > 0 {
+			return exit.With(exit.Unreachable, fmt.Errorf("removed the IDs of %s, which do not answer SSH; writes are available again. "+
+				"To finish: `kmsctl recover node %s` when the host answers again, or provision a replacement and add it (kms_add_node)",
+				joinAnd(unreachable), strings.Join(unreachable, " ")))
+		}
+		return nil
+	})
+}
+
+func targetNames(p recoverPlan) []string {
+	var out []string
+	for _, t := range p.Targets {
+		out = append(out, t.Host)
+	}
+	return out
+}
+
+func mergeVars(a, b map[string]any) map[string]any {
+	out := maps.Clone(a)
+	if out == nil {
+		out = map[string]any{}
+	}
+	maps.Copy(out, b)
+	return out
+}
+
+// phaseTimes sums, per target and phase, the time of the tasks run.
+type phaseTimes struct {
+	tagOf map[string]string        // play NUL task → "HOST phase"
+	task  map[string]time.Duration // play NUL task → its slowest host
+	took  map[string]time.Duration
+	order []string
+}
+
+func (p *phaseTimes) event(ev tasks.Event) {
+	if ev.Type != tasks.EventHostResult {
+		return
+	}
+	k, ok := p.tagOf[ev.Play+"\x00"+ev.Task]
+	if !ok {
+		return
+	}
+	if _, seen := p.took[k]; !seen {
+		p.order = append(p.order, k)
+	}
+	// Hosts of one task run at once: a task takes as long as its slowest.
+	tk := ev.Play + "\x00" + ev.Task
+	if d := ev.Duration; d > p.task[tk] {
+		p.took[k] += d - p.task[tk]
+		p.task[tk] = d
+	}
+}
+
+// print writes one line per target and phase with its time, and the
+// total.
+func (p *phaseTimes) print(w io.Writer, plan recoverPlan, unreachable []string, total time.Duration) {
+	fmt.Fprintln(w, "\nrecap")
+	for _, k := range p.order {
+		fmt.Fprintf(w, "  %-24s %6.1fs\n", k, p.took[k].Seconds())
+	}
+	var rebuilt []string
+	for _, t := range plan.Targets {
+		if !slices.Contains(unreachable, t.Host) {
+			rebuilt = append(rebuilt, t.Host)
+		}
+	}
+	if len(rebuilt) > 0 {
+		fmt.Fprintf(w, "RECOVERED %s in %.1fs\n", joinAnd(rebuilt), total.Seconds())
+	}
+	if len(unreachable) > 0 {
+		fmt.Fprintf(w, "ID REMOVED, NOT REBUILT: %s (no SSH)\n", joinAnd(unreachable))
+	}
+}

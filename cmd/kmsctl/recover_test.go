@@ -1,0 +1,433 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+	"github.com/kmsctl/kmsctl/hsm"
+	"github.com/kmsctl/kmsctl/kms"
+	"github.com/kmsctl/kmsctl/kms/kmsim"
+	"github.com/kmsctl/kmsctl/kms/pb"
+	"github.com/kmsctl/kmsctl/remote/sshtest"
+)
+
+// recoverLab is a three-node simulator cluster whose nodes are SSH hosts
+// (in-process SSH servers, passwordless sudo) with the vendor's layout in a
+// directory of their own. `systemctl start` of minkms.service starts a
+// simulator node from what is on the host: the HSM key of its env file,
+// the certificate and key in its certs directory, its storage path as data
+// directory, on the node's address; `systemctl stop` stops it.
+type recoverLab struct {
+	t         *testing.T
+	inventory string
+	admin     kms.APIKey
+	hsmKey    hsm.Key
+	ca        *kmsim.CA
+	hosts     []string
+	dirs      []string
+	addrs     []string
+	servers   []*sshtest.Server
+
+	mu    sync.Mutex
+	nodes []*kmsim.Node // nil: stopped
+}
+
+func newRecoverLab(t *testing.T) *recoverLab {
+	t.Helper()
+	ca, err := kmsim.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := kms.GenerateAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &recoverLab{t: t, admin: admin, hsmKey: hsm.New([32]byte{7}), ca: ca}
+	src := t.TempDir()
+	write := func(path string, b []byte, mode os.FileMode) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(src, "ca.crt"), ca.CertPEM, 0o644)
+	write(filepath.Join(src, "minkms"), []byte("#!/bin/sh\n# the simulator stands in for it\n"), 0o755)
+	key := sshtest.GenerateKey(t)
+	keyFile := sshtest.ClientKeyFile(t, key, "")
+	var hosts, known strings.Builder
+	for i := range 3 {
+		h := fmt.Sprintf("kms%d", i+1)
+		dir := t.TempDir()
+		l.hosts, l.dirs = append(l.hosts, h), append(l.dirs, dir)
+		certPEM, keyPEM, err := ca.Issue("127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(filepath.Join(src, h+".crt"), certPEM, 0o644)
+		write(filepath.Join(src, h+".key"), keyPEM, 0o600)
+		write(filepath.Join(dir, "certs/public.crt"), certPEM, 0o644)
+		write(filepath.Join(dir, "certs/private.key"), keyPEM, 0o600)
+		write(filepath.Join(dir, "certs/ca.crt"), ca.CertPEM, 0o644)
+		write(filepath.Join(dir, "config.yaml"), []byte("version: v1\n"), 0o640)
+		write(filepath.Join(dir, "minkms"), []byte("old binary\n"), 0o755)
+		write(filepath.Join(dir, "minkms.env"), []byte("MINIO_KMS_HSM_KEY="+l.hsmKey.Text()+"\n"), 0o600)
+		if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.addrs = append(l.addrs, ln.Addr().String())
+		ln.Close()
+		l.nodes = append(l.nodes, nil)
+		s := sshtest.Start(t, sshtest.Config{AuthorizedKeys: []ssh.PublicKey{key.PublicKey()}, Sudo: sshtest.SudoAllow, Exec: l.systemctl(i)})
+		l.servers = append(l.servers, s)
+		_, port, _ := net.SplitHostPort(l.addrs[i])
+		fmt.Fprintf(&hosts, "        %s:\n          ansible_host: 127.0.0.1\n          ansible_port: %d\n          kms_endpoint: %s\n          kms_port: %s\n"+
+			"          kms_storage_path: %s/data\n          kms_env_file: %[5]s/minkms.env\n          kms_config_file: %[5]s/config.yaml\n"+
+			"          kms_certs_dir: %[5]s/certs\n          kms_binary: %[5]s/minkms\n          kms_unit_file: %[5]s/minkms.service\n"+
+			"          kms_tls_cert_src: %[6]s/%[1]s.crt\n          kms_tls_key_src: %[6]s/%[1]s.key\n",
+			h, s.Port(), l.addrs[i], port, dir, src)
+		known.WriteString(s.KnownHostsLine() + "\n")
+	}
+	for i := range 3 {
+		l.start(i)
+	}
+	c := l.client(l.addrs...)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for c.Ready(ctx, l.addrs[0], true) != nil && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := kms.Join(ctx, c, l.addrs[0], l.addrs[1:], 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	kh := filepath.Join(dir, "known_hosts")
+	write(kh, []byte(known.String()), 0o600)
+	apiKeyFile := filepath.Join(dir, "api.key")
+	write(apiKeyFile, []byte(l.admin.Secret()+"\n"), 0o600)
+	hsmKeyFile := filepath.Join(dir, "hsm.key")
+	write(hsmKeyFile, []byte(l.hsmKey.Text()+"\n"), 0o600)
+	l.inventory = filepath.Join(dir, "inventory.yml")
+	write(l.inventory, []byte(fmt.Sprintf("all:\n  vars:\n    ansible_user: tester\n    ansible_ssh_private_key_file: %s\n    kms_ssh_known_hosts: %s\n"+
+		"    kms_api: ssh\n    kms_ca_file: %s\n    kms_api_key_file: %s\n    kms_hsm_key_file: %s\n    kms_user: root\n    kms_ca_src: %s\n    kms_binary_src: %s\n  children:\n    kms:\n      hosts:\n%s",
+		keyFile, kh, filepath.Join(src, "ca.crt"), apiKeyFile, hsmKeyFile, filepath.Join(src, "ca.crt"), filepath.Join(src, "minkms"), hosts.String())), 0o600)
+	t.Cleanup(func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, n := range l.nodes {
+			if n != nil {
+				n.Close()
+			}
+		}
+	})
+	return l
+}
+
+func (l *recoverLab) client(eps ...string) *kms.Client {
+	c, err := kms.New(kms.Config{Endpoints: eps, APIKey: l.admin, RootCAs: l.ca.Pool()})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(c.Close)
+	return c
+}
+
+// start starts node i from the files on its host.
+func (l *recoverLab) start(i int) error {
+	dir := l.dirs[i]
+	env, err := os.ReadFile(filepath.Join(dir, "minkms.env"))
+	if err != nil {
+		return err
+	}
+	var keyText string
+	sc := bufio.NewScanner(bytes.NewReader(env))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "MINIO_KMS_HSM_KEY="); ok {
+			keyText = v
+		}
+	}
+	key, err := hsm.Parse(keyText)
+	if err != nil {
+		return fmt.Errorf("env file: %w", err)
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "certs/public.crt"), filepath.Join(dir, "certs/private.key"))
+	if err != nil {
+		return err
+	}
+	n, err := kmsim.Start(context.Background(), kmsim.Config{Dir: filepath.Join(dir, "data"), HSMKey: key, Address: l.addrs[i],
+		AdminIdentity: l.admin.Identity(), Certificates: []tls.Certificate{cert}, PeerCAs: l.ca.Pool(), HeartbeatInterval: 50 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.nodes[i] = n
+	l.mu.Unlock()
+	return nil
+}
+
+// kill stops node i as a crash would (the service is then inactive).
+func (l *recoverLab) kill(i int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.nodes[i] != nil {
+		l.nodes[i].Close()
+		l.nodes[i] = nil
+	}
+}
+
+var systemctlRe = regexp.MustCompile(`systemctl (show|start|stop|enable|disable|daemon-reload)\b`)
+
+// systemctl answers host i's systemctl commands for minkms.service.
+func (l *recoverLab) systemctl(i int) sshtest.ExecFunc {
+	return func(_ context.Context, cmd string, _ io.Reader, stdout, stderr io.Writer) (int, bool) {
+		m := systemctlRe.FindStringSubmatch(cmd)
+		if m == nil {
+			return 0, false
+		}
+		l.mu.Lock()
+		running := l.nodes[i] != nil
+		l.mu.Unlock()
+		switch m[1] {
+		case "show":
+			state, sub := "inactive", "dead"
+			if running {
+				state, sub = "active", "running"
+			}
+			fmt.Fprintf(stdout, "LoadState=loaded\nActiveState=%s\nSubState=%s\nUnitFileState=enabled\n", state, sub)
+		case "start":
+			if !running {
+				if err := l.start(i); err != nil {
+					fmt.Fprintln(stderr, err)
+					return 1, true
+				}
+			}
+		case "stop":
+			l.kill(i)
+		}
+		return 0, true
+	}
+}
+
+// snapshot is every file under each host's directory with its content.
+func (l *recoverLab) snapshot() string {
+	var b strings.Builder
+	for _, d := range l.dirs {
+		filepath.Walk(d, func(p string, fi os.FileInfo, err error) error {
+			if err == nil && !fi.IsDir() {
+				c, _ := os.ReadFile(p)
+				fmt.Fprintf(&b, "%s %o %x\n", p, fi.Mode(), c)
+			}
+			return nil
+		})
+	}
+	return b.String()
+}
+
+func (l *recoverLab) recover(t *testing.T, args ...string) (*testEnvT, int) {
+	t.Helper()
+	te := testEnv(t)
+	code := te.run(t, append([]string{"recover", "node", "-i", l.inventory, "--ssh-config", "none"}, args...)...)
+	return te, code
+}
+
+func keyList(t *testing.T, c *kms.Client) []string {
+	t.Helper()
+	var out []string
+	for k, err := range c.ListKeys(context.Background(), "", "") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, (*pb.KeyStatusResponse).GetName(k))
+	}
+	return out
+}
+
+// TestRecoverNode: kms3's Key Manager killed and its storage wiped (a lost
+// disk); --check prints the plan and changes nothing; recover node kms3
+// --yes rebuilds it: every node lists it, every key is there through it,
+// and a ciphertext made before the failure decrypts through kms3 (checked
+// through the Key Manager API).
+func TestRecoverNode(t *testing.T) {
+	l := newRecoverLab(t)
+	ctx := context.Background()
+	c := l.client(l.addrs[0])
+	for _, k := range []string{"k1", "k2"} {
+		if err := c.CreateKey(ctx, "", k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ct, version, err := c.Encrypt(ctx, "", "k1", []byte("before"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.kill(2)
+	if err := os.RemoveAll(filepath.Join(l.dirs[2], "data")); err != nil {
+		t.Fatal(err)
+	}
+	before := l.snapshot()
+	te, code := l.recover(t, "kms3", "--check")
+	if code != 0 || !strings.Contains(te.out.String(), "plan for kms3") || !strings.Contains(te.out.String(), "CLUSTER:EDIT on kms1") {
+		t.Fatalf("--check: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	if after := l.snapshot(); after != before {
+		t.Fatalf("--check changed files:\n%s\n---\n%s", before, after)
+	}
+	te, code = l.recover(t, "kms3")
+	if code != exit.Usage || !strings.Contains(te.errOut.String(), "--yes") {
+		t.Fatalf("without --yes nor a terminal: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	te, code = l.recover(t, "kms3", "--yes")
+	out := te.out.String()
+	if code != 0 || !strings.Contains(out, "RECOVERED kms3") || !strings.Contains(out, "kms3 prove") {
+		t.Fatalf("recover kms3: exit %d\n%s\n%s", code, out, te.errOut)
+	}
+	if strings.Contains(out+te.errOut.String()+runLogs(t, te), l.hsmKey.Text()) || strings.Contains(out+runLogs(t, te), l.admin.Secret()) {
+		t.Error("a key appears in the output or run log")
+	}
+	c3 := l.client(l.addrs[2])
+	for i, ep := range l.addrs {
+		v := kms.View(ctx, l.client(ep), ep)
+		if v.Err != nil || len(v.Members) != 3 {
+			t.Fatalf("node %d's view: %+v", i, v)
+		}
+		if _, ok := v.Lists(l.addrs[2]); !ok {
+			t.Errorf("%s does not list kms3", ep)
+		}
+	}
+	if got := keyList(t, c3); strings.Join(got, ",") != "k1,k2" {
+		t.Errorf("keys through kms3: %v", got)
+	}
+	if plain, err := c3.Decrypt(ctx, "", "k1", version, ct, nil); err != nil || string(plain) != "before" {
+		t.Errorf("decrypt through kms3: %q, %v", plain, err)
+	}
+	if fi, err := os.Stat(filepath.Join(l.dirs[2], "minkms.env")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("env file: %v %v", fi, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(l.dirs[2], "minkms")); !strings.Contains(string(b), "the simulator stands in") {
+		t.Errorf("binary not pushed: %q", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(l.dirs[2], "config.yaml")); string(b) != "version: v1\n" {
+		t.Errorf("config with no source not kept: %q", b)
+	}
+}
+
+// TestRecoverTwoNodes: kms2 and kms3 dead (storage lost) with kms1 the one
+// survivor, without a leader: both IDs removed first, then both nodes
+// rebuilt and added one at a time; every key there through each.
+func TestRecoverTwoNodes(t *testing.T) {
+	l := newRecoverLab(t)
+	ctx := context.Background()
+	if err := l.client(l.addrs[0]).CreateKey(ctx, "", "k1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{1, 2} {
+		l.kill(i)
+		if err := os.RemoveAll(filepath.Join(l.dirs[i], "data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	te, code := l.recover(t, "kms2", "kms3", "--yes")
+	out := te.out.String()
+	if code != 0 || !strings.Contains(out, "RECOVERED kms2 and kms3") {
+		t.Fatalf("recover kms2 kms3: exit %d\n%s\n%s", code, out, te.errOut)
+	}
+	if i, j := strings.Index(out, "kms3 remove"), strings.Index(out, "kms2 push"); i < 0 || j < 0 || i > j {
+		t.Errorf("kms3's ID not removed before kms2 was rebuilt:\n%s", out)
+	}
+	for _, ep := range l.addrs {
+		c := l.client(ep)
+		if v := kms.View(ctx, c, ep); v.Err != nil || len(v.Members) != 3 {
+			t.Fatalf("%s's view: %+v", ep, v)
+		}
+		if got := keyList(t, c); strings.Join(got, ",") != "k1" {
+			t.Errorf("keys through %s: %v", ep, got)
+		}
+	}
+}
+
+// TestRecoverRefusals: each refusal exits 4, says why, and leaves every
+// host's files unchanged.
+func TestRecoverRefusals(t *testing.T) {
+	l := newRecoverLab(t)
+	l.kill(2)
+	other := hsm.New([32]byte{8})
+	cases := []struct {
+		name  string
+		setup func(t *testing.T) func()
+		args  []string
+		want  string
+	}{
+		{"a healthy node", nil, []string{"kms1"}, "kms1 is not dead: node"},
+		{"another HSM key to install", func(t *testing.T) func() {
+			return l.swapFile(t, l.inventory, "hsm.key", other.Text())
+		}, []string{"kms3"}, "is not the survivors'"},
+		{"survivors' keys differ", func(t *testing.T) func() {
+			return l.swapFile(t, filepath.Join(l.dirs[1], "minkms.env"), "", "MINIO_KMS_HSM_KEY="+other.Text()+"\n")
+		}, []string{"kms3"}, "the survivors' HSM keys differ"},
+		{"a missing file with no source", func(t *testing.T) func() {
+			return l.swapFile(t, filepath.Join(l.dirs[2], "config.yaml"), "", "")
+		}, []string{"kms3"}, "config"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.setup != nil {
+				defer tc.setup(t)()
+			}
+			before := l.snapshot()
+			te, code := l.recover(t, append(tc.args, "--yes")...)
+			if code != exit.Refused || !strings.Contains(te.out.String(), tc.want) || !strings.Contains(te.out.String(), "nothing was changed") {
+				t.Fatalf("exit %d, want %d and %q\n%s\n%s", code, exit.Refused, tc.want, te.out, te.errOut)
+			}
+			if after := l.snapshot(); after != before {
+				t.Fatalf("files changed:\n%s\n---\n%s", before, after)
+			}
+		})
+	}
+}
+
+// swapFile replaces a file (name beside dir's file when name is set) with
+// content ("" = removes it) and returns the undo.
+func (l *recoverLab) swapFile(t *testing.T, path, name, content string) func() {
+	t.Helper()
+	if name != "" {
+		path = filepath.Join(filepath.Dir(path), name)
+	}
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if content == "" {
+		err = os.Remove(path)
+	} else {
+		err = os.WriteFile(path, []byte(content), 0o600)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := os.WriteFile(path, old, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

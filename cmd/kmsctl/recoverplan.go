@@ -1,0 +1,265 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/kmsctl/kmsctl/inventory"
+)
+
+// The phases of recover node, in order: the tags of the recover-node
+// playbook's tasks.
+var recoverPhases = []string{"fence", "wipe", "remove", "push", "start", "add", "wait", "prove"}
+
+// recoverFile is one of the node's files: where it goes on the host, its
+// local source ("" = keep the host's), and whether the host has it.
+type recoverFile struct {
+	What   string // "binary", "config", ...
+	Path   string // on the host
+	Source string // local source, "" = none
+	Exists bool   // on the host (known only when the host answered)
+}
+
+// recoverInput is everything preflight decides on, gathered by one
+// read-only play: every node's state (as status sees it), the targets'
+// layouts and files, and the fingerprint of the HSM key kmsctl would
+// install.
+type recoverInput struct {
+	Nodes   []nodeState
+	Targets []string
+	Layout  map[string]inventory.KMSNode
+	Files   map[string][]recoverFile // target → its files (when it answered SSH)
+	// OperatorFP is the fingerprint of the HSM key kmsctl installs; ""
+	// when it could not be read (OperatorErr says why).
+	OperatorFP, OperatorErr string
+}
+
+// recoverTarget is one dead node as the plan has it.
+type recoverTarget struct {
+	Host, Endpoint string
+	ID             int  // its ID in the survivors' definition; -1 = not listed (already removed)
+	Reachable      bool // its host answers SSH: fenced, wiped and rebuilt; else only its ID is removed
+	StoragePath    string
+	Files          []recoverFile
+}
+
+// recoverPlan is what recover node will do.
+type recoverPlan struct {
+	Survivors []string // inventory hosts whose Key Manager answers
+	Via       string   // the survivor the edits and additions go through
+	Targets   []recoverTarget
+	HSM       string // the fingerprint every survivor and the installed key share
+}
+
+// refusal is why preflight refuses: the command exits 4 and changes
+// nothing.
+type refusal struct{ why, todo string }
+
+func (r refusal) Error() string { return r.why + ". " + r.todo }
+
+// planRecovery applies the preflight rules to what was gathered: a pure
+// function. It returns the plan, or the first rule broken.
+func planRecovery(in recoverInput) (recoverPlan, error) {
+	byHost := map[string]nodeState{}
+	for _, n := range in.Nodes {
+		byHost[n.Host] = n
+	}
+	var p recoverPlan
+	var survivors []nodeState
+	for _, n := range in.Nodes {
+		if !slices.Contains(in.Targets, n.Host) && n.View != nil {
+			survivors = append(survivors, n)
+			p.Survivors = append(p.Survivors, n.Host)
+		}
+	}
+	if len(survivors) == 0 {
+		return p, refusal{"no survivor answers: no node outside " + strings.Join(in.Targets, ", ") + " gives its cluster status",
+			"Single-node recovery needs at least one healthy node; check with `kmsctl status`, or restore the cluster from a backup"}
+	}
+	// The edit goes through a survivor that is ready for writes when one
+	// is, else (the others dead too) through the first that answers.
+	p.Via = survivors[0].Host
+	for _, s := range survivors {
+		if s.ReadyWrite {
+			p.Via = s.Host
+			break
+		}
+	}
+	// HSM keys: the survivors agree, and the key to install is theirs.
+	for _, s := range survivors {
+		switch {
+		case s.HSMFingerprint == "":
+			return p, refusal{fmt.Sprintf("the HSM key of survivor %s could not be read (%s)", s.Host, s.HSMError),
+				"kmsctl compares the survivors' HSM keys before installing one; fix the access to its env file (kms_env_file) first"}
+		case p.HSM == "":
+			p.HSM = s.HSMFingerprint
+		case p.HSM != s.HSMFingerprint:
+			return p, refusal{fmt.Sprintf("the survivors' HSM keys differ: %s has %s, %s has %s", survivors[0].Host, p.HSM, s.Host, s.HSMFingerprint),
+				"Find out which key the cluster's data is sealed with before recovering anything (`kmsctl status`)"}
+		}
+	}
+	if in.OperatorFP == "" {
+		return p, refusal{"the HSM key to install could not be read: " + in.OperatorErr,
+			"Give it with MINIO_KMS_HSM_KEY, kms_hsm_key_file or kms_hsm_key_command"}
+	}
+	if in.OperatorFP != p.HSM {
+		return p, refusal{fmt.Sprintf("the HSM key kmsctl would install (%s) is not the survivors' (%s)", in.OperatorFP, p.HSM),
+			"A node with another HSM key cannot serve the cluster's data: give the cluster's key (MINIO_KMS_HSM_KEY, kms_hsm_key_file or kms_hsm_key_command)"}
+	}
+	for _, h := range in.Targets {
+		t, err := deadTarget(h, byHost, survivors, in)
+		if err != nil {
+			return p, err
+		}
+		p.Targets = append(p.Targets, t)
+	}
+	return p, nil
+}
+
+// deadTarget applies the proof-of-death rule and the layout rules to host.
+func deadTarget(host string, byHost map[string]nodeState, survivors []nodeState, in recoverInput) (recoverTarget, error) {
+	n, ok := byHost[host]
+	if !ok {
+		return recoverTarget{}, refusal{host + " is not a node of the cluster's inventory group", "Name a host of the group (--cluster GROUP)"}
+	}
+	t := recoverTarget{Host: host, Endpoint: n.Endpoint, ID: -1, Reachable: n.SSH, StoragePath: in.Layout[host].StoragePath, Files: in.Files[host]}
+	var seenDown, seenUp []string
+	for _, s := range survivors {
+		id, listed := s.View.memberID(n.Endpoint)
+		switch {
+		case !listed:
+			seenDown = append(seenDown, s.Host)
+		case slices.Contains(s.View.Down, id):
+			seenDown = append(seenDown, s.Host)
+			t.ID = id
+		default:
+			seenUp = append(seenUp, s.Host)
+			t.ID = id
+		}
+	}
+	if len(seenUp) > 0 {
+		return t, refusal{fmt.Sprintf("%s is not dead: node %d is up as seen by %s; recovering it would wipe a healthy member", host, t.ID, joinAnd(seenUp)),
+			"Recover only a node the survivors see down: `kmsctl status` shows which"}
+	}
+	if n.View != nil {
+		return t, refusal{fmt.Sprintf("%s is not dead: its Key Manager answers as node %d", host, n.View.ID),
+			"Stop its service first if it must be rebuilt"}
+	}
+	if n.SSH && n.ServiceState == "active" {
+		return t, refusal{fmt.Sprintf("%s is not dead: %s is active on it although its API does not answer", host, n.Service),
+			"Find out why (journalctl -u " + n.Service + "), and stop the service if the node must be rebuilt"}
+	}
+	if n.SSH && n.ServiceState == "" {
+		return t, refusal{fmt.Sprintf("the state of %s on %s is unknown (%s)", n.Service, host, n.ServiceError),
+			"kmsctl fences a node before wiping it: it must be able to read and stop its service"}
+	}
+	if t.StoragePath == "" {
+		return t, refusal{"kms_storage_path is not set for " + host + ": recover node wipes it",
+			"Name the node's data directory in the inventory (kms_storage_path: /mnt/minio-kms)"}
+	}
+	if !n.SSH {
+		return t, nil
+	}
+	for _, f := range t.Files {
+		if f.Source == "" && !f.Exists {
+			return t, refusal{fmt.Sprintf("the %s %s is missing on %s and the inventory names no source for it", f.What, f.Path, host),
+				"Name it with " + fileSourceVar(f.What) + " in the inventory"}
+		}
+	}
+	return t, nil
+}
+
+// fileSourceVar is the inventory variable naming a file's source.
+func fileSourceVar(what string) string {
+	switch what {
+	case "binary":
+		return inventory.VarBinarySrc
+	case "config":
+		return inventory.VarConfigSrc
+	case "certificate":
+		return inventory.VarTLSCertSrc
+	case "private key":
+		return inventory.VarTLSKeySrc
+	}
+	return inventory.VarCASrc
+}
+
+// memberID is the ID the view gives endpoint.
+func (v *nodeView) memberID(endpoint string) (int, bool) {
+	for _, m := range v.Members {
+		if m.Endpoint == endpoint {
+			return m.ID, true
+		}
+	}
+	return 0, false
+}
+
+// recoverFiles are the node's files recover node installs or keeps.
+func recoverFiles(n inventory.KMSNode) []recoverFile {
+	return []recoverFile{
+		{What: "binary", Path: n.Binary, Source: n.BinarySrc},
+		{What: "config", Path: n.ConfigFile, Source: n.ConfigSrc},
+		{What: "certificate", Path: n.CertsDir + "/public.crt", Source: n.TLSCertSrc},
+		{What: "private key", Path: n.CertsDir + "/private.key", Source: n.TLSKeySrc},
+		{What: "CA certificate", Path: n.CertsDir + "/ca.crt", Source: n.CASrc},
+	}
+}
+
+// planText is the plan as printed: host by host, step by step, with when
+// writes are blocked and when they come back.
+func planText(p recoverPlan) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "survivors: %s; edits and additions go through %s; HSM key %s\n", joinAnd(p.Survivors), p.Via, p.HSM)
+	step := 0
+	line := func(phase, what, writes string) {
+		step++
+		fmt.Fprintf(&b, "  %d %-7s %-62s %s\n", step, phase, what, writes)
+	}
+	for _, t := range p.Targets {
+		fmt.Fprintf(&b, "\nplan for %s (%s)%s\n", t.Host, nodeName(t), strings.Repeat(" ", 1))
+		if t.Reachable {
+			line("fence", "stop and disable the service on "+t.Host, "blocked (since the node went down)")
+			line("wipe", "delete everything in "+t.StoragePath+" (only that)", "blocked")
+		}
+		if t.ID >= 0 {
+			line("remove", fmt.Sprintf("CLUSTER:EDIT on %s: remove node %d; every survivor confirms", p.Via, t.ID), "back after this step, once no dead ID is left")
+		} else {
+			line("remove", "nothing: no survivor lists "+t.Endpoint, "-")
+		}
+	}
+	for _, t := range p.Targets {
+		if !t.Reachable {
+			fmt.Fprintf(&b, "\n%s does not answer SSH: only its ID is removed; kmsctl then stops (exit 3)\n", t.Host)
+			continue
+		}
+		fmt.Fprintf(&b, "\nrebuild %s\n", t.Host)
+		var push, keep []string
+		for _, f := range t.Files {
+			if f.Source != "" {
+				push = append(push, fmt.Sprintf("%s from %s", f.What, f.Source))
+			} else {
+				keep = append(keep, fmt.Sprintf("%s %s", f.What, f.Path))
+			}
+		}
+		line("push", "env file (0600, the HSM key) and unit from the built-in templates", "available")
+		if len(push) > 0 {
+			fmt.Fprintf(&b, "            installs: %s\n", strings.Join(push, "; "))
+		}
+		if len(keep) > 0 {
+			fmt.Fprintf(&b, "            keeps (no source in the inventory): %s\n", strings.Join(keep, "; "))
+		}
+		line("start", "start the service on "+t.Host+" (clean)", "available")
+		line("add", fmt.Sprintf("CLUSTER:ADDNODE %s through %s", t.Endpoint, p.Via), "blocked while it joins")
+		line("wait", t.Host+" listed by every member, caught up", "available")
+		line("prove", "a throw-away key written and read back through "+t.Host, "available")
+	}
+	return b.String()
+}
+
+func nodeName(t recoverTarget) string {
+	if t.ID < 0 {
+		return t.Endpoint + ", not listed"
+	}
+	return fmt.Sprintf("node %d, %s", t.ID, t.Endpoint)
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/kmsctl/kmsctl/inventory"
+)
+
+// TestPlanRecovery: the preflight rules on gathered states, every refusal
+// included.
+func TestPlanRecovery(t *testing.T) {
+	members := []member{{0, "a:7373"}, {1, "b:7373"}, {2, "c:7373"}}
+	up := func(host, ep string, id int, down ...int) nodeState {
+		if down == nil {
+			down = []int{}
+		}
+		return nodeState{Host: host, Endpoint: ep, Service: "minkms.service", SSH: true, ServiceState: "active", ReadyWrite: len(down) == 0,
+			View: &nodeView{ID: id, Members: members, Down: down}, HSMFingerprint: "fp"}
+	}
+	dead := nodeState{Host: "kms3", Endpoint: "c:7373", Service: "minkms.service", SSH: true, ServiceState: "inactive", APIError: "refused"}
+	files := []recoverFile{{What: "binary", Path: "/usr/local/bin/minkms", Exists: true}, {What: "config", Path: "/etc/minkms/config.yaml", Source: "./config.yaml"}}
+	input := func(mod func(*recoverInput)) recoverInput {
+		in := recoverInput{
+			Nodes:   []nodeState{up("kms1", "a:7373", 0, 2), up("kms2", "b:7373", 1, 2), dead},
+			Targets: []string{"kms3"},
+			Layout:  map[string]inventory.KMSNode{"kms3": {StoragePath: "/mnt/minio-kms"}},
+			Files:   map[string][]recoverFile{"kms3": files}, OperatorFP: "fp",
+		}
+		if mod != nil {
+			mod(&in)
+		}
+		return in
+	}
+	p, err := planRecovery(input(nil))
+	if err != nil || p.Via != "kms1" || len(p.Targets) != 1 || p.Targets[0].ID != 2 || !p.Targets[0].Reachable || p.HSM != "fp" {
+		t.Fatalf("plan = %+v, %v", p, err)
+	}
+	text := planText(p)
+	for _, want := range []string{"CLUSTER:EDIT on kms1: remove node 2", "delete everything in /mnt/minio-kms", "config from ./config.yaml", "keeps (no source in the inventory): binary /usr/local/bin/minkms", "blocked while it joins"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("plan text lacks %q:\n%s", want, text)
+		}
+	}
+	// Unreachable: only the ID is removed.
+	p, err = planRecovery(input(func(in *recoverInput) {
+		in.Nodes[2] = nodeState{Host: "kms3", Endpoint: "c:7373", SSHError: "no route"}
+	}))
+	if err != nil || p.Targets[0].Reachable || !strings.Contains(planText(p), "only its ID is removed") {
+		t.Fatalf("unreachable kms3: %+v, %v", p, err)
+	}
+	// Already removed: no remove step.
+	p, err = planRecovery(input(func(in *recoverInput) {
+		for _, i := range []int{0, 1} {
+			in.Nodes[i].View.Members = members[:2]
+			in.Nodes[i].View.Down = []int{}
+		}
+	}))
+	if err != nil || p.Targets[0].ID != -1 || !strings.Contains(planText(p), "nothing: no survivor lists c:7373") {
+		t.Fatalf("already removed: %+v, %v", p, err)
+	}
+
+	for name, tc := range map[string]struct {
+		mod  func(*recoverInput)
+		want string
+	}{
+		"no survivor": {func(in *recoverInput) { in.Nodes[0].View, in.Nodes[1].View = nil, nil }, "no survivor answers"},
+		"seen up":     {func(in *recoverInput) { in.Nodes[1].View = &nodeView{ID: 1, Members: members, Down: []int{}} }, "up as seen by kms2"},
+		"answers": {func(in *recoverInput) { in.Nodes[2].View = &nodeView{ID: 2, Members: members, Down: []int{}} },
+			"its Key Manager answers as node 2"},
+		"service active":   {func(in *recoverInput) { in.Nodes[2].ServiceState = "active" }, "minkms.service is active on it"},
+		"service unknown":  {func(in *recoverInput) { in.Nodes[2].ServiceState, in.Nodes[2].ServiceError = "", "denied" }, "unknown (denied)"},
+		"no storage path":  {func(in *recoverInput) { in.Layout["kms3"] = inventory.KMSNode{} }, "kms_storage_path is not set"},
+		"survivors differ": {func(in *recoverInput) { in.Nodes[1].HSMFingerprint = "other" }, "the survivors' HSM keys differ"},
+		"survivor key unreadable": {func(in *recoverInput) { in.Nodes[1].HSMFingerprint, in.Nodes[1].HSMError = "", "permission denied" },
+			"HSM key of survivor kms2 could not be read"},
+		"operator key other":      {func(in *recoverInput) { in.OperatorFP = "other" }, "is not the survivors'"},
+		"operator key unreadable": {func(in *recoverInput) { in.OperatorFP, in.OperatorErr = "", "no key" }, "could not be read: no key"},
+		"missing file":            {func(in *recoverInput) { in.Files["kms3"] = []recoverFile{{What: "binary", Path: "/x"}} }, "kms_binary_src"},
+		"not in the group":        {func(in *recoverInput) { in.Targets = []string{"kms9"} }, "kms9 is not a node"},
+	} {
+		_, err := planRecovery(input(tc.mod))
+		var r refusal
+		if !errors.As(err, &r) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want a refusal with %q", name, err, tc.want)
+		}
+	}
+}
