@@ -57,21 +57,23 @@ type nodeStatus struct {
 	certNotAfter time.Time
 }
 
-// status asks the task host's node, in parallel and each within
-// askTimeout, for its view, liveness, readiness for reads and writes and
-// version.
+// status asks the task host's node, all within askTimeout, whether it
+// answers (liveness, with the certificate it presents) and then, in
+// parallel over the connection that question opened, for its view,
+// readiness for reads and writes and version. A node that does not answer
+// costs askTimeout once.
 func (a *access) status(ctx context.Context) nodeStatus {
 	ctx, cancel := context.WithTimeout(ctx, askTimeout)
 	defer cancel()
 	var st nodeStatus
+	cert, err := a.client.LiveCertificate(ctx, a.self)
+	if err != nil {
+		st.view = kms.NodeView{Endpoint: a.self, Err: err}
+		return st
+	}
+	st.live, st.certNotAfter = true, cert.NotAfter
 	var wg sync.WaitGroup
 	wg.Go(func() { st.view = kms.View(ctx, a.client, a.self) })
-	wg.Go(func() {
-		cert, err := a.client.LiveCertificate(ctx, a.self)
-		if st.live = err == nil; st.live {
-			st.certNotAfter = cert.NotAfter
-		}
-	})
 	wg.Go(func() { st.ready = a.client.Ready(ctx, a.self, false) == nil })
 	wg.Go(func() { st.readWrite = a.client.Ready(ctx, a.self, true) == nil })
 	wg.Go(func() {

@@ -40,7 +40,8 @@ type statusLab struct {
 	servers   []*sshtest.Server
 
 	mu    sync.Mutex
-	units map[string]string // host → ActiveState of minkms.service
+	units map[string]string        // host → ActiveState of minkms.service
+	slow  map[string]time.Duration // host → how long its `systemctl show` takes
 }
 
 func newStatusLab(t testing.TB, n int) *statusLab {
@@ -58,7 +59,10 @@ func newStatusLab(t testing.TB, n int) *statusLab {
 	if err := os.WriteFile(caFile, ca.CertPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l := &statusLab{t: t, admin: admin, ca: ca, hsmKey: hsm.New([32]byte{7}), units: map[string]string{}}
+	l := &statusLab{t: t, admin: admin, ca: ca, hsmKey: hsm.New([32]byte{7}), units: map[string]string{}, slow: map[string]time.Duration{}}
+	// Every node heartbeats every other, all in this process: slower
+	// heartbeats for a bigger cluster keep it from starving the machine.
+	heartbeat := time.Duration(max(1, n/3)) * 50 * time.Millisecond
 	var eps []string
 	for range n {
 		cert, err := ca.ServerCertificate("127.0.0.1")
@@ -67,7 +71,7 @@ func newStatusLab(t testing.TB, n int) *statusLab {
 		}
 		nd, err := kmsim.Start(context.Background(), kmsim.Config{Dir: filepath.Join(t.TempDir(), "data"), HSMKey: l.hsmKey,
 			Address: "127.0.0.1:0", AdminIdentity: admin.Identity(), Certificates: []tls.Certificate{cert}, PeerCAs: ca.Pool(),
-			HeartbeatInterval: 50 * time.Millisecond, Version: "2025-11-12T19-14-51Z"})
+			HeartbeatInterval: heartbeat, Version: "2025-11-12T19-14-51Z"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,12 +84,13 @@ func newStatusLab(t testing.TB, n int) *statusLab {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// Each join waits for the grown cluster to converge: longer with more nodes.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(30+15*n)*time.Second)
 	defer cancel()
 	for c.Ready(ctx, eps[0], true) != nil && ctx.Err() == nil {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := kms.Join(ctx, c, eps[0], eps[1:], 30*time.Second); err != nil {
+	if err := kms.Join(ctx, c, eps[0], eps[1:], 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
 
@@ -139,6 +144,13 @@ func (l *statusLab) setUnit(host, state string) {
 	l.units[host] = state
 }
 
+// setSlow makes host's `systemctl show` take d: the slowest node.
+func (l *statusLab) setSlow(host string, d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.slow[host] = d
+}
+
 // systemctl answers `systemctl show ... minkms.service` on host.
 func (l *statusLab) systemctl(host string) sshtest.ExecFunc {
 	return func(_ context.Context, cmd string, _ io.Reader, stdout, _ io.Writer) (int, bool) {
@@ -146,8 +158,9 @@ func (l *statusLab) systemctl(host string) sshtest.ExecFunc {
 			return 0, false
 		}
 		l.mu.Lock()
-		state := l.units[host]
+		state, slow := l.units[host], l.slow[host]
 		l.mu.Unlock()
+		time.Sleep(slow)
 		sub := "running"
 		if state != "active" {
 			sub = "dead"
@@ -260,5 +273,61 @@ func TestStatusUnreachable(t *testing.T) {
 	te, code = l.status(t, "--cluster", "nope")
 	if code != exit.Usage || !strings.Contains(te.errOut.String(), `--cluster "nope"`) {
 		t.Fatalf("unknown group: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+}
+
+// TestStatusHangingAPI: a node whose API port accepts connections and never
+// answers costs its question timeout (10 s) once, not once per question or
+// per task: status ends with exit 7 naming it, well before twice that.
+func TestStatusHangingAPI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the 10 s question timeout")
+	}
+	l := newStatusLab(t, 3)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // never read, never answered
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	// kms3's tunnel now ends at the hanging port.
+	b, err := os.ReadFile(l.inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(l.nodes[2].Host())
+	_, hang, _ := net.SplitHostPort(ln.Addr().String())
+	inv := strings.Replace(string(b), "kms_port: "+port+"\n", "kms_port: "+hang+"\n", 1)
+	if err := os.WriteFile(l.inventory, []byte(inv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	te, code := l.status(t, "--output", "json")
+	took := time.Since(start)
+	d := parseStatus(t, te.out.String())
+	if code != exit.VerifyFailed || len(d.Reasons) == 0 || d.Reasons[0].Kind != reasonAPI || d.Reasons[0].Nodes[0] != "kms3" {
+		t.Fatalf("kms3's API hangs: exit %d, reasons %+v\n%s", code, d.Reasons, te.errOut)
+	}
+	if took > 20*time.Second {
+		t.Errorf("status took %s with one hanging API: more than twice its 10 s question timeout", took)
 	}
 }
