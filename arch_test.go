@@ -85,7 +85,9 @@ var allowed = map[string][]string{
 	"playbooks":  {"tasks", "inventory", "yamlpos", "safepath"},
 	// the file-backed run journal behind the engine's hook
 	"journal": {"tasks"},
-	"cmd":     {"playbooks", "tasks", "modules", "kmsmodules", "inventory", "hsm", "kms", "remote", "yamlpos", "safepath", "journal"},
+	// the local cluster locks: pure apart from the files it is given
+	"lock": {},
+	"cmd":  {"playbooks", "tasks", "modules", "kmsmodules", "inventory", "hsm", "kms", "remote", "yamlpos", "safepath", "journal", "lock"},
 	"e2e":     {"remote", "hsm", "kms", "inventory"},
 	"bench":   {"remote", "hsm", "kms"},
 }
