@@ -86,10 +86,10 @@ var allowed = map[string][]string{
 	// the file-backed run journal behind the engine's hook
 	"journal": {"tasks"},
 	// the local cluster locks: pure apart from the files it is given
-	"lock": {},
-	"cmd":  {"playbooks", "tasks", "modules", "kmsmodules", "inventory", "hsm", "kms", "remote", "yamlpos", "safepath", "journal", "lock"},
-	"e2e":     {"remote", "hsm", "kms", "inventory"},
-	"bench":   {"remote", "hsm", "kms"},
+	"lock":  {},
+	"cmd":   {"playbooks", "tasks", "modules", "kmsmodules", "inventory", "hsm", "kms", "remote", "yamlpos", "safepath", "journal", "lock"},
+	"e2e":   {"remote", "hsm", "kms", "inventory"},
+	"bench": {"remote", "hsm", "kms"},
 }
 
 // transportLibs are the SSH and SFTP libraries. Only the transport (remote/)
