@@ -53,9 +53,12 @@ type KMSNode struct {
 	Binary      string // kms_binary, default /usr/local/bin/minkms
 	Service     string // kms_service: systemd unit, default minkms.service
 	UnitFile    string // kms_unit_file: the unit's file, default /etc/systemd/system/SERVICE
-	User        string // kms_user: the service's system user, default minkms-user
-	API         API    // kms_api: direct (default) or ssh
-	CAFile      string // kms_ca_file: local CA file to verify the server, ~ expanded; "" if unset
+	// Cluster is kms_cluster: the name of the cluster the node belongs
+	// to, which names its lock; default kms.
+	Cluster string
+	User    string // kms_user: the service's system user, default minkms-user
+	API     API    // kms_api: direct (default) or ssh
+	CAFile  string // kms_ca_file: local CA file to verify the server, ~ expanded; "" if unset
 	// APIAddress is kms_api_address: where kmsctl connects with kms_api
 	// direct when that differs from Endpoint (NAT, a load balancer's
 	// address); "" = Endpoint. The certificate is still verified for
@@ -258,6 +261,7 @@ func (r *resolved) kmsNode(api API) KMSNode {
 		CertsDir:    r.str(DefaultCertsDir, VarCertsDir),
 		Binary:      r.str(DefaultBinary, VarBinary),
 		Service:     r.str(DefaultService, VarService),
+		Cluster:     r.str(DefaultCluster, VarCluster),
 		User:        r.str(DefaultKMSUser, VarKMSUser),
 		API:         api,
 		CAFile:      r.localPath(VarCAFile),

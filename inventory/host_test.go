@@ -110,7 +110,7 @@ all:
 	}
 	want := KMSNode{Host: "kms1", Endpoint: "kms1:7373", Port: 7373, StoragePath: "/mnt/minio-kms",
 		ConfigFile: "/etc/minkms/config.yaml", EnvFile: "/etc/default/minkms", CertsDir: "/etc/minkms/certs",
-		Binary: "/usr/local/bin/minkms", Service: "minkms.service", UnitFile: "/etc/systemd/system/minkms.service", User: "minkms-user", API: APIDirect}
+		Binary: "/usr/local/bin/minkms", Service: "minkms.service", Cluster: "kms", UnitFile: "/etc/systemd/system/minkms.service", User: "minkms-user", API: APIDirect}
 	if !reflect.DeepEqual(n, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", n, want)
 	}
@@ -152,7 +152,7 @@ all:
 	}
 	want := KMSNode{Host: "kms1", Endpoint: "kms1.cluster:7373", Port: 7373, StoragePath: "/srv/minkms/data",
 		ConfigFile: "/opt/minkms/config.yaml", EnvFile: "/opt/minkms/env", CertsDir: "/opt/minkms/certs",
-		Binary: "/opt/minkms/bin/minkms", Service: "minkms", UnitFile: "/etc/systemd/system/minkms", User: "kms", API: APISSH, CAFile: filepath.Join(home, "ca.pem")}
+		Binary: "/opt/minkms/bin/minkms", Service: "minkms", Cluster: "kms", UnitFile: "/etc/systemd/system/minkms", User: "kms", API: APISSH, CAFile: filepath.Join(home, "ca.pem")}
 	if !reflect.DeepEqual(n, want) {
 		t.Errorf("overrides:\n got %+v\nwant %+v", n, want)
 	}

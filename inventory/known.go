@@ -43,6 +43,7 @@ const (
 	VarBinary        = "kms_binary"
 	VarService       = "kms_service"
 	VarUnitFile      = "kms_unit_file"
+	VarCluster       = "kms_cluster"
 	VarKMSUser       = "kms_user"
 	VarCAFile        = "kms_ca_file"
 	VarAPIAddress    = "kms_api_address"
@@ -78,9 +79,12 @@ const (
 	DefaultBinary      = "/usr/local/bin/minkms"
 	DefaultService     = "minkms.service"
 	DefaultUnitDir     = "/etc/systemd/system"
-	DefaultKMSUser     = "minkms-user"
-	DefaultBecomeUser  = "root"
-	DefaultAPI         = APIDirect
+	// DefaultCluster is the cluster a host belongs to without kms_cluster:
+	// the inventory group `kmsctl status` reads by default.
+	DefaultCluster    = "kms"
+	DefaultKMSUser    = "minkms-user"
+	DefaultBecomeUser = "root"
+	DefaultAPI        = APIDirect
 )
 
 // API says how kmsctl reaches a node's Key Manager API.
@@ -123,6 +127,7 @@ var knownVars = map[string]checker{
 	VarBinary:         checkRemoteFile,
 	VarService:        checkService,
 	VarUnitFile:       checkRemoteFile,
+	VarCluster:        checkCluster,
 	VarKMSUser:        checkLoginName,
 	VarCAFile:         checkLocalPath,
 	VarAPIAddress:     checkEndpoint,
@@ -638,6 +643,21 @@ func checkService(v any) *yamlpos.Error {
 	}
 	if len(s) > 255 || !serviceRe.MatchString(s) || strings.HasPrefix(s, "-") {
 		return bad(fmt.Sprintf("invalid systemd unit name %q", s), "write e.g. minkms.service or minkms")
+	}
+	return nil
+}
+
+var clusterRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// checkCluster checks a cluster's name (kms_cluster): a simple name, since
+// it names kmsctl's lock files.
+func checkCluster(v any) *yamlpos.Error {
+	s, e := asString(v)
+	if e != nil {
+		return e
+	}
+	if !clusterRe.MatchString(s) {
+		return bad(fmt.Sprintf("invalid cluster name %q", s), "use at most 64 letters, digits, '.', '_' and '-', starting with a letter or digit, e.g. kms or kms-eu")
 	}
 	return nil
 }

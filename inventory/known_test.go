@@ -60,6 +60,15 @@ func TestKnownValueChecks(t *testing.T) {
 		{VarProxyJump, "admin@", `invalid proxy jump hop "admin@"`},
 		{VarProxyJump, "bastion,-oProxyCommand=x", `invalid proxy jump hop "-oProxyCommand=x"`},
 		// systemd unit names: at most 255 characters, no shell or option syntax.
+		// Cluster names: a simple name, at most 64 characters.
+		{VarCluster, "kms-eu.1", ""},
+		{VarCluster, long(64), ""},
+		{VarCluster, long(65), "invalid cluster name"},
+		{VarCluster, `"../kms"`, "invalid cluster name"},
+		{VarCluster, `".kms"`, "invalid cluster name"},
+		{VarCluster, `"kms eu"`, "invalid cluster name"},
+		{VarCluster, `""`, "must not be empty"},
+		{VarCluster, "5", "must be a string, got a number"},
 		{VarService, long(255), ""},
 		{VarService, long(256), "invalid systemd unit name"},
 		{VarService, `"minkms;reboot"`, "invalid systemd unit name"},
@@ -183,5 +192,17 @@ func TestBadSecretNameOnCommandLine(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "my-api_key") || strings.Contains(err.Error(), "hunter2") ||
 		!strings.Contains(err.Error(), "parse -e argument 3: KEY must be made of letters") {
 		t.Errorf("ParseExtraVars: %v", err)
+	}
+}
+
+// TestClusterName: kms_cluster names a host's cluster; without it the
+// cluster is kms.
+func TestClusterName(t *testing.T) {
+	inv := mustParse(t, "all:\n  hosts:\n    a:\n    b:\n      kms_cluster: kms-eu\n")
+	for host, want := range map[string]string{"a": DefaultCluster, "b": "kms-eu"} {
+		h, err := inv.Resolve(host, nil)
+		if err != nil || h.KMS.Cluster != want {
+			t.Errorf("%s: cluster = %q, %v; want %q", host, h.KMS.Cluster, err, want)
+		}
 	}
 }

@@ -28,6 +28,7 @@ var layoutDefaults = map[string]any{
 	VarCertsDir:    DefaultCertsDir,
 	VarBinary:      DefaultBinary,
 	VarService:     DefaultService,
+	VarCluster:     DefaultCluster,
 	VarKMSUser:     DefaultKMSUser,
 	VarAPI:         string(DefaultAPI),
 }
