@@ -20,7 +20,7 @@ import (
 type addNodeModule struct{ m *mods }
 
 func (addNodeModule) Spec() tasks.Spec {
-	return tasks.Spec{Args: map[string]tasks.ArgSpec{"endpoint": {Type: tasks.ArgString, Required: true}}}
+	return tasks.Spec{ClusterLock: true, Args: map[string]tasks.ArgSpec{"endpoint": {Type: tasks.ArgString, Required: true}}}
 }
 
 // addition is what kms_add_node found.

@@ -28,6 +28,7 @@ type removeNodeModule struct{ m *mods }
 
 func (removeNodeModule) Spec() tasks.Spec {
 	return tasks.Spec{
+		ClusterLock: true,
 		Args: map[string]tasks.ArgSpec{
 			"id":       {Type: tasks.ArgInt},
 			"endpoint": {Type: tasks.ArgString},

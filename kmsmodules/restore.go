@@ -23,7 +23,7 @@ import (
 type restoreModule struct{ m *mods }
 
 func (restoreModule) Spec() tasks.Spec {
-	return tasks.Spec{Args: map[string]tasks.ArgSpec{
+	return tasks.Spec{ClusterLock: true, Args: map[string]tasks.ArgSpec{
 		"src":      {Type: tasks.ArgString, Required: true},
 		"manifest": {Type: tasks.ArgString},
 	}}

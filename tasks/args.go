@@ -57,6 +57,11 @@ type Spec struct {
 	// control machine (stat, ping, assert): its calls are not journaled
 	// (Engine.Journal). A module that may change something leaves it false.
 	ReadOnly bool
+	// ClusterLock says the module changes a Key Manager cluster's
+	// membership or state (kms_remove_node, kms_add_node, kms_restore):
+	// a run of a play that uses it must first hold the lock of its hosts'
+	// clusters, so that two such runs never change one cluster at once.
+	ClusterLock bool
 }
 
 // checkArgs returns the problems of args against spec.
