@@ -29,6 +29,9 @@ type options struct {
 	// Output is "text" or "json".
 	Output  string
 	Timeout time.Duration
+	// LockWait is --lock-wait: how long a run waits for a cluster lock
+	// held by another run (0: not at all).
+	LockWait time.Duration
 
 	// SSH connection flags, shared by every command that connects.
 	SSHConfig  string
@@ -53,6 +56,7 @@ func globalFlags(verbose *int) []cli.Flag {
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "more logging on stderr: -v info, -vv debug with command tracing", Count: verbose},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output `FORMAT`: text or json (one JSON object per line)", Value: "text"},
 		&cli.DurationFlag{Name: "timeout", Usage: "overall time limit (0: none)"},
+		&cli.DurationFlag{Name: "lock-wait", Usage: "wait up to `DURATION` for a cluster lock another run holds (0: exit 5 at once)"},
 		&cli.StringFlag{Name: "ssh-config", Usage: "ssh_config `FILE` (default ~/.ssh/config)"},
 		&cli.StringSliceFlag{Name: "known-hosts", Usage: "extra known_hosts `FILE` (repeatable)"},
 		&cli.StringFlag{Name: "private-key", Usage: "SSH private key `FILE`"},
@@ -96,6 +100,7 @@ func newApp(e env) *cli.App {
 		newBackupCommand(e, opts),
 		newRunsCommand(e),
 		newRecoverCommand(e, opts),
+		newLockCommand(e),
 	}
 	for _, c := range app.Commands {
 		c.OnUsageError = app.OnUsageError
@@ -130,6 +135,7 @@ func decodeOptions(c *cli.Context, verbose int) (options, error) {
 		Verbosity:         verbose,
 		Output:            c.String("output"),
 		Timeout:           c.Duration("timeout"),
+		LockWait:          c.Duration("lock-wait"),
 		SSHConfig:         c.String("ssh-config"),
 		KnownHosts:        c.StringSlice("known-hosts"),
 		PrivateKey:        c.String("private-key"),
@@ -147,6 +153,9 @@ func decodeOptions(c *cli.Context, verbose int) (options, error) {
 	}
 	if o.Timeout < 0 {
 		return o, exit.Usagef("--timeout %s: want a positive duration", o.Timeout)
+	}
+	if o.LockWait < 0 {
+		return o, exit.Usagef("--lock-wait %s: want a positive duration", o.LockWait)
 	}
 	vars, err := inventory.ParseExtraVars(c.StringSlice("extra-vars"))
 	if err != nil {

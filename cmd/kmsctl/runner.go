@@ -124,6 +124,23 @@ func (r *runner) runWith(ctx context.Context, plays []tasks.Play, outcome func(c
 	}
 	ctx, cancel := withTimeout(ctx, r.s.o)
 	defer cancel()
+	// A play that changes a cluster's membership holds the lock of its
+	// hosts' clusters from before any host is touched to the run's end.
+	if clusters := lockClusters(r.engine.Modules, plays, r.engine.Check); len(clusters) > 0 {
+		locks, err := r.s.acquireLocks(ctx, clusters)
+		if err != nil {
+			return r.s.finish(err)
+		}
+		if r.engine.Journal != nil {
+			r.engine.Journal = lockJournal{Journal: r.engine.Journal, locks: locks}
+		}
+		recap, err := r.engine.Run(ctx, plays)
+		err = outcome(ctx, recap, err)
+		if rerr := locks.Release(); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return r.s.finish(err)
+	}
 	recap, err := r.engine.Run(ctx, plays)
 	return r.s.finish(outcome(ctx, recap, err))
 }

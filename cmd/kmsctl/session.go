@@ -31,10 +31,13 @@ const (
 // session is what one run of a command that acts on hosts shares: the
 // redactor, the run log, the journal, the logger and the display.
 type session struct {
-	e   env
-	o   options
-	red *redact.Redactor
-	log *runlog.Log
+	e env
+	o options
+	// command is the command line without "kmsctl" ("play x.yml"), for
+	// the journal and the cluster locks' holder records.
+	command string
+	red     *redact.Redactor
+	log     *runlog.Log
 	// journal records the run's mutating steps (the engine's hook) and
 	// how it ended; it has the run log's ID.
 	journal *journal.File
@@ -72,7 +75,7 @@ func newRedactor(e env) *redact.Redactor {
 // newSession starts the run log and the display for command; a quiet
 // session displays no event.
 func newSession(e env, o options, command string, quiet bool) (*session, error) {
-	s := &session{e: e, o: o, red: newRedactor(e), start: time.Now()}
+	s := &session{e: e, o: o, command: command, red: newRedactor(e), start: time.Now()}
 	for k, v := range o.ExtraVars {
 		if str, ok := v.(string); ok && inventory.IsSecret(k) {
 			s.red.Add(str)

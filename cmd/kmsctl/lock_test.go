@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+	"github.com/kmsctl/kmsctl/journal"
+	"github.com/kmsctl/kmsctl/lock"
+)
+
+// otherRun is a lock holder as another kmsctl process records itself.
+var otherRun = lock.Holder{User: "alice@bastion1", PID: 4242, Run: "20261202T085100Z-1a2b3c4d",
+	Command: "kmsctl recover node kms2", Since: time.Date(2026, 12, 2, 8, 51, 0, 0, time.UTC)}
+
+// TestPlayTakesClusterLock: a play with kms_remove_node while another run
+// holds the cluster's lock exits 5 naming the holder, before any host is
+// touched (its first task, which would create a file, did not run; the
+// node's ID is still there, since the next run removes it); --check takes
+// no lock; --lock-wait succeeds when the holder lets go in time; `lock
+// status` names the holder.
+func TestPlayTakesClusterLock(t *testing.T) {
+	l := newKMSLab(t)
+	marks := t.TempDir()
+	pb := writePlaybook(t, fmt.Sprintf(`- hosts: kms
+  tasks:
+    - command: touch %s/{{ inventory_hostname }}
+    - kms_remove_node:
+        id: %d
+      when: inventory_hostname == 'kms1'
+`, marks, l.deadID))
+	te := testEnv(t)
+	te.vars[envAPIKey] = l.admin.Secret()
+	// again is a new run with the same state directory.
+	again := func() *testEnvT {
+		n := testEnv(t)
+		n.stateDir, n.vars = te.stateDir, te.vars
+		return n
+	}
+	held, err := lock.Acquire(context.Background(), locksDir(te.stateDir), []string{"kms"}, otherRun, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+
+	code := te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none")
+	want := "cluster kms is locked by alice@bastion1 (pid 4242, run 20261202T085100Z-1a2b3c4d, `kmsctl recover node kms2`, since 2026-12-02 08:51 UTC); wait with --lock-wait DURATION, or see `kmsctl lock status`"
+	if code != exit.Locked || !strings.Contains(te.errOut.String(), want) {
+		t.Fatalf("play while the lock is held: exit %d, want %d and %q\n%s\n%s", code, exit.Locked, want, te.out, te.errOut)
+	}
+	if entries, err := os.ReadDir(marks); err != nil || len(entries) != 0 {
+		t.Fatalf("a host was touched while the lock was held: %v %v", entries, err)
+	}
+	runs, err := journal.List(te.stateDir)
+	if err != nil || len(runs) != 1 || len(runs[0].Steps) != 0 || runs[0].End == nil || runs[0].End.Outcome != "locked" {
+		t.Fatalf("journal of the refused run: %+v, %v; want no step, outcome locked", runs, err)
+	}
+
+	// --check changes nothing and takes no lock.
+	te = again()
+	if code := te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none", "--check"); code != 0 {
+		t.Fatalf("--check while the lock is held: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+
+	// lock status names the holder, in text and JSON.
+	te = again()
+	if code := te.run(t, "lock", "status"); code != 0 || !strings.Contains(te.out.String(), "cluster kms: locked by alice@bastion1 (pid 4242") {
+		t.Fatalf("lock status: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	te = again()
+	if code := te.run(t, "lock", "status", "-o", "json"); code != 0 {
+		t.Fatalf("lock status -o json: exit %d\n%s", code, te.errOut)
+	}
+	var states []lock.State
+	if err := json.Unmarshal([]byte(te.out.String()), &states); err != nil || len(states) != 1 || !states[0].Held || states[0].Holder.Run != otherRun.Run {
+		t.Fatalf("lock status -o json: %s (%v)", te.out, err)
+	}
+
+	// --lock-wait: the holder lets go after a moment; the run goes on.
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		held.Release()
+	}()
+	te = again()
+	start := time.Now()
+	code = te.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none", "--lock-wait", "20s")
+	if code != 0 || !strings.Contains(te.out.String(), "changed: [kms1]") {
+		t.Fatalf("--lock-wait: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	if d := time.Since(start); d < 400*time.Millisecond {
+		t.Fatalf("the run went on after %v, before the holder let go", d)
+	}
+	for _, h := range []string{"kms1", "kms2"} {
+		if _, err := os.Stat(filepath.Join(marks, h)); err != nil {
+			t.Errorf("after the lock was free: %v", err)
+		}
+	}
+	// The run let go of the lock at its end.
+	te = again()
+	if code := te.run(t, "lock", "status"); code != 0 || strings.TrimSpace(te.out.String()) != "cluster kms: free" {
+		t.Fatalf("lock status after the run: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+}
+
+// TestLockWaitRunsOut: a --lock-wait that ends before the holder lets go
+// exits 5 and says how long it waited.
+func TestLockWaitRunsOut(t *testing.T) {
+	te := testEnv(t)
+	inv := filepath.Join(t.TempDir(), "inventory.yml")
+	if err := os.WriteFile(inv, []byte("kms:\n  hosts:\n    kms1:\n      ansible_host: 127.0.0.1\n      ansible_port: 1\n      kms_cluster: eu\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pb := writePlaybook(t, "- hosts: kms\n  tasks:\n    - kms_remove_node:\n        id: 1\n")
+	held, err := lock.Acquire(context.Background(), locksDir(te.stateDir), []string{"eu"}, otherRun, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	start := time.Now()
+	code := te.run(t, "play", pb, "-i", inv, "--ssh-config", "none", "--lock-wait", "300ms")
+	if code != exit.Locked || !strings.Contains(te.errOut.String(), "cluster eu is locked by alice@bastion1") || !strings.Contains(te.errOut.String(), "waited --lock-wait 300ms") {
+		t.Fatalf("exit %d, want %d\n%s\n%s", code, exit.Locked, te.out, te.errOut)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("gave up after %v", d)
+	}
+}
+
+func TestLockStatusNone(t *testing.T) {
+	te := testEnv(t)
+	if code := te.run(t, "lock", "status"); code != 0 || !strings.Contains(te.out.String(), "no cluster has been locked on this machine") {
+		t.Fatalf("exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	next := testEnv(t)
+	next.stateDir = te.stateDir
+	te = next
+	if code := te.run(t, "lock", "status", "-o", "json"); code != 0 || strings.TrimSpace(te.out.String()) != "[]" {
+		t.Fatalf("exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+}
