@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kmsctl/kmsctl/hsm"
+	"github.com/kmsctl/kmsctl/lock"
 )
 
 // TestBinaryEveryExitCode runs the built binary once for every exit code a
@@ -57,29 +58,40 @@ func TestBinaryEveryExitCode(t *testing.T) {
 	}
 	hsmCheck := play("- hosts: kms1\n  tasks:\n    - kms_hsm_check:\n")
 	inv := []string{"-i", l.inventory, "--ssh-config", "none"}
+	// This process holds the cluster's lock in the state directory of the
+	// run that wants it.
+	remove := play("- hosts: kms\n  tasks:\n    - kms_remove_node: {id: 1}\n")
+	lockedState := t.TempDir()
+	held, err := lock.Acquire(context.Background(), locksDir(filepath.Join(lockedState, "kmsctl")), []string{"kms"}, otherRun, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
 
 	cases := []struct {
 		name      string
 		args      []string
-		interrupt bool // send SIGINT once the sleep task runs
+		interrupt bool   // send SIGINT once the sleep task runs
+		state     string // XDG_STATE_HOME; "" = a new one
 		code      int
 		stdout    string
 		stderr    string
 	}{
-		{"success", append([]string{"play", ok}, inv...), false, 0, "kms2 : ok=1", ""},
-		{"invalid playbook", append([]string{"play", invalid}, inv...), false, 1, "", "no_such_key"},
-		{"a host failed", append([]string{"play", failing}, inv...), false, 2, "failed: [kms1]", "run log: "},
-		{"a host unreachable", []string{"ping", "127.0.0.1:1", "--ssh-config", "none"}, false, 3, "unreachable: [127.0.0.1:1]", "run log: "},
-		{"refused while validating", append([]string{"play", dangerous}, inv...), false, 4, "", "refusing /proc/kmsctl-test-none"},
-		{"refused on the host", append([]string{"play", fact}, inv...), false, 4, "PLAY RECAP", "refusing /sys/kmsctl-test-none"},
-		{"refused before the hosts, templated", append([]string{"play", templated, "-e", "target=/sys/kmsctl-test-none"}, inv...), false, 4, "", "refusing /sys/kmsctl-test-none"},
-		{"secret on the command line", append([]string{"play", ok, "-e", "kms_api_key=x"}, inv...), false, 4, "", "-e @FILE"},
-		{"wait_for timed out", append([]string{"play", waiting}, inv...), false, 6, "PLAY RECAP", "timed out after 200ms waiting for path /nonexistent/kmsctl-test"},
-		{"a verification failed", append([]string{"play", hsmCheck, "-e", "kms_env_file=" + envFile, "-e", "kms_hsm_key_file=" + operatorKey}, inv...), false, 7, "PLAY RECAP", "is not the operator's"},
-		{"--timeout", append([]string{"play", sleeping, "--timeout", "300ms"}, inv...), false, 6, "PLAY RECAP", "--timeout 300ms reached"},
-		{"interrupted", append([]string{"play", sleeping}, inv...), true, 130, "PLAY RECAP", "interrupted"},
+		{"success", append([]string{"play", ok}, inv...), false, "", 0, "kms2 : ok=1", ""},
+		{"invalid playbook", append([]string{"play", invalid}, inv...), false, "", 1, "", "no_such_key"},
+		{"a host failed", append([]string{"play", failing}, inv...), false, "", 2, "failed: [kms1]", "run log: "},
+		{"a host unreachable", []string{"ping", "127.0.0.1:1", "--ssh-config", "none"}, false, "", 3, "unreachable: [127.0.0.1:1]", "run log: "},
+		{"refused while validating", append([]string{"play", dangerous}, inv...), false, "", 4, "", "refusing /proc/kmsctl-test-none"},
+		{"refused on the host", append([]string{"play", fact}, inv...), false, "", 4, "PLAY RECAP", "refusing /sys/kmsctl-test-none"},
+		{"refused before the hosts, templated", append([]string{"play", templated, "-e", "target=/sys/kmsctl-test-none"}, inv...), false, "", 4, "", "refusing /sys/kmsctl-test-none"},
+		{"secret on the command line", append([]string{"play", ok, "-e", "kms_api_key=x"}, inv...), false, "", 4, "", "-e @FILE"},
+		{"the cluster is locked", append([]string{"play", remove}, inv...), false, lockedState, 5, "", "cluster kms is locked by alice@bastion1 (pid 4242"},
+		{"wait_for timed out", append([]string{"play", waiting}, inv...), false, "", 6, "PLAY RECAP", "timed out after 200ms waiting for path /nonexistent/kmsctl-test"},
+		{"a verification failed", append([]string{"play", hsmCheck, "-e", "kms_env_file=" + envFile, "-e", "kms_hsm_key_file=" + operatorKey}, inv...), false, "", 7, "PLAY RECAP", "is not the operator's"},
+		{"--timeout", append([]string{"play", sleeping, "--timeout", "300ms"}, inv...), false, "", 6, "PLAY RECAP", "--timeout 300ms reached"},
+		{"interrupted", append([]string{"play", sleeping}, inv...), true, "", 130, "PLAY RECAP", "interrupted"},
 		// Hosts that answer SSH but run no Key Manager: a degraded cluster.
-		{"status: degraded", append([]string{"status"}, inv...), false, 7, "DEGRADED: the Key Manager API of kms1", ""},
+		{"status: degraded", append([]string{"status"}, inv...), false, "", 7, "DEGRADED: the Key Manager API of kms1", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -88,7 +100,11 @@ func TestBinaryEveryExitCode(t *testing.T) {
 			}
 			cmd := exec.Command(bin, c.args...)
 			cmd.Dir = t.TempDir()
-			cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir(), "HOME="+t.TempDir(), "SSH_AUTH_SOCK=", "NO_COLOR=1")
+			state := c.state
+			if state == "" {
+				state = t.TempDir()
+			}
+			cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+state, "HOME="+t.TempDir(), "SSH_AUTH_SOCK=", "NO_COLOR=1")
 			var stdout, stderr syncBuffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			if err := cmd.Start(); err != nil {
