@@ -28,6 +28,12 @@ import (
 // Subdir is the journals' directory under the state directory.
 const Subdir = "journal"
 
+// Keep is how many journals Create keeps at least: the finished journals
+// older than the newest Keep are removed. A journal without an end (its
+// run was killed, or is still going) is never removed: resuming the run
+// needs it.
+const Keep = 500
+
 // Record types, one per line.
 const (
 	TypeRun    = "run"    // the first line: the run's Header
@@ -90,8 +96,8 @@ func Path(dir, id string) (string, error) {
 }
 
 // Create creates the journal of the run h describes under the state
-// directory dir and writes its header. red (nil = none) masks every text
-// written.
+// directory dir, writes its header and removes the finished journals
+// beyond Keep. red (nil = none) masks every text written.
 func Create(dir string, h Header, red *redact.Redactor) (*File, error) {
 	path, err := Path(dir, h.ID)
 	if err != nil {
@@ -123,7 +129,36 @@ func Create(dir string, h Header, red *redact.Redactor) (*File, error) {
 		f.Close()
 		return nil, err
 	}
+	if err := prune(jdir, Keep); err != nil {
+		f.Close()
+		return nil, err
+	}
 	return j, nil
+}
+
+// prune removes the finished journals in jdir older than the newest keep.
+// Names start with the UTC start time, so name order is age order. A
+// journal that has no end, or cannot be read, is kept: it may be a run to
+// resume.
+func prune(jdir string, keep int) error {
+	paths, err := filepath.Glob(filepath.Join(jdir, "*.jsonl"))
+	if err != nil {
+		return fmt.Errorf("list journals: %w", err)
+	}
+	if len(paths) <= keep {
+		return nil
+	}
+	sort.Strings(paths)
+	for _, p := range paths[:len(paths)-keep] {
+		r, err := Read(p)
+		if err != nil || r.End == nil {
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove old journal: %w", err)
+		}
+	}
+	return nil
 }
 
 func syncDir(dir string) error {
