@@ -167,6 +167,15 @@ func newMinkmsCluster(t *testing.T) *minkmsCluster {
 	if err := kms.Join(ctx, c.client, labkit.Endpoint("kms1"), labkit.Endpoints(names[1:]), time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	// Converged views come before every follower is ready for writes.
+	for _, ep := range labkit.Endpoints(names) {
+		for c.client.Ready(ctx, ep, true) != nil {
+			if ctx.Err() != nil {
+				t.Fatalf("%s not ready for writes after the join", ep)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	return c
 }
 

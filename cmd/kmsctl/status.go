@@ -363,6 +363,9 @@ func printStatus(e env, o options, c cluster, reasons []reason) error {
 		if fp := commonFingerprint(c.Nodes); fp != "" {
 			fmt.Fprintf(&b, "  HSM key: same fingerprint on %s (%s).\n", joinAnd(fingerprinted(c.Nodes)), fp)
 		}
+		if next := nextCommand(c, reasons); next != "" {
+			fmt.Fprintf(&b, "  Next: %s\n", next)
+		}
 	}
 	_, err := io.WriteString(e.stdout, b.String())
 	return err
@@ -463,4 +466,29 @@ func fingerprinted(nodes []nodeState) []string {
 		}
 	}
 	return out
+}
+
+// nextCommand is the command that mends what reasons found, when one does:
+// `kmsctl recover node` for the inventory hosts whose node is down or runs
+// outside the cluster with its old state ("" otherwise).
+func nextCommand(c cluster, reasons []reason) string {
+	var hosts []string
+	for _, r := range reasons {
+		if r.Kind != reasonDown && r.Kind != reasonNotMember {
+			continue
+		}
+		for _, h := range r.Nodes {
+			if byHost(c.Nodes, h).Host == h && !slices.Contains(hosts, h) {
+				hosts = append(hosts, h)
+			}
+		}
+	}
+	if len(hosts) == 0 {
+		return ""
+	}
+	cmd := "kmsctl recover node " + strings.Join(hosts, " ")
+	if c.Group != defaultCluster {
+		cmd += " --cluster " + c.Group
+	}
+	return cmd
 }

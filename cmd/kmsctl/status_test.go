@@ -93,6 +93,15 @@ func newStatusLab(t testing.TB, n int) *statusLab {
 	if err := kms.Join(ctx, c, eps[0], eps[1:], 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	// Converged views come before every follower is ready for writes.
+	for _, ep := range eps {
+		for c.Ready(ctx, ep, true) != nil {
+			if ctx.Err() != nil {
+				t.Fatalf("%s not ready for writes after the join", ep)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 
 	key := sshtest.GenerateKey(t)
 	keyFile := sshtest.ClientKeyFile(t, key, "")

@@ -364,8 +364,29 @@ kms3  kms3:7373  ok   inactive  down   -   -         -       -       -       -  
 
 DEGRADED: node 2 (kms3:7373) is down as seen by kms1 and kms2; minkms.service is inactive on kms3.
   HSM key: same fingerprint on kms1, kms2 and kms3 (sha256:3f9c).
+  Next: kmsctl recover node kms3
 `
 	if got := te.out.String(); got != want {
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestNextCommand: recover node is proposed for nodes down or removed and
+// running with their old state, in the inventory; nothing for the others.
+func TestNextCommand(t *testing.T) {
+	n := healthyNodes()
+	for _, c := range []struct {
+		group   string
+		reasons []reason
+		want    string
+	}{
+		{"kms", []reason{{Kind: reasonDown, Nodes: []string{"kms3"}}}, "kmsctl recover node kms3"},
+		{"eu", []reason{{Kind: reasonDown, Nodes: []string{"kms2"}}, {Kind: reasonNotMember, Nodes: []string{"kms3"}}, {Kind: reasonDown, Nodes: []string{"kms3"}}}, "kmsctl recover node kms2 kms3 --cluster eu"},
+		{"kms", []reason{{Kind: reasonDown, Nodes: []string{"kms4:7373"}}}, ""},
+		{"kms", []reason{{Kind: reasonHSM, Nodes: []string{"kms2"}}, {Kind: reasonUnreachable, Nodes: []string{"kms1"}}}, ""},
+	} {
+		if got := nextCommand(cluster{Group: c.group, Nodes: n}, c.reasons); got != c.want {
+			t.Errorf("nextCommand(%s, %+v) = %q, want %q", c.group, c.reasons, got, c.want)
+		}
 	}
 }
