@@ -431,3 +431,61 @@ func (l *recoverLab) swapFile(t *testing.T, path, name, content string) func() {
 		}
 	}
 }
+
+// TestRecoverUnreachable: on a terminal recover node asks first, and "n"
+// changes nothing (exit 4); kms3's machine gone (no SSH, no Key Manager):
+// answered "y", its ID is removed so that writes come back, and kmsctl
+// stops with exit 3 saying how to finish.
+func TestRecoverUnreachable(t *testing.T) {
+	l := newRecoverLab(t)
+	l.kill(2)
+	ask := func(answer string) (*testEnvT, int) {
+		te := testEnv(t)
+		te.env.terminal = true
+		te.env.stdin = strings.NewReader(answer)
+		return te, te.run(t, "recover", "node", "kms3", "-i", l.inventory, "--ssh-config", "none")
+	}
+	before := l.snapshot()
+	te, code := ask("n\n")
+	if code != exit.Refused || !strings.Contains(te.out.String(), "Change kms3 now? [y/N] nothing was changed") {
+		t.Fatalf("answered n: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	if after := l.snapshot(); after != before {
+		t.Fatalf("answered n, files changed:\n%s\n---\n%s", before, after)
+	}
+	ctx := context.Background()
+	if v := kms.View(ctx, l.client(l.addrs[0]), l.addrs[0]); v.Err != nil || len(v.Members) != 3 {
+		t.Fatalf("answered n, kms1's view: %+v", v)
+	}
+
+	l.servers[2].Close()
+	te, code = ask("y\n")
+	out := te.out.String()
+	if code != exit.Unreachable || !strings.Contains(out, "does not answer SSH: only its ID is removed") || !strings.Contains(out, "ID REMOVED, NOT REBUILT: kms3") ||
+		!strings.Contains(te.errOut.String(), "`kmsctl recover node kms3` when the host answers again") {
+		t.Fatalf("kms3 gone: exit %d\n%s\n%s", code, out, te.errOut)
+	}
+	for _, ep := range l.addrs[:2] {
+		c := l.client(ep)
+		if v := kms.View(ctx, c, ep); v.Err != nil || len(v.Members) != 2 {
+			t.Errorf("%s's view after the removal: %+v", ep, v)
+		}
+	}
+	eventually(t, "writes through kms2", func() error { return l.client(l.addrs[1]).CreateKey(ctx, "", "after") })
+}
+
+// eventually polls cond until it returns nil; it fails after 20s.
+func eventually(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still failing after 20s: %v", what, err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
