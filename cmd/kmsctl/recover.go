@@ -129,15 +129,16 @@ func recoverPreflight(ctx context.Context, e env, o options, group string, inv *
 			play.Tasks[i].Module = play.Tasks[i].Name
 		}
 	}
+	play.Hosts = make([]tasks.Host, len(hosts))
 	for i, h := range hosts {
 		var paths []any
 		for _, f := range recoverFiles(nodes[i]) {
 			paths = append(paths, f.Path)
 		}
-		hosts[i].Vars = maps.Clone(h.Vars)
-		hosts[i].Vars["recover_files"] = paths
+		h.Vars = maps.Clone(h.Vars)
+		h.Vars["recover_files"] = paths
+		play.Hosts[i] = h
 	}
-	play.Hosts = hosts
 	play.Vars = map[string]any{"recover_targets": anySlice(targets)}
 	reg := tasks.NewRegistry()
 	for task, module := range mods {
@@ -286,6 +287,7 @@ func recoverRun(ctx context.Context, e env, o options, inv *inventory.Inventory,
 		times.event(ev)
 		sink.Event(ev)
 	})
+	fmt.Fprintf(e.stdout, "run %s (its journal: kmsctl runs show %[1]s)\n", r.s.log.ID)
 	start := time.Now()
 	return r.runWith(ctx, plays, func(ctx context.Context, recap tasks.Recap, err error) error {
 		if err != nil {

@@ -305,6 +305,15 @@ func TestRecoverNode(t *testing.T) {
 	if strings.Contains(out+te.errOut.String()+runLogs(t, te), l.hsmKey.Text()) || strings.Contains(out+runLogs(t, te), l.admin.Secret()) {
 		t.Error("a key appears in the output or run log")
 	}
+	m := regexp.MustCompile(`run (\S+) \(its journal: kmsctl runs show`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no run ID in\n%s", out)
+	}
+	shown := testEnv(t)
+	shown.env.stateDir = te.env.stateDir
+	if code := shown.run(t, "runs", "show", m[1]); code != 0 || !strings.Contains(shown.out.String(), "kms_remove_node") || !strings.Contains(shown.out.String(), "kms_add_node") {
+		t.Errorf("runs show %s: exit %d\n%s\n%s", m[1], code, shown.out, shown.errOut)
+	}
 	c3 := l.client(l.addrs[2])
 	for i, ep := range l.addrs {
 		v := kms.View(ctx, l.client(ep), ep)
