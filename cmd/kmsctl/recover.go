@@ -15,6 +15,7 @@ import (
 
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/lock"
 	"github.com/kmsctl/kmsctl/playbooks"
 	"github.com/kmsctl/kmsctl/tasks"
 )
@@ -71,6 +72,9 @@ func recoverNode(ctx context.Context, e env, o options, group string, targets []
 			return exit.Usagef("recover node: %s is not a host of group %s (--cluster GROUP)", t, group)
 		}
 	}
+	if err := recoverLockFree(e, o, nodes); err != nil {
+		return err
+	}
 	in, err := recoverPreflight(ctx, e, o, group, inv, hosts, nodes, targets)
 	if err != nil {
 		return err
@@ -101,6 +105,39 @@ func recoverNode(ctx context.Context, e env, o options, group string, targets []
 		}
 	}
 	return recoverRun(ctx, e, o, inv, hosts, plan)
+}
+
+// recoverLockFree refuses (exit 5, before anything is asked) when another
+// run holds the lock of the nodes' cluster, unless --lock-wait is given:
+// then the run waits for it when it takes the lock.
+func recoverLockFree(e env, o options, nodes []inventory.KMSNode) error {
+	if o.LockWait > 0 {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, n := range nodes {
+		c := n.Cluster
+		if c == "" {
+			c = inventory.DefaultCluster
+		}
+		if seen[c] {
+			continue
+		}
+		seen[c] = true
+		st, err := lock.Status(locksDir(e.stateDir), c)
+		if err != nil {
+			return fmt.Errorf("recover node: read the lock of cluster %s: %w", c, err)
+		}
+		if st.Held {
+			holder := "another run (its record is not written yet)"
+			if st.Holder != nil {
+				holder = st.Holder.String()
+			}
+			return exit.With(exit.Locked, fmt.Errorf("recover node: cluster %s is locked by %s; nothing was changed. "+
+				"Wait with --lock-wait DURATION, or see `kmsctl lock status`", c, holder))
+		}
+	}
+	return nil
 }
 
 // recoverPreflight gathers, with one read-only play on every node at once,

@@ -23,6 +23,7 @@ import (
 	"github.com/kmsctl/kmsctl/kms"
 	"github.com/kmsctl/kmsctl/kms/kmsim"
 	"github.com/kmsctl/kmsctl/kms/pb"
+	"github.com/kmsctl/kmsctl/lock"
 	"github.com/kmsctl/kmsctl/remote/sshtest"
 )
 
@@ -496,5 +497,35 @@ func eventually(t *testing.T, what string, cond func() error) {
 			t.Fatalf("%s: still failing after 20s: %v", what, err)
 		}
 		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// TestRecoverLocked: while another run holds the cluster's lock, recover
+// node exits 5 naming the holder, before any question, with every host
+// unchanged; with --lock-wait it waits for the holder and then recovers.
+func TestRecoverLocked(t *testing.T) {
+	l := newRecoverLab(t)
+	l.kill(2)
+	te := testEnv(t)
+	held, err := lock.Acquire(context.Background(), locksDir(te.stateDir), []string{"kms"}, otherRun, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	before := l.snapshot()
+	code := te.run(t, "recover", "node", "kms3", "-i", l.inventory, "--ssh-config", "none", "--yes")
+	if code != exit.Locked || !strings.Contains(te.errOut.String(), "cluster kms is locked by alice@bastion1 (pid 4242") ||
+		strings.Contains(te.out.String(), "plan for") {
+		t.Fatalf("locked: exit %d, want %d\n%s\n%s", code, exit.Locked, te.out, te.errOut)
+	}
+	if after := l.snapshot(); after != before {
+		t.Fatalf("locked, files changed:\n%s\n---\n%s", before, after)
+	}
+	again := testEnv(t)
+	again.stateDir = te.stateDir
+	time.AfterFunc(500*time.Millisecond, func() { held.Release() })
+	if code := again.run(t, "recover", "node", "kms3", "-i", l.inventory, "--ssh-config", "none", "--yes", "--lock-wait", "30s"); code != 0 ||
+		!strings.Contains(again.out.String(), "RECOVERED kms3") {
+		t.Fatalf("--lock-wait: exit %d\n%s\n%s", code, again.out, again.errOut)
 	}
 }
