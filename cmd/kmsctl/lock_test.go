@@ -144,3 +144,42 @@ func TestLockStatusNone(t *testing.T) {
 		t.Fatalf("exit %d\n%s\n%s", code, te.out, te.errOut)
 	}
 }
+
+// TestStatusShowsLock: `kmsctl status` takes no lock, and says when a run
+// holds the cluster's lock (text: a LOCKED line; JSON: locks).
+func TestStatusShowsLock(t *testing.T) {
+	l := newStatusLab(t, 3)
+	te := testEnv(t)
+	held, err := lock.Acquire(context.Background(), locksDir(te.stateDir), []string{"kms"}, otherRun, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	args := []string{"status", "-i", l.inventory, "--ssh-config", "none"}
+	code := te.run(t, args...)
+	want := "LOCKED: cluster kms is locked by alice@bastion1 (pid 4242, run 20261202T085100Z-1a2b3c4d, `kmsctl recover node kms2`, since 2026-12-02 08:51 UTC): a change of its membership is under way on this machine."
+	if code != 0 || !strings.Contains(te.out.String(), want) {
+		t.Fatalf("status with the lock held: exit %d, want 0 and %q\n%s\n%s", code, want, te.out, te.errOut)
+	}
+	next := testEnv(t)
+	next.stateDir = te.stateDir
+	if code := next.run(t, append(args, "-o", "json")...); code != 0 {
+		t.Fatalf("status -o json: exit %d\n%s", code, next.errOut)
+	}
+	var doc struct {
+		Locks []lock.State `json:"locks"`
+	}
+	line := strings.SplitN(next.out.String(), "\n", 2)[0]
+	if err := json.Unmarshal([]byte(line), &doc); err != nil || len(doc.Locks) != 1 || doc.Locks[0].Holder == nil || doc.Locks[0].Holder.Run != otherRun.Run {
+		t.Fatalf("status -o json: locks %+v (%v)\n%s", doc.Locks, err, next.out)
+	}
+	// Free again: no LOCKED line, and "locks": [].
+	if err := held.Release(); err != nil {
+		t.Fatal(err)
+	}
+	free := testEnv(t)
+	free.stateDir = te.stateDir
+	if code := free.run(t, args...); code != 0 || strings.Contains(free.out.String(), "LOCKED") {
+		t.Fatalf("status with the lock free: exit %d\n%s", code, free.out)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/output"
 	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/lock"
 	"github.com/kmsctl/kmsctl/playbooks"
 	"github.com/kmsctl/kmsctl/tasks"
 )
@@ -85,7 +86,11 @@ func status(ctx context.Context, e env, o options, group string) error {
 		}
 		c := cluster{Group: group, Nodes: g.states(nodes), Now: time.Now()}
 		reasons := verdict(c)
-		if perr := printStatus(e, o, c, reasons); perr != nil {
+		locks, lerr := heldLocks(e.stateDir, nodes)
+		if lerr != nil {
+			return lerr
+		}
+		if perr := printStatus(e, o, c, reasons, locks); perr != nil {
 			return perr
 		}
 		switch {
@@ -320,7 +325,7 @@ func resultError(r gatheredResult) string {
 
 // printStatus writes the table and the verdict, or with --output json one
 // status event holding the same.
-func printStatus(e env, o options, c cluster, reasons []reason) error {
+func printStatus(e env, o options, c cluster, reasons []reason, locks []lock.State) error {
 	for i := range c.Nodes {
 		if n := &c.Nodes[i]; n.CertNotAfter != nil {
 			d := certDays(*n.CertNotAfter, c.Now)
@@ -340,7 +345,7 @@ func printStatus(e env, o options, c cluster, reasons []reason) error {
 		}
 		jsonLine(e.stdout, "status").Str("cluster", c.Group).Strs("inventory", o.Inventories).
 			Str("verdict", word).Interface("reasons", reasons).Interface("nodes", c.Nodes).
-			Str("hsm_fingerprint", commonFingerprint(c.Nodes)).Send()
+			Str("hsm_fingerprint", commonFingerprint(c.Nodes)).Interface("locks", locks).Send()
 		return nil
 	}
 	var b strings.Builder
@@ -367,8 +372,32 @@ func printStatus(e env, o options, c cluster, reasons []reason) error {
 			fmt.Fprintf(&b, "  Next: %s\n", next)
 		}
 	}
+	for _, st := range locks {
+		held := &lock.HeldError{Cluster: st.Cluster, Holder: st.Holder}
+		fmt.Fprintf(&b, "LOCKED: %s: a change of its membership is under way on this machine.\n", held)
+	}
 	_, err := io.WriteString(e.stdout, b.String())
 	return err
+}
+
+// heldLocks returns the cluster locks held on this machine (a run that
+// changes membership is going on) for the clusters of nodes.
+func heldLocks(stateDir string, nodes []inventory.KMSNode) ([]lock.State, error) {
+	clusters := map[string]bool{}
+	for _, n := range nodes {
+		clusters[n.Cluster] = true
+	}
+	held := []lock.State{}
+	for _, c := range slices.Sorted(maps.Keys(clusters)) {
+		st, err := lock.Status(locksDir(stateDir), c)
+		if err != nil {
+			return nil, err
+		}
+		if st.Held {
+			held = append(held, st)
+		}
+	}
+	return held, nil
 }
 
 // statusRow is one node's row of the table; "-" is not known.
