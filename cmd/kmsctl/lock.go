@@ -78,8 +78,10 @@ func (s *session) acquireLocks(ctx context.Context, clusters []string) (*lock.Se
 		return nil, exit.With(exit.Locked, fmt.Errorf("%w; waited --lock-wait %s; see `kmsctl lock status`", err, s.o.LockWait))
 	case errors.As(err, &held):
 		return nil, exit.With(exit.Locked, fmt.Errorf("%w; wait with --lock-wait DURATION, or see `kmsctl lock status`", err))
+	case errors.Is(err, context.Canceled):
+		return nil, exit.With(exit.Interrupted, fmt.Errorf("interrupted while waiting for a cluster lock: %w", err))
 	case err != nil:
-		return nil, fmt.Errorf("lock cluster: %w", err)
+		return nil, err
 	}
 	s.logger.Debug().Strs("clusters", set.Clusters()).Msg("cluster locks taken")
 	return set, nil

@@ -183,3 +183,24 @@ func TestStatusShowsLock(t *testing.T) {
 		t.Fatalf("status with the lock free: exit %d\n%s", code, free.out)
 	}
 }
+
+// TestLockWaitInterrupted: Ctrl-C while waiting for a lock exits 130.
+func TestLockWaitInterrupted(t *testing.T) {
+	te := testEnv(t)
+	inv := filepath.Join(t.TempDir(), "inventory.yml")
+	if err := os.WriteFile(inv, []byte("kms:\n  hosts:\n    kms1:\n      ansible_host: 127.0.0.1\n      ansible_port: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pb := writePlaybook(t, "- hosts: kms\n  tasks:\n    - kms_add_node:\n        endpoint: x:7373\n")
+	held, err := lock.Acquire(context.Background(), locksDir(te.stateDir), []string{"kms"}, otherRun, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	code := run(ctx, te.env, []string{"kmsctl", "play", pb, "-i", inv, "--ssh-config", "none", "--lock-wait", "1m"})
+	if code != exit.Interrupted || !strings.Contains(te.errOut.String(), "interrupted while waiting for a cluster lock") {
+		t.Fatalf("exit %d, want %d\n%s\n%s", code, exit.Interrupted, te.out, te.errOut)
+	}
+}
