@@ -286,7 +286,8 @@ all:
 }
 
 // TestSecrets: every secret string set anywhere in the inventory, also one
-// a host overrides and one from host_vars/, without resolving a host.
+// a host overrides and one from host_vars/, without resolving a host; an
+// empty one is nothing to mask.
 func TestSecrets(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"host_vars/kms2.yml": "vault_token: from-host-vars\n", "inventory.yml": `
@@ -294,6 +295,7 @@ all:
   vars:
     vault_api_key: from-all
     motd: not-a-secret
+    db_password: ""
   children:
     kms:
       vars:
