@@ -81,20 +81,31 @@ func recoverNode(ctx context.Context, e env, o options, group string, targets []
 	}
 	plan, err := planRecovery(in)
 	var ref refusal
+	asJSON := o.Output == "json"
 	if errors.As(err, &ref) {
-		fmt.Fprintf(e.stdout, "preflight\n  REFUSED  %s.\n  %s.\nnothing was changed\n", ref.why, ref.todo)
+		if asJSON {
+			jsonLine(e.stdout, "recover_refused").Str("why", ref.why).Str("todo", ref.todo).Send()
+		} else {
+			fmt.Fprintf(e.stdout, "preflight\n  REFUSED  %s.\n  %s.\nnothing was changed\n", ref.why, ref.todo)
+		}
 		return exit.With(exit.Refused, fmt.Errorf("recover node %s: refused: %w", strings.Join(targets, " "), err))
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "preflight: ok\n%s\n", planText(plan))
+	if asJSON {
+		jsonLine(e.stdout, "recover_plan").Interface("plan", plan).Bool("check", o.Check).Send()
+	} else {
+		fmt.Fprintf(e.stdout, "preflight: ok\n%s\n", planText(plan))
+	}
 	if o.Check {
-		fmt.Fprintln(e.stdout, "--check: nothing was changed")
+		if !asJSON {
+			fmt.Fprintln(e.stdout, "--check: nothing was changed")
+		}
 		return nil
 	}
 	if !yes {
-		if !e.terminal || e.stdin == nil {
+		if !e.terminal || e.stdin == nil || asJSON {
 			return exit.Usagef("recover node changes hosts: confirm on a terminal, or pass --yes (nothing was changed)")
 		}
 		fmt.Fprintf(e.stdout, "Change %s now? [y/N] ", strings.Join(targets, ", "))
@@ -324,13 +335,19 @@ func recoverRun(ctx context.Context, e env, o options, inv *inventory.Inventory,
 		times.event(ev)
 		sink.Event(ev)
 	})
-	fmt.Fprintf(e.stdout, "run %s (its journal: kmsctl runs show %[1]s)\n", r.s.log.ID)
+	if o.Output != "json" {
+		fmt.Fprintf(e.stdout, "run %s (its journal: kmsctl runs show %[1]s)\n", r.s.log.ID)
+	}
 	start := time.Now()
 	return r.runWith(ctx, plays, func(ctx context.Context, recap tasks.Recap, err error) error {
 		if err != nil {
 			return exitError(ctx, recap, err)
 		}
-		times.print(e.stdout, plan, unreachable, time.Since(start))
+		if o.Output == "json" {
+			times.json(e.stdout, r.s.log.ID, plan, unreachable, time.Since(start))
+		} else {
+			times.print(e.stdout, plan, unreachable, time.Since(start))
+		}
 		if len(unreachable) > 0 {
 			return exit.With(exit.Unreachable, fmt.Errorf("removed the IDs of %s, which do not answer SSH; writes are available again. "+
 				"To finish: `kmsctl recover node %s` when the host answers again, or provision a replacement and add it (kms_add_node)",
@@ -382,6 +399,28 @@ func (p *phaseTimes) event(ev tasks.Event) {
 		p.took[k] += d - p.task[tk]
 		p.task[tk] = d
 	}
+}
+
+// json writes the recap as one recover event: the run ID, each target's
+// phases with their times (seconds), the hosts rebuilt and those whose ID
+// only was removed.
+func (p *phaseTimes) json(w io.Writer, run string, plan recoverPlan, unreachable []string, total time.Duration) {
+	type phase struct {
+		Phase   string  `json:"phase"`
+		Seconds float64 `json:"seconds"`
+	}
+	var phases []phase
+	for _, k := range p.order {
+		phases = append(phases, phase{k, p.took[k].Seconds()})
+	}
+	var rebuilt []string
+	for _, t := range plan.Targets {
+		if !slices.Contains(unreachable, t.Host) {
+			rebuilt = append(rebuilt, t.Host)
+		}
+	}
+	jsonLine(w, "recover").Str("run", run).Interface("phases", phases).Strs("recovered", rebuilt).Strs("id_removed_only", unreachable).
+		Float64("seconds", total.Seconds()).Send()
 }
 
 // print writes one line per target and phase with its time, and the

@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -357,13 +359,50 @@ func TestRecoverTwoNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	te, code := l.recover(t, "kms2", "kms3", "--yes")
+	te, code := l.recover(t, "kms2", "kms3", "--yes", "--output", "json")
 	out := te.out.String()
-	if code != 0 || !strings.Contains(out, "RECOVERED kms2 and kms3") {
+	if code != 0 {
 		t.Fatalf("recover kms2 kms3: exit %d\n%s\n%s", code, out, te.errOut)
 	}
-	if i, j := strings.Index(out, "kms3 remove"), strings.Index(out, "kms2 push"); i < 0 || j < 0 || i > j {
-		t.Errorf("kms3's ID not removed before kms2 was rebuilt:\n%s", out)
+	// --output json: every line of stdout is one JSON event.
+	var plan, recap struct {
+		Event string `json:"event"`
+		Plan  struct {
+			Via     string `json:"via"`
+			Targets []struct {
+				Host string `json:"host"`
+				ID   int    `json:"id"`
+			} `json:"targets"`
+		} `json:"plan"`
+		Phases []struct {
+			Phase string `json:"phase"`
+		} `json:"phases"`
+		Recovered []string `json:"recovered"`
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev struct {
+			Event string `json:"event"`
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("not a JSON line: %q (%v)", line, err)
+		}
+		switch ev.Event {
+		case "recover_plan":
+			json.Unmarshal([]byte(line), &plan)
+		case "recover":
+			json.Unmarshal([]byte(line), &recap)
+		}
+	}
+	if plan.Plan.Via != "kms1" || len(plan.Plan.Targets) != 2 || plan.Plan.Targets[0].ID < 0 || plan.Plan.Targets[1].ID < 0 {
+		t.Errorf("plan event: %+v\n%s", plan, out)
+	}
+	var phases []string
+	for _, p := range recap.Phases {
+		phases = append(phases, p.Phase)
+	}
+	if strings.Join(recap.Recovered, ",") != "kms2,kms3" || slices.Index(phases, "kms3 remove") < 0 || slices.Index(phases, "kms3 remove") > slices.Index(phases, "kms2 push") ||
+		slices.Index(phases, "kms2 prove") > slices.Index(phases, "kms3 push") {
+		t.Errorf("kms3's ID not removed before kms2 was rebuilt, or kms3 rebuilt before kms2 was proved: %v %v\n%s", recap.Recovered, phases, out)
 	}
 	for _, ep := range l.addrs {
 		c := l.client(ep)
@@ -398,6 +437,11 @@ func TestRecoverRefusals(t *testing.T) {
 		{"a missing file with no source", func(t *testing.T) func() {
 			return l.swapFile(t, filepath.Join(l.dirs[2], "config.yaml"), "", "")
 		}, []string{"kms3"}, "config"},
+	}
+	te, code := l.recover(t, "kms1", "--output", "json")
+	if code != exit.Refused || !strings.Contains(te.out.String(), `"event":"recover_refused"`) ||
+		!strings.Contains(te.out.String(), `"why":"kms1 is not dead: node`) {
+		t.Fatalf("--output json refusal: exit %d\n%s\n%s", code, te.out, te.errOut)
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -15,10 +15,10 @@ var recoverPhases = []string{"fence", "wipe", "remove", "push", "start", "add", 
 // recoverFile is one of the node's files: where it goes on the host, its
 // local source ("" = keep the host's), and whether the host has it.
 type recoverFile struct {
-	What   string // "binary", "config", ...
-	Path   string // on the host
-	Source string // local source, "" = none
-	Exists bool   // on the host (known only when the host answered)
+	What   string `json:"what"`             // "binary", "config", ...
+	Path   string `json:"path"`             // on the host
+	Source string `json:"source,omitempty"` // local source, "" = none (the host's file is kept)
+	Exists bool   `json:"exists"`           // on the host (known only when the host answered)
 }
 
 // recoverInput is everything preflight decides on, gathered by one
@@ -37,19 +37,20 @@ type recoverInput struct {
 
 // recoverTarget is one dead node as the plan has it.
 type recoverTarget struct {
-	Host, Endpoint string
-	ID             int  // its ID in the survivors' definition; -1 = not listed (already removed)
-	Reachable      bool // its host answers SSH: fenced, wiped and rebuilt; else only its ID is removed
-	StoragePath    string
-	Files          []recoverFile
+	Host        string        `json:"host"`
+	Endpoint    string        `json:"endpoint"`
+	ID          int           `json:"id"`        // its ID in the survivors' definition; -1 = not listed (already removed)
+	Reachable   bool          `json:"reachable"` // its host answers SSH: fenced, wiped and rebuilt; else only its ID is removed
+	StoragePath string        `json:"storage_path"`
+	Files       []recoverFile `json:"files,omitempty"`
 }
 
 // recoverPlan is what recover node will do.
 type recoverPlan struct {
-	Survivors []string // inventory hosts whose Key Manager answers
-	Via       string   // the survivor the edits and additions go through
-	Targets   []recoverTarget
-	HSM       string // the fingerprint every survivor and the installed key share
+	Survivors []string        `json:"survivors"` // inventory hosts whose Key Manager answers
+	Via       string          `json:"via"`       // the survivor the edits and additions go through
+	Targets   []recoverTarget `json:"targets"`
+	HSM       string          `json:"hsm_fingerprint"` // the fingerprint every survivor and the installed key share
 }
 
 // refusal is why preflight refuses: the command exits 4 and changes
