@@ -217,3 +217,20 @@ func (m *mods) hsmKey(ctx context.Context, env *tasks.Env, n inventory.KMSNode) 
 	}
 	return k, nil
 }
+
+// CheckAPIKey reads and parses node n's admin API key where the modules
+// look for it (the environment, --api-key-file, the inventory's
+// kms_api_key_file), so that a key that is missing, unreadable, malformed
+// or in a file others may read (a refusal) is found on this machine before
+// any host is asked, instead of looking like a node whose API is down. A
+// key given by kms_api_key_command is not run here: the first module that
+// needs it runs it once.
+func CheckAPIKey(o Options, n inventory.KMSNode) error {
+	m := &mods{o: o}
+	s := m.apiKeySource(n)
+	if s.envVal == "" && s.flag == "" && s.file == "" && len(s.command) > 0 {
+		return nil
+	}
+	_, err := m.apiKey(context.Background(), &tasks.Env{}, n)
+	return err
+}

@@ -1,6 +1,7 @@
 package kmsmodules_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -131,5 +132,61 @@ func TestAPIKeySources(t *testing.T) {
 		if strings.Contains(err.Error(), good[3:]) {
 			t.Errorf("%s: the error shows the key: %v", name, err)
 		}
+	}
+}
+
+// TestCheckAPIKey: the admin API key is checked where the modules look for
+// it, on this machine: a good file passes, a file others may read is a
+// refusal, a missing, empty or malformed file and no source at all are
+// errors naming the file; the environment comes first; a command is not
+// run (nothing to check before the first module runs it).
+func TestCheckAPIKey(t *testing.T) {
+	good := "k1:" + strings.Repeat("A", 43)
+	goodFile := writeKey(t, good, 0o600)
+	for _, tc := range []struct {
+		name    string
+		env     string
+		flag    string
+		file    string
+		command []string
+		want    string // "" passes
+		refused bool
+	}{
+		{name: "good flag file", flag: goodFile},
+		{name: "good inventory file", file: goodFile},
+		{name: "readable by others", flag: writeKey(t, good, 0o644), want: "has mode 0644: others may read the key; run chmod 600", refused: true},
+		{name: "missing", flag: "/nonexistent/api.key", want: "--api-key-file /nonexistent/api.key: open /nonexistent/api.key"},
+		{name: "empty", file: writeKey(t, "", 0o600), want: "api.key is empty"},
+		{name: "malformed", flag: writeKey(t, "garbage", 0o600), want: "not a Key Manager API key"},
+		{name: "no source", want: "no admin API key: export MINIO_KMS_API_KEY"},
+		{name: "environment first", env: good, flag: "/nonexistent/api.key"},
+		{name: "malformed environment", env: "garbage", want: "admin API key from $MINIO_KMS_API_KEY"},
+		{name: "command not run", command: []string{"/nonexistent/print-key"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := kmsmodules.Options{Getenv: func(k string) string {
+				if k == inventory.EnvAPIKey {
+					return tc.env
+				}
+				return ""
+			}, APIKeyFile: tc.flag}
+			err := kmsmodules.CheckAPIKey(o, inventory.KMSNode{Host: "kms1", APIKeyFile: tc.file, APIKeyCommand: tc.command})
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("want no error, got %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want an error containing %q, got %v", tc.want, err)
+			}
+			var r interface{ Refused() bool }
+			if refused := errors.As(err, &r) && r.Refused(); refused != tc.refused {
+				t.Errorf("refused = %v, want %v (%v)", refused, tc.refused, err)
+			}
+			if strings.Contains(err.Error(), good) {
+				t.Errorf("the key appears in %v", err)
+			}
+		})
 	}
 }

@@ -77,6 +77,9 @@ func backup(ctx context.Context, e env, o options, bo backupOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := checkAPIKeys(e, o, nodes); err != nil {
+		return err
+	}
 	dir := bo.Dir
 	if dir == "" {
 		dir = backupDir(e, bo.Group)

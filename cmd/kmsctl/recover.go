@@ -67,6 +67,9 @@ func recoverNode(ctx context.Context, e env, o options, group string, targets []
 	if err != nil {
 		return err
 	}
+	if err := checkAPIKeys(e, o, nodes); err != nil {
+		return err
+	}
 	for _, t := range targets {
 		if !slices.ContainsFunc(nodes, func(n inventory.KMSNode) bool { return n.Host == t }) {
 			return exit.Usagef("recover node: %s is not a host of group %s (--cluster GROUP)", t, group)

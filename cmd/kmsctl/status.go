@@ -17,6 +17,7 @@ import (
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/output"
 	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/kmsmodules"
 	"github.com/kmsctl/kmsctl/lock"
 	"github.com/kmsctl/kmsctl/playbooks"
 	"github.com/kmsctl/kmsctl/tasks"
@@ -60,6 +61,9 @@ func status(ctx context.Context, e env, o options, group string) error {
 	}
 	hosts, nodes, err := statusHosts(inv, o, group)
 	if err != nil {
+		return err
+	}
+	if err := checkAPIKeys(e, o, nodes); err != nil {
 		return err
 	}
 	g := &gathered{results: map[string]map[string]gatheredResult{}, unreachable: map[string]string{}}
@@ -144,6 +148,37 @@ func statusHosts(inv *inventory.Inventory, o options, group string) ([]tasks.Hos
 		return nil, nil, exit.With(exit.Usage, err)
 	}
 	return hosts, nodes, nil
+}
+
+// checkAPIKeys reads and parses the admin API key of every node where the
+// Key Manager modules will look for it, before any host is asked: a key
+// file that is missing, empty, malformed or readable by others is a problem
+// of this machine, not a node whose API is down (exit 1, or 4 for a file
+// others may read). Each problem is named once, with the hosts it concerns.
+func checkAPIKeys(e env, o options, nodes []inventory.KMSNode) error {
+	ko := kmsmodules.Options{Getenv: e.getenv, APIKeyFile: o.APIKeyFile}
+	var msgs []string
+	var errs []error
+	hostsOf := map[string][]string{}
+	for _, n := range nodes {
+		err := kmsmodules.CheckAPIKey(ko, n)
+		if err == nil {
+			continue
+		}
+		m := err.Error()
+		if _, ok := hostsOf[m]; !ok {
+			msgs = append(msgs, m)
+			errs = append(errs, err)
+		}
+		hostsOf[m] = append(hostsOf[m], n.Host)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	for i, m := range msgs {
+		errs[i] = fmt.Errorf("the admin API key of %s: %w", joinAnd(hostsOf[m]), errs[i])
+	}
+	return exit.With(exit.Usage, fmt.Errorf("%w (no node was asked)", errors.Join(errs...)))
 }
 
 // The tasks of the status play.

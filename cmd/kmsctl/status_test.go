@@ -340,3 +340,47 @@ func TestStatusHangingAPI(t *testing.T) {
 		t.Errorf("status took %s with one hanging API: more than twice its 10 s question timeout", took)
 	}
 }
+
+// TestStatusAPIKeyProblems: a problem with the admin API key on this
+// machine is not a degraded cluster: a key file others may read is refused
+// (exit 4), a missing or malformed one is an error (exit 1), each naming
+// the file and what to do, for status and backup alike, before any host
+// is logged in to.
+func TestStatusAPIKeyProblems(t *testing.T) {
+	l := newStatusLab(t, 1)
+	dir := t.TempDir()
+	readable := filepath.Join(dir, "readable.key")
+	if err := os.WriteFile(readable, []byte(l.admin.Secret()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(readable, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	malformed := filepath.Join(dir, "malformed.key")
+	if err := os.WriteFile(malformed, []byte("garbage\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		file string
+		code int
+		want string
+	}{
+		{readable, 4, "the admin API key of kms1: read the admin API key from --api-key-file " + readable + ": " + readable + " has mode 0644: others may read the key; run chmod 600 " + readable + " (no node was asked)"},
+		{malformed, 1, "--api-key-file " + malformed + ": parse API key: not a Key Manager API key"},
+		{filepath.Join(dir, "missing.key"), 1, "no such file or directory"},
+	} {
+		for _, cmd := range []string{"status", "backup"} {
+			te := testEnv(t)
+			code := te.run(t, cmd, "-i", l.inventory, "--ssh-config", "none", "--api-key-file", tc.file)
+			if code != tc.code || !strings.Contains(te.errOut.String(), tc.want) || strings.Contains(te.out.String(), "DEGRADED") {
+				t.Errorf("%s --api-key-file %s: exit %d, want %d and %q\n%s\n%s", cmd, filepath.Base(tc.file), code, tc.code, tc.want, te.out, te.errOut)
+			}
+			if strings.Contains(te.out.String()+te.errOut.String(), l.admin.Secret()) {
+				t.Errorf("%s: the key appears in the output", cmd)
+			}
+		}
+	}
+	if logins := l.servers[0].Logins(); len(logins) != 0 {
+		t.Errorf("a host was logged in to: %v", logins)
+	}
+}
