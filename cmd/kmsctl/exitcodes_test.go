@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kmsctl/kmsctl/hsm"
+	"github.com/kmsctl/kmsctl/kms"
 	"github.com/kmsctl/kmsctl/lock"
 )
 
@@ -57,6 +58,15 @@ func TestBinaryEveryExitCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	hsmCheck := play("- hosts: kms1\n  tasks:\n    - kms_hsm_check:\n")
+	// A well-formed admin API key that no Key Manager knows.
+	apiKey, err := kms.GenerateAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiKeyFile := filepath.Join(keyDir, "api.key")
+	if err := os.WriteFile(apiKeyFile, []byte(apiKey.Secret()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	inv := []string{"-i", l.inventory, "--ssh-config", "none"}
 	// This process holds the cluster's lock in the state directory of the
 	// run that wants it.
@@ -91,7 +101,7 @@ func TestBinaryEveryExitCode(t *testing.T) {
 		{"--timeout", append([]string{"play", sleeping, "--timeout", "300ms"}, inv...), false, "", 6, "PLAY RECAP", "--timeout 300ms reached"},
 		{"interrupted", append([]string{"play", sleeping}, inv...), true, "", 130, "PLAY RECAP", "interrupted"},
 		// Hosts that answer SSH but run no Key Manager: a degraded cluster.
-		{"status: degraded", append([]string{"status"}, inv...), false, "", 7, "DEGRADED: the Key Manager API of kms1", ""},
+		{"status: degraded", append([]string{"status", "--api-key-file", apiKeyFile}, inv...), false, "", 7, "DEGRADED: the Key Manager API of kms1", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
