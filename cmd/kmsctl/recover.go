@@ -33,6 +33,8 @@ func newRecoverCommand(e env, opts optionsFunc) *cli.Command {
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "cluster", Usage: "the inventory `GROUP` whose hosts are the cluster's nodes", Value: defaultCluster},
 				&cli.BoolFlag{Name: "yes", Usage: "change the hosts without asking (for scripts)"},
+				&cli.BoolFlag{Name: "force", Usage: "lift exactly one check, \"service stopped or host unreachable\", for a node whose process is wedged " +
+					"(service active, API silent) while the survivors already see it down; never the survivors' view, the last-survivor rule or the HSM checks"},
 			},
 			Action: func(c *cli.Context) error {
 				if c.NArg() == 0 {
@@ -42,7 +44,7 @@ func newRecoverCommand(e env, opts optionsFunc) *cli.Command {
 				if err != nil {
 					return err
 				}
-				return recoverNode(c.Context, e, o, c.String("cluster"), c.Args().Slice(), c.Bool("yes"))
+				return recoverNode(c.Context, e, o, c.String("cluster"), c.Args().Slice(), c.Bool("yes"), c.Bool("force"))
 			},
 		}},
 	}
@@ -58,7 +60,7 @@ const (
 // yes or --check), and runs the built-in recover-node playbook: first the
 // dead IDs removed one at a time, then each node rebuilt and added one at
 // a time.
-func recoverNode(ctx context.Context, e env, o options, group string, targets []string, yes bool) error {
+func recoverNode(ctx context.Context, e env, o options, group string, targets []string, yes, force bool) error {
 	inv, err := loadInventory(o, false)
 	if err != nil {
 		return err
@@ -82,6 +84,7 @@ func recoverNode(ctx context.Context, e env, o options, group string, targets []
 	if err != nil {
 		return err
 	}
+	in.Force = force
 	plan, err := planRecovery(in)
 	var ref refusal
 	asJSON := o.Output == "json"
@@ -95,6 +98,11 @@ func recoverNode(ctx context.Context, e env, o options, group string, targets []
 	}
 	if err != nil {
 		return err
+	}
+	for _, t := range plan.Targets {
+		if t.Forced != "" {
+			fmt.Fprintf(e.stderr, "kmsctl: WARNING: --force: %s; kmsctl will stop it and wipe %s\n", t.Forced, t.StoragePath)
+		}
 	}
 	if asJSON {
 		jsonLine(e.stdout, "recover_plan").Interface("plan", plan).Bool("check", o.Check).Send()

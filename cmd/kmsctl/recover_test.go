@@ -48,6 +48,9 @@ type recoverLab struct {
 
 	mu    sync.Mutex
 	nodes []*kmsim.Node // nil: stopped
+	// wedged hosts report their service active while their node is
+	// stopped, until `systemctl stop`.
+	wedged map[int]bool
 }
 
 func newRecoverLab(t *testing.T) *recoverLab {
@@ -60,7 +63,7 @@ func newRecoverLab(t *testing.T) *recoverLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &recoverLab{t: t, admin: admin, hsmKey: hsm.New([32]byte{7}), ca: ca}
+	l := &recoverLab{t: t, admin: admin, hsmKey: hsm.New([32]byte{7}), ca: ca, wedged: map[int]bool{}}
 	src := t.TempDir()
 	write := func(path string, b []byte, mode os.FileMode) {
 		t.Helper()
@@ -210,11 +213,15 @@ func (l *recoverLab) systemctl(i int) sshtest.ExecFunc {
 		}
 		l.mu.Lock()
 		running := l.nodes[i] != nil
+		wedged := l.wedged[i]
+		if m[1] == "stop" {
+			delete(l.wedged, i)
+		}
 		l.mu.Unlock()
 		switch m[1] {
 		case "show":
 			state, sub := "inactive", "dead"
-			if running {
+			if running || wedged {
 				state, sub = "active", "running"
 			}
 			fmt.Fprintf(stdout, "LoadState=loaded\nActiveState=%s\nSubState=%s\nUnitFileState=enabled\n", state, sub)
@@ -571,5 +578,35 @@ func TestRecoverLocked(t *testing.T) {
 	if code := again.run(t, "recover", "node", "kms3", "-i", l.inventory, "--ssh-config", "none", "--yes", "--lock-wait", "30s"); code != 0 ||
 		!strings.Contains(again.out.String(), "RECOVERED kms3") {
 		t.Fatalf("--lock-wait: exit %d\n%s\n%s", code, again.out, again.errOut)
+	}
+}
+
+// TestRecoverForce: kms3's process wedged (its service active, its API
+// silent, the survivors see it down) is refused without --force (exit 4,
+// nothing changed); with --force the plan says so, a warning goes to
+// stderr, and kms3 is fenced and recovered.
+func TestRecoverForce(t *testing.T) {
+	l := newRecoverLab(t)
+	l.kill(2)
+	l.mu.Lock()
+	l.wedged[2] = true
+	l.mu.Unlock()
+	before := l.snapshot()
+	te, code := l.recover(t, "kms3", "--yes")
+	if code != exit.Refused || !strings.Contains(te.out.String(), "minkms.service is active on it although its API does not answer") ||
+		!strings.Contains(te.out.String(), "--force") {
+		t.Fatalf("wedged without --force: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	if after := l.snapshot(); after != before {
+		t.Fatalf("refused, files changed:\n%s\n---\n%s", before, after)
+	}
+	te, code = l.recover(t, "kms3", "--yes", "--force")
+	if code != 0 || !strings.Contains(te.out.String(), "--force: minkms.service is active on kms3") || !strings.Contains(te.out.String(), "RECOVERED kms3") ||
+		!strings.Contains(te.errOut.String(), "WARNING: --force") {
+		t.Fatalf("wedged with --force: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	ctx := context.Background()
+	if v := kms.View(ctx, l.client(l.addrs[2]), l.addrs[2]); v.Err != nil || len(v.Members) != 3 {
+		t.Fatalf("kms3's view after --force: %+v", v)
 	}
 }

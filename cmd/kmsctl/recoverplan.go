@@ -33,16 +33,23 @@ type recoverInput struct {
 	// OperatorFP is the fingerprint of the HSM key kmsctl installs; ""
 	// when it could not be read (OperatorErr says why).
 	OperatorFP, OperatorErr string
+	// Force (--force) lifts exactly one check: "service stopped or host
+	// unreachable", for a node whose process is wedged (its service
+	// active, its API silent) while the survivors see it down.
+	Force bool
 }
 
 // recoverTarget is one dead node as the plan has it.
 type recoverTarget struct {
-	Host        string        `json:"host"`
-	Endpoint    string        `json:"endpoint"`
-	ID          int           `json:"id"`        // its ID in the survivors' definition; -1 = not listed (already removed)
-	Reachable   bool          `json:"reachable"` // its host answers SSH: fenced, wiped and rebuilt; else only its ID is removed
-	StoragePath string        `json:"storage_path"`
-	Files       []recoverFile `json:"files,omitempty"`
+	Host        string `json:"host"`
+	Endpoint    string `json:"endpoint"`
+	ID          int    `json:"id"`        // its ID in the survivors' definition; -1 = not listed (already removed)
+	Reachable   bool   `json:"reachable"` // its host answers SSH: fenced, wiped and rebuilt; else only its ID is removed
+	StoragePath string `json:"storage_path"`
+	// Forced says why the target is recovered only under --force ("" =
+	// it is dead without it).
+	Forced string        `json:"forced,omitempty"`
+	Files  []recoverFile `json:"files,omitempty"`
 }
 
 // recoverPlan is what recover node will do.
@@ -147,13 +154,19 @@ func deadTarget(host string, byHost map[string]nodeState, survivors []nodeState,
 		return t, refusal{fmt.Sprintf("%s is not dead: its Key Manager answers as node %d", host, n.View.ID),
 			"Stop its service first if it must be rebuilt"}
 	}
-	if n.SSH && n.ServiceState == "active" {
+	// The one check --force lifts: the service stopped (or the host
+	// unreachable). The survivors' view above is never lifted.
+	switch {
+	case n.SSH && n.ServiceState == "active" && in.Force:
+		t.Forced = fmt.Sprintf("%s is active on %s although its API does not answer and %s see it down", n.Service, host, joinAnd(seenDown))
+	case n.SSH && n.ServiceState == "active":
 		return t, refusal{fmt.Sprintf("%s is not dead: %s is active on it although its API does not answer", host, n.Service),
-			"Find out why (journalctl -u " + n.Service + "), and stop the service if the node must be rebuilt"}
-	}
-	if n.SSH && n.ServiceState == "" {
+			"Find out why (journalctl -u " + n.Service + "); if its process is wedged, stop the service, or let kmsctl fence it with --force"}
+	case n.SSH && n.ServiceState == "" && in.Force:
+		t.Forced = fmt.Sprintf("the state of %s on %s is unknown (%s) and %s see it down", n.Service, host, n.ServiceError, joinAnd(seenDown))
+	case n.SSH && n.ServiceState == "":
 		return t, refusal{fmt.Sprintf("the state of %s on %s is unknown (%s)", n.Service, host, n.ServiceError),
-			"kmsctl fences a node before wiping it: it must be able to read and stop its service"}
+			"kmsctl fences a node before wiping it: it must be able to read and stop its service (--force tries to stop it anyway)"}
 	}
 	if t.StoragePath == "" {
 		return t, refusal{"kms_storage_path is not set for " + host + ": recover node wipes it",
@@ -219,6 +232,9 @@ func planText(p recoverPlan) string {
 	}
 	for _, t := range p.Targets {
 		fmt.Fprintf(&b, "\nplan for %s (%s)%s\n", t.Host, nodeName(t), strings.Repeat(" ", 1))
+		if t.Forced != "" {
+			fmt.Fprintf(&b, "  --force: %s; fence stops it\n", t.Forced)
+		}
 		if t.Reachable {
 			line("fence", "stop and disable the service on "+t.Host, "blocked (since the node went down)")
 			line("wipe", "delete everything in "+t.StoragePath+" (only that)", "blocked")

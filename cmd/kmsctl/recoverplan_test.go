@@ -61,6 +61,24 @@ func TestPlanRecovery(t *testing.T) {
 		t.Fatalf("already removed: %+v, %v", p, err)
 	}
 
+	// --force lifts the service check only, loudly in the plan.
+	p, err = planRecovery(input(func(in *recoverInput) { in.Nodes[2].ServiceState, in.Force = "active", true }))
+	if err != nil || !strings.Contains(p.Targets[0].Forced, "minkms.service is active on kms3 although its API does not answer and kms1 and kms2 see it down") ||
+		!strings.Contains(planText(p), "--force: minkms.service is active") {
+		t.Fatalf("--force on a wedged service: %+v, %v", p, err)
+	}
+	for name, mod := range map[string]func(*recoverInput){
+		"seen up":        func(in *recoverInput) { in.Nodes[1].View = &nodeView{ID: 1, Members: members, Down: []int{}} },
+		"answers":        func(in *recoverInput) { in.Nodes[2].View = &nodeView{ID: 2, Members: members, Down: []int{}} },
+		"HSM keys":       func(in *recoverInput) { in.Nodes[1].HSMFingerprint = "other" },
+		"operator key":   func(in *recoverInput) { in.OperatorFP = "other" },
+		"no survivor":    func(in *recoverInput) { in.Nodes[0].View, in.Nodes[1].View = nil, nil },
+		"a missing file": func(in *recoverInput) { in.Files["kms3"] = []recoverFile{{What: "binary", Path: "/x"}} },
+	} {
+		if _, err := planRecovery(input(func(in *recoverInput) { in.Nodes[2].ServiceState, in.Force = "active", true; mod(in) })); !errors.As(err, new(refusal)) {
+			t.Errorf("--force lifted %q: %v", name, err)
+		}
+	}
 	for name, tc := range map[string]struct {
 		mod  func(*recoverInput)
 		want string
