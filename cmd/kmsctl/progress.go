@@ -182,7 +182,10 @@ func describeSkipped(skipped []skippedHandler) string {
 // host finished and where it stopped (the task cut short, or the run's host
 // errors), and that running the playbook again is not the way to complete
 // it.
-func (p *progress) stoppedEarly(errs []*tasks.HostError) string {
+//
+// rerun, when not empty, replaces that warning for a command that is safe
+// to run again (status only reads): why it is safe.
+func (p *progress) stoppedEarly(errs []*tasks.HostError, rerun string) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var b strings.Builder
@@ -196,19 +199,32 @@ func (p *progress) stoppedEarly(errs []*tasks.HostError) string {
 			fmt.Fprintf(&b, "\n  %s: %d task(s) finished (%d changed, %d skipped), the last %q (%s)", h, hp.finished, hp.changed, hp.skipped, hp.last, hp.lastStatus)
 		}
 		if hp.interrupted != "" {
-			fmt.Fprintf(&b, "; interrupted: %q (%s), whatever it did is unknown", hp.interrupted, hp.interruptedAt)
+			fmt.Fprintf(&b, "; interrupted: %q%s, whatever it did is unknown", hp.interrupted, at(hp.interruptedAt))
 		}
 		for _, e := range errs {
 			if e.Host != h {
 				continue
 			}
 			if e.Unreachable {
-				fmt.Fprintf(&b, "; unreachable at %q (%s)", e.Task, e.Pos)
+				fmt.Fprintf(&b, "; unreachable at %q%s", e.Task, at(e.Pos))
 			} else {
-				fmt.Fprintf(&b, "; failed: %q (%s)", e.Task, e.Pos)
+				fmt.Fprintf(&b, "; failed: %q%s", e.Task, at(e.Pos))
 			}
 		}
 	}
+	if rerun != "" {
+		b.WriteString("\n  The later tasks did not run. " + rerun + "; the run log below has every task's result on every host.")
+		return b.String()
+	}
 	b.WriteString("\n  The later tasks did not run. Do not simply run the playbook again: it repeats every task from the start, which is not safe for one that wipes or restarts. Check the hosts first; the run log below has every task's result on every host.")
 	return b.String()
+}
+
+// at is " (FILE:LINE:COL)" for a task's position, "" for a task of no file
+// (the plays kmsctl builds itself).
+func at(pos string) string {
+	if pos == "" {
+		return ""
+	}
+	return " (" + pos + ")"
 }

@@ -49,7 +49,10 @@ type session struct {
 	sink tasks.Sink
 	// progress is what each host finished, for a run that stops early.
 	progress *progress
-	start    time.Time
+	// rerun, for a command that is safe to run again after it stopped
+	// early, says why; "" warns against running it again.
+	rerun string
+	start time.Time
 	// aborted is set by a second Ctrl-C: no event is shown after its
 	// run_end.
 	aborted atomic.Bool
@@ -229,7 +232,7 @@ func (s *session) cancelMessage(re *tasks.RunError) string {
 	case errors.Is(re.Cancelled, context.Canceled):
 		why = "run interrupted (Ctrl-C or SIGTERM) before the plays ended"
 	}
-	return why + ". " + s.progress.stoppedEarly(re.Hosts)
+	return why + ". " + s.progress.stoppedEarly(re.Hosts, s.rerun)
 }
 
 // operator names who runs kmsctl, and where, for the journal: user@host.

@@ -75,6 +75,7 @@ func status(ctx context.Context, e env, o options, group string) error {
 	if err != nil {
 		return err
 	}
+	r.s.rerun = "status only reads: run it again"
 	// Every node at once: the answer takes as long as the slowest node,
 	// whatever their number.
 	r.engine.Forks = max(o.Forks, len(hosts))

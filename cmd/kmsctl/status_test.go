@@ -384,3 +384,31 @@ func TestStatusAPIKeyProblems(t *testing.T) {
 		t.Errorf("a host was logged in to: %v", logins)
 	}
 }
+
+// TestStatusInterrupted: status interrupted while a node is slow says what
+// each host finished, names the task cut short without an empty position
+// (its play is kmsctl's own, of no file), and that status, which only
+// reads, may be run again: not the warning meant for playbooks that wipe.
+func TestStatusInterrupted(t *testing.T) {
+	l := newStatusLab(t, 2)
+	l.setSlow("kms1", 2*time.Second)
+	te := testEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.AfterFunc(500*time.Millisecond, cancel) // Ctrl-C
+	code := run(ctx, te.env, []string{"kmsctl", "status", "-i", l.inventory, "--ssh-config", "none"})
+	stderr := te.errOut.String()
+	if code != exit.Interrupted {
+		t.Fatalf("exit %d\n%s\n%s", code, te.out, stderr)
+	}
+	for _, want := range []string{`kms1: no task finished; interrupted: "service state", whatever it did is unknown`, "status only reads: run it again"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	for _, not := range []string{"()", "Do not simply run the playbook again"} {
+		if strings.Contains(stderr, not) {
+			t.Errorf("stderr has %q:\n%s", not, stderr)
+		}
+	}
+}
