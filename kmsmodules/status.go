@@ -2,6 +2,7 @@ package kmsmodules
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -18,7 +19,8 @@ import (
 // with id and endpoint), down (the IDs it sees down), live, ready,
 // ready_write, version, endpoint and cert_not_after (when the TLS
 // certificate the node presented expires, RFC 3339; absent when it did not
-// answer). The task fails, with what is known registered, when the node's
+// answer), and key_refused (true when the node refused the admin API key:
+// HTTP 403 access denied). The task fails, with what is known registered, when the node's
 // API does not answer its cluster status.
 type statusModule struct{ m *mods }
 
@@ -93,6 +95,9 @@ func (st nodeStatus) data() map[string]any {
 		d["cert_not_after"] = st.certNotAfter.UTC().Format(time.RFC3339)
 	}
 	if v.Err != nil {
+		if errors.Is(v.Err, kms.ErrAccessDenied) {
+			d["key_refused"] = true
+		}
 		return d
 	}
 	members := []any{}

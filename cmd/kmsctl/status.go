@@ -90,6 +90,9 @@ func status(ctx context.Context, e env, o options, group string) error {
 			return exitError(ctx, recap, err)
 		}
 		c := cluster{Group: group, Nodes: g.states(nodes), Now: time.Now()}
+		if err := keyRefused(c.Nodes); err != nil {
+			return err
+		}
 		reasons := verdict(c)
 		locks, lerr := heldLocks(e.stateDir, nodes)
 		if lerr != nil {
@@ -180,6 +183,31 @@ func checkAPIKeys(e env, o options, nodes []inventory.KMSNode) error {
 		errs[i] = fmt.Errorf("the admin API key of %s: %w", joinAnd(hostsOf[m]), errs[i])
 	}
 	return exit.With(exit.Usage, fmt.Errorf("%w (no node was asked)", errors.Join(errs...)))
+}
+
+// keyRefused is an error (exit 1) when every node whose API answered
+// refused the admin API key and none gave its status: the key is not this
+// cluster's admin key, which says nothing about the cluster's health. A
+// key refused by some nodes only is judged by the verdict, as a node that
+// gave no status.
+func keyRefused(nodes []nodeState) error {
+	var refused []string
+	for _, n := range nodes {
+		switch {
+		case n.View != nil:
+			return nil
+		case n.APIKeyRefused:
+			refused = append(refused, n.Host)
+		case n.Live:
+			return nil
+		}
+	}
+	if len(refused) == 0 {
+		return nil
+	}
+	return exit.Usagef("%s refused the admin API key (HTTP 403 access denied): it is not this cluster's admin API key; "+
+		"check $%s, --api-key-file or the inventory's %s (the cluster was not judged)",
+		joinAnd(refused), inventory.EnvAPIKey, inventory.VarAPIKeyFile)
 }
 
 // The tasks of the status play.
@@ -322,6 +350,7 @@ func apiState(s *nodeState, r gatheredResult) {
 	}
 	if r.err != nil || r.res.Failed {
 		s.APIError = resultError(r)
+		s.APIKeyRefused, _ = d["key_refused"].(bool)
 		return
 	}
 	v := &nodeView{}

@@ -383,6 +383,51 @@ func TestStatusAPIKeyProblems(t *testing.T) {
 	if logins := l.servers[0].Logins(); len(logins) != 0 {
 		t.Errorf("a host was logged in to: %v", logins)
 	}
+
+	// A well-formed key that is not the cluster's: every node refuses it.
+	wrong, err := kms.GenerateAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongFile := filepath.Join(dir, "wrong.key")
+	if err := os.WriteFile(wrongFile, []byte(wrong.Secret()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"status", "backup"} {
+		te := testEnv(t)
+		code := te.run(t, cmd, "-i", l.inventory, "--ssh-config", "none", "--api-key-file", wrongFile)
+		want := "kms1 refused the admin API key (HTTP 403 access denied): it is not this cluster's admin API key"
+		if code != exit.Usage || !strings.Contains(te.errOut.String(), want) || strings.Contains(te.out.String(), "DEGRADED") {
+			t.Errorf("%s with a key the cluster does not know: exit %d, want 1 and %q\n%s\n%s", cmd, code, want, te.out, te.errOut)
+		}
+	}
+}
+
+// TestKeyRefused: the key is blamed only when every node whose API
+// answered refused it; a node that gives its status, or answers without
+// refusing, leaves the cluster to the verdict.
+func TestKeyRefused(t *testing.T) {
+	refused := nodeState{Host: "kms1", Live: true, APIKeyRefused: true}
+	down := nodeState{Host: "kms3"}
+	for _, tc := range []struct {
+		name  string
+		nodes []nodeState
+		blame bool
+	}{
+		{"all refuse", []nodeState{refused, {Host: "kms2", Live: true, APIKeyRefused: true}}, true},
+		{"refused and one down", []nodeState{refused, down}, true},
+		{"one gives its status", []nodeState{refused, {Host: "kms2", Live: true, View: &nodeView{}}}, false},
+		{"one answers without refusing", []nodeState{refused, {Host: "kms2", Live: true, APIError: "timeout"}}, false},
+		{"none answers", []nodeState{down}, false},
+	} {
+		err := keyRefused(tc.nodes)
+		if (err != nil) != tc.blame {
+			t.Errorf("%s: error %v, want one: %v", tc.name, err, tc.blame)
+		}
+		if err != nil && exit.Code(err) != exit.Usage {
+			t.Errorf("%s: exit %d, want 1", tc.name, exit.Code(err))
+		}
+	}
 }
 
 // TestStatusInterrupted: status interrupted while a node is slow says what

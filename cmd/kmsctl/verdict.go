@@ -29,12 +29,14 @@ type nodeState struct {
 	ServiceState string `json:"service_state,omitempty"` // systemd's ActiveState
 	ServiceError string `json:"service_error,omitempty"`
 
-	Live       bool      `json:"live"`
-	Ready      bool      `json:"ready"`
-	ReadyWrite bool      `json:"ready_write"`
-	APIError   string    `json:"api_error,omitempty"` // the API did not answer its cluster status
-	View       *nodeView `json:"view,omitempty"`      // its own view; nil when the API did not give it
-	Version    string    `json:"version,omitempty"`
+	Live       bool   `json:"live"`
+	Ready      bool   `json:"ready"`
+	ReadyWrite bool   `json:"ready_write"`
+	APIError   string `json:"api_error,omitempty"` // the API did not answer its cluster status
+	// APIKeyRefused: the API refused the admin API key (HTTP 403).
+	APIKeyRefused bool      `json:"api_key_refused,omitempty"`
+	View          *nodeView `json:"view,omitempty"` // its own view; nil when the API did not give it
+	Version       string    `json:"version,omitempty"`
 
 	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
 	CertDays     *int       `json:"cert_days,omitempty"` // whole days left (negative: expired)
