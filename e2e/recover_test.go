@@ -1,0 +1,369 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kmsctl/kmsctl/e2e/lab/labkit"
+	"github.com/kmsctl/kmsctl/kms"
+)
+
+// exitRefused is the CLI's exit code for a refusal that changed nothing.
+const exitRefused = 4
+
+// storagePath is the lab's kms_storage_path (the inventory's default).
+const storagePath = "/mnt/minio-kms"
+
+// TestRecoverNodeMinkms runs `kmsctl recover node` with the real binary against one lab of
+// three containers running the Key Manager simulator as minkms.service, shared by every case
+// and healthy between them. Each outcome is checked through the Key Manager API over SSH
+// tunnels (views, keys, a ciphertext made before the failure), never only by kmsctl's word:
+// a node seen up is refused (exit 4) with every host unchanged; one node killed and its
+// storage wiped is recovered, with no secret in any argv, output, run log, journal or the
+// node's journalctl; two nodes lost at once are recovered in one command from the one survivor.
+func TestRecoverNodeMinkms(t *testing.T) {
+	start := time.Now()
+	defer func() { t.Logf("TestRecoverNodeMinkms wall time %s", time.Since(start).Round(time.Millisecond)) }()
+	c := newMinkmsCluster(t)
+	t.Logf("lab built and joined in %s", time.Since(start).Round(time.Millisecond))
+	r := newRecoverLab(t, c)
+
+	// Keys and a ciphertext made before any failure; every case checks them afterwards.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var before []string
+	for i := range 3 {
+		name := fmt.Sprintf("before-%d-%s", i, randHex(4))
+		if err := c.client.CreateKey(ctx, "", name); err != nil {
+			t.Fatalf("create key %s: %v", name, err)
+		}
+		before = append(before, name)
+	}
+	plaintext := []byte("made before the failure " + randHex(8))
+	ct, version, err := c.client.Encrypt(ctx, "", before[0], plaintext, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(t *testing.T, recovered ...string) {
+		t.Helper()
+		r.checkCluster(ctx, t, before, recovered, before[0], version, ct, plaintext)
+	}
+
+	t.Run("refused: kms2 is up", func(t *testing.T) {
+		snap := r.snapshot(ctx, t)
+		res := kmsctl(t, c.l, "-i", r.inventory, "recover", "node", "kms2", "--yes")
+		if res.code != exitRefused {
+			t.Fatalf("recover node of a live node: want exit %d\n%s", exitRefused, res)
+		}
+		if !strings.Contains(res.stderr+res.stdout, "kms2") {
+			t.Errorf("the refusal does not name kms2:\n%s", res)
+		}
+		after := r.snapshot(ctx, t)
+		for _, n := range r.names {
+			if snap[n] != after[n] {
+				t.Errorf("%s changed by a refused recover node:\nbefore:\n%s\nafter:\n%s", n, snap[n], after[n])
+			}
+		}
+	})
+	check(t)
+
+	t.Run("kms2 killed and its disk lost", func(t *testing.T) {
+		// Every process's argv, here and on the hosts, for the whole failure and recovery; a
+		// canary with a marker in its argv proves the recorder sees short-lived processes.
+		argv := RecordArgv()
+		canary := "kmsctl-argv-canary-" + randHex(8)
+		since := strings.TrimSpace(c.l.MustExec("kms2", "date '+%Y-%m-%d %H:%M:%S'"))
+		r.loseDisk(t, "kms2")
+		r.waitDown(ctx, t, "kms2")
+		res := kmsctl(t, c.l, "-i", r.inventory, "recover", "node", "kms2", "--yes")
+		if res.code != exitOK {
+			argv.Stop()
+			t.Fatalf("recover node kms2: want exit 0\n%s", res)
+		}
+		check(t, "kms2")
+
+		c.l.MustExec("kms1", `m=kmsctl-argv-; sh -c 'sleep 0.05; true' "${m}`+strings.TrimPrefix(canary, "kmsctl-argv-")+`"`)
+		sweeps := argv.Sweeps()
+		cmdlines := argv.Stop()
+		if !argv.Saw(canary) {
+			t.Errorf("the argv recorder missed the canary process (%d sweeps of /proc): the secret checks prove nothing", sweeps)
+		}
+		if !argv.Saw("recover node kms2 --yes") {
+			t.Errorf("the argv recorder did not see kmsctl's own command line")
+		}
+		if !argv.Saw("/usr/local/bin/minkms server " + storagePath + " --host kms2:7373") {
+			t.Errorf("the argv recorder saw no minkms server started on kms2")
+		}
+		t.Logf("argv recorder: exec events %v, %d sweeps of /proc, %d distinct command lines", argv.ExecEvents(), sweeps, len(cmdlines))
+		for _, l := range cmdlines {
+			r.leaks(t, "a process's argv", l)
+		}
+		r.leaks(t, "recover node's stdout", res.stdout)
+		r.leaks(t, "recover node's stderr", res.stderr)
+		r.leaksInState(t)
+		m := regexp.MustCompile(`(?m)^run (\S+) \(its journal: kmsctl runs show `).FindStringSubmatch(res.stdout)
+		if m == nil {
+			t.Fatalf("recover node printed no run ID to look up:\n%s", res)
+		}
+		if ls := kmsctl(t, c.l, "runs", "ls"); ls.code != exitOK || !regexp.MustCompile(`(?m)^`+m[1]+` .* recover node kms2 +ok `).MatchString(ls.stdout) {
+			t.Errorf("kmsctl runs ls does not list run %s of recover node kms2 as ok\n%s", m[1], ls)
+		}
+		shown := kmsctl(t, c.l, "runs", "show", m[1])
+		if shown.code != exitOK || !strings.Contains(shown.stdout, "kms2") {
+			t.Errorf("kmsctl runs show %s\n%s", m[1], shown)
+		}
+		r.leaks(t, "kmsctl runs show", shown.stdout+shown.stderr)
+		for _, n := range r.names {
+			journal := c.l.MustExec(n, fmt.Sprintf("journalctl -u minkms --no-pager --since '%s'", since))
+			if n == "kms2" && !strings.Contains(journal, "minkms") {
+				t.Errorf("kms2: empty minkms journal since the failure:\n%s", journal)
+			}
+			r.leaks(t, n+": journalctl -u minkms", journal)
+		}
+	})
+	c.healthy(t)
+
+	t.Run("kms2 and kms3 lost, recovered from kms1 alone", func(t *testing.T) {
+		r.loseDisk(t, "kms2")
+		r.loseDisk(t, "kms3")
+		r.waitDown(ctx, t, "kms2", "kms3")
+		res := kmsctl(t, c.l, "-i", r.inventory, "recover", "node", "kms2", "kms3", "--yes")
+		if res.code != exitOK {
+			t.Fatalf("recover node kms2 kms3: want exit 0\n%s", res)
+		}
+		check(t, "kms2", "kms3")
+		r.leaks(t, "recover node's output", res.stdout+res.stderr)
+	})
+	c.healthy(t)
+}
+
+// recoverLab is a minkmsCluster set up for recover node: an inventory that also names the
+// HSM key file, and the secrets to look for.
+type recoverLab struct {
+	c         *minkmsCluster
+	names     []string
+	inventory string
+	ca        string
+	admin     kms.APIKey
+	tun       *labkit.Tunnels
+	secrets   map[string]string // what it is -> the secret text
+}
+
+func newRecoverLab(t *testing.T, c *minkmsCluster) *recoverLab {
+	t.Helper()
+	r := &recoverLab{c: c, names: c.l.Names(), ca: filepath.Join(c.l.Dir, "certs", "ca.crt")}
+	b, err := os.ReadFile(filepath.Join(c.l.Dir, "api.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.admin, err = kms.ParseAPIKey(strings.TrimSpace(string(b))); err != nil {
+		t.Fatal(err)
+	}
+	hsmFile := filepath.Join(c.l.Dir, "hsm.key")
+	if err := os.WriteFile(hsmFile, []byte(c.hsmKey.Text()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := os.ReadFile(c.inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withHSM := strings.Replace(string(inv), "  vars:\n", "  vars:\n    kms_hsm_key_file: "+hsmFile+"\n", 1)
+	if withHSM == string(inv) {
+		t.Fatalf("the lab's inventory has no all.vars to add kms_hsm_key_file to:\n%s", inv)
+	}
+	r.inventory = filepath.Join(c.l.Dir, "recover-inventory.yml")
+	writeTestFile(t, r.inventory, withHSM)
+	// The secrets whole and their secret parts alone (after the scheme prefix).
+	hsmText, apiText := c.hsmKey.Text(), r.admin.Secret()
+	r.secrets = map[string]string{"the HSM key": hsmText, "the admin API key": apiText}
+	if i := strings.LastIndex(hsmText, ":"); i >= 0 && len(hsmText)-i > 16 {
+		r.secrets["the HSM key's secret part"] = hsmText[i+1:]
+	}
+	if i := strings.LastIndex(apiText, ":"); i >= 0 && len(apiText)-i > 16 {
+		r.secrets["the admin API key's secret part"] = apiText[i+1:]
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if r.tun, err = labkit.DialTunnels(ctx, c.l.SSHConfig, r.names); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.tun.Close)
+	return r
+}
+
+// clientOf is a Key Manager client that talks to node alone.
+func (r *recoverLab) clientOf(t *testing.T, node string) *kms.Client {
+	t.Helper()
+	cl, err := labkit.NewClient(r.tun, r.ca, r.admin, []string{node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// loseDisk kills node's Key Manager (SIGKILL), keeps it down (the unit restarts it on its
+// own otherwise) and empties its storage directory: a lost disk.
+func (r *recoverLab) loseDisk(t *testing.T, node string) {
+	t.Helper()
+	r.c.l.MustExec(node, "systemctl kill --signal=SIGKILL minkms && systemctl stop minkms && find "+storagePath+" -mindepth 1 -delete")
+	if out := r.c.l.MustExec(node, "ls -A "+storagePath); out != "" {
+		t.Fatalf("%s: storage not empty after the wipe: %q", node, out)
+	}
+}
+
+// waitDown waits until every other node's view shows each of nodes down (or no longer
+// up), which the preflight's proof of death needs.
+func (r *recoverLab) waitDown(ctx context.Context, t *testing.T, nodes ...string) {
+	t.Helper()
+	var others []string
+	for _, n := range r.names {
+		if !slices.Contains(nodes, n) {
+			others = append(others, labkit.Endpoint(n))
+		}
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		views := kms.Views(ctx, r.c.client, others)
+		seen := 0
+		for _, v := range views {
+			if v.Err != nil {
+				continue
+			}
+			down := 0
+			for _, n := range nodes {
+				id, ok := v.Lists(labkit.Endpoint(n))
+				if ok && slices.Contains(v.DownIDs, id) && !slices.Contains(v.UpIDs, id) {
+					down++
+				}
+			}
+			if down == len(nodes) {
+				seen++
+			}
+		}
+		if seen == len(others) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a minute the survivors do not all see %v down: %v", nodes, views)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// checkCluster proves through the API that the cluster is whole again: every node answers,
+// lists all three members and sees them up under one leader; each recovered node, asked
+// alone, lists every key made before the failure and decrypts the ciphertext made before
+// it; and a new key can be written through it.
+func (r *recoverLab) checkCluster(ctx context.Context, t *testing.T, keys, recovered []string, key string, version uint32, ct, plaintext []byte) {
+	t.Helper()
+	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	views, err := kms.WaitConverged(wctx, r.c.client, labkit.Endpoints(r.names))
+	if err != nil {
+		t.Fatalf("the cluster has not converged: %v\n%v", err, views)
+	}
+	for _, v := range views {
+		for _, n := range r.names {
+			if _, ok := v.Lists(labkit.Endpoint(n)); !ok {
+				t.Errorf("%s does not list %s as a member: %v", v.Endpoint, n, v.Members)
+			}
+		}
+		if len(v.Members) != len(r.names) {
+			t.Errorf("%s lists %d members, want %d: %v", v.Endpoint, len(v.Members), len(r.names), v.Members)
+		}
+	}
+	for _, n := range recovered {
+		cl := r.clientOf(t, n)
+		var listed []string
+		for k, err := range cl.ListKeys(ctx, "", "") {
+			if err != nil {
+				t.Fatalf("%s: list keys: %v", n, err)
+			}
+			listed = append(listed, k.GetName())
+		}
+		for _, k := range keys {
+			if !slices.Contains(listed, k) {
+				t.Errorf("%s: key %s made before the failure is not listed (listed: %v)", n, k, listed)
+			}
+		}
+		pt, err := cl.Decrypt(ctx, "", key, version, ct, nil)
+		if err != nil || !bytes.Equal(pt, plaintext) {
+			t.Errorf("%s: decrypt the ciphertext made before the failure: %q, %v", n, pt, err)
+		}
+		after := "after-" + n + "-" + randHex(4)
+		if err := cl.CreateKey(ctx, "", after); err != nil {
+			t.Errorf("%s: a write through the recovered node: %v", n, err)
+		} else if err := cl.DeleteKey(ctx, "", after); err != nil {
+			t.Errorf("%s: delete the key just written: %v", n, err)
+		}
+	}
+}
+
+// snapshot is each host's state that a refused recovery must leave alone: the storage
+// directory (names, modes, owners, sizes), the sha256 of its files and the Key Manager's, the
+// unit's state and main PID, kmsctl's lease directory, and the cluster as the node sees it.
+func (r *recoverLab) snapshot(ctx context.Context, t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, n := range r.names {
+		s := r.c.l.MustExec(n, "find "+storagePath+" -printf '%p %m %u:%g %s\\n' | sort; "+
+			"find "+storagePath+" /etc/minkms /etc/default/minkms /etc/systemd/system/minkms.service /usr/local/bin/minkms -type f -exec sha256sum {} + | sort -k2; "+
+			"systemctl show -p ActiveState -p SubState -p UnitFileState -p MainPID -p NRestarts minkms; "+
+			"ls -la --time-style=full-iso /var/lib/kmsctl 2>&1 || true")
+		v := kms.View(ctx, r.c.client, labkit.Endpoint(n))
+		if v.Err != nil {
+			t.Fatalf("%s: cluster status: %v", n, v.Err)
+		}
+		out[n] = s + fmt.Sprintf("id=%d members=%v up=%v down=%v\n", v.ID, v.Members, v.UpIDs, v.DownIDs)
+	}
+	return out
+}
+
+// leaks fails the test if s holds any of the secrets.
+func (r *recoverLab) leaks(t *testing.T, where, s string) {
+	t.Helper()
+	for what, secret := range r.secrets {
+		if strings.Contains(s, secret) {
+			t.Errorf("%s appears in %s", what, where)
+		}
+	}
+}
+
+// leaksInState checks every file kmsctl wrote under its state directory (run logs, the
+// journal of runs) for the secrets, and that there is something to check.
+func (r *recoverLab) leaksInState(t *testing.T) {
+	t.Helper()
+	state := filepath.Join(r.c.l.Dir, "home", ".local", "state")
+	logged := 0
+	err := filepath.WalkDir(state, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		logged += len(b)
+		r.leaks(t, "kmsctl's state file "+p, string(b))
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read kmsctl's state dir: %v", err)
+	}
+	if logged == 0 {
+		t.Errorf("kmsctl wrote nothing under %s (XDG_STATE_HOME): nothing to check", state)
+	}
+}
