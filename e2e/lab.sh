@@ -167,11 +167,16 @@ start() {
 			printf '    # for e2e/lab/install-minkms.yml (e2e/lab.sh install); the HSM key is in hsm.key\n'
 			printf '    minkms_admin_identity: "%s"\n    lab_files: %s\n    minkms_src: %s\n' \
 				"$identity" "$dir" "$dir/minkms"
+			printf '    # the node files kmsctl recover node installs (each node'"'"'s own certificate below)\n'
+			printf '    kms_binary_src: %s\n    kms_ca_src: %s\n' "$dir/minkms" "$dir/ca.crt"
 		fi
 		printf '  children:\n    kms:\n      hosts:\n'
 		for i in "${!names[@]}"; do
 			printf '        %s:\n          ansible_host: 127.0.0.1\n          ansible_port: %s\n          kms_endpoint: %s:%s\n          kms_lab_ip: %s\n' \
 				"${names[$i]}" "${ports[$i]}" "${names[$i]}" "$kms_port" "${ips[$i]}"
+			if [ "$mode" = kms ]; then
+				printf '          kms_tls_cert_src: %s\n          kms_tls_key_src: %s\n' "$dir/${names[$i]}.crt" "$dir/${names[$i]}.key"
+			fi
 		done
 	} >"$dir/inventory.yml"
 	chmod 600 "$dir"/*

@@ -314,12 +314,15 @@ func recoverRun(ctx context.Context, e env, o options, inv *inventory.Inventory,
 			plays = append(plays, tasks.Play{Name: name, Hosts: hs, Vars: mergeVars(p.Vars, vars), Tasks: ts, Handlers: p.Handlers, Files: pb.Files, Pos: p.Pos})
 		}
 	}
-	var unreachable []string
+	var unreachable, removed []string
 	for _, t := range plan.Targets {
 		phases := []string{"fence", "wipe", "remove"}
 		if !t.Reachable {
 			phases = []string{"remove"}
 			unreachable = append(unreachable, t.Host)
+			if t.ID >= 0 {
+				removed = append(removed, t.Host)
+			}
 		}
 		if t.ID < 0 {
 			phases = slices.DeleteFunc(phases, func(p string) bool { return p == "remove" })
@@ -360,9 +363,12 @@ func recoverRun(ctx context.Context, e env, o options, inv *inventory.Inventory,
 			times.print(e.stdout, plan, unreachable, time.Since(start))
 		}
 		if len(unreachable) > 0 {
-			return exit.With(exit.Unreachable, fmt.Errorf("removed the IDs of %s, which do not answer SSH; writes are available again. "+
-				"To finish: `kmsctl recover node %s` when the host answers again, or provision a replacement and add it (kms_add_node)",
-				joinAnd(unreachable), strings.Join(unreachable, " ")))
+			what := fmt.Sprintf("%s: no SSH, and no survivor lists it any more", joinAnd(unreachable))
+			if len(removed) > 0 {
+				what = fmt.Sprintf("removed the IDs of %s, which do not answer SSH; writes are available again", joinAnd(removed))
+			}
+			return exit.With(exit.Unreachable, fmt.Errorf("%s. To finish: `kmsctl recover node %s` when the host answers again, "+
+				"or provision a replacement and add it (kms_add_node)", what, strings.Join(unreachable, " ")))
 		}
 		return nil
 	})

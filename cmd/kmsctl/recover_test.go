@@ -610,3 +610,33 @@ func TestRecoverForce(t *testing.T) {
 		t.Fatalf("kms3's view after --force: %+v", v)
 	}
 }
+
+// TestRecoverStaleMember: kms3's ID removed while it was down (as after a
+// recovery that found its host unreachable), then kms3 back with its old
+// state, its service active: it is rebuilt and rejoins with every key.
+func TestRecoverStaleMember(t *testing.T) {
+	l := newRecoverLab(t)
+	ctx := context.Background()
+	c1 := l.client(l.addrs[0])
+	if err := c1.CreateKey(ctx, "", "k1"); err != nil {
+		t.Fatal(err)
+	}
+	id := kms.View(ctx, l.client(l.addrs[2]), l.addrs[2]).ID
+	l.kill(2)
+	eventually(t, "remove kms3's ID", func() error { return c1.EditCluster(ctx, l.addrs[0], id) })
+	if err := l.start(2); err != nil {
+		t.Fatal(err)
+	}
+	te, code := l.recover(t, "kms3", "--yes")
+	out := te.out.String()
+	if code != 0 || !strings.Contains(out, "no survivor lists it any more: fence stops it, wipe clears its old state") || !strings.Contains(out, "RECOVERED kms3") {
+		t.Fatalf("stale kms3: exit %d\n%s\n%s", code, out, te.errOut)
+	}
+	c3 := l.client(l.addrs[2])
+	if v := kms.View(ctx, c3, l.addrs[2]); v.Err != nil || len(v.Members) != 3 {
+		t.Fatalf("kms3's view: %+v", v)
+	}
+	if got := keyList(t, c3); strings.Join(got, ",") != "k1" {
+		t.Errorf("keys through kms3: %v", got)
+	}
+}

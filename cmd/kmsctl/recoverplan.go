@@ -48,8 +48,11 @@ type recoverTarget struct {
 	StoragePath string `json:"storage_path"`
 	// Forced says why the target is recovered only under --force ("" =
 	// it is dead without it).
-	Forced string        `json:"forced,omitempty"`
-	Files  []recoverFile `json:"files,omitempty"`
+	Forced string `json:"forced,omitempty"`
+	// Stale says that the target answers as a former member whose ID the
+	// survivors no longer list ("" = it does not answer).
+	Stale string        `json:"stale,omitempty"`
+	Files []recoverFile `json:"files,omitempty"`
 }
 
 // recoverPlan is what recover node will do.
@@ -150,9 +153,21 @@ func deadTarget(host string, byHost map[string]nodeState, survivors []nodeState,
 		return t, refusal{fmt.Sprintf("%s is not dead: node %d is up as seen by %s; recovering it would wipe a healthy member", host, t.ID, joinAnd(seenUp)),
 			"Recover only a node the survivors see down: `kmsctl status` shows which"}
 	}
+	// A node that answers is dead only as a stale former member: no
+	// survivor lists it any more (its ID was removed, by an earlier run
+	// that found its host unreachable say) and it still counts a survivor
+	// among its members. Fence stops it and wipe clears its old state.
 	if n.View != nil {
-		return t, refusal{fmt.Sprintf("%s is not dead: its Key Manager answers as node %d", host, n.View.ID),
-			"Stop its service first if it must be rebuilt"}
+		switch {
+		case t.ID >= 0:
+			return t, refusal{fmt.Sprintf("%s is not dead: its Key Manager answers as node %d", host, n.View.ID),
+				"Stop its service first if it must be rebuilt"}
+		case !slices.ContainsFunc(survivors, func(s nodeState) bool { _, ok := n.View.memberID(s.Endpoint); return ok }):
+			return t, refusal{fmt.Sprintf("%s answers as node %d of another cluster: no survivor lists it, and it lists no survivor", host, n.View.ID),
+				"Check the inventory: recover node wipes only a node of this cluster"}
+		}
+		t.Stale = fmt.Sprintf("%s answers as node %d of this cluster's old definition, but no survivor lists it any more", host, n.View.ID)
+		return t, checkLayout(t, n)
 	}
 	// The one check --force lifts: the service stopped (or the host
 	// unreachable). The survivors' view above is never lifted.
@@ -168,20 +183,25 @@ func deadTarget(host string, byHost map[string]nodeState, survivors []nodeState,
 		return t, refusal{fmt.Sprintf("the state of %s on %s is unknown (%s)", n.Service, host, n.ServiceError),
 			"kmsctl fences a node before wiping it: it must be able to read and stop its service (--force tries to stop it anyway)"}
 	}
+	return t, checkLayout(t, n)
+}
+
+// checkLayout applies the storage-path and file rules to t.
+func checkLayout(t recoverTarget, n nodeState) error {
 	if t.StoragePath == "" {
-		return t, refusal{"kms_storage_path is not set for " + host + ": recover node wipes it",
+		return refusal{"kms_storage_path is not set for " + t.Host + ": recover node wipes it",
 			"Name the node's data directory in the inventory (kms_storage_path: /mnt/minio-kms)"}
 	}
 	if !n.SSH {
-		return t, nil
+		return nil
 	}
 	for _, f := range t.Files {
 		if f.Source == "" && !f.Exists {
-			return t, refusal{fmt.Sprintf("the %s %s is missing on %s and the inventory names no source for it", f.What, f.Path, host),
+			return refusal{fmt.Sprintf("the %s %s is missing on %s and the inventory names no source for it", f.What, f.Path, t.Host),
 				"Name it with " + fileSourceVar(f.What) + " in the inventory"}
 		}
 	}
-	return t, nil
+	return nil
 }
 
 // fileSourceVar is the inventory variable naming a file's source.
@@ -228,12 +248,15 @@ func planText(p recoverPlan) string {
 	step := 0
 	line := func(phase, what, writes string) {
 		step++
-		fmt.Fprintf(&b, "  %d %-7s %-62s %s\n", step, phase, what, writes)
+		fmt.Fprintf(&b, "  %2d %-7s %-66s %s\n", step, phase, what, writes)
 	}
 	for _, t := range p.Targets {
-		fmt.Fprintf(&b, "\nplan for %s (%s)%s\n", t.Host, nodeName(t), strings.Repeat(" ", 1))
+		fmt.Fprintf(&b, "\nplan for %s (%s)\n", t.Host, nodeName(t))
 		if t.Forced != "" {
 			fmt.Fprintf(&b, "  --force: %s; fence stops it\n", t.Forced)
+		}
+		if t.Stale != "" {
+			fmt.Fprintf(&b, "  %s: fence stops it, wipe clears its old state\n", t.Stale)
 		}
 		if t.Reachable {
 			line("fence", "stop and disable the service on "+t.Host, "blocked (since the node went down)")

@@ -61,6 +61,27 @@ func TestPlanRecovery(t *testing.T) {
 		t.Fatalf("already removed: %+v, %v", p, err)
 	}
 
+	// A former member back with its old state, its ID already removed
+	// (no survivor lists it, it lists them): rebuilt, said in the plan.
+	stale := func(in *recoverInput) {
+		for _, i := range []int{0, 1} {
+			in.Nodes[i].View.Members = members[:2]
+			in.Nodes[i].View.Down = []int{}
+		}
+		in.Nodes[2].ServiceState = "active"
+		in.Nodes[2].View = &nodeView{ID: 2, Members: members, Down: []int{0, 1}}
+	}
+	p, err = planRecovery(input(stale))
+	if err != nil || p.Targets[0].ID != -1 || !strings.Contains(planText(p), "kms3 answers as node 2 of this cluster's old definition, but no survivor lists it any more") {
+		t.Fatalf("stale former member: %+v, %v", p, err)
+	}
+	_, err = planRecovery(input(func(in *recoverInput) {
+		stale(in)
+		in.Nodes[2].View.Members = []member{{0, "x:7373"}, {2, "c:7373"}}
+	}))
+	if !errors.As(err, new(refusal)) || !strings.Contains(err.Error(), "answers as node 2 of another cluster") {
+		t.Fatalf("a node of another cluster: %v", err)
+	}
 	// --force lifts the service check only, loudly in the plan.
 	p, err = planRecovery(input(func(in *recoverInput) { in.Nodes[2].ServiceState, in.Force = "active", true }))
 	if err != nil || !strings.Contains(p.Targets[0].Forced, "minkms.service is active on kms3 although its API does not answer and kms1 and kms2 see it down") ||
