@@ -564,16 +564,22 @@ func fingerprinted(nodes []nodeState) []string {
 
 // nextCommand is the command that mends what reasons found, when one does:
 // `kmsctl recover node` for the inventory hosts whose node is down or runs
-// outside the cluster with its old state ("" otherwise).
+// outside the cluster with its old state ("" otherwise). recover node
+// refuses a node whose Key Manager still answers, so such a node's service
+// is to be stopped first, and the hint says so.
 func nextCommand(c cluster, reasons []reason) string {
-	var hosts []string
+	var hosts, stop []string
 	for _, r := range reasons {
 		if r.Kind != reasonDown && r.Kind != reasonNotMember {
 			continue
 		}
 		for _, h := range r.Nodes {
-			if byHost(c.Nodes, h).Host == h && !slices.Contains(hosts, h) {
+			n := byHost(c.Nodes, h)
+			if n.Host == h && !slices.Contains(hosts, h) {
 				hosts = append(hosts, h)
+				if n.View != nil {
+					stop = append(stop, fmt.Sprintf("%s on %s", n.Service, h))
+				}
 			}
 		}
 	}
@@ -583,6 +589,9 @@ func nextCommand(c cluster, reasons []reason) string {
 	cmd := "kmsctl recover node " + strings.Join(hosts, " ")
 	if c.Group != defaultCluster {
 		cmd += " --cluster " + c.Group
+	}
+	if len(stop) > 0 {
+		cmd = "stop " + joinAnd(stop) + " first (recover node refuses a node whose Key Manager still answers), then " + cmd
 	}
 	return cmd
 }

@@ -372,21 +372,29 @@ DEGRADED: node 2 (kms3:7373) is down as seen by kms1 and kms2; minkms.service is
 }
 
 // TestNextCommand: recover node is proposed for nodes down or removed and
-// running with their old state, in the inventory; nothing for the others.
+// running with their old state, in the inventory, the latter's service to
+// be stopped first while its API answers; nothing for the others.
 func TestNextCommand(t *testing.T) {
-	n := healthyNodes()
+	n := down(healthyNodes(), 2) // kms3 answers neither SSH nor its API
 	for _, c := range []struct {
 		group   string
 		reasons []reason
 		want    string
 	}{
 		{"kms", []reason{{Kind: reasonDown, Nodes: []string{"kms3"}}}, "kmsctl recover node kms3"},
-		{"eu", []reason{{Kind: reasonDown, Nodes: []string{"kms2"}}, {Kind: reasonNotMember, Nodes: []string{"kms3"}}, {Kind: reasonDown, Nodes: []string{"kms3"}}}, "kmsctl recover node kms2 kms3 --cluster eu"},
+		{"eu", []reason{{Kind: reasonDown, Nodes: []string{"kms2"}}, {Kind: reasonNotMember, Nodes: []string{"kms3"}}, {Kind: reasonDown, Nodes: []string{"kms3"}}},
+			"stop minkms.service on kms2 first (recover node refuses a node whose Key Manager still answers), then kmsctl recover node kms2 kms3 --cluster eu"},
 		{"kms", []reason{{Kind: reasonDown, Nodes: []string{"kms4:7373"}}}, ""},
 		{"kms", []reason{{Kind: reasonHSM, Nodes: []string{"kms2"}}, {Kind: reasonUnreachable, Nodes: []string{"kms1"}}}, ""},
 	} {
 		if got := nextCommand(cluster{Group: c.group, Nodes: n}, c.reasons); got != c.want {
 			t.Errorf("nextCommand(%s, %+v) = %q, want %q", c.group, c.reasons, got, c.want)
 		}
+	}
+	// Nodes whose API does not answer: nothing to stop first.
+	gone := down(down(healthyNodes(), 0), 2)
+	reasons := []reason{{Kind: reasonDown, Nodes: []string{"kms1"}}, {Kind: reasonNotMember, Nodes: []string{"kms3"}}}
+	if got, want := nextCommand(cluster{Group: "kms", Nodes: gone}, reasons), "kmsctl recover node kms1 kms3"; got != want {
+		t.Errorf("nextCommand = %q, want %q", got, want)
 	}
 }
