@@ -244,7 +244,13 @@ func recoverPreflight(ctx context.Context, e env, o options, group string, inv *
 		}
 		files := recoverFiles(n)
 		for i, f := range files {
-			if r, ok := res[fileStatPrefix+f.What]; ok && r.err == nil {
+			r, ok := res[fileStatPrefix+f.What]
+			switch {
+			case !ok:
+				files[i].Err = "not checked"
+			case r.err != nil || r.res.Failed:
+				files[i].Err = resultError(r)
+			default:
 				st, _ := r.res.Data["stat"].(map[string]any)
 				files[i].Exists, _ = st["exists"].(bool)
 			}

@@ -19,6 +19,9 @@ type recoverFile struct {
 	Path   string `json:"path"`             // on the host
 	Source string `json:"source,omitempty"` // local source, "" = none (the host's file is kept)
 	Exists bool   `json:"exists"`           // on the host (known only when the host answered)
+	// Err says why whether it exists could not be found out ("" = it
+	// could).
+	Err string `json:"error,omitempty"`
 }
 
 // recoverInput is everything preflight decides on, gathered by one
@@ -196,6 +199,10 @@ func checkLayout(t recoverTarget, n nodeState) error {
 		return nil
 	}
 	for _, f := range t.Files {
+		if f.Source == "" && f.Err != "" {
+			return refusal{fmt.Sprintf("whether the %s %s is on %s could not be checked (%s)", f.What, f.Path, t.Host, f.Err),
+				"kmsctl keeps a file that has no source only when it is there: fix the access (become root), or name it with " + fileSourceVar(f.What)}
+		}
 		if f.Source == "" && !f.Exists {
 			return refusal{fmt.Sprintf("the %s %s is missing on %s and the inventory names no source for it", f.What, f.Path, t.Host),
 				"Name it with " + fileSourceVar(f.What) + " in the inventory"}

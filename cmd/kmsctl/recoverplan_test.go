@@ -117,7 +117,11 @@ func TestPlanRecovery(t *testing.T) {
 		"operator key other":      {func(in *recoverInput) { in.OperatorFP = "other" }, "is not the survivors'"},
 		"operator key unreadable": {func(in *recoverInput) { in.OperatorFP, in.OperatorErr = "", "no key" }, "could not be read: no key"},
 		"missing file":            {func(in *recoverInput) { in.Files["kms3"] = []recoverFile{{What: "binary", Path: "/x"}} }, "kms_binary_src"},
-		"not in the group":        {func(in *recoverInput) { in.Targets = []string{"kms9"} }, "kms9 is not a node"},
+		"file not checked": {func(in *recoverInput) {
+			in.Files["kms3"] = []recoverFile{{What: "config", Path: "/x", Err: "sudo: a password is required"}}
+		},
+			"whether the config /x is on kms3 could not be checked (sudo: a password is required)"},
+		"not in the group": {func(in *recoverInput) { in.Targets = []string{"kms9"} }, "kms9 is not a node"},
 	} {
 		_, err := planRecovery(input(tc.mod))
 		var r refusal
