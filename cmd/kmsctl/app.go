@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"github.com/xrash/smetrics"
 
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/inventory"
@@ -85,8 +86,8 @@ func newApp(e env) *cli.App {
 		DisableSliceFlagSeparator: true,
 		HideVersion:               true,
 		Action:                    unknownCommand,
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return exit.With(exit.Usage, err)
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return usageError(c, err)
 		},
 	}
 	opts := func(c *cli.Context) (options, error) { return decodeOptions(c, verbose) }
@@ -112,6 +113,63 @@ func newApp(e env) *cli.App {
 		}
 	}
 	return app
+}
+
+// usageError is a flag that could not be parsed, said as typed (--name,
+// not urfave/cli's -name), with the command's closest flag when one is
+// close and where that command's help is.
+func usageError(c *cli.Context, err error) error {
+	help := "kmsctl"
+	if c != nil && c.Command != nil && c.Command.HelpName != "" {
+		help = c.Command.HelpName
+	}
+	dashes := func(name string) string {
+		if len(name) == 1 {
+			return "-" + name
+		}
+		return "--" + name
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "flag needs an argument: -"); ok {
+		return exit.Usagef("%s needs a value; see '%s --help'", dashes(name), help)
+	}
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !ok {
+		return exit.Usagef("%v; see '%s --help'", err, help)
+	}
+	msg := "unknown flag " + dashes(name)
+	var flags []cli.Flag
+	if c != nil {
+		for _, l := range c.Lineage() {
+			if l.Command != nil {
+				flags = append(flags, l.Command.Flags...)
+			}
+		}
+		if c.App != nil {
+			flags = append(flags, c.App.Flags...)
+		}
+	}
+	if s := closestFlag(flags, name); s != "" {
+		msg += fmt.Sprintf(" (did you mean %s?)", s)
+	}
+	return exit.Usagef("%s; see '%s --help'", msg, help)
+}
+
+// closestFlag is the flag name (with its dashes) most like name, when it
+// is close enough to be a likely misspelling (Jaro-Winkler similarity of
+// at least 0.8, as urfave/cli's own suggestions measure it); "" otherwise.
+func closestFlag(flags []cli.Flag, name string) string {
+	best, score := "", 0.8
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if len(n) < 2 {
+				continue
+			}
+			if d := smetrics.JaroWinkler(n, name, 0.7, 4); d >= score {
+				best, score = "--"+n, d
+			}
+		}
+	}
+	return best
 }
 
 // unknownCommand is the action of the app and of command groups: with no

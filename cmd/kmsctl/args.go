@@ -16,7 +16,9 @@ import (
 // after it stays at the end, untouched, and "--" itself goes before the
 // positional arguments. A run of -v (-vv, -vvv) is
 // expanded to repeated -v. Unknown flags go with the command's flags, so
-// that urfave/cli reports them.
+// that urfave/cli reports them. A global flag that ends the line without
+// its value is left last, without the command, so that urfave/cli reports
+// it instead of taking the command's name as its value.
 func reorderArgs(app *cli.App, args []string) []string {
 	if len(args) == 0 {
 		return args
@@ -26,6 +28,10 @@ func reorderArgs(app *cli.App, args []string) []string {
 		level                                 = app.Commands
 		cmdFlags                              []cli.Flag
 		help                                  bool
+		// dangling is set when the last word is a global flag that
+		// takes a value: moved in front of the command, it would take
+		// the command's name as its value.
+		dangling bool
 	)
 	in := args[1:]
 	for i := 0; i < len(in); i++ {
@@ -58,7 +64,11 @@ func reorderArgs(app *cli.App, args []string) []string {
 				dst = &local
 			}
 			*dst = append(*dst, tok)
-			if f != nil && takesValue(f) && !hasValue && i+1 < len(in) {
+			if f != nil && takesValue(f) && !hasValue {
+				if i+1 == len(in) {
+					dangling = dst == &global
+					continue
+				}
 				i++
 				*dst = append(*dst, in[i])
 			}
@@ -76,6 +86,10 @@ func reorderArgs(app *cli.App, args []string) []string {
 	}
 	if help {
 		return append(append(append([]string{args[0]}, global...), path...), "--help")
+	}
+	if dangling {
+		// Alone at the end, for urfave/cli to say that it needs a value.
+		return append([]string{args[0]}, global...)
 	}
 	out := make([]string, 0, len(args))
 	out = append(out, args[0])

@@ -1,12 +1,14 @@
 package main
 
 import (
-	"github.com/urfave/cli/v2"
-
 	"io"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 )
 
 func TestReorderArgs(t *testing.T) {
@@ -47,6 +49,11 @@ func TestReorderArgs(t *testing.T) {
 		{"kmsctl play site.yml -t push", "kmsctl play -t push site.yml"},
 		{"kmsctl play site.yml --help", "kmsctl play --help"},
 		{"kmsctl inventory graph -h -i x", "kmsctl -i x inventory graph --help"},
+		// a global flag without its value at the end does not take the
+		// command's name as its value
+		{"kmsctl status -o", "kmsctl -o"},
+		{"kmsctl status -i inv.yml --timeout", "kmsctl -i inv.yml --timeout"},
+		{"kmsctl status --cluster", "kmsctl status --cluster"},
 	}
 	for _, c := range cases {
 		got := reorderArgs(app, strings.Fields(c.in))
@@ -84,5 +91,26 @@ func TestFlagsAfterArguments(t *testing.T) {
 	}
 	if !slices.Equal(gotArgs, []string{"site.yml"}) {
 		t.Errorf("args = %q, want [site.yml]", gotArgs)
+	}
+}
+
+// TestFlagMistakes: a misspelt flag is named as typed, with the command's
+// closest flag when one is close and the command's help; a flag at the end
+// without its value says so (exit 1), instead of taking the command's name
+// as its value and showing the help with exit 0.
+func TestFlagMistakes(t *testing.T) {
+	for _, c := range []struct{ args, want string }{
+		{"status --clustr kms", "kmsctl: unknown flag --clustr (did you mean --cluster?); see 'kmsctl status --help'\n"},
+		{"--outptu json status", "kmsctl: unknown flag --outptu (did you mean --output?); see 'kmsctl --help'\n"},
+		{"backup --zzz", "kmsctl: unknown flag --zzz; see 'kmsctl backup --help'\n"},
+		{"runs show -q", "kmsctl: unknown flag -q; see 'kmsctl runs show --help'\n"},
+		{"status -o", "kmsctl: -o needs a value; see 'kmsctl --help'\n"},
+		{"status --cluster", "kmsctl: --cluster needs a value; see 'kmsctl status --help'\n"},
+	} {
+		te := testEnv(t)
+		code := te.run(t, strings.Fields(c.args)...)
+		if code != exit.Usage || te.errOut.String() != c.want || te.out.String() != "" {
+			t.Errorf("kmsctl %s: exit %d, stderr %q, want 1 and %q; stdout %q", c.args, code, te.errOut, c.want, te.out)
+		}
 	}
 }

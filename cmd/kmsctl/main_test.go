@@ -187,8 +187,8 @@ func testBinaryExitCodes(t *testing.T, bin string) {
 	}{
 		{[]string{"version"}, 0, "kmsctl v9.9.9-test\ncommit abc1234\n", ""},
 		{[]string{"nosuchcommand"}, 1, "", "unknown command"},
-		{[]string{"--bogus"}, 1, "", "flag provided but not defined"},
-		{[]string{"play", "ping", "--bogus"}, 1, "", "flag provided but not defined: -bogus"},
+		{[]string{"--bogus"}, 1, "", "unknown flag --bogus"},
+		{[]string{"play", "ping", "--bogus"}, 1, "", "unknown flag --bogus; see 'kmsctl play --help'"},
 		{[]string{"ping", "127.0.0.1:1", "--private-key", "/nonexistent"}, 3, "unreachable: [127.0.0.1:1]", "run log: "},
 	}
 	for _, c := range cases {

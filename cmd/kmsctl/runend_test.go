@@ -29,8 +29,8 @@ func TestJSONRunEndOnErrors(t *testing.T) {
 		args []string
 		err  string
 	}{
-		{[]string{"--bogus", "-o", "json", "version"}, "flag provided but not defined: -bogus"},
-		{[]string{"ping", "--output=json", "--bogus"}, "flag provided but not defined"},
+		{[]string{"--bogus", "-o", "json", "version"}, "unknown flag --bogus; see 'kmsctl version --help'"},
+		{[]string{"ping", "--output=json", "--bogus"}, "unknown flag --bogus"},
 		{[]string{"nosuchcommand", "-o", "json"}, "unknown command"},
 		{[]string{"ping", "-o", "json", "-e", "novalue", "h"}, "extra vars"},
 		{[]string{"ping", "-o", "json", "--forks", "0", "h"}, "--forks 0"},
