@@ -72,7 +72,10 @@ func recoverNode(ctx context.Context, e env, o options, group string, targets []
 	if err := checkAPIKeys(e, o, nodes); err != nil {
 		return err
 	}
-	for _, t := range targets {
+	for i, t := range targets {
+		if slices.Contains(targets[:i], t) {
+			return exit.Usagef("recover node: %s is named twice", t)
+		}
 		if !slices.ContainsFunc(nodes, func(n inventory.KMSNode) bool { return n.Host == t }) {
 			return exit.Usagef("recover node: %s is not a host of group %s (--cluster GROUP)", t, group)
 		}

@@ -307,6 +307,15 @@ func TestRecoverNode(t *testing.T) {
 	if code != exit.Usage || !strings.Contains(te.errOut.String(), "--yes") {
 		t.Fatalf("without --yes nor a terminal: exit %d\n%s\n%s", code, te.out, te.errOut)
 	}
+	for _, args := range [][]string{{"kms3", "kms3"}, {"kms9"}} {
+		te, code = l.recover(t, append(args, "--yes")...)
+		if code != exit.Usage || !strings.Contains(te.errOut.String(), args[len(args)-1]) {
+			t.Fatalf("recover node %v: exit %d\n%s\n%s", args, code, te.out, te.errOut)
+		}
+	}
+	if after := l.snapshot(); after != before {
+		t.Fatalf("usage errors changed files:\n%s\n---\n%s", before, after)
+	}
 	te, code = l.recover(t, "kms3", "--yes")
 	out := te.out.String()
 	if code != 0 || !strings.Contains(out, "RECOVERED kms3") || !strings.Contains(out, "kms3 prove") {
