@@ -121,7 +121,11 @@ func statusHosts(inv *inventory.Inventory, o options, group string) ([]tasks.Hos
 	}
 	names, err := inv.Select(pattern)
 	if err != nil {
-		return nil, nil, exit.With(exit.Usage, fmt.Errorf("--cluster %q: %w", group, err))
+		what := fmt.Sprintf("--cluster %q", group)
+		if o.Limit != "" {
+			what += fmt.Sprintf(" with --limit %q", o.Limit)
+		}
+		return nil, nil, exit.With(exit.Usage, fmt.Errorf("%s: %w", what, err))
 	}
 	if len(names) == 0 {
 		return nil, nil, exit.Usagef("--cluster %q: no hosts in that inventory group (with --limit %q)", group, o.Limit)

@@ -283,6 +283,11 @@ func TestStatusUnreachable(t *testing.T) {
 	if code != exit.Usage || !strings.Contains(te.errOut.String(), `--cluster "nope"`) {
 		t.Fatalf("unknown group: exit %d\n%s\n%s", code, te.out, te.errOut)
 	}
+	// A misspelt --limit is named as such, not blamed on --cluster alone.
+	te, code = l.status(t, "--limit", "kms9")
+	if code != exit.Usage || !strings.Contains(te.errOut.String(), `--cluster "kms" with --limit "kms9": select hosts: pattern "kms9" matches no host`) {
+		t.Fatalf("unknown --limit: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
 }
 
 // TestStatusHangingAPI: a node whose API port accepts connections and never
