@@ -109,6 +109,7 @@ func backup(ctx context.Context, e env, o options, bo backupOptions) error {
 	}
 	r.s.rerun = "backup is safe to run again: its files are written atomically, and on the cluster it only creates its canary key once"
 	r.engine.Forks = max(o.Forks, len(hosts))
+	r.s.hosts = len(hosts) // for the journal: the nodes asked
 	sink := r.engine.Sink
 	r.engine.Sink = tasks.SinkFunc(func(ev tasks.Event) {
 		g.event(ev)

@@ -134,6 +134,10 @@ func TestBackup(t *testing.T) {
 	if code != 0 || te.out.String() != "" || te.errOut.String() != "" {
 		t.Fatalf("backup: exit %d, want 0 and no output\nstdout: %s\nstderr: %s", code, te.out, te.errOut)
 	}
+	// Its journal counts the nodes it asked, as `kmsctl runs ls` shows.
+	if r := onlyRun(t, te); r.End == nil || r.End.Hosts != 3 || r.End.Outcome != "ok" {
+		t.Errorf("backup's journal ends %+v, want 3 hosts, ok", r.End)
+	}
 	dir := filepath.Join(te.stateDir, "backups", "kms")
 	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("backup directory %s: %v, %v; want 0700", dir, fi, err)
