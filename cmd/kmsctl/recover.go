@@ -61,6 +61,10 @@ const (
 // dead IDs removed one at a time, then each node rebuilt and added one at
 // a time.
 func recoverNode(ctx context.Context, e env, o options, group string, targets []string, yes, force bool) error {
+	if o.Limit != "" {
+		// Every node's view counts: a survivor left out could see HOST up.
+		return exit.Usagef("recover node: --limit is not taken: the preflight asks every node of the cluster (name the cluster with --cluster GROUP)")
+	}
 	inv, err := loadInventory(o, false)
 	if err != nil {
 		return err

@@ -307,10 +307,14 @@ func TestRecoverNode(t *testing.T) {
 	if code != exit.Usage || !strings.Contains(te.errOut.String(), "--yes") {
 		t.Fatalf("without --yes nor a terminal: exit %d\n%s\n%s", code, te.out, te.errOut)
 	}
-	for _, args := range [][]string{{"kms3", "kms3"}, {"kms9"}} {
+	for want, args := range map[string][]string{
+		"kms3 is named twice":         {"kms3", "kms3"},
+		"kms9 is not a host of group": {"kms9"},
+		"--limit is not taken":        {"kms3", "--limit", "kms1,kms3"},
+	} {
 		te, code = l.recover(t, append(args, "--yes")...)
-		if code != exit.Usage || !strings.Contains(te.errOut.String(), args[len(args)-1]) {
-			t.Fatalf("recover node %v: exit %d\n%s\n%s", args, code, te.out, te.errOut)
+		if code != exit.Usage || !strings.Contains(te.errOut.String(), want) {
+			t.Fatalf("recover node %v: exit %d, want %d and %q\n%s\n%s", args, code, exit.Usage, want, te.out, te.errOut)
 		}
 	}
 	if after := l.snapshot(); after != before {
