@@ -15,6 +15,7 @@ import (
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/inventory"
 	"github.com/kmsctl/kmsctl/kmsmodules"
+	"github.com/kmsctl/kmsctl/lock"
 	"github.com/kmsctl/kmsctl/tasks"
 )
 
@@ -67,7 +68,8 @@ func backupDir(e env, group string) string {
 // first healthy node that gives one (ready, with a leader; ready for
 // writes first), then applies --keep. It prints nothing on success unless
 // -v; --output json prints one backup event. It needs no lock: it changes
-// nothing on the cluster but the canary key it creates once.
+// nothing on the cluster but the canary key it creates once; a lock held
+// on its cluster is shown (-v, JSON).
 func backup(ctx context.Context, e env, o options, bo backupOptions) error {
 	inv, err := loadInventory(o, false)
 	if err != nil {
@@ -164,11 +166,20 @@ func (r *runner) backup(ctx context.Context, e env, o options, bo backupOptions,
 	}
 	res := g.result(done.Host, taskBackup)
 	removed, perr := kmsmodules.PruneBackups(filepath.Dir(dest), bo.Keep)
-	if err := printBackup(e, o, bo, *done, res.Data, removed); err != nil {
+	// backup takes no lock, but says when a run holds its cluster's.
+	locks, lerr := heldLocks(e.stateDir, nodes)
+	if err := printBackup(e, o, bo, *done, res.Data, removed, locks); err != nil {
 		return err
 	}
+	var errs []error
 	if perr != nil {
-		return exit.With(exit.HostFailed, fmt.Errorf("backup %s written, but --keep %d: %w", dest, bo.Keep, perr))
+		errs = append(errs, fmt.Errorf("--keep %d: %w", bo.Keep, perr))
+	}
+	if lerr != nil {
+		errs = append(errs, fmt.Errorf("look for held cluster locks: %w", lerr))
+	}
+	if len(errs) > 0 {
+		return exit.With(exit.HostFailed, fmt.Errorf("backup %s written, but %w", dest, errors.Join(errs...)))
 	}
 	return nil
 }
@@ -239,12 +250,16 @@ func (g *gathered) result(host, task string) tasks.Result {
 	return g.results[host][task].res
 }
 
-// printBackup reports a backup: with --output json one backup event, with
-// -v one line on stdout, else nothing; a warning (no canary) always goes to
-// stderr.
-func printBackup(e env, o options, bo backupOptions, n nodeState, d map[string]any, removed []string) error {
+// printBackup reports a backup: with --output json one backup event (the
+// held cluster locks in it as locks), with -v one line on stdout and a
+// LOCKED line on stderr for each held lock, else nothing; a warning (no
+// canary) always goes to stderr.
+func printBackup(e env, o options, bo backupOptions, n nodeState, d map[string]any, removed []string, locks []lock.State) error {
 	if removed == nil {
 		removed = []string{}
+	}
+	if locks == nil {
+		locks = []lock.State{}
 	}
 	warning, _ := d["canary_warning"].(string)
 	counts := map[string]any{}
@@ -256,7 +271,7 @@ func printBackup(e env, o options, bo backupOptions, n nodeState, d map[string]a
 			Interface("snapshot", d["dest"]).Interface("manifest", d["manifest"]).Str("node", n.Host).Interface("endpoint", d["endpoint"]).
 			Interface("node_id", d["node_id"]).Interface("version", d["version"]).Interface("size", d["size"]).Interface("sha256", d["sha256"]).
 			Interface("hsm_fingerprint", d["hsm_fingerprint"]).Interface("counts", counts).Interface("canary", d["canary"]).
-			Strs("removed", removed).Int("keep", bo.Keep)
+			Strs("removed", removed).Int("keep", bo.Keep).Interface("locks", locks)
 		if warning != "" {
 			ev = ev.Str("warning", warning)
 		}
@@ -268,6 +283,9 @@ func printBackup(e env, o options, bo backupOptions, n nodeState, d map[string]a
 	}
 	if o.Verbosity <= 0 {
 		return nil
+	}
+	for _, st := range locks {
+		fmt.Fprintln(e.stderr, lockedLine(st))
 	}
 	line := fmt.Sprintf("backed up %s (%s) to %s: %v bytes, sha256 %v; %v enclaves, %v keys, %v policies, %v identities",
 		n.Host, d["endpoint"], d["dest"], d["size"], d["sha256"], d["enclaves"], d["keys"], d["policies"], d["identities"])

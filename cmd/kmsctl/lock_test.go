@@ -184,6 +184,59 @@ func TestStatusShowsLock(t *testing.T) {
 	}
 }
 
+// TestBackupShowsLock: `kmsctl backup` takes no lock and succeeds while a
+// run holds its cluster's lock; it stays quiet (cron), -v says so on
+// stderr with status's LOCKED line, and the JSON event carries the holder
+// in locks.
+func TestBackupShowsLock(t *testing.T) {
+	l := newStatusLab(t, 3)
+	stateDir := t.TempDir()
+	held, err := lock.Acquire(context.Background(), locksDir(stateDir), []string{"kms"}, otherRun, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	at := time.Date(2026, 12, 2, 9, 30, 0, 0, time.UTC)
+	backup := func(args ...string) (*testEnvT, int) {
+		te := testEnv(t)
+		te.stateDir = stateDir
+		at = at.Add(time.Second) // one backup a second
+		now := at
+		te.now = func() time.Time { return now }
+		return te, te.run(t, append([]string{"backup", "-i", l.inventory, "--ssh-config", "none"}, args...)...)
+	}
+	want := "LOCKED: cluster kms is locked by alice@bastion1 (pid 4242, run 20261202T085100Z-1a2b3c4d, `kmsctl recover node kms2`, since 2026-12-02 08:51 UTC): a change of its membership is under way on this machine."
+
+	if te, code := backup(); code != 0 || te.out.String() != "" || te.errOut.String() != "" {
+		t.Fatalf("backup with the lock held: exit %d, want 0 and no output\nstdout: %s\nstderr: %s", code, te.out, te.errOut)
+	}
+	if te, code := backup("-v"); code != 0 || !strings.Contains(te.errOut.String(), want) || !strings.Contains(te.out.String(), "backed up kms") {
+		t.Fatalf("backup -v with the lock held: exit %d, want 0 and %q on stderr\nstdout: %s\nstderr: %s", code, want, te.out, te.errOut)
+	}
+	te, code := backup("-o", "json")
+	var doc struct {
+		Event string       `json:"event"`
+		Locks []lock.State `json:"locks"`
+	}
+	line := strings.SplitN(te.out.String(), "\n", 2)[0]
+	if err := json.Unmarshal([]byte(line), &doc); err != nil || code != 0 || doc.Event != "backup" || len(doc.Locks) != 1 ||
+		doc.Locks[0].Cluster != "kms" || doc.Locks[0].Holder == nil || doc.Locks[0].Holder.Run != otherRun.Run || doc.Locks[0].Holder.User != otherRun.User {
+		t.Fatalf("backup -o json with the lock held: exit %d, locks %+v (%v)\n%s\n%s", code, doc.Locks, err, te.out, te.errOut)
+	}
+
+	// Free again: -v says nothing of a lock, and "locks": [].
+	if err := held.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if te, code := backup("-v"); code != 0 || strings.Contains(te.errOut.String(), "LOCKED") {
+		t.Fatalf("backup -v with the lock free: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	te, code = backup("-o", "json")
+	if code != 0 || !strings.Contains(strings.SplitN(te.out.String(), "\n", 2)[0], `"locks":[]`) {
+		t.Fatalf("backup -o json with the lock free: exit %d, want \"locks\":[]\n%s\n%s", code, te.out, te.errOut)
+	}
+}
+
 // TestLockWaitInterrupted: Ctrl-C while waiting for a lock exits 130.
 func TestLockWaitInterrupted(t *testing.T) {
 	te := testEnv(t)

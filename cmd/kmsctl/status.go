@@ -442,11 +442,16 @@ func printStatus(e env, o options, c cluster, reasons []reason, locks []lock.Sta
 		}
 	}
 	for _, st := range locks {
-		held := &lock.HeldError{Cluster: st.Cluster, Holder: st.Holder}
-		fmt.Fprintf(&b, "LOCKED: %s: a change of its membership is under way on this machine.\n", held)
+		fmt.Fprintln(&b, lockedLine(st))
 	}
 	_, err := io.WriteString(e.stdout, b.String())
 	return err
+}
+
+// lockedLine is the line that says a run holds the lock of st's cluster.
+func lockedLine(st lock.State) string {
+	held := &lock.HeldError{Cluster: st.Cluster, Holder: st.Holder}
+	return fmt.Sprintf("LOCKED: %s: a change of its membership is under way on this machine.", held)
 }
 
 // heldLocks returns the cluster locks held on this machine (a run that
