@@ -235,6 +235,20 @@ func TestBackupShowsLock(t *testing.T) {
 	if code != 0 || !strings.Contains(strings.SplitN(te.out.String(), "\n", 2)[0], `"locks":[]`) {
 		t.Fatalf("backup -o json with the lock free: exit %d, want \"locks\":[]\n%s\n%s", code, te.out, te.errOut)
 	}
+
+	// Locks that cannot be read (the locks directory is a file): the
+	// backup is written and reported, and the run fails (exit 2) saying so.
+	stateDir = t.TempDir()
+	if err := os.WriteFile(locksDir(stateDir), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	te, code = backup()
+	if code != exit.HostFailed || !strings.Contains(te.errOut.String(), "written, but look for held cluster locks") {
+		t.Fatalf("backup with unreadable locks: exit %d, want %d\n%s\n%s", code, exit.HostFailed, te.out, te.errOut)
+	}
+	if entries, err := os.ReadDir(backupDir(te.env, "kms")); err != nil || len(entries) != 2 {
+		t.Fatalf("backup with unreadable locks: %v, %v; want the snapshot and its manifest", entries, err)
+	}
 }
 
 // TestLockWaitInterrupted: Ctrl-C while waiting for a lock exits 130.
