@@ -15,6 +15,7 @@ import (
 	"github.com/kmsctl/kmsctl/hsm"
 	"github.com/kmsctl/kmsctl/kms"
 	"github.com/kmsctl/kmsctl/kms/kmsim"
+	"github.com/kmsctl/kmsctl/kms/kmsim/kmsimtest"
 	"github.com/kmsctl/kmsctl/kms/pb"
 )
 
@@ -80,22 +81,6 @@ func (e *simEnv) client(key kms.APIKey, nodes ...*kmsim.Node) *kms.Client {
 	return c
 }
 
-// eventually polls cond until it returns nil; it fails after 20s.
-func eventually(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after 20s: %v", what, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 func collect[T any](t *testing.T, seq func(func(T, error) bool), name func(T) string) []string {
 	t.Helper()
 	var out []string
@@ -126,7 +111,7 @@ func TestClientAgainstSimulator(t *testing.T) {
 	if err := c.Live(ctx, host); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "write readiness", func() error { return c.Ready(ctx, host, true) })
+	kmsimtest.Eventually(t, "write readiness", func() error { return c.Ready(ctx, host, true) })
 	if err := c.Ready(ctx, "", false); err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +235,7 @@ func TestClientAgainstSimulator(t *testing.T) {
 	}
 	fresh := e.start(hsmKey(1))
 	fc := e.client(e.admin, fresh)
-	eventually(t, "fresh node write readiness", func() error { return fc.Ready(ctx, fresh.Addr(), true) })
+	kmsimtest.Eventually(t, "fresh node write readiness", func() error { return fc.Ready(ctx, fresh.Addr(), true) })
 	if err := fc.Restore(ctx, fresh.Addr(), bytes.NewReader(snap.Bytes()), int64(snap.Len())); err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +256,7 @@ func TestClientAgainstSimulator(t *testing.T) {
 	zw.Close()
 	fresh2 := e.start(hsmKey(1))
 	f2 := e.client(e.admin, fresh2)
-	eventually(t, "second fresh node write readiness", func() error { return f2.Ready(ctx, fresh2.Addr(), true) })
+	kmsimtest.Eventually(t, "second fresh node write readiness", func() error { return f2.Ready(ctx, fresh2.Addr(), true) })
 	if err := f2.Restore(ctx, fresh2.Addr(), bytes.NewReader(zipped.Bytes()), int64(zipped.Len())); err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +267,7 @@ func TestClientAgainstSimulator(t *testing.T) {
 	// Another HSM key: refused, nothing changes.
 	other := e.start(hsmKey(2))
 	oc := e.client(e.admin, other)
-	eventually(t, "other-HSM node write readiness", func() error { return oc.Ready(ctx, other.Addr(), true) })
+	kmsimtest.Eventually(t, "other-HSM node write readiness", func() error { return oc.Ready(ctx, other.Addr(), true) })
 	if err := oc.Restore(ctx, other.Addr(), bytes.NewReader(snap.Bytes()), int64(snap.Len())); !errors.Is(err, kms.ErrHSMMismatch) {
 		t.Fatalf("Restore under another HSM key = %v, want ErrHSMMismatch", err)
 	}
@@ -314,15 +299,15 @@ func TestClusterMembershipThroughClient(t *testing.T) {
 	ctx := context.Background()
 	n0, n1, n2 := e.start(hsmKey(3)), e.start(hsmKey(3)), e.start(hsmKey(3))
 	c := e.client(e.admin, n0, n1, n2) // load-balanced over all three
-	eventually(t, "node 0 ready", func() error { return c.Ready(ctx, n0.Addr(), true) })
+	kmsimtest.Eventually(t, "node 0 ready", func() error { return c.Ready(ctx, n0.Addr(), true) })
 	if err := c.AddNode(ctx, n0.Addr(), n1.Host()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "two nodes", func() error { return healthy(ctx, c, n0.Addr(), 2) })
+	kmsimtest.Eventually(t, "two nodes", func() error { return healthy(ctx, c, n0.Addr(), 2) })
 	if err := c.AddNode(ctx, n0.Addr(), n2.Host()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "three nodes", func() error {
+	kmsimtest.Eventually(t, "three nodes", func() error {
 		for _, hs := range c.ClusterStatusEach(ctx) {
 			if hs.Err != nil {
 				return hs.Err
@@ -350,7 +335,7 @@ func TestClusterMembershipThroughClient(t *testing.T) {
 	// Node 2 dies: writes fail, reads still work through the load balancer.
 	id2 := n2.NodeID()
 	n2.Close()
-	eventually(t, "writes blocked", func() error {
+	kmsimtest.Eventually(t, "writes blocked", func() error {
 		err := c.CreateKey(ctx, "e", "during")
 		if errors.Is(err, kms.ErrNoWriteQuorum) || errors.Is(err, kms.ErrNoLeader) {
 			return nil
@@ -367,7 +352,7 @@ func TestClusterMembershipThroughClient(t *testing.T) {
 	if err := c.EditCluster(ctx, n0.Addr(), id2); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "writes after edit", func() error { return c.CreateKey(ctx, "e", "after") })
+	kmsimtest.Eventually(t, "writes after edit", func() error { return c.CreateKey(ctx, "e", "after") })
 	if err := c.EditCluster(ctx, n0.Addr(), id2); !errors.Is(err, kms.ErrNodeNotFound) {
 		t.Fatalf("second edit of the same id = %v", err)
 	}
@@ -376,7 +361,7 @@ func TestClusterMembershipThroughClient(t *testing.T) {
 	if err := c.RemoveNode(ctx, n0.Addr(), n1.Host(), false); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "one node", func() error { return healthy(ctx, c, n0.Addr(), 1) })
+	kmsimtest.Eventually(t, "one node", func() error { return healthy(ctx, c, n0.Addr(), 1) })
 	if err := c.RemoveNode(ctx, n0.Addr(), n0.Host(), false); !errors.Is(err, kms.ErrLastNode) {
 		t.Fatalf("removing the last node = %v, want ErrLastNode", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kmsctl/kmsctl/kms"
+	"github.com/kmsctl/kmsctl/kms/kmsim/kmsimtest"
 )
 
 // TestAddNodeAndWait: a fresh node is added through a member (check mode
@@ -82,7 +83,7 @@ func TestAddNodeRefusesNodeWithState(t *testing.T) {
 	}
 	nodes[1].Close()
 	fresh := l.start()
-	eventually(t, "kms1 not ready for writes", func() error {
+	kmsimtest.Eventually(t, "kms1 not ready for writes", func() error {
 		if l.client(nodes[0]).Ready(context.Background(), nodes[0].Host(), true) == nil {
 			return errors.New("still ready")
 		}

@@ -194,22 +194,6 @@ func (l *lab) run(module string, h *host, args map[string]any, check bool) (task
 	return m.Apply(ctx, env)
 }
 
-// eventually polls cond until it returns nil; it fails after 20s.
-func eventually(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after 20s: %v", what, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 // isRefusal reports whether err is a refusal by a safety rule (exit 4).
 func isRefusal(err error) bool {
 	var r interface{ Refused() bool }

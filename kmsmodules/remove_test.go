@@ -10,6 +10,7 @@ import (
 
 	"github.com/kmsctl/kmsctl/kms"
 	"github.com/kmsctl/kmsctl/kms/kmsim"
+	"github.com/kmsctl/kmsctl/kms/kmsim/kmsimtest"
 	"github.com/kmsctl/kmsctl/kmsmodules"
 )
 
@@ -33,7 +34,7 @@ func TestRemoveNode(t *testing.T) {
 	deadID, deadEP := dead.NodeID(), dead.Host()
 	dead.Close()
 	kms1, kms2 := l.sshHost("kms1", nodes[0]), l.sshHost("kms2", nodes[1])
-	eventually(t, "kms1 and kms2 see the node down", func() error {
+	kmsimtest.Eventually(t, "kms1 and kms2 see the node down", func() error {
 		for _, n := range nodes[:2] {
 			if v := kms.View(context.Background(), l.client(n), n.Host()); v.Err != nil || !slices.Contains(v.DownIDs, deadID) {
 				return fmt.Errorf("%s: %v", n.Host(), v)
@@ -56,7 +57,7 @@ func TestRemoveNode(t *testing.T) {
 	if _, ok := l.definition(nodes[0])[deadID]; ok {
 		t.Fatal("the survivor still lists the removed node")
 	}
-	eventually(t, "the edit propagates to kms2", func() error {
+	kmsimtest.Eventually(t, "the edit propagates to kms2", func() error {
 		if _, ok := l.definition(nodes[1])[deadID]; ok {
 			return fmt.Errorf("kms2 lists node %d", deadID)
 		}

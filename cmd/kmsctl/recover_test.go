@@ -24,6 +24,7 @@ import (
 	"github.com/kmsctl/kmsctl/hsm"
 	"github.com/kmsctl/kmsctl/kms"
 	"github.com/kmsctl/kmsctl/kms/kmsim"
+	"github.com/kmsctl/kmsctl/kms/kmsim/kmsimtest"
 	"github.com/kmsctl/kmsctl/kms/pb"
 	"github.com/kmsctl/kmsctl/lock"
 	"github.com/kmsctl/kmsctl/remote/sshtest"
@@ -545,23 +546,7 @@ func TestRecoverUnreachable(t *testing.T) {
 			t.Errorf("%s's view after the removal: %+v", ep, v)
 		}
 	}
-	eventually(t, "writes through kms2", func() error { return l.client(l.addrs[1]).CreateKey(ctx, "", "after") })
-}
-
-// eventually polls cond until it returns nil; it fails after 20s.
-func eventually(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after 20s: %v", what, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	kmsimtest.Eventually(t, "writes through kms2", func() error { return l.client(l.addrs[1]).CreateKey(ctx, "", "after") })
 }
 
 // TestRecoverLocked: while another run holds the cluster's lock, recover
@@ -636,7 +621,7 @@ func TestRecoverStaleMember(t *testing.T) {
 	}
 	id := kms.View(ctx, l.client(l.addrs[2]), l.addrs[2]).ID
 	l.kill(2)
-	eventually(t, "remove kms3's ID", func() error { return c1.EditCluster(ctx, l.addrs[0], id) })
+	kmsimtest.Eventually(t, "remove kms3's ID", func() error { return c1.EditCluster(ctx, l.addrs[0], id) })
 	if err := l.start(2); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kmsctl/kmsctl/kms"
 	"github.com/kmsctl/kmsctl/kms/kmsim"
+	"github.com/kmsctl/kmsctl/kms/kmsim/kmsimtest"
 )
 
 // lab is a few simulator nodes and the environment of a client command.
@@ -81,22 +82,6 @@ func (l *lab) mustRun(server string, args ...string) string {
 	return out
 }
 
-// eventually polls cond until it returns nil or 20 s pass.
-func eventually(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 // The vendor's manual procedure, with the simulator's client commands:
 // add, ls, stat, ls-*, backup, a dead node, edit --rm, restore, rm.
 func TestClientCommands(t *testing.T) {
@@ -105,7 +90,7 @@ func TestClientCommands(t *testing.T) {
 	b := l.start(filepath.Join(t.TempDir(), "b"))
 	l.mustRun(a.Addr(), "add", "https://"+b.Host())
 	rows := regexp.MustCompile(`(?m)^(\d+)\s+(online|offline)\s+(\S+)\s+\S+\s+(\S+)$`)
-	eventually(t, "ls shows two online nodes", func() error {
+	kmsimtest.Eventually(t, "ls shows two online nodes", func() error {
 		out := l.mustRun(a.Addr(), "ls")
 		m := rows.FindAllStringSubmatch(out, -1)
 		if len(m) != 2 || m[0][1] != "0" || m[0][2] != "online" || m[0][3] != "Leader" || m[1][2] != "online" || m[1][3] != "Follower" || m[1][4] != b.Host() {
@@ -171,7 +156,7 @@ func TestClientCommands(t *testing.T) {
 
 	// Node b dies: ls shows it offline; edit --rm removes it on a.
 	b.Close()
-	eventually(t, "ls shows node 1 offline", func() error {
+	kmsimtest.Eventually(t, "ls shows node 1 offline", func() error {
 		if out := l.mustRun(a.Addr(), "ls"); !regexp.MustCompile(`(?m)^1\s+offline`).MatchString(out) {
 			return fmt.Errorf("ls:\n%s", out)
 		}
@@ -195,7 +180,7 @@ func TestClientCommands(t *testing.T) {
 	}
 	d := l.start(filepath.Join(t.TempDir(), "d"))
 	l.mustRun(a.Addr(), "add", a.Addr(), d.Host())
-	eventually(t, "rm node d", func() error {
+	kmsimtest.Eventually(t, "rm node d", func() error {
 		if code, out, errOut := l.run(a.Addr(), "rm", d.Host()); code != 0 {
 			return fmt.Errorf("exit %d: %s%s", code, out, errOut)
 		}
@@ -204,7 +189,7 @@ func TestClientCommands(t *testing.T) {
 	if out := l.mustRun(a.Addr(), "ls"); len(rows.FindAllString(out, -1)) != 1 {
 		t.Fatalf("ls after rm:\n%s", out)
 	}
-	eventually(t, "the removed node is fresh", func() error {
+	kmsimtest.Eventually(t, "the removed node is fresh", func() error {
 		if id := d.NodeID(); id != 0 || d.ClusterID() == a.ClusterID() {
 			return fmt.Errorf("node %d of %s", id, d.ClusterID())
 		}

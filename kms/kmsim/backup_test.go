@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kmsctl/kmsctl/kms/kmsim/kmsimtest"
 	"github.com/kmsctl/kmsctl/kms/pb"
 	"github.com/kmsctl/kmsctl/kms/wire"
 )
@@ -66,7 +67,7 @@ func TestBackupRestore(t *testing.T) {
 	if err := addNode(e, a, b.Host()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "two nodes", func() error { return converged(e, map[uint32]*Node{0: a, 1: b}) })
+	kmsimtest.Eventually(t, "two nodes", func() error { return converged(e, map[uint32]*Node{0: a, 1: b}) })
 
 	userKey, userID, err := NewAPIKey()
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kmsctl/kmsctl/kms/kmsim/kmsimtest"
 	"github.com/kmsctl/kmsctl/kms/pb"
 	"github.com/kmsctl/kmsctl/kms/wire"
 )
@@ -94,7 +95,7 @@ func threeNodes(t *testing.T, e *env) (nodes [3]*Node, dirs [3]string) {
 			t.Fatalf("joined node has ID %d, want %d (max+1)", id, i)
 		}
 	}
-	eventually(t, "three-node cluster converges", func() error {
+	kmsimtest.Eventually(t, "three-node cluster converges", func() error {
 		return converged(e, map[uint32]*Node{0: nodes[0], 1: nodes[1], 2: nodes[2]})
 	})
 	return nodes, dirs
@@ -133,7 +134,7 @@ func TestClusterRecovery(t *testing.T) {
 	if got, err := decrypt(e, nodes[1], "key-b", enc.Version, enc.Ciphertext); err != nil || !bytes.Equal(got, plaintext) {
 		t.Fatalf("read with a dead node: %q, %v", got, err)
 	}
-	eventually(t, "ready?write is 503 with a dead node", func() error {
+	kmsimtest.Eventually(t, "ready?write is 503 with a dead node", func() error {
 		for i := range 2 {
 			if code := ready(e.admin, nodes[i].Addr(), true); code != 503 {
 				return fmt.Errorf("node %d ready?write = %d", i, code)
@@ -159,8 +160,8 @@ func TestClusterRecovery(t *testing.T) {
 	if err := send(e.admin, nodes[1].Addr(), "", wire.ClusterEdit, &pb.EditClusterRequest{Host: nodes[1].Host(), RemoveIDs: []uint32{2}}, nil); err != nil {
 		t.Fatalf("edit: %v", err)
 	}
-	eventually(t, "writes work after the edit", func() error { return createKey(e, nodes[0], "key-d") })
-	eventually(t, "edit reaches node 0", func() error { return converged(e, map[uint32]*Node{0: nodes[0], 1: nodes[1]}) })
+	kmsimtest.Eventually(t, "writes work after the edit", func() error { return createKey(e, nodes[0], "key-d") })
+	kmsimtest.Eventually(t, "edit reaches node 0", func() error { return converged(e, map[uint32]*Node{0: nodes[0], 1: nodes[1]}) })
 
 	// Wipe node 2, restart it fresh on its address, add it via node 1: it catches up.
 	if err := os.RemoveAll(dirs[2]); err != nil {
@@ -173,7 +174,7 @@ func TestClusterRecovery(t *testing.T) {
 	if err := addNode(e, nodes[0], nodes[2].Host()); !isErr(err, wire.ErrNodeAlreadyMember) {
 		t.Fatalf("adding a member again: %v", err)
 	}
-	eventually(t, "re-added node converges", func() error {
+	kmsimtest.Eventually(t, "re-added node converges", func() error {
 		return converged(e, map[uint32]*Node{0: nodes[0], 1: nodes[1], 2: nodes[2]})
 	})
 	for _, name := range []string{"key-a", "key-b", "key-c", "key-d"} {
@@ -199,7 +200,7 @@ func TestClusterRecovery(t *testing.T) {
 		t.Fatalf("adding a node with data: %v, want node is not fresh", err)
 	}
 	// The stale node does not disturb the others.
-	eventually(t, "cluster without node 1", func() error { return converged(e, map[uint32]*Node{0: nodes[0], 2: nodes[2]}) })
+	kmsimtest.Eventually(t, "cluster without node 1", func() error { return converged(e, map[uint32]*Node{0: nodes[0], 2: nodes[2]}) })
 	if err := createKey(e, nodes[2], "key-f"); err != nil {
 		t.Fatalf("write with a stale ex-member around: %v", err)
 	}
@@ -208,7 +209,7 @@ func TestClusterRecovery(t *testing.T) {
 	if err := send(e.admin, nodes[2].Addr(), "", wire.ClusterRemoveNode, &pb.RemoveClusterNodeRequest{Host: nodes[2].Host(), DeleteClusterOnHost: true}, nil); err != nil {
 		t.Fatalf("remove node 2: %v", err)
 	}
-	eventually(t, "node 2 left", func() error {
+	kmsimtest.Eventually(t, "node 2 left", func() error {
 		if nodes[2].NodeID() != 0 || nodes[2].ClusterID() == nodes[0].ClusterID() {
 			return fmt.Errorf("node 2 is still %d of %s", nodes[2].NodeID(), nodes[2].ClusterID())
 		}
@@ -224,7 +225,7 @@ func TestClusterRecovery(t *testing.T) {
 	if err := addNode(e, nodes[0], nodes[2].Host()); err != nil {
 		t.Fatalf("re-add the removed node: %v", err)
 	}
-	eventually(t, "two-node cluster", func() error { return converged(e, map[uint32]*Node{0: nodes[0], 1: nodes[2]}) })
+	kmsimtest.Eventually(t, "two-node cluster", func() error { return converged(e, map[uint32]*Node{0: nodes[0], 1: nodes[2]}) })
 }
 
 func TestWipedNodeStillListed(t *testing.T) {
@@ -243,7 +244,7 @@ func TestWipedNodeStillListed(t *testing.T) {
 		t.Fatal("wiped node did not start fresh")
 	}
 	// The others keep seeing node 2 as down, and the fresh node keeps its own cluster.
-	eventually(t, "wiped node seen as down", func() error {
+	kmsimtest.Eventually(t, "wiped node seen as down", func() error {
 		st, err := status(e.admin, nodes[0].Addr())
 		if err != nil {
 			return err
@@ -286,7 +287,7 @@ func TestRestartedNodeRejoins(t *testing.T) {
 	// The leader itself restarts with its data: the cluster comes back as it was.
 	addr := nodes[0].Addr()
 	nodes[0].Close()
-	eventually(t, "a leader among the survivors", func() error {
+	kmsimtest.Eventually(t, "a leader among the survivors", func() error {
 		st, err := status(e.admin, nodes[1].Addr())
 		if err != nil {
 			return err
@@ -300,10 +301,10 @@ func TestRestartedNodeRejoins(t *testing.T) {
 		t.Fatal("write succeeded with node 0 down")
 	}
 	nodes[0] = e.startWith(dirs[0], addr, e.hsmKey)
-	eventually(t, "restarted node rejoins", func() error {
+	kmsimtest.Eventually(t, "restarted node rejoins", func() error {
 		return converged(e, map[uint32]*Node{0: nodes[0], 1: nodes[1], 2: nodes[2]})
 	})
-	eventually(t, "writes after the restart", func() error { return createKey(e, nodes[2], "after-restart") })
+	kmsimtest.Eventually(t, "writes after the restart", func() error { return createKey(e, nodes[2], "after-restart") })
 	for i, n := range nodes {
 		if err := send(e.admin, n.Addr(), "", wire.KeyStatus, &pb.KeyStatusRequest{Name: "after-restart"}, nil); err != nil {
 			t.Fatalf("node %d: %v", i, err)
@@ -328,7 +329,7 @@ func TestAddNodeWithDeadMember(t *testing.T) {
 		t.Fatal("a failed ADDNODE changed the new node")
 	}
 	// The survivors are reset to the leader's state (no trace of the failed add).
-	eventually(t, "failed add rolled back", func() error {
+	kmsimtest.Eventually(t, "failed add rolled back", func() error {
 		st, err := status(e.admin, nodes[1].Addr())
 		if err != nil {
 			return err
@@ -341,11 +342,11 @@ func TestAddNodeWithDeadMember(t *testing.T) {
 	if err := send(e.admin, nodes[1].Addr(), "", wire.ClusterEdit, &pb.EditClusterRequest{RemoveIDs: []uint32{2}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "add after the edit", func() error { return addNode(e, nodes[0], fresh.Host()) })
+	kmsimtest.Eventually(t, "add after the edit", func() error { return addNode(e, nodes[0], fresh.Host()) })
 	if fresh.NodeID() != 2 {
 		t.Fatalf("new node has ID %d, want 2", fresh.NodeID())
 	}
-	eventually(t, "cluster with the new node", func() error {
+	kmsimtest.Eventually(t, "cluster with the new node", func() error {
 		return converged(e, map[uint32]*Node{0: nodes[0], 1: nodes[1], 2: fresh})
 	})
 }
@@ -362,7 +363,7 @@ func TestRemoveLeader(t *testing.T) {
 	if err := send(e.admin, nodes[1].Addr(), "", wire.ClusterRemoveNode, &pb.RemoveClusterNodeRequest{Host: nodes[0].Host()}, nil); err != nil {
 		t.Fatalf("remove the leader: %v", err)
 	}
-	eventually(t, "cluster without node 0", func() error { return converged(e, map[uint32]*Node{1: nodes[1], 2: nodes[2]}) })
+	kmsimtest.Eventually(t, "cluster without node 0", func() error { return converged(e, map[uint32]*Node{1: nodes[1], 2: nodes[2]}) })
 	if nodes[0].ClusterID() == old || nodes[0].NodeID() != 0 {
 		t.Fatal("removed node still in the old cluster")
 	}
@@ -389,7 +390,7 @@ func TestRemovedWhileDownIsNotHealthy(t *testing.T) {
 	if err := send(e.admin, nodes[0].Addr(), "", wire.ClusterEdit, &pb.EditClusterRequest{RemoveIDs: []uint32{1}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "cluster without node 1", func() error { return converged(e, map[uint32]*Node{0: nodes[0], 2: nodes[2]}) })
+	kmsimtest.Eventually(t, "cluster without node 1", func() error { return converged(e, map[uint32]*Node{0: nodes[0], 2: nodes[2]}) })
 	stale := e.startWith(dirs[1], addr, e.hsmKey)
 
 	// Long enough for many heartbeat exchanges with both members.

@@ -184,22 +184,6 @@ func get(c *http.Client, addr, path string) (int, []byte, http.Header, error) {
 	return res.StatusCode, b, res.Header, err
 }
 
-// eventually polls cond until it returns nil or the deadline passes.
-func eventually(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after 20s: %v", what, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 // isErr reports whether err is the canonical API error want.
 func isErr(err error, want wire.Error) bool {
 	var we wire.Error

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kmsctl/kmsctl/kms/kmsim/kmsimtest"
 )
 
 // A port check (connect, close) is not logged; other TLS handshake errors
@@ -49,7 +51,7 @@ func TestHTTPErrorLog(t *testing.T) {
 		c.Write([]byte(data))
 		c.Close()
 	}
-	eventually(t, "handshake error logged", func() error {
+	kmsimtest.Eventually(t, "handshake error logged", func() error {
 		if !strings.Contains(logged(), "does not look like a TLS handshake") {
 			return fmt.Errorf("log %q", logged())
 		}

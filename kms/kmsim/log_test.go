@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kmsctl/kmsctl/kms/kmsim/kmsimtest"
 	"github.com/kmsctl/kmsctl/kms/pb"
 	"github.com/kmsctl/kmsctl/kms/wire"
 )
@@ -173,7 +174,7 @@ func TestWritesAreLogEntries(t *testing.T) {
 	addr := nodes[2].Addr()
 	nodes[2].Close()
 	nodes[2] = e.startWith(dirs[2], addr, e.hsmKey)
-	eventually(t, "restarted node rejoins", func() error {
+	kmsimtest.Eventually(t, "restarted node rejoins", func() error {
 		return converged(e, map[uint32]*Node{0: nodes[0], 1: nodes[1], 2: nodes[2]})
 	})
 	sum := sha256.Sum256(states[2])
@@ -194,8 +195,8 @@ func TestWritesAreLogEntries(t *testing.T) {
 		t.Fatal("write with node 1 down succeeded")
 	}
 	nodes[1] = e.startWith(dirs[1], addr1, e.hsmKey)
-	eventually(t, "write after node 1 is back", func() error { return createKey(e, nodes[0], "after") })
-	eventually(t, "cluster agrees", func() error {
+	kmsimtest.Eventually(t, "write after node 1 is back", func() error { return createKey(e, nodes[0], "after") })
+	kmsimtest.Eventually(t, "cluster agrees", func() error {
 		return converged(e, map[uint32]*Node{0: nodes[0], 1: nodes[1], 2: nodes[2]})
 	})
 	for i, n := range nodes {
