@@ -39,22 +39,16 @@ func (ad addition) data(a *access) map[string]any {
 }
 
 func (m addNodeModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
-	a, err := m.m.open(ctx, env)
-	if err != nil {
-		return tasks.Result{}, err
-	}
-	defer a.close()
-	ad, err := m.plan(ctx, env, a)
-	if err != nil {
-		return tasks.Result{}, err
-	}
-	if ad.member {
-		return tasks.Result{Msg: ad.memberMsg(a), Data: ad.data(a)}, nil
-	}
-	return tasks.Result{Changed: true, Msg: fmt.Sprintf("would add %s to the cluster through %s (%s)", ad.endpoint, a.host, a.self), Data: ad.data(a)}, nil
+	return m.run(ctx, env, true)
 }
 
 func (m addNodeModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
+	return m.run(ctx, env, false)
+}
+
+// run decodes and checks what kms_add_node is asked; with check it reports what
+// it would do, else it adds the node.
+func (m addNodeModule) run(ctx context.Context, env *tasks.Env, check bool) (tasks.Result, error) {
 	a, err := m.m.open(ctx, env)
 	if err != nil {
 		return tasks.Result{}, err
@@ -66,6 +60,9 @@ func (m addNodeModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result,
 	}
 	if ad.member {
 		return tasks.Result{Msg: ad.memberMsg(a), Data: ad.data(a)}, nil
+	}
+	if check {
+		return tasks.Result{Changed: true, Msg: fmt.Sprintf("would add %s to the cluster through %s (%s)", ad.endpoint, a.host, a.self), Data: ad.data(a)}, nil
 	}
 	if err := a.client.AddNode(ctx, a.self, ad.endpoint); err != nil {
 		if errors.Is(err, kms.ErrNodeAlreadyMember) {

@@ -59,22 +59,16 @@ func (rm removal) data(a *access) map[string]any {
 }
 
 func (m removeNodeModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
-	a, err := m.m.open(ctx, env)
-	if err != nil {
-		return tasks.Result{}, err
-	}
-	defer a.close()
-	rm, err := m.plan(ctx, env, a)
-	if err != nil {
-		return tasks.Result{}, err
-	}
-	if rm.gone {
-		return tasks.Result{Msg: rm.goneMsg(a), Data: rm.data(a)}, nil
-	}
-	return tasks.Result{Changed: true, Msg: "would remove " + rm.describe(a), Data: rm.data(a)}, nil
+	return m.run(ctx, env, true)
 }
 
 func (m removeNodeModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
+	return m.run(ctx, env, false)
+}
+
+// run decodes and checks what kms_remove_node is asked; with check it reports what
+// it would do, else it removes the node.
+func (m removeNodeModule) run(ctx context.Context, env *tasks.Env, check bool) (tasks.Result, error) {
 	a, err := m.m.open(ctx, env)
 	if err != nil {
 		return tasks.Result{}, err
@@ -86,6 +80,9 @@ func (m removeNodeModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Resu
 	}
 	if rm.gone {
 		return tasks.Result{Msg: rm.goneMsg(a), Data: rm.data(a)}, nil
+	}
+	if check {
+		return tasks.Result{Changed: true, Msg: "would remove " + rm.describe(a), Data: rm.data(a)}, nil
 	}
 	return m.edit(ctx, a, rm)
 }

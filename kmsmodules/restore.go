@@ -37,22 +37,16 @@ type restoration struct {
 }
 
 func (r restoreModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
-	a, err := r.m.open(ctx, env)
-	if err != nil {
-		return tasks.Result{}, err
-	}
-	defer a.close()
-	rs, err := r.plan(ctx, env, a)
-	if err != nil {
-		return tasks.Result{}, err
-	}
-	if rs.done {
-		return tasks.Result{Msg: rs.doneMsg(a), Data: rs.data()}, nil
-	}
-	return tasks.Result{Changed: true, Msg: fmt.Sprintf("would restore %s onto %s (%s)", rs.src, a.host, a.self), Data: rs.data()}, nil
+	return r.run(ctx, env, true)
 }
 
 func (r restoreModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
+	return r.run(ctx, env, false)
+}
+
+// run decodes and checks what kms_restore is asked; with check it reports what
+// it would do, else it restores the snapshot.
+func (r restoreModule) run(ctx context.Context, env *tasks.Env, check bool) (tasks.Result, error) {
 	a, err := r.m.open(ctx, env)
 	if err != nil {
 		return tasks.Result{}, err
@@ -64,6 +58,9 @@ func (r restoreModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result,
 	}
 	if rs.done {
 		return tasks.Result{Msg: rs.doneMsg(a), Data: rs.data()}, nil
+	}
+	if check {
+		return tasks.Result{Changed: true, Msg: fmt.Sprintf("would restore %s onto %s (%s)", rs.src, a.host, a.self), Data: rs.data()}, nil
 	}
 	f, err := os.Open(rs.src)
 	if err != nil {
