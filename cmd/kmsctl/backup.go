@@ -71,15 +71,8 @@ func backupDir(e env, group string) string {
 // nothing on the cluster but the canary key it creates once; a lock held
 // on its cluster is shown (-v, JSON).
 func backup(ctx context.Context, e env, o options, bo backupOptions) error {
-	inv, err := loadInventory(o, false)
+	inv, hosts, nodes, err := loadCluster(e, o, bo.Group)
 	if err != nil {
-		return err
-	}
-	hosts, nodes, err := statusHosts(inv, o, bo.Group)
-	if err != nil {
-		return err
-	}
-	if err := checkAPIKeys(e, o, nodes); err != nil {
 		return err
 	}
 	dir := bo.Dir

@@ -65,15 +65,8 @@ func recoverNode(ctx context.Context, e env, o options, group string, targets []
 		// Every node's view counts: a survivor left out could see HOST up.
 		return exit.Usagef("recover node: --limit is not taken: the preflight asks every node of the cluster (name the cluster with --cluster GROUP)")
 	}
-	inv, err := loadInventory(o, false)
+	inv, hosts, nodes, err := loadCluster(e, o, group)
 	if err != nil {
-		return err
-	}
-	hosts, nodes, err := statusHosts(inv, o, group)
-	if err != nil {
-		return err
-	}
-	if err := checkAPIKeys(e, o, nodes); err != nil {
 		return err
 	}
 	for i, t := range targets {

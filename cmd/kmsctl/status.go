@@ -55,15 +55,8 @@ func newStatusCommand(e env, opts optionsFunc) *cli.Command {
 // event), and returns nil when healthy, exit 7 when degraded and exit 3
 // when no node answered.
 func status(ctx context.Context, e env, o options, group string) error {
-	inv, err := loadInventory(o, false)
+	inv, hosts, nodes, err := loadCluster(e, o, group)
 	if err != nil {
-		return err
-	}
-	hosts, nodes, err := statusHosts(inv, o, group)
-	if err != nil {
-		return err
-	}
-	if err := checkAPIKeys(e, o, nodes); err != nil {
 		return err
 	}
 	g := &gathered{results: map[string]map[string]gatheredResult{}, unreachable: map[string]string{}}
@@ -110,6 +103,24 @@ func status(ctx context.Context, e env, o options, group string) error {
 			return exit.Silent{Code: exit.VerifyFailed}
 		}
 	})
+}
+
+// loadCluster is the common set-up of the commands that work on a cluster
+// (status, backup, recover): it loads the inventory, resolves the group's
+// hosts and nodes (statusHosts) and checks their API keys (checkAPIKeys).
+func loadCluster(e env, o options, group string) (*inventory.Inventory, []tasks.Host, []inventory.KMSNode, error) {
+	inv, err := loadInventory(o, false)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	hosts, nodes, err := statusHosts(inv, o, group)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := checkAPIKeys(e, o, nodes); err != nil {
+		return nil, nil, nil, err
+	}
+	return inv, hosts, nodes, nil
 }
 
 // statusHosts resolves the group's hosts (with --limit) and their nodes'
