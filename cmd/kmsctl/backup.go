@@ -28,15 +28,12 @@ func newBackupCommand(e env, opts optionsFunc) *cli.Command {
 		Name:  "backup",
 		Usage: "take a snapshot and its manifest from a healthy node of a Key Manager cluster (quiet on success, for cron)",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "cluster", Usage: "the inventory `GROUP` whose hosts are the cluster's nodes", Value: defaultCluster},
+			clusterFlag(),
 			&cli.StringFlag{Name: "dir", Usage: "`DIR`ectory of the backups (default: backups/GROUP in kmsctl's state directory)"},
 			&cli.IntFlag{Name: "keep", Usage: "keep the `N` newest backups of the directory (and always the newest good one); 0 keeps all"},
 		},
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return exit.Usagef("backup: no arguments expected (name the cluster with --cluster GROUP), got %q", c.Args().Slice())
-			}
-			o, err := opts(c)
+			o, err := clusterOptions(c, opts, "backup")
 			if err != nil {
 				return err
 			}

@@ -31,7 +31,7 @@ func newRecoverCommand(e env, opts optionsFunc) *cli.Command {
 			Usage:     "rebuild dead nodes: fence, wipe, remove the ID, push files, start, add, wait, prove (built-in playbook recover-node)",
 			ArgsUsage: "HOST...",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "cluster", Usage: "the inventory `GROUP` whose hosts are the cluster's nodes", Value: defaultCluster},
+				clusterFlag(),
 				&cli.BoolFlag{Name: "yes", Usage: "change the hosts without asking (for scripts)"},
 				&cli.BoolFlag{Name: "force", Usage: "lift exactly one check, \"service stopped or host unreachable\", for a node whose process is wedged " +
 					"(service active, API silent) while the survivors already see it down; never the survivors' view, the last-survivor rule or the HSM checks"},

@@ -27,19 +27,30 @@ import (
 // given.
 const defaultCluster = "kms"
 
+// clusterFlag is --cluster GROUP of the commands that work on a cluster.
+func clusterFlag() cli.Flag {
+	return &cli.StringFlag{Name: "cluster", Usage: "the inventory `GROUP` whose hosts are the cluster's nodes", Value: defaultCluster}
+}
+
+// clusterOptions is the common start of the actions of status and backup,
+// which take no arguments: it refuses any and reads the options.
+func clusterOptions(c *cli.Context, opts optionsFunc, name string) (options, error) {
+	if c.NArg() > 0 {
+		return options{}, exit.Usagef("%s: no arguments expected (name the cluster with --cluster GROUP), got %q", name, c.Args().Slice())
+	}
+	return opts(c)
+}
+
 // newStatusCommand builds `kmsctl status`.
 func newStatusCommand(e env, opts optionsFunc) *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "show each node of a Key Manager cluster and whether the cluster is healthy (exit 7 when degraded)",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "cluster", Usage: "the inventory `GROUP` whose hosts are the cluster's nodes", Value: defaultCluster},
+			clusterFlag(),
 		},
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return exit.Usagef("status: no arguments expected (name the cluster with --cluster GROUP), got %q", c.Args().Slice())
-			}
-			o, err := opts(c)
+			o, err := clusterOptions(c, opts, "status")
 			if err != nil {
 				return err
 			}
