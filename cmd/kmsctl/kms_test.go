@@ -1,15 +1,12 @@
 package main
 
 import (
-	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -34,49 +31,10 @@ type kmsLab struct {
 
 func newKMSLab(t *testing.T) *kmsLab {
 	t.Helper()
-	ca, err := kmsim.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := kms.GenerateAPIKey()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ca.crt")
-	if err := os.WriteFile(caFile, ca.CertPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l := &kmsLab{admin: admin}
-	var eps []string
-	for range 3 {
-		cert, err := ca.ServerCertificate("127.0.0.1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, err := kmsim.Start(context.Background(), kmsim.Config{Dir: filepath.Join(t.TempDir(), "data"), HSMKey: hsm.New([32]byte{7}),
-			Address: "127.0.0.1:0", AdminIdentity: admin.Identity(), Certificates: []tls.Certificate{cert}, PeerCAs: ca.Pool(),
-			HeartbeatInterval: 50 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close() })
-		l.nodes = append(l.nodes, n)
-		eps = append(eps, n.Host())
-	}
-	c, err := kms.New(kms.Config{Endpoints: eps, APIKey: admin, RootCAs: ca.Pool()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for c.Ready(ctx, eps[0], true) != nil && ctx.Err() == nil {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := kms.Join(ctx, c, eps[0], eps[1:], 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	sc := startSimCluster(t, dir, 3, hsm.New([32]byte{7}), "")
+	caFile := sc.caFile
+	l := &kmsLab{admin: sc.admin, nodes: sc.nodes}
 	l.deadID = l.nodes[2].NodeID()
 	l.nodes[2].Close()
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -46,62 +45,11 @@ type statusLab struct {
 
 func newStatusLab(t testing.TB, n int) *statusLab {
 	t.Helper()
-	ca, err := kmsim.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := kms.GenerateAPIKey()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ca.crt")
-	if err := os.WriteFile(caFile, ca.CertPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l := &statusLab{t: t, admin: admin, ca: ca, hsmKey: hsm.New([32]byte{7}), units: map[string]string{}, slow: map[string]time.Duration{}}
-	// Every node heartbeats every other, all in this process: slower
-	// heartbeats for a bigger cluster keep it from starving the machine.
-	heartbeat := time.Duration(max(1, n/3)) * 50 * time.Millisecond
-	var eps []string
-	for range n {
-		cert, err := ca.ServerCertificate("127.0.0.1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		nd, err := kmsim.Start(context.Background(), kmsim.Config{Dir: filepath.Join(t.TempDir(), "data"), HSMKey: l.hsmKey,
-			Address: "127.0.0.1:0", AdminIdentity: admin.Identity(), Certificates: []tls.Certificate{cert}, PeerCAs: ca.Pool(),
-			HeartbeatInterval: heartbeat, Version: "2025-11-12T19-14-51Z"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nd.Close() })
-		l.nodes = append(l.nodes, nd)
-		eps = append(eps, nd.Host())
-	}
-	c, err := kms.New(kms.Config{Endpoints: eps, APIKey: admin, RootCAs: ca.Pool()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	// Each join waits for the grown cluster to converge: longer with more nodes.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(30+15*n)*time.Second)
-	defer cancel()
-	for c.Ready(ctx, eps[0], true) != nil && ctx.Err() == nil {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := kms.Join(ctx, c, eps[0], eps[1:], 60*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	// Converged views come before every follower is ready for writes.
-	for _, ep := range eps {
-		for c.Ready(ctx, ep, true) != nil {
-			if ctx.Err() != nil {
-				t.Fatalf("%s not ready for writes after the join", ep)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	hsmKey := hsm.New([32]byte{7})
+	sc := startSimCluster(t, dir, n, hsmKey, "2025-11-12T19-14-51Z")
+	caFile, admin := sc.caFile, sc.admin
+	l := &statusLab{t: t, admin: admin, ca: sc.ca, hsmKey: hsmKey, nodes: sc.nodes, units: map[string]string{}, slow: map[string]time.Duration{}}
 
 	key := sshtest.GenerateKey(t)
 	keyFile := sshtest.ClientKeyFile(t, key, "")
