@@ -410,3 +410,17 @@ func TestStatusInterrupted(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterCommandsTakeNoArguments: status and backup refuse an argument
+// (exit 2) naming the command and pointing at --cluster, before reading
+// any inventory.
+func TestClusterCommandsTakeNoArguments(t *testing.T) {
+	for _, cmd := range []string{"status", "backup"} {
+		te := testEnv(t)
+		code := te.run(t, cmd, "kms1", "-i", filepath.Join(t.TempDir(), "missing.yml"))
+		want := cmd + `: no arguments expected (name the cluster with --cluster GROUP), got ["kms1"]`
+		if code != exit.Usage || !strings.Contains(te.errOut.String(), want) {
+			t.Errorf("%s kms1: exit %d, want %d with %q\n%s", cmd, code, exit.Usage, want, te.errOut)
+		}
+	}
+}
