@@ -73,23 +73,16 @@ func (w waitArgs) goal() string {
 }
 
 func (m waitModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
-	w, err := readWaitArgs(env)
-	if err != nil {
-		return tasks.Result{}, err
-	}
-	a, err := m.m.open(ctx, env)
-	if err != nil {
-		return tasks.Result{}, err
-	}
-	defer a.close()
-	now := "already met"
-	if missing := a.whole(ctx, w.endpoint); missing != nil {
-		now = "not met yet: " + missing.Error()
-	}
-	return tasks.Result{Msg: fmt.Sprintf("would wait up to %s for %s (%s)", w.timeout, w.goal(), now)}, nil
+	return m.run(ctx, env, true)
 }
 
 func (m waitModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
+	return m.run(ctx, env, false)
+}
+
+// run decodes what kms_wait is asked and reaches the node; with check it
+// reports whether the goal is met now, else it waits for the goal.
+func (m waitModule) run(ctx context.Context, env *tasks.Env, check bool) (tasks.Result, error) {
 	w, err := readWaitArgs(env)
 	if err != nil {
 		return tasks.Result{}, err
@@ -99,6 +92,13 @@ func (m waitModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, er
 		return tasks.Result{}, err
 	}
 	defer a.close()
+	if check {
+		now := "already met"
+		if missing := a.whole(ctx, w.endpoint); missing != nil {
+			now = "not met yet: " + missing.Error()
+		}
+		return tasks.Result{Msg: fmt.Sprintf("would wait up to %s for %s (%s)", w.timeout, w.goal(), now)}, nil
+	}
 	start := time.Now()
 	deadline := time.NewTimer(w.timeout)
 	defer deadline.Stop()
