@@ -596,22 +596,30 @@ func fingerprinted(nodes []nodeState) []string {
 // nextCommand is the command that mends what reasons found, when one does:
 // `kmsctl recover node` for the inventory hosts whose node is down or runs
 // outside the cluster with its old state ("" otherwise). recover node
-// refuses a node whose Key Manager still answers, so such a node's service
-// is to be stopped first, and the hint says so.
+// refuses a node the survivors list as down whose Key Manager still
+// answers, so such a node's service is to be stopped first, and the hint
+// says so.
 func nextCommand(c cluster, reasons []reason) string {
-	var hosts, stop []string
+	var hosts, stale, stop []string
 	for _, r := range reasons {
 		if r.Kind != reasonDown && r.Kind != reasonNotMember {
 			continue
 		}
 		for _, h := range r.Nodes {
-			n := byHost(c.Nodes, h)
-			if n.Host == h && !slices.Contains(hosts, h) {
-				hosts = append(hosts, h)
-				if n.View != nil {
-					stop = append(stop, fmt.Sprintf("%s on %s", n.Service, h))
-				}
+			if r.Kind == reasonNotMember {
+				stale = append(stale, h)
 			}
+			if n := byHost(c.Nodes, h); n.Host == h && !slices.Contains(hosts, h) {
+				hosts = append(hosts, h)
+			}
+		}
+	}
+	// A node the survivors still list (down) but whose API answers is
+	// refused by recover node until its service is stopped; a stale
+	// former member (no survivor lists it) is rebuilt as it is.
+	for _, h := range hosts {
+		if n := byHost(c.Nodes, h); n.View != nil && !slices.Contains(stale, h) {
+			stop = append(stop, fmt.Sprintf("%s on %s", n.Service, h))
 		}
 	}
 	if len(hosts) == 0 {

@@ -391,6 +391,11 @@ func TestNextCommand(t *testing.T) {
 			t.Errorf("nextCommand(%s, %+v) = %q, want %q", c.group, c.reasons, got, c.want)
 		}
 	}
+	// A stale former member answers, and recover node rebuilds it as it is.
+	stale := []reason{{Kind: reasonNotMember, Nodes: []string{"kms2"}}}
+	if got, want := nextCommand(cluster{Group: "kms", Nodes: healthyNodes()}, stale), "kmsctl recover node kms2"; got != want {
+		t.Errorf("nextCommand = %q, want %q", got, want)
+	}
 	// Nodes whose API does not answer: nothing to stop first.
 	gone := down(down(healthyNodes(), 0), 2)
 	reasons := []reason{{Kind: reasonDown, Nodes: []string{"kms1"}}, {Kind: reasonNotMember, Nodes: []string{"kms3"}}}
