@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -132,6 +133,9 @@ func usageError(c *cli.Context, err error) error {
 	if name, ok := strings.CutPrefix(err.Error(), "flag needs an argument: -"); ok {
 		return exit.Usagef("%s needs a value; see '%s --help'", dashes(name), help)
 	}
+	if m := badDuration.FindStringSubmatch(err.Error()); m != nil {
+		return exit.Usagef("%s %s: want a duration such as 90s, 5m or 1h30m; see '%s --help'", dashes(m[2]), m[1], help)
+	}
 	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
 	if !ok {
 		return exit.Usagef("%v; see '%s --help'", err, help)
@@ -153,6 +157,10 @@ func usageError(c *cli.Context, err error) error {
 	}
 	return exit.Usagef("%s; see '%s --help'", msg, help)
 }
+
+// badDuration matches the flag package's error for a duration flag given
+// something else ("--timeout 1"): the value and the flag's name.
+var badDuration = regexp.MustCompile(`^invalid value "(.*)" for flag -(timeout|lock-wait): parse error$`)
 
 // closestFlag is the flag name (with its dashes) most like name, when it
 // is close enough to be a likely misspelling (Jaro-Winkler similarity of

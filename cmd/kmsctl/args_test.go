@@ -106,6 +106,8 @@ func TestFlagMistakes(t *testing.T) {
 		{"runs show -q", "kmsctl: unknown flag -q; see 'kmsctl runs show --help'\n"},
 		{"status -o", "kmsctl: -o needs a value; see 'kmsctl --help'\n"},
 		{"status --cluster", "kmsctl: --cluster needs a value; see 'kmsctl status --help'\n"},
+		{"--timeout 1 version", "kmsctl: --timeout 1: want a duration such as 90s, 5m or 1h30m; see 'kmsctl --help'\n"},
+		{"--lock-wait soon status", "kmsctl: --lock-wait soon: want a duration such as 90s, 5m or 1h30m; see 'kmsctl --help'\n"},
 	} {
 		te := testEnv(t)
 		code := te.run(t, strings.Fields(c.args)...)
