@@ -132,12 +132,7 @@ func TestBinaryEveryExitCode(t *testing.T) {
 				}
 			}
 			err := cmd.Wait()
-			code := 0
-			if ee, ok := err.(*exec.ExitError); ok {
-				code = ee.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
-			}
+			code := exitCodeOf(t, err)
 			if code != c.code {
 				t.Errorf("kmsctl %q: exit code %d, want %d\nstdout %s\nstderr %s", c.args, code, c.code, &stdout, &stderr)
 			}

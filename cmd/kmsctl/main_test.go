@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -198,12 +199,7 @@ func testBinaryExitCodes(t *testing.T, bin string) {
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
+		code := exitCodeOf(t, err)
 		if code != c.code {
 			t.Errorf("kmsctl %q: exit code %d, want %d\nstdout %s\nstderr %s", c.args, code, c.code, &stdout, &stderr)
 		}
@@ -320,4 +316,18 @@ func TestUsageErrorMasksSecrets(t *testing.T) {
 	if s := te.errOut.String(); strings.Contains(s, "SENTINEL") || !strings.Contains(s, "[REDACTED]") {
 		t.Errorf("stderr %q", s)
 	}
+}
+
+// exitCodeOf is the exit code of a finished kmsctl process (0 for nil);
+// an error other than a non-zero exit fails the test.
+func exitCodeOf(t *testing.T, err error) int {
+	t.Helper()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0
 }
