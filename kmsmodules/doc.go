@@ -2,7 +2,8 @@
 // kms_remove_node, kms_add_node, kms_wait, kms_hsm_check, kms_backup,
 // kms_restore, kms_verify, kms_hsm_fingerprint, kms_probe_write (a
 // throw-away key created, used and deleted through one node) and
-// kms_env_file (the node's env file with the operator's HSM key). They reach a node's Key
+// kms_env_file (the node's env file with the operator's HSM key) and kms_admin_identity
+// (the h1: identity of the admin API key, for the server config). They reach a node's Key
 // Manager API as the inventory says (kms_api: through the node's SSH
 // connection, or directly), verify its certificate against kms_ca_file or
 // the system pool, and authenticate with the admin API key from the
@@ -52,6 +53,7 @@ func Register(r *tasks.Registry, o Options) {
 	r.Register("kms_hsm_fingerprint", hsmFingerprintModule{m})
 	r.Register("kms_probe_write", probeWriteModule{m})
 	r.Register("kms_env_file", envFileModule{m})
+	r.Register("kms_admin_identity", adminIdentityModule{m})
 }
 
 // mods is what every module shares: the options.

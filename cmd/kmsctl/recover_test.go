@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -93,7 +92,7 @@ func newRecoverLab(t *testing.T) *recoverLab {
 		write(filepath.Join(dir, "certs/public.crt"), certPEM, 0o644)
 		write(filepath.Join(dir, "certs/private.key"), keyPEM, 0o600)
 		write(filepath.Join(dir, "certs/ca.crt"), ca.CertPEM, 0o644)
-		write(filepath.Join(dir, "config.yaml"), []byte("version: v1\n"), 0o640)
+		write(filepath.Join(dir, "config.yaml"), []byte(l.config(dir)), 0o640)
 		write(filepath.Join(dir, "minkms"), []byte("old binary\n"), 0o755)
 		write(filepath.Join(dir, "minkms.env"), []byte("MINIO_KMS_HSM_KEY="+l.hsmKey.Text()+"\n"), 0o600)
 		if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
@@ -160,7 +159,15 @@ func (l *recoverLab) client(eps ...string) *kms.Client {
 	return c
 }
 
-// start starts node i from the files on its host.
+// config is the lab's configuration of the node in dir, as a person
+// would write it (a comment the built-in template does not write).
+func (l *recoverLab) config(dir string) string {
+	return fmt.Sprintf("# written by hand\nversion: v1\nadmin:\n  identity: %s\ntls:\n  certs:\n    - key: %s/certs/private.key\n      cert: %[2]s/certs/public.crt\n  ca: %[2]s/certs/ca.crt\n",
+		l.admin.Identity(), dir)
+}
+
+// start starts node i from the files on its host: the HSM key of its env
+// file, and its config file (admin identity, certificate and key, CA).
 func (l *recoverLab) start(i int) error {
 	dir := l.dirs[i]
 	env, err := os.ReadFile(filepath.Join(dir, "minkms.env"))
@@ -178,12 +185,15 @@ func (l *recoverLab) start(i int) error {
 	if err != nil {
 		return fmt.Errorf("env file: %w", err)
 	}
-	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "certs/public.crt"), filepath.Join(dir, "certs/private.key"))
+	fc, err := kmsim.LoadConfig(filepath.Join(dir, "config.yaml"))
 	if err != nil {
 		return err
 	}
-	n, err := kmsim.Start(context.Background(), kmsim.Config{Dir: filepath.Join(dir, "data"), HSMKey: key, Address: l.addrs[i],
-		AdminIdentity: l.admin.Identity(), Certificates: []tls.Certificate{cert}, PeerCAs: l.ca.Pool(), HeartbeatInterval: 50 * time.Millisecond})
+	cfg := kmsim.Config{Dir: filepath.Join(dir, "data"), HSMKey: key, Address: l.addrs[i], HeartbeatInterval: 50 * time.Millisecond}
+	if err := fc.Apply(&cfg); err != nil {
+		return err
+	}
+	n, err := kmsim.Start(context.Background(), cfg)
 	if err != nil {
 		return err
 	}
@@ -360,14 +370,17 @@ func TestRecoverNode(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(l.dirs[2], "minkms")); !strings.Contains(string(b), "the simulator stands in") {
 		t.Errorf("binary not pushed: %q", b)
 	}
-	if b, _ := os.ReadFile(filepath.Join(l.dirs[2], "config.yaml")); string(b) != "version: v1\n" {
+	if b, _ := os.ReadFile(filepath.Join(l.dirs[2], "config.yaml")); string(b) != l.config(l.dirs[2]) {
 		t.Errorf("config with no source not kept: %q", b)
 	}
 }
 
 // TestRecoverTwoNodes: kms2 and kms3 dead (storage lost) with kms1 the one
 // survivor, without a leader: both IDs removed first, then both nodes
-// rebuilt and added one at a time; every key there through each.
+// rebuilt and added one at a time; every key there through each. kms2 lost
+// its config too, and the inventory names none: it is rendered from the
+// built-in template (the admin identity of the API key, never the key; the
+// TLS paths of its layout), and kms2 starts from it; kms3's is kept.
 func TestRecoverTwoNodes(t *testing.T) {
 	l := newRecoverLab(t)
 	ctx := context.Background()
@@ -380,10 +393,33 @@ func TestRecoverTwoNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	te, code := l.recover(t, "kms2", "kms3", "--yes", "--output", "json")
+	config2 := filepath.Join(l.dirs[1], "config.yaml")
+	if err := os.Remove(config2); err != nil {
+		t.Fatal(err)
+	}
+	te, code := l.recover(t, "kms2", "kms3", "--check")
+	if want := "config rendered from the built-in templates/minkms.config.j2 (kms2 has none)"; code != 0 || !strings.Contains(te.out.String(), want) {
+		t.Fatalf("--check: exit %d, want %q\n%s\n%s", code, want, te.out, te.errOut)
+	}
+	if _, err := os.Stat(config2); err == nil {
+		t.Fatal("--check wrote the config")
+	}
+	te, code = l.recover(t, "kms2", "kms3", "--yes", "--output", "json")
 	out := te.out.String()
 	if code != 0 {
 		t.Fatalf("recover kms2 kms3: exit %d\n%s\n%s", code, out, te.errOut)
+	}
+	b, err := os.ReadFile(config2)
+	fi, _ := os.Stat(config2)
+	want := fmt.Sprintf("version: v1\nadmin:\n  identity: %s\ntls:\n  certs:\n    - key: %s/certs/private.key\n      cert: %[2]s/certs/public.crt\n  ca: %[2]s/certs/ca.crt\n", l.admin.Identity(), l.dirs[1])
+	if err != nil || !strings.HasSuffix(string(b), want) || !strings.HasPrefix(string(b), "# "+config2+": written by kmsctl") || fi.Mode().Perm() != 0o640 {
+		t.Errorf("kms2's rendered config (%v, %v):\n%s\nwant it to end with\n%s", fi.Mode(), err, b, want)
+	}
+	if strings.Contains(string(b), "k1:") || strings.Contains(out, l.admin.Secret()) {
+		t.Error("the API key is in the config or the output")
+	}
+	if b, _ := os.ReadFile(filepath.Join(l.dirs[2], "config.yaml")); string(b) != l.config(l.dirs[2]) {
+		t.Errorf("kms3's config not kept: %q", b)
 	}
 	// --output json: every line of stdout is one JSON event.
 	var plan, recap struct {
@@ -456,8 +492,15 @@ func TestRecoverRefusals(t *testing.T) {
 			return l.swapFile(t, filepath.Join(l.dirs[1], "minkms.env"), "", "MINIO_KMS_HSM_KEY="+other.Text()+"\n")
 		}, []string{"kms3"}, "the survivors' HSM keys differ"},
 		{"a missing file with no source", func(t *testing.T) func() {
-			return l.swapFile(t, filepath.Join(l.dirs[2], "config.yaml"), "", "")
-		}, []string{"kms3"}, "config"},
+			undoCA := l.swapFile(t, filepath.Join(l.dirs[2], "certs/ca.crt"), "", "")
+			inv, err := os.ReadFile(l.inventory)
+			if err != nil {
+				t.Fatal(err)
+			}
+			noSrc := regexp.MustCompile(`(?m)^ *kms_ca_src: .*\n`).ReplaceAllString(string(inv), "")
+			undoInv := l.swapFile(t, l.inventory, "", noSrc)
+			return func() { undoInv(); undoCA() }
+		}, []string{"kms3"}, "the CA certificate " + filepath.Join(l.dirs[2], "certs/ca.crt") + " is missing on kms3 and the inventory names no source for it"},
 	}
 	te, code := l.recover(t, "kms1", "--output", "json")
 	if code != exit.Refused || !strings.Contains(te.out.String(), `"event":"recover_refused"`) ||

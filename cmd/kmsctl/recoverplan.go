@@ -19,6 +19,9 @@ type recoverFile struct {
 	Path   string `json:"path"`             // on the host
 	Source string `json:"source,omitempty"` // local source, "" = none (the host's file is kept)
 	Exists bool   `json:"exists"`           // on the host (known only when the host answered)
+	// Template is the built-in template that writes the file when it has
+	// no source and the host has none ("" = a missing file is refused).
+	Template string `json:"template,omitempty"`
 	// Err says why whether it exists could not be found out ("" = it
 	// could).
 	Err string `json:"error,omitempty"`
@@ -203,7 +206,7 @@ func checkLayout(t recoverTarget, n nodeState) error {
 			return refusal{fmt.Sprintf("whether the %s %s is on %s could not be checked (%s)", f.What, f.Path, t.Host, f.Err),
 				"kmsctl keeps a file that has no source only when it is there: fix the access (become root), or name it with " + fileSourceVar(f.What)}
 		}
-		if f.Source == "" && !f.Exists {
+		if f.Source == "" && !f.Exists && f.Template == "" {
 			return refusal{fmt.Sprintf("the %s %s is missing on %s and the inventory names no source for it", f.What, f.Path, t.Host),
 				"Name it with " + fileSourceVar(f.What) + " in the inventory"}
 		}
@@ -236,11 +239,16 @@ func (v *nodeView) memberID(endpoint string) (int, bool) {
 	return 0, false
 }
 
+// configTemplate is the built-in template of the config (admin identity
+// from the API key, TLS paths from the layout), written where the host has
+// no config and the inventory names no source.
+const configTemplate = "templates/minkms.config.j2"
+
 // recoverFiles are the node's files recover node installs or keeps.
 func recoverFiles(n inventory.KMSNode) []recoverFile {
 	return []recoverFile{
 		{What: "binary", Path: n.Binary, Source: n.BinarySrc},
-		{What: "config", Path: n.ConfigFile, Source: n.ConfigSrc},
+		{What: "config", Path: n.ConfigFile, Source: n.ConfigSrc, Template: configTemplate},
 		{What: "certificate", Path: n.CertsDir + "/public.crt", Source: n.TLSCertSrc},
 		{What: "private key", Path: n.CertsDir + "/private.key", Source: n.TLSKeySrc},
 		{What: "CA certificate", Path: n.CertsDir + "/ca.crt", Source: n.CASrc},
@@ -283,9 +291,12 @@ func planText(p recoverPlan) string {
 		fmt.Fprintf(&b, "\nrebuild %s\n", t.Host)
 		var push, keep []string
 		for _, f := range t.Files {
-			if f.Source != "" {
+			switch {
+			case f.Source != "":
 				push = append(push, fmt.Sprintf("%s from %s", f.What, f.Source))
-			} else {
+			case !f.Exists && f.Template != "":
+				push = append(push, fmt.Sprintf("%s rendered from the built-in %s (%s has none)", f.What, f.Template, t.Host))
+			default:
 				keep = append(keep, fmt.Sprintf("%s %s", f.What, f.Path))
 			}
 		}
