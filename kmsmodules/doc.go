@@ -1,9 +1,11 @@
 // Package kmsmodules holds the Key Manager modules of playbooks: kms_status,
 // kms_remove_node, kms_add_node, kms_wait, kms_hsm_check, kms_backup,
 // kms_restore, kms_verify, kms_hsm_fingerprint, kms_probe_write (a
-// throw-away key created, used and deleted through one node) and
-// kms_env_file (the node's env file with the operator's HSM key) and kms_admin_identity
-// (the h1: identity of the admin API key, for the server config). They reach a node's Key
+// throw-away key created, used and deleted through one node),
+// kms_env_file (the node's env file with the operator's HSM key),
+// kms_admin_identity (the h1: identity of the admin API key, for the server
+// config) and kms_teardown (what provision installed on a stopped node
+// removed, the env file with the HSM key first). They reach a node's Key
 // Manager API as the inventory says (kms_api: through the node's SSH
 // connection, or directly), verify its certificate against kms_ca_file or
 // the system pool, and authenticate with the admin API key from the
@@ -54,6 +56,7 @@ func Register(r *tasks.Registry, o Options) {
 	r.Register("kms_probe_write", probeWriteModule{m})
 	r.Register("kms_env_file", envFileModule{m})
 	r.Register("kms_admin_identity", adminIdentityModule{m})
+	r.Register("kms_teardown", teardownModule{m})
 }
 
 // mods is what every module shares: the options.

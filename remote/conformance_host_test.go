@@ -284,6 +284,14 @@ func runHostConformance(t *testing.T, newConn func(t *testing.T) conformanceConn
 		}
 
 		fails(t, c, "rm -- "+d+"/dir", 1, "Is a directory")
+		fails(t, c, "rmdir -- "+d+"/dir", 1, "Directory not empty")
+		fails(t, c, "rmdir -- "+d+"/old", 1, "Not a directory")
+		fails(t, c, "rmdir -- "+d+"/none", 1, "No such file or directory")
+		must(t, c, "mkdir -p -- "+d+"/empty")
+		must(t, c, "rmdir -- "+d+"/empty")
+		if _, err := c.conn.Stat(ctx(t), d+"/empty"); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("after rmdir of an empty directory: Stat = %v, want not exist", err)
+		}
 		fails(t, c, "rm -- "+d+"/none", 1, "No such file or directory")
 		must(t, c, "rm -rf -- "+d+"/none")
 		must(t, c, "rm -rf -- "+d+"/dir")

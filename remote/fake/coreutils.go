@@ -238,6 +238,31 @@ func compileRm(args []string, cd bool) (prog, bool) {
 	}, true
 }
 
+// compileRmdir emulates rmdir DIR...: each must be an empty directory.
+func compileRmdir(args []string, cd bool) (prog, bool) {
+	flags, ops, ok := options(args, "")
+	if !ok || flags != "" || len(ops) == 0 || !pathsOK(ops, cd) {
+		return nil, false
+	}
+	return func(sh *shell) (r result) {
+		for _, p := range ops {
+			a := sh.abs(p)
+			f, err := sh.c.lookupPath(a)
+			switch {
+			case err != nil:
+				r.fail(1, "rmdir: failed to remove '%s': %v", p, err)
+			case !f.Dir:
+				r.fail(1, "rmdir: failed to remove '%s': %v", p, errNotDir)
+			case len(sh.c.children(a)) > 0:
+				r.fail(1, "rmdir: failed to remove '%s': %v", p, errNotEmpty)
+			default:
+				sh.c.removeAll(a)
+			}
+		}
+		return r
+	}, true
+}
+
 func compileTouch(args []string, cd bool) (prog, bool) {
 	_, ops, ok := options(args, "")
 	if !ok || !pathsOK(ops, cd) {

@@ -6,7 +6,7 @@
 // The fake host has a file system (directories and regular files with mode,
 // owner and group), used by Upload, Download, Stat, Remove and Checksum and
 // by the commands it emulates: the command lines kmsctl's modules send
-// (stat -c, chmod, chown, chgrp, mkdir, rm, touch, mv, find, sync, true,
+// (stat -c, chmod, chown, chgrp, mkdir, rm, rmdir, touch, mv, find, sync, true,
 // false, echo, lists joined by &&, cd, the checksum script, and systemctl on
 // the host's systemd units), answered as the real commands answer them. Any other command line
 // must be scripted with Expect or ExpectMatch (expectations are consulted

@@ -97,6 +97,7 @@ var commands = map[string]compiler{
 	"chgrp":     compileChown("chgrp"),
 	"mkdir":     compileMkdir,
 	"rm":        compileRm,
+	"rmdir":     compileRmdir,
 	"touch":     compileTouch,
 	"mv":        compileMv,
 	"find":      compileFind,
