@@ -42,7 +42,7 @@ trap 'rm -rf "$work"' EXIT INT TERM
 rootfs="$work/rootfs"
 
 debootstrap --variant=minbase \
-	--include=systemd,systemd-sysv,openssh-server,sudo,ca-certificates,iproute2,procps,coreutils \
+	--include=systemd,systemd-sysv,openssh-server,sudo,ca-certificates,iproute2,procps,coreutils,prometheus-node-exporter \
 	bookworm "$rootfs" "$mirror"
 
 # No host keys in the image: every container gets its own from the harness.
@@ -62,6 +62,9 @@ EOF
 
 # Let sshd come up once the host key exists; enable it for multi-user.target.
 chroot "$rootfs" systemctl enable ssh.service
+# Debian's node exporter (its textfile collector reads /var/lib/prometheus/node-exporter) is
+# there for the tests of examples/systemd, which start it; it does not start on every host.
+chroot "$rootfs" systemctl disable prometheus-node-exporter.service
 # Units that cannot work (or only add noise and delay) inside a container.
 chroot "$rootfs" systemctl mask \
 	getty@.service serial-getty@.service console-getty.service getty.target \
