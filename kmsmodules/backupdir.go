@@ -143,3 +143,36 @@ func PruneBackups(dir string, keep int) ([]string, error) {
 	}
 	return removed, errors.Join(errs...)
 }
+
+// BackupInfo is what a backup's manifest says of it, for reports and
+// metrics: when it was taken, of which cluster, the snapshot's size, the
+// numbers of objects, whether it has a canary and the HSM key's
+// fingerprint. It holds no key.
+type BackupInfo struct {
+	Created        time.Time
+	Cluster        string
+	Size           int64
+	Enclaves       int
+	Keys           int
+	Policies       int
+	Identities     int
+	Canary         bool
+	HSMFingerprint string
+}
+
+// Info reads b's manifest.
+func (b Backup) Info() (BackupInfo, error) {
+	m, err := readManifest(b.Manifest)
+	if err != nil {
+		return BackupInfo{}, err
+	}
+	c := m.Objects.count()
+	if m.Counts != nil {
+		c = *m.Counts
+	}
+	return BackupInfo{
+		Created: m.Created, Cluster: m.Cluster, Size: m.Size,
+		Enclaves: c.Enclaves, Keys: c.Keys, Policies: c.Policies, Identities: c.Identities,
+		Canary: m.Canary != nil, HSMFingerprint: m.HSMFingerprint,
+	}, nil
+}

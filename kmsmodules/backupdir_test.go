@@ -152,3 +152,43 @@ func TestPruneBackups(t *testing.T) {
 		t.Fatalf("after pruning: NewestBackup = %v, %v", b, err)
 	}
 }
+
+func TestBackupInfo(t *testing.T) {
+	dir := t.TempDir()
+	at := time.Date(2026, 12, 2, 8, 30, 5, 0, time.UTC)
+	name := kmsmodules.BackupName(at)
+	m := map[string]any{"format": 1, "created": at, "cluster": "kms-eu", "endpoint": "e:7373", "node_id": 1, "version": "v",
+		"snapshot": name, "size": 1234, "sha256": "ab", "hsm_fingerprint": "sha256:3f9c",
+		"counts":  map[string]any{"enclaves": 2, "keys": 3, "policies": 4, "identities": 5},
+		"objects": map[string]any{"enclaves": []any{}},
+		"canary":  map[string]any{"enclave": "default", "key": "kmsctl-canary", "version": 0, "ciphertext": "AA==", "plaintext": "AA=="}}
+	js, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := kmsmodules.Backup{Snapshot: filepath.Join(dir, name), Manifest: filepath.Join(dir, name+kmsmodules.ManifestSuffix)}
+	if err := os.WriteFile(b.Manifest, js, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := kmsmodules.BackupInfo{Created: at, Cluster: "kms-eu", Size: 1234, Enclaves: 2, Keys: 3, Policies: 4, Identities: 5, Canary: true, HSMFingerprint: "sha256:3f9c"}
+	if !got.Created.Equal(want.Created) {
+		t.Errorf("Created = %v, want %v", got.Created, want.Created)
+	}
+	got.Created = want.Created
+	if got != want {
+		t.Errorf("Info = %+v, want %+v", got, want)
+	}
+	// Without counts (an older manifest), they are counted from the objects.
+	b2 := writePair(t, dir, at.Add(time.Hour))
+	got, err = b2.Info()
+	if err != nil || got.Keys != 0 || got.Canary || got.Size == 0 {
+		t.Errorf("Info of a pair without counts or canary = %+v, %v", got, err)
+	}
+	if _, err := (kmsmodules.Backup{Manifest: filepath.Join(dir, "none")}).Info(); err == nil {
+		t.Error("Info of a missing manifest: no error")
+	}
+}

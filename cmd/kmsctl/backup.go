@@ -31,6 +31,7 @@ func newBackupCommand(e env, opts optionsFunc) *cli.Command {
 			clusterFlag(),
 			&cli.StringFlag{Name: "dir", Usage: "`DIR`ectory of the backups (default: backups/GROUP in kmsctl's state directory)"},
 			&cli.IntFlag{Name: "keep", Usage: "keep the `N` newest backups of the directory (and always the newest good one); 0 keeps all"},
+			metricsFileFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			o, err := clusterOptions(c, opts, "backup")
@@ -43,7 +44,19 @@ func newBackupCommand(e env, opts optionsFunc) *cli.Command {
 			if o.Check {
 				return exit.Usagef("backup: --check is not supported (a backup changes nothing on the cluster but its canary key)")
 			}
-			return backup(c.Context, e, o, backupOptions{Group: c.String("cluster"), Dir: c.String("dir"), Keep: c.Int("keep")})
+			bo := backupOptions{Group: c.String("cluster"), Dir: c.String("dir"), Keep: c.Int("keep"), MetricsFile: c.String("metrics-file")}
+			if err := checkMetricsFile(bo.MetricsFile); err != nil {
+				return err
+			}
+			if bo.Dir == "" {
+				bo.Dir = backupDir(e, bo.Group)
+			}
+			start := e.clock()
+			err = backup(c.Context, e, o, bo)
+			if bo.MetricsFile == "" {
+				return err
+			}
+			return withMetricsError(e, err, writeBackupMetrics(bo.MetricsFile, bo.Group, bo.Dir, start, e.clock(), err))
 		},
 	}
 }
@@ -53,6 +66,9 @@ type backupOptions struct {
 	Group string // --cluster
 	Dir   string // --dir; "" is backupDir
 	Keep  int    // --keep; 0 keeps all
+	// MetricsFile is --metrics-file: where the run's Prometheus metrics
+	// go ("" none).
+	MetricsFile string
 }
 
 // backupDir is the default directory of a cluster's backups.

@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/metrics"
 	"github.com/kmsctl/kmsctl/kms"
 	"github.com/kmsctl/kmsctl/kms/kmsim"
 	"github.com/kmsctl/kmsctl/kms/pb"
@@ -341,5 +344,99 @@ func TestBackupFailures(t *testing.T) {
 	}
 	if te, code := l.backup(t, time.Now(), "--keep", "-1"); code != exit.Usage {
 		t.Fatalf("--keep -1: exit %d\n%s", code, te.errOut)
+	}
+}
+
+// TestBackupMetricsFile: --metrics-file writes the run's metrics in the
+// textfile-collector format (read back with the client library's parser):
+// after a good backup, success 1 and the newest good backup's time (its
+// manifest's), size
+// and objects; after a failed run, success 0 and its exit code, and the
+// last success still that of the newest good backup. A file name the
+// collector would not read is a usage error before anything is done.
+func TestBackupMetricsFile(t *testing.T) {
+	l := newStatusLab(t, 2)
+	dir := filepath.Join(t.TempDir(), "b")
+	textfiles := t.TempDir()
+	prom := filepath.Join(textfiles, "kmsctl_backup_kms.prom")
+	at := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	te, code := l.backup(t, at, "--dir", dir, "--metrics-file", prom)
+	if code != 0 || te.out.String() != "" || te.errOut.String() != "" {
+		t.Fatalf("backup: exit %d, want 0 and quiet\n%s\n%s", code, te.out, te.errOut)
+	}
+	b, err := kmsmodules.NewestBackup(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := b.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := metrics.Read(prom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kms := prometheus.Labels{"cluster": "kms"}
+	for name, want := range map[string]float64{
+		"kmsctl_backup_success":                        1,
+		"kmsctl_backup_exit_code":                      0,
+		"kmsctl_backup_last_success_timestamp_seconds": unix(info.Created),
+		"kmsctl_backup_last_run_timestamp_seconds":     float64(at.Unix()),
+		"kmsctl_backup_size_bytes":                     float64(info.Size),
+		"kmsctl_backup_canary":                         1,
+	} {
+		if got, ok := metrics.Value(mfs, name, kms); !ok || got != want {
+			t.Errorf("%s = %v (%v), want %v", name, got, ok, want)
+		}
+	}
+	if got, _ := metrics.Value(mfs, "kmsctl_backup_objects", prometheus.Labels{"cluster": "kms", "kind": "keys"}); got != 1 || info.Keys != 1 {
+		t.Errorf("objects{kind=keys} = %v, want the canary key (manifest: %d)", got, info.Keys)
+	}
+	if entries, _ := os.ReadDir(textfiles); len(entries) != 1 {
+		t.Errorf("textfile directory holds %v, want the metrics file alone", entries)
+	}
+
+	// A failed run: success 0, exit code 3; the last success stays.
+	for _, s := range l.servers {
+		s.Close()
+	}
+	te, code = l.backup(t, at.Add(time.Hour), "--dir", dir, "--metrics-file", prom)
+	if code != exit.Unreachable {
+		t.Fatalf("no node answers: exit %d\n%s", code, te.errOut)
+	}
+	if mfs, err = metrics.Read(prom); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]float64{
+		"kmsctl_backup_success":                        0,
+		"kmsctl_backup_exit_code":                      exit.Unreachable,
+		"kmsctl_backup_last_success_timestamp_seconds": unix(info.Created),
+		"kmsctl_backup_last_run_timestamp_seconds":     float64(at.Add(time.Hour).Unix()),
+	} {
+		if got, ok := metrics.Value(mfs, name, kms); !ok || got != want {
+			t.Errorf("after a failure: %s = %v (%v), want %v", name, got, ok, want)
+		}
+	}
+
+	// No good backup at all: the last success is 0, so its age alerts.
+	te, code = l.backup(t, at, "--dir", filepath.Join(t.TempDir(), "empty"), "--metrics-file", prom)
+	if code != exit.Unreachable {
+		t.Fatalf("exit %d\n%s", code, te.errOut)
+	}
+	if mfs, err = metrics.Read(prom); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := metrics.Value(mfs, "kmsctl_backup_last_success_timestamp_seconds", kms); !ok || got != 0 {
+		t.Errorf("no backup: last success %v (%v), want 0", got, ok)
+	}
+
+	// A name the collector ignores: usage error, no file, no run.
+	bad := filepath.Join(textfiles, "kmsctl.txt")
+	te, code = l.backup(t, at, "--dir", dir, "--metrics-file", bad)
+	if code != exit.Usage || !strings.Contains(te.errOut.String(), ".prom") {
+		t.Fatalf("--metrics-file %s: exit %d\n%s", bad, code, te.errOut)
+	}
+	if _, err := os.Stat(bad); err == nil {
+		t.Error("a metrics file with the wrong name was written")
 	}
 }
