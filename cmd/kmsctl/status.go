@@ -48,11 +48,18 @@ func newStatusCommand(e env, opts optionsFunc) *cli.Command {
 		Usage: "show each node of a Key Manager cluster and whether the cluster is healthy (exit 7 when degraded)",
 		Flags: []cli.Flag{
 			clusterFlag(),
+			&cli.BoolFlag{Name: "all", Usage: "every cluster of the inventory (each group named by a host's kms_cluster), in one table"},
 		},
 		Action: func(c *cli.Context) error {
 			o, err := clusterOptions(c, opts, "status")
 			if err != nil {
 				return err
+			}
+			if c.Bool("all") {
+				if c.IsSet("cluster") {
+					return exit.Usagef("status: --all and --cluster %s: name one cluster or ask for all", c.String("cluster"))
+				}
+				return statusFleet(c.Context, e, o)
 			}
 			return status(c.Context, e, o, c.String("cluster"))
 		},
