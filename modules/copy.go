@@ -31,7 +31,11 @@ const maxDiffSize = 1 << 20
 // enforced. secret: true marks the content as secret, and so does content
 // that holds or was computed from a secret variable (content: "key: {{
 // kms_api_key }}"): no diff, and mode 0600 unless mode is given (an
-// existing file loses its group and other bits).
+// existing file loses its group and other bits). from_host: HOST makes src
+// an absolute path on that host (another host of the inventory, reached
+// with Env.Peer, become as the task): the file is streamed from it through
+// kmsctl's memory, never written to the control machine's disk, and the
+// sha256 HOST reports must be what lands (else dest is left unchanged).
 type copyModule struct{}
 
 var fileAttrArgs = map[string]tasks.ArgSpec{
@@ -44,17 +48,37 @@ var fileAttrArgs = map[string]tasks.ArgSpec{
 }
 
 func (copyModule) Spec() tasks.Spec {
-	a := map[string]tasks.ArgSpec{"src": {Type: tasks.ArgString}, "content": {Type: tasks.ArgString}}
+	a := map[string]tasks.ArgSpec{"src": {Type: tasks.ArgString}, "content": {Type: tasks.ArgString}, "from_host": {Type: tasks.ArgString}}
 	for k, v := range fileAttrArgs {
 		a[k] = v
 	}
 	return tasks.Spec{Args: a, ExactlyOneOf: [][]string{{"src", "content"}}}
 }
 
+// CheckArgs checks that from_host comes with src, a file on that host.
+func (copyModule) CheckArgs(args tasks.Args) error {
+	if args.Has("from_host") && !args.Has("src") {
+		return errors.New("from_host needs src: the path of the file on that host")
+	}
+	return nil
+}
+
+// fromHost is the host src is on ("" = the control machine).
+func fromHost(env *tasks.Env) (string, error) {
+	if !env.Args.Has("from_host") {
+		return "", nil
+	}
+	h, err := env.Args.String("from_host")
+	if err == nil && strings.TrimSpace(h) == "" {
+		err = errors.New("from_host is empty")
+	}
+	return h, err
+}
+
 // CheckLocal checks, before any host is touched, that a known src exists
 // on the control machine.
 func (copyModule) CheckLocal(env *tasks.Env) error {
-	if !env.Args.Has("src") || !env.Args.Literal("src") {
+	if !env.Args.Has("src") || !env.Args.Literal("src") || env.Args.Has("from_host") {
 		return nil
 	}
 	src, err := env.Args.String("src")
@@ -96,7 +120,7 @@ func relativeHint(p string) string {
 }
 
 // source returns the content to put and the destination path.
-func (copyModule) source(env *tasks.Env) (payload, string, error) {
+func (copyModule) source(ctx context.Context, env *tasks.Env) (payload, string, error) {
 	dest, err := env.Args.String("dest")
 	if err != nil {
 		return payload{}, "", err
@@ -114,7 +138,16 @@ func (copyModule) source(env *tasks.Env) (payload, string, error) {
 	if src == "" {
 		return payload{}, "", errors.New("src is empty")
 	}
-	pl, err := filePayload(env, src)
+	from, err := fromHost(env)
+	if err != nil {
+		return payload{}, "", err
+	}
+	var pl payload
+	if from != "" {
+		pl, err = peerPayload(ctx, env, from, src)
+	} else {
+		pl, err = filePayload(env, src)
+	}
 	if err != nil {
 		return payload{}, "", err
 	}
@@ -126,7 +159,7 @@ func (copyModule) source(env *tasks.Env) (payload, string, error) {
 
 // dir reports whether the task copies a local directory.
 func (copyModule) dir(env *tasks.Env) (fsys fs.FS, root, base string, ok bool, err error) {
-	if env.Args.Has("content") {
+	if env.Args.Has("content") || env.Args.Has("from_host") {
 		return nil, "", "", false, nil
 	}
 	src, err := env.Args.String("src")
@@ -149,7 +182,7 @@ func (m copyModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, err
 		dp, err := planDir(ctx, env, fsys, root, base)
 		return dp.result, err
 	}
-	data, dest, err := m.source(env)
+	data, dest, err := m.source(ctx, env)
 	if err != nil {
 		return tasks.Result{}, err
 	}
@@ -164,7 +197,7 @@ func (m copyModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result, er
 		}
 		return applyDir(ctx, env, fsys, root, base)
 	}
-	data, dest, err := m.source(env)
+	data, dest, err := m.source(ctx, env)
 	if err != nil {
 		return tasks.Result{}, err
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"path"
 	"reflect"
 	"sync"
 	"time"
@@ -28,6 +29,46 @@ type payload struct {
 	// secret says the content holds or was computed from a secret
 	// (tasks.Env.Secret): it is written 0600 and never diffed.
 	secret bool
+	// stream opens a file on another host (copy's from_host), streamed
+	// from it through kmsctl's memory: nil for local and in-memory
+	// content.
+	stream func() io.ReadCloser
+}
+
+// peerPayload describes the file src on the host from (copy's from_host):
+// its size and sha256 as that host reports them, and a stream of its
+// content that is never written to the control machine's disk. The sum
+// goes along with the upload, so what lands on the task's host must be
+// what from holds: a stream corrupted on the way, or a file that changed
+// since, fails the upload and leaves dest as it was.
+func peerPayload(ctx context.Context, env *tasks.Env, from, src string) (payload, error) {
+	if env.Peer == nil {
+		return payload{}, fmt.Errorf("from_host %s: this run offers no connection to another host", from)
+	}
+	if !path.IsAbs(src) {
+		return payload{}, fmt.Errorf("src %q must be an absolute path on %s (from_host)", src, from)
+	}
+	c, err := env.Peer(ctx, from)
+	if err != nil {
+		return payload{}, err
+	}
+	shown := from + ":" + src
+	fi, err := c.Stat(ctx, src)
+	if err != nil {
+		return payload{}, fmt.Errorf("stat %s: %w", shown, err)
+	}
+	if fi.IsDir() {
+		return payload{}, fmt.Errorf("%s is a directory: from_host copies one file", shown)
+	}
+	sum, err := c.Checksum(ctx, src)
+	if err != nil {
+		return payload{}, fmt.Errorf("checksum %s: %w", shown, err)
+	}
+	return payload{name: shown, size: fi.Size(), sum: sum, stream: func() io.ReadCloser {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(c.Download(ctx, src, pw)) }()
+		return pr
+	}}, nil
 }
 
 func memPayload(b []byte) payload {
@@ -100,6 +141,9 @@ type sumEntry struct {
 
 // open returns a reader of the content.
 func (p payload) open() (io.ReadCloser, error) {
+	if p.stream != nil {
+		return p.stream(), nil
+	}
 	if p.fsys == nil {
 		return io.NopCloser(bytes.NewReader(p.data)), nil
 	}
@@ -122,6 +166,9 @@ func (p payload) upload(ctx context.Context, c tasks.Conn, dest string, perm fs.
 	}
 	sum, err := c.Upload(ctx, dest, rc, p.sum, perm, owner)
 	cerr := rc.Close()
+	if err != nil && p.stream != nil {
+		return fmt.Errorf("upload %s from %s (sha256 %s there): %w", dest, p.name, p.sum, err)
+	}
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", dest, err)
 	}

@@ -404,6 +404,45 @@ func TestDelegateTo(t *testing.T) {
 	}
 }
 
+// TestPeer: a module reaches another host through Env.Peer (copy's
+// from_host): a host outside the play is connected once, become as the
+// task, and closed at the end; a peer that cannot be reached fails the
+// task without making the task's host unreachable.
+func TestPeer(t *testing.T) {
+	l := newLab(t, "kms3", "kms1")
+	l.fakes["kms1"].SetFile("/usr/local/bin/minkms", "the peer's binary", 0o755)
+	var users []string
+	var mu sync.Mutex
+	l.eng.Become = func(c Conn, user string) Conn {
+		mu.Lock()
+		defer mu.Unlock()
+		users = append(users, c.Host()+" as "+user)
+		return c
+	}
+	copyFrom := func(name, from string) Task {
+		return Task{Name: name, Module: "copy", Become: ptr(true),
+			Args: map[string]any{"src": "/usr/local/bin/minkms", "from_host": from, "dest": "/usr/local/bin/minkms", "mode": "0755"}}
+	}
+	aef := false
+	recap, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l.hosts("kms3"), AnyErrorsFatal: &aef,
+		Tasks: []Task{copyFrom("binary", "kms1"), copyFrom("again", "kms1"), copyFrom("nowhere", "ghost")}}})
+	if f, ok := l.fakes["kms3"].File("/usr/local/bin/minkms"); !ok || f.Content != "the peer's binary" {
+		t.Fatalf("copied %+v", f)
+	}
+	if got := l.rec.trace(); !slices.Equal(got, []string{"binary/kms3=changed", "again/kms3=ok", "nowhere/kms3=failed"}) {
+		t.Fatalf("trace %v", got)
+	}
+	if !slices.Contains(users, "kms1 as root") || !slices.Contains(users, "kms3 as root") {
+		t.Errorf("become %v", users)
+	}
+	if l.connects["kms1"] != 1 || closes(l.fakes["kms1"]) != 1 {
+		t.Errorf("peer connected %d times, closed %d times", l.connects["kms1"], closes(l.fakes["kms1"]))
+	}
+	if recap["kms3"].Unreachable != 0 || err == nil || !strings.Contains(err.Error(), "peer ghost") {
+		t.Fatalf("recap %+v err %v", *recap["kms3"], err)
+	}
+}
+
 func TestDelegateConcurrently(t *testing.T) {
 	names := []string{"peer", "h1", "h2", "h3", "h4"}
 	l := newLab(t, names...)

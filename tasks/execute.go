@@ -415,6 +415,14 @@ func (r *run) executeOne(ctx context.Context, p Play, t Task, hs *hostState, sc 
 			return failed(err)
 		}
 		env.Conn = c
+		env.Peer = func(ctx context.Context, name string) (Conn, error) {
+			peer := r.delegate(name)
+			c, err := r.conn(ctx, peer)
+			if err != nil {
+				return nil, &peerError{host: name, err: err}
+			}
+			return r.become(c, t, peer)
+		}
 	}
 	var out outcome
 	if r.mutating(t, spec) {

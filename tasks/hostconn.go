@@ -66,6 +66,18 @@ func (e *delegateError) Error() string     { return "delegate to " + e.host + ":
 func (e *delegateError) Unwrap() error     { return e.err }
 func (e *delegateError) Unreachable() bool { return false }
 
+// peerError is a failure to reach the host a module reads from
+// (Env.Peer): it fails the task, but does not make the task's own host
+// unreachable.
+type peerError struct {
+	host string
+	err  error
+}
+
+func (e *peerError) Error() string     { return "peer " + e.host + ": " + e.err.Error() }
+func (e *peerError) Unwrap() error     { return e.err }
+func (e *peerError) Unreachable() bool { return false }
+
 func (r *run) closeAll() error {
 	var errs []error
 	all := maps.Clone(r.hosts)

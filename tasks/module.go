@@ -108,6 +108,14 @@ type Env struct {
 	// computed from a secret (see package doc, Secrets): content built
 	// from a secret is written 0600 and never shown in a diff.
 	Secret map[string]bool
+	// Peer returns the connection to another host, named as the inventory
+	// names it, for a module that moves a file from one host to the task's
+	// (copy's from_host): a host of the run, or one outside every play,
+	// connected on first use and shared with delegate_to, wrapped for
+	// become as the task's own connection is (with that host's
+	// ansible_become_user). nil when the engine offers none (an Env built
+	// by hand without it; Spec.Local modules).
+	Peer func(ctx context.Context, host string) (Conn, error)
 
 	ev  *evaluator     // the run's; nil (an Env built by hand) = a fresh one per call
 	sec *secrets       // the run's; nil for an Env built by hand
