@@ -78,6 +78,12 @@ type KMSNode struct {
 	TLSKeySrc  string // kms_tls_key_src: this node's own private key
 	CASrc      string // kms_ca_src: the CA certificate
 	ConfigSrc  string // kms_config_src: the config file (else rendered from a built-in template)
+	// Where the binary, the CA and the config are copied from instead:
+	// FromPeer, or "" if unset (never together with the *Src of the
+	// same file).
+	BinaryFrom string // kms_binary_from
+	CAFrom     string // kms_ca_from
+	ConfigFrom string // kms_config_from
 }
 
 // resolved is a host's merged variables with helpers that collect problems
@@ -273,10 +279,14 @@ func (r *resolved) kmsNode(api API) KMSNode {
 		TLSKeySrc:   r.localPath(VarTLSKeySrc),
 		CASrc:       r.localPath(VarCASrc),
 		ConfigSrc:   r.localPath(VarConfigSrc),
+		BinaryFrom:  r.str("", VarBinaryFrom),
+		CAFrom:      r.str("", VarCAFrom),
+		ConfigFrom:  r.str("", VarConfigFrom),
 	}
 	n.UnitFile = r.str(path.Join(DefaultUnitDir, n.Service), VarUnitFile)
 	n.APIKeyCommand = r.command(VarAPIKeyCommand)
 	n.HSMKeyCommand = r.command(VarHSMKeyCommand)
 	r.checkStorageHolds(n)
+	r.checkFromOrSrc(n)
 	return n
 }

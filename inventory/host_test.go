@@ -457,3 +457,36 @@ all:
 		}
 	}
 }
+
+// TestNodeFilesFromPeer: kms_binary_from, kms_ca_from and kms_config_from
+// take peer only, and never together with the local source of the same
+// file; the node's own certificate and key have no such variable.
+func TestNodeFilesFromPeer(t *testing.T) {
+	inv := mustParse(t, `
+all:
+  vars:
+    kms_binary_from: peer
+    kms_ca_from: peer
+  hosts:
+    kms2:
+      kms_config_from: peer
+`)
+	n, err := inv.Node("kms2", nil)
+	if err != nil || n.BinaryFrom != "peer" || n.CAFrom != "peer" || n.ConfigFrom != "peer" || n.BinarySrc != "" {
+		t.Fatalf("kms2: %+v, %v", n, err)
+	}
+	if _, err := inv.Node("kms2", map[string]any{"kms_ca_src": "/pki/ca.crt"}); err == nil || !strings.Contains(err.Error(), "kms_ca_from and kms_ca_src") {
+		t.Errorf("a CA from a peer and from a local file: %v", err)
+	}
+	for _, v := range []any{"kms1", "Peer", 1, true} {
+		if _, err := inv.Node("kms2", map[string]any{"kms_config_from": v}); err == nil || !strings.Contains(err.Error(), "kms_config_from") {
+			t.Errorf("kms_config_from = %v: %v, want an error naming it", v, err)
+		}
+	}
+	for _, name := range []string{"kms_tls_key_from", "kms_tls_cert_from"} {
+		_, err := Parse("inv.yml", []byte("all:\n  hosts:\n    kms1:\n      "+name+": peer\n"))
+		if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "never copied from a peer") {
+			t.Errorf("%s (the node's own file from a peer): %v", name, err)
+		}
+	}
+}

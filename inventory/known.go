@@ -58,6 +58,16 @@ const (
 	VarTLSKeySrc  = "kms_tls_key_src"
 	VarCASrc      = "kms_ca_src"
 	VarConfigSrc  = "kms_config_src"
+	// Where the binary, the CA and the config come from instead of a local
+	// source: FromPeer (a healthy member of the node's cluster). Never the
+	// node's own certificate and key, which carry its name.
+	VarBinaryFrom = "kms_binary_from"
+	VarCAFrom     = "kms_ca_from"
+	VarConfigFrom = "kms_config_from"
+	// The node's own certificate and key are never copied from a peer:
+	// these names are refused with every value.
+	varTLSCertFrom = "kms_tls_cert_from"
+	varTLSKeyFrom  = "kms_tls_key_from"
 	// VarAPIKey and VarHSMKey are refused with every value: the keys come
 	// from the environment, a 0600 file or a command (KeySource), never
 	// from a variable.
@@ -140,6 +150,11 @@ var knownVars = map[string]checker{
 	VarTLSKeySrc:      checkLocalPath,
 	VarCASrc:          checkLocalPath,
 	VarConfigSrc:      checkLocalPath,
+	VarBinaryFrom:     checkFrom,
+	VarCAFrom:         checkFrom,
+	VarConfigFrom:     checkFrom,
+	varTLSCertFrom:    refuseOwnFrom(VarTLSCertSrc),
+	varTLSKeyFrom:     refuseOwnFrom(VarTLSKeySrc),
 	VarAPIKey:         refuseKey(EnvAPIKey, VarAPIKeyFile, VarAPIKeyCommand),
 	VarHSMKey:         refuseKey(EnvHSMKey, VarHSMKeyFile, VarHSMKeyCommand),
 }
@@ -611,6 +626,47 @@ func refusedStorage(err error) *yamlpos.Error {
 		p = fmt.Sprintf("%s (written %s)", se.Checked, se.Path)
 	}
 	return &yamlpos.Error{Problem: fmt.Sprintf("storage path %s is refused: %s", p, se.Reason), Hint: storageHint, Err: err}
+}
+
+// FromPeer is the value of kms_binary_from, kms_ca_from and
+// kms_config_from that copies the file from a healthy member of the
+// node's cluster (for `recover node`, the survivor its edit goes through).
+const FromPeer = "peer"
+
+// checkFrom checks a kms_*_from variable: peer is the only source.
+func checkFrom(v any) *yamlpos.Error {
+	s, e := asString(v)
+	if e != nil {
+		return e
+	}
+	if s != FromPeer {
+		return bad(fmt.Sprintf("must be %s, got %q", FromPeer, s),
+			"peer copies the file from a healthy member of the cluster; for a file on this machine, use the kms_*_src variable instead")
+	}
+	return nil
+}
+
+// refuseOwnFrom is the check of kms_tls_cert_from and kms_tls_key_from:
+// a node's own certificate and key carry its name, a peer's are not its.
+func refuseOwnFrom(src string) checker {
+	return func(any) *yamlpos.Error {
+		return bad("a node's own certificate and key are never copied from a peer: they carry the peer's name",
+			"name this node's own file with "+src)
+	}
+}
+
+// checkFromOrSrc reports a file given both a local source and a peer.
+func (r *resolved) checkFromOrSrc(n KMSNode) {
+	for _, f := range []struct{ from, src, fromVal, srcVal string }{
+		{VarBinaryFrom, VarBinarySrc, n.BinaryFrom, n.BinarySrc},
+		{VarCAFrom, VarCASrc, n.CAFrom, n.CASrc},
+		{VarConfigFrom, VarConfigSrc, n.ConfigFrom, n.ConfigSrc},
+	} {
+		if f.fromVal != "" && f.srcVal != "" {
+			r.fail(f.from, r.vars[f.from], bad(fmt.Sprintf("%s and %s (set at %s) both name where the file comes from", f.from, f.src, r.vars[f.src].pos),
+				"keep one: "+f.src+" for a file on this machine, "+f.from+": peer for a copy from a healthy member"))
+		}
+	}
 }
 
 // checkStorageHolds reports a storage path that is or contains the node's

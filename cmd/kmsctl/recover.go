@@ -164,7 +164,8 @@ func recoverLockFree(e env, o options, nodes []inventory.KMSNode) error {
 
 // recoverPreflight gathers, with one read-only play on every node at once,
 // what status gathers plus the fingerprint of the HSM key to install (on
-// the survivors) and whether the targets hold their files.
+// the survivors) and whether each node holds the node files (the targets'
+// are kept or installed, a survivor's may be copied from).
 func recoverPreflight(ctx context.Context, e env, o options, group string, inv *inventory.Inventory, hosts []tasks.Host, nodes []inventory.KMSNode, targets []string) (recoverInput, error) {
 	in := recoverInput{Targets: targets, Layout: map[string]inventory.KMSNode{}, Files: map[string][]recoverFile{}}
 	g := &gathered{results: map[string]map[string]gatheredResult{}, unreachable: map[string]string{}}
@@ -181,7 +182,7 @@ func recoverPreflight(ctx context.Context, e env, o options, group string, inv *
 		name := fileStatPrefix + f.What
 		mods[name] = "stat"
 		play.Tasks = append(play.Tasks, tasks.Task{Name: name, Module: name, Become: &yes, IgnoreErrors: true,
-			Args: map[string]any{"path": fmt.Sprintf("{{ recover_files[%d] }}", i)}, When: "inventory_hostname in recover_targets"})
+			Args: map[string]any{"path": fmt.Sprintf("{{ recover_files[%d] }}", i)}})
 	}
 	for i := range play.Tasks {
 		if _, ok := mods[play.Tasks[i].Name]; ok {
@@ -239,9 +240,8 @@ func recoverPreflight(ctx context.Context, e env, o options, group string, inv *
 				in.OperatorErr = resultError(r)
 			}
 		}
-		if !slices.Contains(targets, n.Host) {
-			continue
-		}
+		// Every node's files: the targets' are installed or kept, a
+		// survivor's may be copied to them (kms_*_from: peer).
 		files := recoverFiles(n)
 		for i, f := range files {
 			r, ok := res[fileStatPrefix+f.What]

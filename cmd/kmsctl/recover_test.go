@@ -502,6 +502,22 @@ func TestRecoverRefusals(t *testing.T) {
 			return func() { undoInv(); undoCA() }
 		}, []string{"kms3"}, "the CA certificate " + filepath.Join(l.dirs[2], "certs/ca.crt") + " is missing on kms3 and the inventory names no source for it"},
 	}
+	withVar := func(line string) func(t *testing.T) func() {
+		return func(t *testing.T) func() {
+			inv, err := os.ReadFile(l.inventory)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return l.swapFile(t, l.inventory, "", strings.Replace(string(inv), "    kms_user: root\n", "    kms_user: root\n"+line+"\n", 1))
+		}
+	}
+	cases = append(cases, struct {
+		name  string
+		setup func(t *testing.T) func()
+		args  []string
+		want  string
+	}{"a config from a peer of another layout", withVar("    kms_config_from: peer"), []string{"kms3"},
+		"the config of kms3 comes from a peer (kms_config_from), but the peer kms1 keeps it at " + filepath.Join(l.dirs[0], "config.yaml")})
 	te, code := l.recover(t, "kms1", "--output", "json")
 	if code != exit.Refused || !strings.Contains(te.out.String(), `"event":"recover_refused"`) ||
 		!strings.Contains(te.out.String(), `"why":"kms1 is not dead: node`) {

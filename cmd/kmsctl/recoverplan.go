@@ -18,7 +18,10 @@ type recoverFile struct {
 	What   string `json:"what"`             // "binary", "config", ...
 	Path   string `json:"path"`             // on the host
 	Source string `json:"source,omitempty"` // local source, "" = none (the host's file is kept)
-	Exists bool   `json:"exists"`           // on the host (known only when the host answered)
+	// From is inventory.FromPeer when the file is copied from the
+	// survivor the run goes through (kms_*_from), at the same path.
+	From   string `json:"from,omitempty"`
+	Exists bool   `json:"exists"` // on the host (known only when the host answered)
 	// Template is the built-in template that writes the file when it has
 	// no source and the host has none ("" = a missing file is refused).
 	Template string `json:"template,omitempty"`
@@ -35,7 +38,7 @@ type recoverInput struct {
 	Nodes   []nodeState
 	Targets []string
 	Layout  map[string]inventory.KMSNode
-	Files   map[string][]recoverFile // target → its files (when it answered SSH)
+	Files   map[string][]recoverFile // node → its files (when it answered SSH): the targets', and the survivors' a peer copy reads
 	// OperatorFP is the fingerprint of the HSM key kmsctl installs; ""
 	// when it could not be read (OperatorErr says why).
 	OperatorFP, OperatorErr string
@@ -129,9 +132,54 @@ func planRecovery(in recoverInput) (recoverPlan, error) {
 		if err != nil {
 			return p, err
 		}
+		if err := checkPeerFiles(t, p.Via, in); err != nil {
+			return p, err
+		}
 		p.Targets = append(p.Targets, t)
 	}
 	return p, nil
+}
+
+// checkPeerFiles checks that the survivor via holds, at the same path,
+// every file t copies from a peer (kms_*_from), and for the config the
+// same kms_certs_dir, which the config names.
+func checkPeerFiles(t recoverTarget, via string, in recoverInput) error {
+	if !t.Reachable {
+		return nil
+	}
+	for _, f := range t.Files {
+		if f.From == "" {
+			continue
+		}
+		todo := "Copy it from a peer only between nodes of the same layout, or name a local file with " + fileSourceVar(f.What)
+		i := slices.IndexFunc(in.Files[via], func(g recoverFile) bool { return g.What == f.What })
+		if i < 0 {
+			return refusal{fmt.Sprintf("the %s of %s comes from a peer (%s), but whether %s holds it was not checked", f.What, t.Host, fileFromVar(f.What), via), todo}
+		}
+		g := in.Files[via][i]
+		switch {
+		case g.Path != f.Path:
+			return refusal{fmt.Sprintf("the %s of %s comes from a peer (%s), but the peer %s keeps it at %s, not %s", f.What, t.Host, fileFromVar(f.What), via, g.Path, f.Path), todo}
+		case f.What == "config" && in.Layout[via].CertsDir != in.Layout[t.Host].CertsDir:
+			return refusal{fmt.Sprintf("the config of %s comes from a peer (%s), but it names the peer's certificates under %s and %s's are under %s", t.Host, fileFromVar(f.What), in.Layout[via].CertsDir, t.Host, in.Layout[t.Host].CertsDir), todo}
+		case g.Err != "":
+			return refusal{fmt.Sprintf("whether the peer %s holds the %s %s could not be checked (%s)", via, f.What, g.Path, g.Err), todo}
+		case !g.Exists:
+			return refusal{fmt.Sprintf("the %s of %s comes from a peer (%s), but the peer %s has no %s", f.What, t.Host, fileFromVar(f.What), via, g.Path), todo}
+		}
+	}
+	return nil
+}
+
+// fileFromVar is the inventory variable that copies a file from a peer.
+func fileFromVar(what string) string {
+	switch what {
+	case "binary":
+		return inventory.VarBinaryFrom
+	case "config":
+		return inventory.VarConfigFrom
+	}
+	return inventory.VarCAFrom
 }
 
 // deadTarget applies the proof-of-death rule and the layout rules to host.
@@ -202,16 +250,24 @@ func checkLayout(t recoverTarget, n nodeState) error {
 		return nil
 	}
 	for _, f := range t.Files {
-		if f.Source == "" && f.Err != "" {
+		if f.Source == "" && f.From == "" && f.Err != "" {
 			return refusal{fmt.Sprintf("whether the %s %s is on %s could not be checked (%s)", f.What, f.Path, t.Host, f.Err),
 				"kmsctl keeps a file that has no source only when it is there: fix the access (become root), or name it with " + fileSourceVar(f.What)}
 		}
-		if f.Source == "" && !f.Exists && f.Template == "" {
+		if f.Source == "" && f.From == "" && !f.Exists && f.Template == "" {
 			return refusal{fmt.Sprintf("the %s %s is missing on %s and the inventory names no source for it", f.What, f.Path, t.Host),
-				"Name it with " + fileSourceVar(f.What) + " in the inventory"}
+				"Name it with " + fileSourceVar(f.What) + " in the inventory" + peerHint(f.What)}
 		}
 	}
 	return nil
+}
+
+// peerHint says how to copy a file from a peer, for the files that may be.
+func peerHint(what string) string {
+	if what == "certificate" || what == "private key" {
+		return " (the node's own; it is never copied from a peer)"
+	}
+	return ", or copy it from a healthy member with " + fileFromVar(what) + ": peer"
 }
 
 // fileSourceVar is the inventory variable naming a file's source.
@@ -247,11 +303,11 @@ const configTemplate = "templates/minkms.config.j2"
 // recoverFiles are the node's files recover node installs or keeps.
 func recoverFiles(n inventory.KMSNode) []recoverFile {
 	return []recoverFile{
-		{What: "binary", Path: n.Binary, Source: n.BinarySrc},
-		{What: "config", Path: n.ConfigFile, Source: n.ConfigSrc, Template: configTemplate},
+		{What: "binary", Path: n.Binary, Source: n.BinarySrc, From: n.BinaryFrom},
+		{What: "config", Path: n.ConfigFile, Source: n.ConfigSrc, From: n.ConfigFrom, Template: configTemplate},
 		{What: "certificate", Path: n.CertsDir + "/public.crt", Source: n.TLSCertSrc},
 		{What: "private key", Path: n.CertsDir + "/private.key", Source: n.TLSKeySrc},
-		{What: "CA certificate", Path: n.CertsDir + "/ca.crt", Source: n.CASrc},
+		{What: "CA certificate", Path: n.CertsDir + "/ca.crt", Source: n.CASrc, From: n.CAFrom},
 	}
 }
 
@@ -294,6 +350,8 @@ func planText(p recoverPlan) string {
 			switch {
 			case f.Source != "":
 				push = append(push, fmt.Sprintf("%s from %s", f.What, f.Source))
+			case f.From != "":
+				push = append(push, fmt.Sprintf("%s copied from %s (%s, sha256-verified)", f.What, p.Via, f.Path))
 			case !f.Exists && f.Template != "":
 				push = append(push, fmt.Sprintf("%s rendered from the built-in %s (%s has none)", f.What, f.Template, t.Host))
 			default:

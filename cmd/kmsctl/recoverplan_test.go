@@ -88,6 +88,32 @@ func TestPlanRecovery(t *testing.T) {
 		!strings.Contains(planText(p), "--force: minkms.service is active") {
 		t.Fatalf("--force on a wedged service: %+v, %v", p, err)
 	}
+	// Files copied from a peer: the survivor the run goes through holds
+	// them at the same path (and the config's certificates directory is
+	// the same); the plan says so; a missing file on the target is fine.
+	peer := func(in *recoverInput) {
+		in.Files["kms3"] = []recoverFile{{What: "binary", Path: "/usr/local/bin/minkms", From: "peer"}, {What: "config", Path: "/etc/minkms/config.yaml", From: "peer"}}
+		in.Files["kms1"] = []recoverFile{{What: "binary", Path: "/usr/local/bin/minkms", Exists: true}, {What: "config", Path: "/etc/minkms/config.yaml", Exists: true}}
+		in.Layout["kms1"] = inventory.KMSNode{StoragePath: "/mnt/minio-kms", CertsDir: "/etc/minkms/certs"}
+		in.Layout["kms3"] = inventory.KMSNode{StoragePath: "/mnt/minio-kms", CertsDir: "/etc/minkms/certs"}
+	}
+	p, err = planRecovery(input(peer))
+	if err != nil || !strings.Contains(planText(p), "binary copied from kms1 (/usr/local/bin/minkms, sha256-verified); config copied from kms1") {
+		t.Fatalf("files from a peer: %v\n%s", err, planText(p))
+	}
+	for want, mod := range map[string]func(*recoverInput){
+		"the peer kms1 has no /etc/minkms/config.yaml":        func(in *recoverInput) { in.Files["kms1"][1].Exists = false },
+		"the peer kms1 keeps it at /opt/minkms, not":          func(in *recoverInput) { in.Files["kms1"][0].Path = "/opt/minkms" },
+		"could not be checked (denied)":                       func(in *recoverInput) { in.Files["kms1"][1].Err = "denied" },
+		"names the peer's certificates under /opt/certs":      func(in *recoverInput) { in.Layout["kms1"] = inventory.KMSNode{CertsDir: "/opt/certs"} },
+		"whether kms1 holds it was not checked":               func(in *recoverInput) { in.Files["kms1"] = nil },
+		"comes from a peer (kms_binary_from), but the peer k": func(in *recoverInput) { in.Files["kms1"][0].Exists = false },
+	} {
+		_, err := planRecovery(input(func(in *recoverInput) { peer(in); mod(in) }))
+		if !errors.As(err, new(refusal)) || !strings.Contains(err.Error(), want) {
+			t.Errorf("peer files: %v, want a refusal with %q", err, want)
+		}
+	}
 	for name, mod := range map[string]func(*recoverInput){
 		"seen up":        func(in *recoverInput) { in.Nodes[1].View = &nodeView{ID: 1, Members: members, Down: []int{}} },
 		"answers":        func(in *recoverInput) { in.Nodes[2].View = &nodeView{ID: 2, Members: members, Down: []int{}} },
