@@ -19,16 +19,23 @@ import (
 // Options says how to reach one host. The zero value of every field means
 // "what ssh_config says, else OpenSSH's default".
 type Options struct {
-	Alias           string         // host as the user/inventory names it; ssh_config "Host" patterns match this
-	HostName        string         // overrides ssh_config HostName (inventory ansible_host)
-	Port            int            // 0 = ssh_config or 22
-	User            string         // "" = ssh_config or current user
-	IdentityFiles   []string       // extra identity files (inventory / --private-key), tried with agent keys
-	SSHConfigFile   string         // "" = ~/.ssh/config (+ /etc/ssh/ssh_config); "none" = no config file
-	KnownHostsFiles []string       // extra known_hosts files (inventory), read in addition to the user and global ones
-	PinnedKeys      []string       // authorized_keys-format host keys pinned in the inventory; when set, ONLY these are accepted
-	StateKnownHosts string         // kmsctl's own known_hosts file: always read; written only in AcceptNew mode
-	AcceptNew       bool           // trust an UNKNOWN key of the target by appending it to StateKnownHosts (never a changed/revoked one)
+	Alias           string   // host as the user/inventory names it; ssh_config "Host" patterns match this
+	HostName        string   // overrides ssh_config HostName (inventory ansible_host)
+	Port            int      // 0 = ssh_config or 22
+	User            string   // "" = ssh_config or current user
+	IdentityFiles   []string // extra identity files (inventory / --private-key), tried with agent keys
+	SSHConfigFile   string   // "" = ~/.ssh/config (+ /etc/ssh/ssh_config); "none" = no config file
+	KnownHostsFiles []string // extra known_hosts files (inventory), read in addition to the user and global ones
+	PinnedKeys      []string // authorized_keys-format host keys pinned in the inventory; when set, ONLY these are accepted
+	StateKnownHosts string   // kmsctl's own known_hosts file: always read; written only in AcceptNew mode
+	AcceptNew       bool     // trust an UNKNOWN key of the target by appending it to StateKnownHosts (never a changed/revoked one)
+	// ExpectedKeys are SHA256 fingerprints ("SHA256:...") of the target's
+	// new host key after a planned change (a replaced host): when set, ONLY
+	// a key with one of them is accepted (known_hosts and PinnedKeys are
+	// not asked, @revoked entries still refuse), and a key that known_hosts
+	// does not already trust then replaces the host's entries in
+	// StateKnownHosts. Other known_hosts files are never edited.
+	ExpectedKeys    []string
 	ProxyJump       string         // overrides ssh_config ProxyJump; "none" disables; comma-separated multi-hop "user@host:port,host2"
 	ConnectTimeout  time.Duration  // per hop: TCP connect + handshake + auth; 0 = ssh_config ConnectTimeout or 15s
 	KeepAlive       time.Duration  // interval of keepalive@openssh.com requests; 3 unanswered => dead; 0 = ssh_config ServerAliveInterval or 15s
@@ -215,7 +222,7 @@ func (c *Client) dialHops(ctx context.Context) (*sshConn, error) {
 			sc.close()
 			return nil, &configError{fmt.Errorf("ProxyJump hop %s: %w", j.host, err)}
 		}
-		hv, err := newHostKeyVerifier(hop.knownHosts, nil, "", false, c.log)
+		hv, err := newHostKeyVerifier(hop.knownHosts, nil, nil, "", "", false, c.log)
 		if err != nil {
 			sc.close()
 			return nil, &configError{err}
@@ -228,7 +235,7 @@ func (c *Client) dialHops(ctx context.Context) (*sshConn, error) {
 		sc.hops = append(sc.hops, cl)
 		dialFn = cl.DialContext
 	}
-	v, err := newHostKeyVerifier(target.knownHosts, c.o.PinnedKeys, expandHome(c.o.StateKnownHosts, home), c.o.AcceptNew, c.log)
+	v, err := newHostKeyVerifier(target.knownHosts, c.o.PinnedKeys, c.o.ExpectedKeys, c.host, expandHome(c.o.StateKnownHosts, home), c.o.AcceptNew, c.log)
 	if err != nil {
 		sc.close()
 		return nil, &configError{err}

@@ -97,6 +97,9 @@ const (
 	Changed
 	// Revoked means the offered key (or its CA) is marked @revoked.
 	Revoked
+	// Unexpected means a planned key change named other fingerprints
+	// (Options.ExpectedKeys) than the key the host offers.
+	Unexpected
 )
 
 func (k HostKeyKind) String() string {
@@ -107,6 +110,8 @@ func (k HostKeyKind) String() string {
 		return "changed"
 	case Revoked:
 		return "revoked"
+	case Unexpected:
+		return "unexpected"
 	}
 	return fmt.Sprintf("HostKeyKind(%d)", int(k))
 }
@@ -116,6 +121,7 @@ func (k HostKeyKind) String() string {
 type HostKeyError struct {
 	Kind        HostKeyKind
 	Host        string // the address as written in known_hosts: "name" or "[name]:port"
+	Alias       string // the host as the user names it (inventory name); "" = Host
 	Fingerprint string // SHA256 fingerprint of the key the server offered
 	Key         string // the offered key in authorized_keys format (for pinning)
 	// File and Line locate the entry on record (Changed, Revoked); File is
@@ -124,6 +130,17 @@ type HostKeyError struct {
 	Line int
 	// KnownFingerprint is the SHA256 fingerprint of the key on record (Changed).
 	KnownFingerprint string
+	// Expected are the fingerprints the planned key change named (Unexpected).
+	Expected []string
+}
+
+// expectForm is the flag that accepts the offered key as a planned change.
+func (e *HostKeyError) expectForm() string {
+	name := e.Alias
+	if name == "" {
+		name = e.Host
+	}
+	return fmt.Sprintf("--expect-host-key %s=%s", name, e.Fingerprint)
 }
 
 func (e *HostKeyError) Error() string {
@@ -136,11 +153,13 @@ func (e *HostKeyError) Error() string {
 			where = fmt.Sprintf("%s:%d", e.File, e.Line)
 		}
 		if e.Line == 0 {
-			return fmt.Sprintf("host key for %s changed: server offers %s but %s has %s; this is either a reinstalled host or a man-in-the-middle: verify the new key out of band, then re-pin the host in the inventory (kms_ssh_host_keys)", e.Host, e.Fingerprint, where, e.KnownFingerprint)
+			return fmt.Sprintf("host key for %s changed: server offers %s but %s has %s; this is either a replaced host or a man-in-the-middle: verify the new key out of band (on the host: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then re-pin the host in the inventory (kms_ssh_host_keys), or run again with %s", e.Host, e.Fingerprint, where, e.KnownFingerprint, e.expectForm())
 		}
-		return fmt.Sprintf("host key for %s changed: server offers %s but %s has %s; this is either a reinstalled host or a man-in-the-middle: verify the new key out of band, then remove the old entry (ssh-keygen -R '%s' -f %s) or pin the new key in the inventory (kms_ssh_host_keys)", e.Host, e.Fingerprint, where, e.KnownFingerprint, e.Host, e.File)
+		return fmt.Sprintf("host key for %s changed: server offers %s but %s has %s; this is either a replaced host or a man-in-the-middle: verify the new key out of band (on the host: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then run again with %s (kmsctl records it in its own known_hosts; your files are not changed), or pin the new key in the inventory (kms_ssh_host_keys), or remove the old entry yourself (ssh-keygen -R '%s' -f %s)", e.Host, e.Fingerprint, where, e.KnownFingerprint, e.expectForm(), e.Host, e.File)
 	case Revoked:
 		return fmt.Sprintf("host key for %s (%s) is revoked by %s:%d: refusing to connect; the host must get a new key", e.Host, e.Fingerprint, e.File, e.Line)
+	case Unexpected:
+		return fmt.Sprintf("host key for %s is %s, not the expected %s (--expect-host-key): refusing to connect, nothing recorded; check the fingerprint on the host itself (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub); if %s is the right one, run again with %s", e.Host, e.Fingerprint, strings.Join(e.Expected, " or "), e.Fingerprint, e.expectForm())
 	}
 	return fmt.Sprintf("host key for %s (%s) rejected", e.Host, e.Fingerprint)
 }

@@ -25,8 +25,9 @@ func TestErrorMessagesAndClassification(t *testing.T) {
 	if !errors.As(de, &hk) || !strings.Contains(de.Error(), "revoked by /k:4") {
 		t.Errorf("DialError = %v", de)
 	}
-	pinned := &HostKeyError{Kind: Changed, Host: "h", Fingerprint: "SHA256:new", File: pinnedSource, KnownFingerprint: "SHA256:old"}
-	if msg := pinned.Error(); !strings.Contains(msg, "host key for h changed") || strings.Contains(msg, "ssh-keygen") || !strings.Contains(msg, "re-pin") {
+	pinned := &HostKeyError{Kind: Changed, Host: "[h]:2222", Alias: "kms2", Fingerprint: "SHA256:new", File: pinnedSource, KnownFingerprint: "SHA256:old"}
+	if msg := pinned.Error(); !strings.Contains(msg, "host key for [h]:2222 changed") || strings.Contains(msg, "ssh-keygen -R") || !strings.Contains(msg, "re-pin") ||
+		!strings.Contains(msg, "--expect-host-key kms2=SHA256:new") {
 		t.Errorf("pinned changed message = %q", msg)
 	}
 }

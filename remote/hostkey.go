@@ -3,12 +3,17 @@ package remote
 import (
 	"bufio"
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -22,19 +27,35 @@ const pinnedSource = "inventory (kms_ssh_host_keys)"
 // hostKeyVerifier checks one server's host key against known_hosts files
 // (via x/crypto/ssh/knownhosts) or, when keys are pinned, only against them.
 type hostKeyVerifier struct {
-	files     []string            // known_hosts files that exist, in order
-	check     ssh.HostKeyCallback // knownhosts callback over files
-	caLines   map[string]bool     // "file:line" of @cert-authority entries
-	pinned    []ssh.PublicKey
-	state     string // kmsctl's known_hosts file, appended to in accept-new mode
-	acceptNew bool
-	log       zerolog.Logger
+	files   []string            // known_hosts files that exist, in order
+	check   ssh.HostKeyCallback // knownhosts callback over files
+	caLines map[string]bool     // "file:line" of @cert-authority entries
+	pinned  []ssh.PublicKey
+	// expected are the SHA256 fingerprints of a planned key change: when
+	// set, only a key with one of them is accepted (see Options.ExpectedKeys).
+	expected []string
+	alias    string // the host as the user names it, for --expect-host-key in messages
+	state    string // kmsctl's known_hosts file, appended to in accept-new mode
+	// stateCheck is a knownhosts callback over state alone (nil when it
+	// does not exist): a key kmsctl recorded there is accepted even if
+	// another file still has the host's old key.
+	stateCheck ssh.HostKeyCallback
+	acceptNew  bool
+	log        zerolog.Logger
 }
 
 // newHostKeyVerifier reads the known_hosts files that exist among files and
-// parses the pinned keys.
-func newHostKeyVerifier(files []string, pinned []string, state string, acceptNew bool, log zerolog.Logger) (*hostKeyVerifier, error) {
-	v := &hostKeyVerifier{state: state, acceptNew: acceptNew, log: log, caLines: map[string]bool{}}
+// parses the pinned keys. expected and alias are for the target of a
+// planned key change (nil and "" for a ProxyJump hop).
+func newHostKeyVerifier(files []string, pinned, expected []string, alias, state string, acceptNew bool, log zerolog.Logger) (*hostKeyVerifier, error) {
+	v := &hostKeyVerifier{state: state, acceptNew: acceptNew, log: log, caLines: map[string]bool{}, alias: alias}
+	for _, fp := range expected {
+		norm, err := ParseFingerprint(fp)
+		if err != nil {
+			return nil, err
+		}
+		v.expected = append(v.expected, norm)
+	}
 	seen := map[string]bool{}
 	for _, f := range files {
 		if seen[f] {
@@ -61,10 +82,31 @@ func newHostKeyVerifier(files []string, pinned []string, state string, acceptNew
 		return nil, fmt.Errorf("read known_hosts: %w", err)
 	}
 	v.check = cb
+	if state != "" && slices.Contains(v.files, state) {
+		if v.stateCheck, err = knownhosts.New(state); err != nil {
+			return nil, fmt.Errorf("read known_hosts: %w", err)
+		}
+	}
 	if v.pinned, err = parsePinned(pinned); err != nil {
 		return nil, err
 	}
 	return v, nil
+}
+
+// ParseFingerprint checks that fp is a SHA256 host key fingerprint as
+// ssh-keygen -l and kmsctl print it ("SHA256:" and 43 characters of
+// unpadded base64) and returns it without base64 padding.
+func ParseFingerprint(fp string) (string, error) {
+	b64, ok := strings.CutPrefix(fp, "SHA256:")
+	if !ok {
+		return "", fmt.Errorf("host key fingerprint %q: want SHA256:... as ssh-keygen -lf prints it", fp)
+	}
+	b64 = strings.TrimRight(b64, "=")
+	sum, err := base64.RawStdEncoding.DecodeString(b64)
+	if err != nil || len(sum) != sha256.Size {
+		return "", fmt.Errorf("host key fingerprint %q: want SHA256: and the 43 characters of a SHA-256 hash in base64, as ssh-keygen -lf prints it", fp)
+	}
+	return "SHA256:" + b64, nil
 }
 
 // CheckHostKeys parses pinned host keys (authorized_keys lines) as a connection would, so
@@ -98,6 +140,9 @@ func truncate(s string, n int) string {
 // when a CA is known, then the types of the recorded (or pinned) keys. It
 // returns nil (the library default) when nothing is known about addr.
 func (v *hostKeyVerifier) algorithms(addr string) []string {
+	if len(v.expected) > 0 {
+		return nil // a planned key change: the new key's type is not on record
+	}
 	var keys []ssh.PublicKey
 	if len(v.pinned) > 0 {
 		keys = v.pinned
@@ -207,17 +252,39 @@ func (v *hostKeyVerifier) callback(hostname string, remote net.Addr, key ssh.Pub
 		plain = cert.Key
 	}
 	fp := ssh.FingerprintSHA256(plain)
-	hkErr := &HostKeyError{Host: display, Fingerprint: fp, Key: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(plain)))}
+	hkErr := &HostKeyError{Host: display, Alias: v.alias, Fingerprint: fp, Key: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(plain)))}
 
 	var re *knownhosts.RevokedError
 	if errors.As(err, &re) {
 		hkErr.Kind, hkErr.File, hkErr.Line = Revoked, re.Revoked.Filename, re.Revoked.Line
 		return hkErr
 	}
+	var ke *knownhosts.KeyError
+	if len(v.expected) > 0 {
+		if !slices.Contains(v.expected, fp) {
+			hkErr.Kind, hkErr.Expected = Unexpected, v.expected
+			return hkErr
+		}
+		if err == nil || (v.stateCheck != nil && v.stateCheck(hostname, remote, plain) == nil) {
+			v.log.Debug().Str("host", display).Str("fingerprint", fp).Msg("expected host key already verified by known_hosts")
+			return nil
+		}
+		if !errors.As(err, &ke) {
+			return fmt.Errorf("verify host key of %s: %w", display, err)
+		}
+		return v.replace(hostname, plain, "--expect-host-key", v.plainEntries(ke.Want))
+	}
 	if len(v.pinned) > 0 {
 		for _, p := range v.pinned {
 			if bytes.Equal(p.Marshal(), plain.Marshal()) {
 				v.log.Debug().Str("host", display).Str("fingerprint", fp).Msg("host key matches a pinned key")
+				// A known_hosts entry with the host's old key is replaced in
+				// kmsctl's own file, so that it does not outlive the pin.
+				if errors.As(err, &ke) && v.state != "" {
+					if old := v.plainEntries(ke.Want); len(old) > 0 {
+						return v.replace(hostname, plain, "kms_ssh_host_keys", old)
+					}
+				}
 				return nil
 			}
 		}
@@ -229,9 +296,14 @@ func (v *hostKeyVerifier) callback(hostname string, remote net.Addr, key ssh.Pub
 		v.log.Debug().Str("host", display).Str("fingerprint", fp).Msg("host key verified by known_hosts")
 		return nil
 	}
-	var ke *knownhosts.KeyError
 	if !errors.As(err, &ke) {
 		return fmt.Errorf("verify host key of %s: %w", display, err)
+	}
+	if v.stateCheck != nil && v.stateCheck(hostname, remote, plain) == nil {
+		// Recorded by kmsctl after a planned key change: another file
+		// still has the host's old key.
+		v.log.Debug().Str("host", display).Str("fingerprint", fp).Str("file", v.state).Msg("host key verified by kmsctl's known_hosts")
+		return nil
 	}
 	if want := v.plainEntries(ke.Want); len(want) > 0 {
 		old := want[0]
@@ -260,6 +332,132 @@ func (v *hostKeyVerifier) callback(hostname string, remote net.Addr, key ssh.Pub
 	v.log.Warn().Str("host", display).Str("fingerprint", fp).Str("file", v.state).
 		Msg("accepted a new host key (accept-new mode): check its fingerprint against the host's own")
 	return nil
+}
+
+// replace records key as hostname's only key in kmsctl's known_hosts file
+// (a planned key change, accepted by what), dropping the host's entries
+// there; old are the entries on record, for the warning. Other known_hosts
+// files are never edited.
+func (v *hostKeyVerifier) replace(hostname string, key ssh.PublicKey, what string, old []knownhosts.KnownKey) error {
+	display := knownhosts.Normalize(hostname)
+	if v.state == "" {
+		return fmt.Errorf("record the new host key of %s (%s): no kmsctl known_hosts file to write", display, what)
+	}
+	if err := replaceKnownHost(v.state, hostname, key); err != nil {
+		return fmt.Errorf("record the new host key of %s: %w", display, err)
+	}
+	var was []string
+	for _, k := range old {
+		was = append(was, fmt.Sprintf("%s (%s:%d)", ssh.FingerprintSHA256(k.Key), k.Filename, k.Line))
+	}
+	v.log.Warn().Str("host", display).Str("fingerprint", ssh.FingerprintSHA256(key)).Str("file", v.state).
+		Strs("replaced", was).Str("by", what).
+		Msg("planned host key change: recorded the new key in kmsctl's known_hosts (other known_hosts files are not changed)")
+	return nil
+}
+
+// replaceKnownHost rewrites file (kmsctl's own known_hosts) atomically with
+// hostname's plain entries dropped (the host's name taken out of a line
+// that names other hosts too; @cert-authority and @revoked lines kept) and
+// one line for key appended; mode 0600, directories 0700.
+func replaceKnownHost(file, hostname string, key ssh.PublicKey) error {
+	host := knownhosts.Normalize(hostname)
+	b, err := os.ReadFile(file)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", file, err)
+	}
+	var out bytes.Buffer
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if line == "" {
+			continue
+		}
+		out.WriteString(dropHost(line, host))
+	}
+	if out.Len() > 0 && !bytes.HasSuffix(out.Bytes(), []byte("\n")) {
+		out.WriteByte('\n')
+	}
+	out.WriteString(knownhosts.Line([]string{host}, key) + "\n")
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return fmt.Errorf("create directory of %s: %w", file, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(file), ".known_hosts-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(out.Bytes()); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp.Name(), err)
+	}
+	if err := os.Rename(tmp.Name(), file); err != nil {
+		return fmt.Errorf("replace %s: %w", file, err)
+	}
+	if d, err := os.Open(filepath.Dir(file)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// dropHost returns a known_hosts line without host (normalized) among its
+// host patterns: unchanged when it does not name it, "" when it names only
+// it. Marker lines (@cert-authority, @revoked) and comments are kept.
+func dropHost(line, host string) string {
+	trimmed := strings.TrimSpace(line)
+	if trimmed == "" || strings.HasPrefix(trimmed, "#") || strings.HasPrefix(trimmed, "@") {
+		return line
+	}
+	i := strings.IndexAny(trimmed, " \t")
+	if i < 0 {
+		return line
+	}
+	var keep []string
+	dropped := false
+	for _, p := range strings.Split(trimmed[:i], ",") {
+		if p == host || hashedMatch(p, host) {
+			dropped = true
+			continue
+		}
+		keep = append(keep, p)
+	}
+	switch {
+	case !dropped:
+		return line
+	case len(keep) == 0:
+		return ""
+	}
+	return strings.Join(keep, ",") + trimmed[i:] + "\n"
+}
+
+// hashedMatch reports whether pattern is a hashed known_hosts entry
+// (|1|salt|hash, HMAC-SHA1 of the host keyed by the salt) for host.
+func hashedMatch(pattern, host string) bool {
+	parts := strings.Split(pattern, "|")
+	if len(parts) != 4 || parts[0] != "" || parts[1] != "1" {
+		return false
+	}
+	salt, err := base64.StdEncoding.DecodeString(parts[2])
+	if err != nil {
+		return false
+	}
+	want, err := base64.StdEncoding.DecodeString(parts[3])
+	if err != nil {
+		return false
+	}
+	mac := hmac.New(sha1.New, salt)
+	mac.Write([]byte(host))
+	return hmac.Equal(mac.Sum(nil), want)
 }
 
 // appendKnownHost appends a known_hosts line for hostname (host:port) to

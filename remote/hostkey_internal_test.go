@@ -54,7 +54,7 @@ func TestHostKeyAlgorithmsOffered(t *testing.T) {
 			for _, k := range c.pinned {
 				pinned = append(pinned, authorized(k))
 			}
-			v, err := newHostKeyVerifier([]string{file}, pinned, "", false, zerolog.Nop())
+			v, err := newHostKeyVerifier([]string{file}, pinned, nil, "", "", false, zerolog.Nop())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -62,5 +62,26 @@ func TestHostKeyAlgorithmsOffered(t *testing.T) {
 				t.Errorf("algorithms = %v\nwant %v", got, c.want)
 			}
 		})
+	}
+}
+
+// dropHost takes only the named host out of a known_hosts line: plain or hashed, alone or
+// among others; marker lines and comments stay.
+func TestDropHost(t *testing.T) {
+	key := strings.Fields(string(ssh.MarshalAuthorizedKey(sshtest.GenerateKey(t).PublicKey())))
+	k := " " + key[0] + " " + key[1] + "\n"
+	hashed := strings.Fields(sshtest.HashedKnownHostsLine("[127.0.0.1]:2222", sshtest.GenerateKey(t).PublicKey()))[0]
+	for _, c := range []struct{ line, want string }{
+		{"[127.0.0.1]:2222" + k, ""},
+		{"kms2,[127.0.0.1]:2222,10.0.0.2" + k, "kms2,10.0.0.2" + k},
+		{"[127.0.0.1]:2223" + k, "[127.0.0.1]:2223" + k},
+		{hashed + k, ""},
+		{"@revoked [127.0.0.1]:2222" + k, "@revoked [127.0.0.1]:2222" + k},
+		{"@cert-authority [127.0.0.1]:2222" + k, "@cert-authority [127.0.0.1]:2222" + k},
+		{"# [127.0.0.1]:2222\n", "# [127.0.0.1]:2222\n"},
+	} {
+		if got := dropHost(c.line, "[127.0.0.1]:2222"); got != c.want {
+			t.Errorf("dropHost(%q) = %q, want %q", c.line, got, c.want)
+		}
 	}
 }

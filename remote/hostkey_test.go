@@ -405,3 +405,134 @@ func TestKnownHostsFileNamedTwice(t *testing.T) {
 	o.KnownHostsFiles = []string{e.knownHosts, e.knownHosts, second}
 	e.dial(o).Close()
 }
+
+// A planned key change (--expect-host-key): the host's new key, named by its fingerprint,
+// is accepted although the user's known_hosts still has the old one; it replaces the
+// host's entries in kmsctl's own known_hosts (other hosts' lines kept), is announced as a
+// warning, and trusts the host on the next dial without the fingerprint. The user's
+// known_hosts is not changed.
+func TestExpectedKeyReplacesStateEntry(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{})
+	old := sshtest.GenerateKey(t).PublicKey()
+	other := sshtest.GenerateKey(t).PublicKey()
+	e.trust(sshtest.KnownHostsLine(s.Addr(), old))
+	userBefore := readFile(t, e.knownHosts)
+	state := filepath.Join(e.home, "kmsctl_known_hosts")
+	otherLine := sshtest.KnownHostsLine("other.example:22", other)
+	sshtest.WriteKnownHosts(t, state, sshtest.KnownHostsLine(s.Addr(), old), otherLine)
+	var logs bytes.Buffer
+	o := e.opts(s)
+	o.StateKnownHosts = state
+	o.Logger = zerolog.New(&logs).Level(zerolog.WarnLevel)
+	fp := ssh.FingerprintSHA256(s.HostKey())
+	// Without the fingerprint the changed key is refused, naming the flag that accepts it.
+	hk := dialHostKeyErr(t, o, remote.Changed)
+	if !strings.Contains(hk.Error(), "--expect-host-key target="+fp) {
+		t.Errorf("changed-key message does not show the --expect-host-key form: %v", hk)
+	}
+	o.ExpectedKeys = []string{fp}
+	e.dial(o)
+	got := readFile(t, state)
+	if want := otherLine + "\n" + s.KnownHostsLine() + "\n"; got != want {
+		t.Errorf("kmsctl's known_hosts after the planned change:\n%s\nwant:\n%s", got, want)
+	}
+	if fi, err := os.Stat(state); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("kmsctl's known_hosts mode: %v %v", fi, err)
+	}
+	if b := readFile(t, e.knownHosts); b != userBefore {
+		t.Errorf("the user's known_hosts was changed:\n%s", b)
+	}
+	for _, want := range []string{`"level":"warn"`, fp, ssh.FingerprintSHA256(old), state, "--expect-host-key"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("planned-change warning %q lacks %q", logs.String(), want)
+		}
+	}
+	// The next dial, without the fingerprint: kmsctl's entry wins over the user's old one.
+	o.ExpectedKeys = nil
+	e.dial(o)
+	if b := readFile(t, state); b != got {
+		t.Errorf("kmsctl's known_hosts changed on a plain dial: %q", b)
+	}
+	// Expected again with the key already trusted by kmsctl's file: nothing rewritten or
+	// announced again.
+	o.ExpectedKeys = []string{fp}
+	logs.Reset()
+	e.dial(o)
+	if b := readFile(t, state); b != got || logs.Len() != 0 {
+		t.Errorf("kmsctl's known_hosts rewritten for a key it already trusted: %q\n%s", b, logs.String())
+	}
+}
+
+// A planned key change that names another fingerprint is refused: nothing is recorded, no
+// login happens, and the message shows the key the host offers and the flag that would
+// accept it. A revoked key is refused even when it is the expected one.
+func TestExpectedKeyMismatchRefused(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{})
+	old := sshtest.GenerateKey(t).PublicKey()
+	e.trust(sshtest.KnownHostsLine(s.Addr(), old))
+	userBefore := readFile(t, e.knownHosts)
+	state := filepath.Join(e.home, "state", "known_hosts")
+	o := e.opts(s)
+	o.StateKnownHosts, o.AcceptNew = state, true
+	wrong := ssh.FingerprintSHA256(sshtest.GenerateKey(t).PublicKey())
+	o.ExpectedKeys = []string{wrong}
+	hk := dialHostKeyErr(t, o, remote.Unexpected)
+	fp := ssh.FingerprintSHA256(s.HostKey())
+	for _, want := range []string{fp, wrong, "--expect-host-key target=" + fp, "nothing recorded"} {
+		if !strings.Contains(hk.Error(), want) {
+			t.Errorf("message %q lacks %q", hk.Error(), want)
+		}
+	}
+	if _, err := os.Stat(state); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused planned change wrote kmsctl's known_hosts: %v", err)
+	}
+	if b := readFile(t, e.knownHosts); b != userBefore {
+		t.Errorf("the user's known_hosts was changed:\n%s", b)
+	}
+	// The old key itself, still on record, is not what the user expects either.
+	o.ExpectedKeys = []string{ssh.FingerprintSHA256(old)}
+	dialHostKeyErr(t, o, remote.Unexpected)
+	if len(s.Logins()) != 0 {
+		t.Errorf("client authenticated to a host with an unexpected key: %v", s.Logins())
+	}
+
+	e.trust(sshtest.RevokedLine("*", s.HostKey()))
+	o.ExpectedKeys = []string{fp}
+	dialHostKeyErr(t, o, remote.Revoked)
+	if _, err := os.Stat(state); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an expected but revoked key was recorded: %v", err)
+	}
+}
+
+// A key pinned in the inventory that matches replaces the host's old entry in kmsctl's own
+// known_hosts (so that the old key does not outlive the pin there).
+func TestPinnedKeyReplacesStaleStateEntry(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{})
+	old := sshtest.GenerateKey(t).PublicKey()
+	state := filepath.Join(e.home, "known_hosts.kmsctl")
+	sshtest.WriteKnownHosts(t, state, sshtest.KnownHostsLine(s.Addr(), old))
+	o := e.opts(s)
+	o.StateKnownHosts = state
+	o.PinnedKeys = []string{strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.HostKey())))}
+	e.dial(o)
+	if got, want := readFile(t, state), s.KnownHostsLine()+"\n"; got != want {
+		t.Errorf("kmsctl's known_hosts = %q, want %q", got, want)
+	}
+}
+
+func TestParseFingerprint(t *testing.T) {
+	fp := ssh.FingerprintSHA256(sshtest.GenerateKey(t).PublicKey())
+	for in, want := range map[string]string{fp: fp, fp + "=": fp} {
+		if got, err := remote.ParseFingerprint(in); err != nil || got != want {
+			t.Errorf("ParseFingerprint(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "SHA256:", strings.TrimPrefix(fp, "SHA256:"), "sha256:" + fp[7:], fp[:len(fp)-1], fp + "AA", "MD5:16:27:ac:a5:76:28:2d:36:63:1b:56:4d:eb:df:a6:48", "SHA256:!" + fp[8:]} {
+		if got, err := remote.ParseFingerprint(bad); err == nil {
+			t.Errorf("ParseFingerprint(%q) = %q, want an error", bad, got)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/remote"
 )
 
 // defaultInventory is the inventory read when -i is not given.
@@ -41,6 +43,9 @@ type options struct {
 	PrivateKey string
 	User       string
 	AcceptNew  bool
+	// ExpectHostKeys is --expect-host-key: host → the SHA256 fingerprints
+	// of its new host key after a planned change (a replaced host).
+	ExpectHostKeys map[string][]string
 
 	// APIKeyFile is --api-key-file: a 0600 file holding the Key Manager's
 	// admin API key, after MINIO_KMS_API_KEY and before kms_api_key_file.
@@ -64,6 +69,7 @@ func globalFlags(verbose *int) []cli.Flag {
 		&cli.StringFlag{Name: "private-key", Usage: "SSH private key `FILE`"},
 		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "SSH `USER`"},
 		&cli.BoolFlag{Name: "accept-new-host-keys", Usage: "trust unknown host keys and record them in kmsctl's own known_hosts (never changed ones)"},
+		&cli.StringSliceFlag{Name: "expect-host-key", Usage: "`HOST=SHA256:...`: HOST was replaced and has this new host key (repeatable); only a key with this fingerprint is accepted, and it replaces HOST's entry in kmsctl's own known_hosts (yours are never edited)"},
 		&cli.StringFlag{Name: "api-key-file", Usage: "`FILE` (mode 0600) holding the Key Manager's admin API key; MINIO_KMS_API_KEY comes first, the inventory's kms_api_key_file after"},
 	}
 }
@@ -189,6 +195,27 @@ func unknownCommand(c *cli.Context) error {
 	return cli.ShowSubcommandHelp(c)
 }
 
+// parseExpectHostKeys decodes the --expect-host-key values, HOST=SHA256:...
+// (usage errors for a malformed one).
+func parseExpectHostKeys(values []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, v := range values {
+		host, fp, ok := strings.Cut(v, "=")
+		if !ok || strings.TrimSpace(host) == "" {
+			return nil, exit.Usagef("--expect-host-key %q: want HOST=SHA256:... (the host's new key's fingerprint, as ssh-keygen -lf prints it on the host)", v)
+		}
+		norm, err := remote.ParseFingerprint(strings.TrimSpace(fp))
+		if err != nil {
+			return nil, exit.Usagef("--expect-host-key %q: %v", v, err)
+		}
+		host = strings.TrimSpace(host)
+		if !slices.Contains(out[host], norm) {
+			out[host] = append(out[host], norm)
+		}
+	}
+	return out, nil
+}
+
 // decodeOptions reads the global flags.
 func decodeOptions(c *cli.Context, verbose int) (options, error) {
 	o := options{
@@ -223,6 +250,11 @@ func decodeOptions(c *cli.Context, verbose int) (options, error) {
 	if o.LockWait < 0 {
 		return o, exit.Usagef("--lock-wait %s: want a positive duration", o.LockWait)
 	}
+	expect, err := parseExpectHostKeys(c.StringSlice("expect-host-key"))
+	if err != nil {
+		return o, err
+	}
+	o.ExpectHostKeys = expect
 	vars, err := inventory.ParseExtraVars(c.StringSlice("extra-vars"))
 	if err != nil {
 		return o, exit.With(exit.Usage, fmt.Errorf("extra vars: %w", err))

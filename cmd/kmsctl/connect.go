@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/rs/zerolog"
 
@@ -96,6 +99,17 @@ type dialer struct {
 	stateKnownHosts string
 	logger          zerolog.Logger
 	red             *redact.Redactor
+
+	mu sync.Mutex
+	// hostKeyErrs are the host key refusals of the run, by host name.
+	hostKeyErrs map[string]*remote.HostKeyError
+}
+
+// hostKeyErrors returns the hosts whose host key was refused in this run.
+func (d *dialer) hostKeyErrors() map[string]*remote.HostKeyError {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return maps.Clone(d.hostKeyErrs)
 }
 
 // options returns the remote.Options for t. Inventory and argument values
@@ -113,6 +127,7 @@ func (d *dialer) options(t target) remote.Options {
 		PinnedKeys:      t.PinnedKeys,
 		StateKnownHosts: d.stateKnownHosts,
 		AcceptNew:       d.o.AcceptNew,
+		ExpectedKeys:    d.o.ExpectHostKeys[t.Name],
 		ProxyJump:       t.ProxyJump,
 		Logger:          d.logger,
 	}
@@ -168,6 +183,15 @@ func (d *dialer) dial(ctx context.Context, t target) (tasks.Conn, error) {
 	ro := d.options(t)
 	c, err := remote.Dial(ctx, ro)
 	if err != nil {
+		var hk *remote.HostKeyError
+		if errors.As(err, &hk) {
+			d.mu.Lock()
+			if d.hostKeyErrs == nil {
+				d.hostKeyErrs = map[string]*remote.HostKeyError{}
+			}
+			d.hostKeyErrs[t.Name] = hk
+			d.mu.Unlock()
+		}
 		return nil, err
 	}
 	// Commands are traced at debug level (the run log, and stderr with

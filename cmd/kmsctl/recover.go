@@ -229,6 +229,7 @@ func recoverPreflight(ctx context.Context, e env, o options, group string, inv *
 		return in, err
 	}
 	in.Nodes = g.states(nodes)
+	in.HostKeys = r.dialer.hostKeyErrors()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, n := range nodes {

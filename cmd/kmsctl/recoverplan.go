@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/remote"
 )
 
 // The phases of recover node, in order: the tags of the recover-node
@@ -42,6 +43,9 @@ type recoverInput struct {
 	// OperatorFP is the fingerprint of the HSM key kmsctl installs; ""
 	// when it could not be read (OperatorErr says why).
 	OperatorFP, OperatorErr string
+	// HostKeys are the nodes whose SSH host key was refused (changed,
+	// unexpected, revoked): never taken for a host that is gone.
+	HostKeys map[string]*remote.HostKeyError
 	// Force (--force) lifts exactly one check: "service stopped or host
 	// unreachable", for a node whose process is wedged (its service
 	// active, its API silent) while the survivors see it down.
@@ -86,6 +90,21 @@ func planRecovery(in recoverInput) (recoverPlan, error) {
 		byHost[n.Host] = n
 	}
 	var p recoverPlan
+	// A host that answers with a key kmsctl does not trust is not a dead
+	// host: a replaced machine, or someone in the middle. Nothing is
+	// decided on it until the user names the key.
+	for _, n := range in.Nodes {
+		hk, ok := in.HostKeys[n.Host]
+		if !ok {
+			continue
+		}
+		todo := fmt.Sprintf("If %s was replaced (a new machine, same name), verify its new key out of band (on the host: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) "+
+			"and run again with --expect-host-key %s=%s, or pin it in the inventory (kms_ssh_host_keys); otherwise find out who answers at its address", n.Host, n.Host, hk.Fingerprint)
+		if hk.Kind == remote.Revoked {
+			todo = fmt.Sprintf("%s's key is revoked: give the host a new key, then run again with --expect-host-key %s=SHA256:... (the new key's fingerprint)", n.Host, n.Host)
+		}
+		return p, refusal{fmt.Sprintf("the SSH host key of %s is refused: it offers %s (%s)", n.Host, hk.Fingerprint, hk.Kind), todo}
+	}
 	var survivors []nodeState
 	for _, n := range in.Nodes {
 		if !slices.Contains(in.Targets, n.Host) && n.View != nil {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/remote"
 )
 
 // TestPlanRecovery: the preflight rules on gathered states, every refusal
@@ -148,6 +149,13 @@ func TestPlanRecovery(t *testing.T) {
 		},
 			"whether the config /x is on kms3 could not be checked (sudo: a password is required)"},
 		"not in the group": {func(in *recoverInput) { in.Targets = []string{"kms9"} }, "kms9 is not a node"},
+		"target's host key changed": {func(in *recoverInput) {
+			in.Nodes[2] = nodeState{Host: "kms3", Endpoint: "c:7373", SSHError: "host key changed"}
+			in.HostKeys = map[string]*remote.HostKeyError{"kms3": {Kind: remote.Changed, Host: "[127.0.0.1]:2222", Fingerprint: "SHA256:new"}}
+		}, "the SSH host key of kms3 is refused: it offers SHA256:new (changed). If kms3 was replaced (a new machine, same name), verify its new key out of band (on the host: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and run again with --expect-host-key kms3=SHA256:new"},
+		"survivor's host key unexpected": {func(in *recoverInput) {
+			in.HostKeys = map[string]*remote.HostKeyError{"kms1": {Kind: remote.Unexpected, Host: "kms1", Fingerprint: "SHA256:other"}}
+		}, "the SSH host key of kms1 is refused: it offers SHA256:other (unexpected)"},
 	} {
 		_, err := planRecovery(input(tc.mod))
 		var r refusal

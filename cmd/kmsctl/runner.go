@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/inventory"
@@ -26,6 +28,7 @@ type runner struct {
 	// engine runs the plays; a command may set what is its own (play's
 	// --tags) before run.
 	engine *tasks.Engine
+	dialer *dialer
 }
 
 // newRegistry returns the modules a run may use: the general modules and
@@ -73,7 +76,7 @@ func newRunner(e env, o options, command string, inv *inventory.Inventory, reg *
 		Connect:   d.connect,
 		Journal:   s.journal,
 	}
-	return &runner{s: s, inv: inv, engine: eng}, nil
+	return &runner{s: s, inv: inv, engine: eng, dialer: d}, nil
 }
 
 // checkHostKeys parses every play host's pinned host keys before any host
@@ -107,6 +110,29 @@ func checkHostKeys(inv *inventory.Inventory, plays []tasks.Play) error {
 	return nil
 }
 
+// checkExpectHostKeys refuses (usage) an --expect-host-key for a host that
+// is neither in the inventory nor a host of the plays (ping's arguments):
+// a misspelt name must not leave the real host's key change unplanned.
+func checkExpectHostKeys(o options, inv *inventory.Inventory, plays []tasks.Play) error {
+	var unknown []string
+	for host := range o.ExpectHostKeys {
+		if inv != nil && inv.HasHost(host) {
+			continue
+		}
+		if slices.ContainsFunc(plays, func(p tasks.Play) bool {
+			return slices.ContainsFunc(p.Hosts, func(h tasks.Host) bool { return h.Name == host })
+		}) {
+			continue
+		}
+		unknown = append(unknown, host)
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return exit.Usagef("--expect-host-key names %s, not a host of the inventory: give the host's inventory name", strings.Join(unknown, ", "))
+	}
+	return nil
+}
+
 // run runs plays (their hosts resolved, see tasks.Host) within --timeout
 // and ends the session: it prints the host errors and returns the outcome
 // mapped to the documented exit codes.
@@ -120,6 +146,9 @@ func (r *runner) run(ctx context.Context, plays []tasks.Play) error {
 func (r *runner) runWith(ctx context.Context, plays []tasks.Play, outcome func(context.Context, tasks.Recap, error) error) error {
 	r.s.hosts = countHosts(plays)
 	if err := checkHostKeys(r.inv, plays); err != nil {
+		return r.s.finish(err)
+	}
+	if err := checkExpectHostKeys(r.s.o, r.inv, plays); err != nil {
 		return r.s.finish(err)
 	}
 	ctx, cancel := withTimeout(ctx, r.s.o)
