@@ -35,8 +35,10 @@ const (
 )
 
 // Lab is a set of Debian test-host containers running systemd and sshd on a private Docker
-// network, created for one test and removed (by id) when the test ends, also on failure.
+// network, created for one test and removed (by id) when the test ends, also on failure; or,
+// for the package's shared lab (newSharedLab), removed by Teardown from TestMain.
 type Lab struct {
+	// t is the test the lab reports to: its owner, or for the shared lab the test using it now.
 	t         testing.TB
 	Root      string // repository root (holds go.mod and bin/)
 	Dir       string // temp dir with the client key, known_hosts and ssh_config
@@ -56,7 +58,12 @@ type Lab struct {
 	clientSigner ssh.Signer
 	mu           sync.Mutex
 	hosts        map[string]*Host
+	gone         map[string]*Host // hosts removed for good (Remove), kept to create them again
 	jumps        []jumpAlias
+
+	// shared labs outlive their tests: what to remove is kept in teardown, run by Teardown.
+	shared   bool
+	teardown []func() error
 }
 
 // Host is one test-host container.
@@ -77,6 +84,13 @@ type jumpAlias struct{ alias, target, jump string }
 // never a skip: CI must run this suite.
 func NewLab(t testing.TB, names ...string) *Lab {
 	t.Helper()
+	return newLab(t, false, names)
+}
+
+// newLab is NewLab; a shared lab's containers, network and directory outlive t and are
+// removed by Teardown.
+func newLab(t testing.TB, shared bool, names []string) *Lab {
+	t.Helper()
 	if _, err := exec.LookPath("docker"); err != nil {
 		t.Fatalf("the e2e suite needs Docker: docker not found in PATH (%v); install docker.io", err)
 	}
@@ -84,7 +98,15 @@ func NewLab(t testing.TB, names ...string) *Lab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &Lab{t: t, Root: root, Dir: t.TempDir(), hosts: map[string]*Host{}}
+	l := &Lab{t: t, Root: root, hosts: map[string]*Host{}, gone: map[string]*Host{}, shared: shared}
+	if shared {
+		if l.Dir, err = os.MkdirTemp("", "kmsctl-e2e-shared-"); err != nil {
+			t.Fatalf("create the shared lab's directory: %v", err)
+		}
+		l.onTeardown(func() error { return os.RemoveAll(l.Dir) })
+	} else {
+		l.Dir = t.TempDir()
+	}
 	l.prefix = "kmsctl-e2e-" + randHex(4)
 	l.Network = l.prefix
 
@@ -110,19 +132,20 @@ func NewLab(t testing.TB, names ...string) *Lab {
 	l.KnownHosts = filepath.Join(l.Dir, "known_hosts")
 	l.SSHConfig = filepath.Join(l.Dir, "ssh_config")
 
-	id, err := l.docker("network", "create", "--label", "kmsctl-e2e=1", l.Network)
+	id, err := l.createNetwork()
 	if err != nil {
 		t.Fatalf("create network: %v", err)
 	}
 	l.networkID = id
-	t.Cleanup(func() {
-		if _, err := l.docker("network", "rm", l.networkID); err != nil {
-			t.Errorf("remove network %s: %v", l.Network, err)
+	l.onTeardown(func() error {
+		if _, err := l.docker("network", "rm", id); err != nil {
+			return fmt.Errorf("remove network %s: %w", l.Network, err)
 		}
+		return nil
 	})
 
 	for _, n := range names {
-		l.hosts[n] = l.create(n, 0)
+		l.hosts[n] = l.create(n, 0, "")
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(names))
@@ -250,27 +273,141 @@ func (l *Lab) Start(name string) {
 	}
 }
 
-// Replace removes the named container and creates a new one with the same name, on the same
-// published port (unless it was taken meanwhile), with a NEW host key. known_hosts is NOT rewritten: it still pins
-// the old key, as a user's known_hosts would. ssh_config is rewritten if the port changed.
+// Replace removes the named container and creates a new one with the same name, hostname,
+// IP on the lab network and published port (unless the port was taken meanwhile), with a NEW
+// host key and a new, empty disk. known_hosts is NOT rewritten: it still pins the old key, as
+// a user's known_hosts would. ssh_config is rewritten if the port changed.
 func (l *Lab) Replace(name string) *Host {
 	l.t.Helper()
 	old := l.Host(name)
 	if _, err := l.docker("rm", "-f", "-v", old.ID); err != nil {
 		l.t.Fatalf("remove %s: %v", name, err)
 	}
-	h := l.create(name, old.Port)
-	if err := l.waitSSH(h, bootTimeout); err != nil {
-		l.dumpLogs(name)
-		l.t.Fatalf("replaced host %s: %v", name, err)
+	return l.recreate(old)
+}
+
+// Remove removes the named container for good: its name leaves Names and ssh_config (not
+// known_hosts), and its address stops answering. Restore creates it again.
+func (l *Lab) Remove(name string) {
+	l.t.Helper()
+	h := l.Host(name)
+	if _, err := l.docker("rm", "-f", "-v", h.ID); err != nil {
+		l.t.Fatalf("remove %s: %v", name, err)
 	}
 	l.mu.Lock()
-	l.hosts[name] = h
+	delete(l.hosts, name)
+	l.gone[name] = h
+	l.mu.Unlock()
+	l.WriteSSHConfig()
+}
+
+// Removed returns the names of the hosts removed by Remove and not restored, sorted.
+func (l *Lab) Removed() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var ns []string
+	for n := range l.gone {
+		ns = append(ns, n)
+	}
+	sort.Strings(ns)
+	return ns
+}
+
+// Restore creates a host removed by Remove again, as Replace does (same name, IP and port,
+// a new host key and disk), and rewrites ssh_config.
+func (l *Lab) Restore(name string) *Host {
+	l.t.Helper()
+	l.mu.Lock()
+	old, ok := l.gone[name]
+	delete(l.gone, name)
+	l.mu.Unlock()
+	if !ok {
+		l.t.Fatalf("restore %s: it was not removed", name)
+	}
+	h := l.recreate(old)
+	l.WriteSSHConfig()
+	return h
+}
+
+// recreate creates a container in old's place (name, IP, port) with a new host key.
+func (l *Lab) recreate(old *Host) *Host {
+	l.t.Helper()
+	h := l.create(old.Name, old.Port, old.IP)
+	if err := l.waitSSH(h, bootTimeout); err != nil {
+		l.dumpLogsOf(h)
+		l.t.Fatalf("recreated host %s: %v", old.Name, err)
+	}
+	l.mu.Lock()
+	l.hosts[old.Name] = h
 	l.mu.Unlock()
 	if h.Port != old.Port {
 		l.WriteSSHConfig()
 	}
 	return h
+}
+
+// Running reports whether the named container is running (false when it was stopped or killed).
+func (l *Lab) Running(name string) (bool, error) {
+	out, err := l.docker("inspect", "--format", "{{.State.Running}}", l.Host(name).ID)
+	if err != nil {
+		return false, err
+	}
+	return strings.TrimSpace(out) == "true", nil
+}
+
+// Teardown removes what a shared lab made (containers, network, directory), newest first, by
+// id; for TestMain, after every test ran. It never reports to a test.
+func (l *Lab) Teardown() error {
+	var errs []error
+	for i := len(l.teardown) - 1; i >= 0; i-- {
+		if err := l.teardown[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	l.teardown = nil
+	return errors.Join(errs...)
+}
+
+// onTeardown runs f when the lab's owner test ends (failing it on error), or for a shared
+// lab in Teardown.
+func (l *Lab) onTeardown(f func() error) {
+	if l.shared {
+		l.teardown = append(l.teardown, f)
+		return
+	}
+	t := l.t
+	t.Cleanup(func() {
+		if err := f(); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
+}
+
+// createNetwork creates the lab's network with a subnet of its own (so that a replaced
+// container can keep its IP: docker create --ip needs a user-configured subnet): the subnet
+// Docker's pool picks for a probe network, named explicitly for the real one (retried if
+// another network took it meanwhile).
+func (l *Lab) createNetwork() (string, error) {
+	var last error
+	for range 5 {
+		probe, err := l.docker("network", "create", "--label", "kmsctl-e2e=1", l.Network)
+		if err != nil {
+			return "", err
+		}
+		subnet, err := l.docker("network", "inspect", "--format", "{{(index .IPAM.Config 0).Subnet}}", probe)
+		if _, rerr := l.docker("network", "rm", probe); rerr != nil {
+			return "", fmt.Errorf("remove probe network: %w", rerr)
+		}
+		if err != nil {
+			return "", fmt.Errorf("read the subnet of network %s: %w", l.Network, err)
+		}
+		id, err := l.docker("network", "create", "--label", "kmsctl-e2e=1", "--subnet", subnet, l.Network)
+		if err == nil {
+			return id, nil
+		}
+		last = err
+	}
+	return "", last
 }
 
 // AddJumpAlias adds an ssh_config entry `alias` that reaches target by its lab-network IP on
@@ -342,8 +479,9 @@ func (l *Lab) Dial(name string) (*ssh.Client, error) {
 }
 
 // create makes, provisions and starts a container for name with a new host key, publishing
-// SSH on 127.0.0.1:port (0: a free port), or on another free port if that one is taken.
-func (l *Lab) create(name string, port int) *Host {
+// SSH on 127.0.0.1:port (0: a free port), or on another free port if that one is taken, with
+// the address ip on the lab network ("": one Docker picks).
+func (l *Lab) create(name string, port int, ip string) *Host {
 	l.t.Helper()
 	h := &Host{Name: name, Container: l.prefix + "-" + name}
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -367,7 +505,7 @@ func (l *Lab) create(name string, port int) *Host {
 		port = freePort(l.t)
 	}
 	for attempt := 1; ; attempt++ {
-		err = l.createOn(h, fmt.Sprintf("127.0.0.1:%d:22", port))
+		err = l.createOn(h, fmt.Sprintf("127.0.0.1:%d:22", port), ip)
 		if err == nil {
 			break
 		}
@@ -385,10 +523,13 @@ func (l *Lab) create(name string, port int) *Host {
 
 // createOn creates the container publishing SSH as `publish`, copies its host key and root's
 // authorized_keys in, and starts it. A container that fails to start is removed.
-func (l *Lab) createOn(h *Host, publish string) error {
+func (l *Lab) createOn(h *Host, publish, ip string) error {
 	args := []string{"create", "--name", h.Container, "--hostname", h.Name,
 		"--label", "kmsctl-e2e=1", "--network", l.networkID, "--network-alias", h.Name,
 		"-p", publish}
+	if ip != "" {
+		args = append(args, "--ip", ip)
+	}
 	args = append(args, l.runArgs...)
 	args = append(args, l.Image, "/sbin/init")
 	id, err := l.docker(args...)
@@ -396,13 +537,14 @@ func (l *Lab) createOn(h *Host, publish string) error {
 		return fmt.Errorf("create container %s: %w", h.Container, err)
 	}
 	h.ID = id
-	l.t.Cleanup(func() {
-		if l.t.Failed() {
+	l.onTeardown(func() error {
+		if !l.shared && l.t.Failed() {
 			l.dumpLogsOf(h)
 		}
 		if _, err := l.docker("rm", "-f", "-v", id); err != nil && !strings.Contains(err.Error(), "No such container") {
-			l.t.Errorf("remove container %s: %v", h.Container, err)
+			return fmt.Errorf("remove container %s: %w", h.Container, err)
 		}
+		return nil
 	})
 
 	// Host key and root's authorized_keys, with exact modes, as one tar stream into /.

@@ -5,7 +5,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io/fs"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/kmsctl/kmsctl/e2e/lab/labkit"
-	"github.com/kmsctl/kmsctl/hsm"
 	"github.com/kmsctl/kmsctl/kms"
 )
 
@@ -29,53 +27,17 @@ import (
 // argv on the hosts, or in minkms's journal. Then the three nodes are joined into one cluster
 // with the kms client through SSH tunnels, and every node reports 3 nodes and the same leader.
 func TestMinkmsInstallAndCluster(t *testing.T) {
-	l := NewLab(t, "kms1", "kms2", "kms3")
+	// The shared lab's hosts with the Key Manager removed: this test installs and joins it
+	// with the lab's own files and secrets, and leaves the cluster as every other test finds it.
+	c := sharedFreshHosts(t)
+	l := c.l
 	names := l.Names()
 
-	var secret [32]byte
-	if _, err := rand.Read(secret[:]); err != nil {
-		t.Fatal(err)
-	}
-	hsmKey := hsm.New(secret).Text()
+	hsmKey := c.hsmKey.Text()
 	hsmSecret := strings.TrimPrefix(hsmKey, "hsm:aes256:") // also caught without its prefix
-	admin, err := kms.GenerateAPIKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	certs := filepath.Join(l.Dir, "certs")
-	if err := os.Mkdir(certs, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	nodes := map[string][]string{}
-	for _, n := range names {
-		nodes[n] = []string{l.IP(n)}
-	}
-	if err := labkit.WriteCerts(certs, nodes); err != nil {
-		t.Fatal(err)
-	}
-	secrets := filepath.Join(l.Dir, "secrets.yml")
-	if err := os.WriteFile(secrets, fmt.Appendf(nil, "minkms_hsm_key: %q\nminkms_admin_identity: %q\n", hsmKey, admin.Identity()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	// A copy of the simulator: bin/ is shared with whoever runs `make build` meanwhile, and a
-	// rebuilt binary would (rightly) make the second play change it.
-	minkms := filepath.Join(l.Dir, "minkms")
-	if err := os.WriteFile(minkms, minkmsRead(t, filepath.Join(l.Root, "bin", "kmsim")), 0o755); err != nil {
-		t.Fatal(err)
-	}
-
-	var inv strings.Builder
-	fmt.Fprintf(&inv, "all:\n  vars:\n    ansible_user: root\n    ansible_ssh_private_key_file: %s\n    kms_ssh_known_hosts: %s\n  children:\n    kms:\n      hosts:\n",
-		l.ClientKey, l.KnownHosts)
-	for _, n := range names {
-		fmt.Fprintf(&inv, "        %s:\n          ansible_host: 127.0.0.1\n          ansible_port: %d\n", n, l.SSHPort(n))
-	}
-	inventory := filepath.Join(l.Dir, "inventory.yml")
-	writeTestFile(t, inventory, inv.String())
-	play := []string{"-i", inventory, "play", filepath.Join(l.Root, "e2e", "lab", "install-minkms.yml"),
-		"-e", "@" + secrets, "-e", "lab_files=" + certs, "-e", "minkms_src=" + minkms}
+	admin, certs := sharedAdmin()
+	play, secrets := sharedInstallPlay(t)
+	defer os.Remove(secrets)
 
 	// Every process's argv, here and on the hosts, for the whole of kmsctl's runs; a canary
 	// process with a marker in its argv proves the recorder sees short-lived processes.
@@ -176,7 +138,7 @@ func TestMinkmsInstallAndCluster(t *testing.T) {
 	}
 	state := filepath.Join(l.Dir, "home", ".local", "state")
 	logged := 0
-	err = filepath.WalkDir(state, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(state, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -221,6 +183,9 @@ func TestMinkmsInstallAndCluster(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+	if err := os.Remove(secrets); err != nil {
+		t.Fatal(err)
+	}
 
 	// The Key Manager's side: one cluster of three through SSH tunnels, certificates verified.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -230,20 +195,20 @@ func TestMinkmsInstallAndCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tun.Close()
-	c, err := labkit.NewClient(tun, filepath.Join(certs, "ca.crt"), admin, names)
+	kc, err := labkit.NewClient(tun, filepath.Join(certs, "ca.crt"), admin, names)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	for _, v := range kms.Views(ctx, c, labkit.Endpoints(names)) {
+	defer kc.Close()
+	for _, v := range kms.Views(ctx, kc, labkit.Endpoints(names)) {
 		if v.Err != nil || v.Up != 1 || v.ID != 0 {
 			t.Fatalf("before joining, want every node alone as node 0: %s", v)
 		}
 	}
-	if err := kms.Join(ctx, c, labkit.Endpoint("kms1"), labkit.Endpoints([]string{"kms2", "kms3"}), time.Minute); err != nil {
+	if err := kms.Join(ctx, kc, labkit.Endpoint("kms1"), labkit.Endpoints([]string{"kms2", "kms3"}), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	views, err := kms.WaitConverged(ctx, c, labkit.Endpoints(names))
+	views, err := kms.WaitConverged(ctx, kc, labkit.Endpoints(names))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,16 +226,17 @@ func TestMinkmsInstallAndCluster(t *testing.T) {
 		t.Errorf("%d nodes report role Leader, want 1", leaders)
 	}
 	// Writes need all three nodes: one succeeds, and its key works.
-	if err := c.CreateKey(ctx, "", "e2e-key"); err != nil {
+	if err := kc.CreateKey(ctx, "", "e2e-key"); err != nil {
 		t.Fatal(err)
 	}
-	ct, version, err := c.Encrypt(ctx, "", "e2e-key", []byte("e2e"), nil)
+	ct, version, err := kc.Encrypt(ctx, "", "e2e-key", []byte("e2e"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pt, err := c.Decrypt(ctx, "", "e2e-key", version, ct, nil); err != nil || !bytes.Equal(pt, []byte("e2e")) {
+	if pt, err := kc.Decrypt(ctx, "", "e2e-key", version, ct, nil); err != nil || !bytes.Equal(pt, []byte("e2e")) {
 		t.Fatalf("decrypt: %q, %v", pt, err)
 	}
+	sharedInstalled(t)
 }
 
 func minkmsRead(t *testing.T, path string) []byte {

@@ -35,8 +35,8 @@ const storagePath = "/mnt/minio-kms"
 func TestRecoverNodeMinkms(t *testing.T) {
 	start := time.Now()
 	defer func() { t.Logf("TestRecoverNodeMinkms wall time %s", time.Since(start).Round(time.Millisecond)) }()
-	c := newMinkmsCluster(t)
-	t.Logf("lab built and joined in %s", time.Since(start).Round(time.Millisecond))
+	c := sharedCluster(t)
+	t.Logf("lab ready in %s", time.Since(start).Round(time.Millisecond))
 	r := newRecoverLab(t, c)
 
 	// Keys and a ciphertext made before any failure; every case checks them afterwards.

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmsctl/kmsctl/e2e/lab/labkit"
 	"github.com/kmsctl/kmsctl/hsm"
 	"github.com/kmsctl/kmsctl/kms"
 )
@@ -28,7 +27,7 @@ import (
 // old data. Each degraded case exits 7 with a reason that names the right node. The wall time
 // and peak memory of each run are logged (figures, not asserted).
 func TestStatusMinkmsCluster(t *testing.T) {
-	c := newMinkmsCluster(t)
+	c := sharedCluster(t)
 
 	// Healthy, cold: the first kmsctl run against the lab.
 	r := c.status(t, "first (cold)")
@@ -93,90 +92,14 @@ func TestStatusMinkmsCluster(t *testing.T) {
 	})
 }
 
-// minkmsCluster is a lab of three minkms.service nodes joined into one cluster, and an
-// inventory for kmsctl with the lab's CA and the admin API key in a 0600 file.
+// minkmsCluster is a lab of three minkms.service nodes joined into one cluster (the shared
+// lab: sharedCluster), an inventory for kmsctl with the lab's CA and the admin API key in a
+// 0600 file, and a Key Manager client of the three through SSH tunnels.
 type minkmsCluster struct {
 	l         *Lab
 	inventory string
 	hsmKey    hsm.Key
 	client    *kms.Client
-}
-
-func newMinkmsCluster(t *testing.T) *minkmsCluster {
-	t.Helper()
-	l := NewLab(t, "kms1", "kms2", "kms3")
-	names := l.Names()
-	var secret [32]byte
-	if _, err := rand.Read(secret[:]); err != nil {
-		t.Fatal(err)
-	}
-	c := &minkmsCluster{l: l, hsmKey: hsm.New(secret)}
-	admin, err := kms.GenerateAPIKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	certs := filepath.Join(l.Dir, "certs")
-	if err := os.Mkdir(certs, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	nodes := map[string][]string{}
-	for _, n := range names {
-		nodes[n] = []string{l.IP(n)}
-	}
-	if err := labkit.WriteCerts(certs, nodes); err != nil {
-		t.Fatal(err)
-	}
-	secrets := filepath.Join(l.Dir, "secrets.yml")
-	writeTestFile(t, secrets, fmt.Sprintf("minkms_hsm_key: %q\nminkms_admin_identity: %q\n", c.hsmKey.Text(), admin.Identity()))
-	apiKey := filepath.Join(l.Dir, "api.key")
-	if err := os.WriteFile(apiKey, []byte(admin.Secret()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	minkms := filepath.Join(l.Dir, "minkms")
-	if err := os.WriteFile(minkms, minkmsRead(t, filepath.Join(l.Root, "bin", "kmsim")), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	var inv strings.Builder
-	fmt.Fprintf(&inv, "all:\n  vars:\n    ansible_user: root\n    ansible_ssh_private_key_file: %s\n    kms_ssh_known_hosts: %s\n"+
-		"    kms_api: ssh\n    kms_ca_file: %s\n    kms_api_key_file: %s\n  children:\n    kms:\n      hosts:\n",
-		l.ClientKey, l.KnownHosts, filepath.Join(certs, "ca.crt"), apiKey)
-	for _, n := range names {
-		fmt.Fprintf(&inv, "        %s:\n          ansible_host: 127.0.0.1\n          ansible_port: %d\n          kms_endpoint: %s:7373\n", n, l.SSHPort(n), n)
-	}
-	c.inventory = filepath.Join(l.Dir, "inventory.yml")
-	writeTestFile(t, c.inventory, inv.String())
-	if r := kmsctl(t, l, "-i", c.inventory, "play", filepath.Join(l.Root, "e2e", "lab", "install-minkms.yml"),
-		"-e", "@"+secrets, "-e", "lab_files="+certs, "-e", "minkms_src="+minkms); r.code != exitOK {
-		t.Fatalf("install minkms: want exit 0\n%s", r)
-	}
-	if err := os.Remove(secrets); err != nil {
-		t.Fatal(err)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	tun, err := labkit.DialTunnels(ctx, l.SSHConfig, names)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tun.Close)
-	if c.client, err = labkit.NewClient(tun, filepath.Join(certs, "ca.crt"), admin, names); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.client.Close)
-	if err := kms.Join(ctx, c.client, labkit.Endpoint("kms1"), labkit.Endpoints(names[1:]), time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	// Converged views come before every follower is ready for writes.
-	for _, ep := range labkit.Endpoints(names) {
-		for c.client.Ready(ctx, ep, true) != nil {
-			if ctx.Err() != nil {
-				t.Fatalf("%s not ready for writes after the join", ep)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	return c
 }
 
 // status runs `kmsctl status` and logs its wall time and peak memory (max RSS) as what.
