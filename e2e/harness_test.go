@@ -38,10 +38,33 @@ func TestHarnessWithOpenSSH(t *testing.T) {
 		t.Errorf("CopyIn: got %q", out)
 	}
 
-	l.Replace("two")
+	before := *l.Host("two")
+	after := l.Replace("two")
 	out, err := openssh(t, l, "two", "true")
 	if err == nil || !strings.Contains(out, "REMOTE HOST IDENTIFICATION HAS CHANGED") {
 		t.Errorf("OpenSSH accepted the replaced container (err %v):\n%s", err, out)
+	}
+	// The same name, hostname, IP and port; another container and host key.
+	if after.IP != before.IP || after.Port != before.Port || after.ID == before.ID || bytes.Equal(after.HostKey.Marshal(), before.HostKey.Marshal()) {
+		t.Errorf("replaced: IP %s -> %s, port %d -> %d, id %s -> %s, host key changed %v", before.IP, after.IP, before.Port, after.Port,
+			before.ID, after.ID, !bytes.Equal(after.HostKey.Marshal(), before.HostKey.Marshal()))
+	}
+	if got := strings.TrimSpace(l.MustExec("two", "hostname; ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1")); got != "two\n"+before.IP {
+		t.Errorf("replaced container: hostname and address %q, want two and %s", got, before.IP)
+	}
+
+	// Removed for good: gone from the lab and from Docker; restored with the same IP.
+	gone := *l.Host("one")
+	l.Remove("one")
+	if names := l.Names(); len(names) != 1 || names[0] != "two" || len(l.Removed()) != 1 {
+		t.Errorf("after Remove(one): names %v, removed %v", names, l.Removed())
+	}
+	if _, err := l.docker("inspect", gone.ID); err == nil {
+		t.Errorf("container %s still exists after Remove", gone.Container)
+	}
+	back := l.Restore("one")
+	if back.IP != gone.IP || back.Port != gone.Port || len(l.Removed()) != 0 {
+		t.Errorf("restored: IP %s -> %s, port %d -> %d, removed %v", gone.IP, back.IP, gone.Port, back.Port, l.Removed())
 	}
 }
 
