@@ -170,6 +170,21 @@ func TestServiceRestartReloadAndFailures(t *testing.T) {
 	if _, err := apply(t, f, serviceModule{}, map[string]any{"name": "ghost.service", "state": "started"}); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("missing unit: %v", err)
 	}
+	// A unit that is not installed is stopped and disabled already; a
+	// query or enabled: true of it still fails.
+	for _, args := range []map[string]any{{"state": "stopped"}, {"state": "stopped", "enabled": false}} {
+		args["name"] = "ghost.service"
+		r, err := apply(t, f, serviceModule{}, args)
+		if err != nil || r.Changed || r.Data["load_state"] != "not-found" || !strings.Contains(r.Msg, "not installed") {
+			t.Fatalf("stop a missing unit %v: %+v %v", args, r, err)
+		}
+	}
+	for _, args := range []map[string]any{{}, {"state": "stopped", "enabled": true}} {
+		args["name"] = "ghost.service"
+		if _, err := plan(t, f, serviceModule{}, args); err == nil || !strings.Contains(err.Error(), "not found") {
+			t.Fatalf("missing unit %v: %v", args, err)
+		}
+	}
 	f.SetUnit("bad.service", fake.Unit{FailStart: true})
 	if _, err := apply(t, f, serviceModule{}, map[string]any{"name": "bad.service", "state": "started"}); err == nil || !strings.Contains(err.Error(), "failed") {
 		t.Fatalf("failing start: %v", err)

@@ -12,8 +12,10 @@ import (
 // serviceModule manages a systemd unit with systemctl: state started,
 // stopped, restarted or reloaded; enabled true/false; daemon_reload first.
 // It reads the real state (systemctl show ActiveState, UnitFileState) and
-// reports it after acting (Data: name, state, enabled, active_state); a
-// unit that is not active after a start fails the task.
+// reports it after acting (Data: name, state, enabled, active_state,
+// load_state); a unit that is not active after a start fails the task. A
+// unit that is not installed (LoadState not-found) is ok for state stopped
+// without enabled true (nothing to stop); anything else asked of it fails.
 type serviceModule struct{}
 
 func (serviceModule) Spec() tasks.Spec {
@@ -93,10 +95,15 @@ func (serviceModule) plan(ctx context.Context, env *tasks.Env) (servicePlan, err
 	if err != nil {
 		return servicePlan{}, err
 	}
+	sp := servicePlan{name: name, before: u}
 	if u.Load == "not-found" {
+		// A unit that is not there is stopped and disabled already: a host
+		// not yet provisioned (recover cluster fences every node first).
+		if enabled, err := env.Args.Bool("enabled", false); state == "stopped" && err == nil && !enabled {
+			return sp, nil
+		}
 		return servicePlan{}, fmt.Errorf("service %s: unit not found on %s", name, env.Host.Name)
 	}
-	sp := servicePlan{name: name, before: u}
 	if env.Args.Has("enabled") {
 		want, err := env.Args.Bool("enabled", false)
 		if err != nil {
@@ -140,11 +147,14 @@ func (serviceModule) plan(ctx context.Context, env *tasks.Env) (servicePlan, err
 func (sp servicePlan) result(u unitState, prefix string) tasks.Result {
 	r := tasks.Result{Changed: len(sp.actions) > 0, Data: map[string]any{
 		"name": sp.name, "state": stateWord(u), "enabled": u.enabled(), "active_state": u.Active,
-		"sub_state": u.Sub, "unit_file_state": u.UnitFile,
+		"sub_state": u.Sub, "unit_file_state": u.UnitFile, "load_state": u.Load,
 	}}
-	if r.Changed {
+	switch {
+	case r.Changed:
 		r.Msg = prefix + strings.Join(sp.actions, ", ") + " " + sp.name
-	} else {
+	case u.Load == "not-found":
+		r.Msg = sp.name + " is not installed: nothing to stop"
+	default:
 		r.Msg = sp.name + " is " + stateWord(u)
 	}
 	return r
