@@ -1,7 +1,9 @@
 package kmsmodules_test
 
 import (
+	"context"
 	"crypto/sha256"
+	"errors"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -181,8 +183,13 @@ func TestRestoreRefusals(t *testing.T) {
 	f.Write([]byte("x"))
 	f.Close()
 	fresh := l.start()
-	if _, err := l.run("kms_restore", l.sshHost("kms3", fresh), map[string]any{"src": dest}, false); err == nil || !strings.Contains(err.Error(), "not the one its manifest describes") {
-		t.Errorf("a tampered snapshot: %v", err)
+	for _, check := range []bool{true, false} {
+		if _, err := l.run("kms_restore", l.sshHost("kms3", fresh), map[string]any{"src": dest}, check); !isRefusal(err) || !strings.Contains(err.Error(), "not the one its manifest describes") {
+			t.Errorf("a tampered snapshot (check %v): %v; want a refusal", check, err)
+		}
+	}
+	if _, err := kmsmodules.CheckBackup(dest); !errors.Is(err, kmsmodules.ErrSnapshotMismatch) {
+		t.Errorf("CheckBackup of a tampered snapshot: %v", err)
 	}
 	if got := keyNames(t, l.client(fresh)); len(got) != 0 {
 		t.Errorf("a tampered snapshot was restored: %v", got)
@@ -314,5 +321,87 @@ func TestBackupGzip(t *testing.T) {
 	}
 	if err := kmsmodules.CheckWritten(dest); !isVerification(err) || !strings.Contains(err.Error(), "not the one its manifest describes") {
 		t.Errorf("a changed snapshot: %v; want a verification error", err)
+	}
+}
+
+// TestRestoreVerificationAndNoManifest: a node restored from a snapshot
+// whose manifest lists an object the snapshot lacks fails the task with a
+// verification error naming it (exit 7); a snapshot without a manifest
+// restores with no_manifest: true onto a clean node only, registering what
+// it then holds; CheckBackup reads a good pair and tells a snapshot without
+// a manifest.
+func TestRestoreVerificationAndNoManifest(t *testing.T) {
+	l := newLab(t)
+	src := l.start()
+	l.populate(src)
+	h := l.sshHost("kms1", src)
+	dest := filepath.Join(t.TempDir(), "kms.db")
+	if _, err := l.run("kms_backup", h, map[string]any{"dest": dest, "cluster": "kms"}, false); err != nil {
+		t.Fatal(err)
+	}
+	info, err := kmsmodules.CheckBackup(dest)
+	if err != nil || info.HSMFingerprint != l.hsmKey.Fingerprint() || info.Keys != 3 || info.Enclaves != 2 || info.Policies != 1 || info.Identities != 1 ||
+		!info.Canary || info.Cluster != "kms" || info.Manifest != dest+".manifest.json" || len(info.Nodes) != 1 {
+		t.Fatalf("CheckBackup: %+v, %v", info, err)
+	}
+	fp, err := kmsmodules.OperatorHSMFingerprint(context.Background(), kmsmodules.Options{Getenv: func(k string) string {
+		return map[string]string{"MINIO_KMS_HSM_KEY": l.hsmKey.Text()}[k]
+	}}, h.node)
+	if err != nil || fp != l.hsmKey.Fingerprint() {
+		t.Errorf("OperatorHSMFingerprint: %q, %v", fp, err)
+	}
+
+	// A manifest that lists a key the snapshot does not hold.
+	b, err := os.ReadFile(dest + ".manifest.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	encl := m["objects"].(map[string]any)["enclaves"].([]any)
+	for _, e := range encl {
+		e := e.(map[string]any)
+		if e["name"] == "tenant" {
+			e["keys"] = append(e["keys"].([]any), map[string]any{"name": "ghost", "version": 0})
+		}
+	}
+	b, _ = json.Marshal(m)
+	ghost := filepath.Join(t.TempDir(), "ghost.json")
+	if err := os.WriteFile(ghost, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fresh := l.start()
+	r, err := l.run("kms_restore", l.sshHost("kms2", fresh), map[string]any{"src": dest, "manifest": ghost}, false)
+	if !isVerification(err) || !r.Failed || !r.Changed || !strings.Contains(r.Msg, "key tenant/ghost") {
+		t.Errorf("restore whose result lacks a listed key: %+v, %v; want a verification error naming tenant/ghost", r, err)
+	}
+
+	// Without a manifest: only onto a clean node.
+	raw := filepath.Join(t.TempDir(), "vendor.db")
+	if err := os.Rename(dest, raw); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kmsmodules.CheckBackup(raw); !errors.Is(err, kmsmodules.ErrNoManifest) {
+		t.Errorf("CheckBackup without a manifest: %v", err)
+	}
+	if _, err := l.run("kms_restore", l.sshHost("kms2", fresh), map[string]any{"src": raw, "no_manifest": true}, false); !isRefusal(err) || !strings.Contains(err.Error(), "without a manifest") {
+		t.Errorf("no_manifest onto a node with state: %v; want a refusal", err)
+	}
+	fresh2 := l.start()
+	fh := l.sshHost("kms3", fresh2)
+	if r, err := l.run("kms_restore", fh, map[string]any{"src": raw, "no_manifest": true}, true); err != nil || !r.Changed {
+		t.Errorf("no_manifest, check mode: %+v, %v", r, err)
+	}
+	if got := keyNames(t, l.client(fresh2)); len(got) != 0 {
+		t.Errorf("check mode restored: %v", got)
+	}
+	r, err = l.run("kms_restore", fh, map[string]any{"src": raw, "no_manifest": true}, false)
+	if err != nil || !r.Changed || r.Data["keys"] != 3 || r.Data["enclaves"] != 2 || !strings.Contains(r.Msg, "nothing could be checked before") {
+		t.Errorf("no_manifest onto a clean node: %+v, %v", r, err)
+	}
+	if _, err := l.run("kms_restore", fh, map[string]any{"src": raw, "no_manifest": true, "manifest": ghost}, false); err == nil || !strings.Contains(err.Error(), "exclude each other") {
+		t.Errorf("manifest and no_manifest: %v", err)
 	}
 }

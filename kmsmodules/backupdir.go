@@ -144,20 +144,45 @@ func PruneBackups(dir string, keep int) ([]string, error) {
 	return removed, errors.Join(errs...)
 }
 
-// BackupInfo is what a backup's manifest says of it, for reports and
-// metrics: when it was taken, of which cluster, the snapshot's size, the
-// numbers of objects, whether it has a canary and the HSM key's
-// fingerprint. It holds no key.
+// BackupInfo is what a backup's manifest says of it, for reports,
+// metrics and recover cluster's checks: when it was taken, of which
+// cluster and node, the snapshot's size, the numbers of objects, whether
+// it has a canary and the HSM key's fingerprint. It holds no key.
 type BackupInfo struct {
-	Created        time.Time
-	Cluster        string
-	Size           int64
-	Enclaves       int
-	Keys           int
-	Policies       int
-	Identities     int
-	Canary         bool
-	HSMFingerprint string
+	Snapshot string    `json:"snapshot,omitempty"` // path of the snapshot (CheckBackup)
+	Manifest string    `json:"manifest,omitempty"` // path of its manifest (CheckBackup)
+	Created  time.Time `json:"created"`
+	Cluster  string    `json:"cluster,omitempty"`
+	Endpoint string    `json:"endpoint,omitempty"` // the node it was taken from
+	Version  string    `json:"version,omitempty"`  // that node's server version
+	// Nodes are the endpoints of the cluster's members then.
+	Nodes []string `json:"nodes,omitempty"`
+	Size  int64    `json:"size"`
+	// HSMFingerprint is the fingerprint of the HSM key the snapshot's
+	// values are sealed under.
+	HSMFingerprint string `json:"hsm_fingerprint"`
+	Enclaves       int    `json:"enclaves"`
+	Keys           int    `json:"keys"`
+	Policies       int    `json:"policies"`
+	Identities     int    `json:"identities"`
+	// Canary: the manifest holds a canary ciphertext that a restored node
+	// must decrypt.
+	Canary bool `json:"canary"`
+}
+
+// info is what m says of its backup.
+func (m manifest) info() BackupInfo {
+	c := m.Objects.count()
+	if m.Counts != nil {
+		c = *m.Counts
+	}
+	b := BackupInfo{Created: m.Created, Cluster: m.Cluster, Endpoint: m.Endpoint, Version: m.Version, Size: m.Size,
+		Enclaves: c.Enclaves, Keys: c.Keys, Policies: c.Policies, Identities: c.Identities,
+		Canary: m.Canary != nil, HSMFingerprint: m.HSMFingerprint}
+	for _, n := range m.Nodes {
+		b.Nodes = append(b.Nodes, n.Endpoint)
+	}
+	return b
 }
 
 // Info reads b's manifest.
@@ -166,13 +191,30 @@ func (b Backup) Info() (BackupInfo, error) {
 	if err != nil {
 		return BackupInfo{}, err
 	}
-	c := m.Objects.count()
-	if m.Counts != nil {
-		c = *m.Counts
+	return m.info(), nil
+}
+
+// ErrNoManifest is wrapped by CheckBackup's error when the snapshot has no
+// manifest beside it (a backup made with the vendor's CLI, say).
+var ErrNoManifest = errors.New("no manifest of kmsctl beside the snapshot")
+
+// CheckBackup reads the manifest beside snapshot (SNAPSHOT.manifest.json)
+// and checks the snapshot against it (size and sha256). The error wraps
+// ErrNoManifest when there is no manifest, ErrSnapshotMismatch when the
+// snapshot is not the one it describes.
+func CheckBackup(snapshot string) (BackupInfo, error) {
+	mpath := snapshot + manifestSuffix
+	if _, err := os.Stat(mpath); errors.Is(err, fs.ErrNotExist) {
+		return BackupInfo{}, fmt.Errorf("%w: %s", ErrNoManifest, mpath)
 	}
-	return BackupInfo{
-		Created: m.Created, Cluster: m.Cluster, Size: m.Size,
-		Enclaves: c.Enclaves, Keys: c.Keys, Policies: c.Policies, Identities: c.Identities,
-		Canary: m.Canary != nil, HSMFingerprint: m.HSMFingerprint,
-	}, nil
+	m, err := readManifest(mpath)
+	if err != nil {
+		return BackupInfo{}, err
+	}
+	if err := checkSnapshot(snapshot, m); err != nil {
+		return BackupInfo{}, err
+	}
+	b := m.info()
+	b.Snapshot, b.Manifest = snapshot, mpath
+	return b, nil
 }

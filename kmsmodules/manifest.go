@@ -245,11 +245,21 @@ func checkSnapshot(path string, m manifest) error {
 		return fmt.Errorf("read the snapshot %s: %w", path, err)
 	}
 	if sum := hex.EncodeToString(h.Sum(nil)); n != m.Size || sum != m.SHA256 {
-		return errors.New("the snapshot " + path + " is not the one its manifest describes (size " + fmt.Sprint(n) + ", sha256 " + sum +
-			"; the manifest says " + fmt.Sprint(m.Size) + ", " + m.SHA256 + "): take the backup again or name the right manifest")
+		return mismatch{"the snapshot " + path + " is not the one its manifest describes (size " + fmt.Sprint(n) + ", sha256 " + sum +
+			"; the manifest says " + fmt.Sprint(m.Size) + ", " + m.SHA256 + "): take the backup again or name the right manifest"}
 	}
 	return nil
 }
+
+// ErrSnapshotMismatch is wrapped by the errors that say a snapshot is not
+// the one its manifest describes (size or sha256).
+var ErrSnapshotMismatch = errors.New("the snapshot does not match its manifest")
+
+// mismatch is a snapshot that is not the one its manifest describes.
+type mismatch struct{ msg string }
+
+func (e mismatch) Error() string        { return e.msg }
+func (e mismatch) Is(target error) bool { return target == ErrSnapshotMismatch }
 
 // checkCanary decrypts the manifest's canary through c.
 func checkCanary(ctx context.Context, c *kms.Client, cn *canary) error {

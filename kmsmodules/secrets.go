@@ -234,3 +234,16 @@ func CheckAPIKey(o Options, n inventory.KMSNode) error {
 	_, err := m.apiKey(context.Background(), &tasks.Env{}, n)
 	return err
 }
+
+// OperatorHSMFingerprint reads the operator's HSM key for node n where the
+// modules look for it (MINIO_KMS_HSM_KEY, kms_hsm_key_file,
+// kms_hsm_key_command, run once here) and returns its fingerprint only:
+// the key stays in this function.
+func OperatorHSMFingerprint(ctx context.Context, o Options, n inventory.KMSNode) (string, error) {
+	m := &mods{o: o}
+	k, err := m.hsmKey(ctx, &tasks.Env{}, n)
+	if err != nil {
+		return "", err
+	}
+	return k.Fingerprint(), nil
+}
