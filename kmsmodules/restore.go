@@ -35,7 +35,7 @@ type restoreModule struct{ m *mods }
 
 func (restoreModule) Spec() tasks.Spec {
 	return tasks.Spec{ClusterLock: true, Args: map[string]tasks.ArgSpec{
-		"src":      {Type: tasks.ArgString, Required: true},
+		"src":         {Type: tasks.ArgString, Required: true},
 		"manifest":    {Type: tasks.ArgString},
 		"no_manifest": {Type: tasks.ArgBool},
 	}}
