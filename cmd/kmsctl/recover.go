@@ -24,7 +24,7 @@ import (
 func newRecoverCommand(e env, opts optionsFunc) *cli.Command {
 	return &cli.Command{
 		Name:   "recover",
-		Usage:  "recover dead Key Manager nodes from the survivors",
+		Usage:  "recover dead Key Manager nodes from the survivors, or a whole cluster from a backup",
 		Action: unknownCommand,
 		Subcommands: []*cli.Command{{
 			Name:      "node",
@@ -46,7 +46,7 @@ func newRecoverCommand(e env, opts optionsFunc) *cli.Command {
 				}
 				return recoverNode(c.Context, e, o, c.String("cluster"), c.Args().Slice(), c.Bool("yes"), c.Bool("force"))
 			},
-		}},
+		}, newRecoverClusterCommand(e, opts)},
 	}
 }
 
@@ -148,14 +148,14 @@ func recoverLockFree(e env, o options, nodes []inventory.KMSNode) error {
 		seen[c] = true
 		st, err := lock.Status(locksDir(e.stateDir), c)
 		if err != nil {
-			return fmt.Errorf("recover node: read the lock of cluster %s: %w", c, err)
+			return fmt.Errorf("read the lock of cluster %s: %w", c, err)
 		}
 		if st.Held {
 			holder := "another run (its record is not written yet)"
 			if st.Holder != nil {
 				holder = st.Holder.String()
 			}
-			return exit.With(exit.Locked, fmt.Errorf("recover node: cluster %s is locked by %s; nothing was changed. "+
+			return exit.With(exit.Locked, fmt.Errorf("cluster %s is locked by %s; nothing was changed. "+
 				"Wait with --lock-wait DURATION, or see `kmsctl lock status`", c, holder))
 		}
 	}
@@ -282,17 +282,7 @@ func recoverRun(ctx context.Context, e env, o options, inv *inventory.Inventory,
 	if err != nil {
 		return err
 	}
-	byName := map[string]tasks.Host{}
-	for _, h := range hosts {
-		h.Vars = maps.Clone(h.Vars)
-		n := h.Target.(inventory.Host).KMS
-		for k, v := range map[string]any{inventory.VarService: n.Service, inventory.VarStoragePath: n.StoragePath, inventory.VarEnvFile: n.EnvFile,
-			inventory.VarConfigFile: n.ConfigFile, inventory.VarCertsDir: n.CertsDir, inventory.VarBinary: n.Binary, inventory.VarKMSUser: n.User,
-			inventory.VarKMSPort: n.Port, inventory.VarEndpoint: n.Endpoint, inventory.VarUnitFile: n.UnitFile} {
-			h.Vars[k] = v
-		}
-		byName[h.Name] = h
-	}
+	byName := layoutHosts(hosts)
 	var plays []tasks.Play
 	phaseOf := map[string]string{} // play name → phase group, for the report
 	add := func(t recoverTarget, phases []string) {
