@@ -318,3 +318,57 @@ func TestRecoverClusterVerifyAndNoManifest(t *testing.T) {
 	}
 	l.checkRestored(t, ct, version)
 }
+
+// TestRecoverClusterPlaybookByHand: the built-in recover-cluster playbook
+// run by hand on a healthy cluster stops before fencing anything (every
+// node still serves: exit 2); run with only its restore phase (the
+// preflight, fence and wipe skipped), kms_restore refuses the seed, which
+// holds data (exit 4). No file changes, every node keeps running and
+// keeps its keys.
+func TestRecoverClusterPlaybookByHand(t *testing.T) {
+	l := newRecoverLab(t)
+	ctx := context.Background()
+	if err := l.client(l.addrs[0]).CreateKey(ctx, "", "k1"); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bk := testEnv(t)
+	if code := bk.run(t, "backup", "-i", l.inventory, "--ssh-config", "none", "--dir", dir); code != 0 {
+		t.Fatalf("backup: exit %d\n%s\n%s", code, bk.out, bk.errOut)
+	}
+	snaps, _ := filepath.Glob(filepath.Join(dir, "*_kms.db.gzip"))
+	if len(snaps) != 1 {
+		t.Fatalf("backups: %v", snaps)
+	}
+	if err := l.client(l.addrs[0]).CreateKey(ctx, "", "k2"); err != nil {
+		t.Fatal(err)
+	}
+	before := l.snapshot()
+	vars := []string{"-e", "recover_hosts=kms1,kms2,kms3", "-e", "recover_seed=kms1", "-e", "recover_host=kms1",
+		"-e", "recover_endpoint=" + l.addrs[0], "-e", "recover_backup=" + snaps[0], "-e", "recover_manifest=" + snaps[0] + ".manifest.json", "-e", "recover_discard="}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, exit.HostFailed, "kms1's Key Manager still answers: this is not a total loss, and nothing was fenced or wiped"},
+		{[]string{"--tags", "restore"}, exit.Refused, "is not clean: it is node"},
+	} {
+		te := testEnv(t)
+		code := te.run(t, append(append([]string{"play", "builtin:recover-cluster", "-i", l.inventory, "--ssh-config", "none"}, vars...), tc.args...)...)
+		if code != tc.code || !strings.Contains(te.out.String()+te.errOut.String(), tc.want) {
+			t.Errorf("play %v: exit %d, want %d and %q\n%s\n%s", tc.args, code, tc.code, tc.want, te.out, te.errOut)
+		}
+		if strings.Contains(te.out.String(), "stop and disable the service") {
+			t.Errorf("play %v: the fence ran:\n%s", tc.args, te.out)
+		}
+	}
+	if after := l.snapshot(); after != before {
+		t.Errorf("files changed:\nbefore %s\nafter %s", before, after)
+	}
+	for i, ep := range l.addrs {
+		if got := keyList(t, l.client(ep)); !slices.Contains(got, "k2") {
+			t.Errorf("node %d lost the key written after the backup: %v", i, got)
+		}
+	}
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/kmsmodules"
+)
+
+// TestPlanClusterRecovery: the preflight rules of recover cluster, one
+// case each: what is refused (and with which exit code) and what the plan
+// holds.
+func TestPlanClusterRecovery(t *testing.T) {
+	fp := "sha256:aaaa"
+	good := clusterBackup{Snapshot: "/b/s.db.gzip", Info: kmsmodules.BackupInfo{Manifest: "/b/s.db.gzip.manifest.json", HSMFingerprint: fp}, OperatorFP: fp}
+	dead := func(h string) nodeState {
+		return nodeState{Host: h, Endpoint: h + ":7373", Service: "minkms.service", SSH: true, ServiceState: "inactive"}
+	}
+	input := func(edit func(in *clusterInput)) clusterInput {
+		in := clusterInput{Group: "kms", Backup: good, Layout: map[string]inventory.KMSNode{}}
+		for _, h := range []string{"kms1", "kms2", "kms3"} {
+			in.Nodes = append(in.Nodes, dead(h))
+			in.Layout[h] = inventory.KMSNode{Host: h, StoragePath: "/mnt/minio-kms"}
+		}
+		if edit != nil {
+			edit(&in)
+		}
+		return in
+	}
+	cases := []struct {
+		name  string
+		in    clusterInput
+		code  int    // 0: a plan
+		want  string // in the refusal, or the plan's node order
+		check func(t *testing.T, p clusterPlan)
+	}{
+		{"all dead", input(nil), 0, "kms1 kms2 kms3", nil},
+		{"seed kms3 first, the others in order", input(func(in *clusterInput) { in.Seed = "kms3" }), 0, "kms3 kms1 kms2", nil},
+		{"a node serves", input(func(in *clusterInput) {
+			in.Nodes[1].View = &nodeView{ID: 1, Members: []member{{0, "kms1:7373"}, {1, "kms2:7373"}}, Commit: 12}
+		}), 4, "kms2 still serves: its Key Manager answers as node 1 of a cluster of 2 node(s), commit 12", nil},
+		{"a node serves, discarded", input(func(in *clusterInput) {
+			in.Nodes[1].View = &nodeView{ID: 1, Members: []member{{1, "kms2:7373"}}}
+			in.Discard = []string{"kms2"}
+		}), 0, "kms1 kms2 kms3", func(t *testing.T, p clusterPlan) {
+			if !strings.Contains(p.Nodes[1].Discard, "answers as node 1") || p.Nodes[0].Discard != "" {
+				t.Errorf("discard: %+v", p.Nodes)
+			}
+		}},
+		{"API key refused: it answers", input(func(in *clusterInput) { in.Nodes[0].APIKeyRefused = true }), 4, "kms1 still serves: its Key Manager answers", nil},
+		{"service active, API silent", input(func(in *clusterInput) { in.Nodes[2].ServiceState = "active" }), 4, "minkms.service is active on it although its API does not answer", nil},
+		{"service state unknown", input(func(in *clusterInput) { in.Nodes[2].ServiceState, in.Nodes[2].ServiceError = "", "sudo: a password is required" }), 4,
+			"the state of minkms.service on it is unknown (sudo: a password is required)", nil},
+		{"no SSH", input(func(in *clusterInput) { in.Nodes[1].SSH, in.Nodes[1].SSHError = false, "connection refused" }), 3, "kms2 does not answer SSH (connection refused)", nil},
+		{"no storage path", input(func(in *clusterInput) { in.Layout["kms3"] = inventory.KMSNode{Host: "kms3"} }), 4, "kms_storage_path is not set for kms3", nil},
+		{"a file missing with no source", input(func(in *clusterInput) {
+			in.Files = map[string][]recoverFile{"kms2": {{What: "config", Path: "/etc/minkms/config.yaml"}}}
+		}), 4, "the config /etc/minkms/config.yaml is missing on kms2", nil},
+		{"a file missing with a source", input(func(in *clusterInput) {
+			in.Files = map[string][]recoverFile{"kms2": {{What: "config", Path: "/etc/minkms/config.yaml", Source: "./config.yaml"}}}
+		}), 0, "kms1 kms2 kms3", nil},
+		{"checksum mismatch", input(func(in *clusterInput) {
+			in.Backup.Err = fmt.Errorf("check: %w", kmsmodules.ErrSnapshotMismatch)
+		}), 4, "the backup does not check out", nil},
+		{"HSM key not the backup's", input(func(in *clusterInput) { in.Backup.OperatorFP = "sha256:bbbb" }), 4,
+			"the HSM key kmsctl would install (sha256:bbbb) is not the one the backup was taken under (sha256:aaaa", nil},
+		{"HSM key unreadable", input(func(in *clusterInput) { in.Backup.OperatorFP, in.Backup.OperatorErr = "", "no HSM key" }), 4, "the HSM key to install could not be read: no HSM key", nil},
+		{"no manifest", input(func(in *clusterInput) {
+			in.Backup.Info, in.Backup.Err = kmsmodules.BackupInfo{}, fmt.Errorf("x: %w", kmsmodules.ErrNoManifest)
+		}), 4, "has no manifest of kmsctl's", nil},
+		{"no manifest, --no-manifest", input(func(in *clusterInput) {
+			in.Backup.Info, in.Backup.Err, in.Backup.NoManifest = kmsmodules.BackupInfo{}, fmt.Errorf("x: %w", kmsmodules.ErrNoManifest), true
+		}), 0, "kms1 kms2 kms3", func(t *testing.T, p clusterPlan) {
+			if p.Manifest != "" || p.Info != nil || len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "nothing could be checked before the restore") {
+				t.Errorf("plan without a manifest: %+v", p)
+			}
+			if txt := clusterPlanText(p); strings.Contains(txt, "verify") || !strings.Contains(txt, "WITHOUT a manifest") {
+				t.Errorf("plan text without a manifest:\n%s", txt)
+			}
+		}},
+		{"a manifest that does not read", input(func(in *clusterInput) { in.Backup.Err = errors.New("read the backup manifest: bad") }), 4,
+			"the backup cannot be checked: read the backup manifest: bad", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := planClusterRecovery(tc.in)
+			if tc.code == 0 {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				var order []string
+				for _, n := range p.Nodes {
+					order = append(order, n.Host)
+				}
+				if strings.Join(order, " ") != tc.want || p.Seed != order[0] {
+					t.Errorf("order %v, seed %s; want %s", order, p.Seed, tc.want)
+				}
+				if tc.check != nil {
+					tc.check(t, p)
+				}
+				return
+			}
+			var ref refusal
+			var er exitRefusal
+			code := 4
+			switch {
+			case errors.As(err, &er):
+				ref, code = er.refusal, er.code
+			case !errors.As(err, &ref):
+				t.Fatalf("not a refusal: %v", err)
+			}
+			if code != tc.code || !strings.Contains(ref.why, tc.want) || ref.todo == "" {
+				t.Errorf("refusal %q (todo %q), exit %d; want %q, exit %d", ref.why, ref.todo, code, tc.want, tc.code)
+			}
+		})
+	}
+}
