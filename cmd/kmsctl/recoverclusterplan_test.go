@@ -52,7 +52,9 @@ func TestPlanClusterRecovery(t *testing.T) {
 		}},
 		{"API key refused: it answers", input(func(in *clusterInput) { in.Nodes[0].APIKeyRefused = true }), 4, "kms1 still serves: its Key Manager answers", nil},
 		{"service active, API silent", input(func(in *clusterInput) { in.Nodes[2].ServiceState = "active" }), 4, "minkms.service is active on it although its API does not answer", nil},
-		{"service state unknown", input(func(in *clusterInput) { in.Nodes[2].ServiceState, in.Nodes[2].ServiceError = "", "sudo: a password is required" }), 4,
+		{"service state unknown", input(func(in *clusterInput) {
+			in.Nodes[2].ServiceState, in.Nodes[2].ServiceError = "", "sudo: a password is required"
+		}), 4,
 			"the state of minkms.service on it is unknown (sudo: a password is required)", nil},
 		{"no SSH", input(func(in *clusterInput) { in.Nodes[1].SSH, in.Nodes[1].SSHError = false, "connection refused" }), 3, "kms2 does not answer SSH (connection refused)", nil},
 		{"no storage path", input(func(in *clusterInput) { in.Layout["kms3"] = inventory.KMSNode{Host: "kms3"} }), 4, "kms_storage_path is not set for kms3", nil},
