@@ -118,7 +118,7 @@ func (l *recoverLab) checkRestored(t *testing.T, ct []byte, version uint32) {
 
 // TestRecoverCluster: a backup of the lab's cluster, then every node lost.
 // Each refusal (a corrupted backup, another HSM key, a backup without a
-// manifest, a node still serving, a missing file with no source) exits 4
+// manifest, a node still serving) exits 4
 // with every host's files unchanged; --check prints the plan and changes
 // nothing; without --backup, recover cluster restores the newest good
 // backup onto the seed and adds the other two: every object is back on
@@ -181,9 +181,6 @@ func TestRecoverCluster(t *testing.T) {
 				os.Remove(env)
 			}
 		}, nil, "kms2 still serves: its Key Manager answers as node 0 of a cluster of 1 node(s)"},
-		{"a missing file with no source", func(t *testing.T) func() {
-			return l.swapFile(t, filepath.Join(l.dirs[1], "config.yaml"), "", "")
-		}, nil, "the config " + filepath.Join(l.dirs[1], "config.yaml") + " is missing on kms2"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -223,11 +220,16 @@ func TestRecoverCluster(t *testing.T) {
 		}
 	}
 
+	// kms3 lost its config too: it is rendered from the built-in template.
+	if err := os.Remove(filepath.Join(l.dirs[2], "config.yaml")); err != nil {
+		t.Fatal(err)
+	}
 	before := l.snapshot()
 	te, code := l.recoverCluster(t, state, "--check", "--seed", "kms2")
 	out := te.out.String()
 	if code != 0 || !strings.Contains(out, "plan for cluster kms (kms2, kms1 and kms3; seed kms2)") || !strings.Contains(out, "CLUSTER:ADDNODE "+l.addrs[2]+" through kms2") ||
-		!strings.Contains(out, "holds 2 enclave(s), 4 key(s), 1 policies, 1 identities; a canary to decrypt") || !strings.Contains(out, "--check: nothing was changed") {
+		!strings.Contains(out, "holds 2 enclave(s), 4 key(s), 1 policies, 1 identities; a canary to decrypt") || !strings.Contains(out, "--check: nothing was changed") ||
+		!strings.Contains(out, "config rendered from the built-in templates/minkms.config.j2 (kms3 has none)") {
 		t.Fatalf("--check: exit %d\n%s\n%s", code, out, te.errOut)
 	}
 	if after := l.snapshot(); after != before {
@@ -249,6 +251,9 @@ func TestRecoverCluster(t *testing.T) {
 		t.Error("a key appears in the output or run log")
 	}
 	l.checkRestored(t, ct, version)
+	if b, err := os.ReadFile(filepath.Join(l.dirs[2], "config.yaml")); err != nil || !strings.Contains(string(b), l.admin.Identity()) {
+		t.Errorf("kms3's config, rendered: %q, %v", b, err)
+	}
 	run := regexp.MustCompile(`run (\S+) \(its journal`).FindStringSubmatch(out)
 	if run == nil {
 		t.Fatalf("no run ID:\n%s", out)

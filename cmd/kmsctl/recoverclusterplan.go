@@ -171,7 +171,7 @@ func clusterTarget(n nodeState, in clusterInput) (clusterNode, error) {
 			return cn, refusal{fmt.Sprintf("whether the %s %s is on %s could not be checked (%s)", f.What, f.Path, n.Host, f.Err),
 				"kmsctl keeps a file that has no source only when it is there: fix the access (become root), or name it with " + fileSourceVar(f.What)}
 		}
-		if f.Source == "" && !f.Exists {
+		if f.Source == "" && !f.Exists && f.Template == "" {
 			return cn, refusal{fmt.Sprintf("the %s %s is missing on %s and the inventory names no source for it", f.What, f.Path, n.Host),
 				"Name it with " + fileSourceVar(f.What) + " in the inventory"}
 		}
@@ -222,15 +222,21 @@ func clusterPlanText(p clusterPlan) string {
 		line("wipe", "delete "+n.StoragePath+" on "+n.Host+" (only that)")
 	}
 	for i, n := range p.Nodes {
-		var push []string
+		var push, render []string
 		for _, f := range n.Files {
-			if f.Source != "" {
+			switch {
+			case f.Source != "":
 				push = append(push, f.What)
+			case !f.Exists && f.Template != "":
+				render = append(render, fmt.Sprintf("%s rendered from the built-in %s (%s has none)", f.What, f.Template, n.Host))
 			}
 		}
 		what := "env file (0600, the HSM key) and unit"
 		if len(push) > 0 {
 			what += "; " + strings.Join(push, ", ") + " from the inventory's sources"
+		}
+		if len(render) > 0 {
+			what += "; " + strings.Join(render, "; ")
 		}
 		line("push", n.Host+": "+what)
 		line("start", "start the service on "+n.Host+" (clean)")

@@ -61,6 +61,13 @@ func TestPlanClusterRecovery(t *testing.T) {
 		{"a file missing with no source", input(func(in *clusterInput) {
 			in.Files = map[string][]recoverFile{"kms2": {{What: "config", Path: "/etc/minkms/config.yaml"}}}
 		}), 4, "the config /etc/minkms/config.yaml is missing on kms2", nil},
+		{"the config missing, rendered", input(func(in *clusterInput) {
+			in.Files = map[string][]recoverFile{"kms2": {{What: "config", Path: "/etc/minkms/config.yaml", Template: configTemplate}}}
+		}), 0, "kms1 kms2 kms3", func(t *testing.T, p clusterPlan) {
+			if txt := clusterPlanText(p); !strings.Contains(txt, "config rendered from the built-in templates/minkms.config.j2 (kms2 has none)") {
+				t.Errorf("plan text:\n%s", txt)
+			}
+		}},
 		{"a file missing with a source", input(func(in *clusterInput) {
 			in.Files = map[string][]recoverFile{"kms2": {{What: "config", Path: "/etc/minkms/config.yaml", Source: "./config.yaml"}}}
 		}), 0, "kms1 kms2 kms3", nil},
