@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -174,12 +175,13 @@ func TestBackupInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := kmsmodules.BackupInfo{Created: at, Cluster: "kms-eu", Size: 1234, Enclaves: 2, Keys: 3, Policies: 4, Identities: 5, Canary: true, HSMFingerprint: "sha256:3f9c"}
+	want := kmsmodules.BackupInfo{Created: at, Cluster: "kms-eu", Endpoint: "e:7373", Version: "v", Size: 1234, Enclaves: 2, Keys: 3, Policies: 4, Identities: 5,
+		Canary: true, HSMFingerprint: "sha256:3f9c"}
 	if !got.Created.Equal(want.Created) {
 		t.Errorf("Created = %v, want %v", got.Created, want.Created)
 	}
 	got.Created = want.Created
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Info = %+v, want %+v", got, want)
 	}
 	// Without counts (an older manifest), they are counted from the objects.
