@@ -171,6 +171,10 @@ func clusterTarget(n nodeState, in clusterInput) (clusterNode, error) {
 			return cn, refusal{fmt.Sprintf("whether the %s %s is on %s could not be checked (%s)", f.What, f.Path, n.Host, f.Err),
 				"kmsctl keeps a file that has no source only when it is there: fix the access (become root), or name it with " + fileSourceVar(f.What)}
 		}
+		if f.Source == "" && f.From != "" && !f.Exists && f.Template == "" {
+			return cn, refusal{fmt.Sprintf("the %s %s is missing on %s, and the inventory copies it from a peer (%s: peer), which a total loss does not leave", f.What, f.Path, n.Host, fileFromVar(f.What)),
+				"Name a local source with " + fileSourceVar(f.What) + " in the inventory"}
+		}
 		if f.Source == "" && !f.Exists && f.Template == "" {
 			return cn, refusal{fmt.Sprintf("the %s %s is missing on %s and the inventory names no source for it", f.What, f.Path, n.Host),
 				"Name it with " + fileSourceVar(f.What) + " in the inventory"}

@@ -68,6 +68,9 @@ func TestPlanClusterRecovery(t *testing.T) {
 				t.Errorf("plan text:\n%s", txt)
 			}
 		}},
+		{"a file missing, from a peer", input(func(in *clusterInput) {
+			in.Files = map[string][]recoverFile{"kms2": {{What: "binary", Path: "/usr/local/bin/minkms", From: inventory.FromPeer}}}
+		}), 4, "the binary /usr/local/bin/minkms is missing on kms2, and the inventory copies it from a peer (kms_binary_from: peer)", nil},
 		{"a file missing with a source", input(func(in *clusterInput) {
 			in.Files = map[string][]recoverFile{"kms2": {{What: "config", Path: "/etc/minkms/config.yaml", Source: "./config.yaml"}}}
 		}), 0, "kms1 kms2 kms3", nil},
