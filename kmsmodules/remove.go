@@ -24,7 +24,26 @@ import (
 // ok, changing nothing, when the ID is not (or no longer) in the survivor's
 // definition: an edit that finds the ID gone because an earlier edit
 // already propagated is already done.
+//
+// With mode decommission (never the default, and not used by the
+// recover-node playbook) it is the opposite case: it removes a healthy
+// member for good (`kmsctl scale remove`), by CLUSTER:REMOVENODE through the
+// task host's node, a write with quorum in which the removed node takes
+// part, with DeleteClusterOnHost so that the removed node drops its
+// cluster state instead of keeping a definition that no longer describes
+// it. It refuses (changing nothing) when the node is not seen up by the
+// task host's node or does not answer as that member itself (a dead node
+// is recover node's case), when it is the task host's own node (send it to
+// another member), when it is the last member, and when a member is down
+// (the write would fail half-way: every member must be up). It confirms
+// that the task host's node no longer lists it.
 type removeNodeModule struct{ m *mods }
+
+// Modes of kms_remove_node.
+const (
+	removeDead         = "dead"         // CLUSTER:EDIT of a dead node's ID (the default)
+	removeDecommission = "decommission" // CLUSTER:REMOVENODE of a healthy member
+)
 
 func (removeNodeModule) Spec() tasks.Spec {
 	return tasks.Spec{
@@ -32,6 +51,7 @@ func (removeNodeModule) Spec() tasks.Spec {
 		Args: map[string]tasks.ArgSpec{
 			"id":       {Type: tasks.ArgInt},
 			"endpoint": {Type: tasks.ArgString},
+			"mode":     {Type: tasks.ArgString},
 		},
 		ExactlyOneOf: [][]string{{"id", "endpoint"}},
 	}
@@ -58,6 +78,25 @@ func (rm removal) data(a *access) map[string]any {
 	return d
 }
 
+// CheckArgs checks a known mode before any host is touched.
+func (removeNodeModule) CheckArgs(args tasks.Args) error {
+	return checkMode(args)
+}
+
+func checkMode(args tasks.Args) error {
+	if !args.Has("mode") || !args.Literal("mode") {
+		return nil
+	}
+	mode, err := args.String("mode")
+	if err != nil {
+		return err
+	}
+	if mode != removeDead && mode != removeDecommission {
+		return fmt.Errorf("argument mode: %q: want %s (the default) or %s", mode, removeDead, removeDecommission)
+	}
+	return nil
+}
+
 func (m removeNodeModule) Plan(ctx context.Context, env *tasks.Env) (tasks.Result, error) {
 	return m.run(ctx, env, true)
 }
@@ -69,11 +108,17 @@ func (m removeNodeModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Resu
 // run decodes and checks what kms_remove_node is asked; with check it reports what
 // it would do, else it removes the node.
 func (m removeNodeModule) run(ctx context.Context, env *tasks.Env, check bool) (tasks.Result, error) {
+	if err := checkMode(env.Args); err != nil {
+		return tasks.Result{}, err
+	}
 	a, err := m.m.open(ctx, env)
 	if err != nil {
 		return tasks.Result{}, err
 	}
 	defer a.close()
+	if mode, _ := env.Args.String("mode"); env.Args.Has("mode") && mode == removeDecommission {
+		return m.decommission(ctx, env, a, check)
+	}
 	rm, err := m.plan(ctx, env, a)
 	if err != nil {
 		return tasks.Result{}, err

@@ -12,6 +12,7 @@ import (
 	"github.com/kmsctl/kmsctl/kms/kmsim"
 	"github.com/kmsctl/kmsctl/kms/kmsim/kmsimtest"
 	"github.com/kmsctl/kmsctl/kmsmodules"
+	"github.com/kmsctl/kmsctl/tasks"
 )
 
 // definition is node n's cluster definition as it reports it.
@@ -125,5 +126,77 @@ func TestRemoveNodeRefusesLiveNode(t *testing.T) {
 		if err := l.client(n).Ready(t.Context(), n.Host(), true); err != nil {
 			t.Errorf("%s not ready for writes after refusals: %v", n.Host(), err)
 		}
+	}
+}
+
+// TestRemoveNodeDecommission: mode decommission removes a healthy member by
+// CLUSTER:REMOVENODE through another member (check mode changes nothing; a
+// second run is ok), and refuses, changing nothing, the task host's own
+// node (so never the last), a dead member and any removal while a member
+// is down; an unknown mode is an error before any host is touched.
+func TestRemoveNodeDecommission(t *testing.T) {
+	l := newLab(t)
+	nodes := l.cluster(3)
+	kms1 := l.sshHost("kms1", nodes[0])
+	gone := nodes[2]
+	goneID := gone.NodeID() // it restarts as a new one-node cluster once removed
+	args := map[string]any{"endpoint": gone.Host(), "mode": "decommission"}
+	r, err := l.run("kms_remove_node", kms1, args, true)
+	if err != nil || !r.Changed || !strings.Contains(r.Msg, "would decommission node") {
+		t.Fatalf("check mode: %+v, %v", r, err)
+	}
+	if _, ok := l.definition(nodes[0])[goneID]; !ok {
+		t.Fatal("check mode removed the node")
+	}
+	r, err = l.run("kms_remove_node", kms1, args, false)
+	if err != nil || !r.Changed || r.Data["id"] != int(goneID) {
+		t.Fatalf("decommission: %+v, %v", r, err)
+	}
+	if _, ok := l.definition(nodes[0])[goneID]; ok {
+		t.Fatal("kms1 still lists the decommissioned node")
+	}
+	kmsimtest.Eventually(t, "kms2 stops listing it and the two write", func() error {
+		d := l.definition(nodes[1])
+		if _, ok := d[goneID]; ok || len(d) != 2 {
+			return fmt.Errorf("kms2 lists %v", d)
+		}
+		return l.client(nodes[1]).Ready(context.Background(), nodes[1].Host(), true)
+	})
+	if r, err := l.run("kms_remove_node", kms1, args, false); err != nil || r.Changed {
+		t.Fatalf("second decommission: %+v, %v; want ok", r, err)
+	}
+
+	refused := func(h *host, args map[string]any, want string) {
+		t.Helper()
+		before := l.definition(nodes[0])
+		for _, check := range []bool{true, false} {
+			if r, err := l.run("kms_remove_node", h, args, check); !isRefusal(err) || !strings.Contains(err.Error(), want) {
+				t.Fatalf("%v check=%v: %+v, %v; want a refusal saying %q", args, check, r, err, want)
+			}
+		}
+		if after := l.definition(nodes[0]); !maps.Equal(before, after) {
+			t.Fatalf("a refused decommission changed the definition: %v, was %v", after, before)
+		}
+	}
+	refused(kms1, map[string]any{"endpoint": nodes[0].Host(), "mode": "decommission"}, "is kms1's own node")
+
+	l2 := newLab(t)
+	three := l2.cluster(3)
+	dead := three[2]
+	dead.Close()
+	via := l2.sshHost("kms1", three[0])
+	kmsimtest.Eventually(t, "kms1 sees the node down", func() error {
+		if v := kms.View(context.Background(), l2.client(three[0]), three[0].Host()); v.Err != nil || !slices.Contains(v.DownIDs, dead.NodeID()) {
+			return fmt.Errorf("%v", v)
+		}
+		return nil
+	})
+	nodes = three
+	l = l2
+	refused(via, map[string]any{"endpoint": dead.Host(), "mode": "decommission"}, "is down as seen by kms1")
+	refused(via, map[string]any{"id": int(three[1].NodeID()), "mode": "decommission"}, "sees "+fmt.Sprint(dead.NodeID())+" ("+dead.Host()+") down")
+
+	if err := l.reg.Validate(tasks.Task{Module: "kms_remove_node", Args: map[string]any{"id": 1, "mode": "healthy"}}); err == nil || !strings.Contains(err.Error(), "want dead (the default) or decommission") {
+		t.Errorf("unknown mode: %v", err)
 	}
 }
