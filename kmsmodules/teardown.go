@@ -30,12 +30,13 @@ import (
 //     unit protected;
 //  4. the config file (kms_config_file), the certificate and the CA
 //     (kms_certs_dir/public.crt, ca.crt);
-//  5. the certificates directory and then the config file's directory when
+//  5. the systemd unit file (kms_unit_file; the service disabled first when
+//     it is enabled, systemd reloaded after), then the binary (kms_binary);
+//  6. the certificates directory and then the config file's directory when
 //     that is the certificates directory's parent (/etc/minkms by default),
-//     each only when empty (rmdir: a file someone else put there stays, and
-//     so does the directory);
-//  6. the systemd unit file (kms_unit_file; the service disabled first when
-//     it is enabled, systemd reloaded after), then the binary (kms_binary).
+//     each only when nothing but the paths above is in it, and then by
+//     rmdir (a file someone else put there stays, and so does the
+//     directory).
 //
 // The service user is left in place (it owns nothing kms_teardown leaves).
 //
@@ -265,14 +266,14 @@ func teardownLayout(n inventory.KMSNode) []teardownPath {
 		{What: "config file", Path: n.ConfigFile, Kind: tdFile},
 		{What: "certificate", Path: n.CertsDir + "/public.crt", Kind: tdFile},
 		{What: "CA certificate", Path: n.CertsDir + "/ca.crt", Kind: tdFile},
+		{What: "unit file", Path: n.UnitFile, Kind: tdFile},
+		{What: "binary", Path: n.Binary, Kind: tdFile},
 		{What: "certificates directory", Path: n.CertsDir, Kind: tdEmptyDir},
 	}
 	if cd := path.Dir(n.ConfigFile); cd == path.Dir(n.CertsDir) && strings.Count(cd, "/") >= 2 {
 		ps = append(ps, teardownPath{What: "config directory", Path: cd, Kind: tdEmptyDir})
 	}
-	return append(ps,
-		teardownPath{What: "unit file", Path: n.UnitFile, Kind: tdFile},
-		teardownPath{What: "binary", Path: n.Binary, Kind: tdFile})
+	return ps
 }
 
 // checkTeardownLayout refuses a layout kms_teardown must not act on.

@@ -49,7 +49,7 @@ func (l *lab) stoppedNode() *kmsim.Node {
 // layoutPaths are the node's paths kms_teardown removes.
 func layoutPaths(k inventory.KMSNode) []string {
 	return []string{k.EnvFile, k.CertsDir + "/private.key", k.StoragePath, k.ConfigFile, k.CertsDir + "/public.crt", k.CertsDir + "/ca.crt",
-		k.CertsDir, "/etc/minkms", k.UnitFile, k.Binary}
+		k.UnitFile, k.Binary, k.CertsDir, "/etc/minkms"}
 }
 
 // TestTeardown: kms_teardown on a stopped, provisioned node plans without

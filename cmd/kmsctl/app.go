@@ -108,6 +108,8 @@ func newApp(e env) *cli.App {
 		newBackupCommand(e, opts),
 		newRunsCommand(e),
 		newRecoverCommand(e, opts),
+		newProvisionCommand(e, opts),
+		newScaleCommand(e, opts),
 		newLockCommand(e),
 	}
 	for _, c := range app.Commands {

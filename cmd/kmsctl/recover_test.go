@@ -51,6 +51,9 @@ type recoverLab struct {
 	// wedged hosts report their service active while their node is
 	// stopped, until `systemctl stop`.
 	wedged map[int]bool
+	// disabled hosts have their unit disabled (`systemctl disable`, until
+	// `systemctl enable`); the others enabled.
+	disabled map[int]bool
 }
 
 func newRecoverLab(t *testing.T) *recoverLab {
@@ -63,7 +66,7 @@ func newRecoverLab(t *testing.T) *recoverLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &recoverLab{t: t, admin: admin, hsmKey: hsm.New([32]byte{7}), ca: ca, wedged: map[int]bool{}}
+	l := &recoverLab{t: t, admin: admin, hsmKey: hsm.New([32]byte{7}), ca: ca, wedged: map[int]bool{}, disabled: map[int]bool{}}
 	src := t.TempDir()
 	write := func(path string, b []byte, mode os.FileMode) {
 		t.Helper()
@@ -225,8 +228,17 @@ func (l *recoverLab) systemctl(i int) sshtest.ExecFunc {
 		l.mu.Lock()
 		running := l.nodes[i] != nil
 		wedged := l.wedged[i]
-		if m[1] == "stop" {
+		switch m[1] {
+		case "stop":
 			delete(l.wedged, i)
+		case "disable":
+			l.disabled[i] = true
+		case "enable":
+			delete(l.disabled, i)
+		}
+		unitFile := "enabled"
+		if l.disabled[i] {
+			unitFile = "disabled"
 		}
 		l.mu.Unlock()
 		switch m[1] {
@@ -235,7 +247,7 @@ func (l *recoverLab) systemctl(i int) sshtest.ExecFunc {
 			if running || wedged {
 				state, sub = "active", "running"
 			}
-			fmt.Fprintf(stdout, "LoadState=loaded\nActiveState=%s\nSubState=%s\nUnitFileState=enabled\n", state, sub)
+			fmt.Fprintf(stdout, "LoadState=loaded\nActiveState=%s\nSubState=%s\nUnitFileState=%s\n", state, sub, unitFile)
 		case "start":
 			if !running {
 				if err := l.start(i); err != nil {
