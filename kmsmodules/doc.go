@@ -4,7 +4,8 @@
 // throw-away key created, used and deleted through one node),
 // kms_env_file (the node's env file with the operator's HSM key),
 // kms_admin_identity (the h1: identity of the admin API key, for the server
-// config) and kms_teardown (what provision installed on a stopped node
+// config), kms_binary_version (what the server binary's --version says)
+// and kms_teardown (what provision installed on a stopped node
 // removed, the env file with the HSM key first). They reach a node's Key
 // Manager API as the inventory says (kms_api: through the node's SSH
 // connection, or directly), verify its certificate against kms_ca_file or
@@ -56,6 +57,7 @@ func Register(r *tasks.Registry, o Options) {
 	r.Register("kms_probe_write", probeWriteModule{m})
 	r.Register("kms_env_file", envFileModule{m})
 	r.Register("kms_admin_identity", adminIdentityModule{m})
+	r.Register("kms_binary_version", binaryVersionModule{})
 	r.Register("kms_teardown", teardownModule{m})
 }
 

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"os/exec"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/kmsmodules"
 	"github.com/kmsctl/kmsctl/lock"
 	"github.com/kmsctl/kmsctl/playbooks"
 	"github.com/kmsctl/kmsctl/tasks"
@@ -35,6 +38,7 @@ func newRecoverCommand(e env, opts optionsFunc) *cli.Command {
 				&cli.BoolFlag{Name: "yes", Usage: "change the hosts without asking (for scripts)"},
 				&cli.BoolFlag{Name: "force", Usage: "lift exactly one check, \"service stopped or host unreachable\", for a node whose process is wedged " +
 					"(service active, API silent) while the survivors already see it down; never the survivors' view, the last-survivor rule or the HSM checks"},
+				&cli.BoolFlag{Name: "allow-version-change", Usage: "accept, with --yes, a binary whose version is not the survivors' (or unknown); without it --yes refuses such a plan, and a terminal asks"},
 			},
 			Action: func(c *cli.Context) error {
 				if c.NArg() == 0 {
@@ -44,7 +48,7 @@ func newRecoverCommand(e env, opts optionsFunc) *cli.Command {
 				if err != nil {
 					return err
 				}
-				return recoverNode(c.Context, e, o, c.String("cluster"), c.Args().Slice(), c.Bool("yes"), c.Bool("force"))
+				return recoverNode(c.Context, e, o, c.String("cluster"), c.Args().Slice(), recoverFlags{yes: c.Bool("yes"), force: c.Bool("force"), allowVersionChange: c.Bool("allow-version-change")})
 			},
 		}, newRecoverClusterCommand(e, opts)},
 	}
@@ -53,14 +57,22 @@ func newRecoverCommand(e env, opts optionsFunc) *cli.Command {
 // Task names of the preflight play beyond status's.
 const (
 	taskOperatorHSM = "HSM key to install"
+	taskBinaryVer   = "binary version"
 	fileStatPrefix  = "file "
 )
+
+// recoverFlags are recover node's own flags.
+type recoverFlags struct {
+	yes, force, allowVersionChange bool
+}
 
 // recoverNode runs the read-only preflight, prints the plan, asks (unless
 // yes or --check), and runs the built-in recover-node playbook: first the
 // dead IDs removed one at a time, then each node rebuilt and added one at
-// a time.
-func recoverNode(ctx context.Context, e env, o options, group string, targets []string, yes, force bool) error {
+// a time. A binary whose version is not the survivors' is named in the
+// plan and asked about; --yes alone refuses it (--allow-version-change).
+func recoverNode(ctx context.Context, e env, o options, group string, targets []string, f recoverFlags) error {
+	yes, force := f.yes, f.force
 	if o.Limit != "" {
 		// Every node's view counts: a survivor left out could see HOST up.
 		return exit.Usagef("recover node: --limit is not taken: the preflight asks every node of the cluster (name the cluster with --cluster GROUP)")
@@ -88,13 +100,16 @@ func recoverNode(ctx context.Context, e env, o options, group string, targets []
 	plan, err := planRecovery(in)
 	var ref refusal
 	asJSON := o.Output == "json"
-	if errors.As(err, &ref) {
+	refuse := func(stage string, err error) error {
 		if asJSON {
 			jsonLine(e.stdout, "recover_refused").Str("why", ref.why).Str("todo", ref.todo).Send()
 		} else {
-			fmt.Fprintf(e.stdout, "preflight\n  REFUSED  %s.\n  %s.\nnothing was changed\n", ref.why, ref.todo)
+			fmt.Fprintf(e.stdout, "%s\n  REFUSED  %s.\n  %s.\nnothing was changed\n", stage, ref.why, ref.todo)
 		}
 		return exit.With(exit.Refused, fmt.Errorf("recover node %s: refused: %w", strings.Join(targets, " "), err))
+	}
+	if errors.As(err, &ref) {
+		return refuse("preflight", err)
 	}
 	if err != nil {
 		return err
@@ -115,9 +130,23 @@ func recoverNode(ctx context.Context, e env, o options, group string, targets []
 		}
 		return nil
 	}
+	var changes []string
+	for _, t := range plan.Targets {
+		if t.VersionChange != "" {
+			changes = append(changes, t.Host+": "+t.VersionChange)
+		}
+	}
+	if len(changes) > 0 && yes && !f.allowVersionChange {
+		ref = refusal{"the version would change: " + strings.Join(changes, "; "),
+			"Install the survivors' version (kms_binary_src, or kms_binary_from: peer), or accept the change with --allow-version-change"}
+		return refuse("--yes", ref)
+	}
 	if !yes {
 		if !e.terminal || e.stdin == nil || asJSON {
 			return exit.Usagef("recover node changes hosts: confirm on a terminal, or pass --yes (nothing was changed)")
+		}
+		if len(changes) > 0 {
+			fmt.Fprintf(e.stdout, "The Key Manager's version changes on %s (VERSION CHANGE above). ", strings.Join(targets, ", "))
 		}
 		fmt.Fprintf(e.stdout, "Change %s now? [y/N] ", strings.Join(targets, ", "))
 		answer, _ := bufio.NewReader(e.stdin).ReadString('\n')
@@ -167,14 +196,18 @@ func recoverLockFree(e env, o options, nodes []inventory.KMSNode) error {
 // the survivors) and whether each node holds the node files (the targets'
 // are kept or installed, a survivor's may be copied from).
 func recoverPreflight(ctx context.Context, e env, o options, group string, inv *inventory.Inventory, hosts []tasks.Host, nodes []inventory.KMSNode, targets []string) (recoverInput, error) {
-	in := recoverInput{Targets: targets, Layout: map[string]inventory.KMSNode{}, Files: map[string][]recoverFile{}}
+	in := recoverInput{Targets: targets, Layout: map[string]inventory.KMSNode{}, Files: map[string][]recoverFile{}, Binaries: map[string]binaryVersion{}}
 	g := &gathered{results: map[string]map[string]gatheredResult{}, unreachable: map[string]string{}}
 	base := newRegistry(e, o)
-	mods := map[string]string{taskService: "service", taskHSM: "kms_hsm_fingerprint", taskAPI: "kms_status", taskOperatorHSM: "kms_hsm_check"}
+	mods := map[string]string{taskService: "service", taskHSM: "kms_hsm_fingerprint", taskAPI: "kms_status", taskOperatorHSM: "kms_hsm_check",
+		taskBinaryVer: "kms_binary_version"}
 	play := statusPlay(hosts)
 	yes := true
 	play.Tasks = append(play.Tasks, tasks.Task{Name: taskOperatorHSM, Module: taskOperatorHSM, Args: map[string]any{}, Become: &yes, IgnoreErrors: true,
 		When: "not (inventory_hostname in recover_targets)"})
+	// The version of a binary kept on a target, run there.
+	play.Tasks = append(play.Tasks, tasks.Task{Name: taskBinaryVer, Module: taskBinaryVer, Args: map[string]any{}, IgnoreErrors: true,
+		When: "inventory_hostname in recover_targets and kms_binary_src is not defined and kms_binary_from is not defined"})
 	for _, n := range nodes {
 		in.Layout[n.Host] = n
 	}
@@ -241,6 +274,19 @@ func recoverPreflight(ctx context.Context, e env, o options, group string, inv *
 				in.OperatorErr = resultError(r)
 			}
 		}
+		if slices.Contains(targets, n.Host) {
+			switch r, ok := res[taskBinaryVer]; {
+			case n.BinarySrc != "":
+				in.Binaries[n.Host] = localBinaryVersion(ctx, n.BinarySrc)
+			case n.BinaryFrom != "":
+			case ok:
+				bv := binaryVersion{Where: n.Binary + " on " + n.Host}
+				if bv.Version, _ = r.res.Data["version"].(string); bv.Version == "" {
+					bv.Err = resultError(r)
+				}
+				in.Binaries[n.Host] = bv
+			}
+		}
 		// Every node's files: the targets' are installed or kept, a
 		// survivor's may be copied to them (kms_*_from: peer).
 		files := recoverFiles(n)
@@ -262,6 +308,38 @@ func recoverPreflight(ctx context.Context, e env, o options, group string, inv *
 		in.OperatorErr = "no survivor could compare it"
 	}
 	return in, nil
+}
+
+// localBinaryVersion runs `SRC --version` on this machine: the binary
+// kms_binary_src names, which recover node would install. It runs with an
+// empty environment (never the keys kmsctl may have been given in it),
+// no input, and at most 10 seconds. A binary for another system (a Linux
+// server binary on a Mac) does not run here: its version is then unknown.
+func localBinaryVersion(ctx context.Context, src string) binaryVersion {
+	bv := binaryVersion{Where: inventory.VarBinarySrc + " " + src + " on this machine"}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, src, "--version")
+	cmd.Env = []string{}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		bv.Err = fmt.Sprintf("it does not run here: %v", err)
+		if msg := strings.TrimSpace(out.String()); msg != "" {
+			bv.Err += ": " + firstLine(msg)
+		}
+		return bv
+	}
+	if bv.Version = kmsmodules.BinaryVersion(out.String()); bv.Version == "" {
+		bv.Err = fmt.Sprintf("its --version prints no version in the Key Manager's format (%q)", firstLine(strings.TrimSpace(out.String())))
+	}
+	return bv
+}
+
+// firstLine is s up to its first newline.
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
 }
 
 func anySlice(s []string) []any {

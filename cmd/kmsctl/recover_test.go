@@ -38,6 +38,7 @@ import (
 type recoverLab struct {
 	t         *testing.T
 	inventory string
+	src       string // the local sources of the node files (kms_*_src)
 	admin     kms.APIKey
 	hsmKey    hsm.Key
 	ca        *kmsim.CA
@@ -68,6 +69,7 @@ func newRecoverLab(t *testing.T) *recoverLab {
 	}
 	l := &recoverLab{t: t, admin: admin, hsmKey: hsm.New([32]byte{7}), ca: ca, wedged: map[int]bool{}, disabled: map[int]bool{}}
 	src := t.TempDir()
+	l.src = src
 	write := func(path string, b []byte, mode os.FileMode) {
 		t.Helper()
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -78,7 +80,7 @@ func newRecoverLab(t *testing.T) *recoverLab {
 		}
 	}
 	write(filepath.Join(src, "ca.crt"), ca.CertPEM, 0o644)
-	write(filepath.Join(src, "minkms"), []byte("#!/bin/sh\n# the simulator stands in for it\n"), 0o755)
+	write(filepath.Join(src, "minkms"), []byte(l.binary(kmsim.DefaultVersion)), 0o755)
 	key := sshtest.GenerateKey(t)
 	keyFile := sshtest.ClientKeyFile(t, key, "")
 	var hosts, known strings.Builder
@@ -160,6 +162,12 @@ func (l *recoverLab) client(eps ...string) *kms.Client {
 	}
 	l.t.Cleanup(c.Close)
 	return c
+}
+
+// binary is the lab's server binary: the simulator stands in for it, and
+// it answers --version as the simulator does, with version.
+func (l *recoverLab) binary(version string) string {
+	return "#!/bin/sh\n# the simulator stands in for it\necho 'minkms (kmsim) version " + version + " commit lab'\n"
 }
 
 // config is the lab's configuration of the node in dir, as a person
@@ -530,6 +538,29 @@ func TestRecoverRefusals(t *testing.T) {
 		want  string
 	}{"a config from a peer of another layout", withVar("    kms_config_from: peer"), []string{"kms3"},
 		"the config of kms3 comes from a peer (kms_config_from), but the peer kms1 keeps it at " + filepath.Join(l.dirs[0], "config.yaml")})
+	newer := "2026-06-01T00-00-00Z"
+	cases = append(cases, struct {
+		name  string
+		setup func(t *testing.T) func()
+		args  []string
+		want  string
+	}{"another version with --yes alone", func(t *testing.T) func() {
+		return l.swapFile(t, filepath.Join(l.src, "minkms"), "", l.binary(newer))
+	}, []string{"kms3"}, "the version would change: kms3: the binary to install (kms_binary_src " + filepath.Join(l.src, "minkms") +
+		" on this machine) is version " + newer + "; the survivors run " + kmsim.DefaultVersion + ".\n  Install the survivors' version (kms_binary_src, or kms_binary_from: peer), or accept the change with --allow-version-change"})
+	cases = append(cases, struct {
+		name  string
+		setup func(t *testing.T) func()
+		args  []string
+		want  string
+	}{"a kept binary that does not run", func(t *testing.T) func() {
+		inv, err := os.ReadFile(l.inventory)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.swapFile(t, l.inventory, "", regexp.MustCompile(`(?m)^ *kms_binary_src: .*\n`).ReplaceAllString(string(inv), ""))
+	}, []string{"kms3"}, "the version would change: kms3: the version of the binary to install (" + filepath.Join(l.dirs[2], "minkms") + " on kms3) is unknown: " +
+		filepath.Join(l.dirs[2], "minkms") + " on kms3 does not run"})
 	te, code := l.recover(t, "kms1", "--output", "json")
 	if code != exit.Refused || !strings.Contains(te.out.String(), `"event":"recover_refused"`) ||
 		!strings.Contains(te.out.String(), `"why":"kms1 is not dead: node`) {
@@ -549,6 +580,17 @@ func TestRecoverRefusals(t *testing.T) {
 				t.Fatalf("files changed:\n%s\n---\n%s", before, after)
 			}
 		})
+	}
+	// The version change: --check shows it, --yes with
+	// --allow-version-change accepts it.
+	defer l.swapFile(t, filepath.Join(l.src, "minkms"), "", l.binary(newer))()
+	te, code = l.recover(t, "kms3", "--check")
+	if code != 0 || !strings.Contains(te.out.String(), "VERSION CHANGE: the binary to install") {
+		t.Fatalf("--check with another version: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	te, code = l.recover(t, "kms3", "--yes", "--allow-version-change")
+	if b, _ := os.ReadFile(filepath.Join(l.dirs[2], "minkms")); code != 0 || !strings.Contains(string(b), newer) {
+		t.Fatalf("--allow-version-change: exit %d, binary %q\n%s\n%s", code, b, te.out, te.errOut)
 	}
 }
 

@@ -46,10 +46,22 @@ type recoverInput struct {
 	// HostKeys are the nodes whose SSH host key was refused (changed,
 	// unexpected, revoked): never taken for a host that is gone.
 	HostKeys map[string]*remote.HostKeyError
+	// Binaries is, per target, the version of the server binary kmsctl
+	// would start there (its kms_binary_src run on this machine, or the
+	// binary kept on the host run there; a binary copied from a peer is
+	// the peer's).
+	Binaries map[string]binaryVersion
 	// Force (--force) lifts exactly one check: "service stopped or host
 	// unreachable", for a node whose process is wedged (its service
 	// active, its API silent) while the survivors see it down.
 	Force bool
+}
+
+// binaryVersion is what `BINARY --version` said.
+type binaryVersion struct {
+	Version string // in the API's format; "" when unknown (Err says why)
+	Where   string // which binary, where it ran ("kms_binary_src /x on this machine")
+	Err     string
 }
 
 // recoverTarget is one dead node as the plan has it.
@@ -66,6 +78,12 @@ type recoverTarget struct {
 	// survivors no longer list ("" = it does not answer).
 	Stale string        `json:"stale,omitempty"`
 	Files []recoverFile `json:"files,omitempty"`
+	// BinaryVersion is the version of the binary it will run ("" =
+	// unknown); VersionChange says how it differs from the survivors'
+	// ("" = it is theirs): kmsctl then asks, and --yes needs
+	// --allow-version-change.
+	BinaryVersion string `json:"binary_version,omitempty"`
+	VersionChange string `json:"version_change,omitempty"`
 }
 
 // recoverPlan is what recover node will do.
@@ -74,6 +92,7 @@ type recoverPlan struct {
 	Via       string          `json:"via"`       // the survivor the edits and additions go through
 	Targets   []recoverTarget `json:"targets"`
 	HSM       string          `json:"hsm_fingerprint"` // the fingerprint every survivor and the installed key share
+	Versions  []string        `json:"versions"`        // the versions the survivors run (their API's)
 }
 
 // refusal is why preflight refuses: the command exits 4 and changes
@@ -125,6 +144,12 @@ func planRecovery(in recoverInput) (recoverPlan, error) {
 			break
 		}
 	}
+	for _, s := range survivors {
+		if s.Version != "" && !slices.Contains(p.Versions, s.Version) {
+			p.Versions = append(p.Versions, s.Version)
+		}
+	}
+	slices.Sort(p.Versions)
 	// HSM keys: the survivors agree, and the key to install is theirs.
 	for _, s := range survivors {
 		switch {
@@ -154,6 +179,7 @@ func planRecovery(in recoverInput) (recoverPlan, error) {
 		if err := checkPeerFiles(t, p.Via, in); err != nil {
 			return p, err
 		}
+		checkVersion(&t, p, byHost, in)
 		p.Targets = append(p.Targets, t)
 	}
 	return p, nil
@@ -188,6 +214,39 @@ func checkPeerFiles(t recoverTarget, via string, in recoverInput) error {
 		}
 	}
 	return nil
+}
+
+// checkVersion sets what version t's binary is and how it differs from
+// the survivors': a binary copied from the peer runs the peer's version.
+func checkVersion(t *recoverTarget, p recoverPlan, byHost map[string]nodeState, in recoverInput) {
+	if !t.Reachable {
+		return
+	}
+	survivors := "the survivors run " + strings.Join(p.Versions, " and ")
+	if len(p.Versions) == 0 {
+		survivors = "no survivor said which version it runs"
+	}
+	for _, f := range t.Files {
+		if f.What == "binary" && f.From != "" {
+			t.BinaryVersion = byHost[p.Via].Version
+			if t.BinaryVersion == "" {
+				t.VersionChange = fmt.Sprintf("the version of the binary copied from %s is unknown: %s does not say which it runs", p.Via, p.Via)
+			}
+			return
+		}
+	}
+	bv, ok := in.Binaries[t.Host]
+	switch {
+	case !ok:
+		t.VersionChange = "the version of the binary to install was not checked; " + survivors
+	case bv.Version == "":
+		t.VersionChange = fmt.Sprintf("the version of the binary to install (%s) is unknown: %s; %s", bv.Where, bv.Err, survivors)
+	case !slices.Contains(p.Versions, bv.Version):
+		t.BinaryVersion = bv.Version
+		t.VersionChange = fmt.Sprintf("the binary to install (%s) is version %s; %s", bv.Where, bv.Version, survivors)
+	default:
+		t.BinaryVersion = bv.Version
+	}
 }
 
 // fileFromVar is the inventory variable that copies a file from a peer.
@@ -378,6 +437,11 @@ func planText(p recoverPlan) string {
 			}
 		}
 		line("push", "env file (0600, the HSM key) and unit from the built-in templates", "available")
+		if t.VersionChange != "" {
+			fmt.Fprintf(&b, "            VERSION CHANGE: %s\n", t.VersionChange)
+		} else if t.BinaryVersion != "" {
+			fmt.Fprintf(&b, "            binary version %s, the survivors'\n", t.BinaryVersion)
+		}
 		if len(push) > 0 {
 			fmt.Fprintf(&b, "            installs: %s\n", strings.Join(push, "; "))
 		}

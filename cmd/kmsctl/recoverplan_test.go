@@ -115,6 +115,30 @@ func TestPlanRecovery(t *testing.T) {
 			t.Errorf("peer files: %v, want a refusal with %q", err, want)
 		}
 	}
+	// Versions: the binary's against the survivors' (their API's); a
+	// binary copied from the peer runs the peer's.
+	version := func(bv binaryVersion) func(*recoverInput) {
+		return func(in *recoverInput) {
+			in.Nodes[0].Version, in.Nodes[1].Version = "2026-01-01T00-00-00Z", "2026-01-01T00-00-00Z"
+			in.Binaries = map[string]binaryVersion{"kms3": bv}
+		}
+	}
+	for want, mod := range map[string]func(*recoverInput){
+		"binary version 2026-01-01T00-00-00Z, the survivors'":                                                                                  version(binaryVersion{Version: "2026-01-01T00-00-00Z", Where: "/b on kms3"}),
+		"VERSION CHANGE: the binary to install (/b on kms3) is version 2026-06-01T00-00-00Z; the survivors run 2026-01-01T00-00-00Z":           version(binaryVersion{Version: "2026-06-01T00-00-00Z", Where: "/b on kms3"}),
+		"VERSION CHANGE: the version of the binary to install (/b here) is unknown: exec format error; the survivors run 2026-01-01T00-00-00Z": version(binaryVersion{Where: "/b here", Err: "exec format error"}),
+		"VERSION CHANGE: the version of the binary to install was not checked":                                                                 func(in *recoverInput) { in.Binaries = nil },
+		"binary version 2026-02-02T00-00-00Z, the survivors'": func(in *recoverInput) {
+			peer(in)
+			version(binaryVersion{Version: "2020-01-01T00-00-00Z"})(in)
+			in.Nodes[0].Version = "2026-02-02T00-00-00Z"
+		},
+	} {
+		p, err := planRecovery(input(mod))
+		if err != nil || !strings.Contains(planText(p), want) {
+			t.Errorf("want %q: %v\n%s", want, err, planText(p))
+		}
+	}
 	for name, mod := range map[string]func(*recoverInput){
 		"seen up":        func(in *recoverInput) { in.Nodes[1].View = &nodeView{ID: 1, Members: members, Down: []int{}} },
 		"answers":        func(in *recoverInput) { in.Nodes[2].View = &nodeView{ID: 2, Members: members, Down: []int{}} },
