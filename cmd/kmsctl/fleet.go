@@ -31,13 +31,24 @@ type fleet struct {
 	// Unclustered are the hosts whose kms_cluster names no inventory
 	// group: they belong to no cluster of the fleet.
 	Unclustered []string
+	named       []string // every kms_cluster the hosts name, sorted
 }
 
-// fleetClusters finds the clusters of inv: each inventory group that some
-// host's kms_cluster names, with the group's hosts (as --cluster GROUP
-// takes them). A host in two such groups is a usage error; so is an
-// inventory in which no group is named by a kms_cluster.
+// fleetClusters is inventoryClusters for status --all: an inventory in
+// which no group is named by a kms_cluster is a usage error.
 func fleetClusters(inv *inventory.Inventory, o options) (fleet, error) {
+	f, err := inventoryClusters(inv, o)
+	if err == nil && len(f.Clusters) == 0 {
+		return fleet{}, exit.Usagef("--all: no inventory group is named by a host's kms_cluster (%s), so the inventory has no cluster; "+
+			"give each cluster's group `kms_cluster: GROUP` in its vars", strings.Join(f.named, ", "))
+	}
+	return f, err
+}
+
+// inventoryClusters finds the clusters of inv: each inventory group that
+// some host's kms_cluster names, with the group's hosts (as --cluster
+// GROUP takes them). A host in two such groups is a usage error.
+func inventoryClusters(inv *inventory.Inventory, o options) (fleet, error) {
 	named := map[string][]string{} // kms_cluster → hosts that name it
 	var errs []error
 	for _, h := range inv.Hosts() {
@@ -75,10 +86,7 @@ func fleetClusters(inv *inventory.Inventory, o options) (fleet, error) {
 			f.Unclustered = append(f.Unclustered, h)
 		}
 	}
-	if len(f.Clusters) == 0 {
-		return fleet{}, exit.Usagef("--all: no inventory group is named by a host's kms_cluster (%s), so the inventory has no cluster; "+
-			"give each cluster's group `kms_cluster: GROUP` in its vars", strings.Join(slices.Sorted(maps.Keys(named)), ", "))
-	}
+	f.named = slices.Sorted(maps.Keys(named))
 	return f, nil
 }
 
