@@ -144,6 +144,21 @@ func TestBackupRestoreVerify(t *testing.T) {
 	if r, err := l.run("kms_verify", h, map[string]any{"manifest": bad}, false); !isVerification(err) || !r.Failed || r.Data["canary"] != false || !strings.Contains(r.Msg, "canary") {
 		t.Errorf("verify with a wrong canary: %+v, %v", r, err)
 	}
+	// A restore after which the node does not hold what the manifest lists
+	// (a key the snapshot lacks) fails its proof: a verification (exit 7).
+	if err := json.Unmarshal(b, &mm); err != nil {
+		t.Fatal(err)
+	}
+	enc := mm["objects"].(map[string]any)["enclaves"].([]any)[0].(map[string]any)
+	enc["keys"] = append(enc["keys"].([]any), map[string]any{"name": "never-made", "version": 0})
+	b, _ = json.Marshal(mm)
+	if err := os.WriteFile(bad, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := l.start()
+	if _, err := l.run("kms_restore", l.sshHost("kms8", other), map[string]any{"src": dest, "manifest": bad}, false); !isVerification(err) || !strings.Contains(err.Error(), "never-made") {
+		t.Errorf("restore of a snapshot that lacks a key its manifest lists: %v; want a verification error naming it", err)
+	}
 }
 
 // TestRestoreRefusals: a restore onto a node holding other state is refused
