@@ -3,8 +3,11 @@
 // written whole and fsynced before the run goes on. It records the run
 // (ID, command, who, where, when), the intent before and the result after
 // each mutating step (File implements tasks.Journal), and how the run
-// ended. It never holds a task's arguments, and every text is masked by
-// the run's redactor. Read tolerates a torn last line (a crash mid-write).
+// ended. A command that can be resumed also records its plan (Plan) and
+// each phase it finished (Done); Continue reopens an unfinished run's
+// journal to append the rest of it under the same run ID. It never holds
+// a task's arguments, and every text is masked by the run's redactor.
+// Read tolerates a torn last line (a crash mid-write).
 package journal
 
 import (
@@ -40,6 +43,9 @@ const (
 	TypeIntent = "intent" // a step is about to run
 	TypeResult = "result" // a step ended
 	TypeEnd    = "end"    // the run ended
+	TypePlan   = "plan"   // what a resumable command set out to do (Plan)
+	TypeDone   = "done"   // a phase of the plan finished (its name)
+	TypeResume = "resume" // the run was taken up again (Resumed)
 )
 
 // Header describes a run: the journal's first line.
@@ -61,14 +67,46 @@ type End struct {
 	Hosts int `json:"hosts"`
 }
 
+// Plan is what a resumable command set out to do, recorded before its
+// first step: enough for `kmsctl resume` to find the command's resume hook
+// and do the rest. It holds names, never a secret.
+type Plan struct {
+	// Command names the command and its resume hook ("recover node").
+	Command string `json:"command"`
+	// Args are the command's arguments (the hosts of recover node).
+	Args []string `json:"args,omitempty"`
+	// Group is the inventory group of the cluster, Clusters the clusters
+	// (kms_cluster) whose lock the run holds.
+	Group    string   `json:"group,omitempty"`
+	Clusters []string `json:"clusters,omitempty"`
+	// Inventories are the inventory files the run read.
+	Inventories []string `json:"inventories,omitempty"`
+	// Phases are the phases of the plan in order, as Done names them.
+	Phases []string `json:"phases,omitempty"`
+	// Data is the command's own plan (JSON), read back by its hook.
+	Data json.RawMessage `json:"data,omitempty"`
+}
+
+// Resumed records a resume of the run: who took it up, when, with what
+// command line.
+type Resumed struct {
+	Command string    `json:"command"`
+	User    string    `json:"user"`
+	PID     int       `json:"pid"`
+	Start   time.Time `json:"start"`
+}
+
 // record is one line of a journal.
 type record struct {
-	Type   string      `json:"type"`
-	Time   time.Time   `json:"time"`
-	Run    *Header     `json:"run,omitempty"`
-	Step   *tasks.Step `json:"step,omitempty"`
-	Status string      `json:"status,omitempty"`
-	End    *End        `json:"end,omitempty"`
+	Type    string      `json:"type"`
+	Time    time.Time   `json:"time"`
+	Run     *Header     `json:"run,omitempty"`
+	Step    *tasks.Step `json:"step,omitempty"`
+	Status  string      `json:"status,omitempty"`
+	End     *End        `json:"end,omitempty"`
+	Plan    *Plan       `json:"plan,omitempty"`
+	Phase   string      `json:"phase,omitempty"`
+	Resumed *Resumed    `json:"resumed,omitempty"`
 }
 
 // validID is the shape of a run ID (runlog's: UTC time and a random
@@ -85,6 +123,9 @@ type File struct {
 	mu     sync.Mutex
 	f      *os.File
 	closed bool
+	// seq is added to the engine's step numbers: a continued run numbers
+	// its steps after those already in the journal.
+	seq int
 }
 
 // Path returns the journal file of run id under the state directory dir.
@@ -214,12 +255,77 @@ func (j *File) append(rec record) error {
 // Intent records that step is about to run (tasks.Journal); an error
 // refuses the step.
 func (j *File) Intent(step tasks.Step) error {
+	step.Seq += j.seq
 	return j.append(record{Type: TypeIntent, Step: &step})
 }
 
 // Result records how step ended (tasks.Journal).
 func (j *File) Result(step tasks.Step, status tasks.Status) error {
+	step.Seq += j.seq
 	return j.append(record{Type: TypeResult, Step: &step, Status: status.String()})
+}
+
+// Plan records what a resumable command set out to do, before its first
+// step. Its texts are masked.
+func (j *File) Plan(p Plan) error {
+	p.Command, p.Group = j.mask(p.Command), j.mask(p.Group)
+	p.Data = json.RawMessage(j.mask(string(p.Data)))
+	if len(p.Data) > 0 && !json.Valid(p.Data) {
+		return fmt.Errorf("record the plan in journal %s: its data is not JSON", j.Path)
+	}
+	return j.append(record{Type: TypePlan, Plan: &p})
+}
+
+// Done records that phase (one of the plan's Phases) finished: a resume
+// does not run it again.
+func (j *File) Done(phase string) error {
+	return j.append(record{Type: TypeDone, Phase: j.mask(phase)})
+}
+
+// Continue reopens the journal of the unfinished run id under the state
+// directory dir for appending: it records r (who resumes it) and numbers
+// the new steps after those already there. A journal that ends with a
+// torn line gets a line break first, so the records that follow stay
+// whole. A run that ended is not continued.
+func Continue(dir, id string, r Resumed, red *redact.Redactor) (*File, error) {
+	path, err := Path(dir, id)
+	if err != nil {
+		return nil, err
+	}
+	run, err := Read(path)
+	if err != nil {
+		return nil, err
+	}
+	if run.End != nil {
+		return nil, fmt.Errorf("continue journal %s: the run ended (%s)", path, run.End.Outcome)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
+	if err != nil {
+		return nil, fmt.Errorf("continue journal: %w", err)
+	}
+	j := &File{Path: path, red: red, f: f}
+	for _, st := range run.Steps {
+		j.seq = max(j.seq, st.Seq)
+	}
+	if fi, err := f.Stat(); err == nil && fi.Size() > 0 {
+		last := make([]byte, 1)
+		if _, err := f.ReadAt(last, fi.Size()-1); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("continue journal %s: %w", path, err)
+		}
+		if last[0] != '\n' {
+			if _, err := f.Write([]byte("\n")); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("continue journal %s: %w", path, err)
+			}
+		}
+	}
+	r.Command, r.User = j.mask(r.Command), j.mask(r.User)
+	if err := j.append(record{Type: TypeResume, Time: r.Start, Resumed: &r}); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return j, nil
 }
 
 // End records how the run ended and closes the journal.
@@ -268,8 +374,16 @@ type Run struct {
 	// run was killed, or is still running).
 	End *End `json:"end,omitempty"`
 	// Torn is set when the last line was cut short (a crash while
-	// writing it) and was ignored.
+	// writing it) and was ignored; also when such a line was followed by
+	// the records of a resume.
 	Torn bool `json:"torn,omitempty"`
+	// Plan is what a resumable command set out to do (nil: the run
+	// cannot be resumed).
+	Plan *Plan `json:"plan,omitempty"`
+	// Done are the plan's phases recorded as finished, in order.
+	Done []string `json:"done,omitempty"`
+	// Resumes are the times the run was taken up again.
+	Resumes []Resumed `json:"resumes,omitempty"`
 }
 
 // Read reads the journal at path. A last line that is cut short or does
@@ -293,6 +407,12 @@ func Read(path string) (*Run, error) {
 		err := json.Unmarshal(line, &rec)
 		if err == nil && i == 0 && (rec.Type != TypeRun || rec.Run == nil) {
 			err = errors.New("the first line is not the run's header")
+		}
+		// A torn line followed by a resume: the crash's tail, which
+		// Continue closed with a line break.
+		if err != nil && i > 0 && i+1 < len(lines) && isResume(lines[i+1]) {
+			run.Torn = true
+			continue
 		}
 		if err != nil {
 			if i == len(lines)-1 {
@@ -319,12 +439,36 @@ func Read(path string) (*Run, error) {
 			}
 		case TypeEnd:
 			run.End = rec.End
+		case TypePlan:
+			run.Plan = rec.Plan
+		case TypeDone:
+			run.Done = append(run.Done, rec.Phase)
+		case TypeResume:
+			if rec.Resumed != nil {
+				run.Resumes = append(run.Resumes, *rec.Resumed)
+			}
 		}
 	}
 	if run.ID == "" {
 		run.ID = strings.TrimSuffix(filepath.Base(path), ".jsonl")
 	}
 	return run, nil
+}
+
+// isResume reports whether line is a resume record.
+func isResume(line []byte) bool {
+	var rec record
+	return json.Unmarshal(line, &rec) == nil && rec.Type == TypeResume
+}
+
+// IsDone reports whether the journal records phase as finished.
+func (r *Run) IsDone(phase string) bool {
+	for _, d := range r.Done {
+		if d == phase {
+			return true
+		}
+	}
+	return false
 }
 
 // List reads the journals under the state directory dir, oldest first

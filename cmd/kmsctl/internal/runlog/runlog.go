@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"sync"
 	"time"
@@ -65,6 +66,27 @@ func Create(dir string, now time.Time, r *redact.Redactor) (*Log, error) {
 	}
 	return &Log{ID: id, Path: path, f: f, w: r.Writer(f)}, nil
 }
+
+// Continue reopens the log of run id under dir for appending (creating
+// it, 0600, when it was removed): a resumed run goes on in its own log.
+func Continue(dir, id string, r *redact.Redactor) (*Log, error) {
+	if !validID.MatchString(id) {
+		return nil, fmt.Errorf("run ID %q: want the form 20060102T150405Z-1a2b3c4d", id)
+	}
+	runs := filepath.Join(dir, "runs")
+	if err := os.MkdirAll(runs, 0o700); err != nil {
+		return nil, fmt.Errorf("create run log directory: %w", err)
+	}
+	path := filepath.Join(runs, id+".log")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("continue run log: %w", err)
+	}
+	return &Log{ID: id, Path: path, f: f, w: r.Writer(f)}, nil
+}
+
+// validID is the shape of the IDs Create makes.
+var validID = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$`)
 
 // prune removes the oldest run logs in dir beyond keep. Names start with
 // the UTC time, so name order is age order.

@@ -100,3 +100,30 @@ func TestWriteAfterClose(t *testing.T) {
 		t.Errorf("log holds %q", b)
 	}
 }
+
+// TestContinue: a resumed run appends to its own log, masked; an ID that
+// is a path is refused.
+func TestContinue(t *testing.T) {
+	const secret = "hsm:aes256:SENTINELSENTINEL"
+	dir := t.TempDir()
+	l, err := Create(dir, time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC), redact.New(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Write([]byte("first\n"))
+	l.Close()
+	c, err := Continue(dir, l.ID, redact.New(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("second " + secret + "\n"))
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(l.Path); c.Path != l.Path || string(b) != "first\nsecond [REDACTED]\n" {
+		t.Errorf("%s: %q", c.Path, b)
+	}
+	if _, err := Continue(dir, "../x", redact.New()); err == nil {
+		t.Errorf("Continue with a path for an ID succeeded")
+	}
+}
