@@ -74,9 +74,9 @@ func TestPlanDoneAndContinue(t *testing.T) {
 	if run.End == nil || run.End.Outcome != "ok" {
 		t.Errorf("end = %+v", run.End)
 	}
-	// A run that ended is not continued, and an unknown one is an error.
-	if _, err := Continue(dir, id, Resumed{}, nil); err == nil || !strings.Contains(err.Error(), "the run ended") {
-		t.Errorf("Continue of an ended run: %v", err)
+	// A run that ended ok is not continued, and an unknown one is an error.
+	if _, err := Continue(dir, id, Resumed{}, nil); err == nil || !strings.Contains(err.Error(), "the run ended ok") {
+		t.Errorf("Continue of a run that ended ok: %v", err)
 	}
 	if _, err := Continue(dir, "20261202T083000Z-ffffffff", Resumed{}, nil); err == nil {
 		t.Errorf("Continue of an unknown run succeeded")
@@ -105,5 +105,31 @@ func TestPlanIsMasked(t *testing.T) {
 	run, err := Read(j.Path)
 	if err != nil || run.Plan == nil || !json.Valid(run.Plan.Data) {
 		t.Fatalf("Read: %+v, %v", run, err)
+	}
+}
+
+// TestContinueAFailedRun: a run that ended failed is continued; until the
+// resumed part ends, the run has no end.
+func TestContinueAFailedRun(t *testing.T) {
+	dir := t.TempDir()
+	j, err := Create(dir, header(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.End(End{ExitCode: 3, Outcome: "unreachable"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Continue(dir, id, Resumed{Command: "resume"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run, err := Read(j.Path); err != nil || run.End != nil || len(run.Resumes) != 1 {
+		t.Fatalf("resumed, not ended: %+v, %v", run, err)
+	}
+	if err := c.End(End{ExitCode: 0, Outcome: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	if run, err := Read(j.Path); err != nil || run.End == nil || run.End.ExitCode != 0 {
+		t.Fatalf("resumed and ended: %+v, %v", run, err)
 	}
 }

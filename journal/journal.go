@@ -286,7 +286,9 @@ func (j *File) Done(phase string) error {
 // directory dir for appending: it records r (who resumes it) and numbers
 // the new steps after those already there. A journal that ends with a
 // torn line gets a line break first, so the records that follow stay
-// whole. A run that ended is not continued.
+// whole. A run that ended ok is not continued; one that ended otherwise
+// (failed, interrupted) is, and Read then reports the end of its last
+// part.
 func Continue(dir, id string, r Resumed, red *redact.Redactor) (*File, error) {
 	path, err := Path(dir, id)
 	if err != nil {
@@ -296,8 +298,8 @@ func Continue(dir, id string, r Resumed, red *redact.Redactor) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if run.End != nil {
-		return nil, fmt.Errorf("continue journal %s: the run ended (%s)", path, run.End.Outcome)
+	if run.End != nil && run.End.ExitCode == 0 {
+		return nil, fmt.Errorf("continue journal %s: the run ended %s", path, run.End.Outcome)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
 	if err != nil {
@@ -370,8 +372,9 @@ type Run struct {
 	Path string `json:"path"`
 	// Steps are the mutating steps, in the order of their intent.
 	Steps []Step `json:"steps"`
-	// End is how the run ended; nil when the journal does not say (the
-	// run was killed, or is still running).
+	// End is how the run ended (its last part, when it was resumed); nil
+	// when the journal does not say (the run was killed, or is still
+	// running).
 	End *End `json:"end,omitempty"`
 	// Torn is set when the last line was cut short (a crash while
 	// writing it) and was ignored; also when such a line was followed by
@@ -444,6 +447,8 @@ func Read(path string) (*Run, error) {
 		case TypeDone:
 			run.Done = append(run.Done, rec.Phase)
 		case TypeResume:
+			// The end of the part before, if any, is not the run's.
+			run.End = nil
 			if rec.Resumed != nil {
 				run.Resumes = append(run.Resumes, *rec.Resumed)
 			}

@@ -50,6 +50,10 @@ type options struct {
 	// APIKeyFile is --api-key-file: a 0600 file holding the Key Manager's
 	// admin API key, after MINIO_KMS_API_KEY and before kms_api_key_file.
 	APIKeyFile string
+
+	// Resume is not a flag: the ID of the run that a run continues
+	// (kmsctl resume), whose run log and journal it appends to.
+	Resume string
 }
 
 func globalFlags(verbose *int) []cli.Flag {
@@ -110,6 +114,7 @@ func newApp(e env) *cli.App {
 		newRecoverCommand(e, opts),
 		newProvisionCommand(e, opts),
 		newScaleCommand(e, opts),
+		newResumeCommand(e, opts),
 		newLockCommand(e),
 	}
 	for _, c := range app.Commands {

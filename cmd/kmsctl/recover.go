@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/inventory"
 	"github.com/kmsctl/kmsctl/kmsmodules"
+	"github.com/kmsctl/kmsctl/journal"
 	"github.com/kmsctl/kmsctl/lock"
 	"github.com/kmsctl/kmsctl/playbooks"
 	"github.com/kmsctl/kmsctl/tasks"
@@ -155,13 +157,19 @@ func recoverNode(ctx context.Context, e env, o options, group string, targets []
 			return exit.Silent{Code: exit.Refused}
 		}
 	}
-	return recoverRun(ctx, e, o, inv, hosts, plan)
+	return recoverRun(ctx, e, o, group, inv, hosts, recoverRecord{Plan: plan, Force: force}, nil)
 }
 
 // recoverLockFree refuses (exit 5, before anything is asked) when another
 // run holds the lock of the nodes' cluster, unless --lock-wait is given:
 // then the run waits for it when it takes the lock.
 func recoverLockFree(e env, o options, nodes []inventory.KMSNode) error {
+	return lockFreeFor(e, o, nodes, "")
+}
+
+// lockFreeFor is recoverLockFree for kmsctl resume of run self: when self
+// holds the lock, it is still going.
+func lockFreeFor(e env, o options, nodes []inventory.KMSNode, self string) error {
 	if o.LockWait > 0 {
 		return nil
 	}
@@ -178,6 +186,10 @@ func recoverLockFree(e env, o options, nodes []inventory.KMSNode) error {
 		st, err := lock.Status(locksDir(e.stateDir), c)
 		if err != nil {
 			return fmt.Errorf("read the lock of cluster %s: %w", c, err)
+		}
+		if st.Held && self != "" && st.Holder != nil && st.Holder.Run == self {
+			return exit.With(exit.Locked, fmt.Errorf("resume: run %s is still going: it holds the lock of cluster %s (%s); nothing was changed. "+
+				"Wait for it to end (`kmsctl lock status`)", self, c, st.Holder))
 		}
 		if st.Held {
 			holder := "another run (its record is not written yet)"
@@ -350,11 +362,23 @@ func anySlice(s []string) []any {
 	return out
 }
 
-// recoverRun runs the recover-node playbook's phases as plan says, in one
-// run: every dead ID removed first, one edit each, then each node
-// rebuilt and added, one at a time. It prints one line per phase with its
-// time and ends with exit 3 when a host could not be reached.
-func recoverRun(ctx context.Context, e env, o options, inv *inventory.Inventory, hosts []tasks.Host, plan recoverPlan) error {
+// recoverRecord is what recover node records in its journal (the plan's
+// Data) for kmsctl resume: the plan it runs and whether --force was given.
+type recoverRecord struct {
+	Plan  recoverPlan `json:"plan"`
+	Force bool        `json:"force,omitempty"`
+}
+
+// recoverRun runs the recover-node playbook's phases as the plan says, in
+// one run: every dead ID removed first, one edit each, then each node
+// rebuilt and added, one at a time. It records the plan in the run's
+// journal and each phase ("HOST phase") once every host finished its
+// tasks. prior, for kmsctl resume, is the journal of the run it continues
+// (o.Resume): the phases it records as done are not run again. It prints
+// one line per phase with its time and ends with exit 3 when a host could
+// not be reached.
+func recoverRun(ctx context.Context, e env, o options, group string, inv *inventory.Inventory, hosts []tasks.Host, rec recoverRecord, prior *journal.Run) error {
+	plan := rec.Plan
 	reg := newRegistry(e, o)
 	pb, err := playbooks.Load(playbooks.BuiltinPrefix+"recover-node", reg)
 	if err != nil {
@@ -362,8 +386,13 @@ func recoverRun(ctx context.Context, e env, o options, inv *inventory.Inventory,
 	}
 	byName := layoutHosts(hosts)
 	var plays []tasks.Play
+	var keys []string              // every "HOST phase" of the plan, in order
 	phaseOf := map[string]string{} // play name → phase group, for the report
 	add := func(t recoverTarget, phases []string) {
+		for _, ph := range phases {
+			keys = append(keys, t.Host+" "+ph)
+		}
+		phases = slices.DeleteFunc(slices.Clone(phases), func(ph string) bool { return prior != nil && prior.IsDone(t.Host+" "+ph) })
 		vars := map[string]any{"recover_host": t.Host, "recover_id": t.ID, "recover_endpoint": t.Endpoint, "recover_via": plan.Via,
 			"recover_survivors": strings.Join(plan.Survivors, ",")}
 		for _, p := range pb.Plays {
@@ -409,28 +438,68 @@ func recoverRun(ctx context.Context, e env, o options, inv *inventory.Inventory,
 			add(t, []string{"push", "start", "add", "wait", "prove"})
 		}
 	}
-	r, err := newRunner(e, o, "recover node "+strings.Join(targetNames(plan), " "), inv, reg, false)
+	command := "recover node " + strings.Join(targetNames(plan), " ")
+	if prior != nil {
+		command = "resume " + prior.ID
+	}
+	r, err := newRunner(e, o, command, inv, reg, false)
 	if err != nil {
 		return err
 	}
+	clusters := map[string]bool{}
+	for _, h := range hosts {
+		clusters[clusterOf(h)] = true
+	}
+	r.locks = slices.Sorted(maps.Keys(clusters))
+	if prior == nil {
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return r.s.finish(fmt.Errorf("record the plan: %w", err))
+		}
+		if err := r.s.journal.Plan(journal.Plan{Command: "recover node", Args: targetNames(plan), Group: group, Clusters: r.locks,
+			Inventories: o.Inventories, Phases: keys, Data: data}); err != nil {
+			return r.s.finish(err)
+		}
+	}
+	r.s.rerun = fmt.Sprintf("Finish it with `kmsctl resume %s`: it checks again what the steps left need and skips the phases already done", r.s.log.ID)
 	times := &phaseTimes{tagOf: map[string]string{}, task: map[string]time.Duration{}, took: map[string]time.Duration{}}
 	for _, p := range plays {
 		for _, t := range p.Tasks {
 			times.tagOf[p.Name+"\x00"+t.Name] = phaseOf[p.Name] + " " + t.Tags[0]
 		}
 	}
+	marks := phaseMarks{want: map[string]int{}, got: map[string]int{}}
+	for _, p := range plays {
+		for _, t := range p.Tasks {
+			marks.want[times.tagOf[p.Name+"\x00"+t.Name]] += len(p.Hosts)
+		}
+	}
 	sink := r.engine.Sink
 	r.engine.Sink = tasks.SinkFunc(func(ev tasks.Event) {
 		times.event(ev)
 		sink.Event(ev)
+		if k, ok := marks.event(ev, times.tagOf); ok {
+			// Unrecorded, the phase runs again on resume: safe, each
+			// task is idempotent.
+			if err := r.s.journal.Done(k); err != nil {
+				r.s.logger.Warn().Err(err).Str("phase", k).Msg("phase done, not recorded in the journal")
+			}
+		}
 	})
-	if o.Output != "json" {
+	if o.Output == "json" {
+		jsonLine(e.stdout, "recover_start").Str("run", r.s.log.ID).Bool("resumed", prior != nil).Send()
+	} else {
 		fmt.Fprintf(e.stdout, "run %s (its journal: kmsctl runs show %[1]s)\n", r.s.log.ID)
 	}
 	start := time.Now()
 	return r.runWith(ctx, plays, func(ctx context.Context, recap tasks.Recap, err error) error {
 		if err != nil {
-			return exitError(ctx, recap, err)
+			err = exitError(ctx, recap, err)
+			if ctx.Err() == nil {
+				fmt.Fprintf(e.stderr, "kmsctl: run %s stopped; once the cause below is fixed, finish it with `kmsctl resume %[1]s` "+
+					"(it checks again what the steps left need and skips the phases already done)\n", r.s.log.ID)
+			}
+			return err
 		}
 		if o.Output == "json" {
 			times.json(e.stdout, r.s.log.ID, plan, unreachable, time.Since(start))
@@ -464,6 +533,39 @@ func mergeVars(a, b map[string]any) map[string]any {
 	}
 	maps.Copy(out, b)
 	return out
+}
+
+// clusterOf is the cluster (kms_cluster) of a host of the inventory.
+func clusterOf(h tasks.Host) string {
+	if ih, ok := h.Target.(inventory.Host); ok && ih.KMS.Cluster != "" {
+		return ih.KMS.Cluster
+	}
+	return inventory.DefaultCluster
+}
+
+// phaseMarks finds, from the engine's events, the phases ("HOST phase")
+// whose every task finished on every host of its play.
+type phaseMarks struct {
+	want, got map[string]int // phase → host results expected, and ok so far
+}
+
+// event counts a host result that did not fail, and reports the phase it
+// completes.
+func (m phaseMarks) event(ev tasks.Event, tagOf map[string]string) (string, bool) {
+	if ev.Type != tasks.EventHostResult {
+		return "", false
+	}
+	k, ok := tagOf[ev.Play+"\x00"+ev.Task]
+	if !ok {
+		return "", false
+	}
+	switch ev.Status {
+	case tasks.StatusOK, tasks.StatusChanged, tasks.StatusSkipped:
+	default:
+		return "", false
+	}
+	m.got[k]++
+	return k, m.got[k] == m.want[k]
 }
 
 // phaseTimes sums, per target and phase, the time of the tasks run.

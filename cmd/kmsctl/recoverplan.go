@@ -391,15 +391,24 @@ func recoverFiles(n inventory.KMSNode) []recoverFile {
 
 // planText is the plan as printed: host by host, step by step, with when
 // writes are blocked and when they come back.
-func planText(p recoverPlan) string {
+func planText(p recoverPlan) string { return planTextDone(p, nil) }
+
+// planTextDone is planText for kmsctl resume: the steps of the phases done
+// (done reports them) say so.
+func planTextDone(p recoverPlan, done func(host, phase string) bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "survivors: %s; edits and additions go through %s; HSM key %s\n", joinAnd(p.Survivors), p.Via, p.HSM)
 	step := 0
+	host := ""
 	line := func(phase, what, writes string) {
 		step++
+		if done != nil && done(host, phase) {
+			writes = "DONE (the journal records it; skipped)"
+		}
 		fmt.Fprintf(&b, "  %2d %-7s %-66s %s\n", step, phase, what, writes)
 	}
 	for _, t := range p.Targets {
+		host = t.Host
 		fmt.Fprintf(&b, "\nplan for %s (%s)\n", t.Host, nodeName(t))
 		if t.Forced != "" {
 			fmt.Fprintf(&b, "  --force: %s; fence stops it\n", t.Forced)
@@ -418,6 +427,7 @@ func planText(p recoverPlan) string {
 		}
 	}
 	for _, t := range p.Targets {
+		host = t.Host
 		if !t.Reachable {
 			fmt.Fprintf(&b, "\n%s does not answer SSH: only its ID is removed; kmsctl then stops (exit 3)\n", t.Host)
 			continue

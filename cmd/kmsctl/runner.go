@@ -29,6 +29,10 @@ type runner struct {
 	// --tags) before run.
 	engine *tasks.Engine
 	dialer *dialer
+	// locks are clusters whose lock the run takes whatever its plays'
+	// modules: a resumable run holds its cluster's lock to its end, even
+	// when the phases left use no module that asks for it.
+	locks []string
 }
 
 // newRegistry returns the modules a run may use: the general modules and
@@ -155,7 +159,11 @@ func (r *runner) runWith(ctx context.Context, plays []tasks.Play, outcome func(c
 	defer cancel()
 	// A play that changes a cluster's membership holds the lock of its
 	// hosts' clusters from before any host is touched to the run's end.
-	if clusters := lockClusters(r.engine.Modules, plays, r.engine.Check); len(clusters) > 0 {
+	clusters := lockClusters(r.engine.Modules, plays, r.engine.Check)
+	if !r.engine.Check {
+		clusters = append(clusters, r.locks...)
+	}
+	if len(clusters) > 0 {
 		locks, err := r.s.acquireLocks(ctx, clusters)
 		if err != nil {
 			return r.s.finish(err)

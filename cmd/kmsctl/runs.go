@@ -144,8 +144,17 @@ func showRun(w io.Writer, stateDir, id string, asJSON bool) error {
 	default:
 		fmt.Fprintf(w, "unfinished: the journal has no end (kmsctl was killed, or the run is still going)\n")
 	}
+	for _, rs := range r.Resumes {
+		fmt.Fprintf(w, "resumed %s by %s (pid %d)\n", rs.Start.UTC().Format(time.DateTime+" MST"), rs.User, rs.PID)
+	}
 	if r.Torn {
 		fmt.Fprintf(w, "the journal's last line was cut short (a crash while writing it) and is ignored\n")
+	}
+	if r.Plan != nil {
+		fmt.Fprintf(w, "phases done: %s\n", doneText(r.Done))
+		if r.End == nil || r.End.ExitCode != exit.OK {
+			fmt.Fprintf(w, "to finish it: kmsctl resume %s\n", r.ID)
+		}
 	}
 	if len(r.Steps) == 0 {
 		_, err := fmt.Fprintln(w, "no step that may change something")

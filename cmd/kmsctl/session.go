@@ -84,15 +84,28 @@ func newSession(e env, o options, command string, quiet bool) (*session, error) 
 			s.red.Add(str)
 		}
 	}
-	log, err := runlog.Create(e.stateDir, s.start, s.red)
-	if err != nil {
-		return nil, err
+	var (
+		log *runlog.Log
+		j   *journal.File
+		err error
+	)
+	if o.Resume != "" {
+		// kmsctl resume: the run goes on under its ID, in its log and
+		// journal.
+		if log, err = runlog.Continue(e.stateDir, o.Resume, s.red); err != nil {
+			return nil, err
+		}
+		j, err = journal.Continue(e.stateDir, o.Resume, journal.Resumed{Command: command, User: operator(), PID: os.Getpid(), Start: s.start}, s.red)
+	} else {
+		if log, err = runlog.Create(e.stateDir, s.start, s.red); err != nil {
+			return nil, err
+		}
+		j, err = journal.Create(e.stateDir, journal.Header{ID: log.ID, Command: command, User: operator(), PID: os.Getpid(), Start: s.start}, s.red)
 	}
-	s.log = log
-	j, err := journal.Create(e.stateDir, journal.Header{ID: log.ID, Command: command, User: operator(), PID: os.Getpid(), Start: s.start}, s.red)
 	if err != nil {
 		return nil, errors.Join(err, log.Close())
 	}
+	s.log = log
 	s.journal = j
 	e.end.started(log.Path)
 	level := zerolog.WarnLevel

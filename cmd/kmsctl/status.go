@@ -125,7 +125,9 @@ func status(ctx context.Context, e env, o options, group string) error {
 
 // loadCluster is the common set-up of the commands that work on a cluster
 // (status, backup, recover): it loads the inventory, resolves the group's
-// hosts and nodes (statusHosts) and checks their API keys (checkAPIKeys).
+// hosts and nodes (statusHosts) and checks their API keys (checkAPIKeys),
+// and says on stderr which runs on the cluster stopped unfinished, with
+// the command that finishes each (noticeInterrupted).
 func loadCluster(e env, o options, group string) (*inventory.Inventory, []tasks.Host, []inventory.KMSNode, error) {
 	inv, err := loadInventory(o, false)
 	if err != nil {
@@ -138,6 +140,7 @@ func loadCluster(e env, o options, group string) (*inventory.Inventory, []tasks.
 	if err := checkAPIKeys(e, o, nodes); err != nil {
 		return nil, nil, nil, err
 	}
+	noticeInterrupted(e, nodes)
 	return inv, hosts, nodes, nil
 }
 

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+	"github.com/kmsctl/kmsctl/journal"
+	"github.com/kmsctl/kmsctl/kms"
+)
+
+// cutWriter is a run's stdout (--output json) that cancels the run, as a
+// kill would stop it, when the task named cut starts on the target's
+// play: the engine emits task_start before the task runs, so the cut
+// lands at that task, every time.
+type cutWriter struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	cut    string
+	cancel context.CancelFunc
+	fired  bool
+}
+
+func (w *cutWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	for _, line := range strings.Split(string(p), "\n") {
+		var ev struct{ Event, Play, Task string }
+		if json.Unmarshal([]byte(line), &ev) == nil && ev.Event == "task_start" && ev.Task == w.cut && strings.HasPrefix(ev.Play, "kms3: ") && !w.fired {
+			w.fired = true
+			w.cancel()
+		}
+	}
+	return len(p), nil
+}
+
+func (w *cutWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// recoverCut runs recover node kms3 and stops it when task cut starts; it
+// returns the run's ID and state directory. kill leaves the journal as
+// SIGKILL does: without its end record.
+func (l *recoverLab) recoverCut(t *testing.T, stateDir, cut string, kill bool) string {
+	t.Helper()
+	te := testEnv(t)
+	te.env.stateDir = stateDir
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := &cutWriter{cut: cut, cancel: cancel}
+	te.env.stdout = w
+	code := run(ctx, te.env, []string{"kmsctl", "recover", "node", "kms3", "-i", l.inventory, "--ssh-config", "none", "--yes", "--output", "json"})
+	if !w.fired || code != exit.Interrupted {
+		t.Fatalf("recover node kms3 cut at %q: fired %v, exit %d, want %d\n%s\n%s", cut, w.fired, code, exit.Interrupted, w, te.errOut)
+	}
+	m := regexp.MustCompile(`"run":"([^"]+)"`).FindStringSubmatch(w.String())
+	if m == nil {
+		t.Fatalf("no run ID in\n%s", w)
+	}
+	id := m[1]
+	if !strings.Contains(te.errOut.String(), "kmsctl resume "+id) {
+		t.Errorf("the interrupted run does not say how to finish it:\n%s", te.errOut)
+	}
+	if kill {
+		stripEnd(t, stateDir, id)
+	}
+	return id
+}
+
+// stripEnd removes the end record of run id's journal: the journal as a
+// kill -9 of kmsctl leaves it.
+func stripEnd(t *testing.T, stateDir, id string) {
+	t.Helper()
+	path, err := journal.Path(stateDir, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(strings.TrimSuffix(string(b), "\n"), "\n")
+	if last := lines[len(lines)-1]; !strings.Contains(last, `"type":"end"`) {
+		t.Fatalf("the journal's last line is not its end: %s", last)
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(lines[:len(lines)-1], "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// loseKMS3 kills kms3 and wipes its storage: a lost disk.
+func (l *recoverLab) loseKMS3(t *testing.T) {
+	t.Helper()
+	l.kill(2)
+	if err := os.RemoveAll(filepath.Join(l.dirs[2], "data")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkHealthy proves through the API that the cluster is whole: every
+// node lists the three members, and kms3 lists the keys and decrypts a
+// ciphertext made before the failure.
+func (l *recoverLab) checkHealthy(t *testing.T, keys []string, ct []byte, version uint32) {
+	t.Helper()
+	ctx := context.Background()
+	for _, ep := range l.addrs {
+		if v := kms.View(ctx, l.client(ep), ep); v.Err != nil || len(v.Members) != 3 {
+			t.Fatalf("%s's view: %+v", ep, v)
+		}
+	}
+	c3 := l.client(l.addrs[2])
+	if got := keyList(t, c3); strings.Join(got, ",") != strings.Join(keys, ",") {
+		t.Errorf("keys through kms3: %v, want %v", got, keys)
+	}
+	if plain, err := c3.Decrypt(ctx, "", keys[0], version, ct, nil); err != nil || string(plain) != "before" {
+		t.Errorf("decrypt through kms3: %q, %v", plain, err)
+	}
+}
+
+// TestResumeAfterInterruption: recover node kms3 stopped at each phase
+// (killed: no end in its journal; or interrupted, exit 130), then `kmsctl
+// resume RUN-ID --yes`: exit 0 under the same run ID, the cluster healthy
+// with every key, a ciphertext made before the failure decrypted through
+// kms3. The phases the journal records as done are not run again: kms3's
+// SSH server sees no `systemctl stop` once fence is done, no wipe once
+// wipe is done, no upload once push is done (and sees them when they are
+// not done, so that the check can fail).
+func TestResumeAfterInterruption(t *testing.T) {
+	l := newRecoverLab(t)
+	ctx := context.Background()
+	c := l.client(l.addrs[0])
+	for _, k := range []string{"k1", "k2"} {
+		if err := c.CreateKey(ctx, "", k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ct, version, err := c.Encrypt(ctx, "", "k1", []byte("before"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stateDir := filepath.Join(t.TempDir(), "state")
+	cases := []struct {
+		phase, cut string
+		kill       bool
+		done       []string // phases the journal must record as done at the cut
+	}{
+		{"fence", "stop and disable the service", true, nil},
+		{"wipe", "recreate the storage path, empty", false, []string{"fence"}},
+		{"remove", "the survivor no longer lists the ID", true, []string{"fence", "wipe"}},
+		{"push", "environment file with the operator's HSM key (0600)", true, []string{"fence", "wipe", "remove"}},
+		{"start", "the API port answers", false, []string{"fence", "wipe", "remove", "push"}},
+		{"add", "CLUSTER:ADDNODE through a healthy member", true, []string{"fence", "wipe", "remove", "push", "start"}},
+		{"wait", "every member lists it and has caught up", true, []string{"fence", "wipe", "remove", "push", "start", "add"}},
+		{"prove", "write and read back through the recovered node", true, []string{"fence", "wipe", "remove", "push", "start", "add", "wait"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.phase, func(t *testing.T) {
+			l.loseKMS3(t)
+			id := l.recoverCut(t, stateDir, tc.cut, tc.kill)
+			path, _ := journal.Path(stateDir, id)
+			before, err := journal.Read(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			for _, p := range tc.done {
+				want = append(want, "kms3 "+p)
+			}
+			if strings.Join(before.Done, ",") != strings.Join(want, ",") || (before.End == nil) != tc.kill {
+				t.Fatalf("cut at %q: done %v, want %v; end %+v", tc.cut, before.Done, want, before.End)
+			}
+			cmds := len(l.servers[2].Commands())
+
+			te := testEnv(t)
+			te.env.stateDir = stateDir
+			code := te.run(t, "resume", id, "--ssh-config", "none", "--yes")
+			out := te.out.String()
+			if code != 0 || !strings.Contains(out, "RECOVERED kms3") || !strings.Contains(out, "run "+id) {
+				t.Fatalf("resume %s: exit %d\n%s\n%s", id, code, out, te.errOut)
+			}
+			for _, p := range tc.done {
+				if !regexp.MustCompile(`(?m)^ +\d+ ` + p + ` .*DONE \(the journal records it; skipped\)$`).MatchString(out) {
+					t.Errorf("the resume's plan does not show %s as done:\n%s", p, out)
+				}
+			}
+			l.checkHealthy(t, []string{"k1", "k2"}, ct, version)
+			t.Logf("resume:\n%s", out)
+
+			// What kms3's SSH server saw during the resume.
+			ran := l.servers[2].Commands()[cmds:]
+			sent := func(words ...string) bool {
+				return slices.ContainsFunc(ran, func(c string) bool {
+					return !slices.ContainsFunc(words, func(w string) bool { return !strings.Contains(c, w) })
+				})
+			}
+			// fence disables the unit (it is already stopped), wipe looks at
+			// the storage path, push compares the private key's checksum.
+			fenced := sent("systemctl disable")
+			wiped := sent(filepath.Join(l.dirs[2], "data"))
+			pushed := sent("dgst", filepath.Join(l.dirs[2], "certs/private.key"))
+			for _, c := range []struct {
+				phase string
+				did   bool
+			}{{"fence", fenced}, {"wipe", wiped}, {"push", pushed}} {
+				if done := slices.Contains(tc.done, c.phase); done == c.did {
+					t.Errorf("%s done before the resume: %v; the resume ran it: %v\n%s", c.phase, done, c.did, strings.Join(ran, "\n"))
+				}
+			}
+			after, err := journal.Read(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after.End == nil || after.End.ExitCode != 0 || len(after.Resumes) != 1 || after.Done[len(after.Done)-1] != "kms3 prove" {
+				t.Errorf("journal after the resume: end %+v, resumes %+v, done %v", after.End, after.Resumes, after.Done)
+			}
+			for _, st := range after.Steps[len(before.Steps):] {
+				if strings.HasPrefix(st.Play, "kms3: fence") && slices.Contains(tc.done, "wipe") {
+					t.Errorf("resumed step %d (%s) belongs to a phase done", st.Seq, st.Task)
+				}
+				if st.Seq <= len(before.Steps) {
+					t.Errorf("resumed step numbered %d, not after the %d before", st.Seq, len(before.Steps))
+				}
+			}
+			// Done: a second resume is refused, and runs ls shows it ok.
+			again := testEnv(t)
+			again.env.stateDir = stateDir
+			if code := again.run(t, "resume", id, "--ssh-config", "none", "--yes"); code != exit.Usage || !strings.Contains(again.errOut.String(), "ended ok: there is nothing to resume") {
+				t.Errorf("resume of a finished run: exit %d\n%s", code, again.errOut)
+			}
+		})
+	}
+}
