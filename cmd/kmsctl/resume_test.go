@@ -15,6 +15,7 @@ import (
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/journal"
 	"github.com/kmsctl/kmsctl/kms"
+	"github.com/kmsctl/kmsctl/lock"
 )
 
 // cutWriter is a run's stdout (--output json) that cancels the run, as a
@@ -239,5 +240,125 @@ func TestResumeAfterInterruption(t *testing.T) {
 				t.Errorf("resume of a finished run: exit %d\n%s", code, again.errOut)
 			}
 		})
+	}
+}
+
+// TestResumeMisuse: resume refuses, changing nothing: an unknown run or a
+// malformed ID (exit 1); a run that records no plan (a play, exit 1); a
+// run whose inventory changed where it matters (kms3's storage path: what
+// wipe would clear, exit 4); a run while a third run holds its cluster's
+// lock, or while its own process still does (exit 5). Until it is
+// resumed, status and recover node say the run stopped unfinished, with
+// the command that finishes it; --check shows the plan and changes
+// nothing; once resumed, the notice is gone.
+func TestResumeMisuse(t *testing.T) {
+	l := newRecoverLab(t)
+	stateDir := filepath.Join(t.TempDir(), "state")
+	resume := func(args ...string) (*testEnvT, int) {
+		te := testEnv(t)
+		te.env.stateDir = stateDir
+		return te, te.run(t, append([]string{"resume", "--ssh-config", "none", "--yes"}, args...)...)
+	}
+	for _, tc := range []struct{ id, want string }{
+		{"20261202T083000Z-0a1b2c3d", "no run 20261202T083000Z-0a1b2c3d"},
+		{"../../etc/passwd", "want the form"},
+	} {
+		if te, code := resume(tc.id); code != exit.Usage || !strings.Contains(te.errOut.String(), tc.want) {
+			t.Errorf("resume %s: exit %d, want %d and %q\n%s", tc.id, code, exit.Usage, tc.want, te.errOut)
+		}
+	}
+	played, err := journal.Create(stateDir, journal.Header{ID: "20261202T083000Z-0a0a0a0a", Command: "play site.yml"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	played.Close()
+	if te, code := resume("20261202T083000Z-0a0a0a0a"); code != exit.Usage || !strings.Contains(te.errOut.String(), "cannot be resumed: only recover node records") {
+		t.Errorf("resume of a play: exit %d\n%s", code, te.errOut)
+	}
+
+	l.loseKMS3(t)
+	id := l.recoverCut(t, stateDir, "environment file with the operator's HSM key (0600)", true)
+	before := l.snapshot()
+	unchanged := func(what string) {
+		t.Helper()
+		if after := l.snapshot(); after != before {
+			t.Errorf("%s changed files:\n%s\n---\n%s", what, before, after)
+		}
+	}
+	// The notice, with the exact command.
+	st := testEnv(t)
+	st.env.stateDir = stateDir
+	st.run(t, "status", "-i", l.inventory, "--ssh-config", "none")
+	notice := "stopped unfinished after \"kms3 remove\"; finish it with `kmsctl resume " + id + "`"
+	if !strings.Contains(st.errOut.String(), notice) {
+		t.Errorf("status does not say that run %s stopped unfinished:\n%s", id, st.errOut)
+	}
+	rn := testEnv(t)
+	rn.env.stateDir = stateDir
+	rn.run(t, "recover", "node", "kms3", "-i", l.inventory, "--ssh-config", "none", "--check")
+	if !strings.Contains(rn.errOut.String(), notice) {
+		t.Errorf("recover node does not say that run %s stopped unfinished:\n%s", id, rn.errOut)
+	}
+
+	// kms3's storage path is not what the run began with.
+	inv, err := os.ReadFile(l.inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := strings.Replace(string(inv), "kms_storage_path: "+l.dirs[2]+"/data", "kms_storage_path: "+l.dirs[2]+"/data2", 1)
+	if moved == string(inv) {
+		t.Fatal("kms3's storage path not found in the inventory")
+	}
+	os.WriteFile(l.inventory, []byte(moved), 0o600)
+	te, code := resume(id)
+	if code != exit.Refused || !strings.Contains(te.out.String(), "the inventory changed since run "+id+" began: kms3's kms_storage_path is "+l.dirs[2]+"/data2") ||
+		!strings.Contains(te.out.String(), "nothing was changed") {
+		t.Errorf("resume with kms3's storage path changed: exit %d, want %d\n%s\n%s", code, exit.Refused, te.out, te.errOut)
+	}
+	os.WriteFile(l.inventory, inv, 0o600)
+	unchanged("a resume refused for a changed inventory")
+
+	// A third run holds the cluster's lock; then the run's own process.
+	held, err := lock.Acquire(context.Background(), locksDir(stateDir), []string{"kms"}, otherRun, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	te, code = resume(id)
+	held.Release()
+	if code != exit.Locked || !strings.Contains(te.errOut.String(), "cluster kms is locked by alice@bastion1 (pid 4242") {
+		t.Errorf("resume while another run holds the lock: exit %d, want %d\n%s\n%s", code, exit.Locked, te.out, te.errOut)
+	}
+	self := otherRun
+	self.Run = id
+	held, err = lock.Acquire(context.Background(), locksDir(stateDir), []string{"kms"}, self, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	te, code = resume(id)
+	held.Release()
+	if code != exit.Locked || !strings.Contains(te.errOut.String(), "run "+id+" is still going") {
+		t.Errorf("resume while its own run holds the lock: exit %d, want %d\n%s\n%s", code, exit.Locked, te.out, te.errOut)
+	}
+	unchanged("a resume refused for a held lock")
+
+	te, code = resume(id, "--check")
+	if code != 0 || !strings.Contains(te.out.String(), "--check: nothing was changed") || !strings.Contains(te.out.String(), "done: kms3 fence, kms3 wipe, kms3 remove") {
+		t.Errorf("resume --check: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	unchanged("resume --check")
+	// The lock of another cluster does not stop it.
+	held, err = lock.Acquire(context.Background(), locksDir(stateDir), []string{"kms-eu"}, otherRun, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	if te, code = resume(id); code != 0 {
+		t.Fatalf("resume: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	st = testEnv(t)
+	st.env.stateDir = stateDir
+	st.run(t, "status", "-i", l.inventory, "--ssh-config", "none")
+	if strings.Contains(st.errOut.String(), "stopped unfinished") {
+		t.Errorf("status still says a run stopped unfinished after it was resumed:\n%s", st.errOut)
 	}
 }
