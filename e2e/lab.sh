@@ -169,6 +169,8 @@ start() {
 				"$identity" "$dir" "$dir/minkms"
 			printf '    # the node files kmsctl recover node installs (each node'"'"'s own certificate below)\n'
 			printf '    kms_binary_src: %s\n    kms_ca_src: %s\n' "$dir/minkms" "$dir/ca.crt"
+			printf '    # no kms_config_src: a node'"'"'s config is kept, or rendered from the built-in\n'
+			printf '    # templates/minkms.config.j2 where it is missing (kms_config_from: peer copies a survivor'"'"'s instead)\n'
 		fi
 		printf '  children:\n    kms:\n      hosts:\n'
 		for i in "${!names[@]}"; do

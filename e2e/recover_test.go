@@ -31,7 +31,9 @@ const storagePath = "/mnt/minio-kms"
 // tunnels (views, keys, a ciphertext made before the failure), never only by kmsctl's word:
 // a node seen up is refused (exit 4) with every host unchanged; one node killed and its
 // storage wiped is recovered, with no secret in any argv, output, run log, journal or the
-// node's journalctl; two nodes lost at once are recovered in one command from the one survivor.
+// node's journalctl; two nodes lost at once are recovered in one command from the one survivor,
+// one with its config rendered from the built-in template, the other with its config, CA and
+// binary copied from the survivor (kms_*_from: peer).
 func TestRecoverNodeMinkms(t *testing.T) {
 	start := time.Now()
 	defer func() { t.Logf("TestRecoverNodeMinkms wall time %s", time.Since(start).Round(time.Millisecond)) }()
@@ -134,16 +136,51 @@ func TestRecoverNodeMinkms(t *testing.T) {
 	})
 	c.healthy(t)
 
+	// kms2 lost its config too and the inventory names none: it is rendered from the built-in
+	// template. kms3 lost its config, CA and binary, and the inventory copies them from a
+	// peer (kms_*_from: peer): kms1, the one survivor, streamed through kmsctl.
 	t.Run("kms2 and kms3 lost, recovered from kms1 alone", func(t *testing.T) {
 		r.loseDisk(t, "kms2")
 		r.loseDisk(t, "kms3")
+		const config, ca, binary = "/etc/minkms/config.yaml", "/etc/minkms/certs/ca.crt", "/usr/local/bin/minkms"
+		c.l.MustExec("kms2", "rm "+config)
+		c.l.MustExec("kms3", "rm "+config+" "+ca+" "+binary)
 		r.waitDown(ctx, t, "kms2", "kms3")
-		res := kmsctl(t, c.l, "-i", r.inventory, "recover", "node", "kms2", "kms3", "--yes")
+		inv, err := os.ReadFile(r.inventory)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromPeer := strings.Replace(string(inv), "        kms3:\n", "        kms3:\n          kms_config_from: peer\n          kms_ca_from: peer\n          kms_binary_from: peer\n", 1)
+		if fromPeer == string(inv) {
+			t.Fatalf("no host kms3 in the inventory:\n%s", inv)
+		}
+		peerInv := filepath.Join(c.l.Dir, "recover-from-peer.yml")
+		writeTestFile(t, peerInv, fromPeer)
+		res := kmsctl(t, c.l, "-i", peerInv, "recover", "node", "kms2", "kms3", "--yes")
 		if res.code != exitOK {
 			t.Fatalf("recover node kms2 kms3: want exit 0\n%s", res)
 		}
+		for _, want := range []string{"config rendered from the built-in templates/minkms.config.j2 (kms2 has none)",
+			"binary copied from kms1 (" + binary + ", sha256-verified)", "config copied from kms1 (" + config + ", sha256-verified)",
+			"CA certificate copied from kms1 (" + ca + ", sha256-verified)"} {
+			if !strings.Contains(res.stdout, want) {
+				t.Errorf("the plan does not say %q\n%s", want, res.stdout)
+			}
+		}
 		check(t, "kms2", "kms3")
 		r.leaks(t, "recover node's output", res.stdout+res.stderr)
+		rendered := c.l.MustExec("kms2", "cat "+config+"; stat -c '%a %U:%G' "+config)
+		for _, want := range []string{"written by kmsctl from its built-in templates/minkms.config.j2", "identity: " + r.admin.Identity(),
+			"key: /etc/minkms/certs/private.key", "ca: " + ca, "640 root:minkms-user"} {
+			if !strings.Contains(rendered, want) {
+				t.Errorf("kms2's rendered config lacks %q:\n%s", want, rendered)
+			}
+		}
+		r.leaks(t, "kms2's rendered config", rendered)
+		sums := "sha256sum " + config + " " + ca + " " + binary + " | cut -d' ' -f1; stat -c '%a %U:%G' " + config + " " + ca + " " + binary
+		if peer, got := c.l.MustExec("kms1", sums), c.l.MustExec("kms3", sums); got != peer {
+			t.Errorf("kms3's config, CA and binary are not kms1's:\nkms1:\n%s\nkms3:\n%s", peer, got)
+		}
 	})
 	c.healthy(t)
 }
