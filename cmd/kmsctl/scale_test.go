@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/kms"
 	"github.com/kmsctl/kmsctl/kms/kmsim/kmsimtest"
@@ -236,4 +238,44 @@ func TestScaleRemovePlaybookDecommissions(t *testing.T) {
 	if got := modes("scale-remove"); len(got) != 1 || got[0] != "decommission" {
 		t.Errorf("scale-remove's kms_remove_node modes: %v", got)
 	}
+}
+
+// TestProvisionNewHostKey: kms3 as a new host whose SSH key kmsctl does not know: provision
+// fails naming its fingerprint (exit 3) and a wrong --expect-host-key is refused, each
+// changing nothing; the right fingerprint provisions it and pins the key in kmsctl's own
+// known_hosts, so that the next provision needs no flag.
+func TestProvisionNewHostKey(t *testing.T) {
+	l := newRecoverLab(t)
+	l.kill(2)
+	kh := regexp.MustCompile(`kms_ssh_known_hosts: (\S+)`).FindStringSubmatch(readTestFile(t, l.inventory))[1]
+	var keep []string
+	for _, line := range strings.Split(readTestFile(t, kh), "\n") {
+		if line != "" && line != l.servers[2].KnownHostsLine() {
+			keep = append(keep, line)
+		}
+	}
+	writeTestFile(t, kh, strings.Join(keep, "\n")+"\n")
+	fp := ssh.FingerprintSHA256(l.servers[2].HostKey())
+	te := testEnv(t) // one state directory: kmsctl's own known_hosts
+	provision := func(want int, flags ...string) string {
+		t.Helper()
+		before := len(te.errOut.String())
+		if code := te.run(t, append([]string{"provision", "kms3", "-i", l.inventory, "--ssh-config", "none"}, flags...)...); code != want {
+			t.Fatalf("provision kms3 %v: exit %d, want %d\n%s\n%s", flags, code, want, te.out, te.errOut)
+		}
+		return te.errOut.String()[before:]
+	}
+	before := l.snapshot()
+	if msg := provision(exit.Unreachable); !strings.Contains(msg, fp) {
+		t.Errorf("an unknown host key: the error does not name its fingerprint %s:\n%s", fp, msg)
+	}
+	provision(exit.Unreachable, "--expect-host-key", "kms3=SHA256:"+strings.Repeat("A", 43))
+	if l.snapshot() != before {
+		t.Fatal("a refused host key changed files")
+	}
+	provision(exit.OK, "--expect-host-key", "kms3="+fp)
+	if _, err := os.Stat(filepath.Join(l.dirs[2], "minkms.env")); err != nil {
+		t.Errorf("kms3 not provisioned: %v", err)
+	}
+	provision(exit.OK)
 }
