@@ -35,6 +35,7 @@ func TestSystemdBackupTimer(t *testing.T) {
 	t.Cleanup(func() {
 		l.Exec(host, "systemctl stop 'kmsctl-backup@*.timer' prometheus-node-exporter.service; "+
 			"rm -rf /etc/systemd/system/kmsctl-backup@.service /etc/systemd/system/kmsctl-backup@.timer /etc/systemd/system/kmsctl-backup@.timer.d "+
+			"/etc/systemd/system/kmsctl-drill@.service /etc/systemd/system/kmsctl-drill@.timer "+
 			"/etc/kmsctl /usr/local/bin/kmsctl /var/lib/kmsctl /var/lib/prometheus/node-exporter/kmsctl_*.prom; "+
 			"systemctl reset-failed; systemctl daemon-reload; systemctl start minkms")
 	})
@@ -55,7 +56,7 @@ func TestSystemdBackupTimer(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.CopyIn(host, "/usr/local/bin/kmsctl", 0o755, bin)
-	for _, u := range []string{"kmsctl-backup@.service", "kmsctl-backup@.timer"} {
+	for _, u := range []string{"kmsctl-backup@.service", "kmsctl-backup@.timer", "kmsctl-drill@.service", "kmsctl-drill@.timer"} {
 		b, err := os.ReadFile(filepath.Join(l.Root, "examples", "systemd", u))
 		if err != nil {
 			t.Fatal(err)
@@ -76,6 +77,11 @@ func TestSystemdBackupTimer(t *testing.T) {
 	cur := l.MustExec(host, "journalctl -n 0 --show-cursor -q")
 	since := "--after-cursor='" + strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(cur), "-- cursor:")) + "'"
 	l.MustExec(host, "systemctl daemon-reload && systemctl start prometheus-node-exporter.service && systemctl start kmsctl-backup@kms.timer")
+	// The drill's units are only checked (the drill itself is tested in cmd/kmsctl).
+	if out, err := l.Exec(host, "systemd-analyze verify kmsctl-drill@kms.service kmsctl-drill@kms.timer kmsctl-backup@kms.service kmsctl-backup@kms.timer 2>&1"); err != nil ||
+		strings.Contains(out, "kmsctl-") {
+		t.Errorf("systemd-analyze verify of the units: %v\n%s", err, out)
+	}
 
 	const prom = "/var/lib/prometheus/node-exporter/kmsctl_backup_kms.prom"
 	svc := waitJob(t, l, host, "kmsctl-backup@kms.service", since, 1)

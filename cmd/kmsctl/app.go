@@ -110,6 +110,7 @@ func newApp(e env) *cli.App {
 		newPlayCommand(e, opts),
 		newStatusCommand(e, opts),
 		newBackupCommand(e, opts),
+		newDrillCommand(e, opts),
 		newRunsCommand(e),
 		newRecoverCommand(e, opts),
 		newProvisionCommand(e, opts),
