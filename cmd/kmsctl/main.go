@@ -8,8 +8,9 @@
 //	kmsctl playbooks ls|show NAME list or print the built-in playbooks
 //	kmsctl inventory list|graph   show hosts with resolved variables (secrets masked)
 //	kmsctl ping [HOST...]         connect and run `true` on each host
-//	kmsctl status [--cluster G]   each node of a Key Manager cluster and a verdict
+//	kmsctl status [--cluster G]   each node of a Key Manager cluster and a verdict (--all: every cluster)
 //	kmsctl backup [--dir D]       a snapshot and its manifest, --keep N retention
+//	kmsctl drill --scratch HOST   restore the newest backup on a scratch host, verify, tear down
 //	kmsctl runs ls|show RUN-ID    list past runs, show one run's journal
 //	kmsctl version                print version, commit and Go version
 //
