@@ -339,6 +339,12 @@ func planResume(in recoverInput, rec recoverRecord, done func(host, phase string
 			if err := checkLayout(t, n); err != nil {
 				return p, err
 			}
+			// Files copied from a peer come from the survivor the
+			// resume goes through, which may not be the one the run
+			// began with.
+			if err := checkPeerFiles(t, p.Via, in); err != nil {
+				return p, err
+			}
 		}
 		p.Targets = append(p.Targets, t)
 	}

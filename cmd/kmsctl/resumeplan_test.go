@@ -73,6 +73,18 @@ func TestPlanResume(t *testing.T) {
 	if _, err := planResume(withKey, rec, upTo("remove")); !errors.As(err, &ref) || !strings.Contains(err.Error(), "the config /etc/minkms/config.yaml is missing on kms3") {
 		t.Errorf("push left, config missing: %v", err)
 	}
+	// The push left with the config from a peer: the survivor the resume
+	// goes through must hold it at the same path.
+	fromPeer := withKey
+	fromPeer.Files = map[string][]recoverFile{"kms3": {{What: "config", Path: "/etc/minkms/config.yaml", From: "peer"}},
+		"kms1": {{What: "config", Path: "/etc/minkms/config.yaml"}}}
+	if _, err := planResume(fromPeer, rec, upTo("remove")); !errors.As(err, &ref) || !strings.Contains(err.Error(), "the peer kms1 has no /etc/minkms/config.yaml") {
+		t.Errorf("push left, config from a peer that lacks it: %v", err)
+	}
+	fromPeer.Files["kms1"][0].Exists = true
+	if _, err := planResume(fromPeer, rec, upTo("remove")); err != nil {
+		t.Errorf("push left, config from a peer that holds it: %v", err)
+	}
 	// The survivors' key is not the one the run began with.
 	changed := withKey
 	changed.Nodes = slices.Clone(withKey.Nodes)
