@@ -18,8 +18,8 @@ import (
 
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/inventory"
-	"github.com/kmsctl/kmsctl/kmsmodules"
 	"github.com/kmsctl/kmsctl/journal"
+	"github.com/kmsctl/kmsctl/kmsmodules"
 	"github.com/kmsctl/kmsctl/lock"
 	"github.com/kmsctl/kmsctl/playbooks"
 	"github.com/kmsctl/kmsctl/tasks"
