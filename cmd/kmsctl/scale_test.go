@@ -86,6 +86,11 @@ func TestScaleRemoveProvisionAdd(t *testing.T) {
 	if l.snapshot() != before {
 		t.Fatal("scale remove --check changed files")
 	}
+	te, code = l.kmsctl(t, "scale", "remove", "kms3", "--check", "-o", "json")
+	if code != 0 || !strings.Contains(te.out.String(), `"event":"scale_plan"`) || !strings.Contains(te.out.String(), `"phases":["remove","confirm","stop","teardown","wait"]`) ||
+		strings.Contains(te.out.String(), "preflight: ok") {
+		t.Fatalf("scale remove --check -o json: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
 	if te, code := l.kmsctl(t, "scale", "remove", "kms3"); code != exit.Usage || !strings.Contains(te.errOut.String(), "--yes") {
 		t.Fatalf("without --yes nor a terminal: exit %d\n%s", code, te.errOut)
 	}
@@ -113,6 +118,14 @@ func TestScaleRemoveProvisionAdd(t *testing.T) {
 		t.Error("the HSM key appears in the output or run log")
 	}
 
+	removed := l.snapshot()
+	te, code = l.kmsctl(t, "scale", "add", "kms3", "--check")
+	if code != 0 || !strings.Contains(te.out.String(), "1 provision") || !strings.Contains(te.out.String(), "--check: nothing was changed") {
+		t.Fatalf("scale add --check: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	if l.snapshot() != removed {
+		t.Fatal("scale add --check changed files")
+	}
 	te, code = l.kmsctl(t, "provision", "kms3")
 	if code != 0 || !strings.Contains(te.out.String(), "PROVISIONED kms3") {
 		t.Fatalf("provision kms3: exit %d\n%s\n%s", code, te.out, te.errOut)
