@@ -50,6 +50,27 @@ func TestDrill(t *testing.T) {
 	if te, code := l.kmsctl(t, "backup", "--dir", backups); code != 0 {
 		t.Fatalf("backup: exit %d\n%s", code, te.errOut)
 	}
+	// kms3, a running member, outside the inventory's cluster groups (a
+	// production node the inventory does not list as one): its Key
+	// Manager answers, so it is refused, and nothing changes.
+	orig, err := os.ReadFile(l.inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spare := strings.Replace(string(orig), "        kms3:\n", "    spare:\n      hosts:\n        kms3:\n", 1)
+	if err := os.WriteFile(l.inventory, []byte(spare), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	snap := l.snapshot()
+	if te, code := l.kmsctl(t, "drill", "--scratch", "kms3", "--dir", backups); code != exit.Refused || !strings.Contains(te.errOut.String(), "runs a Key Manager") {
+		t.Fatalf("drill onto a running node: exit %d, want 4\n%s\n%s", code, te.out, te.errOut)
+	}
+	if l.snapshot() != snap || len(l.members(t, 0, 1, 2)) != 3 {
+		t.Fatal("a refused drill changed something")
+	}
+	if err := os.WriteFile(l.inventory, orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if te, code := l.kmsctl(t, "scale", "remove", "kms3", "--yes"); code != 0 {
 		t.Fatalf("scale remove kms3: exit %d\n%s\n%s", code, te.out, te.errOut)
 	}
@@ -65,12 +86,7 @@ func TestDrill(t *testing.T) {
 	if l.snapshot() != before {
 		t.Fatal("a refused drill changed files")
 	}
-	raw, err := os.ReadFile(l.inventory)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inv := strings.Replace(string(raw), "        kms3:\n", "    spare:\n      hosts:\n        kms3:\n", 1)
-	if err := os.WriteFile(l.inventory, []byte(inv), 0o600); err != nil {
+	if err := os.WriteFile(l.inventory, []byte(spare), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -181,4 +197,35 @@ func metricIs(mfs map[string]*dto.MetricFamily, name string, l prometheus.Labels
 func metricPositive(mfs map[string]*dto.MetricFamily, name string, l prometheus.Labels) bool {
 	v, ok := metrics.Value(mfs, name, l)
 	return ok && v > 0
+}
+
+// TestDrillUsage: drill's misuse is refused before any host is asked:
+// usage errors (exit 1), and a scratch host reached at a cluster node's
+// SSH address (exit 4).
+func TestDrillUsage(t *testing.T) {
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "inventory.yml")
+	if err := os.WriteFile(inv, []byte("all:\n  children:\n    kms:\n      hosts:\n        a: {ansible_host: 10.0.0.1, ansible_port: 1}\n"+
+		"    spare:\n      hosts:\n        s1: {ansible_host: 10.0.0.1, ansible_port: 1, kms_endpoint: \"s1:7373\"}\n        s2: {ansible_host: 10.0.0.2, ansible_port: 1}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{}, exit.Usage, "--scratch HOST is required"},
+		{[]string{"--scratch", "nope"}, exit.Usage, "nope is not a host of the inventory"},
+		{[]string{"--scratch", "s2", "--backup", "x", "--dir", "y"}, exit.Usage, "give one of them"},
+		{[]string{"--scratch", "s2", "--check"}, exit.Usage, "--check is not supported"},
+		{[]string{"--scratch", "s2", "--metrics-file", filepath.Join(dir, "m.txt")}, exit.Usage, ".prom"},
+		{[]string{"--scratch", "s1"}, exit.Refused, "scratch host s1 is reached at 10.0.0.1:1, as a is"},
+		{[]string{"--scratch", "s2", "--dir", filepath.Join(dir, "none")}, exit.VerifyFailed, "list backups"},
+	} {
+		te := testEnv(t)
+		code := te.run(t, append([]string{"drill", "-i", inv, "--ssh-config", "none"}, c.args...)...)
+		if code != c.code || !strings.Contains(te.errOut.String(), c.want) {
+			t.Errorf("drill %v: exit %d, want %d and %q\n%s", c.args, code, c.code, c.want, te.errOut)
+		}
+	}
 }
