@@ -588,6 +588,17 @@ func TestRecoverRefusals(t *testing.T) {
 	if code != 0 || !strings.Contains(te.out.String(), "VERSION CHANGE: the binary to install") {
 		t.Fatalf("--check with another version: exit %d\n%s\n%s", code, te.out, te.errOut)
 	}
+	before := l.snapshot()
+	asked := testEnv(t)
+	asked.env.terminal = true
+	asked.env.stdin = strings.NewReader("n\n")
+	code = asked.run(t, "recover", "node", "kms3", "-i", l.inventory, "--ssh-config", "none")
+	if want := "The Key Manager's version changes on kms3 (VERSION CHANGE above). Change kms3 now? [y/N] nothing was changed"; code != exit.Refused || !strings.Contains(asked.out.String(), want) {
+		t.Fatalf("on a terminal with another version: exit %d, want %q\n%s\n%s", code, want, asked.out, asked.errOut)
+	}
+	if after := l.snapshot(); after != before {
+		t.Fatalf("answered n, files changed:\n%s\n---\n%s", before, after)
+	}
 	te, code = l.recover(t, "kms3", "--yes", "--allow-version-change")
 	if b, _ := os.ReadFile(filepath.Join(l.dirs[2], "minkms")); code != 0 || !strings.Contains(string(b), newer) {
 		t.Fatalf("--allow-version-change: exit %d, binary %q\n%s\n%s", code, b, te.out, te.errOut)
