@@ -13,8 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 	"testing/fstest"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
