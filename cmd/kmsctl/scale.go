@@ -50,8 +50,11 @@ func newScaleCommand(e env, opts optionsFunc) *cli.Command {
 	}
 }
 
-// Task name of the scale preflight beyond status's.
-const taskScaleHSM = "HSM key to install"
+// Task names of the scale preflight beyond status's.
+const (
+	taskScaleHSM     = "HSM key to install"
+	taskScaleStorage = "storage path's content"
+)
 
 // scale runs scale add or scale remove: the read-only preflight on every
 // node of the cluster, the plan, the confirmation (unless yes or --check),
@@ -146,12 +149,15 @@ func gatherScale(ctx context.Context, e env, o options, command string, inv *inv
 	var in scaleInput
 	g := &gathered{results: map[string]map[string]gatheredResult{}, unreachable: map[string]string{}}
 	base := newRegistry(e, o)
-	mods := map[string]string{taskService: "service", taskHSM: "kms_hsm_fingerprint", taskAPI: "kms_status", taskScaleHSM: "kms_hsm_check"}
+	mods := map[string]string{taskService: "service", taskHSM: "kms_hsm_fingerprint", taskAPI: "kms_status", taskScaleHSM: "kms_hsm_check", taskScaleStorage: "command"}
 	play := statusPlay(hosts)
 	yes := true
 	if len(operatorOn) > 0 {
 		play.Tasks = append(play.Tasks, tasks.Task{Name: taskScaleHSM, Module: taskScaleHSM, Args: map[string]any{}, Become: &yes, IgnoreErrors: true,
-			When: "inventory_hostname in scale_operator_on"})
+			When: "inventory_hostname in scale_operator_on"},
+			// What is in the target's storage path: a node started on it must start clean.
+			tasks.Task{Name: taskScaleStorage, Module: taskScaleStorage, Become: &yes, IgnoreErrors: true, When: "not (inventory_hostname in scale_operator_on)",
+				Args: map[string]any{"cmd": "find {{ " + inventory.VarStoragePath + " }} -mindepth 1 -maxdepth 1 -print -quit"}})
 	}
 	for i := range play.Tasks {
 		play.Tasks[i].Module = play.Tasks[i].Name
@@ -189,6 +195,19 @@ func gatherScale(ctx context.Context, e env, o options, command string, inv *inv
 	in.Nodes = g.states(nodes)
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	in.Storage = map[string]string{}
+	for _, n := range nodes {
+		if r, ok := g.results[n.Host][taskScaleStorage]; ok {
+			switch {
+			case r.err == nil && !r.res.Failed:
+				in.Storage[n.Host] = strings.TrimSpace(r.res.Stdout)
+			case strings.Contains(r.res.Stderr, "No such file or directory"):
+				// Absent: provision creates it empty.
+			default:
+				in.Storage[n.Host] = "(could not be listed: " + resultError(r) + ")"
+			}
+		}
+	}
 	for _, n := range nodes {
 		r, ok := g.results[n.Host][taskScaleHSM]
 		if !ok || in.OperatorFP != "" {

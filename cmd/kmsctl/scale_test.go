@@ -149,6 +149,25 @@ func TestScaleRemoveProvisionAdd(t *testing.T) {
 		t.Error("the second provision changed files")
 	}
 
+	// A former node's state left in the storage path: never started, refused.
+	leftover := filepath.Join(l.dirs[2], "data", "old-state")
+	if err := os.WriteFile(leftover, []byte("sealed"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withLeftover := l.snapshot()
+	te, code = l.kmsctl(t, "scale", "add", "kms3", "--yes")
+	if code != exit.Refused || !strings.Contains(te.out.String(), "storage path (kms_storage_path) of kms3 is not empty") {
+		t.Fatalf("scale add onto a storage path with state: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	l.mu.Lock()
+	running = l.nodes[2] != nil
+	l.mu.Unlock()
+	if running || l.snapshot() != withLeftover {
+		t.Fatal("a refused scale add started kms3 or changed files")
+	}
+	if err := os.Remove(leftover); err != nil {
+		t.Fatal(err)
+	}
 	te, code = l.kmsctl(t, "scale", "add", "kms3", "--yes")
 	if code != 0 || !strings.Contains(te.out.String(), "ADDED kms3") {
 		t.Fatalf("scale add kms3: exit %d\n%s\n%s", code, te.out, te.errOut)

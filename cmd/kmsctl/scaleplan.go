@@ -13,6 +13,9 @@ type scaleInput struct {
 	// OperatorFP is the fingerprint of the HSM key kmsctl installs (scale
 	// add); "" when it could not be read (OperatorErr says why).
 	OperatorFP, OperatorErr string
+	// Storage is, for scale add, the first entry found in the target's
+	// storage path ("" = empty or absent), or why it could not be listed.
+	Storage map[string]string
 }
 
 // scalePlan is what scale add or scale remove will do.
@@ -140,6 +143,9 @@ func planScaleAdd(in scaleInput) (scalePlan, error) {
 	case isRunning(t.ServiceState):
 		return p, refusal{fmt.Sprintf("%s is %s on %s although its API does not answer", t.Service, t.ServiceState, t.Host),
 			"Find out why (journalctl -u " + t.Service + "); scale add provisions and starts only a stopped node"}
+	case in.Storage[t.Host] != "":
+		return p, refusal{fmt.Sprintf("the storage path (kms_storage_path) of %s is not empty (it holds %s): a node started on it would not start clean", t.Host, in.Storage[t.Host]),
+			"scale add starts only a clean node: if that state is no longer needed (a former member's), empty the storage path first"}
 	default:
 		p.Provision = true
 		p.Phases = []string{"start", "add", "wait", "prove"}

@@ -50,6 +50,7 @@ func TestPlanScale(t *testing.T) {
 		{"add without the HSM key", "add", with(healthy2, silent), "", "", false, "", "the HSM key to install could not be read"},
 		{"add when the members' keys differ", "add", with([]nodeState{healthy2[0], func() nodeState { n := healthy2[1]; n.HSMFingerprint = "sha256:c"; return n }()}, silent), "sha256:a", "", false, "", "the members' HSM keys differ"},
 		{"add with a member down", "add", with([]nodeState{scaleNode("kms1", 0, two, []int{1}, 9), scaleNode("kms2", -1, nil, nil, 0)}, silent), "sha256:a", "", false, "", "no member is ready for writes with every member up"},
+		{"add a stopped host with state in its storage path", "add", with(healthy2, silent), "sha256:a", "", false, "", "the storage path (kms_storage_path) of kms3 is not empty (it holds /mnt/minio-kms/db)"},
 		{"add with no member", "add", []nodeState{scaleNode("kms1", -1, nil, nil, 0), silent}, "sha256:a", "", false, "", "no member of the cluster other than kms3 answers"},
 
 		{"remove a healthy member", "remove", []nodeState{scaleNode("kms1", 0, three, nil, 9), scaleNode("kms2", 1, three, nil, 9), scaleNode("kms3", 2, three, nil, 9)}, "", "remove,confirm,stop,teardown,wait", false, "", ""},
@@ -62,6 +63,9 @@ func TestPlanScale(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			in := scaleInput{Nodes: c.nodes, Target: "kms3", OperatorFP: c.opFP}
+			if strings.Contains(c.name, "state in its storage path") {
+				in.Storage = map[string]string{"kms3": "/mnt/minio-kms/db"}
+			}
 			if c.opFP == "" {
 				in.OperatorErr = "no key"
 			}
