@@ -5,8 +5,12 @@
 # free 127.0.0.1 port (own sshd_config, own host key, a generated client key in its
 # authorized_keys, UsePAM no), with its own directory BENCH_DIR/hostNN; all are stopped at the
 # end. Every timed run starts from empty host directories (the full work), and Ansible starts
-# without a ControlMaster left over from the previous run. Prints the median wall time of
-# several runs per tool and N, and the ratios. Figures, not a test.
+# without a ControlMaster left over from the previous run. Each run's controller (ansible-playbook
+# with its workers and its ssh ControlMasters; kmsctl; the script with its ssh/scp clients) runs
+# in a cgroup of its own (bench/cgroup.sh), so its CPU time is counted and the hosts' sshd, sftp-
+# server and commands are not. Prints the median wall time and the median controller CPU time
+# (user + system) of several runs per tool and N, the CPU per host, the ratios, and the load
+# average before and after each figure's runs. Figures, not a test.
 #
 # Usage: bench/ansible/run.sh          (as root, from anywhere; `make bench-ansible`)
 # Env:   NS="1 3 10 50"  RUNS=5 (runs per figure)  RUNS_MAX=3 (runs at the largest N)
@@ -30,9 +34,12 @@ SIZE_MIB=${SIZE_MIB:-50}
 B=${BENCH_DIR:-/tmp/kmsbench}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
+# shellcheck source=../cgroup.sh
+. "$here/../cgroup.sh"
 
 [ "$(id -u)" = 0 ] || { echo "run.sh must run as root (it starts sshd instances and adds a user)" >&2; exit 1; }
 case "$B" in /tmp/?* | /dev/shm/?*) ;; *) echo "BENCH_DIR must be under /tmp or /dev/shm" >&2; exit 1 ;; esac
+cg_init
 
 # --- tools -------------------------------------------------------------------------------
 need=()
@@ -229,16 +236,22 @@ invoke() {
 	esac
 }
 
-# timed TOOL N FRESH: seconds of one run (FRESH=1: from empty host directories), after checks
+# timed TOOL N FRESH: "WALL CPU" of one run (FRESH=1: from empty host directories), after
+# checks: wall seconds, and the controller's CPU seconds in its own cgroup (the ControlMasters
+# of Ansible and the script included: they are closed, and counted, before the figure is read)
+cg_seq=0
 timed() {
-	local tool=$1 n=$2 fresh=$3 log=$ctl/last.log t0 t1 rc=0
+	local tool=$1 n=$2 fresh=$3 log=$ctl/last.log t0 t1 rc=0 cg usec
 	[ "$fresh" = 1 ] && clean "$n"
 	cpdir=$(mktemp -d "$B/cp.XXXXXX")
+	cg_seq=$((cg_seq + 1))
+	cg=$tool-$n-$cg_seq
 	sync
 	t0=$(now)
-	invoke "$tool" "$n" "$log" || rc=$?
+	cg_run "$cg" invoke "$tool" "$n" "$log" || rc=$?
 	t1=$(now)
 	close_masters "$cpdir"
+	usec=$(cg_done "$cg") || exit 1
 	[ -n "$LOGS" ] && mkdir -p "$LOGS" && cp "$log" "$LOGS/$tool-$n-$(date +%H%M%S%N).log"
 	if [ "$rc" != 0 ]; then
 		echo "$tool on $n hosts failed (exit $rc); its output:" >&2
@@ -246,12 +259,30 @@ timed() {
 		exit 1
 	fi
 	verify "$n" || { echo "$tool on $n hosts: wrong result; its output:" >&2; tail -n 40 "$log" >&2; exit 1; }
-	echo "scale=3; ($t1 - $t0) / 1000000000" | bc
+	echo "$(echo "scale=3; ($t1 - $t0) / 1000000000" | bc) $(echo "scale=3; $usec / 1000000" | bc)"
 }
 command -v bc >/dev/null || { echo "run.sh needs bc" >&2; exit 1; }
 
-declare -A med
+# series KEY TOOL N FRESH RUNS: RUNS timed runs; sets med[KEY] (wall) and cpu[KEY] (controller
+# CPU), prints every run and the load average before and after
+declare -A med cpu
+series() {
+	local key=$1 tool=$2 n=$3 fresh=$4 r=$5 load0 walls=() cpus=() w c
+	load0=$(cg_loadavg)
+	for _ in $(seq "$r"); do
+		read -r w c < <(timed "$tool" "$n" "$fresh")
+		[ -n "$c" ] || exit 1
+		walls+=("$w") cpus+=("$c")
+	done
+	med[$key]=$(printf '%s\n' "${walls[@]}" | median)
+	cpu[$key]=$(printf '%s\n' "${cpus[@]}" | median)
+	printf '%-16s N=%-3s %s median %7.2f s wall, %6.2f CPU-s   wall: %s   CPU: %s   load %s -> %s\n' "$tool" "$n" \
+		"$([ "$fresh" = 1 ] && echo "full  " || echo second)" "${med[$key]}" "${cpu[$key]}" "${walls[*]}" "${cpus[*]}" \
+		"$load0" "$(cg_loadavg)" >&2
+}
+
 total0=$(now)
+load_start=$(cg_loadavg)
 for n in $NS; do
 	runs=$RUNS
 	[ "$n" = "$max_n" ] && runs=$RUNS_MAX
@@ -259,10 +290,7 @@ for n in $NS; do
 		case " $SKIP " in *" $tool:$n "*) continue ;; esac
 		r=$runs
 		case $tool in ansible-*) [ "$ANSIBLE_RUNS" -lt "$r" ] && r=$ANSIBLE_RUNS ;; esac
-		ts=()
-		for _ in $(seq "$r"); do ts+=("$(timed "$tool" "$n" 1)"); done
-		med[$tool,$n]=$(printf '%s\n' "${ts[@]}" | median)
-		printf '%-16s N=%-3s median %7.2f s   runs: %s\n' "$tool" "$n" "${med[$tool,$n]}" "${ts[*]}" >&2
+		series "$tool,$n" "$tool" "$n" 1 "$r"
 	done
 done
 
@@ -272,23 +300,24 @@ if [ "$SECOND" = 1 ]; then
 	n2=10
 	case " $NS " in *" 10 "*) ;; *) n2=$max_n ;; esac
 	for tool in ansible-tuned kmsctl; do
+		case " $TOOLS " in *" $tool "*) ;; *) continue ;; esac
 		timed "$tool" "$n2" 1 >/dev/null
 		r=$RUNS
 		[ "$tool" = ansible-tuned ] && r=$ANSIBLE_RUNS
-		ts=()
-		for _ in $(seq "$r"); do ts+=("$(timed "$tool" "$n2" 0)"); done
-		med[second,$tool]=$(printf '%s\n' "${ts[@]}" | median)
-		printf '%-16s N=%-3s second run median %7.2f s   runs: %s\n' "$tool" "$n2" "${med[second,$tool]}" "${ts[*]}" >&2
+		series "second,$tool" "$tool" "$n2" 0 "$r"
 	done
 	second=$n2
 fi
 total1=$(now)
 
 # --- report --------------------------------------------------------------------------------
-ratio() { if [ -n "${1:-}" ] && [ -n "${2:-}" ]; then echo "scale=1; $1 / $2" | bc; else echo "-"; fi; }
+ratio() { if [ -n "${1:-}" ] && [ -n "${2:-}" ] && [ "$(echo "$2 > 0" | bc)" = 1 ]; then echo "scale=1; $1 / $2" | bc; else echo "-"; fi; }
+perhost() { if [ -n "${1:-}" ]; then echo "scale=3; $1 / $2" | bc; else echo "-"; fi; }
 echo
-echo "kmsctl vs Ansible: median wall seconds ($RUNS runs, Ansible $ANSIBLE_RUNS; at most $RUNS_MAX at N=$max_n), full work every run"
-echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "kmsctl vs Ansible: medians of $RUNS runs (Ansible $ANSIBLE_RUNS; at most $RUNS_MAX at N=$max_n), full work every run"
+echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cg_loadavg)"
+echo "controller CPU: user + system CPU seconds of the controller's cgroup (cgroup $CG_KIND, $CG_ROOT):"
+echo "  ansible-playbook, its forks and its ssh ControlMasters; kmsctl; the script's ssh/scp clients"
 echo "$(nproc) cores, $(. /etc/os-release && echo "$PRETTY_NAME"), $(date -u +%Y-%m-%dT%H:%MZ)"
 av=$(ansible --version 2>/dev/null)
 echo "${av%%$'\n'*}, $(/usr/sbin/sshd -V 2>&1 | head -1 || true)"
@@ -303,10 +332,22 @@ for n in $NS; do
 		"$(ratio "${med[ansible-tuned,$n]:-}" "$k")" "$(ratio "${med[openssh,$n]:-}" "$k")" \
 		"$(ratio "${med[ansible-default,$n]:-}" "$k")"
 done
+echo
+echo "Controller CPU seconds per run (and per host), medians:"
+echo
+echo "| N  | Ansible default | Ansible tuned | OpenSSH script | kmsctl | tuned / kmsctl | default / kmsctl |"
+echo "|----|----------------:|--------------:|---------------:|-------:|---------------:|-----------------:|"
+for n in $NS; do
+	cell() { if [ -n "${cpu[$1,$n]:-}" ]; then printf '%s (%s)' "${cpu[$1,$n]}" "$(perhost "${cpu[$1,$n]}" "$n")"; else echo -; fi; }
+	printf '| %-2s | %15s | %13s | %14s | %6s | %13s× | %15s× |\n' "$n" \
+		"$(cell ansible-default)" "$(cell ansible-tuned)" "$(cell openssh)" "$(cell kmsctl)" \
+		"$(ratio "${cpu[ansible-tuned,$n]:-}" "${cpu[kmsctl,$n]:-}")" "$(ratio "${cpu[ansible-default,$n]:-}" "${cpu[kmsctl,$n]:-}")"
+done
 if [ -n "$second" ]; then
 	echo
 	echo "Second run at N=$second (files already in place; copies find equal checksums):"
-	echo "Ansible tuned ${med[second,ansible-tuned]} s, kmsctl ${med[second,kmsctl]} s, ratio $(ratio "${med[second,ansible-tuned]}" "${med[second,kmsctl]}")×"
+	echo "Ansible tuned ${med[second,ansible-tuned]:-} s (${cpu[second,ansible-tuned]:-} CPU-s), kmsctl ${med[second,kmsctl]:-} s (${cpu[second,kmsctl]:-} CPU-s):" \
+		"wall ratio $(ratio "${med[second,ansible-tuned]:-}" "${med[second,kmsctl]:-}")×, CPU ratio $(ratio "${cpu[second,ansible-tuned]:-}" "${cpu[second,kmsctl]:-}")×"
 fi
 echo
 echo "total benchmark time: $(( (total1 - total0) / 1000000000 )) s"

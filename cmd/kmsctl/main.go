@@ -95,8 +95,10 @@ func main() {
 	if term.IsTerminal(int(os.Stdin.Fd())) {
 		e.stdin = os.Stdin
 	}
+	stopProfile := startCPUProfile(os.Getenv)
 	code := run(context.Background(), e, os.Args)
 	signal.Stop(sigs)
+	stopProfile()
 	os.Exit(code)
 }
 
