@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo none)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build test unit e2e bench lint proto lab demo clean
+.PHONY: all build test unit e2e bench bench-ansible bench-recovery lint proto lab demo clean
 
 all: build
 
@@ -49,6 +49,9 @@ bench: build
 	./bench/ssh.sh
 bench-ansible: build
 	./bench/ansible/run.sh
+## bench-recovery: recover node vs the vendor's steps by hand, in a lab of its own (prints figures)
+bench-recovery: build
+	./bench/recovery/run.sh
 
 ## lint: gofmt and go vet
 lint:

@@ -20,6 +20,9 @@
 #        pairs not run)  LOGS=DIR (keep every run's output there)
 #        BENCH_DIR=/tmp/kmsbench (wiped at start and end; under /tmp or /dev/shm: /dev/shm puts the
 #        hosts' files on tmpfs, where fsync costs nothing)  SIZE_MIB=50
+#        PROFILE=FILE: after the figures, one more kmsctl run at N=10 (or the largest N) from a
+#        build of this tree with -tags benchprofile, its CPU profile written to FILE and the top
+#        of `go tool pprof -top` printed (the binary is kept as FILE.bin)
 set -euo pipefail
 
 NS=${NS:-1 3 10 50}
@@ -259,7 +262,7 @@ timed() {
 		exit 1
 	fi
 	verify "$n" || { echo "$tool on $n hosts: wrong result; its output:" >&2; tail -n 40 "$log" >&2; exit 1; }
-	echo "$(echo "scale=3; ($t1 - $t0) / 1000000000" | bc) $(echo "scale=3; $usec / 1000000" | bc)"
+	printf '%.3f %.3f\n' "$(echo "scale=3; ($t1 - $t0) / 1000000000" | bc)" "$(echo "scale=3; $usec / 1000000" | bc)"
 }
 command -v bc >/dev/null || { echo "run.sh needs bc" >&2; exit 1; }
 
@@ -310,9 +313,22 @@ if [ "$SECOND" = 1 ]; then
 fi
 total1=$(now)
 
+profile_top=""
+if [ -n "${PROFILE:-}" ]; then
+	np=10
+	case " $NS " in *" 10 "*) ;; *) np=$max_n ;; esac
+	(cd "$root" && CGO_ENABLED=0 go build -tags benchprofile -o "$PROFILE.bin" ./cmd/kmsctl)
+	clean "$np"
+	sync
+	KMSCTL_CPUPROFILE=$PROFILE "$PROFILE.bin" play "$here/site-kmsctl.yml" -i "$ctl/inventory.$np.yml" --forks "$np" \
+		--known-hosts "$ctl/known_hosts" >"$ctl/profile.log" 2>&1 || { tail -n 40 "$ctl/profile.log" >&2; exit 1; }
+	verify "$np"
+	profile_top=$(go tool pprof -top -nodecount=40 "$PROFILE.bin" "$PROFILE" 2>/dev/null)
+fi
+
 # --- report --------------------------------------------------------------------------------
 ratio() { if [ -n "${1:-}" ] && [ -n "${2:-}" ] && [ "$(echo "$2 > 0" | bc)" = 1 ]; then echo "scale=1; $1 / $2" | bc; else echo "-"; fi; }
-perhost() { if [ -n "${1:-}" ]; then echo "scale=3; $1 / $2" | bc; else echo "-"; fi; }
+perhost() { if [ -n "${1:-}" ]; then printf '%.3f' "$(echo "scale=4; $1 / $2" | bc)"; else echo "-"; fi; }
 echo
 echo "kmsctl vs Ansible: medians of $RUNS runs (Ansible $ANSIBLE_RUNS; at most $RUNS_MAX at N=$max_n), full work every run"
 echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cg_loadavg)"
@@ -348,6 +364,11 @@ if [ -n "$second" ]; then
 	echo "Second run at N=$second (files already in place; copies find equal checksums):"
 	echo "Ansible tuned ${med[second,ansible-tuned]:-} s (${cpu[second,ansible-tuned]:-} CPU-s), kmsctl ${med[second,kmsctl]:-} s (${cpu[second,kmsctl]:-} CPU-s):" \
 		"wall ratio $(ratio "${med[second,ansible-tuned]:-}" "${med[second,kmsctl]:-}")×, CPU ratio $(ratio "${cpu[second,ansible-tuned]:-}" "${cpu[second,kmsctl]:-}")×"
+fi
+if [ -n "$profile_top" ]; then
+	echo
+	echo "CPU profile of one kmsctl run at N=$np (go tool pprof -top $PROFILE.bin $PROFILE):"
+	echo "$profile_top"
 fi
 echo
 echo "total benchmark time: $(( (total1 - total0) / 1000000000 )) s"
