@@ -13,8 +13,13 @@
 //	    within 30 s, all NODEs are up, in one cluster, with one leader
 //	kmsdemo key    --ssh-config FILE --ca FILE [--name KEY] NODE...
 //	    create the key KEY (default demo-key) if missing, encrypt and decrypt with it
+//	kmsdemo keys   --ssh-config FILE --ca FILE [--count N] [--prefix P] [--workers W] NODE...
+//	    seed the default enclave with the keys P00001 .. PN (default 10000 keys named
+//	    key-00001 ..., 16 writers at once, through the first NODE; keys already there are
+//	    kept, so a second run only adds what is missing) and print the rate: the 10,000-key
+//	    figures of BENCHMARKS.md (bench/keys10k)
 //
-// join, status and key authenticate with the admin API key from $MINIO_KMS_API_KEY (never
+// join, status, key and keys authenticate with the admin API key from $MINIO_KMS_API_KEY (never
 // argv) and reach each node's Key Manager through an SSH tunnel to its 127.0.0.1:7373 (the
 // lab's ssh_config pins the host keys), verifying the server certificate for NODE against
 // the lab CA (--ca).
@@ -45,7 +50,7 @@ func main() {
 	}
 }
 
-const usage = "usage: kmsdemo certs DIR NODE[=IP,...]... | kmsdemo join|status|key --ssh-config FILE --ca FILE [--name KEY] NODE..."
+const usage = "usage: kmsdemo certs DIR NODE[=IP,...]... | kmsdemo join|status|key|keys --ssh-config FILE --ca FILE [--name KEY] [--count N --prefix P --workers W] NODE..."
 
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	if len(args) == 0 {
@@ -54,18 +59,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if args[0] == "certs" {
 		return certs(args[1:], out)
 	}
-	cmd, ok := map[string]func(context.Context, *kms.Client, []string, string, io.Writer) error{
-		"join": join, "status": status, "key": key,
-	}[args[0]]
-	if !ok {
-		return fmt.Errorf("unknown command %q (want certs, join, status or key)", args[0])
-	}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	sshConfig := fs.String("ssh-config", "", "the lab's ssh_config (pins the host keys)")
 	caFile := fs.String("ca", "", "the lab CA's PEM certificate")
 	keyName := fs.String("name", "demo-key", "the key that the key command creates and uses")
+	count := fs.Int("count", 10000, "keys: how many keys the enclave should hold")
+	prefix := fs.String("prefix", "key-", "keys: the names' prefix")
+	workers := fs.Int("workers", 16, "keys: writes at once")
+	cmd, ok := map[string]func(context.Context, *kms.Client, []string, string, io.Writer) error{
+		"join": join, "status": status, "key": key,
+		"keys": func(ctx context.Context, c *kms.Client, _ []string, _ string, out io.Writer) error {
+			return seedKeys(ctx, c, *prefix, *count, *workers, out)
+		},
+	}[args[0]]
+	if !ok {
+		return fmt.Errorf("unknown command %q (want certs, join, status, key or keys)", args[0])
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
+	}
+	if *count < 1 || *workers < 1 {
+		return fmt.Errorf("--count and --workers must be at least 1, got %d and %d", *count, *workers)
 	}
 	nodes := fs.Args()
 	if *sshConfig == "" || *caFile == "" || len(nodes) == 0 {
@@ -75,7 +89,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if err != nil {
 		return fmt.Errorf("admin API key from $MINIO_KMS_API_KEY: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	timeout := 5 * time.Minute
+	if args[0] == "keys" {
+		timeout = time.Hour
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tun, err := labkit.DialTunnels(ctx, *sshConfig, nodes)
 	if err != nil {
