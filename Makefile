@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo none)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build test unit e2e bench bench-ansible bench-recovery lint proto lab demo clean
+.PHONY: all build test unit e2e bench bench-ansible bench-recovery bench-10k lint proto lab demo clean
 
 all: build
 
@@ -52,6 +52,9 @@ bench-ansible: build
 ## bench-recovery: recover node vs the vendor's steps by hand, in a lab of its own (prints figures)
 bench-recovery: build
 	./bench/recovery/run.sh
+## bench-10k: backup and recover cluster on a lab cluster holding 10,000 keys (prints figures)
+bench-10k: build
+	./bench/keys10k/run.sh
 
 ## lint: gofmt and go vet
 lint:

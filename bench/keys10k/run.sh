@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# bench/keys10k/run.sh (`make bench-10k`): kmsctl backup and kmsctl recover cluster on a Key
+# Manager cluster holding 10,000 keys, in a lab of three Docker test hosts running the
+# simulator as minkms.service (e2e/lab.sh kms, a lab of its own: LAB_DIR, LAB_NAME).
+#
+#  1. seed: `kmsdemo keys` makes the default enclave hold KEYS keys (16 KEY:CREATE at once
+#     through kms1; the simulator takes one write per request); prints its rate
+#  2. backup, RUNS times: `kmsctl backup --dir DIR -o json`; wall time by phase from its run
+#     journal (start: process start to the run's start; status: SSH connections and every
+#     node's status; snapshot: kms_backup, the snapshot streamed to this machine, checked, its
+#     manifest listing every object, the canary; end: to exit), the snapshot's size and the
+#     manifest's key count
+#  3. recover cluster, RC_RUNS times: every node's Key Manager killed and its storage emptied
+#     (a total loss), then `kmsctl recover cluster --backup NEWEST --yes -o json`; its phases
+#     from its recap, summed over the nodes (before: the wall time before its run starts:
+#     process start, the backup's checks, SSH connections, preflight, plan, lock); then checked through the Key Manager API (the vendor CLI on every node:
+#     three nodes online under one leader, and each node lists every seeded key)
+# Each kmsctl run is in a cgroup of its own (bench/cgroup.sh): its user + system CPU time is
+# the time kmsctl spends outside waiting on the nodes, the network and the disk. The load
+# average is printed before and after each run. Figures, not a test.
+#
+# Usage: bench/keys10k/run.sh   (as root: Docker and a cgroup)
+# Env:   KEYS=10000  RUNS=3 (backups)  RC_RUNS=1 (recover cluster runs; 0: none)
+#        LAB_DIR=/tmp/kmsbench-10k/lab  LAB_NAME=kmsctl-bench-10k
+#        REUSE=1: use the lab already at LAB_DIR and leave it up (default: make one, remove it)
+#        PROFILE=FILE: one more backup from a -tags benchprofile build, CPU profile in FILE
+set -euo pipefail
+
+KEYS=${KEYS:-10000}
+RUNS=${RUNS:-3}
+RC_RUNS=${RC_RUNS:-1}
+REUSE=${REUSE:-0}
+PROFILE=${PROFILE:-}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+export LAB_DIR=${LAB_DIR:-/tmp/kmsbench-10k/lab}
+export LAB_NAME=${LAB_NAME:-kmsctl-bench-10k}
+export LAB_HINT=0
+storage=/mnt/minio-kms
+# shellcheck source=../cgroup.sh
+. "$here/../cgroup.sh"
+
+[ "$(id -u)" = 0 ] || { echo "run.sh must run as root (Docker, cgroups)" >&2; exit 1; }
+for c in docker bc python3; do command -v "$c" >/dev/null || { echo "run.sh needs $c" >&2; exit 1; }; done
+cg_init
+[ -x "$root/bin/kmsctl" ] && [ -x "$root/bin/kmsim" ] || make -C "$root" build >&2
+
+work=$(mktemp -d)
+export XDG_STATE_HOME=$work/state # kmsctl's own state apart from the user's
+cp "$root/bin/kmsctl" "$work/kmsctl"
+kmsctl=$work/kmsctl
+made_lab=0
+cleanup() {
+	if [ "$made_lab" = 1 ]; then "$root/e2e/lab.sh" down >&2 || true; fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ "$REUSE" = 1 ]; then
+	[ -f "$LAB_DIR/inventory.yml" ] || { echo "REUSE=1 but no lab at $LAB_DIR" >&2; exit 1; }
+else
+	mkdir -p "$(dirname "$LAB_DIR")"
+	made_lab=1
+	"$root/e2e/lab.sh" kms 3 >&2
+fi
+inv=$LAB_DIR/inventory.yml
+ssh_=(ssh -F "$LAB_DIR/ssh_config" -o BatchMode=yes -o ControlPath=none)
+nodes=$(awk '/^Host / { print $2 }' "$LAB_DIR/ssh_config")
+
+vendor() {
+	local host=$1
+	shift
+	"${ssh_[@]}" "$host" "IFS= read -r k; MINIO_KMS_API_KEY=\$k MINIO_KMS_SERVER=https://$host:7373 exec minkms $*" <"$LAB_DIR/api.key"
+}
+for h in $nodes; do
+	"${ssh_[@]}" "$h" 'mkdir -p /root/.minkms/certs/CAs && cp /etc/minkms/certs/ca.crt /root/.minkms/certs/CAs/lab.crt'
+done
+
+now() { date +%s%N; }
+secs() { echo "scale=3; $1 / 1000000000" | bc; }
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }'; }
+med() { printf '%s\n' $1 | median; }
+
+# --- 1. seed ---------------------------------------------------------------------------------
+go build -o "$work/kmsdemo" "$root/e2e/lab/kmsdemo"
+load0=$(cg_loadavg)
+seed=$(MINIO_KMS_API_KEY=$(<"$LAB_DIR/api.key") "$work/kmsdemo" keys --ssh-config "$LAB_DIR/ssh_config" --ca "$LAB_DIR/ca.crt" \
+	--count "$KEYS" $nodes)
+echo "seed: $seed; load $load0 -> $(cg_loadavg)" >&2
+
+# keys_on HOST: how many seeded keys HOST lists
+keys_on() { vendor "$1" ls-key key- | grep -c '^key-[0-9]' || true; }
+n=$(keys_on kms1)
+[ "$n" -ge "$KEYS" ] || { echo "kms1 lists $n seeded keys, want $KEYS" >&2; exit 1; }
+
+# --- 2. backup -------------------------------------------------------------------------------
+bdir=$work/backups
+declare -A series
+order=()
+add() { # add NAME VALUE: one more figure of series NAME
+	[ -n "${series[$1]:-}" ] || order+=("$1")
+	series[$1]+="$2 "
+}
+# phases LOG T0 T1: "name=seconds ..." of a backup from its run journal (`kmsctl runs show ID
+# -o json`, the run named by the run_end event's run_log), T0 and T1 the process's start and
+# end (epoch ns): start (process start to the run's start: inventory, options), status (the
+# run's start to the snapshot task: SSH connections, every node's status), snapshot (the
+# kms_backup task), end (to exit: retention, metrics, exit)
+phases() {
+	local id
+	id=$(python3 -c '
+import json, os, sys
+for l in open(sys.argv[1]):
+    try: e = json.loads(l)
+    except ValueError: continue
+    if e.get("event") == "run_end": print(os.path.basename(e["run_log"]).removesuffix(".log"))
+' "$1")
+	"$kmsctl" runs show "$id" -o json | python3 -c '
+import json, sys
+from datetime import datetime
+def ts(s): return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+j = json.load(sys.stdin)
+t0, t1 = int(sys.argv[1]) / 1e9, int(sys.argv[2]) / 1e9
+step = [s for s in j["steps"] if s["task"] == "snapshot and manifest"][0]
+start, a, b = ts(j["start"]), ts(step["started"]), ts(step["ended"])
+print("start=%.3f status=%.3f snapshot=%.3f end=%.3f" % (start - t0, a - start, b - a, t1 - b))
+' "$2" "$3"
+}
+for i in $(seq "$RUNS"); do
+	load0=$(cg_loadavg)
+	t0=$(now)
+	rc=0
+	cg_run "b$i" "$kmsctl" -i "$inv" backup --dir "$bdir" -o json >"$work/backup.log" 2>&1 || rc=$?
+	t1=$(now)
+	usec=$(cg_done "b$i")
+	[ "$rc" = 0 ] || { echo "backup failed (exit $rc):" >&2; tail -n 20 "$work/backup.log" >&2; exit 1; }
+	wall=$(secs $((t1 - t0)))
+	cpu=$(echo "scale=3; $usec / 1000000" | bc)
+	ph=$(phases "$work/backup.log" "$t0" "$t1")
+	add "backup wall" "$wall"
+	add "backup CPU" "$cpu"
+	for kv in $ph; do add "backup ${kv%%=*}" "${kv#*=}"; done
+	printf 'backup %d: %6.2f s wall, %5.2f CPU-s   %s   load %s -> %s\n' "$i" "$wall" "$cpu" "$ph" "$load0" "$(cg_loadavg)" >&2
+done
+newest=$(ls -1 "$bdir"/*_kms.db.gzip | sort | tail -n1)
+size=$(stat -c %s "$newest")
+mkeys=$(python3 -c '
+import json, sys
+print(json.load(open(sys.argv[1]))["counts"]["keys"])
+' "$newest.manifest.json" 2>/dev/null || echo "?")
+
+if [ -n "$PROFILE" ]; then
+	(cd "$root" && CGO_ENABLED=0 go build -tags benchprofile -o "$PROFILE.bin" ./cmd/kmsctl)
+	KMSCTL_CPUPROFILE=$PROFILE "$PROFILE.bin" -i "$inv" backup --dir "$bdir" -o json >"$work/profile.log" 2>&1
+fi
+
+# --- 3. recover cluster ----------------------------------------------------------------------
+for i in $(seq "$RC_RUNS"); do
+	for h in $nodes; do
+		"${ssh_[@]}" "$h" "systemctl kill --signal=SIGKILL minkms; systemctl stop minkms && find $storage -mindepth 1 -delete"
+	done
+	load0=$(cg_loadavg)
+	t0=$(now)
+	rc=0
+	cg_run "rc$i" "$kmsctl" -i "$inv" recover cluster --backup "$newest" --yes -o json >"$work/rc.log" 2>&1 || rc=$?
+	t1=$(now)
+	usec=$(cg_done "rc$i")
+	[ "$rc" = 0 ] || { echo "recover cluster failed (exit $rc):" >&2; tail -n 30 "$work/rc.log" >&2; exit 1; }
+	wall=$(secs $((t1 - t0)))
+	cpu=$(echo "scale=3; $usec / 1000000" | bc)
+	ph=$(python3 -c '
+import json, sys
+for l in open(sys.argv[1]):
+    try: e = json.loads(l)
+    except ValueError: continue
+    if e.get("event") == "recover_cluster":
+        # phases are per host ("kms2 push") or "every node fence": summed per phase
+        ph = {}
+        for p in e["phases"]:
+            k = p["phase"].split()[-1]
+            ph[k] = ph.get(k, 0) + p["seconds"]
+        print("before=%.3f" % (float(sys.argv[2]) - e["seconds"]),
+              " ".join("%s=%.3f" % kv for kv in ph.items()), "run=%.3f" % e["seconds"])
+' "$work/rc.log" "$wall")
+	# through the API: three nodes online under one leader; every node lists every key
+	ok=0
+	for _ in $(seq 240); do
+		if vendor kms1 stat | awk 'NR > 1 { n++; if ($2 != "online") bad = 1; leader[$7] = 1 }
+			END { l = 0; for (k in leader) l++; exit !(n == 3 && !bad && l == 1 && !("none" in leader)) }'; then
+			ok=1
+			break
+		fi
+		sleep 0.25
+	done
+	[ "$ok" = 1 ] || { echo "after recover cluster the cluster is not healthy:" >&2; vendor kms1 stat >&2; exit 1; }
+	for h in $nodes; do
+		n=$(keys_on "$h")
+		[ "$n" -ge "$KEYS" ] || { echo "after recover cluster $h lists $n seeded keys, want $KEYS" >&2; exit 1; }
+	done
+	add "recover cluster wall" "$wall"
+	add "recover cluster CPU" "$cpu"
+	for kv in $ph; do add "recover cluster ${kv%%=*}" "${kv#*=}"; done
+	printf 'recover cluster %d: %6.2f s wall, %5.2f CPU-s   %s   load %s -> %s; every node lists %s keys\n' "$i" "$wall" "$cpu" "$ph" "$load0" "$(cg_loadavg)" "$KEYS" >&2
+done
+
+echo
+echo "kmsctl at $KEYS keys, 3-node lab ($LAB_NAME): $RUNS backups, $RC_RUNS recover cluster; $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "seed: $seed"
+echo "snapshot: $(basename "$newest"), $size bytes; manifest keys: $mkeys"
+echo "$(nproc) cores, load average now $(cg_loadavg); kmsctl: $("$kmsctl" version | head -1), commit $(git -C "$root" rev-parse --short HEAD)"
+echo "CPU: user + system seconds of kmsctl's cgroup (cgroup $CG_KIND): kmsctl's time outside waits"
+echo
+printf '| %-40s | %8s | %s\n' "median seconds" median runs
+printf '|%s|%s|%s\n' "------------------------------------------" "---------:" "---"
+for k in "${order[@]}"; do
+	printf '| %-40s | %8s | %s\n' "$k" "$(med "${series[$k]}")" "${series[$k]}"
+done
+[ -z "$PROFILE" ] || echo "CPU profile of one more backup: $PROFILE (go tool pprof -top $PROFILE.bin $PROFILE)"
