@@ -20,7 +20,7 @@
 # average is printed before and after each run. Figures, not a test.
 #
 # Usage: bench/keys10k/run.sh   (as root: Docker and a cgroup)
-# Env:   KEYS=10000  RUNS=3 (backups)  RC_RUNS=1 (recover cluster runs; 0: none)
+# Env:   KEYS=10000  RUNS=3 (backups)  RC_RUNS=1 (recover cluster runs; 0: none)  SSH_CONNECT_TIMEOUT=60
 #        LAB_DIR=/tmp/kmsbench-10k/lab  LAB_NAME=kmsctl-bench-10k
 #        REUSE=1: use the lab already at LAB_DIR and leave it up (default: make one, remove it)
 #        PROFILE=FILE: one more backup from a -tags benchprofile build, CPU profile in FILE
@@ -49,6 +49,11 @@ work=$(mktemp -d)
 export XDG_STATE_HOME=$work/state # kmsctl's own state apart from the user's
 cp "$root/bin/kmsctl" "$work/kmsctl"
 kmsctl=$work/kmsctl
+# On a machine this loaded an SSH handshake can take longer than kmsctl's default 15 s; plain
+# ssh (by-hand.sh, the checks) waits as long as TCP does. SSH_CONNECT_TIMEOUT (default 60 s)
+# reaches kmsctl through an ssh_config of its own (--ssh-config).
+printf 'Host *\n  ConnectTimeout %s\n' "${SSH_CONNECT_TIMEOUT:-60}" >"$work/ssh_config"
+kmsctl_() { "$kmsctl" --ssh-config "$work/ssh_config" "$@"; }
 made_lab=0
 cleanup() {
 	if [ "$made_lab" = 1 ]; then "$root/e2e/lab.sh" down >&2 || true; fi
@@ -86,7 +91,7 @@ med() { printf '%s\n' $1 | median; }
 go build -o "$work/kmsdemo" "$root/e2e/lab/kmsdemo"
 load0=$(cg_loadavg)
 seed=$(MINIO_KMS_API_KEY=$(<"$LAB_DIR/api.key") "$work/kmsdemo" keys --ssh-config "$LAB_DIR/ssh_config" --ca "$LAB_DIR/ca.crt" \
-	--count "$KEYS" $nodes)
+	--count "$KEYS" kms1)
 echo "seed: $seed; load $load0 -> $(cg_loadavg)" >&2
 
 # keys_on HOST: how many seeded keys HOST lists
@@ -131,7 +136,7 @@ for i in $(seq "$RUNS"); do
 	load0=$(cg_loadavg)
 	t0=$(now)
 	rc=0
-	cg_run "b$i" "$kmsctl" -i "$inv" backup --dir "$bdir" -o json >"$work/backup.log" 2>&1 || rc=$?
+	cg_run "b$i" kmsctl_ -i "$inv" backup --dir "$bdir" -o json >"$work/backup.log" 2>&1 || rc=$?
 	t1=$(now)
 	usec=$(cg_done "b$i")
 	[ "$rc" = 0 ] || { echo "backup failed (exit $rc):" >&2; tail -n 20 "$work/backup.log" >&2; exit 1; }
@@ -152,7 +157,7 @@ print(json.load(open(sys.argv[1]))["counts"]["keys"])
 
 if [ -n "$PROFILE" ]; then
 	(cd "$root" && CGO_ENABLED=0 go build -tags benchprofile -o "$PROFILE.bin" ./cmd/kmsctl)
-	KMSCTL_CPUPROFILE=$PROFILE "$PROFILE.bin" -i "$inv" backup --dir "$bdir" -o json >"$work/profile.log" 2>&1
+	KMSCTL_CPUPROFILE=$PROFILE "$PROFILE.bin" --ssh-config "$work/ssh_config" -i "$inv" backup --dir "$bdir" -o json >"$work/profile.log" 2>&1
 fi
 
 # --- 3. recover cluster ----------------------------------------------------------------------
@@ -163,7 +168,7 @@ for i in $(seq "$RC_RUNS"); do
 	load0=$(cg_loadavg)
 	t0=$(now)
 	rc=0
-	cg_run "rc$i" "$kmsctl" -i "$inv" recover cluster --backup "$newest" --yes -o json >"$work/rc.log" 2>&1 || rc=$?
+	cg_run "rc$i" kmsctl_ -i "$inv" recover cluster --backup "$newest" --yes -o json >"$work/rc.log" 2>&1 || rc=$?
 	t1=$(now)
 	usec=$(cg_done "rc$i")
 	[ "$rc" = 0 ] || { echo "recover cluster failed (exit $rc):" >&2; tail -n 30 "$work/rc.log" >&2; exit 1; }

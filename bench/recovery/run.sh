@@ -19,7 +19,7 @@
 #
 # Usage: bench/recovery/run.sh   (as root: Docker and a cgroup; `make bench-recovery`)
 # Env:   RUNS=5 (runs per tool)  TARGET=kms2  HEALTHY=kms1 (where by-hand.sh runs the CLI)
-#        TOOLS="kmsctl by-hand"  KEYS=20 (keys created before the first run)
+#        TOOLS="kmsctl by-hand"  KEYS=20 (keys created before the first run)  SSH_CONNECT_TIMEOUT=60
 #        LAB_DIR=/tmp/kmsbench-recovery/lab  LAB_NAME=kmsctl-bench-recovery
 #        REUSE=1: use the lab already at LAB_DIR and leave it up (default: make one, remove it)
 #        PROFILE=FILE: also run kmsctl once more, built with -tags benchprofile, writing a
@@ -52,6 +52,11 @@ work=$(mktemp -d)
 export XDG_STATE_HOME=$work/state
 cp "$root/bin/kmsctl" "$work/kmsctl" # bin/ may be rebuilt while this runs
 kmsctl=$work/kmsctl
+# On a machine this loaded an SSH handshake can take longer than kmsctl's default 15 s; plain
+# ssh (by-hand.sh, the checks) waits as long as TCP does. SSH_CONNECT_TIMEOUT (default 60 s)
+# reaches kmsctl through an ssh_config of its own (--ssh-config).
+printf 'Host *\n  ConnectTimeout %s\n' "${SSH_CONNECT_TIMEOUT:-60}" >"$work/ssh_config"
+kmsctl_() { "$kmsctl" --ssh-config "$work/ssh_config" "$@"; }
 made_lab=0
 cleanup() {
 	if [ "$made_lab" = 1 ]; then "$root/e2e/lab.sh" down >&2 || true; fi
@@ -87,7 +92,7 @@ done
 go build -o "$work/kmsdemo" "$root/e2e/lab/kmsdemo"
 for i in $(seq "$KEYS"); do
 	MINIO_KMS_API_KEY=$(<"$LAB_DIR/api.key") "$work/kmsdemo" key --ssh-config "$LAB_DIR/ssh_config" --ca "$LAB_DIR/ca.crt" \
-		--name "bench-key-$i" $nodes >/dev/null
+		--name "bench-key-$i" "$HEALTHY" >/dev/null
 done
 keys_before=$(vendor "$HEALTHY" ls-key | grep -c '^bench-key-')
 echo "lab $LAB_NAME ($LAB_DIR): $nodes; $keys_before bench keys" >&2
@@ -138,7 +143,7 @@ one() {
 	load0=$(cg_loadavg)
 	t0=$(now)
 	case $tool in
-	kmsctl) cg_run "r$seq_" "$kmsctl" -i "$inv" recover node "$TARGET" --yes -o json >"$log" 2>&1 || rc=$? ;;
+	kmsctl) cg_run "r$seq_" kmsctl_ -i "$inv" recover node "$TARGET" --yes -o json >"$log" 2>&1 || rc=$? ;;
 	by-hand) cg_run "r$seq_" "$here/by-hand.sh" "$LAB_DIR" "$TARGET" "$HEALTHY" "$storage" >"$log" 2>&1 || rc=$? ;;
 	esac
 	t1=$(now)
@@ -189,7 +194,7 @@ if [ -n "$PROFILE" ]; then
 	(cd "$root" && CGO_ENABLED=0 go build -tags benchprofile -o "$work/kmsctl-profile" ./cmd/kmsctl)
 	cp "$work/kmsctl-profile" "$root/bin/kmsctl-profile"
 	lose_disk
-	KMSCTL_CPUPROFILE=$PROFILE "$work/kmsctl-profile" -i "$inv" recover node "$TARGET" --yes -o json >"$work/profile.log" 2>&1
+	KMSCTL_CPUPROFILE=$PROFILE "$work/kmsctl-profile" --ssh-config "$work/ssh_config" -i "$inv" recover node "$TARGET" --yes -o json >"$work/profile.log" 2>&1
 	check
 	profile_line="CPU profile of one more kmsctl run: $PROFILE (go tool pprof -top bin/kmsctl-profile $PROFILE)"
 fi
