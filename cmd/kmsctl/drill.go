@@ -237,9 +237,17 @@ func (r *runner) drillPhases(ctx context.Context, reg *tasks.Registry, scratch t
 			continue
 		}
 		start := time.Now()
-		recap, err := r.engine.Run(ctx, plays[phase])
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if phase == "teardown" {
+			// The HSM key must not stay on the scratch host because the
+			// drill was interrupted or timed out: the teardown runs on
+			// (for at most teardownTimeout) until a second Ctrl-C.
+			pctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), teardownTimeout)
+		}
+		recap, err := r.engine.Run(pctx, plays[phase])
+		cancel()
 		if err != nil {
-			err = fmt.Errorf("drill %s: %w", phase, exitError(ctx, recap, err))
+			err = fmt.Errorf("drill %s: %w", phase, exitError(pctx, recap, err))
 		}
 		rep.Phases = append(rep.Phases, drillPhase{Phase: phase, Seconds: time.Since(start).Seconds(), OK: err == nil})
 		switch {
@@ -260,6 +268,10 @@ func (r *runner) drillPhases(ctx context.Context, reg *tasks.Registry, scratch t
 	}
 	return failed
 }
+
+// teardownTimeout bounds a drill's teardown, which runs also after the
+// drill was interrupted or timed out.
+const teardownTimeout = 5 * time.Minute
 
 // scratchLock is the name of the lock a drill takes: the scratch host's,
 // never a cluster's.

@@ -187,6 +187,41 @@ func TestDrill(t *testing.T) {
 	if b, err := os.ReadFile(report); err != nil || json.Unmarshal(b, &rep) != nil || rep.Result != "verification_failed" || rep.ExitCode != 7 {
 		t.Errorf("report after a failed drill: %+v, %v", rep, err)
 	}
+
+	// Interrupted once the scratch host holds the HSM key (its env file
+	// written): the teardown still runs, and removes it.
+	fresh := filepath.Join(t.TempDir(), "fresh")
+	if te, code := l.kmsctl(t, "backup", "--dir", fresh); code != 0 {
+		t.Fatalf("backup: exit %d\n%s", code, te.errOut)
+	}
+	ictx, interrupt := context.WithCancel(context.Background())
+	defer interrupt()
+	provisioned := make(chan struct{})
+	go func() {
+		defer close(provisioned)
+		for ictx.Err() == nil {
+			if _, err := os.Stat(filepath.Join(l.dirs[2], "minkms.env")); err == nil {
+				interrupt()
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	te3 := testEnv(t)
+	code = run(ictx, te3.env, []string{"kmsctl", "drill", "--scratch", "kms3", "--dir", fresh, "--report", report, "-i", l.inventory, "--ssh-config", "none"})
+	interrupt()
+	<-provisioned
+	if code == 0 || code == exit.VerifyFailed {
+		t.Fatalf("interrupted drill: exit %d\n%s\n%s", code, te3.out, te3.errOut)
+	}
+	if got := l.filesWithKey(t, l.dirs[2]); len(got) > 0 {
+		t.Errorf("after an interrupted drill, files of the scratch host hold the HSM key: %v", got)
+	}
+	rep = drillReportDoc{}
+	if b, err := os.ReadFile(report); err != nil || json.Unmarshal(b, &rep) != nil || len(rep.Phases) == 0 ||
+		rep.Phases[len(rep.Phases)-1].Phase != "teardown" || !rep.Phases[len(rep.Phases)-1].OK {
+		t.Errorf("report of an interrupted drill: %+v, %v; want its teardown done", rep, err)
+	}
 }
 
 func metricIs(mfs map[string]*dto.MetricFamily, name string, l prometheus.Labels, want float64) bool {
