@@ -170,19 +170,25 @@ func TestServiceRestartReloadAndFailures(t *testing.T) {
 	if _, err := apply(t, f, serviceModule{}, map[string]any{"name": "ghost.service", "state": "started"}); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("missing unit: %v", err)
 	}
-	// A unit that is not installed is stopped and disabled already; a
-	// query or enabled: true of it still fails.
-	for _, args := range []map[string]any{{"state": "stopped"}, {"state": "stopped", "enabled": false}} {
-		args["name"] = "ghost.service"
-		r, err := apply(t, f, serviceModule{}, args)
-		if err != nil || r.Changed || r.Data["load_state"] != "not-found" || !strings.Contains(r.Msg, "not installed") {
-			t.Fatalf("stop a missing unit %v: %+v %v", args, r, err)
-		}
-	}
-	for _, args := range []map[string]any{{}, {"state": "stopped", "enabled": true}} {
+	for _, args := range []map[string]any{{"enabled": true}, {"state": "stopped", "enabled": true}} {
 		args["name"] = "ghost.service"
 		if _, err := plan(t, f, serviceModule{}, args); err == nil || !strings.Contains(err.Error(), "not found") {
-			t.Fatalf("missing unit %v: %v", args, err)
+			t.Fatalf("enable a missing unit %v: %v", args, err)
+		}
+	}
+	// A missing unit is stopped and not enabled: fencing a new machine that has no unit yet,
+	// or only reading its state, is no error and runs nothing.
+	for _, args := range []map[string]any{{"state": "stopped", "enabled": false}, {"state": "stopped"}, {}} {
+		args["name"] = "ghost.service"
+		before := len(f.Commands())
+		r, err := apply(t, f, serviceModule{}, args)
+		if err != nil || r.Changed || r.Failed || r.Data["load_state"] != "not-found" || r.Data["active_state"] != "inactive" || !strings.Contains(r.Msg, "not installed") {
+			t.Errorf("%v on a missing unit: %+v, %v", args, r, err)
+		}
+		for _, c := range f.Commands()[before:] {
+			if !strings.HasPrefix(c, "systemctl show ") {
+				t.Errorf("%v on a missing unit ran %q", args, c)
+			}
 		}
 	}
 	f.SetUnit("bad.service", fake.Unit{FailStart: true})

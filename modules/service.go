@@ -97,12 +97,19 @@ func (serviceModule) plan(ctx context.Context, env *tasks.Env) (servicePlan, err
 	}
 	sp := servicePlan{name: name, before: u}
 	if u.Load == "not-found" {
-		// A unit that is not there is stopped and disabled already: a host
-		// not yet provisioned (recover cluster fences every node first).
-		if enabled, err := env.Args.Bool("enabled", false); state == "stopped" && err == nil && !enabled {
-			return sp, nil
+		// A unit that is not there is stopped and not enabled: asking for
+		// that (or only for its state) is no error, so that fencing a
+		// replaced machine, which has no unit yet, works; anything else is.
+		enable := false
+		if env.Args.Has("enabled") {
+			if enable, err = env.Args.Bool("enabled", false); err != nil {
+				return sp, err
+			}
 		}
-		return servicePlan{}, fmt.Errorf("service %s: unit not found on %s", name, env.Host.Name)
+		if (state != "" && state != "stopped") || enable {
+			return servicePlan{}, fmt.Errorf("service %s: unit not found on %s", name, env.Host.Name)
+		}
+		return sp, nil
 	}
 	if env.Args.Has("enabled") {
 		want, err := env.Args.Bool("enabled", false)
@@ -153,7 +160,7 @@ func (sp servicePlan) result(u unitState, prefix string) tasks.Result {
 	case r.Changed:
 		r.Msg = prefix + strings.Join(sp.actions, ", ") + " " + sp.name
 	case u.Load == "not-found":
-		r.Msg = sp.name + " is not installed: nothing to stop"
+		r.Msg = sp.name + " is not installed"
 	default:
 		r.Msg = sp.name + " is " + stateWord(u)
 	}

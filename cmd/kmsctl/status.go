@@ -353,6 +353,9 @@ func (g *gathered) states(nodes []inventory.KMSNode) []nodeState {
 		if r, ok := res[taskService]; ok {
 			if st, _ := r.res.Data["active_state"].(string); st != "" && r.err == nil && !r.res.Failed {
 				s.ServiceState = st
+				if r.res.Data["load_state"] == "not-found" {
+					s.ServiceState = "not-found" // not installed (a machine not provisioned yet)
+				}
 			} else {
 				s.ServiceError = resultError(r)
 			}
