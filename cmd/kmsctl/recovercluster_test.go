@@ -315,11 +315,55 @@ func TestRecoverClusterVerifyAndNoManifest(t *testing.T) {
 	l.loseEverything(t)
 	vendor := filepath.Join(t.TempDir(), "vendor.db.gzip")
 	writeFile(t, vendor, b)
-	te, code = l.recoverCluster(t, "", "--backup", vendor, "--no-manifest", "--yes", "--seed", "kms3")
+	te, code = l.recoverCluster(t, "", "--backup", vendor, "--no-manifest", "--yes", "--seed", "kms3", "--output", "json")
 	out := te.out.String()
-	if code != 0 || !strings.Contains(te.errOut.String(), "WARNING: "+vendor+" has no manifest") || !strings.Contains(out, "WARNING: vendor.db.gzip had no manifest") ||
-		!strings.Contains(out, "it now holds 2 enclave(s), 4 key(s), 1 policies, 1 identities") {
+	if code != 0 || !strings.Contains(te.errOut.String(), "WARNING: "+vendor+" has no manifest") {
 		t.Fatalf("--no-manifest: exit %d\n%s\n%s", code, out, te.errOut)
+	}
+	// --output json: stdout is events only, the plan and the recap among them.
+	var plan, recap struct {
+		Plan struct {
+			Manifest *string  `json:"manifest"`
+			Seed     string   `json:"seed"`
+			Warnings []string `json:"warnings"`
+			Nodes    []struct {
+				Host string `json:"host"`
+			} `json:"nodes"`
+		} `json:"plan"`
+		Phases []struct {
+			Phase   string  `json:"phase"`
+			Seconds float64 `json:"seconds"`
+		} `json:"phases"`
+		Nodes   []string `json:"nodes"`
+		Warning string   `json:"warning"`
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev struct {
+			Event string `json:"event"`
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("not a JSON line: %q (%v)", line, err)
+		}
+		seen[ev.Event] = true
+		switch ev.Event {
+		case "recover_cluster_plan":
+			json.Unmarshal([]byte(line), &plan)
+		case "recover_cluster":
+			json.Unmarshal([]byte(line), &recap)
+		}
+	}
+	if !seen["run_end"] || plan.Plan.Manifest == nil || *plan.Plan.Manifest != "" || plan.Plan.Seed != "kms3" || len(plan.Plan.Warnings) != 1 || len(plan.Plan.Nodes) != 3 ||
+		plan.Plan.Nodes[0].Host != "kms3" {
+		t.Errorf("plan event %+v\n%s", plan, out)
+	}
+	var phases []string
+	for _, p := range recap.Phases {
+		phases = append(phases, p.Phase)
+	}
+	if strings.Join(recap.Nodes, ",") != "kms3,kms1,kms2" || !slices.Contains(phases, "kms3 restore") || slices.Contains(phases, "kms3 verify") ||
+		!strings.Contains(recap.Warning, "it now holds 2 enclave(s), 4 key(s), 1 policies, 1 identities") {
+		t.Errorf("recap event: %+v\n%s", recap, out)
 	}
 	l.checkRestored(t, ct, version)
 }
