@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/journal"
 	"github.com/kmsctl/kmsctl/kmsmodules"
 	"github.com/kmsctl/kmsctl/playbooks"
 	"github.com/kmsctl/kmsctl/tasks"
@@ -52,12 +54,12 @@ func newRecoverClusterCommand(e env, opts optionsFunc) *cli.Command {
 
 // recoverClusterOptions are recover cluster's own flags.
 type recoverClusterOptions struct {
-	Group      string   // --cluster
-	Backup     string   // --backup; "" = the newest good backup of the group's directory
-	Seed       string   // --seed; "" = the group's first node
-	Discard    []string // --discard
-	NoManifest bool     // --no-manifest
-	Yes        bool     // --yes
+	Group      string   `json:"group"`             // --cluster
+	Backup     string   `json:"backup,omitempty"`  // --backup; "" = the newest good backup of the group's directory
+	Seed       string   `json:"seed,omitempty"`    // --seed; "" = the group's first node
+	Discard    []string `json:"discard,omitempty"` // --discard
+	NoManifest bool     `json:"no_manifest,omitempty"`
+	Yes        bool     `json:"-"` // --yes
 }
 
 // command is the command line that the run's journal records: enough to
@@ -150,7 +152,14 @@ func recoverCluster(ctx context.Context, e env, o options, co recoverClusterOpti
 			return exit.Silent{Code: exit.Refused}
 		}
 	}
-	return recoverClusterRun(ctx, e, o, co, inv, hosts, plan)
+	return recoverClusterRun(ctx, e, o, inv, hosts, clusterRecord{Plan: plan, Options: co}, nil)
+}
+
+// clusterRecord is what recover cluster records in its journal (the
+// plan's Data) for kmsctl resume: the plan it runs and its flags.
+type clusterRecord struct {
+	Plan    clusterPlan           `json:"plan"`
+	Options recoverClusterOptions `json:"options"`
 }
 
 // clusterRefused prints a refusal of the preflight and returns its exit
@@ -338,8 +347,13 @@ func layoutHosts(hosts []tasks.Host) map[string]tasks.Host {
 // says, in one run (one journal): every node fenced and wiped; the seed
 // pushed, started, restored and verified; each other node pushed,
 // started, added and waited for, one at a time; every node proved. It
-// prints one line per phase with its time.
-func recoverClusterRun(ctx context.Context, e env, o options, co recoverClusterOptions, inv *inventory.Inventory, hosts []tasks.Host, plan clusterPlan) error {
+// records the plan in the run's journal and each phase ("HOST phase",
+// "every node phase") once every host finished its tasks; prior, for
+// kmsctl resume, is the journal of the run it continues (o.Resume): the
+// phases it records as done are not run again. It prints one line per
+// phase with its time.
+func recoverClusterRun(ctx context.Context, e env, o options, inv *inventory.Inventory, hosts []tasks.Host, rec clusterRecord, prior *journal.Run) error {
+	plan, co := rec.Plan, rec.Options
 	reg := newRegistry(e, o)
 	pb, err := playbooks.Load(playbooks.BuiltinPrefix+"recover-cluster", reg)
 	if err != nil {
@@ -353,8 +367,13 @@ func recoverClusterRun(ctx context.Context, e env, o options, co recoverClusterO
 	base := map[string]any{"recover_hosts": strings.Join(names, ","), "recover_seed": plan.Seed, "recover_backup": plan.Backup,
 		"recover_manifest": plan.Manifest, "recover_discard": strings.Join(co.Discard, ",")}
 	var plays []tasks.Play
+	var keys []string              // every phase of the plan, in order
 	phaseOf := map[string]string{} // play name → what the phase acts on, for the recap
 	add := func(label string, extra map[string]any, phases []string) {
+		for _, ph := range phases {
+			keys = append(keys, label+" "+ph)
+		}
+		phases = slices.DeleteFunc(slices.Clone(phases), func(ph string) bool { return prior != nil && prior.IsDone(label+" "+ph) })
 		vars := mergeVars(base, extra)
 		for _, p := range pb.Plays {
 			var ts []tasks.Task
@@ -389,14 +408,40 @@ func recoverClusterRun(ctx context.Context, e env, o options, co recoverClusterO
 	}
 	add("every node", nil, []string{"prove"})
 
-	r, err := newRunner(e, o, co.command(plan.Backup, plan.Seed), inv, reg, false)
+	command := co.command(plan.Backup, plan.Seed)
+	if prior != nil {
+		command = "resume " + prior.ID
+	}
+	r, err := newRunner(e, o, command, inv, reg, false)
 	if err != nil {
 		return err
 	}
+	clusters := map[string]bool{}
+	for _, h := range hosts {
+		clusters[clusterOf(h)] = true
+	}
+	r.locks = slices.Sorted(maps.Keys(clusters))
+	if prior == nil {
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return r.s.finish(fmt.Errorf("record the plan: %w", err))
+		}
+		if err := r.s.journal.Plan(journal.Plan{Command: "recover cluster", Args: names, Group: co.Group, Clusters: r.locks,
+			Inventories: o.Inventories, Phases: keys, Data: data}); err != nil {
+			return r.s.finish(err)
+		}
+	}
+	r.s.rerun = fmt.Sprintf("Finish it with `kmsctl resume %s`: it checks again what the steps left need and skips the phases already done", r.s.log.ID)
 	times := &phaseTimes{tagOf: map[string]string{}, task: map[string]time.Duration{}, took: map[string]time.Duration{}}
 	for _, p := range plays {
 		for _, t := range p.Tasks {
 			times.tagOf[p.Name+"\x00"+t.Name] = phaseOf[p.Name] + " " + t.Tags[0]
+		}
+	}
+	marks := phaseMarks{want: map[string]int{}, got: map[string]int{}}
+	for _, p := range plays {
+		for _, t := range p.Tasks {
+			marks.want[times.tagOf[p.Name+"\x00"+t.Name]] += len(p.Hosts)
 		}
 	}
 	var restored string // what kms_restore reported
@@ -411,14 +456,29 @@ func recoverClusterRun(ctx context.Context, e env, o options, co recoverClusterO
 			restored = ev.Msg
 		}
 		sink.Event(ev)
+		if k, ok := marks.event(ev, times.tagOf); ok {
+			// Unrecorded, the phase runs again on resume: safe, each
+			// task is idempotent (kms_restore is ok on a seed that holds
+			// exactly the backup).
+			if err := r.s.journal.Done(k); err != nil {
+				r.s.logger.Warn().Err(err).Str("phase", k).Msg("phase done, not recorded in the journal")
+			}
+		}
 	})
-	if o.Output != "json" {
+	if o.Output == "json" {
+		jsonLine(e.stdout, "recover_start").Str("run", r.s.log.ID).Bool("resumed", prior != nil).Send()
+	} else {
 		fmt.Fprintf(e.stdout, "run %s (its journal: kmsctl runs show %[1]s)\n", r.s.log.ID)
 	}
 	start := time.Now()
 	return r.runWith(ctx, plays, func(ctx context.Context, recap tasks.Recap, err error) error {
 		if err != nil {
-			return exitError(ctx, recap, err)
+			err = exitError(ctx, recap, err)
+			if ctx.Err() == nil {
+				fmt.Fprintf(e.stderr, "kmsctl: run %s stopped; once the cause below is fixed, finish it with `kmsctl resume %[1]s` "+
+					"(it checks again what the steps left need and skips the phases already done)\n", r.s.log.ID)
+			}
+			return err
 		}
 		if o.Output == "json" {
 			clusterRecapJSON(e.stdout, r.s.log.ID, times, plan, names, restored, time.Since(start))

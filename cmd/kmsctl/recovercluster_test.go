@@ -421,3 +421,60 @@ func TestRecoverClusterPlaybookByHand(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeRecoverCluster: recover cluster killed as kms3's addition
+// starts (no end in its journal), then `kmsctl resume RUN-ID --yes`:
+// exit 0 under the same run ID, the phases done (fence, wipe, the seed's
+// restore, kms2's addition) not run again, the cluster whole with every
+// object, checked through the API.
+func TestResumeRecoverCluster(t *testing.T) {
+	l := newRecoverLab(t)
+	ct, version := l.clusterObjects(t)
+	state := filepath.Join(t.TempDir(), "state")
+	bk := testEnv(t)
+	bk.env.stateDir = state
+	if code := bk.run(t, "backup", "-i", l.inventory, "--ssh-config", "none"); code != 0 {
+		t.Fatalf("backup: exit %d\n%s\n%s", code, bk.out, bk.errOut)
+	}
+	l.loseEverything(t)
+	te := testEnv(t)
+	te.env.stateDir = state
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := &cutWriter{cut: "CLUSTER:ADDNODE through the seed", cancel: cancel}
+	te.env.stdout = w
+	code := run(ctx, te.env, []string{"kmsctl", "recover", "cluster", "-i", l.inventory, "--ssh-config", "none", "--yes", "--output", "json"})
+	if !w.fired || code != exit.Interrupted {
+		t.Fatalf("recover cluster cut at kms3's add: fired %v, exit %d\n%s\n%s", w.fired, code, w, te.errOut)
+	}
+	m := regexp.MustCompile(`"event":"recover_start","time":"[^"]*","run":"([^"]+)"`).FindStringSubmatch(w.String())
+	if m == nil {
+		t.Fatalf("no recover_start event in\n%s", w)
+	}
+	id := m[1]
+	stripEnd(t, state, id)
+	check := testEnv(t)
+	check.env.stateDir = state
+	if code := check.run(t, "resume", id, "--check"); code != 0 || !strings.Contains(check.out.String(), "every node wipe") || !strings.Contains(check.out.String(), "kms2 wait") {
+		t.Fatalf("resume --check: exit %d\n%s\n%s", code, check.out, check.errOut)
+	}
+	again := testEnv(t)
+	again.env.stateDir = state
+	code = again.run(t, "resume", id, "--yes")
+	out := again.out.String()
+	if code != 0 || !strings.Contains(out, "RECOVERED cluster kms") {
+		t.Fatalf("resume %s: exit %d\n%s\n%s", id, code, out, again.errOut)
+	}
+	recap := out[strings.Index(out, "\nrecap\n"):]
+	for _, ph := range []string{"every node fence", "every node wipe", "kms1 push", "kms1 restore", "kms1 verify", "kms2 add", "kms2 wait"} {
+		if strings.Contains(recap, "  "+ph+" ") {
+			t.Errorf("phase %q, done before the cut, ran again:\n%s", ph, recap)
+		}
+	}
+	for _, ph := range []string{"kms3 add", "kms3 wait", "every node prove"} {
+		if !strings.Contains(recap, "  "+ph+" ") {
+			t.Errorf("phase %q did not run on resume:\n%s", ph, recap)
+		}
+	}
+	l.checkRestored(t, ct, version)
+}

@@ -55,6 +55,8 @@ func resumeHookFor(command string) resumeHook {
 	switch command {
 	case "recover node":
 		return resumeRecoverNode
+	case "recover cluster":
+		return resumeRecoverCluster
 	}
 	return nil
 }
@@ -75,7 +77,7 @@ func resumeRun(ctx context.Context, e env, o options, id string, yes bool) error
 		return err
 	}
 	if run.Plan == nil {
-		return exit.Usagef("resume: run %s (`kmsctl %s`) cannot be resumed: only recover node records the plan resume needs; "+
+		return exit.Usagef("resume: run %s (`kmsctl %s`) cannot be resumed: only recover node and recover cluster record the plan resume needs; "+
 			"see what it did with `kmsctl runs show %[1]s`", id, run.Command)
 	}
 	if run.End != nil && run.End.ExitCode == exit.OK {

@@ -272,7 +272,7 @@ func TestResumeMisuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	played.Close()
-	if te, code := resume("20261202T083000Z-0a0a0a0a"); code != exit.Usage || !strings.Contains(te.errOut.String(), "cannot be resumed: only recover node records") {
+	if te, code := resume("20261202T083000Z-0a0a0a0a"); code != exit.Usage || !strings.Contains(te.errOut.String(), "cannot be resumed: only recover node and recover cluster record") {
 		t.Errorf("resume of a play: exit %d\n%s", code, te.errOut)
 	}
 
