@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -128,5 +129,43 @@ func TestPlanClusterRecovery(t *testing.T) {
 				t.Errorf("refusal %q (todo %q), exit %d; want %q, exit %d", ref.why, ref.todo, code, tc.want, tc.code)
 			}
 		})
+	}
+}
+
+// TestPlanClusterResume: the rules of a resumed recover cluster. Before
+// the wipe is done they are recover cluster's; after it, a node whose
+// start is done serves by design, one whose start is to come must not
+// serve, and a missing file counts only where the push is to come.
+func TestPlanClusterResume(t *testing.T) {
+	fp := "sha256:aaaa"
+	in := clusterInput{Group: "kms", Layout: map[string]inventory.KMSNode{},
+		Backup: clusterBackup{Snapshot: "/b/s", Info: kmsmodules.BackupInfo{Manifest: "/b/s.manifest.json", HSMFingerprint: fp}, OperatorFP: fp}}
+	for _, h := range []string{"kms1", "kms2", "kms3"} {
+		in.Nodes = append(in.Nodes, nodeState{Host: h, Endpoint: h + ":7373", Service: "minkms.service", SSH: true, ServiceState: "inactive"})
+		in.Layout[h] = inventory.KMSNode{Host: h, StoragePath: "/mnt/minio-kms"}
+	}
+	in.Nodes[0].View, in.Nodes[0].ServiceState = &nodeView{ID: 0, Members: []member{{0, "kms1:7373"}}, Commit: 40}, "active"
+	in.Files = map[string][]recoverFile{"kms1": {{What: "config", Path: "/etc/minkms/config.yaml"}}}
+	doneSet := func(phases ...string) func(string) bool {
+		return func(p string) bool { return slices.Contains(phases, p) }
+	}
+	if _, err := planClusterResume(in, doneSet("every node fence")); err == nil || !strings.Contains(err.Error(), "kms1 still serves") {
+		t.Errorf("wipe not done, kms1 serves: %v", err)
+	}
+	after := doneSet("every node fence", "every node wipe", "kms1 push", "kms1 start", "kms1 restore")
+	if p, err := planClusterResume(in, after); err != nil || p.Seed != "kms1" {
+		t.Errorf("kms1 restored, the others to come: %+v, %v", p, err)
+	}
+	in.Nodes[1].Live = true
+	if _, err := planClusterResume(in, after); err == nil || !strings.Contains(err.Error(), "kms2 still serves") {
+		t.Errorf("kms2 serves before its start: %v", err)
+	}
+	in.Nodes[1].Live = false
+	if _, err := planClusterResume(in, doneSet("every node fence", "every node wipe")); err == nil || !strings.Contains(err.Error(), "kms1 still serves") {
+		t.Errorf("kms1 serves before its start: %v", err)
+	}
+	in.Nodes[0].View, in.Nodes[0].ServiceState = nil, "inactive"
+	if _, err := planClusterResume(in, doneSet("every node fence", "every node wipe")); err == nil || !strings.Contains(err.Error(), "the config /etc/minkms/config.yaml is missing on kms1") {
+		t.Errorf("kms1's config missing before its push: %v", err)
 	}
 }
