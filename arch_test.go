@@ -87,7 +87,9 @@ var allowed = map[string][]string{
 	"journal": {"tasks"},
 	// the local cluster locks: pure apart from the files it is given
 	"lock":  {},
-	"cmd":   {"playbooks", "tasks", "modules", "kmsmodules", "inventory", "hsm", "kms", "remote", "yamlpos", "safepath", "journal", "lock"},
+	// the cluster leases on the nodes: pure apart from the connections it is given
+	"lease": {},
+	"cmd":   {"playbooks", "tasks", "modules", "kmsmodules", "inventory", "hsm", "kms", "remote", "yamlpos", "safepath", "journal", "lock", "lease"},
 	"e2e":   {"remote", "hsm", "kms", "inventory"},
 	"bench": {"remote", "hsm", "kms"},
 }
