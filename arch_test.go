@@ -86,7 +86,7 @@ var allowed = map[string][]string{
 	// the file-backed run journal behind the engine's hook
 	"journal": {"tasks"},
 	// the local cluster locks: pure apart from the files it is given
-	"lock":  {},
+	"lock": {},
 	// the cluster leases on the nodes: pure apart from the connections it is given
 	"lease": {},
 	"cmd":   {"playbooks", "tasks", "modules", "kmsmodules", "inventory", "hsm", "kms", "remote", "yamlpos", "safepath", "journal", "lock", "lease"},
