@@ -56,9 +56,12 @@ type KMSNode struct {
 	// Cluster is kms_cluster: the name of the cluster the node belongs
 	// to, which names its lock; default kms.
 	Cluster string
-	User    string // kms_user: the service's system user, default minkms-user
-	API     API    // kms_api: direct (default) or ssh
-	CAFile  string // kms_ca_file: local CA file to verify the server, ~ expanded; "" if unset
+	// LeaseDir is kms_lease_dir: where kmsctl keeps the cluster's lease
+	// on the node (lease-CLUSTER.json); default /var/lib/kmsctl.
+	LeaseDir string
+	User     string // kms_user: the service's system user, default minkms-user
+	API      API    // kms_api: direct (default) or ssh
+	CAFile   string // kms_ca_file: local CA file to verify the server, ~ expanded; "" if unset
 	// APIAddress is kms_api_address: where kmsctl connects with kms_api
 	// direct when that differs from Endpoint (NAT, a load balancer's
 	// address); "" = Endpoint. The certificate is still verified for
@@ -268,6 +271,7 @@ func (r *resolved) kmsNode(api API) KMSNode {
 		Binary:      r.str(DefaultBinary, VarBinary),
 		Service:     r.str(DefaultService, VarService),
 		Cluster:     r.str(DefaultCluster, VarCluster),
+		LeaseDir:    r.str(DefaultLeaseDir, VarLeaseDir),
 		User:        r.str(DefaultKMSUser, VarKMSUser),
 		API:         api,
 		CAFile:      r.localPath(VarCAFile),

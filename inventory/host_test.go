@@ -110,7 +110,8 @@ all:
 	}
 	want := KMSNode{Host: "kms1", Endpoint: "kms1:7373", Port: 7373, StoragePath: "/mnt/minio-kms",
 		ConfigFile: "/etc/minkms/config.yaml", EnvFile: "/etc/default/minkms", CertsDir: "/etc/minkms/certs",
-		Binary: "/usr/local/bin/minkms", Service: "minkms.service", Cluster: "kms", UnitFile: "/etc/systemd/system/minkms.service", User: "minkms-user", API: APIDirect}
+		Binary: "/usr/local/bin/minkms", Service: "minkms.service", Cluster: "kms", UnitFile: "/etc/systemd/system/minkms.service", User: "minkms-user", API: APIDirect,
+		LeaseDir: "/var/lib/kmsctl"}
 	if !reflect.DeepEqual(n, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", n, want)
 	}
@@ -145,6 +146,7 @@ all:
           kms_binary: /opt/minkms/bin/minkms
           kms_user: kms
           kms_api: ssh
+          kms_lease_dir: /opt/kmsctl
 `)
 	n, err := inv.Node("kms1", nil)
 	if err != nil {
@@ -152,7 +154,7 @@ all:
 	}
 	want := KMSNode{Host: "kms1", Endpoint: "kms1.cluster:7373", Port: 7373, StoragePath: "/srv/minkms/data",
 		ConfigFile: "/opt/minkms/config.yaml", EnvFile: "/opt/minkms/env", CertsDir: "/opt/minkms/certs",
-		Binary: "/opt/minkms/bin/minkms", Service: "minkms", Cluster: "kms", UnitFile: "/etc/systemd/system/minkms", User: "kms", API: APISSH, CAFile: filepath.Join(home, "ca.pem")}
+		Binary: "/opt/minkms/bin/minkms", Service: "minkms", Cluster: "kms", UnitFile: "/etc/systemd/system/minkms", User: "kms", API: APISSH, CAFile: filepath.Join(home, "ca.pem"), LeaseDir: "/opt/kmsctl"}
 	if !reflect.DeepEqual(n, want) {
 		t.Errorf("overrides:\n got %+v\nwant %+v", n, want)
 	}
@@ -174,6 +176,12 @@ all:
 	_, err = inv.Node("kms1", map[string]any{"kms_storage_path": "/opt/minkms"})
 	if err == nil || !strings.Contains(err.Error(), "-e: host kms1: kms_storage_path: storage path /opt/minkms contains kms_config_file /opt/minkms/config.yaml (set at inv.yml:12:28)") {
 		t.Errorf("containment: %v", err)
+	}
+	// Nor may it swallow the lease directory: wiping it would drop the
+	// lease of the run that wipes.
+	_, err = inv.Node("kms1", map[string]any{"kms_lease_dir": "/srv/minkms/data/kmsctl"})
+	if err == nil || !strings.Contains(err.Error(), "storage path /srv/minkms/data contains kms_lease_dir /srv/minkms/data/kmsctl (set at -e)") {
+		t.Errorf("lease directory in the storage path: %v", err)
 	}
 	// The storage path checks, one by one.
 	for _, p := range []string{"/", "/etc", "/etc/minkms", "/usr/local/minkms", "/var", "/var/lib", "/home", "/home/alice", "/root", "/tmp",

@@ -44,6 +44,7 @@ const (
 	VarService       = "kms_service"
 	VarUnitFile      = "kms_unit_file"
 	VarCluster       = "kms_cluster"
+	VarLeaseDir      = "kms_lease_dir"
 	VarKMSUser       = "kms_user"
 	VarCAFile        = "kms_ca_file"
 	VarAPIAddress    = "kms_api_address"
@@ -89,6 +90,9 @@ const (
 	DefaultBinary      = "/usr/local/bin/minkms"
 	DefaultService     = "minkms.service"
 	DefaultUnitDir     = "/etc/systemd/system"
+	// DefaultLeaseDir is where a node keeps kmsctl's cluster leases
+	// (lease-CLUSTER.json), outside the storage path.
+	DefaultLeaseDir = "/var/lib/kmsctl"
 	// DefaultCluster is the cluster a host belongs to without kms_cluster:
 	// the inventory group `kmsctl status` reads by default.
 	DefaultCluster    = "kms"
@@ -138,6 +142,7 @@ var knownVars = map[string]checker{
 	VarService:        checkService,
 	VarUnitFile:       checkRemoteFile,
 	VarCluster:        checkCluster,
+	VarLeaseDir:       checkRemoteDir,
 	VarKMSUser:        checkLoginName,
 	VarCAFile:         checkLocalPath,
 	VarAPIAddress:     checkEndpoint,
@@ -670,7 +675,7 @@ func (r *resolved) checkFromOrSrc(n KMSNode) {
 }
 
 // checkStorageHolds reports a storage path that is or contains the node's
-// config file, env file, certificates directory or binary (set by the
+// config file, env file, certificates directory, binary or lease directory (set by the
 // variables of n), since wiping it would destroy them: the safepath rule
 // with those files protected, each named with where it was set.
 func (r *resolved) checkStorageHolds(n KMSNode) {
@@ -678,7 +683,7 @@ func (r *resolved) checkStorageHolds(n KMSNode) {
 		return
 	}
 	for _, other := range []struct{ name, path string }{
-		{VarConfigFile, n.ConfigFile}, {VarEnvFile, n.EnvFile}, {VarCertsDir, n.CertsDir}, {VarBinary, n.Binary},
+		{VarConfigFile, n.ConfigFile}, {VarEnvFile, n.EnvFile}, {VarCertsDir, n.CertsDir}, {VarBinary, n.Binary}, {VarLeaseDir, n.LeaseDir},
 	} {
 		if err := safepath.Check(n.StoragePath, []string{other.path}); err != nil {
 			r.fail(VarStoragePath, r.vars[VarStoragePath], &yamlpos.Error{

@@ -29,6 +29,7 @@ var layoutDefaults = map[string]any{
 	VarBinary:      DefaultBinary,
 	VarService:     DefaultService,
 	VarCluster:     DefaultCluster,
+	VarLeaseDir:    DefaultLeaseDir,
 	VarKMSUser:     DefaultKMSUser,
 	VarAPI:         string(DefaultAPI),
 }
