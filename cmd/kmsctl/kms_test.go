@@ -44,8 +44,8 @@ func newKMSLab(t *testing.T) *kmsLab {
 	for i, h := range []string{"kms1", "kms2"} {
 		s := sshtest.Start(t, sshtest.Config{AuthorizedKeys: []ssh.PublicKey{key.PublicKey()}})
 		_, port, _ := net.SplitHostPort(l.nodes[i].Host())
-		fmt.Fprintf(&hosts, "        %s:\n          ansible_host: 127.0.0.1\n          ansible_port: %d\n          kms_endpoint: %s\n          kms_port: %s\n",
-			h, s.Port(), l.nodes[i].Host(), port)
+		fmt.Fprintf(&hosts, "        %s:\n          ansible_host: 127.0.0.1\n          ansible_port: %d\n          kms_endpoint: %s\n          kms_port: %s\n          kms_lease_dir: %s\n",
+			h, s.Port(), l.nodes[i].Host(), port, filepath.Join(dir, "lease-"+h))
 		known.WriteString(s.KnownHostsLine() + "\n")
 	}
 	kh := filepath.Join(dir, "known_hosts")

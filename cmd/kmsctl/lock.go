@@ -14,6 +14,7 @@ import (
 
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/lease"
 	"github.com/kmsctl/kmsctl/lock"
 	"github.com/kmsctl/kmsctl/tasks"
 )
@@ -92,7 +93,8 @@ func (s *session) acquireLocks(ctx context.Context, clusters []string) (*lock.Se
 // that a second run says which step the holder is at.
 type lockJournal struct {
 	tasks.Journal
-	locks *lock.Set
+	locks  *lock.Set
+	leases []*lease.Lease
 }
 
 // Intent journals step and records it as the step in flight.
@@ -104,7 +106,11 @@ func (j lockJournal) Intent(step tasks.Step) error {
 	if step.Pos != "" {
 		where += ", " + step.Pos
 	}
-	return j.locks.SetStep(fmt.Sprintf("%q on %s", step.Task, where))
+	inFlight := fmt.Sprintf("%q on %s", step.Task, where)
+	for _, l := range j.leases {
+		l.SetStep(inFlight)
+	}
+	return j.locks.SetStep(inFlight)
 }
 
 // newLockCommand builds `kmsctl lock status`.

@@ -61,7 +61,7 @@ func newLabConfig(t *testing.T, extraHosts string, cfg sshtest.Config) *lab {
 		s := sshtest.Start(t, c)
 		l.servers[h] = s
 		l.dirs[h] = filepath.Join(t.TempDir(), h)
-		fmt.Fprintf(&hosts, "        %s:\n          ansible_host: 127.0.0.1\n          ansible_port: %d\n          dir: %s\n", h, s.Port(), l.dirs[h])
+		fmt.Fprintf(&hosts, "        %s:\n          ansible_host: 127.0.0.1\n          ansible_port: %d\n          dir: %s\n          kms_lease_dir: %s\n", h, s.Port(), l.dirs[h], t.TempDir())
 		known.WriteString(s.KnownHostsLine() + "\n")
 	}
 	dir := t.TempDir()

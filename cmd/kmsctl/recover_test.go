@@ -116,8 +116,8 @@ func newRecoverLab(t *testing.T) *recoverLab {
 		fmt.Fprintf(&hosts, "        %s:\n          ansible_host: 127.0.0.1\n          ansible_port: %d\n          kms_endpoint: %s\n          kms_port: %s\n"+
 			"          kms_storage_path: %s/data\n          kms_env_file: %[5]s/minkms.env\n          kms_config_file: %[5]s/config.yaml\n"+
 			"          kms_certs_dir: %[5]s/certs\n          kms_binary: %[5]s/minkms\n          kms_unit_file: %[5]s/minkms.service\n"+
-			"          kms_tls_cert_src: %[6]s/%[1]s.crt\n          kms_tls_key_src: %[6]s/%[1]s.key\n",
-			h, s.Port(), l.addrs[i], port, dir, src)
+			"          kms_tls_cert_src: %[6]s/%[1]s.crt\n          kms_tls_key_src: %[6]s/%[1]s.key\n          kms_lease_dir: %[7]s\n",
+			h, s.Port(), l.addrs[i], port, dir, src, t.TempDir())
 		known.WriteString(s.KnownHostsLine() + "\n")
 	}
 	for i := range 3 {

@@ -28,6 +28,7 @@ type runner struct {
 	// engine runs the plays; a command may set what is its own (play's
 	// --tags) before run.
 	engine *tasks.Engine
+	// dialer reaches the hosts, for the cluster leases.
 	dialer *dialer
 	// locks are clusters whose lock the run takes whatever its plays'
 	// modules: a resumable run holds its cluster's lock to its end, even
@@ -168,11 +169,17 @@ func (r *runner) runWith(ctx context.Context, plays []tasks.Play, outcome func(c
 		if err != nil {
 			return r.s.finish(err)
 		}
+		// Then the leases on the nodes, seen from other bastions.
+		leases, err := r.acquireLeases(ctx, plays, clusters)
+		if err != nil {
+			return r.s.finish(errors.Join(err, locks.Release()))
+		}
 		if r.engine.Journal != nil {
-			r.engine.Journal = lockJournal{Journal: r.engine.Journal, locks: locks}
+			r.engine.Journal = lockJournal{Journal: r.engine.Journal, locks: locks, leases: leases}
 		}
 		recap, err := r.engine.Run(ctx, plays)
 		err = outcome(ctx, recap, err)
+		r.releaseLeases(leases)
 		if rerr := locks.Release(); rerr != nil {
 			err = errors.Join(err, rerr)
 		}

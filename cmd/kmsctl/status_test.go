@@ -64,8 +64,8 @@ func newStatusLab(t testing.TB, n int) *statusLab {
 		s := sshtest.Start(t, sshtest.Config{AuthorizedKeys: []ssh.PublicKey{key.PublicKey()}, Sudo: sshtest.SudoAllow, Exec: l.systemctl(h)})
 		l.servers = append(l.servers, s)
 		_, port, _ := net.SplitHostPort(nd.Host())
-		fmt.Fprintf(&hosts, "        %s:\n          ansible_host: 127.0.0.1\n          ansible_port: %d\n          kms_endpoint: %s\n          kms_port: %s\n          kms_env_file: %s\n",
-			h, s.Port(), nd.Host(), port, envFile)
+		fmt.Fprintf(&hosts, "        %s:\n          ansible_host: 127.0.0.1\n          ansible_port: %d\n          kms_endpoint: %s\n          kms_port: %s\n          kms_env_file: %s\n          kms_lease_dir: %s\n",
+			h, s.Port(), nd.Host(), port, envFile, filepath.Join(dir, "lease-"+h))
 		known.WriteString(s.KnownHostsLine() + "\n")
 	}
 	kh := filepath.Join(dir, "known_hosts")
