@@ -292,7 +292,9 @@ type Lease struct {
 	// release) and guards conns and held.
 	io    sync.Mutex
 	conns []Conn
-	held  []bool
+	// held marks the nodes where the lease was written, or a write was
+	// tried; Release removes it there when it still names the run.
+	held []bool
 	// mu guards rec, which SetStep changes without waiting for a round.
 	mu  sync.Mutex
 	rec Record
@@ -414,10 +416,7 @@ func tryAcquire(ctx context.Context, o Options) (*Lease, error) {
 		return read(ctx, c, o.Nodes[i].Name, Path(o.Nodes[i].Dir, o.Cluster), now)
 	})
 	for i, nl := range again {
-		if !l.held[i] || nl.Err != "" || (nl.Lease != nil && nl.Lease.Run == o.Holder.Run) {
-			continue
-		}
-		if nl.Lease == nil && nl.Garbage == "" {
+		if !l.held[i] || !nl.Held() || (nl.Lease != nil && (nl.Lease.Run == o.Holder.Run || o.own(nl.Lease))) {
 			continue
 		}
 		rerr := l.Release(ctx)
@@ -504,12 +503,13 @@ func (l *Lease) writeLocked(ctx context.Context, now time.Time, found []NodeLeas
 		if nl.Err != "" || nl.Garbage != "" || (nl.Lease != nil && !nl.Expired && nl.Lease.Run != rec.Run && !l.o.own(nl.Lease)) {
 			return NodeLease{}
 		}
+		// A write that failed may still have landed (cut off after the
+		// rename): Release looks there too.
+		l.held[i] = true
 		if err := write(ctx, c, l.o.Nodes[i], l.o.Cluster, b); err != nil {
 			errs[i] = err
-			l.held[i] = false
 			return NodeLease{Err: err.Error()}
 		}
-		l.held[i] = true
 		return NodeLease{}
 	})
 	return errs

@@ -498,3 +498,41 @@ func mustJSON(t *testing.T, r lease.Record) string {
 	}
 	return string(b)
 }
+
+// landedButFailed reports an error for an upload that landed, as a
+// connection cut after the rename does.
+type landedButFailed struct{ shared }
+
+func (c landedButFailed) Upload(ctx context.Context, p string, src io.Reader, sum string, perm fs.FileMode, owner string) (string, error) {
+	if _, err := c.shared.Upload(ctx, p, src, sum, perm, owner); err != nil {
+		return "", err
+	}
+	return "", errors.New("connection lost")
+}
+
+// TestReleaseRemovesAWriteThatFailedLate: a lease whose write reported an
+// error but landed is removed at release all the same.
+func TestReleaseRemovesAWriteThatFailedLate(t *testing.T) {
+	c := newCluster(t)
+	c.wrap = func(f *fake.Conn) lease.Conn {
+		if f.Host() == "kms2" {
+			return landedButFailed{shared{f}}
+		}
+		return shared{f}
+	}
+	a, err := lease.Acquire(ctx(t), opts(c, &clock{now: t0}, holder("alice@bastion1", "run-a")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := a.Notices(); len(n) != 1 || !strings.Contains(n[0], "lease of cluster kms on kms2 not written: write /var/lib/kmsctl/lease-kms.json: connection lost") {
+		t.Errorf("notices: %q", n)
+	}
+	if err := a.Release(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.hosts {
+		if f := c.file(t, i); f != "" {
+			t.Errorf("%s: lease left: %s", c.hosts[i].Host(), f)
+		}
+	}
+}

@@ -116,7 +116,7 @@ func newApp(e env) *cli.App {
 		newProvisionCommand(e, opts),
 		newScaleCommand(e, opts),
 		newResumeCommand(e, opts),
-		newLockCommand(e),
+		newLockCommand(e, opts),
 	}
 	for _, c := range app.Commands {
 		c.OnUsageError = app.OnUsageError

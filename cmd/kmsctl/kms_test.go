@@ -27,6 +27,8 @@ type kmsLab struct {
 	admin     kms.APIKey
 	nodes     []*kmsim.Node
 	deadID    uint32
+	// leaseDirs are kms1's and kms2's lease directories (kms_lease_dir).
+	leaseDirs []string
 }
 
 func newKMSLab(t *testing.T) *kmsLab {
@@ -46,6 +48,7 @@ func newKMSLab(t *testing.T) *kmsLab {
 		_, port, _ := net.SplitHostPort(l.nodes[i].Host())
 		fmt.Fprintf(&hosts, "        %s:\n          ansible_host: 127.0.0.1\n          ansible_port: %d\n          kms_endpoint: %s\n          kms_port: %s\n          kms_lease_dir: %s\n",
 			h, s.Port(), l.nodes[i].Host(), port, filepath.Join(dir, "lease-"+h))
+		l.leaseDirs = append(l.leaseDirs, filepath.Join(dir, "lease-"+h))
 		known.WriteString(s.KnownHostsLine() + "\n")
 	}
 	kh := filepath.Join(dir, "known_hosts")

@@ -30,7 +30,7 @@ func clusterHosts(inv *inventory.Inventory, extra map[string]any, plays []tasks.
 				notices = append(notices, fmt.Sprintf("lease of cluster %s on %s not checked: %v", cluster, name, err))
 				continue
 			}
-			if clusterOf(h.KMS) == cluster {
+			if nodeCluster(h.KMS) == cluster {
 				hosts = append(hosts, h)
 				seen[name] = true
 			}
@@ -39,7 +39,7 @@ func clusterHosts(inv *inventory.Inventory, extra map[string]any, plays []tasks.
 	for _, p := range plays {
 		for _, th := range p.Hosts {
 			h, ok := th.Target.(inventory.Host)
-			if ok && !seen[th.Name] && clusterOf(h.KMS) == cluster {
+			if ok && !seen[th.Name] && nodeCluster(h.KMS) == cluster {
 				hosts = append(hosts, h)
 				seen[th.Name] = true
 			}
@@ -48,8 +48,8 @@ func clusterHosts(inv *inventory.Inventory, extra map[string]any, plays []tasks.
 	return hosts, notices
 }
 
-// clusterOf is a node's cluster, kms_cluster or its default.
-func clusterOf(n inventory.KMSNode) string {
+// nodeCluster is a node's cluster, kms_cluster or its default.
+func nodeCluster(n inventory.KMSNode) string {
 	if n.Cluster == "" {
 		return inventory.DefaultCluster
 	}
