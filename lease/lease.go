@@ -194,18 +194,22 @@ func (e *HeldError) Error() string {
 
 // read reads the lease at p through c.
 func read(ctx context.Context, c Conn, name, p string, now time.Time) NodeLease {
-	nl := NodeLease{Node: name, Path: p}
 	var buf bytes.Buffer
 	err := c.Download(ctx, p, &buf)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nl
+		return NodeLease{Node: name, Path: p}
 	case err != nil:
-		nl.Err = err.Error()
-		return nl
+		return NodeLease{Node: name, Path: p, Err: err.Error()}
 	}
-	nl.raw = buf.Bytes()
-	r, err := Parse(nl.raw)
+	return Decode(name, p, buf.Bytes(), now)
+}
+
+// Decode judges the content of node's lease file at p, read at now by
+// other means (a task of a read-only play).
+func Decode(node, p string, content []byte, now time.Time) NodeLease {
+	nl := NodeLease{Node: node, Path: p, raw: content}
+	r, err := Parse(content)
 	if err != nil {
 		nl.Garbage = err.Error()
 		return nl

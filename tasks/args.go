@@ -60,7 +60,8 @@ type Spec struct {
 	// ClusterLock says the module changes a Key Manager cluster's
 	// membership or state (kms_remove_node, kms_add_node, kms_restore):
 	// a run of a play that uses it must first hold the lock of its hosts'
-	// clusters, so that two such runs never change one cluster at once.
+	// clusters (and their leases on the nodes), so that two such runs,
+	// from one bastion or two, never change one cluster at once.
 	ClusterLock bool
 }
 

@@ -9,12 +9,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/inventory"
 	"github.com/kmsctl/kmsctl/kmsmodules"
+	"github.com/kmsctl/kmsctl/lease"
 	"github.com/kmsctl/kmsctl/lock"
 	"github.com/kmsctl/kmsctl/tasks"
 )
@@ -174,7 +176,7 @@ func (r *runner) backup(ctx context.Context, e env, o options, bo backupOptions,
 	removed, perr := kmsmodules.PruneBackups(filepath.Dir(dest), bo.Keep)
 	// backup takes no lock, but says when a run holds its cluster's.
 	locks, lerr := heldLocks(e.stateDir, nodes)
-	if err := printBackup(e, o, bo, *done, res.Data, removed, locks); err != nil {
+	if err := printBackup(e, o, bo, *done, res.Data, removed, locks, g.heldLeases(nodes, time.Now())); err != nil {
 		return err
 	}
 	var errs []error
@@ -195,6 +197,7 @@ func apiPlay(hosts []tasks.Host) tasks.Play {
 	no := false
 	return tasks.Play{Name: "backup: find a healthy node", Hosts: hosts, Tasks: []tasks.Task{
 		{Name: taskAPI, Module: "kms_status", Args: map[string]any{}, Become: &no, IgnoreErrors: true},
+		leaseTask(),
 	}}
 }
 
@@ -257,10 +260,11 @@ func (g *gathered) result(host, task string) tasks.Result {
 }
 
 // printBackup reports a backup: with --output json one backup event (the
-// held cluster locks in it as locks), with -v one line on stdout and a
-// LOCKED line on stderr for each held lock, else nothing; a warning (no
-// canary) always goes to stderr.
-func printBackup(e env, o options, bo backupOptions, n nodeState, d map[string]any, removed []string, locks []lock.State) error {
+// held cluster locks in it as locks, the held leases on the nodes as
+// leases), with -v one line on stdout and a LOCKED or LEASED line on
+// stderr for each held lock or lease, else nothing; a warning (no canary)
+// always goes to stderr.
+func printBackup(e env, o options, bo backupOptions, n nodeState, d map[string]any, removed []string, locks []lock.State, leases []lease.NodeLease) error {
 	if removed == nil {
 		removed = []string{}
 	}
@@ -277,7 +281,7 @@ func printBackup(e env, o options, bo backupOptions, n nodeState, d map[string]a
 			Interface("snapshot", d["dest"]).Interface("manifest", d["manifest"]).Str("node", n.Host).Interface("endpoint", d["endpoint"]).
 			Interface("node_id", d["node_id"]).Interface("version", d["version"]).Interface("size", d["size"]).Interface("sha256", d["sha256"]).
 			Interface("hsm_fingerprint", d["hsm_fingerprint"]).Interface("counts", counts).Interface("canary", d["canary"]).
-			Strs("removed", removed).Int("keep", bo.Keep).Interface("locks", locks)
+			Strs("removed", removed).Int("keep", bo.Keep).Interface("locks", locks).Interface("leases", leasesOrNone(leases))
 		if warning != "" {
 			ev = ev.Str("warning", warning)
 		}
@@ -292,6 +296,9 @@ func printBackup(e env, o options, bo backupOptions, n nodeState, d map[string]a
 	}
 	for _, st := range locks {
 		fmt.Fprintln(e.stderr, lockedLine(st))
+	}
+	for _, nl := range leases {
+		fmt.Fprintln(e.stderr, leasedLine(nl))
 	}
 	line := fmt.Sprintf("backed up %s (%s) to %s: %v bytes, sha256 %v; %v enclaves, %v keys, %v policies, %v identities",
 		n.Host, d["endpoint"], d["dest"], d["size"], d["sha256"], d["enclaves"], d["keys"], d["policies"], d["identities"])

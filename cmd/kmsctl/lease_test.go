@@ -272,3 +272,78 @@ func TestLeaseNotCheckedDoesNotBlock(t *testing.T) {
 		t.Fatalf("exit %d\n%s%s", code, e.out, e.errOut)
 	}
 }
+
+// aliceLease is a live lease of a run on another bastion.
+func aliceLease() lease.Record {
+	now := time.Now().UTC()
+	return lease.Record{User: "alice@bastion1", PID: 4242, Run: "20261202T085100Z-1a2b3c4d", Command: "kmsctl recover node kms2",
+		Since: now.Add(-time.Minute), Renewed: now, Expires: now.Add(lease.TTL)}
+}
+
+// TestStatusAndBackupShowLease: status and backup take no lease, and show
+// one another bastion's run holds (status: a LEASED line and leases in
+// JSON; backup: leases in JSON, the line with -v); the verdict and the
+// exit code do not change, and the lease is left as it was.
+func TestStatusAndBackupShowLease(t *testing.T) {
+	l := newStatusLab(t, 3)
+	writeLease(t, l.leaseDirs[1], aliceLease())
+	before, err := os.ReadFile(lease.Path(l.leaseDirs[1], "kms"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"status", "-i", l.inventory, "--ssh-config", "none"}
+	te := testEnv(t)
+	want := "LEASED: cluster kms is leased on kms2 by alice@bastion1 (pid 4242, run 20261202T085100Z-1a2b3c4d, `kmsctl recover node kms2`"
+	if code := te.run(t, args...); code != 0 || !strings.Contains(te.out.String(), "HEALTHY") || !strings.Contains(te.out.String(), want) {
+		t.Fatalf("status: exit %d, want 0 and %q\n%s\n%s", code, want, te.out, te.errOut)
+	}
+	te = testEnv(t)
+	if code := te.run(t, append(args, "-o", "json")...); code != 0 {
+		t.Fatalf("status -o json: exit %d\n%s", code, te.errOut)
+	}
+	var doc struct {
+		Leases []lease.NodeLease `json:"leases"`
+	}
+	if err := json.Unmarshal([]byte(strings.SplitN(te.out.String(), "\n", 2)[0]), &doc); err != nil || len(doc.Leases) != 1 ||
+		doc.Leases[0].Node != "kms2" || doc.Leases[0].Lease == nil || doc.Leases[0].Lease.User != "alice@bastion1" {
+		t.Fatalf("status -o json: leases %+v (%v)\n%s", doc.Leases, err, te.out)
+	}
+	be, code := l.backup(t, time.Now(), "-o", "json")
+	if code != 0 || !strings.Contains(be.out.String(), `"leases":[{"node":"kms2"`) {
+		t.Fatalf("backup -o json: exit %d\n%s\n%s", code, be.out, be.errOut)
+	}
+	be, code = l.backup(t, time.Now().Add(time.Second), "-v")
+	if code != 0 || !strings.Contains(be.errOut.String(), want) {
+		t.Fatalf("backup -v: exit %d\n%s\n%s", code, be.out, be.errOut)
+	}
+	after, err := os.ReadFile(lease.Path(l.leaseDirs[1], "kms"))
+	if err != nil || string(after) != string(before) {
+		t.Fatalf("the lease changed: %s %v", after, err)
+	}
+	// An expired lease is not shown as held; none at all: "leases": [].
+	expired := aliceLease()
+	expired.Expires = time.Now().Add(-time.Minute)
+	writeLease(t, l.leaseDirs[1], expired)
+	te = testEnv(t)
+	if code := te.run(t, append(args, "-o", "json")...); code != 0 || !strings.Contains(te.out.String(), `"leases":[]`) {
+		t.Fatalf("status -o json with an expired lease: exit %d\n%s", code, te.out)
+	}
+}
+
+// TestRecoverRefusesLeasedCluster: recover node exits 5 before its plan,
+// naming the holder, when another bastion's run holds the cluster's lease
+// on a node; nothing changes on any host.
+func TestRecoverRefusesLeasedCluster(t *testing.T) {
+	l := newRecoverLab(t)
+	l.kill(1)
+	writeLease(t, l.leaseDir(0), aliceLease())
+	before := l.snapshot()
+	te, code := l.recover(t, "kms2", "--yes")
+	if code != exit.Locked || !strings.Contains(te.errOut.String(), "recover node: cluster kms is leased on kms1 by alice@bastion1") ||
+		strings.Contains(te.out.String(), "plan for") {
+		t.Fatalf("exit %d, want %d naming the lease\n%s\n%s", code, exit.Locked, te.out, te.errOut)
+	}
+	if after := l.snapshot(); after != before {
+		t.Fatalf("hosts changed:\n%s\nwant\n%s", after, before)
+	}
+}

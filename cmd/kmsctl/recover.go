@@ -10,6 +10,7 @@ import (
 	"io"
 	"maps"
 	"os/exec"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/kmsctl/kmsctl/inventory"
 	"github.com/kmsctl/kmsctl/journal"
 	"github.com/kmsctl/kmsctl/kmsmodules"
+	"github.com/kmsctl/kmsctl/lease"
 	"github.com/kmsctl/kmsctl/lock"
 	"github.com/kmsctl/kmsctl/playbooks"
 	"github.com/kmsctl/kmsctl/tasks"
@@ -99,7 +101,11 @@ func recoverNode(ctx context.Context, e env, o options, group string, targets []
 		return err
 	}
 	in.Force = force
+	if err := recoverLeaseFree(o, in.Leases); err != nil {
+		return err
+	}
 	plan, err := planRecovery(in)
+	plan.LeaseNotChecked = in.LeaseNotChecked
 	var ref refusal
 	asJSON := o.Output == "json"
 	refuse := func(stage string, err error) error {
@@ -125,6 +131,9 @@ func recoverNode(ctx context.Context, e env, o options, group string, targets []
 		jsonLine(e.stdout, "recover_plan").Interface("plan", plan).Bool("check", o.Check).Send()
 	} else {
 		fmt.Fprintf(e.stdout, "preflight: ok\n%s\n", planText(plan))
+		for _, n := range plan.LeaseNotChecked {
+			fmt.Fprintf(e.stdout, "lease: not checked on %s (no SSH); it does not block the run, which takes the lease on the nodes that answer\n", n)
+		}
 	}
 	if o.Check {
 		if !asJSON {
@@ -203,6 +212,32 @@ func lockFreeFor(e env, o options, nodes []inventory.KMSNode, self string) error
 	return nil
 }
 
+// recoverLeaseFree refuses (exit 5, before anything is asked) when another
+// run holds the cluster's lease on a node (or a file there is not a
+// lease), unless --lock-wait is given: then the run waits for it when it
+// takes the lease.
+func recoverLeaseFree(o options, leases []lease.NodeLease) error {
+	if o.LockWait > 0 {
+		return nil
+	}
+	for _, nl := range leases {
+		if !nl.Held() {
+			continue
+		}
+		held := &lease.HeldError{Cluster: clusterOfLease(nl), NodeLease: nl}
+		return exit.With(exit.Locked, fmt.Errorf("recover node: %w; nothing was changed. Wait with --lock-wait DURATION, or see `kmsctl lock status`", held))
+	}
+	return nil
+}
+
+// clusterOfLease is the cluster a node's lease names.
+func clusterOfLease(nl lease.NodeLease) string {
+	if nl.Lease != nil {
+		return nl.Lease.Cluster
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(path.Base(nl.Path), "lease-"), ".json")
+}
+
 // recoverPreflight gathers, with one read-only play on every node at once,
 // what status gathers plus the fingerprint of the HSM key to install (on
 // the survivors) and whether each node holds the node files (the targets'
@@ -212,8 +247,9 @@ func recoverPreflight(ctx context.Context, e env, o options, group string, inv *
 	g := &gathered{results: map[string]map[string]gatheredResult{}, unreachable: map[string]string{}}
 	base := newRegistry(e, o)
 	mods := map[string]string{taskService: "service", taskHSM: "kms_hsm_fingerprint", taskAPI: "kms_status", taskOperatorHSM: "kms_hsm_check",
-		taskBinaryVer: "kms_binary_version"}
+		taskBinaryVer: "kms_binary_version", taskLease: "kms_lease"}
 	play := statusPlay(hosts)
+	play.Tasks = append(play.Tasks, leaseTask())
 	yes := true
 	play.Tasks = append(play.Tasks, tasks.Task{Name: taskOperatorHSM, Module: taskOperatorHSM, Args: map[string]any{}, Become: &yes, IgnoreErrors: true,
 		When: "not (inventory_hostname in recover_targets)"})
@@ -274,6 +310,12 @@ func recoverPreflight(ctx context.Context, e env, o options, group string, inv *
 		return in, err
 	}
 	in.Nodes = g.states(nodes)
+	in.Leases = g.heldLeases(nodes, time.Now())
+	for _, n := range nodes {
+		if r, ok := g.lookup(n.Host, taskLease); !ok || r.err != nil || r.res.Failed {
+			in.LeaseNotChecked = append(in.LeaseNotChecked, n.Host)
+		}
+	}
 	in.HostKeys = r.dialer.hostKeyErrors()
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -22,6 +22,7 @@ import (
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/hsm"
 	"github.com/kmsctl/kmsctl/kms"
+	"github.com/kmsctl/kmsctl/lease"
 	"github.com/kmsctl/kmsctl/kms/kmsim"
 	"github.com/kmsctl/kmsctl/kms/kmsim/kmsimtest"
 	"github.com/kmsctl/kmsctl/kms/pb"
@@ -44,6 +45,8 @@ type recoverLab struct {
 	ca        *kmsim.CA
 	hosts     []string
 	dirs      []string
+	// leaseDirs are the nodes' lease directories (kms_lease_dir).
+	leaseDirs []string
 	addrs     []string
 	servers   []*sshtest.Server
 
@@ -117,7 +120,7 @@ func newRecoverLab(t *testing.T) *recoverLab {
 			"          kms_storage_path: %s/data\n          kms_env_file: %[5]s/minkms.env\n          kms_config_file: %[5]s/config.yaml\n"+
 			"          kms_certs_dir: %[5]s/certs\n          kms_binary: %[5]s/minkms\n          kms_unit_file: %[5]s/minkms.service\n"+
 			"          kms_tls_cert_src: %[6]s/%[1]s.crt\n          kms_tls_key_src: %[6]s/%[1]s.key\n          kms_lease_dir: %[7]s\n",
-			h, s.Port(), l.addrs[i], port, dir, src, t.TempDir())
+			h, s.Port(), l.addrs[i], port, dir, src, l.leaseDir(i))
 		known.WriteString(s.KnownHostsLine() + "\n")
 	}
 	for i := range 3 {
@@ -153,6 +156,14 @@ func newRecoverLab(t *testing.T) *recoverLab {
 		}
 	})
 	return l
+}
+
+// leaseDir returns node i's lease directory, made on first use.
+func (l *recoverLab) leaseDir(i int) string {
+	for len(l.leaseDirs) <= i {
+		l.leaseDirs = append(l.leaseDirs, l.t.TempDir())
+	}
+	return l.leaseDirs[i]
 }
 
 func (l *recoverLab) client(eps ...string) *kms.Client {
@@ -663,6 +674,16 @@ func TestRecoverUnreachable(t *testing.T) {
 	if code != exit.Unreachable || !strings.Contains(out, "does not answer SSH: only its ID is removed") || !strings.Contains(out, "ID REMOVED, NOT REBUILT: kms3") ||
 		!strings.Contains(te.errOut.String(), "`kmsctl recover node kms3` when the host answers again") {
 		t.Fatalf("kms3 gone: exit %d\n%s\n%s", code, out, te.errOut)
+	}
+	// kms3's lease could not be checked: the plan and a warning say so,
+	// and it did not block the run; the others' leases are gone at the end.
+	if !strings.Contains(out, "lease: not checked on kms3 (no SSH)") || !strings.Contains(te.errOut.String(), "lease of cluster kms on kms3 not checked: ") {
+		t.Errorf("kms3's lease not named as not checked:\n%s\n%s", out, te.errOut)
+	}
+	for i := range 2 {
+		if _, err := os.Stat(lease.Path(l.leaseDir(i), "kms")); !os.IsNotExist(err) {
+			t.Errorf("kms%d: lease left after the run: %v", i+1, err)
+		}
 	}
 	for _, ep := range l.addrs[:2] {
 		c := l.client(ep)

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/lease"
 	"github.com/kmsctl/kmsctl/remote"
 )
 
@@ -55,6 +56,12 @@ type recoverInput struct {
 	// unreachable", for a node whose process is wedged (its service
 	// active, its API silent) while the survivors see it down.
 	Force bool
+	// Leases are the leases of the cluster held on a node (by another
+	// run, or a file that is not a lease); LeaseNotChecked the nodes
+	// whose lease could not be read. The command refuses on the first
+	// (exit 5) and names the second in the plan.
+	Leases          []lease.NodeLease
+	LeaseNotChecked []string
 }
 
 // binaryVersion is what `BINARY --version` said.
@@ -93,6 +100,9 @@ type recoverPlan struct {
 	Targets   []recoverTarget `json:"targets"`
 	HSM       string          `json:"hsm_fingerprint"` // the fingerprint every survivor and the installed key share
 	Versions  []string        `json:"versions"`        // the versions the survivors run (their API's)
+	// LeaseNotChecked are the nodes whose lease of the cluster could not
+	// be read (no SSH): they do not block the run.
+	LeaseNotChecked []string `json:"lease_not_checked,omitempty"`
 }
 
 // refusal is why preflight refuses: the command exits 4 and changes

@@ -44,6 +44,7 @@ func newRegistry(e env, o options) *tasks.Registry {
 	reg := tasks.NewRegistry()
 	modules.Register(reg)
 	kmsmodules.Register(reg, kmsmodules.Options{Getenv: e.getenv, APIKeyFile: o.APIKeyFile})
+	reg.Register("kms_lease", leaseModule{})
 	return reg
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/output"
 	"github.com/kmsctl/kmsctl/inventory"
 	"github.com/kmsctl/kmsctl/kmsmodules"
+	"github.com/kmsctl/kmsctl/lease"
 	"github.com/kmsctl/kmsctl/lock"
 	"github.com/kmsctl/kmsctl/playbooks"
 	"github.com/kmsctl/kmsctl/tasks"
@@ -96,7 +97,11 @@ func status(ctx context.Context, e env, o options, group string) error {
 		g.event(ev)
 		sink.Event(ev)
 	})
-	return r.runWith(ctx, []tasks.Play{statusPlay(hosts)}, func(ctx context.Context, recap tasks.Recap, err error) error {
+	// The play reads each node's lease too: status takes no lock, but
+	// shows who holds the cluster.
+	play := statusPlay(hosts)
+	play.Tasks = append(play.Tasks, leaseTask())
+	return r.runWith(ctx, []tasks.Play{play}, func(ctx context.Context, recap tasks.Recap, err error) error {
 		if err != nil && ctx.Err() != nil {
 			return exitError(ctx, recap, err)
 		}
@@ -109,7 +114,7 @@ func status(ctx context.Context, e env, o options, group string) error {
 		if lerr != nil {
 			return lerr
 		}
-		if perr := printStatus(e, o, c, reasons, locks); perr != nil {
+		if perr := printStatus(e, o, c, reasons, locks, g.heldLeases(nodes, c.Now)); perr != nil {
 			return perr
 		}
 		switch {
@@ -287,7 +292,7 @@ type gatheredResult struct {
 // results are recorded.
 func (g *gathered) registry(reg *tasks.Registry) (*tasks.Registry, error) {
 	out := tasks.NewRegistry()
-	for task, module := range map[string]string{taskService: "service", taskHSM: "kms_hsm_fingerprint", taskAPI: "kms_status"} {
+	for task, module := range map[string]string{taskService: "service", taskHSM: "kms_hsm_fingerprint", taskAPI: "kms_status", taskLease: "kms_lease"} {
 		m, ok := reg.Lookup(module)
 		if !ok {
 			return nil, fmt.Errorf("status: module %s is not registered", module)
@@ -429,7 +434,7 @@ func resultError(r gatheredResult) string {
 
 // printStatus writes the table and the verdict, or with --output json one
 // status event holding the same.
-func printStatus(e env, o options, c cluster, reasons []reason, locks []lock.State) error {
+func printStatus(e env, o options, c cluster, reasons []reason, locks []lock.State, leases []lease.NodeLease) error {
 	for i := range c.Nodes {
 		if n := &c.Nodes[i]; n.CertNotAfter != nil {
 			d := certDays(*n.CertNotAfter, c.Now)
@@ -449,7 +454,7 @@ func printStatus(e env, o options, c cluster, reasons []reason, locks []lock.Sta
 		}
 		jsonLine(e.stdout, "status").Str("cluster", c.Group).Strs("inventory", o.Inventories).
 			Str("verdict", word).Interface("reasons", reasons).Interface("nodes", c.Nodes).
-			Str("hsm_fingerprint", commonFingerprint(c.Nodes)).Interface("locks", locks).Send()
+			Str("hsm_fingerprint", commonFingerprint(c.Nodes)).Interface("locks", locks).Interface("leases", leasesOrNone(leases)).Send()
 		return nil
 	}
 	var b strings.Builder
@@ -478,6 +483,9 @@ func printStatus(e env, o options, c cluster, reasons []reason, locks []lock.Sta
 	}
 	for _, st := range locks {
 		fmt.Fprintln(&b, lockedLine(st))
+	}
+	for _, nl := range leases {
+		fmt.Fprintln(&b, leasedLine(nl))
 	}
 	_, err := io.WriteString(e.stdout, b.String())
 	return err

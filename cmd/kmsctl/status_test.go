@@ -29,6 +29,8 @@ import (
 // answered from units (the service's ActiveState per host).
 type statusLab struct {
 	t         testing.TB
+	// leaseDirs are the nodes' lease directories (kms_lease_dir).
+	leaseDirs []string
 	inventory string
 	admin     kms.APIKey
 	ca        *kmsim.CA
@@ -66,6 +68,7 @@ func newStatusLab(t testing.TB, n int) *statusLab {
 		_, port, _ := net.SplitHostPort(nd.Host())
 		fmt.Fprintf(&hosts, "        %s:\n          ansible_host: 127.0.0.1\n          ansible_port: %d\n          kms_endpoint: %s\n          kms_port: %s\n          kms_env_file: %s\n          kms_lease_dir: %s\n",
 			h, s.Port(), nd.Host(), port, envFile, filepath.Join(dir, "lease-"+h))
+		l.leaseDirs = append(l.leaseDirs, filepath.Join(dir, "lease-"+h))
 		known.WriteString(s.KnownHostsLine() + "\n")
 	}
 	kh := filepath.Join(dir, "known_hosts")

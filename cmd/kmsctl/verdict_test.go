@@ -352,7 +352,7 @@ func TestPrintStatus(t *testing.T) {
 	c := cluster{Group: "kms", Nodes: n, Now: testNow}
 	te := testEnv(t)
 	o := options{Output: "text", Inventories: []string{"./inventory.yml"}}
-	if err := printStatus(te.env, o, c, verdict(c), nil); err != nil {
+	if err := printStatus(te.env, o, c, verdict(c), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	want := `cluster kms (3 nodes, inventory ./inventory.yml)
