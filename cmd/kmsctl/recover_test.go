@@ -22,10 +22,10 @@ import (
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/hsm"
 	"github.com/kmsctl/kmsctl/kms"
-	"github.com/kmsctl/kmsctl/lease"
 	"github.com/kmsctl/kmsctl/kms/kmsim"
 	"github.com/kmsctl/kmsctl/kms/kmsim/kmsimtest"
 	"github.com/kmsctl/kmsctl/kms/pb"
+	"github.com/kmsctl/kmsctl/lease"
 	"github.com/kmsctl/kmsctl/lock"
 	"github.com/kmsctl/kmsctl/remote/sshtest"
 )

@@ -28,7 +28,7 @@ import (
 // file, kms_env_file) holds the cluster's HSM key, and `systemctl show` is
 // answered from units (the service's ActiveState per host).
 type statusLab struct {
-	t         testing.TB
+	t testing.TB
 	// leaseDirs are the nodes' lease directories (kms_lease_dir).
 	leaseDirs []string
 	inventory string
