@@ -94,7 +94,7 @@ func (r *runner) acquireLeases(ctx context.Context, plays []tasks.Play, clusters
 	h := lease.Record{User: operator(), PID: os.Getpid(), Run: s.log.ID, Command: "kmsctl " + s.command, Since: s.start}
 	for _, c := range clusters {
 		nodes, notices := r.leaseNodes(plays, c)
-		l, err := lease.Acquire(ctx, lease.Options{Cluster: c, Nodes: nodes, Holder: h, Resumes: s.resumes, Wait: s.o.LockWait})
+		l, err := lease.Acquire(ctx, lease.Options{Cluster: c, Nodes: nodes, Holder: h, Wait: s.o.LockWait})
 		var held *lease.HeldError
 		switch {
 		case errors.As(err, &held) && s.o.LockWait > 0:

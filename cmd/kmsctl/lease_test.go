@@ -347,3 +347,45 @@ func TestRecoverRefusesLeasedCluster(t *testing.T) {
 		t.Fatalf("hosts changed:\n%s\nwant\n%s", after, before)
 	}
 }
+
+// TestResumeTakesOverItsLease: a recover node killed mid-run (SIGKILL:
+// its lease left on the nodes, unexpired) is resumed: the resume goes on
+// under the run's ID, takes the lease over and removes it at its end; a
+// lease of another run stops the resume before it asks (exit 5).
+func TestResumeTakesOverItsLease(t *testing.T) {
+	l := newRecoverLab(t)
+	stateDir := filepath.Join(t.TempDir(), "state")
+	l.loseKMS3(t)
+	id := l.recoverCut(t, stateDir, "every member lists it and has caught up", true)
+	// What kill -9 leaves: the run's lease, renewed a moment ago.
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	own := aliceLease()
+	own.User, own.PID, own.Run, own.Command = operator(), gone.ProcessState.Pid(), id, "kmsctl recover node kms3"
+	other := aliceLease()
+	writeLease(t, l.leaseDir(1), other)
+	for i := range 3 {
+		if i != 1 {
+			writeLease(t, l.leaseDir(i), own)
+		}
+	}
+	te := testEnv(t)
+	te.env.stateDir = stateDir
+	if code := te.run(t, "resume", id, "-i", l.inventory, "--ssh-config", "none", "--yes"); code != exit.Locked ||
+		!strings.Contains(te.errOut.String(), "cluster kms is leased on kms2 by alice@bastion1") {
+		t.Fatalf("resume with another run's lease: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	writeLease(t, l.leaseDir(1), own)
+	te = testEnv(t)
+	te.env.stateDir = stateDir
+	if code := te.run(t, "resume", id, "-i", l.inventory, "--ssh-config", "none", "--yes"); code != 0 || !strings.Contains(te.out.String(), "RECOVERED kms3") {
+		t.Fatalf("resume over its own lease: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	for i := range 3 {
+		if _, err := os.Stat(lease.Path(l.leaseDir(i), "kms")); !os.IsNotExist(err) {
+			t.Errorf("kms%d: lease left after the resume: %v", i+1, err)
+		}
+	}
+}

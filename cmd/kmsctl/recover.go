@@ -101,7 +101,7 @@ func recoverNode(ctx context.Context, e env, o options, group string, targets []
 		return err
 	}
 	in.Force = force
-	if err := recoverLeaseFree(o, in.Leases); err != nil {
+	if err := recoverLeaseFree(o, in.Leases, ""); err != nil {
 		return err
 	}
 	plan, err := planRecovery(in)
@@ -213,15 +213,15 @@ func lockFreeFor(e env, o options, nodes []inventory.KMSNode, self string) error
 }
 
 // recoverLeaseFree refuses (exit 5, before anything is asked) when another
-// run holds the cluster's lease on a node (or a file there is not a
-// lease), unless --lock-wait is given: then the run waits for it when it
-// takes the lease.
-func recoverLeaseFree(o options, leases []lease.NodeLease) error {
+// run than self (the run a resume finishes; "" for none) holds the
+// cluster's lease on a node (or a file there is not a lease), unless
+// --lock-wait is given: then the run waits for it when it takes the lease.
+func recoverLeaseFree(o options, leases []lease.NodeLease, self string) error {
 	if o.LockWait > 0 {
 		return nil
 	}
 	for _, nl := range leases {
-		if !nl.Held() {
+		if !nl.Held() || (self != "" && nl.Lease != nil && nl.Lease.Run == self) {
 			continue
 		}
 		held := &lease.HeldError{Cluster: clusterOfLease(nl), NodeLease: nl}

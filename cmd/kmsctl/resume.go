@@ -165,6 +165,12 @@ func resumeRecoverNode(ctx context.Context, e env, o options, run *journal.Run, 
 	if err != nil {
 		return err
 	}
+	// The run's own lease, left on the nodes by a killed kmsctl, is the
+	// resume's to take over (it goes on under the run's ID); another's
+	// stops it here.
+	if err := recoverLeaseFree(o, in.Leases, run.ID); err != nil {
+		return err
+	}
 	done := func(host, phase string) bool { return run.IsDone(host + " " + phase) }
 	plan, err := planResume(in, rec, done)
 	if err != nil {

@@ -53,10 +53,6 @@ type session struct {
 	// early, says why; "" warns against running it again.
 	rerun string
 	start time.Time
-	// resumes is the ID of the interrupted run this one finishes
-	// (kmsctl resume): its leases on the nodes are taken over even when
-	// they have not expired (lease.Options.Resumes).
-	resumes string
 	// aborted is set by a second Ctrl-C: no event is shown after its
 	// run_end.
 	aborted atomic.Bool
