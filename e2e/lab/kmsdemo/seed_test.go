@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -84,6 +85,25 @@ func TestSeedKeys(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("key %d %s not listed in %v", i, want, names)
+		}
+	}
+}
+
+// TestTransient: only the cluster's "not now" answers are tried again.
+func TestTransient(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("create key: %w", kms.ErrNoWriteQuorum), true},
+		{fmt.Errorf("create key: %w", kms.ErrNoLeader), true},
+		{kms.ErrNotReady, true},
+		{kms.ErrKeyExists, false},
+		{kms.ErrAccessDenied, false},
+		{kms.ErrUnreachable, false},
+	} {
+		if got := transient(c.err); got != c.want {
+			t.Errorf("transient(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
 }
