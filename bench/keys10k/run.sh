@@ -78,6 +78,9 @@ vendor() {
 	shift
 	"${ssh_[@]}" "$host" "IFS= read -r k; MINIO_KMS_API_KEY=\$k MINIO_KMS_SERVER=https://$host:7373 exec minkms $*" <"$LAB_DIR/api.key"
 }
+# lab.sh leaves every file of the lab directory 0600, the simulator binary too; recover cluster
+# runs kms_binary_src here to learn its version and refuses when it cannot
+chmod 700 "$LAB_DIR/minkms"
 for h in $nodes; do
 	"${ssh_[@]}" "$h" 'mkdir -p /root/.minkms/certs/CAs && cp /etc/minkms/certs/ca.crt /root/.minkms/certs/CAs/lab.crt'
 done

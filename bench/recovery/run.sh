@@ -84,6 +84,9 @@ vendor() {
 }
 
 # --- once, outside the timing --------------------------------------------------------------
+# lab.sh leaves every file of the lab directory 0600, the simulator binary too; recover node
+# runs kms_binary_src here to compare its version with the survivors' and refuses when it cannot
+chmod 700 "$LAB_DIR/minkms"
 # The vendor CLI on every node trusts the lab CA (an operator's one-time setup).
 for h in $nodes; do
 	"${ssh_[@]}" "$h" 'mkdir -p /root/.minkms/certs/CAs && cp /etc/minkms/certs/ca.crt /root/.minkms/certs/CAs/lab.crt'
