@@ -69,7 +69,14 @@ const (
 	tdFile     teardownKind = iota // a regular file (or a symlink): removed
 	tdTree                         // the storage path: removed with everything in it
 	tdEmptyDir                     // a directory: removed only when empty
+	tdLeftover                     // an upload's temp copy left by an interrupted run: removed
 )
+
+// uploadTempMarker marks the temp copies the remote package uploads through
+// (".BASE.kmsctl-tmp-RANDOM" beside the target, a file or a private
+// directory): a run cut off between the upload and its rename leaves one,
+// and the env file's holds the HSM key.
+const uploadTempMarker = ".kmsctl-tmp-"
 
 // teardownPath is one path of the node's layout, in the order removed.
 type teardownPath struct {
@@ -159,7 +166,7 @@ func (m teardownModule) Apply(ctx context.Context, env *tasks.Env) (tasks.Result
 			if errors.Is(err, fs.ErrNotExist) {
 				err = nil
 			}
-		case tdTree:
+		case tdTree, tdLeftover:
 			err = run(ctx, env.Conn, "rm -rf -- "+shellQuote(p.Path))
 		case tdEmptyDir:
 			// rmdir removes it only when it is empty: a file that
@@ -217,6 +224,9 @@ func (m teardownModule) plan(ctx context.Context, env *tasks.Env) (teardown, err
 	if err := m.notRunning(ctx, env, &t, n); err != nil {
 		return teardown{}, err
 	}
+	if err := t.addLeftovers(ctx, env.Conn); err != nil {
+		return teardown{}, err
+	}
 	for i, p := range t.paths {
 		fi, err := env.Conn.Stat(ctx, p.Path)
 		switch {
@@ -227,7 +237,7 @@ func (m teardownModule) plan(ctx context.Context, env *tasks.Env) (teardown, err
 		case p.Kind == tdFile && fi.IsDir():
 			return teardown{}, &refusal{fmt.Sprintf("refused: the %s %s on %s is a directory; kms_teardown removes only the files of the node's layout (check %s's kms_* variables); nothing was removed",
 				p.What, p.Path, t.host, t.host)}
-		case p.Kind != tdFile && !fi.IsDir():
+		case (p.Kind == tdTree || p.Kind == tdEmptyDir) && !fi.IsDir():
 			return teardown{}, &refusal{fmt.Sprintf("refused: the %s %s on %s is not a directory; check %s's kms_* variables; nothing was removed",
 				p.What, p.Path, t.host, t.host)}
 		}
@@ -254,6 +264,46 @@ func (m teardownModule) plan(ctx context.Context, env *tasks.Env) (teardown, err
 		t.key, t.keyFrom = k, "the operator's HSM key"
 	}
 	return t, nil
+}
+
+// addLeftovers puts, right after each file of the layout, the temp copies
+// of it that an interrupted upload left beside it (uploadTempMarker), so
+// that they are removed with it (the env file's first) and verified gone.
+func (t *teardown) addLeftovers(ctx context.Context, c tasks.Conn) error {
+	listed := map[string][]string{}
+	var out []teardownPath
+	for _, p := range t.paths {
+		out = append(out, p)
+		if p.Kind != tdFile {
+			continue
+		}
+		dir := path.Dir(p.Path)
+		files, seen := listed[dir]
+		if !seen {
+			fi, err := c.Stat(ctx, dir)
+			if err == nil && fi.IsDir() {
+				if files, err = list(ctx, c, dir); err != nil {
+					return fmt.Errorf("look for interrupted uploads on %s: %w", t.host, err)
+				}
+			} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("look for interrupted uploads on %s: stat %s: %w", t.host, dir, err)
+			}
+			listed[dir] = files
+		}
+		prefix := "." + path.Base(p.Path) + uploadTempMarker
+		var found []string
+		for _, f := range files {
+			first, _, _ := strings.Cut(strings.TrimPrefix(f, dir+"/"), "/")
+			if strings.HasPrefix(first, prefix) && !slices.Contains(found, dir+"/"+first) {
+				found = append(found, dir+"/"+first)
+			}
+		}
+		for _, f := range found {
+			out = append(out, teardownPath{What: "interrupted upload of the " + p.What, Path: f, Kind: tdLeftover})
+		}
+	}
+	t.paths = out
+	return nil
 }
 
 // teardownLayout is the node's layout in the order kms_teardown removes it:

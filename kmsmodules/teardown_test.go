@@ -225,3 +225,44 @@ func noKey(t *testing.T, k hsm.Key, r tasks.Result) {
 		t.Errorf("the result's data shows the HSM key: %s", d)
 	}
 }
+
+// TestTeardownRemovesInterruptedUploads: the temp copies that an upload cut
+// off before its rename leaves beside a file of the layout (a file, or the
+// private directory of the slow path) are removed with it, the env file's,
+// which holds the HSM key, right after the env file; a temp copy of a file
+// that is not the node's stays. Without them in the layout, the env file's
+// copy would keep the HSM key on the host unseen.
+func TestTeardownRemovesInterruptedUploads(t *testing.T) {
+	l := newLab(t)
+	h := l.provisioned("kms9", l.stoppedNode())
+	envLeft := "/etc/default/.minkms.kmsctl-tmp-3f9a1c0d2b4e6f70"
+	binLeft := "/usr/local/bin/.minkms.kmsctl-tmp-0011223344556677"
+	others := "/etc/default/.ssh.kmsctl-tmp-aaaaaaaaaaaaaaaa"
+	h.conn.SetFile(envLeft, "MINIO_KMS_HSM_KEY="+l.hsmKey.Text()+"\n", 0o600)
+	h.conn.SetFile(binLeft+"/minkms", "ELF, half of it", 0o600)
+	h.conn.SetFile(others, "SSHD_OPTS=\n", 0o600)
+	r, err := l.run("kms_teardown", h, nil, true)
+	if err != nil {
+		t.Fatalf("plan: %v", err)
+	}
+	would := r.Data["would_remove"].([]any)
+	if len(would) < 2 || would[0] != h.node.EnvFile || would[1] != envLeft || !slices.Contains(would, any(binLeft)) {
+		t.Errorf("would_remove = %v; want the env file, then its interrupted upload %s, and %s", would, envLeft, binLeft)
+	}
+	r, err = l.run("kms_teardown", h, nil, false)
+	if err != nil || r.Failed {
+		t.Fatalf("teardown = %+v, %v", r, err)
+	}
+	for _, p := range []string{envLeft, binLeft, binLeft + "/minkms"} {
+		if _, ok := h.conn.File(p); ok {
+			t.Errorf("%s is still there", p)
+		}
+	}
+	if _, ok := h.conn.File(others); !ok {
+		t.Errorf("%s was removed: an upload of a file that is not the node's", others)
+	}
+	noKey(t, l.hsmKey, r)
+	if r, err := l.run("kms_teardown", h, nil, false); err != nil || r.Changed {
+		t.Errorf("second teardown = %+v, %v; want ok, unchanged", r, err)
+	}
+}
