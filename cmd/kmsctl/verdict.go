@@ -121,7 +121,19 @@ func verdict(c cluster) []reason {
 		return nil
 	}
 	if !slices.ContainsFunc(c.Nodes, nodeState.answers) {
-		add(reasonNoAnswer, hostNames(c.Nodes), "no node of group %s answers, over SSH or its Key Manager API", c.Group)
+		// Why each host does not answer SSH: a refused host key (a replaced
+		// machine) says so here with the --expect-host-key form to accept it.
+		var why []string
+		for _, n := range c.Nodes {
+			if n.SSHError != "" {
+				why = append(why, n.Host+": "+n.SSHError)
+			}
+		}
+		text := fmt.Sprintf("no node of group %s answers, over SSH or its Key Manager API", c.Group)
+		if len(why) > 0 {
+			text += " (" + strings.Join(why, "; ") + ")"
+		}
+		add(reasonNoAnswer, hostNames(c.Nodes), "%s", text)
 		return rs
 	}
 	byEndpoint := map[string]*nodeState{}

@@ -257,7 +257,19 @@ func TestVerdict(t *testing.T) {
 				}
 				return n
 			},
-			want:  []string{"no node of group kms answers, over SSH or its Key Manager API"},
+			want:  []string{"no node of group kms answers, over SSH or its Key Manager API (kms1: connection refused; kms2: connection refused; kms3: connection refused)"},
+			nodes: [][]string{{"kms1", "kms2", "kms3"}}, kinds: []string{reasonNoAnswer},
+		},
+		{
+			name: "no node answers, host keys refused: each says why and how to accept the new key",
+			change: func(n []nodeState) []nodeState {
+				for i := range n {
+					n[i] = nodeState{Host: n[i].Host, Endpoint: n[i].Endpoint}
+				}
+				n[0].SSHError = "host key for kms1 is SHA256:new, not the one known: run again with --expect-host-key kms1=SHA256:new"
+				return n
+			},
+			want:  []string{"no node of group kms answers, over SSH or its Key Manager API (kms1: host key for kms1 is SHA256:new, not the one known: run again with --expect-host-key kms1=SHA256:new)"},
 			nodes: [][]string{{"kms1", "kms2", "kms3"}}, kinds: []string{reasonNoAnswer},
 		},
 		{
