@@ -18,8 +18,15 @@
 //	    key-00001 ..., 16 writers at once, through the first NODE; keys already there are
 //	    kept, so a second run only adds what is missing) and print the rate: the 10,000-key
 //	    figures of BENCHMARKS.md (bench/keys10k)
+//	kmsdemo seed   --ssh-config FILE --ca FILE --file FILE [--keys N] NODE...
+//	    create the enclave demo, N keys (default 20) in the default enclave and N in demo,
+//	    encrypt a plaintext with the first key of each and write the ciphertexts (and the key
+//	    names) to FILE (make demo)
+//	kmsdemo check  --ssh-config FILE --ca FILE --file FILE NODE...
+//	    ask every NODE on its own: it must list every key seed wrote to FILE and decrypt every
+//	    ciphertext in FILE to its plaintext; prints one line per node, exit 1 on any miss
 //
-// join, status, key and keys authenticate with the admin API key from $MINIO_KMS_API_KEY (never
+// join, status, key, keys, seed and check authenticate with the admin API key from $MINIO_KMS_API_KEY (never
 // argv) and reach each node's Key Manager through an SSH tunnel to its 127.0.0.1:7373 (the
 // lab's ssh_config pins the host keys), verifying the server certificate for NODE against
 // the lab CA (--ca).
@@ -50,7 +57,7 @@ func main() {
 	}
 }
 
-const usage = "usage: kmsdemo certs DIR NODE[=IP,...]... | kmsdemo join|status|key|keys --ssh-config FILE --ca FILE [--name KEY] [--count N --prefix P --workers W] NODE..."
+const usage = "usage: kmsdemo certs DIR NODE[=IP,...]... | kmsdemo join|status|key|keys|seed|check --ssh-config FILE --ca FILE [--name KEY] [--count N --prefix P --workers W] [--file FILE --keys N] NODE..."
 
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	if len(args) == 0 {
@@ -66,14 +73,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	count := fs.Int("count", 10000, "keys: how many keys the enclave should hold")
 	prefix := fs.String("prefix", "key-", "keys: the names' prefix")
 	workers := fs.Int("workers", 16, "keys: writes at once")
+	seedFile := fs.String("file", "", "seed and check: the file of key names and ciphertexts")
+	keysPer := fs.Int("keys", 20, "seed: how many keys per enclave")
 	cmd, ok := map[string]func(context.Context, *kms.Client, []string, string, io.Writer) error{
 		"join": join, "status": status, "key": key,
 		"keys": func(ctx context.Context, c *kms.Client, _ []string, _ string, out io.Writer) error {
 			return seedKeys(ctx, c, *prefix, *count, *workers, out)
 		},
 	}[args[0]]
-	if !ok {
-		return fmt.Errorf("unknown command %q (want certs, join, status, key or keys)", args[0])
+	story := args[0] == "seed" || args[0] == "check"
+	if !ok && !story {
+		return fmt.Errorf("unknown command %q (want certs, join, status, key, keys, seed or check)", args[0])
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -82,7 +92,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return fmt.Errorf("--count and --workers must be at least 1, got %d and %d", *count, *workers)
 	}
 	nodes := fs.Args()
-	if *sshConfig == "" || *caFile == "" || len(nodes) == 0 {
+	if *sshConfig == "" || *caFile == "" || len(nodes) == 0 || (story && *seedFile == "") {
 		return errors.New(usage)
 	}
 	apiKey, err := kms.ParseAPIKey(getenv("MINIO_KMS_API_KEY"))
@@ -105,6 +115,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return err
 	}
 	defer c.Close()
+	switch args[0] {
+	case "seed":
+		return seed(ctx, c, *keysPer, *seedFile, out)
+	case "check":
+		return check(ctx, tun, *caFile, apiKey, nodes, *seedFile, out)
+	}
 	return cmd(ctx, c, nodes, *keyName, out)
 }
 
