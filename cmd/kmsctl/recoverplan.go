@@ -466,7 +466,7 @@ func planTextDone(p recoverPlan, done func(host, phase string) bool) string {
 			fmt.Fprintf(&b, "            installs: %s\n", strings.Join(push, "; "))
 		}
 		if len(keep) > 0 {
-			fmt.Fprintf(&b, "            keeps (no source in the inventory): %s\n", strings.Join(keep, "; "))
+			fmt.Fprintf(&b, "            keeps what %s already has (no kms_*_src or kms_*_from names a replacement): %s\n", t.Host, strings.Join(keep, "; "))
 		}
 		line("start", "start the service on "+t.Host+" (clean)", "available")
 		line("add", fmt.Sprintf("CLUSTER:ADDNODE %s through %s", t.Endpoint, p.Via), "blocked while it joins")

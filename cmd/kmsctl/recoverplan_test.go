@@ -39,10 +39,23 @@ func TestPlanRecovery(t *testing.T) {
 		t.Fatalf("plan = %+v, %v", p, err)
 	}
 	text := planText(p)
-	for _, want := range []string{"CLUSTER:EDIT on kms1: remove node 2", "delete everything in /mnt/minio-kms", "config from ./config.yaml", "keeps (no source in the inventory): binary /usr/local/bin/minkms", "blocked while it joins"} {
+	for _, want := range []string{"CLUSTER:EDIT on kms1: remove node 2", "delete everything in /mnt/minio-kms", "config from ./config.yaml", "keeps what kms3 already has (no kms_*_src or kms_*_from names a replacement): binary /usr/local/bin/minkms", "blocked while it joins"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("plan text lacks %q:\n%s", want, text)
 		}
+	}
+	// A config the host has and the inventory names no source for is
+	// kept; the plan does not say it has no source (a missing one would be
+	// rendered from the built-in template).
+	p, err = planRecovery(input(func(in *recoverInput) {
+		in.Files = map[string][]recoverFile{"kms3": {{What: "config", Path: "/etc/minkms/config.yaml", Exists: true, Template: "templates/minkms.config.j2"}}}
+	}))
+	if err != nil {
+		t.Fatalf("kept config: %v", err)
+	}
+	if text := planText(p); !strings.Contains(text, "keeps what kms3 already has (no kms_*_src or kms_*_from names a replacement): config /etc/minkms/config.yaml") ||
+		strings.Contains(text, "no source in the inventory") {
+		t.Errorf("kept config, plan text:\n%s", text)
 	}
 	// Unreachable: only the ID is removed.
 	p, err = planRecovery(input(func(in *recoverInput) {
