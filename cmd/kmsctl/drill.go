@@ -144,6 +144,9 @@ func drill(ctx context.Context, e env, o options, do drillOptions, rep *drillRep
 	if err != nil {
 		return err
 	}
+	if err := peerCopyRefusal("drill", nodes); err != nil {
+		return exit.With(exit.Refused, fmt.Errorf("drill: refused: %w; nothing was changed", err))
+	}
 	if err := scratchInCluster(inv, o, do.Scratch, nodes[0]); err != nil {
 		return err
 	}

@@ -49,6 +49,11 @@ func provision(ctx context.Context, e env, o options, targets []string) error {
 	if err != nil {
 		return err
 	}
+	asJSON := o.Output == "json"
+	if err := peerCopyRefusal("provision", nodes); err != nil {
+		printRefusal(e, asJSON, "provision_refused", err.(refusal))
+		return exit.With(exit.Refused, fmt.Errorf("provision %s: refused: %w", strings.Join(targets, " "), err))
+	}
 	if err := checkAPIKeys(e, o, nodes); err != nil {
 		return err
 	}
@@ -56,7 +61,6 @@ func provision(ctx context.Context, e env, o options, targets []string) error {
 	if err != nil {
 		return err
 	}
-	asJSON := o.Output == "json"
 	if err := provisionRefusal(states); err != nil {
 		var ref refusal
 		errors.As(err, &ref)
@@ -194,4 +198,25 @@ func builtinPlays(reg *tasks.Registry, name string, hostsOf func(pattern string)
 		plays = append(plays, tasks.Play{Name: p.Name, Hosts: hs, Vars: mergeVars(p.Vars, vars), Tasks: ts, Handlers: p.Handlers, Files: pb.Files, Pos: p.Pos})
 	}
 	return plays, nil
+}
+
+// peerCopyRefusal is the first file a node of nodes copies from a peer
+// (kms_binary_from, kms_ca_from, kms_config_from): only `recover node`
+// acts on those variables, so command (which pushes node files from the
+// kms_*_src sources or the built-in templates) refuses them up front
+// rather than install something the inventory did not ask for.
+func peerCopyRefusal(command string, nodes []inventory.KMSNode) error {
+	for _, n := range nodes {
+		for _, f := range []struct{ from, src, val string }{
+			{inventory.VarBinaryFrom, inventory.VarBinarySrc, n.BinaryFrom},
+			{inventory.VarCAFrom, inventory.VarCASrc, n.CAFrom},
+			{inventory.VarConfigFrom, inventory.VarConfigSrc, n.ConfigFrom},
+		} {
+			if f.val != "" {
+				return refusal{fmt.Sprintf("the inventory sets %s: %s for %s, but %s does not copy files from a peer (only `kmsctl recover node` does)", f.from, f.val, n.Host, command),
+					"Name a file on this machine with " + f.src + " instead (or unset " + f.from + " for " + n.Host + ")"}
+			}
+		}
+	}
+	return nil
 }

@@ -73,6 +73,14 @@ func scale(ctx context.Context, e env, o options, op, group, target string, yes 
 	for i := range hosts {
 		hosts[i] = layoutHost(hosts[i])
 	}
+	if op == "add" {
+		// scale add provisions the target as `kmsctl provision` does.
+		i := slices.IndexFunc(nodes, func(n inventory.KMSNode) bool { return n.Host == target })
+		if err := peerCopyRefusal("scale add", nodes[i:i+1]); err != nil {
+			printRefusal(e, o.Output == "json", "scale_refused", err.(refusal))
+			return exit.With(exit.Refused, fmt.Errorf("scale %s %s: refused: %w", op, target, err))
+		}
+	}
 	if err := recoverLockFree(e, o, nodes); err != nil {
 		return err
 	}
