@@ -33,7 +33,10 @@ const storagePath = "/mnt/minio-kms"
 // storage wiped is recovered, with no secret in any argv, output, run log, journal or the
 // node's journalctl; two nodes lost at once are recovered in one command from the one survivor,
 // one with its config rendered from the built-in template, the other with its config, CA and
-// binary copied from the survivor (kms_*_from: peer).
+// binary copied from the survivor (kms_*_from: peer); every other refusal of the preflight
+// leaves every host unchanged; a node replaced by a new machine with a new SSH host key is
+// refused until its fingerprint is named, then recovered; a node whose machine is gone for
+// good has its ID removed and writes come back (exit 3).
 func TestRecoverNodeMinkms(t *testing.T) {
 	start := time.Now()
 	defer func() { t.Logf("TestRecoverNodeMinkms wall time %s", time.Since(start).Round(time.Millisecond)) }()
@@ -42,7 +45,7 @@ func TestRecoverNodeMinkms(t *testing.T) {
 	r := newRecoverLab(t, c)
 
 	// Keys and a ciphertext made before any failure; every case checks them afterwards.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	var before []string
 	for i := range 3 {
@@ -183,6 +186,13 @@ func TestRecoverNodeMinkms(t *testing.T) {
 		}
 	})
 	c.healthy(t)
+
+	t.Run("refusals with kms2 dead", func(t *testing.T) { r.refusals(ctx, t) })
+	t.Run("kms2 replaced by a new machine with a new host key", func(t *testing.T) { r.replaced(ctx, t, check) })
+	c.healthy(t)
+	t.Run("kms3 gone for good", func(t *testing.T) { r.gone(ctx, t, before[0], version, ct, plaintext) })
+	// The lab restored for the tests after this one: kms3 created again, the cluster healed.
+	sharedCluster(t)
 }
 
 // recoverLab is a minkmsCluster set up for recover node: an inventory that also names the
@@ -191,6 +201,7 @@ type recoverLab struct {
 	c         *minkmsCluster
 	names     []string
 	inventory string
+	sources   string // inventory that also names every file's source, for a new machine
 	ca        string
 	admin     kms.APIKey
 	tun       *labkit.Tunnels
@@ -221,6 +232,19 @@ func newRecoverLab(t *testing.T, c *minkmsCluster) *recoverLab {
 	}
 	r.inventory = filepath.Join(c.l.Dir, "recover-inventory.yml")
 	writeTestFile(t, r.inventory, withHSM)
+	// The same with every file of a node named for a new machine: its own certificate and
+	// key from the lab's files, the binary, the CA and the config from the peer.
+	certs := filepath.Join(c.l.Dir, "certs")
+	sources := strings.Replace(withHSM, "  vars:\n", "  vars:\n    kms_binary_from: peer\n    kms_ca_from: peer\n    kms_config_from: peer\n", 1)
+	for _, n := range r.names {
+		ep := "          kms_endpoint: " + n + ":7373\n"
+		if !strings.Contains(sources, ep) {
+			t.Fatalf("the lab's inventory has no %q", ep)
+		}
+		sources = strings.Replace(sources, ep, ep+"          kms_tls_cert_src: "+filepath.Join(certs, n+".crt")+"\n          kms_tls_key_src: "+filepath.Join(certs, n+".key")+"\n", 1)
+	}
+	r.sources = filepath.Join(c.l.Dir, "recover-sources-inventory.yml")
+	writeTestFile(t, r.sources, sources)
 	// The secrets whole and their secret parts alone (after the scheme prefix).
 	hsmText, apiText := c.hsmKey.Text(), r.admin.Secret()
 	r.secrets = map[string]string{"the HSM key": hsmText, "the admin API key": apiText}
@@ -236,7 +260,7 @@ func newRecoverLab(t *testing.T, c *minkmsCluster) *recoverLab {
 	if r.tun, err = labkit.DialTunnels(ctx, c.l.SSHConfig, r.names); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(r.tun.Close)
+	t.Cleanup(func() { r.tun.Close() }) // the tunnels of the moment (redial replaces them)
 	return r
 }
 
@@ -362,7 +386,8 @@ func (r *recoverLab) snapshot(ctx context.Context, t *testing.T) map[string]stri
 			"ls -la --time-style=full-iso /var/lib/kmsctl 2>&1 || true")
 		v := kms.View(ctx, r.c.client, labkit.Endpoint(n))
 		if v.Err != nil {
-			t.Fatalf("%s: cluster status: %v", n, v.Err)
+			out[n] = s + "cluster status: no answer\n" // a dead node's
+			continue
 		}
 		out[n] = s + fmt.Sprintf("id=%d members=%v up=%v down=%v\n", v.ID, v.Members, v.UpIDs, v.DownIDs)
 	}

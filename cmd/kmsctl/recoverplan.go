@@ -132,7 +132,11 @@ func planRecovery(in recoverInput) (recoverPlan, error) {
 		if hk.Kind == remote.Revoked {
 			todo = fmt.Sprintf("%s's key is revoked: give the host a new key, then run again with --expect-host-key %s=SHA256:... (the new key's fingerprint)", n.Host, n.Host)
 		}
-		return p, refusal{fmt.Sprintf("the SSH host key of %s is refused: it offers %s (%s)", n.Host, hk.Fingerprint, hk.Kind), todo}
+		why := fmt.Sprintf("the SSH host key of %s is refused: it offers %s (%s)", n.Host, hk.Fingerprint, hk.Kind)
+		if hk.Kind == remote.Unexpected {
+			why = fmt.Sprintf("the SSH host key of %s is not the one --expect-host-key names: it offers %s, not %s", n.Host, hk.Fingerprint, strings.Join(hk.Expected, " or "))
+		}
+		return p, refusal{why, todo}
 	}
 	var survivors []nodeState
 	for _, n := range in.Nodes {

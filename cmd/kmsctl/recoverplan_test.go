@@ -191,8 +191,8 @@ func TestPlanRecovery(t *testing.T) {
 			in.HostKeys = map[string]*remote.HostKeyError{"kms3": {Kind: remote.Changed, Host: "[127.0.0.1]:2222", Fingerprint: "SHA256:new"}}
 		}, "the SSH host key of kms3 is refused: it offers SHA256:new (changed). If kms3 was replaced (a new machine, same name), verify its new key out of band (on the host: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and run again with --expect-host-key kms3=SHA256:new"},
 		"survivor's host key unexpected": {func(in *recoverInput) {
-			in.HostKeys = map[string]*remote.HostKeyError{"kms1": {Kind: remote.Unexpected, Host: "kms1", Fingerprint: "SHA256:other"}}
-		}, "the SSH host key of kms1 is refused: it offers SHA256:other (unexpected)"},
+			in.HostKeys = map[string]*remote.HostKeyError{"kms1": {Kind: remote.Unexpected, Host: "kms1", Fingerprint: "SHA256:other", Expected: []string{"SHA256:named"}}}
+		}, "the SSH host key of kms1 is not the one --expect-host-key names: it offers SHA256:other, not SHA256:named"},
 	} {
 		_, err := planRecovery(input(tc.mod))
 		var r refusal
