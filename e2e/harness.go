@@ -31,7 +31,7 @@ import (
 const (
 	dockerTimeout = 2 * time.Minute  // one docker CLI call
 	imageTimeout  = 30 * time.Minute // building the image (debootstrap: ~5 min idle, ~10 loaded)
-	bootTimeout   = 2 * time.Minute  // a container's sshd answering after docker start
+	bootTimeout   = 5 * time.Minute  // a container's sshd answering after docker start (over 2 min seen at load 50 on 2 cores)
 )
 
 // Lab is a set of Debian test-host containers running systemd and sshd on a private Docker
