@@ -51,7 +51,7 @@ func kmsctlBin(t testing.TB, l *Lab) string {
 // temp dir (so neither ~/.ssh nor kmsctl's own state of the machine takes part) and no agent.
 func kmsctl(t testing.TB, l *Lab, args ...string) result {
 	t.Helper()
-	return kmsctlWithin(t, l, cliTimeout, args...)
+	return kmsctlRun(t, l, cliTimeout, "", args...)
 }
 
 // kmsctlWithin is kmsctl with another bound on the run than cliTimeout, for a run that
@@ -59,7 +59,24 @@ func kmsctl(t testing.TB, l *Lab, args ...string) result {
 // assertion on speed).
 func kmsctlWithin(t testing.TB, l *Lab, timeout time.Duration, args ...string) result {
 	t.Helper()
+	return kmsctlRun(t, l, timeout, "", args...)
+}
+
+// kmsctlState is kmsctl with XDG_STATE_HOME at state ("" = the lab's home's): another
+// bastion's kmsctl, as far as locks, journals and known hosts go.
+func kmsctlState(t testing.TB, l *Lab, state string, args ...string) result {
+	t.Helper()
+	return kmsctlRun(t, l, cliTimeout, state, args...)
+}
+
+// kmsctlRun runs kmsctl bounded by timeout with XDG_STATE_HOME at state ("" = the lab's
+// home's).
+func kmsctlRun(t testing.TB, l *Lab, timeout time.Duration, state string, args ...string) result {
+	t.Helper()
 	home := filepath.Join(l.Dir, "home")
+	if state == "" {
+		state = filepath.Join(home, ".local", "state")
+	}
 	for _, d := range []string{home, filepath.Join(home, ".ssh")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatal(err)
@@ -74,7 +91,7 @@ func kmsctlWithin(t testing.TB, l *Lab, timeout time.Duration, args ...string) r
 		"HOME=" + home,
 		"XDG_CONFIG_HOME=" + filepath.Join(home, ".config"),
 		"XDG_DATA_HOME=" + filepath.Join(home, ".local", "share"),
-		"XDG_STATE_HOME=" + filepath.Join(home, ".local", "state"),
+		"XDG_STATE_HOME=" + state,
 		"XDG_CACHE_HOME=" + filepath.Join(home, ".cache"),
 	}
 	var stdout, stderr bytes.Buffer

@@ -83,6 +83,8 @@ func TestRecoverNodeMinkms(t *testing.T) {
 	})
 	check(t)
 
+	t.Run("a run's lease stops a second bastion", func(t *testing.T) { leaseFromTwoBastions(t, c, r) })
+
 	t.Run("kms2 killed and its disk lost", func(t *testing.T) {
 		// Every process's argv, here and on the hosts, for the whole failure and recovery; a
 		// canary with a marker in its argv proves the recorder sees short-lived processes.
