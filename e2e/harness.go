@@ -107,6 +107,20 @@ func newLab(t testing.TB, shared bool, names []string) *Lab {
 	} else {
 		l.Dir = t.TempDir()
 	}
+	if shared {
+		// A shared lab is removed by TestMain once built; one that fails while being built
+		// (a host's sshd not answering, say) is removed here, or its containers would
+		// outlive the run.
+		built := false
+		defer func() {
+			if !built {
+				if err := l.Teardown(); err != nil {
+					t.Errorf("remove the shared lab that failed to start: %v", err)
+				}
+			}
+		}()
+		defer func() { built = !t.Failed() }()
+	}
 	l.prefix = "kmsctl-e2e-" + randHex(4)
 	l.Network = l.prefix
 
