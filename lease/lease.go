@@ -633,6 +633,11 @@ func (l *Lease) Release(ctx context.Context) error {
 		if err := c.Remove(ctx, p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return NodeLease{Err: err.Error()}
 		}
+		// The lease directory goes too when nothing else is in it, so that a run
+		// leaves the node as it found it; one that holds other files (another
+		// cluster's lease) refuses the removal and stays, which is right: the
+		// error of a directory that is not empty is the expected outcome.
+		_ = c.Run(ctx, "rmdir -- "+quote(path.Dir(p)), nil, io.Discard, io.Discard)
 		l.held[i] = false
 		return NodeLease{}
 	})

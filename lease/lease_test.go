@@ -242,6 +242,16 @@ func TestRenewAndRelease(t *testing.T) {
 	if r := c.record(t, 2); r.Run != "run-b" {
 		t.Errorf("release removed another run's lease: %+v", r)
 	}
+	// The lease directory goes with the lease where nothing else is in it (a refused run
+	// leaves the node as it found it), and stays where another lease is.
+	for i := range 2 {
+		if _, ok := c.hosts[i].File(lease.DefaultDir); ok {
+			t.Errorf("%s: the empty lease directory %s was left after release", c.hosts[i].Host(), lease.DefaultDir)
+		}
+	}
+	if _, ok := c.hosts[2].File(lease.DefaultDir); !ok {
+		t.Errorf("kms3: the lease directory holding run-b's lease was removed")
+	}
 	if err := a.Release(ctx(t)); err != nil {
 		t.Errorf("second release: %v", err)
 	}
