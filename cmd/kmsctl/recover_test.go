@@ -87,6 +87,7 @@ func newRecoverLab(t *testing.T) *recoverLab {
 	key := sshtest.GenerateKey(t)
 	keyFile := sshtest.ClientKeyFile(t, key, "")
 	var hosts, known strings.Builder
+	var reserved []net.Listener
 	for i := range 3 {
 		h := fmt.Sprintf("kms%d", i+1)
 		dir := t.TempDir()
@@ -106,12 +107,15 @@ func newRecoverLab(t *testing.T) *recoverLab {
 		if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 			t.Fatal(err)
 		}
+		// The listener is held until every node and SSH server has its
+		// port: a port closed at once can be handed out again (two nodes
+		// on one address made the lab's join fail with 409).
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
+		reserved = append(reserved, ln)
 		l.addrs = append(l.addrs, ln.Addr().String())
-		ln.Close()
 		l.nodes = append(l.nodes, nil)
 		s := sshtest.Start(t, sshtest.Config{AuthorizedKeys: []ssh.PublicKey{key.PublicKey()}, Sudo: sshtest.SudoAllow, Exec: l.systemctl(i)})
 		l.servers = append(l.servers, s)
@@ -123,8 +127,13 @@ func newRecoverLab(t *testing.T) *recoverLab {
 			h, s.Port(), l.addrs[i], port, dir, src, l.leaseDir(i))
 		known.WriteString(s.KnownHostsLine() + "\n")
 	}
+	for _, ln := range reserved {
+		ln.Close()
+	}
 	for i := range 3 {
-		l.start(i)
+		if err := l.start(i); err != nil {
+			t.Fatalf("start kms%d: %v", i+1, err)
+		}
 	}
 	c := l.client(l.addrs...)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
