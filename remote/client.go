@@ -38,7 +38,7 @@ type Options struct {
 	ExpectedKeys    []string
 	ProxyJump       string         // overrides ssh_config ProxyJump; "none" disables; comma-separated multi-hop "user@host:port,host2"
 	ConnectTimeout  time.Duration  // per hop: TCP connect + handshake + auth; 0 = ssh_config ConnectTimeout or 15s
-	KeepAlive       time.Duration  // interval of keepalive@openssh.com requests; 3 unanswered => dead; 0 = ssh_config ServerAliveInterval or 15s
+	KeepAlive       time.Duration  // liveness check interval; 3 in a row with nothing received from the server => dead (keepalive@openssh.com sent when silent); 0 = ssh_config ServerAliveInterval or 15s
 	SFTPConcurrency int            // SFTP requests in flight per file transfer; 0 = sftpInFlight of the packet size
 	SFTPPacketSize  int            // bytes per SFTP read/write request; 0 = chosen per server (see sftpPacketSize)
 	MaxSessions     int            // session channels open at once on the connection (commands + the SFTP session); 0 = 10, sshd's default MaxSessions
@@ -209,7 +209,7 @@ func (c *Client) dialHops(ctx context.Context) (*sshConn, error) {
 		agentSock = ""
 	}
 
-	sc := &sshConn{dead: make(chan struct{})}
+	sc := &sshConn{dead: make(chan struct{}), rx: &rxCounter{}}
 	var dialFn func(ctx context.Context, network, addr string) (net.Conn, error)
 	dialFn = (&net.Dialer{}).DialContext
 	for _, j := range target.proxyJump {
@@ -240,7 +240,7 @@ func (c *Client) dialHops(ctx context.Context) (*sshConn, error) {
 		sc.close()
 		return nil, &configError{err}
 	}
-	cl, err := c.handshake(ctx, dialFn, target, v, agentSock)
+	cl, err := c.handshake(ctx, sc.rx.dialer(dialFn), target, v, agentSock)
 	if err != nil {
 		sc.close()
 		return nil, err
@@ -322,8 +322,11 @@ type sshConn struct {
 	client *ssh.Client
 	hops   []*ssh.Client // ProxyJump connections, innermost last
 	dead   chan struct{} // closed when client's connection ended
-	// keepAlive is the interval of keepalive requests.
+	// keepAlive is the interval of the liveness check (see keepalive).
 	keepAlive time.Duration
+	// rx counts the reads of the target's connection that returned bytes:
+	// any traffic from the server is proof of life.
+	rx *rxCounter
 
 	sftpMu sync.Mutex
 	sftp   *sftp.Client
@@ -369,47 +372,5 @@ func (s *sshConn) close() {
 	}
 	for i := len(s.hops) - 1; i >= 0; i-- {
 		s.hops[i].Close()
-	}
-}
-
-// keepalive sends keepalive@openssh.com every interval and closes the
-// connection after three unanswered requests in a row.
-func (s *sshConn) keepalive(interval time.Duration, log zerolog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	misses := 0
-	for {
-		select {
-		case <-s.dead:
-			return
-		case <-t.C:
-		}
-		reply := make(chan error, 1)
-		go func() {
-			_, _, err := s.client.SendRequest("keepalive@openssh.com", true, nil)
-			reply <- err
-		}()
-		wait := time.NewTimer(interval)
-		select {
-		case <-s.dead:
-			wait.Stop()
-			return
-		case err := <-reply:
-			wait.Stop()
-			if err != nil {
-				log.Debug().Err(err).Msg("keepalive failed; closing connection")
-				s.client.Close()
-				return
-			}
-			misses = 0
-		case <-wait.C:
-			misses++
-			log.Debug().Int("missed", misses).Msg("keepalive unanswered")
-			if misses >= 3 {
-				log.Info().Msg("3 keepalives unanswered; closing connection")
-				s.client.Close()
-				return
-			}
-		}
 	}
 }

@@ -19,8 +19,10 @@
 //     Options.StateKnownHosts and logged as a warning with its fingerprint. Changed and revoked keys are
 //     never accepted. ProxyJump hops use the known_hosts files only.
 //
-// The connection sends keepalive@openssh.com every Options.KeepAlive and is closed after three
-// unanswered ones. A dead connection is re-dialled on the next call (three tries, jittered
+// Every Options.KeepAlive the connection checks whether anything at all was received from the
+// server since the last check (any traffic is proof of life, as with OpenSSH's
+// ServerAliveCountMax); a check that finds nothing sends keepalive@openssh.com, and the third
+// such check in a row closes the connection. A dead connection is re-dialled on the next call (three tries, jittered
 // back-off from 200ms to 2s); whatever was in flight fails with a *LostError (errors.Is
 // ErrConnectionLost) and is never re-run.
 //

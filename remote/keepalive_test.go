@@ -1,12 +1,16 @@
 package remote_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -118,5 +122,84 @@ func TestKeepaliveDetectsSilentConnection(t *testing.T) {
 	}
 	if out, _, err := run(t, c, "echo back", ""); err != nil || out != "back\n" {
 		t.Fatalf("run after keepalive failure: %q %v", out, err)
+	}
+}
+
+// TestKeepaliveCountsAnyTraffic: a server that never answers a keepalive
+// but keeps sending data is alive (as with OpenSSH's ServerAliveCountMax,
+// any traffic counts). The command waits until the client has sent a
+// keepalive (withheld), then its output trickles in for at least 10
+// keepalive intervals; it completes, and on the same connection.
+func TestKeepaliveCountsAnyTraffic(t *testing.T) {
+	const (
+		interval = 100 * time.Millisecond
+		lines    = 50
+		gap      = interval / 5 // lines*gap = 10 intervals at least
+	)
+	var srv atomic.Pointer[sshtest.Server]
+	e := newEnv(t)
+	s := e.server(sshtest.Config{
+		WithholdKeepaliveReplies: true,
+		Exec: func(ctx context.Context, cmd string, _ io.Reader, stdout, stderr io.Writer) (int, bool) {
+			if cmd != "trickle" {
+				return 0, false
+			}
+			// Silent until a keepalive went unanswered.
+			for deadline := time.Now().Add(20 * time.Second); srv.Load().Keepalives() == 0; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					fmt.Fprintln(stderr, "no keepalive received")
+					return 2, true
+				}
+			}
+			for i := range lines {
+				fmt.Fprintf(stdout, "line %d\n", i)
+				select {
+				case <-ctx.Done():
+					return 1, true
+				case <-time.After(gap):
+				}
+			}
+			return 0, true
+		},
+	})
+	srv.Store(s)
+	e.trust(s.KnownHostsLine())
+	o := e.opts(s)
+	o.KeepAlive = interval
+	c := e.dial(o)
+	out, errOut, err := run(t, c, "trickle", "")
+	if err != nil {
+		t.Fatalf("trickling command with keepalive replies withheld = %v (stderr %q), want success", err, errOut)
+	}
+	if got := strings.Count(out, "\n"); got != lines {
+		t.Fatalf("got %d lines of output, want %d", got, lines)
+	}
+	if s.Keepalives() == 0 {
+		t.Fatal("the server received no keepalive")
+	}
+	if _, _, err := run(t, c, "true", ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.Logins()); n != 1 {
+		t.Fatalf("%d logins, want 1: the connection was dropped and re-dialled", n)
+	}
+}
+
+// TestKeepaliveDropsServerThatSendsNothing: a server whose TCP connection
+// is up but that answers no keepalive and sends nothing else is dead: the
+// command in flight fails with ErrConnectionLost.
+func TestKeepaliveDropsServerThatSendsNothing(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(sshtest.Config{WithholdKeepaliveReplies: true})
+	e.trust(s.KnownHostsLine())
+	o := e.opts(s)
+	o.KeepAlive = 50 * time.Millisecond
+	c := e.dial(o)
+	err := c.Run(ctx(t), "sleep 30", nil, nil, nil)
+	if !errors.Is(err, remote.ErrConnectionLost) {
+		t.Fatalf("command on a connection that receives nothing = %v, want ErrConnectionLost", err)
+	}
+	if s.Keepalives() == 0 {
+		t.Fatal("the server received no keepalive")
 	}
 }

@@ -74,6 +74,10 @@ type Config struct {
 	// NoFsync hides the fsync@openssh.com SFTP extension, like an old or
 	// non-OpenSSH server.
 	NoFsync bool
+	// WithholdKeepaliveReplies leaves keepalive@openssh.com requests
+	// unanswered, like a server whose replies are stuck behind bulk data on
+	// a loaded machine: the connection otherwise works as usual.
+	WithholdKeepaliveReplies bool
 }
 
 // Server is a running test server. All methods are safe for concurrent use.
@@ -84,15 +88,16 @@ type Server struct {
 	ln      net.Listener
 	wg      sync.WaitGroup
 
-	mu       sync.Mutex
-	closed   bool
-	conns    map[net.Conn]struct{}
-	commands []string
-	ops      []Op
-	logins   []string
-	tunnels  []string
-	cutAfter int64 // armed byte budget for the next SFTP write stream; -1 = disarmed
-	corrupt  bool  // flip a byte of the next SFTP WRITE payload
+	mu         sync.Mutex
+	closed     bool
+	conns      map[net.Conn]struct{}
+	commands   []string
+	ops        []Op
+	logins     []string
+	tunnels    []string
+	keepalives int   // keepalive@openssh.com requests received
+	cutAfter   int64 // armed byte budget for the next SFTP write stream; -1 = disarmed
+	corrupt    bool  // flip a byte of the next SFTP WRITE payload
 }
 
 // Start starts a server on 127.0.0.1:0 and registers t.Cleanup(s.Close).
@@ -181,6 +186,14 @@ func (s *Server) Ops() []Op {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Op(nil), s.ops...)
+}
+
+// Keepalives returns the number of keepalive@openssh.com requests
+// received on all connections (answered or withheld).
+func (s *Server) Keepalives() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.keepalives
 }
 
 // Logins returns the user name of every successful authentication, in order.
@@ -364,7 +377,16 @@ func (s *Server) serveConn(c net.Conn) {
 		defer wg.Done()
 		for r := range reqs {
 			// keepalive@openssh.com and every other global request: OpenSSH
-			// answers keepalives; we answer true to them and false otherwise.
+			// answers keepalives; we answer true to them (unless withholding
+			// keepalive replies) and false otherwise.
+			if r.Type == "keepalive@openssh.com" {
+				s.mu.Lock()
+				s.keepalives++
+				s.mu.Unlock()
+				if s.cfg.WithholdKeepaliveReplies {
+					continue
+				}
+			}
 			if r.WantReply {
 				r.Reply(r.Type == "keepalive@openssh.com", nil)
 			}
