@@ -2,6 +2,7 @@ package kmsmodules
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"maps"
@@ -19,8 +20,10 @@ import (
 // with id and endpoint), down (the IDs it sees down), live, ready,
 // ready_write, version, endpoint and cert_not_after (when the TLS
 // certificate the node presented expires, RFC 3339; absent when it did not
-// answer), and key_refused (true when the node refused the admin API key:
-// HTTP 403 access denied). The task fails, with what is known registered, when the node's
+// answer), key_refused (true when the node refused the admin API key:
+// HTTP 403 access denied), and cert_unknown_authority (true when the
+// certificate the node presented is not signed by kms_ca_file, or the
+// system pool without one) with cert_issuer, its issuer. The task fails, with what is known registered, when the node's
 // API does not answer its cluster status.
 type statusModule struct{ m *mods }
 
@@ -98,6 +101,9 @@ func (st nodeStatus) data() map[string]any {
 		if errors.Is(v.Err, kms.ErrAccessDenied) {
 			d["key_refused"] = true
 		}
+		if issuer, ok := unknownAuthority(v.Err); ok {
+			d["cert_unknown_authority"], d["cert_issuer"] = true, issuer
+		}
 		return d
 	}
 	members := []any{}
@@ -111,6 +117,20 @@ func (st nodeStatus) data() map[string]any {
 	d["id"], d["role"], d["leader"], d["commit"] = int(v.ID), v.Role, int(v.LeaderID), int(v.Commit)
 	d["members"], d["down"] = members, down
 	return d
+}
+
+// unknownAuthority reports whether err is a TLS verification that failed
+// because no CA of the pool signed the server's certificate, and the
+// issuer of that certificate ("" when unknown).
+func unknownAuthority(err error) (string, bool) {
+	var ua x509.UnknownAuthorityError
+	if !errors.As(err, &ua) {
+		return "", false
+	}
+	if ua.Cert == nil {
+		return "", true
+	}
+	return ua.Cert.Issuer.String(), true
 }
 
 // summary is one line for the task's message.

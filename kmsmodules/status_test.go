@@ -74,7 +74,7 @@ func TestStatus(t *testing.T) {
 		t.Errorf("kms_api direct used the SSH connection: %v", calls)
 	}
 	h.node.APIAddress = "127.0.0.1:1" // nothing listens: proves the address is used
-	if r, err := l.run("kms_status", h, nil, false); err != nil || !r.Failed || r.Data["live"] != false || r.Data["cert_not_after"] != nil {
+	if r, err := l.run("kms_status", h, nil, false); err != nil || !r.Failed || r.Data["live"] != false || r.Data["cert_not_after"] != nil || r.Data["cert_unknown_authority"] != nil {
 		t.Errorf("kms_status with a dead kms_api_address = %+v, %v; want a failed result with live false", r, err)
 	}
 }
@@ -90,6 +90,11 @@ func TestStatusVerifiesCertificate(t *testing.T) {
 	r, err := l.run("kms_status", h, nil, false)
 	if err != nil || !r.Failed || !strings.Contains(r.Msg, "certificate") {
 		t.Errorf("kms_status against an unknown CA = %+v, %v; want a failure naming the certificate", r, err)
+	}
+	// Registered as such, with the issuer, for the commands to tell a
+	// wrong kms_ca_file from a node that is down.
+	if r.Data["cert_unknown_authority"] != true || !strings.Contains(fmt.Sprint(r.Data["cert_issuer"]), "CN=") || r.Data["key_refused"] != nil {
+		t.Errorf("kms_status against an unknown CA registered %v; want cert_unknown_authority and cert_issuer", r.Data)
 	}
 	h.node.CAFile = "" // the system pool does not know the lab's CA either
 	if r, err := l.run("kms_status", h, nil, false); err != nil || !r.Failed || !strings.Contains(r.Msg, "certificate") {

@@ -140,7 +140,7 @@ func (r *runner) backup(ctx context.Context, e env, o options, bo backupOptions,
 		return exitError(ctx, recap, err)
 	}
 	states := g.states(nodes)
-	if err := keyRefused(states); err != nil {
+	if err := localSetupError(states); err != nil {
 		return err
 	}
 	candidates, err := backupSources(bo.Group, states)

@@ -99,7 +99,9 @@ type fleetReport struct {
 	HSMFingerprint string       `json:"hsm_fingerprint"`
 	Locks          []lock.State `json:"locks"`
 	Next           string       `json:"next,omitempty"`
-	keyRefused     error
+	// setupErr is why the cluster was not judged: this machine's admin
+	// API key or kms_ca_file is not the cluster's (localSetupError).
+	setupErr error
 }
 
 // statusFleet is `kmsctl status --all`: status's play on every node of
@@ -107,7 +109,8 @@ type fleetReport struct {
 // in one table (one row per cluster, then the reasons and the next
 // command of each that is not healthy) or one fleet event. It returns nil
 // when every cluster is healthy, exit 1 when a cluster refused the admin
-// API key, exit 3 when no node of any cluster answered, else exit 7 when
+// API key or its kms_ca_file does not sign the nodes' certificates, exit 3
+// when no node of any cluster answered, else exit 7 when
 // one is degraded or unreachable.
 func statusFleet(ctx context.Context, e env, o options) error {
 	if o.Limit != "" {
@@ -184,8 +187,13 @@ func judgeCluster(e env, g *gathered, fc fleetCluster, now time.Time) (fleetRepo
 	}
 	rep.Locks = locks
 	if kerr := keyRefused(c.Nodes); kerr != nil {
-		rep.Verdict, rep.keyRefused = "key_refused", kerr
+		rep.Verdict, rep.setupErr = "key_refused", kerr
 		rep.Reasons = []reason{{Kind: "key_refused", Nodes: []string{}, Text: kerr.Error()}}
+		return rep, nil
+	}
+	if cerr := caUnknown(c.Nodes); cerr != nil {
+		rep.Verdict, rep.setupErr = "ca_unknown", cerr
+		rep.Reasons = []reason{{Kind: "ca_unknown", Nodes: []string{}, Text: cerr.Error()}}
 		return rep, nil
 	}
 	reasons := verdict(c)
@@ -205,14 +213,15 @@ func judgeCluster(e env, g *gathered, fc fleetCluster, now time.Time) (fleetRepo
 }
 
 // fleetExit is the fleet's exit code: 1 when a cluster refused the admin
-// API key (it could not be judged), 3 when no node of any cluster
+// API key or its kms_ca_file does not sign the nodes' certificates (it
+// could not be judged), 3 when no node of any cluster
 // answered, 7 when a cluster is degraded or unreachable, else 0.
 func fleetExit(reports []fleetReport) error {
 	var refused []error
 	unhealthy, answered := false, false
 	for _, r := range reports {
-		if r.keyRefused != nil {
-			refused = append(refused, fmt.Errorf("cluster %s: %w", r.Cluster, r.keyRefused))
+		if r.setupErr != nil {
+			refused = append(refused, fmt.Errorf("cluster %s: %w", r.Cluster, r.setupErr))
 		}
 		unhealthy = unhealthy || r.Verdict != "healthy"
 		answered = answered || r.Verdict != "unreachable"
@@ -251,7 +260,7 @@ func printFleet(e env, o options, f fleet, reports []fleetReport) error {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "fleet of %d clusters (inventory %s): %d healthy", len(reports), strings.Join(o.Inventories, ", "), counts["healthy"])
-	for _, v := range []string{"degraded", "unreachable", "key_refused"} {
+	for _, v := range []string{"degraded", "unreachable", "key_refused", "ca_unknown"} {
 		if counts[v] > 0 {
 			fmt.Fprintf(&b, ", %d %s", counts[v], strings.ReplaceAll(v, "_", " "))
 		}

@@ -310,6 +310,9 @@ func recoverPreflight(ctx context.Context, e env, o options, group string, inv *
 		return in, err
 	}
 	in.Nodes = g.states(nodes)
+	if err := caUnknown(in.Nodes); err != nil {
+		return in, err
+	}
 	in.Leases = g.heldLeases(nodes, time.Now())
 	for _, n := range nodes {
 		if r, ok := g.lookup(n.Host, taskLease); !ok || r.err != nil || r.res.Failed {

@@ -300,6 +300,9 @@ func clusterPreflight(ctx context.Context, e env, o options, group string, inv *
 		return in, err
 	}
 	in.Nodes = g.states(nodes)
+	if err := caUnknown(in.Nodes); err != nil {
+		return in, err
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, n := range nodes {

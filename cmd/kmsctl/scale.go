@@ -201,6 +201,9 @@ func gatherScale(ctx context.Context, e env, o options, command string, inv *inv
 		return in, err
 	}
 	in.Nodes = g.states(nodes)
+	if err := caUnknown(in.Nodes); err != nil {
+		return in, err
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	in.Storage = map[string]string{}

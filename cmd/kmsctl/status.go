@@ -106,7 +106,7 @@ func status(ctx context.Context, e env, o options, group string) error {
 			return exitError(ctx, recap, err)
 		}
 		c := cluster{Group: group, Nodes: g.states(nodes), Now: time.Now()}
-		if err := keyRefused(c.Nodes); err != nil {
+		if err := localSetupError(c.Nodes); err != nil {
 			return err
 		}
 		reasons := verdict(c)
@@ -251,6 +251,65 @@ func keyRefused(nodes []nodeState) error {
 		joinAnd(refused), inventory.EnvAPIKey, inventory.VarAPIKeyFile)
 }
 
+// localSetupError is keyRefused's error, else caUnknown's: a problem of
+// this machine's settings that every answering node shows alike, to be
+// fixed here rather than judged as the cluster's health (exit 1).
+func localSetupError(nodes []nodeState) error {
+	if err := keyRefused(nodes); err != nil {
+		return err
+	}
+	return caUnknown(nodes)
+}
+
+// caUnknown is an error (exit 1) when every node whose API answered
+// presented a TLS certificate that kms_ca_file (or the system pool) does
+// not sign: the CA file is wrong, which says nothing about the cluster's
+// health. Nodes that do not answer at all are left out; one node failing
+// verification while another passes is a certificate problem of that node,
+// judged by the verdict.
+func caUnknown(nodes []nodeState) error {
+	var bad []nodeState
+	for _, n := range nodes {
+		switch {
+		case n.View != nil || n.Live || n.APIKeyRefused:
+			return nil
+		case n.CertUnknownAuthority:
+			bad = append(bad, n)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	// One sentence per CA file and issuer: usually one for the cluster.
+	type key struct{ ca, issuer string }
+	var order []key
+	hosts := map[key][]string{}
+	for _, n := range bad {
+		k := key{n.CAFile, orUnknown(n.CertIssuer)}
+		if _, ok := hosts[k]; !ok {
+			order = append(order, k)
+		}
+		hosts[k] = append(hosts[k], n.Host)
+	}
+	var parts []string
+	for _, k := range order {
+		what := "the certificate of " + hosts[k][0]
+		if len(hosts[k]) > 1 {
+			what = "the certificates of " + joinAnd(hosts[k])
+		}
+		verb := "does not sign"
+		if k.ca == "" {
+			verb = "do not sign"
+		}
+		parts = append(parts, fmt.Sprintf("%s %s %s (issuer %s)", caName(k.ca), verb, what, k.issuer))
+	}
+	fix := "point kms_ca_file at the CA that issued the nodes' certificates"
+	if len(order) == 1 && order[0].ca == "" {
+		fix = "set kms_ca_file to the CA that issued the nodes' certificates"
+	}
+	return exit.Usagef("%s: %s (the cluster was not judged)", strings.Join(parts, "; "), fix)
+}
+
 // The tasks of the status play.
 const (
 	taskService = "service state"
@@ -348,7 +407,7 @@ func (g *gathered) states(nodes []inventory.KMSNode) []nodeState {
 	defer g.mu.Unlock()
 	out := make([]nodeState, len(nodes))
 	for i, n := range nodes {
-		s := nodeState{Host: n.Host, Endpoint: n.Endpoint, Service: n.Service}
+		s := nodeState{Host: n.Host, Endpoint: n.Endpoint, Service: n.Service, CAFile: n.CAFile}
 		res := g.results[n.Host]
 		if why, ok := g.unreachable[n.Host]; ok {
 			s.SSHError = why
@@ -395,6 +454,8 @@ func apiState(s *nodeState, r gatheredResult) {
 	if r.err != nil || r.res.Failed {
 		s.APIError = resultError(r)
 		s.APIKeyRefused, _ = d["key_refused"].(bool)
+		s.CertUnknownAuthority, _ = d["cert_unknown_authority"].(bool)
+		s.CertIssuer, _ = d["cert_issuer"].(string)
 		return
 	}
 	v := &nodeView{}

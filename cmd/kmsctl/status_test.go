@@ -444,3 +444,98 @@ func TestClusterCommandsTakeNoArguments(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusWrongCAFile: a kms_ca_file that did not sign the nodes'
+// certificates is this machine's setup error, not a degraded cluster:
+// status and backup exit 1 naming the file, a host and the issuer, and
+// what to do. One node whose certificate fails verification while the
+// others pass is judged (exit 7), its reason saying it is a certificate
+// problem.
+func TestStatusWrongCAFile(t *testing.T) {
+	l := newStatusLab(t, 3)
+	other, err := kmsim.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongCA := filepath.Join(t.TempDir(), "other-ca.crt")
+	if err := os.WriteFile(wrongCA, other.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(l.inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := string(b)
+	_, rest, _ := strings.Cut(good, "kms_ca_file: ")
+	rightCA, _, _ := strings.Cut(rest, "\n")
+	writeInv := func(s string) {
+		if err := os.WriteFile(l.inventory, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	writeInv(strings.Replace(good, "kms_ca_file: "+rightCA+"\n", "kms_ca_file: "+wrongCA+"\n", 1))
+	for _, cmd := range []string{"status", "backup"} {
+		te := testEnv(t)
+		code := te.run(t, cmd, "-i", l.inventory, "--ssh-config", "none")
+		stderr := te.errOut.String()
+		for _, want := range []string{"kms_ca_file " + wrongCA + " does not sign the certificates of kms1, kms2 and kms3 (issuer CN=kmsim test CA",
+			"point kms_ca_file at the CA that issued the nodes' certificates"} {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("%s with a wrong kms_ca_file: stderr lacks %q", cmd, want)
+			}
+		}
+		if code != exit.Usage || strings.Contains(te.out.String(), "DEGRADED") {
+			t.Errorf("%s with a wrong kms_ca_file: exit %d, want 1 without a verdict\n%s\n%s", cmd, code, te.out, stderr)
+		}
+	}
+
+	// Only kms3's CA file is wrong: the others pass, so the cluster is
+	// judged, and kms3's reason is its certificate.
+	writeInv(strings.Replace(good, "        kms3:\n", "        kms3:\n          kms_ca_file: "+wrongCA+"\n", 1))
+	te, code := l.status(t, "--output", "json")
+	d := parseStatus(t, te.out.String())
+	var found bool
+	for _, r := range d.Reasons {
+		if r.Kind == reasonCert && len(r.Nodes) == 1 && r.Nodes[0] == "kms3" &&
+			strings.Contains(r.Text, "is not signed by kms_ca_file "+wrongCA) && strings.Contains(r.Text, "a certificate problem, not a node down") {
+			found = true
+		}
+	}
+	if code != exit.VerifyFailed || !found {
+		t.Errorf("kms3's certificate not signed by its kms_ca_file: exit %d, reasons %+v; want 7 and a certificate reason for kms3\n%s", code, d.Reasons, te.errOut)
+	}
+}
+
+// TestCAUnknown: the CA file is blamed only when every node whose API
+// answered failed verification for an unknown authority; a node that
+// passes, or answers otherwise, leaves the cluster to the verdict.
+func TestCAUnknown(t *testing.T) {
+	bad := func(h string) nodeState {
+		return nodeState{Host: h, CertUnknownAuthority: true, CertIssuer: "CN=other", CAFile: "/etc/kmsctl/ca.crt"}
+	}
+	down := nodeState{Host: "kms3"}
+	for _, tc := range []struct {
+		name  string
+		nodes []nodeState
+		want  string
+	}{
+		{"all fail", []nodeState{bad("kms1"), bad("kms2")},
+			"kms_ca_file /etc/kmsctl/ca.crt does not sign the certificates of kms1 and kms2 (issuer CN=other): point kms_ca_file at the CA that issued the nodes' certificates"},
+		{"one fails, one down", []nodeState{bad("kms1"), down},
+			"kms_ca_file /etc/kmsctl/ca.crt does not sign the certificate of kms1 (issuer CN=other)"},
+		{"system pool", []nodeState{{Host: "kms1", CertUnknownAuthority: true, CertIssuer: "CN=other"}},
+			"the system's CA certificates (no kms_ca_file) do not sign the certificate of kms1 (issuer CN=other): set kms_ca_file"},
+		{"one passes", []nodeState{bad("kms1"), {Host: "kms2", Live: true, View: &nodeView{}}}, ""},
+		{"one refuses the key", []nodeState{bad("kms1"), {Host: "kms2", Live: true, APIKeyRefused: true}}, ""},
+		{"none answers", []nodeState{down}, ""},
+	} {
+		err := caUnknown(tc.nodes)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v, want none", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || exit.Code(err) != exit.Usage):
+			t.Errorf("%s: %v (exit %d), want exit 1 with %q", tc.name, err, exit.Code(err), tc.want)
+		}
+	}
+}

@@ -34,9 +34,15 @@ type nodeState struct {
 	ReadyWrite bool   `json:"ready_write"`
 	APIError   string `json:"api_error,omitempty"` // the API did not answer its cluster status
 	// APIKeyRefused: the API refused the admin API key (HTTP 403).
-	APIKeyRefused bool      `json:"api_key_refused,omitempty"`
-	View          *nodeView `json:"view,omitempty"` // its own view; nil when the API did not give it
-	Version       string    `json:"version,omitempty"`
+	APIKeyRefused bool `json:"api_key_refused,omitempty"`
+	// CertUnknownAuthority: the certificate the node presented is not
+	// signed by CAFile (kms_ca_file; the system pool when empty), whose
+	// issuer is CertIssuer.
+	CertUnknownAuthority bool      `json:"cert_unknown_authority,omitempty"`
+	CertIssuer           string    `json:"cert_issuer,omitempty"`
+	CAFile               string    `json:"-"`
+	View                 *nodeView `json:"view,omitempty"` // its own view; nil when the API did not give it
+	Version              string    `json:"version,omitempty"`
 
 	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
 	CertDays     *int       `json:"cert_days,omitempty"` // whole days left (negative: expired)
@@ -217,6 +223,13 @@ func verdict(c cluster) []reason {
 			add(reasonUnreachable, []string{n.Host}, "%s does not answer SSH: %s (so its service, HSM key and API were not checked)", n.Host, n.SSHError)
 		case !n.SSH:
 			add(reasonUnreachable, []string{n.Host}, "%s does not answer SSH: %s", n.Host, n.SSHError)
+		case n.View == nil && n.CertUnknownAuthority:
+			// The others pass verification: a certificate problem of this
+			// node, not a node down (a wrong kms_ca_file fails them all,
+			// which status reports as a setup error before any verdict).
+			add(reasonCert, []string{n.Host}, "the TLS certificate of %s (%s) is not signed by %s (its issuer: %s): a certificate problem, not a node down; "+
+				"give %s a certificate issued by the cluster's CA; %s", n.Host, n.Endpoint, caName(n.CAFile), orUnknown(n.CertIssuer), n.Host, serviceCondition(n))
+			continue
 		case n.View == nil:
 			add(reasonAPI, []string{n.Host}, "the Key Manager API of %s (%s) gave no status: %s; %s", n.Host, n.Endpoint, orUnknown(n.APIError), serviceCondition(n))
 			continue
@@ -362,6 +375,14 @@ func serviceCondition(h nodeState) string {
 		return fmt.Sprintf("the state of %s is unknown (%s)", h.Service, orUnknown(h.ServiceError))
 	}
 	return fmt.Sprintf("%s is %s on %s", h.Service, h.ServiceState, h.Host)
+}
+
+// caName names the CA pool that verifies a node's certificate.
+func caName(caFile string) string {
+	if caFile == "" {
+		return "the system's CA certificates (no kms_ca_file)"
+	}
+	return "kms_ca_file " + caFile
 }
 
 func orUnknown(s string) string {
