@@ -10,6 +10,10 @@ import (
 
 // assertModule fails when one of the expressions in "that" is false; it
 // runs on the control machine and changes nothing, so check mode runs it too.
+// With refuse: true a false expression is a refusal by a safety rule (the
+// CLI exits 4: nothing was changed) instead of a failed task: for the
+// checks that guard what follows, as the built-in recovery playbooks'
+// proofs that a node is dead before it is fenced.
 type assertModule struct{}
 
 func (assertModule) Spec() tasks.Spec {
@@ -19,6 +23,7 @@ func (assertModule) Spec() tasks.Spec {
 		"msg":         {Type: tasks.ArgString},
 		"success_msg": {Type: tasks.ArgString},
 		"quiet":       {Type: tasks.ArgBool},
+		"refuse":      {Type: tasks.ArgBool},
 	}}
 }
 
@@ -62,7 +67,15 @@ func (assertModule) Apply(_ context.Context, env *tasks.Env) (tasks.Result, erro
 			if msg == "" {
 				msg = "assertion failed: " + x
 			}
-			return tasks.Result{Failed: true, Msg: msg, Data: map[string]any{"assertion": x, "evaluated_to": false}}, nil
+			data := map[string]any{"assertion": x, "evaluated_to": false}
+			refuse, err := env.Args.Bool("refuse", false)
+			if err != nil {
+				return tasks.Result{}, err
+			}
+			if refuse {
+				return tasks.Result{Data: data}, &assertRefusal{msg: "refused: " + msg}
+			}
+			return tasks.Result{Failed: true, Msg: msg, Data: data}, nil
 		}
 	}
 	msg, _ := env.Args.String("success_msg")
@@ -71,3 +84,11 @@ func (assertModule) Apply(_ context.Context, env *tasks.Env) (tasks.Result, erro
 	}
 	return tasks.Result{Msg: msg}, nil
 }
+
+// assertRefusal is a false expression of an assert with refuse: true.
+type assertRefusal struct{ msg string }
+
+func (e *assertRefusal) Error() string { return e.msg }
+
+// Refused reports that a safety rule refused: the CLI exits 4.
+func (e *assertRefusal) Refused() bool { return true }

@@ -977,6 +977,26 @@ func TestAssertAndSetFact(t *testing.T) {
 	}
 }
 
+// TestAssertRefuse: an assert with refuse: true that finds an expression
+// false is a refusal by a safety rule (IsRefused: the CLI exits 4), and
+// the host's next task does not run; without it, a failed task.
+func TestAssertRefuse(t *testing.T) {
+	for _, refuse := range []bool{true, false} {
+		l := newLab(t, "a")
+		tasks := []Task{
+			{Name: "guard", Module: "assert", Args: map[string]any{"that": []any{"1 == 2"}, "fail_msg": "node is up", "refuse": refuse}},
+			{Name: "after", Module: "set_fact", Args: map[string]any{"x": 1}},
+		}
+		_, err := l.eng.Run(context.Background(), []Play{{Name: "p", Hosts: l.hosts("a"), Tasks: tasks}})
+		if err == nil || !strings.Contains(err.Error(), "node is up") || IsRefused(err) != refuse {
+			t.Errorf("refuse %v: err = %v, refused %v", refuse, err, IsRefused(err))
+		}
+		if _, ran := l.rec.results("after")["a"]; ran {
+			t.Errorf("refuse %v: the task after the failed assert ran", refuse)
+		}
+	}
+}
+
 func TestValidate(t *testing.T) {
 	r := builtin()
 	cases := []struct {

@@ -796,8 +796,8 @@ func TestRecoverStaleMember(t *testing.T) {
 // TestRecoverPlaybookByHandProvesDeath: the built-in recover-node playbook
 // run by hand (play builtin:recover-node) with a healthy node as
 // recover_host, by its ID or only by its endpoint (a wrong ID; -e gives
-// strings), fails on the survivors before the node is fenced or wiped:
-// every node keeps running and no file changes.
+// strings), is refused on the survivors (exit 4) before the node is fenced
+// or wiped: every node keeps running and no file changes.
 func TestRecoverPlaybookByHandProvesDeath(t *testing.T) {
 	l := newRecoverLab(t)
 	before := l.snapshot()
@@ -807,8 +807,8 @@ func TestRecoverPlaybookByHandProvesDeath(t *testing.T) {
 		code := te.run(t, "play", "builtin:recover-node", "-i", l.inventory, "--ssh-config", "none",
 			"-e", "recover_host=kms3", "-e", "recover_id="+id, "-e", "recover_endpoint="+ep,
 			"-e", "recover_via=kms1", "-e", "recover_survivors=kms1,kms2")
-		if code != exit.HostFailed || !strings.Contains(te.errOut.String(), "it is not dead; nothing was fenced or wiped") {
-			t.Errorf("recover_id=%s: exit %d, want 2 and the node proven alive\n%s\n%s", id, code, te.out, te.errOut)
+		if code != exit.Refused || !strings.Contains(te.errOut.String(), "it is not dead; nothing was fenced or wiped") {
+			t.Errorf("recover_id=%s: exit %d, want 4 (refused) and the node proven alive\n%s\n%s", id, code, te.out, te.errOut)
 		}
 		if strings.Contains(te.out.String(), "stop and disable the service") {
 			t.Errorf("recover_id=%s: the fence ran:\n%s", id, te.out)

@@ -370,7 +370,7 @@ func TestRecoverClusterVerifyAndNoManifest(t *testing.T) {
 
 // TestRecoverClusterPlaybookByHand: the built-in recover-cluster playbook
 // run by hand on a healthy cluster stops before fencing anything (every
-// node still serves: exit 2); run with only its restore phase (the
+// node still serves: refused, exit 4); run with only its restore phase (the
 // preflight, fence and wipe skipped), kms_restore refuses the seed, which
 // holds data (exit 4). No file changes, every node keeps running and
 // keeps its keys.
@@ -400,7 +400,7 @@ func TestRecoverClusterPlaybookByHand(t *testing.T) {
 		code int
 		want string
 	}{
-		{nil, exit.HostFailed, "kms1's Key Manager still answers: this is not a total loss, and nothing was fenced or wiped"},
+		{nil, exit.Refused, "kms1's Key Manager still answers: this is not a total loss, and nothing was fenced or wiped"},
 		{[]string{"--tags", "restore"}, exit.Refused, "is not clean: it is node"},
 	} {
 		te := testEnv(t)
