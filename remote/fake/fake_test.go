@@ -366,7 +366,12 @@ func TestAllowUnscripted(t *testing.T) {
 func TestDoContextAndSnapshot(t *testing.T) {
 	c := fake.New(t, "node1")
 	lost := errors.New("connection lost")
+	// The second Run is cancelled only once the handler runs: cancelling
+	// sooner makes Run return the context's error before the handler.
+	started := make(chan struct{})
+	var startOnce sync.Once
 	c.Expect("minkms wait").DoContext(func(ctx context.Context, cmd string, stdin []byte) (string, string, int, error) {
+		startOnce.Do(func() { close(started) })
 		<-ctx.Done()
 		return "", "", 0, fmt.Errorf("%s: %w", cmd, lost)
 	})
@@ -379,7 +384,10 @@ func TestDoContextAndSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel = context.WithCancel(context.Background())
-	go cancel()
+	go func() {
+		<-started
+		cancel()
+	}()
 	if err := c.Run(ctx, "minkms wait", nil, nil, nil); !errors.Is(err, lost) {
 		t.Errorf("DoContext error = %v, want it returned as is", err)
 	}
