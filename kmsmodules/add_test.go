@@ -3,6 +3,7 @@ package kmsmodules_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -113,8 +114,27 @@ func TestWaitTimesOut(t *testing.T) {
 	if err != nil || r.Changed || !strings.Contains(r.Msg, "not met yet") {
 		t.Errorf("kms_wait in check mode: %+v, %v", r, err)
 	}
-	r, err = l.run("kms_wait", kms1, map[string]any{"endpoint": "127.0.0.1:1", "timeout": "300ms", "interval": "50ms"}, false)
-	if err == nil || !isTimeout(err) || !strings.Contains(err.Error(), "does not list 127.0.0.1:1") {
-		t.Errorf("kms_wait for a node never added: %+v, %v", r, err)
+}
+
+// TestWaitNeverListed: kms_wait for an endpoint that no member lists (a
+// node never added, a wrong endpoint) fails at once, saying so, rather
+// than waiting out its timeout: waiting cannot add a node. Check mode says
+// it cannot be met.
+func TestWaitNeverListed(t *testing.T) {
+	l := newLab(t)
+	nodes := l.cluster(3)
+	kms1 := l.sshHost("kms1", nodes[0])
+	r, err := l.run("kms_wait", kms1, map[string]any{"endpoint": "127.0.0.1:1", "timeout": "2s", "interval": "50ms"}, false)
+	if err == nil || isTimeout(err) || !strings.Contains(err.Error(), "no member lists 127.0.0.1:1") || !strings.Contains(err.Error(), "add it first (kms_add_node)") {
+		t.Errorf("kms_wait for a node never added: %+v, %v; want a failure at once (not a timeout) saying no member lists it", r, err)
+	}
+	for _, n := range nodes {
+		if !strings.Contains(fmt.Sprint(err), n.Host()) {
+			t.Errorf("the error does not name %s, a member asked: %v", n.Host(), err)
+		}
+	}
+	r, err = l.run("kms_wait", kms1, map[string]any{"endpoint": "127.0.0.1:1", "timeout": "1h"}, true)
+	if err != nil || !strings.Contains(r.Msg, "cannot be met: no member lists 127.0.0.1:1") {
+		t.Errorf("kms_wait in check mode for a node never added: %+v, %v", r, err)
 	}
 }

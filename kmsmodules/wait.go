@@ -20,7 +20,12 @@ import (
 // of them down, names the same leader, has the same commit index and is
 // ready for writes. It is bounded by timeout (default 5m); when that runs
 // out the task fails naming what was still missing, with a
-// *tasks.TimeoutError (the CLI exits 6 when every failed host timed out). In check mode it looks once and says what it would wait for.
+// *tasks.TimeoutError (the CLI exits 6 when every failed host timed out).
+// It fails at once, without waiting, when endpoint is given and neither the
+// task host's node nor any member of its definition that answers lists it:
+// kms_wait adds nothing, so that cannot come true by waiting (a node never
+// added, a wrong endpoint). In check mode it looks once and says what it
+// would wait for.
 type waitModule struct{ m *mods }
 
 func (waitModule) Spec() tasks.Spec {
@@ -94,7 +99,10 @@ func (m waitModule) run(ctx context.Context, env *tasks.Env, check bool) (tasks.
 	defer a.close()
 	if check {
 		now := "already met"
-		if missing := a.whole(ctx, w.endpoint); missing != nil {
+		var never *neverError
+		if missing := a.whole(ctx, w.endpoint); errors.As(missing, &never) {
+			now = "cannot be met: " + missing.Error()
+		} else if missing != nil {
 			now = "not met yet: " + missing.Error()
 		}
 		return tasks.Result{Msg: fmt.Sprintf("would wait up to %s for %s (%s)", w.timeout, w.goal(), now)}, nil
@@ -106,6 +114,10 @@ func (m waitModule) run(ctx context.Context, env *tasks.Env, check bool) (tasks.
 		missing := a.whole(ctx, w.endpoint)
 		if missing == nil {
 			return tasks.Result{Msg: fmt.Sprintf("cluster of %s whole after %s", a.host, time.Since(start).Round(time.Millisecond))}, nil
+		}
+		var never *neverError
+		if errors.As(missing, &never) {
+			return tasks.Result{}, fmt.Errorf("wait for %s: %w", w.goal(), missing)
 		}
 		select {
 		case <-ctx.Done():
@@ -126,7 +138,7 @@ func (a *access) whole(ctx context.Context, endpoint string) error {
 	}
 	if endpoint != "" {
 		if _, ok := self.Lists(endpoint); !ok {
-			return fmt.Errorf("%s (%s) does not list %s", a.host, a.self, endpoint)
+			return a.unlisted(ctx, self, endpoint)
 		}
 	}
 	eps := slices.Sorted(maps.Values(self.Members))
@@ -147,6 +159,39 @@ func (a *access) whole(ctx context.Context, endpoint string) error {
 		return errors.Join(errs...)
 	}
 	return a.readyForWrites(ctx, eps)
+}
+
+// neverError is what kms_wait waits for when waiting cannot bring it.
+type neverError struct{ err error }
+
+func (e *neverError) Error() string { return e.err.Error() }
+func (e *neverError) Unwrap() error { return e.err }
+
+// unlisted is why the cluster is not whole when the task host's node (its
+// view self) does not list endpoint: not yet, when another member that
+// answers lists it (the addition is still spreading), else a *neverError:
+// no answering member has it in its definition, and nothing but an
+// addition (kms_add_node) would put it there.
+func (a *access) unlisted(ctx context.Context, self kms.NodeView, endpoint string) error {
+	var others []string
+	for _, ep := range self.Members {
+		if ep != a.self {
+			others = append(others, ep)
+		}
+	}
+	slices.Sort(others)
+	asked := []string{a.self}
+	for _, v := range a.views(ctx, others) {
+		if v.Err != nil {
+			continue
+		}
+		if _, ok := v.Lists(endpoint); ok {
+			return fmt.Errorf("%s (%s) does not list %s yet (%s does)", a.host, a.self, endpoint, v.Endpoint)
+		}
+		asked = append(asked, v.Endpoint)
+	}
+	return &neverError{fmt.Errorf("no member lists %s: the cluster definitions of %s, every member that answers, do not hold it, and waiting does not add a node; "+
+		"add it first (kms_add_node) or check the endpoint (it must be the node's kms_endpoint, as the cluster knows it)", endpoint, strings.Join(asked, ", "))}
 }
 
 // readyForWrites asks every endpoint, in parallel, whether it is ready for

@@ -825,3 +825,30 @@ func TestRecoverPlaybookByHandProvesDeath(t *testing.T) {
 		}
 	}
 }
+
+// TestRecoverPlaybookByHandWrongID: the built-in recover-node playbook run
+// by hand for a dead kms3 with a wrong recover_id (an ID no survivor lists)
+// is refused on the survivors (exit 4) before kms3 is fenced or wiped: the
+// survivors list kms3's endpoint under its real ID, which removing the
+// wrong one would leave in place, and kms3 could never rejoin (the run
+// waited out kms_wait's 5 minutes).
+func TestRecoverPlaybookByHandWrongID(t *testing.T) {
+	l := newRecoverLab(t)
+	l.kill(2)
+	before := l.snapshot()
+	ep := strings.TrimPrefix(l.addrs[2], "https://")
+	te := testEnv(t)
+	code := te.run(t, "play", "builtin:recover-node", "-i", l.inventory, "--ssh-config", "none",
+		"-e", "recover_host=kms3", "-e", "recover_id=7", "-e", "recover_endpoint="+ep,
+		"-e", "recover_via=kms1", "-e", "recover_survivors=kms1,kms2")
+	want := "lists " + ep + " (kms3) under another node ID than recover_id 7: the ID is wrong"
+	if code != exit.Refused || !strings.Contains(te.errOut.String(), want) {
+		t.Errorf("wrong recover_id: exit %d, want 4 (refused) and %q\n%s\n%s", code, want, te.out, te.errOut)
+	}
+	if strings.Contains(te.out.String(), "stop and disable the service") {
+		t.Errorf("wrong recover_id: the fence ran:\n%s", te.out)
+	}
+	if after := l.snapshot(); after != before {
+		t.Errorf("files changed:\nbefore %s\nafter %s", before, after)
+	}
+}
