@@ -155,21 +155,91 @@ func usageError(c *cli.Context, err error) error {
 		return exit.Usagef("%v; see '%s --help'", err, help)
 	}
 	msg := "unknown flag " + dashes(name)
-	var flags []cli.Flag
-	if c != nil {
-		for _, l := range c.Lineage() {
-			if l.Command != nil {
-				flags = append(flags, l.Command.Flags...)
-			}
-		}
-		if c.App != nil {
-			flags = append(flags, c.App.Flags...)
-		}
+	own, global := commandFlags(c)
+	s := closestFlag(own, name)
+	if s == "" {
+		s = typoOf(global, name)
 	}
-	if s := closestFlag(flags, name); s != "" {
+	if s != "" {
 		msg += fmt.Sprintf(" (did you mean %s?)", s)
 	}
 	return exit.Usagef("%s; see '%s --help'", msg, help)
+}
+
+// commandFlags splits the flags c accepts into the command's own (its
+// and its parent commands') and the global ones (the app's, accepted by
+// every command).
+func commandFlags(c *cli.Context) (own, global []cli.Flag) {
+	if c == nil {
+		return nil, nil
+	}
+	globalNames := map[string]bool{}
+	if c.App != nil {
+		global = c.App.Flags
+		for _, f := range global {
+			for _, n := range f.Names() {
+				globalNames[n] = true
+			}
+		}
+	}
+	for _, l := range c.Lineage() {
+		if l.Command == nil {
+			continue
+		}
+		for _, f := range l.Command.Flags {
+			// urfave/cli's root command carries the app's flags.
+			if !globalNames[f.Names()[0]] {
+				own = append(own, f)
+			}
+		}
+	}
+	return own, global
+}
+
+// typoOf is the global flag (with its dashes) that name is a typing slip
+// of: one letter wrong, missing, extra, or two swapped (--outptu for
+// --output); "" otherwise. Global flags are suggested only that close:
+// they mean something else than the command's flags, and a loose match
+// misleads (--force suggesting --forks, which sets parallelism).
+func typoOf(flags []cli.Flag, name string) string {
+	if len(name) < 3 {
+		return ""
+	}
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if len(n) >= 3 && editDistance(n, name) <= 1 {
+				return "--" + n
+			}
+		}
+	}
+	return ""
+}
+
+// editDistance is the optimal string alignment distance of a and b: the
+// fewest insertions, deletions, substitutions and swaps of two adjacent
+// bytes that turn a into b.
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
 }
 
 // badDuration matches the flag package's error for a duration flag given

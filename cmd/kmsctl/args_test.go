@@ -95,7 +95,8 @@ func TestFlagsAfterArguments(t *testing.T) {
 }
 
 // TestFlagMistakes: a misspelt flag is named as typed, with the command's
-// closest flag when one is close and the command's help; a flag at the end
+// closest flag when one is close (a global flag only when one letter is
+// wrong, missing, extra or swapped) and the command's help; a flag at the end
 // without its value says so (exit 1), instead of taking the command's name
 // as its value and showing the help with exit 0.
 func TestFlagMistakes(t *testing.T) {
@@ -103,6 +104,13 @@ func TestFlagMistakes(t *testing.T) {
 		{"status --clustr kms", "kmsctl: unknown flag --clustr (did you mean --cluster?); see 'kmsctl status --help'\n"},
 		{"--outptu json status", "kmsctl: unknown flag --outptu (did you mean --output?); see 'kmsctl --help'\n"},
 		{"backup --zzz", "kmsctl: unknown flag --zzz; see 'kmsctl backup --help'\n"},
+		// A command's own flag first; a global flag only for a typing slip:
+		// --force is not a misspelt --forks (parallelism).
+		{"backup --force", "kmsctl: unknown flag --force; see 'kmsctl backup --help'\n"},
+		{"backup --kepe 3", "kmsctl: unknown flag --kepe (did you mean --keep?); see 'kmsctl backup --help'\n"},
+		{"backup --froks 3", "kmsctl: unknown flag --froks (did you mean --forks?); see 'kmsctl backup --help'\n"},
+		{"recover node kms3 --forec", "kmsctl: unknown flag --forec (did you mean --force?); see 'kmsctl recover node --help'\n"},
+		{"status --invetnory x.yml", "kmsctl: unknown flag --invetnory (did you mean --inventory?); see 'kmsctl status --help'\n"},
 		{"runs show -q", "kmsctl: unknown flag -q; see 'kmsctl runs show --help'\n"},
 		{"status -o", "kmsctl: -o needs a value; see 'kmsctl --help'\n"},
 		{"status --cluster", "kmsctl: --cluster needs a value; see 'kmsctl status --help'\n"},
