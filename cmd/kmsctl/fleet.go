@@ -13,6 +13,7 @@ import (
 
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/inventory"
+	"github.com/kmsctl/kmsctl/lease"
 	"github.com/kmsctl/kmsctl/lock"
 	"github.com/kmsctl/kmsctl/tasks"
 )
@@ -98,7 +99,11 @@ type fleetReport struct {
 	Nodes          []nodeState  `json:"nodes"`
 	HSMFingerprint string       `json:"hsm_fingerprint"`
 	Locks          []lock.State `json:"locks"`
-	Next           string       `json:"next,omitempty"`
+	// Leases are the cluster's leases held on its nodes (a run going on,
+	// maybe from another bastion, or a file there that is not a lease),
+	// as status shows them.
+	Leases []lease.NodeLease `json:"leases"`
+	Next   string            `json:"next,omitempty"`
 	// setupErr is why the cluster was not judged: this machine's admin
 	// API key or kms_ca_file is not the cluster's (localSetupError).
 	setupErr error
@@ -150,7 +155,11 @@ func statusFleet(ctx context.Context, e env, o options) error {
 		g.event(ev)
 		sink.Event(ev)
 	})
-	return r.runWith(ctx, []tasks.Play{statusPlay(hosts)}, func(ctx context.Context, recap tasks.Recap, err error) error {
+	// The play reads each node's lease too, as status does: who holds
+	// each cluster.
+	play := statusPlay(hosts)
+	play.Tasks = append(play.Tasks, leaseTask())
+	return r.runWith(ctx, []tasks.Play{play}, func(ctx context.Context, recap tasks.Recap, err error) error {
 		if err != nil && ctx.Err() != nil {
 			return exitError(ctx, recap, err)
 		}
@@ -186,6 +195,7 @@ func judgeCluster(e env, g *gathered, fc fleetCluster, now time.Time) (fleetRepo
 		return rep, err
 	}
 	rep.Locks = locks
+	rep.Leases = g.heldLeases(fc.nodes, now)
 	if kerr := keyRefused(c.Nodes); kerr != nil {
 		rep.Verdict, rep.setupErr = "key_refused", kerr
 		rep.Reasons = []reason{{Kind: "key_refused", Nodes: []string{}, Text: kerr.Error()}}
@@ -267,7 +277,7 @@ func printFleet(e env, o options, f fleet, reports []fleetReport) error {
 	}
 	b.WriteString("\n\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLUSTER\tVERDICT\tNODES\tUP\tLEADER\tCOMMIT\tVERSION\tHSM KEY\tCERT\tLOCKED")
+	fmt.Fprintln(tw, "CLUSTER\tVERDICT\tNODES\tUP\tLEADER\tCOMMIT\tVERSION\tHSM KEY\tCERT\tLOCKED\tLEASED")
 	for _, r := range reports {
 		fmt.Fprintln(tw, strings.Join(fleetRow(r), "\t"))
 	}
@@ -288,6 +298,9 @@ func printFleet(e env, o options, f fleet, reports []fleetReport) error {
 		for _, st := range r.Locks {
 			fmt.Fprintln(&b, lockedLine(st))
 		}
+		for _, nl := range r.Leases {
+			fmt.Fprintln(&b, leasedLine(nl))
+		}
 	}
 	if len(f.Unclustered) > 0 {
 		fmt.Fprintf(&b, "\nIn no cluster (their kms_cluster names no inventory group): %s\n", strings.Join(f.Unclustered, ", "))
@@ -299,7 +312,8 @@ func printFleet(e env, o options, f fleet, reports []fleetReport) error {
 // fleetRow is one cluster's row: its verdict, nodes, how many answer
 // ready, the leader and commit (as the first node with a view sees them),
 // versions, the common HSM-key fingerprint, the fewest days left on a
-// certificate and whether a run holds its lock; "-" is not known.
+// certificate, whether a run holds its lock, and who holds its lease on
+// the nodes (leaseHolders); "-" is not known.
 func fleetRow(r fleetReport) []string {
 	ready, leader, commit := 0, "-", "-"
 	var versions []string
@@ -341,5 +355,25 @@ func fleetRow(r fleetReport) []string {
 		locked = "yes"
 	}
 	return []string{r.Cluster, strings.ReplaceAll(r.Verdict, "_", " "), fmt.Sprint(len(r.Nodes)), fmt.Sprintf("%d/%d", ready, len(r.Nodes)),
-		leader, commit, dash(strings.Join(versions, ",")), dash(r.HSMFingerprint), cert, locked}
+		leader, commit, dash(strings.Join(versions, ",")), dash(r.HSMFingerprint), cert, locked, leaseHolders(r.Leases)}
+}
+
+// leaseHolders names, for the fleet's table, who holds a cluster's lease
+// on its nodes: each holder once (user, command, since when), a file that
+// is not a lease as such; "no" when none is held.
+func leaseHolders(leases []lease.NodeLease) string {
+	var holders []string
+	for _, nl := range leases {
+		h := "not a lease on " + nl.Node
+		if nl.Garbage == "" && nl.Lease != nil {
+			h = fmt.Sprintf("%s `%s` since %s UTC", nl.Lease.User, nl.Lease.Command, nl.Lease.Since.UTC().Format("2006-01-02 15:04"))
+		}
+		if !slices.Contains(holders, h) {
+			holders = append(holders, h)
+		}
+	}
+	if len(holders) == 0 {
+		return "no"
+	}
+	return strings.Join(holders, "; ")
 }

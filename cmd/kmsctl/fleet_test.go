@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
+	"github.com/kmsctl/kmsctl/lease"
 )
 
 // fleetLab is several statusLabs in one inventory: one group per cluster
@@ -210,5 +212,64 @@ func TestStatusFleetUsage(t *testing.T) {
 		if code != exit.Usage || !strings.Contains(te.errOut.String(), c.want) {
 			t.Errorf("status --all %v: exit %d, want 1 and %q\n%s", c.args, code, c.want, te.errOut)
 		}
+	}
+}
+
+// TestStatusFleetShowsLease: `kmsctl status --all` shows, per cluster, who
+// holds the cluster's lease on its nodes (a run of another bastion), as
+// status does for one cluster: in the table's LEASED column (user,
+// command, since when) with a LEASED line, and in the JSON document's
+// leases of that cluster; a cluster without one says no, and [] in JSON.
+// The verdict and the exit code do not change.
+func TestStatusFleetShowsLease(t *testing.T) {
+	f := newFleetLab(t, 2, "kms-a", "kms-b")
+	rec := aliceLease()
+	writeLeaseOf(t, f.labs["kms-b"].leaseDirs[1], "kms-b", rec)
+	var te *testEnvT
+	var code int
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if te, code = f.status(t); code == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	out := te.out.String()
+	holder := "alice@bastion1 `kmsctl recover node kms2` since " + rec.Since.UTC().Format("2006-01-02 15:04") + " UTC"
+	rowB := regexp.MustCompile(`(?m)^kms-b  .*$`).FindString(out)
+	rowA := regexp.MustCompile(`(?m)^kms-a  .*$`).FindString(out)
+	if code != 0 || !strings.Contains(out, "LEASED\n") || !strings.HasSuffix(rowB, holder) || !strings.HasSuffix(rowA, "  no") {
+		t.Fatalf("status --all with kms-b leased: exit %d, want kms-b's row to end with %q and kms-a's with no\n%s\n%s", code, holder, out, te.errOut)
+	}
+	if want := "LEASED: cluster kms-b is leased on kms-b-kms2 by alice@bastion1 (pid 4242, run " + rec.Run; !strings.Contains(out, want) {
+		t.Errorf("no %q in\n%s", want, out)
+	}
+	t.Logf("fleet with a lease:\n%s", out)
+
+	te, code = f.status(t, "--output", "json")
+	var doc struct {
+		Event    string `json:"event"`
+		Clusters []struct {
+			Cluster string            `json:"cluster"`
+			Leases  []lease.NodeLease `json:"leases"`
+		} `json:"clusters"`
+	}
+	line := strings.SplitN(te.out.String(), "\n", 2)[0]
+	if err := json.Unmarshal([]byte(line), &doc); err != nil || code != 0 || doc.Event != "fleet" || len(doc.Clusters) != 2 {
+		t.Fatalf("status --all -o json: exit %d, %v\n%s\n%s", code, err, te.out, te.errOut)
+	}
+	for _, c := range doc.Clusters {
+		switch c.Cluster {
+		case "kms-a":
+			if c.Leases == nil || len(c.Leases) != 0 || !strings.Contains(line, `"cluster":"kms-a"`) {
+				t.Errorf("kms-a's leases: %+v, want []", c.Leases)
+			}
+		case "kms-b":
+			if len(c.Leases) != 1 || c.Leases[0].Node != "kms-b-kms2" || c.Leases[0].Lease == nil ||
+				c.Leases[0].Lease.User != "alice@bastion1" || c.Leases[0].Lease.Command != rec.Command || !c.Leases[0].Lease.Since.Equal(rec.Since) {
+				t.Errorf("kms-b's leases: %+v", c.Leases)
+			}
+		}
+	}
+	if !strings.Contains(line, `"leases":[]`) {
+		t.Errorf("kms-a's leases are not [] in\n%s", line)
 	}
 }

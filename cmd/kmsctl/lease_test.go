@@ -140,7 +140,13 @@ func TestLeaseSeenFromAnotherBastion(t *testing.T) {
 // writeLease writes rec as cluster kms's lease in dir.
 func writeLease(t *testing.T, dir string, rec lease.Record) {
 	t.Helper()
-	rec.Kind, rec.Version, rec.Cluster = lease.Kind, lease.Version, "kms"
+	writeLeaseOf(t, dir, "kms", rec)
+}
+
+// writeLeaseOf writes rec as the lease of cluster in dir.
+func writeLeaseOf(t *testing.T, dir, cluster string, rec lease.Record) {
+	t.Helper()
+	rec.Kind, rec.Version, rec.Cluster = lease.Kind, lease.Version, cluster
 	b, err := json.Marshal(rec)
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +154,7 @@ func writeLease(t *testing.T, dir string, rec lease.Record) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(lease.Path(dir, "kms"), b, 0o644); err != nil {
+	if err := os.WriteFile(lease.Path(dir, cluster), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
