@@ -1,6 +1,7 @@
 package kmsmodules
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -8,14 +9,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
+	"strconv"
 	"time"
 )
 
 // A backup directory holds kmsctl's backups: pairs of a snapshot named
-// after the vendor's pattern YYYYMMDD_HHMMSS_kms.db.gzip (UTC) and its
-// manifest, the same name plus .manifest.json. Other files in it are never
-// touched.
+// after the vendor's pattern YYYYMMDD_HHMMSS_kms.db.gzip (UTC; a later
+// backup in the same second YYYYMMDD_HHMMSS-N_kms.db.gzip, N from 2) and
+// its manifest, the same name plus .manifest.json. Other files in it are
+// never touched.
 
 // backupTimeLayout is the time part of a backup's name.
 const backupTimeLayout = "20060102_150405"
@@ -26,16 +28,81 @@ const BackupSuffix = "_kms.db.gzip"
 // ManifestSuffix is added to a snapshot's name to name its manifest.
 const ManifestSuffix = manifestSuffix
 
-var backupName = regexp.MustCompile(`^[0-9]{8}_[0-9]{6}_kms\.db\.gzip$`)
+var backupName = regexp.MustCompile(`^([0-9]{8}_[0-9]{6})(?:-([2-9]|[1-9][0-9]+))?_kms\.db\.gzip$`)
+
+// reservedSuffix ends the name of the hidden file (.NAME.reserved) that
+// holds a snapshot's name while a backup is written under it.
+const reservedSuffix = ".reserved"
+
+// maxPerSecond bounds the backups named in one second.
+const maxPerSecond = 1000
 
 // ErrNoBackup is returned by NewestBackup when no backup in the directory
 // checks out.
 var ErrNoBackup = errors.New("no good backup")
 
-// BackupName is the name of a snapshot taken at t: YYYYMMDD_HHMMSS_kms.db.gzip
-// in UTC.
+// BackupName is the name of the first snapshot taken in t's second:
+// YYYYMMDD_HHMMSS_kms.db.gzip in UTC, the vendor's pattern.
 func BackupName(t time.Time) string {
-	return t.UTC().Format(backupTimeLayout) + BackupSuffix
+	return backupNameSeq(t, 0)
+}
+
+// backupNameSeq is BackupName with seq > 1 as -seq after the time.
+func backupNameSeq(t time.Time, seq int) string {
+	name := t.UTC().Format(backupTimeLayout)
+	if seq > 1 {
+		name += "-" + strconv.Itoa(seq)
+	}
+	return name + BackupSuffix
+}
+
+// ReserveBackup returns the path in dir for a snapshot taken at t that no
+// other backup has or is being written under: BackupName(t), or when that
+// second already has one, the same time with -2, -3, ... (newer than the
+// first, as ListBackups orders them). The name is held by a hidden file
+// (.NAME.reserved) made exclusively, so that two runs in one second never
+// take the same name; release removes it once the backup is written or
+// has failed.
+func ReserveBackup(dir string, t time.Time) (string, func() error, error) {
+	for seq := 1; seq <= maxPerSecond; seq++ {
+		name := backupNameSeq(t, seq)
+		p := filepath.Join(dir, name)
+		if exists(p) || exists(p+manifestSuffix) {
+			continue
+		}
+		hold := filepath.Join(dir, "."+name+reservedSuffix)
+		f, err := os.OpenFile(hold, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", nil, fmt.Errorf("reserve the backup name %s: %w", p, err)
+		}
+		if err := f.Close(); err != nil {
+			return "", nil, fmt.Errorf("reserve the backup name %s: %w", p, err)
+		}
+		// Taken meanwhile by a run that had reserved it and is done.
+		if exists(p) || exists(p+manifestSuffix) {
+			if err := os.Remove(hold); err != nil {
+				return "", nil, fmt.Errorf("release the backup name %s: %w", p, err)
+			}
+			continue
+		}
+		release := func() error {
+			if err := os.Remove(hold); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("release the backup name %s: %w", p, err)
+			}
+			return nil
+		}
+		return p, release, nil
+	}
+	return "", nil, fmt.Errorf("reserve a backup name in %s: %d backups named in the second of %s already", dir, maxPerSecond, t.UTC().Format(time.RFC3339))
+}
+
+// exists reports whether a file is at p (a broken symlink included).
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return !errors.Is(err, fs.ErrNotExist)
 }
 
 // Backup is one of kmsctl's backups in a directory: a snapshot and its
@@ -44,6 +111,9 @@ type Backup struct {
 	Snapshot string    // path of the snapshot
 	Manifest string    // path of its manifest
 	Time     time.Time // when it was taken, from its name (UTC)
+	// Seq orders the backups of one second: 0 for the first (the
+	// vendor's name), N for the name with -N.
+	Seq int
 }
 
 // ListBackups returns kmsctl's own backups in dir, newest first: each file
@@ -61,18 +131,25 @@ func ListBackups(dir string) ([]Backup, error) {
 		if !e.Type().IsRegular() || !backupName.MatchString(name) {
 			continue
 		}
-		t, err := time.Parse(backupTimeLayout, strings.TrimSuffix(name, BackupSuffix))
+		parts := backupName.FindStringSubmatch(name)
+		t, err := time.Parse(backupTimeLayout, parts[1])
 		if err != nil {
 			continue
 		}
-		b := Backup{Snapshot: filepath.Join(dir, name), Manifest: filepath.Join(dir, name+manifestSuffix), Time: t}
+		seq := 0
+		if parts[2] != "" {
+			if seq, err = strconv.Atoi(parts[2]); err != nil {
+				continue
+			}
+		}
+		b := Backup{Snapshot: filepath.Join(dir, name), Manifest: filepath.Join(dir, name+manifestSuffix), Time: t, Seq: seq}
 		m, err := readManifest(b.Manifest)
 		if err != nil || m.Snapshot != name {
 			continue
 		}
 		out = append(out, b)
 	}
-	slices.SortFunc(out, func(a, b Backup) int { return b.Time.Compare(a.Time) })
+	slices.SortFunc(out, func(a, b Backup) int { return cmp.Or(b.Time.Compare(a.Time), cmp.Compare(b.Seq, a.Seq)) })
 	return out, nil
 }
 

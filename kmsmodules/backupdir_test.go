@@ -23,11 +23,64 @@ func TestBackupName(t *testing.T) {
 	}
 }
 
+// TestReserveBackup: names reserved in one second are the vendor's name,
+// then -2, -3: never one held by a reservation or by a pair already
+// written; ListBackups orders them newest (highest number) first, and the
+// newest good backup is the last one named. Release removes the hidden
+// reservation file.
+func TestReserveBackup(t *testing.T) {
+	dir := t.TempDir()
+	at := time.Date(2026, 12, 2, 8, 30, 5, 0, time.UTC)
+	first, release1, err := kmsmodules.ReserveBackup(dir, at)
+	if err != nil || filepath.Base(first) != "20261202_083005_kms.db.gzip" {
+		t.Fatalf("first reservation: %s, %v", first, err)
+	}
+	second, release2, err := kmsmodules.ReserveBackup(dir, at.Add(500*time.Millisecond))
+	if err != nil || filepath.Base(second) != "20261202_083005-2_kms.db.gzip" {
+		t.Fatalf("second reservation while the first is held: %s, %v", second, err)
+	}
+	writeNamed(t, dir, filepath.Base(first), at)
+	writeNamed(t, dir, filepath.Base(second), at)
+	for _, release := range []func() error{release1, release2} {
+		if err := release(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Released, but the first two names hold pairs.
+	third, release3, err := kmsmodules.ReserveBackup(dir, at)
+	if err != nil || filepath.Base(third) != "20261202_083005-3_kms.db.gzip" {
+		t.Fatalf("third reservation: %s, %v", third, err)
+	}
+	if err := release3(); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 4 {
+		t.Errorf("%d entries, want the two pairs only: %v", len(entries), entries)
+	}
+	bs, err := kmsmodules.ListBackups(dir)
+	if err != nil || len(bs) != 2 || bs[0].Snapshot != second || bs[0].Seq != 2 || bs[1].Snapshot != first || bs[1].Seq != 0 {
+		t.Fatalf("ListBackups = %+v, %v; want %s then %s", bs, err, second, first)
+	}
+	if b, err := kmsmodules.NewestBackup(dir); err != nil || b.Snapshot != second {
+		t.Errorf("NewestBackup = %v, %v; want %s", b, err, second)
+	}
+	corrupt(t, second)
+	if b, err := kmsmodules.NewestBackup(dir); err != nil || b.Snapshot != first {
+		t.Errorf("-2 corrupted: NewestBackup = %v, %v; want %s", b, err, first)
+	}
+}
+
 // writePair writes a backup pair taken at t in dir, as kms_backup would:
 // a snapshot and a manifest naming it with its size and sha256.
 func writePair(t *testing.T, dir string, at time.Time) kmsmodules.Backup {
 	t.Helper()
-	name := kmsmodules.BackupName(at)
+	return writeNamed(t, dir, kmsmodules.BackupName(at), at)
+}
+
+// writeNamed is writePair under the snapshot name name.
+func writeNamed(t *testing.T, dir, name string, at time.Time) kmsmodules.Backup {
+	t.Helper()
 	snap := []byte("snapshot of " + name)
 	sum := sha256.Sum256(snap)
 	m := map[string]any{"format": 1, "created": at.UTC(), "endpoint": "127.0.0.1:7373", "node_id": 1, "version": "v",

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -85,7 +84,7 @@ func backupDir(e env, group string) string {
 // -v; --output json prints one backup event. It needs no lock: it changes
 // nothing on the cluster but the canary key it creates once; a lock held
 // on its cluster is shown (-v, JSON).
-func backup(ctx context.Context, e env, o options, bo backupOptions) error {
+func backup(ctx context.Context, e env, o options, bo backupOptions) (err error) {
 	inv, hosts, nodes, err := loadCluster(e, o, bo.Group)
 	if err != nil {
 		return err
@@ -97,10 +96,16 @@ func backup(ctx context.Context, e env, o options, bo backupOptions) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return exit.With(exit.HostFailed, fmt.Errorf("create the backup directory: %w", err))
 	}
-	dest := filepath.Join(dir, kmsmodules.BackupName(e.clock()))
-	if _, err := os.Lstat(dest); !errors.Is(err, fs.ErrNotExist) {
-		return exit.With(exit.HostFailed, fmt.Errorf("%s exists already (one backup a second): run backup again", dest))
+	// A name of its own, also when another backup runs in the same second.
+	dest, release, err := kmsmodules.ReserveBackup(dir, e.clock())
+	if err != nil {
+		return exit.With(exit.HostFailed, err)
 	}
+	defer func() {
+		if rerr := release(); rerr != nil && err == nil {
+			err = exit.With(exit.HostFailed, rerr)
+		}
+	}()
 
 	g := &gathered{results: map[string]map[string]gatheredResult{}, unreachable: map[string]string{}}
 	base := newRegistry(e, o)

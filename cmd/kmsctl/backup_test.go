@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -247,13 +248,14 @@ func TestBackup(t *testing.T) {
 		t.Fatalf("--output json: exit %d, %+v\n%s\n%s", code, ev, te.out, te.errOut)
 	}
 
-	// -v: one line; a name taken already fails (exit 2) and changes nothing.
+	// -v: one line; another backup in the same second gets a name of its
+	// own (TestBackupSameSecond).
 	te, code = l.backup(t, at.Add(2*time.Second), "-v", "--dir", dir)
 	if code != 0 || !strings.Contains(te.out.String(), "backed up kms") || !strings.Contains(te.out.String(), "4 keys") {
 		t.Fatalf("-v: exit %d\n%s\n%s", code, te.out, te.errOut)
 	}
-	te, code = l.backup(t, at.Add(2*time.Second), "--dir", dir)
-	if code != exit.HostFailed || !strings.Contains(te.errOut.String(), "exists already") {
+	te, code = l.backup(t, at.Add(2*time.Second), "-v", "--dir", dir)
+	if code != 0 || !strings.Contains(te.out.String(), "20261202_083007-2_kms.db.gzip") {
 		t.Fatalf("same second again: exit %d\n%s\n%s", code, te.out, te.errOut)
 	}
 }
@@ -438,5 +440,57 @@ func TestBackupMetricsFile(t *testing.T) {
 	}
 	if _, err := os.Stat(bad); err == nil {
 		t.Error("a metrics file with the wrong name was written")
+	}
+}
+
+// TestBackupSameSecond: backups taken in the same second, one after the
+// other or at the same time, each get a name of their own (the vendor's
+// name first, then -2, -3): none fails, none overwrites or takes over
+// another's pair, and the newest good backup is the last one named. No
+// reservation file is left behind.
+func TestBackupSameSecond(t *testing.T) {
+	l := newStatusLab(t, 2)
+	dir := filepath.Join(t.TempDir(), "b")
+	at := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	if te, code := l.backup(t, at, "--dir", dir); code != 0 {
+		t.Fatalf("first backup: exit %d\n%s\n%s", code, te.out, te.errOut)
+	}
+	// Two more in the same second, at the same time.
+	var wg sync.WaitGroup
+	codes := make([]int, 2)
+	errs := make([]string, 2)
+	for i := range 2 {
+		wg.Go(func() {
+			te, code := l.backup(t, at.Add(300*time.Millisecond), "--dir", dir)
+			codes[i], errs[i] = code, te.errOut.String()
+		})
+	}
+	wg.Wait()
+	for i := range 2 {
+		if codes[i] != 0 {
+			t.Errorf("backup %d in the same second: exit %d\n%s", i+2, codes[i], errs[i])
+		}
+	}
+	bs, err := kmsmodules.ListBackups(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range bs {
+		got = append(got, filepath.Base(b.Snapshot))
+		if err := b.Check(); err != nil {
+			t.Errorf("%s does not check out: %v", b.Snapshot, err)
+		}
+	}
+	want := []string{"20261202_030000-3_kms.db.gzip", "20261202_030000-2_kms.db.gzip", "20261202_030000_kms.db.gzip"}
+	if !slices.Equal(got, want) {
+		t.Errorf("backups = %v, want %v", got, want)
+	}
+	if b, err := kmsmodules.NewestBackup(dir); err != nil || filepath.Base(b.Snapshot) != want[0] {
+		t.Errorf("NewestBackup = %v, %v; want %s", b, err, want[0])
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 6 {
+		t.Errorf("%d entries in %s, want three pairs and nothing else: %v", len(entries), dir, entries)
 	}
 }
