@@ -244,8 +244,6 @@ func clusterOfLease(nl lease.NodeLease) string {
 // are kept or installed, a survivor's may be copied from).
 func recoverPreflight(ctx context.Context, e env, o options, group string, inv *inventory.Inventory, hosts []tasks.Host, nodes []inventory.KMSNode, targets []string) (recoverInput, error) {
 	in := recoverInput{Targets: targets, Layout: map[string]inventory.KMSNode{}, Files: map[string][]recoverFile{}, Binaries: map[string]binaryVersion{}}
-	g := &gathered{results: map[string]map[string]gatheredResult{}, unreachable: map[string]string{}}
-	base := newRegistry(e, o)
 	mods := map[string]string{taskService: "service", taskHSM: "kms_hsm_fingerprint", taskAPI: "kms_status", taskOperatorHSM: "kms_hsm_check",
 		taskBinaryVer: "kms_binary_version", taskLease: "kms_lease"}
 	play := statusPlay(hosts)
@@ -265,11 +263,6 @@ func recoverPreflight(ctx context.Context, e env, o options, group string, inv *
 		play.Tasks = append(play.Tasks, tasks.Task{Name: name, Module: name, Become: &yes, IgnoreErrors: true,
 			Args: map[string]any{"path": fmt.Sprintf("{{ recover_files[%d] }}", i)}})
 	}
-	for i := range play.Tasks {
-		if _, ok := mods[play.Tasks[i].Name]; ok {
-			play.Tasks[i].Module = play.Tasks[i].Name
-		}
-	}
 	play.Hosts = make([]tasks.Host, len(hosts))
 	for i, h := range hosts {
 		var paths []any
@@ -281,31 +274,7 @@ func recoverPreflight(ctx context.Context, e env, o options, group string, inv *
 		play.Hosts[i] = h
 	}
 	play.Vars = map[string]any{"recover_targets": anySlice(targets)}
-	reg := tasks.NewRegistry()
-	for task, module := range mods {
-		m, ok := base.Lookup(module)
-		if !ok {
-			return in, fmt.Errorf("recover: module %s is not registered", module)
-		}
-		reg.Register(task, recorded{Module: m, g: g, task: task})
-	}
-	r, err := newRunner(e, o, "recover node preflight --cluster "+group, inv, reg, true)
-	if err != nil {
-		return in, err
-	}
-	r.engine.Forks = max(o.Forks, len(hosts))
-	r.engine.Check = false
-	sink := r.engine.Sink
-	r.engine.Sink = tasks.SinkFunc(func(ev tasks.Event) {
-		g.event(ev)
-		sink.Event(ev)
-	})
-	err = r.runWith(ctx, []tasks.Play{play}, func(ctx context.Context, _ tasks.Recap, err error) error {
-		if err != nil && ctx.Err() != nil {
-			return exit.With(exit.Interrupted, err)
-		}
-		return nil
-	})
+	g, r, err := runPreflight(ctx, e, o, inv, preflight{who: "recover", command: "recover node preflight --cluster " + group, play: play, modules: mods})
 	if err != nil {
 		return in, err
 	}

@@ -243,7 +243,6 @@ func findClusterBackup(ctx context.Context, e env, o options, co recoverClusterO
 // whether its files are there.
 func clusterPreflight(ctx context.Context, e env, o options, group string, inv *inventory.Inventory, hosts []tasks.Host, nodes []inventory.KMSNode) (clusterInput, error) {
 	in := clusterInput{Group: group, Layout: map[string]inventory.KMSNode{}, Files: map[string][]recoverFile{}}
-	g := &gathered{results: map[string]map[string]gatheredResult{}, unreachable: map[string]string{}}
 	yes, no := true, false
 	mods := map[string]string{taskService: "service", taskAPI: "kms_status"}
 	play := tasks.Play{Name: "recover cluster preflight", Tasks: []tasks.Task{
@@ -270,32 +269,7 @@ func clusterPreflight(ctx context.Context, e env, o options, group string, inv *
 		h.Vars["recover_files"] = paths
 		play.Hosts[i] = h
 	}
-	base := newRegistry(e, o)
-	reg := tasks.NewRegistry()
-	for task, module := range mods {
-		m, ok := base.Lookup(module)
-		if !ok {
-			return in, fmt.Errorf("recover cluster: module %s is not registered", module)
-		}
-		reg.Register(task, recorded{Module: m, g: g, task: task})
-	}
-	r, err := newRunner(e, o, "recover cluster preflight --cluster "+group, inv, reg, true)
-	if err != nil {
-		return in, err
-	}
-	r.engine.Forks = max(o.Forks, len(hosts))
-	r.engine.Check = false
-	sink := r.engine.Sink
-	r.engine.Sink = tasks.SinkFunc(func(ev tasks.Event) {
-		g.event(ev)
-		sink.Event(ev)
-	})
-	err = r.runWith(ctx, []tasks.Play{play}, func(ctx context.Context, _ tasks.Recap, err error) error {
-		if err != nil && ctx.Err() != nil {
-			return exit.With(exit.Interrupted, err)
-		}
-		return nil
-	})
+	g, _, err := runPreflight(ctx, e, o, inv, preflight{who: "recover cluster", command: "recover cluster preflight --cluster " + group, play: play, modules: mods})
 	if err != nil {
 		return in, err
 	}

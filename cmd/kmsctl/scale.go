@@ -155,8 +155,6 @@ func scale(ctx context.Context, e env, o options, op, group, target string, yes 
 // of operatorOn, and returns what it learned.
 func gatherScale(ctx context.Context, e env, o options, command string, inv *inventory.Inventory, hosts []tasks.Host, nodes []inventory.KMSNode, operatorOn []string) (scaleInput, error) {
 	var in scaleInput
-	g := &gathered{results: map[string]map[string]gatheredResult{}, unreachable: map[string]string{}}
-	base := newRegistry(e, o)
 	mods := map[string]string{taskService: "service", taskHSM: "kms_hsm_fingerprint", taskAPI: "kms_status", taskScaleHSM: "kms_hsm_check", taskScaleStorage: "command"}
 	play := statusPlay(hosts)
 	yes := true
@@ -167,36 +165,8 @@ func gatherScale(ctx context.Context, e env, o options, command string, inv *inv
 			tasks.Task{Name: taskScaleStorage, Module: taskScaleStorage, Become: &yes, IgnoreErrors: true, When: "not (inventory_hostname in scale_operator_on)",
 				Args: map[string]any{"cmd": "find {{ " + inventory.VarStoragePath + " }} -mindepth 1 -maxdepth 1 -print -quit"}})
 	}
-	for i := range play.Tasks {
-		play.Tasks[i].Module = play.Tasks[i].Name
-	}
 	play.Vars = map[string]any{"scale_operator_on": anySlice(operatorOn)}
-	reg := tasks.NewRegistry()
-	for task, module := range mods {
-		m, ok := base.Lookup(module)
-		if !ok {
-			return in, fmt.Errorf("scale: module %s is not registered", module)
-		}
-		reg.Register(task, recorded{Module: m, g: g, task: task})
-	}
-	r, err := newRunner(e, o, command, inv, reg, true)
-	if err != nil {
-		return in, err
-	}
-	r.s.rerun = "the preflight only reads: run it again"
-	r.engine.Forks = max(o.Forks, len(hosts))
-	r.engine.Check = false
-	sink := r.engine.Sink
-	r.engine.Sink = tasks.SinkFunc(func(ev tasks.Event) {
-		g.event(ev)
-		sink.Event(ev)
-	})
-	err = r.runWith(ctx, []tasks.Play{play}, func(ctx context.Context, _ tasks.Recap, err error) error {
-		if err != nil && ctx.Err() != nil {
-			return exit.With(exit.Interrupted, err)
-		}
-		return nil
-	})
+	g, _, err := runPreflight(ctx, e, o, inv, preflight{who: "scale", command: command, rerun: "the preflight only reads: run it again", play: play, modules: mods})
 	if err != nil {
 		return in, err
 	}
