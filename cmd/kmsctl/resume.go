@@ -177,6 +177,20 @@ func resumeRecoverNode(ctx context.Context, e env, o options, run *journal.Run, 
 		return refuse(err)
 	}
 	rec.Plan = plan
+	if ok, err := confirmResume(e, o, run, plan, planTextDone(plan, done), yes); !ok {
+		return err
+	}
+	o.Resume = run.ID
+	return recoverRun(ctx, e, o, group, inv, hosts, rec, run)
+}
+
+// confirmResume shows the plan of run's resume (planText; --output json: a
+// resume_plan event with plan) after what the run did and how it ended.
+// With --check it stops there: false and nil. Else, unless yes, it asks on
+// the terminal (none, or --output json: a usage error) and a "no" stops
+// it: false and exit.Refused. True: the resume goes on.
+func confirmResume(e env, o options, run *journal.Run, plan any, planText string, yes bool) (bool, error) {
+	asJSON := o.Output == "json"
 	ended := "it has no end (kmsctl was killed)"
 	if run.End != nil {
 		ended = fmt.Sprintf("it ended %s (exit %d)", run.End.Outcome, run.End.ExitCode)
@@ -186,27 +200,26 @@ func resumeRecoverNode(ctx context.Context, e env, o options, run *journal.Run, 
 			Interface("plan", plan).Bool("check", o.Check).Send()
 	} else {
 		fmt.Fprintf(e.stdout, "run %s: kmsctl %s, started %s by %s; %s\ndone: %s\npreflight of the steps left: ok\n%s\n",
-			run.ID, run.Command, run.Start.UTC().Format(time.DateTime+" MST"), run.User, ended, doneText(run.Done), planTextDone(plan, done))
+			run.ID, run.Command, run.Start.UTC().Format(time.DateTime+" MST"), run.User, ended, doneText(run.Done), planText)
 	}
 	if o.Check {
 		if !asJSON {
 			fmt.Fprintln(e.stdout, "--check: nothing was changed")
 		}
-		return nil
+		return false, nil
 	}
 	if !yes {
 		if !e.terminal || e.stdin == nil || asJSON {
-			return exit.Usagef("resume changes hosts: confirm on a terminal, or pass --yes (nothing was changed)")
+			return false, exit.Usagef("resume changes hosts: confirm on a terminal, or pass --yes (nothing was changed)")
 		}
 		fmt.Fprintf(e.stdout, "Resume run %s now? [y/N] ", run.ID)
 		answer, _ := bufio.NewReader(e.stdin).ReadString('\n')
 		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
 			fmt.Fprintln(e.stdout, "nothing was changed")
-			return exit.Silent{Code: exit.Refused}
+			return false, exit.Silent{Code: exit.Refused}
 		}
 	}
-	o.Resume = run.ID
-	return recoverRun(ctx, e, o, group, inv, hosts, rec, run)
+	return true, nil
 }
 
 func nonNil(s []string) []string {

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
-	"time"
 
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/inventory"
@@ -84,33 +81,8 @@ func resumeRecoverCluster(ctx context.Context, e env, o options, run *journal.Ru
 		return refuse(err)
 	}
 	rec.Plan = plan
-	ended := "it has no end (kmsctl was killed)"
-	if run.End != nil {
-		ended = fmt.Sprintf("it ended %s (exit %d)", run.End.Outcome, run.End.ExitCode)
-	}
-	if asJSON {
-		jsonLine(e.stdout, "resume_plan").Str("run", run.ID).Str("command", run.Command).Strs("done", nonNil(run.Done)).
-			Interface("plan", plan).Bool("check", o.Check).Send()
-	} else {
-		fmt.Fprintf(e.stdout, "run %s: kmsctl %s, started %s by %s; %s\ndone: %s\npreflight of the steps left: ok\n%s\n",
-			run.ID, run.Command, run.Start.UTC().Format(time.DateTime+" MST"), run.User, ended, doneText(run.Done), clusterPlanText(plan))
-	}
-	if o.Check {
-		if !asJSON {
-			fmt.Fprintln(e.stdout, "--check: nothing was changed")
-		}
-		return nil
-	}
-	if !yes {
-		if !e.terminal || e.stdin == nil || asJSON {
-			return exit.Usagef("resume changes hosts: confirm on a terminal, or pass --yes (nothing was changed)")
-		}
-		fmt.Fprintf(e.stdout, "Resume run %s now? [y/N] ", run.ID)
-		answer, _ := bufio.NewReader(e.stdin).ReadString('\n')
-		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
-			fmt.Fprintln(e.stdout, "nothing was changed")
-			return exit.Silent{Code: exit.Refused}
-		}
+	if ok, err := confirmResume(e, o, run, plan, clusterPlanText(plan), yes); !ok {
+		return err
 	}
 	o.Resume = run.ID
 	return recoverClusterRun(ctx, e, o, inv, hosts, rec, run)
