@@ -138,25 +138,9 @@ func planRecovery(in recoverInput) (recoverPlan, error) {
 		}
 		return p, refusal{why, todo}
 	}
-	var survivors []nodeState
-	for _, n := range in.Nodes {
-		if !slices.Contains(in.Targets, n.Host) && n.View != nil {
-			survivors = append(survivors, n)
-			p.Survivors = append(p.Survivors, n.Host)
-		}
-	}
-	if len(survivors) == 0 {
-		return p, refusal{"no survivor answers: no node outside " + strings.Join(in.Targets, ", ") + " gives its cluster status",
-			"Single-node recovery needs at least one healthy node; check with `kmsctl status`, or restore the cluster from a backup"}
-	}
-	// The edit goes through a survivor that is ready for writes when one
-	// is, else (the others dead too) through the first that answers.
-	p.Via = survivors[0].Host
-	for _, s := range survivors {
-		if s.ReadyWrite {
-			p.Via = s.Host
-			break
-		}
+	survivors, err := p.pickSurvivors(in, "Single-node recovery needs at least one healthy node; check with `kmsctl status`, or restore the cluster from a backup")
+	if err != nil {
+		return p, err
 	}
 	for _, s := range survivors {
 		if s.Version != "" && !slices.Contains(p.Versions, s.Version) {
@@ -485,4 +469,30 @@ func nodeName(t recoverTarget) string {
 		return t.Endpoint + ", not listed"
 	}
 	return fmt.Sprintf("node %d, %s", t.ID, t.Endpoint)
+}
+
+// pickSurvivors sets p's survivors, the nodes of in that are not targets
+// and give their cluster status, and the one the edits go through: a
+// survivor that is ready for writes when one is, else (the others dead
+// too) the first that answers. It returns them; none is a refusal, todo
+// saying what to do.
+func (p *recoverPlan) pickSurvivors(in recoverInput, todo string) ([]nodeState, error) {
+	var survivors []nodeState
+	for _, n := range in.Nodes {
+		if !slices.Contains(in.Targets, n.Host) && n.View != nil {
+			survivors = append(survivors, n)
+			p.Survivors = append(p.Survivors, n.Host)
+		}
+	}
+	if len(survivors) == 0 {
+		return nil, refusal{"no survivor answers: no node outside " + strings.Join(in.Targets, ", ") + " gives its cluster status", todo}
+	}
+	p.Via = survivors[0].Host
+	for _, s := range survivors {
+		if s.ReadyWrite {
+			p.Via = s.Host
+			break
+		}
+	}
+	return survivors, nil
 }

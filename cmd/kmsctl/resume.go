@@ -294,23 +294,9 @@ func planResume(in recoverInput, rec recoverRecord, done func(host, phase string
 		byHost[n.Host] = n
 	}
 	var p recoverPlan
-	var survivors []nodeState
-	for _, n := range in.Nodes {
-		if !slices.Contains(in.Targets, n.Host) && n.View != nil {
-			survivors = append(survivors, n)
-			p.Survivors = append(p.Survivors, n.Host)
-		}
-	}
-	if len(survivors) == 0 {
-		return p, refusal{"no survivor answers: no node outside " + strings.Join(in.Targets, ", ") + " gives its cluster status",
-			"The steps left go through a survivor; check with `kmsctl status`, and resume when one answers"}
-	}
-	p.Via = survivors[0].Host
-	for _, s := range survivors {
-		if s.ReadyWrite {
-			p.Via = s.Host
-			break
-		}
+	survivors, err := p.pickSurvivors(in, "The steps left go through a survivor; check with `kmsctl status`, and resume when one answers")
+	if err != nil {
+		return p, err
 	}
 	p.HSM = rec.Plan.HSM
 	pushLeft := slices.ContainsFunc(rec.Plan.Targets, func(t recoverTarget) bool { return t.Reachable && !done(t.Host, "push") })
