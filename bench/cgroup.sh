@@ -1,5 +1,5 @@
 # bench/cgroup.sh: CPU time of a command and of everything it starts, measured in a cgroup of
-# its own. Sourced by the bench scripts (bench/ansible/run.sh, bench/recovery/run.sh).
+# its own. Sourced by the bench scripts (bench/ansible/run.sh; bench/lab.sh, for the lab benches).
 #
 #   cg_init            check that a child cgroup can be made here; sets CG_KIND (v2 or v1)
 #   cg_run CG CMD...   run CMD (a program or a shell function) in a new child cgroup CG (name:

@@ -35,55 +35,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 export LAB_DIR=${LAB_DIR:-/tmp/kmsbench-10k/lab}
 export LAB_NAME=${LAB_NAME:-kmsctl-bench-10k}
-export LAB_HINT=0
-storage=/mnt/minio-kms
-# shellcheck source=../cgroup.sh
-. "$here/../cgroup.sh"
-
-[ "$(id -u)" = 0 ] || { echo "run.sh must run as root (Docker, cgroups)" >&2; exit 1; }
-for c in docker bc python3; do command -v "$c" >/dev/null || { echo "run.sh needs $c" >&2; exit 1; }; done
-cg_init
-[ -x "$root/bin/kmsctl" ] && [ -x "$root/bin/kmsim" ] || make -C "$root" build >&2
-
-work=$(mktemp -d)
-export XDG_STATE_HOME=$work/state # kmsctl's own state apart from the user's
-cp "$root/bin/kmsctl" "$work/kmsctl"
-kmsctl=$work/kmsctl
-# On a machine this loaded an SSH handshake can take longer than kmsctl's default 15 s; plain
-# ssh (by-hand.sh, the checks) waits as long as TCP does. SSH_CONNECT_TIMEOUT (default 60 s)
-# reaches kmsctl through an ssh_config of its own (--ssh-config).
-printf 'Host *\n  ConnectTimeout %s\n' "${SSH_CONNECT_TIMEOUT:-60}" >"$work/ssh_config"
-kmsctl_() { "$kmsctl" --ssh-config "$work/ssh_config" "$@"; }
-made_lab=0
-cleanup() {
-	if [ "$made_lab" = 1 ]; then "$root/e2e/lab.sh" down >&2 || true; fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-if [ "$REUSE" = 1 ]; then
-	[ -f "$LAB_DIR/inventory.yml" ] || { echo "REUSE=1 but no lab at $LAB_DIR" >&2; exit 1; }
-else
-	mkdir -p "$(dirname "$LAB_DIR")"
-	made_lab=1
-	"$root/e2e/lab.sh" kms 3 >&2
-fi
-inv=$LAB_DIR/inventory.yml
-ssh_=(ssh -F "$LAB_DIR/ssh_config" -o BatchMode=yes -o ControlPath=none)
-nodes=$(awk '/^Host / { print $2 }' "$LAB_DIR/ssh_config")
-
-vendor() {
-	local host=$1
-	shift
-	"${ssh_[@]}" "$host" "IFS= read -r k; MINIO_KMS_API_KEY=\$k MINIO_KMS_SERVER=https://$host:7373 exec minkms $*" <"$LAB_DIR/api.key"
-}
-# lab.sh leaves every file of the lab directory 0600, the simulator binary too; recover cluster
-# runs kms_binary_src here to learn its version and refuses when it cannot
-chmod 700 "$LAB_DIR/minkms"
-for h in $nodes; do
-	"${ssh_[@]}" "$h" 'mkdir -p /root/.minkms/certs/CAs && cp /etc/minkms/certs/ca.crt /root/.minkms/certs/CAs/lab.crt'
-done
+# shellcheck source=../lab.sh
+. "$root/bench/lab.sh"
 
 now() { date +%s%N; }
 secs() { echo "scale=3; $1 / 1000000000" | bc; }
@@ -91,7 +44,6 @@ median() { sort -g | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)
 med() { printf '%s\n' $1 | median; }
 
 # --- 1. seed ---------------------------------------------------------------------------------
-go build -o "$work/kmsdemo" "$root/e2e/lab/kmsdemo"
 load0=$(cg_loadavg)
 seed=$(MINIO_KMS_API_KEY=$(<"$LAB_DIR/api.key") "$work/kmsdemo" keys --ssh-config "$LAB_DIR/ssh_config" --ca "$LAB_DIR/ca.crt" \
 	--count "$KEYS" kms1)
