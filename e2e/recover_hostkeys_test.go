@@ -166,8 +166,8 @@ func (r *recoverLab) replaced(ctx context.Context, t *testing.T, check func(*tes
 
 // gone removes kms3's container for good: recover node removes its ID (the survivors no
 // longer list it), so that a write through a survivor works again, and exits 3 saying how to
-// finish; the old ciphertext still decrypts on kms2.
-func (r *recoverLab) gone(ctx context.Context, t *testing.T, key string, version uint32, ct, plaintext []byte) {
+// finish; the old ciphertext (before's) still decrypts on kms2.
+func (r *recoverLab) gone(ctx context.Context, t *testing.T, before seeded) {
 	l := r.c.l
 	id := r.idOf(ctx, t, "kms3")
 	l.Remove("kms3")
@@ -204,7 +204,7 @@ func (r *recoverLab) gone(ctx context.Context, t *testing.T, key string, version
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if pt, err := r.clientOf(t, "kms2").Decrypt(ctx, "", key, version, ct, nil); err != nil || string(pt) != string(plaintext) {
+	if pt, err := r.clientOf(t, "kms2").Decrypt(ctx, "", before.keys[0], before.version, before.ciphertext, nil); err != nil || string(pt) != string(before.plaintext) {
 		t.Errorf("kms2: decrypt the ciphertext made before the failures: %q, %v", pt, err)
 	}
 	r.leaks(t, "recover node's output", res.stdout+res.stderr)

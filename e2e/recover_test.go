@@ -47,22 +47,10 @@ func TestRecoverNodeMinkms(t *testing.T) {
 	// Keys and a ciphertext made before any failure; every case checks them afterwards.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	var before []string
-	for i := range 3 {
-		name := fmt.Sprintf("before-%d-%s", i, randHex(4))
-		if err := c.client.CreateKey(ctx, "", name); err != nil {
-			t.Fatalf("create key %s: %v", name, err)
-		}
-		before = append(before, name)
-	}
-	plaintext := []byte("made before the failure " + randHex(8))
-	ct, version, err := c.client.Encrypt(ctx, "", before[0], plaintext, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := c.seed(ctx, t, "before", 3, "the failure")
 	check := func(t *testing.T, recovered ...string) {
 		t.Helper()
-		r.checkCluster(ctx, t, before, recovered, before[0], version, ct, plaintext)
+		r.checkCluster(ctx, t, before, recovered)
 	}
 
 	t.Run("refused: kms2 is up", func(t *testing.T) {
@@ -192,7 +180,7 @@ func TestRecoverNodeMinkms(t *testing.T) {
 	t.Run("refusals with kms2 dead", func(t *testing.T) { r.refusals(ctx, t) })
 	t.Run("kms2 replaced by a new machine with a new host key", func(t *testing.T) { r.replaced(ctx, t, check) })
 	c.healthy(t)
-	t.Run("kms3 gone for good", func(t *testing.T) { r.gone(ctx, t, before[0], version, ct, plaintext) })
+	t.Run("kms3 gone for good", func(t *testing.T) { r.gone(ctx, t, before) })
 	// The lab restored for the tests after this one: kms3 created again, the cluster healed.
 	sharedCluster(t)
 }
@@ -329,8 +317,8 @@ func (r *recoverLab) waitDown(ctx context.Context, t *testing.T, nodes ...string
 // checkCluster proves through the API that the cluster is whole again: every node answers,
 // lists all three members and sees them up under one leader; each recovered node, asked
 // alone, lists every key made before the failure and decrypts the ciphertext made before
-// it; and a new key can be written through it.
-func (r *recoverLab) checkCluster(ctx context.Context, t *testing.T, keys, recovered []string, key string, version uint32, ct, plaintext []byte) {
+// it (before); and a new key can be written through it.
+func (r *recoverLab) checkCluster(ctx context.Context, t *testing.T, before seeded, recovered []string) {
 	t.Helper()
 	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
@@ -357,13 +345,13 @@ func (r *recoverLab) checkCluster(ctx context.Context, t *testing.T, keys, recov
 			}
 			listed = append(listed, k.GetName())
 		}
-		for _, k := range keys {
+		for _, k := range before.keys {
 			if !slices.Contains(listed, k) {
 				t.Errorf("%s: key %s made before the failure is not listed (listed: %v)", n, k, listed)
 			}
 		}
-		pt, err := cl.Decrypt(ctx, "", key, version, ct, nil)
-		if err != nil || !bytes.Equal(pt, plaintext) {
+		pt, err := cl.Decrypt(ctx, "", before.keys[0], before.version, before.ciphertext, nil)
+		if err != nil || !bytes.Equal(pt, before.plaintext) {
 			t.Errorf("%s: decrypt the ciphertext made before the failure: %q, %v", n, pt, err)
 		}
 		after := "after-" + n + "-" + randHex(4)

@@ -45,19 +45,8 @@ func TestScaleMinkms(t *testing.T) {
 	inventory := filepath.Join(c.l.Dir, "scale-inventory.yml")
 	writeTestFile(t, inventory, withSrc)
 
-	var keys []string
-	for i := range 3 {
-		name := fmt.Sprintf("scale-%d-%s", i, randHex(4))
-		if err := c.client.CreateKey(ctx, "", name); err != nil {
-			t.Fatalf("create key %s: %v", name, err)
-		}
-		keys = append(keys, name)
-	}
-	plaintext := []byte("made before scale remove " + randHex(8))
-	ct, version, err := c.client.Encrypt(ctx, "", keys[0], plaintext, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := c.seed(ctx, t, "scale", 3, "scale remove")
+	keys := before.keys
 	run := func(t *testing.T, args ...string) result {
 		t.Helper()
 		res := kmsctl(t, c.l, append([]string{"-i", inventory}, args...)...)
@@ -134,7 +123,7 @@ func TestScaleMinkms(t *testing.T) {
 			t.Fatalf("scale add kms3: want exit 0\n%s", res)
 		}
 		members(t, []string{"kms1", "kms2", "kms3"}, "kms1", "kms2", "kms3")
-		if plain, err := r.clientOf(t, "kms3").Decrypt(ctx, "", keys[0], version, ct, nil); err != nil || string(plain) != string(plaintext) {
+		if plain, err := r.clientOf(t, "kms3").Decrypt(ctx, "", keys[0], before.version, before.ciphertext, nil); err != nil || string(plain) != string(before.plaintext) {
 			t.Errorf("decrypt through kms3: %q, %v", plain, err)
 		}
 	})

@@ -397,3 +397,33 @@ func (c *minkmsCluster) redial(ctx context.Context, t *testing.T) {
 	defer shared.mu.Unlock()
 	shared.dial(ctx, t)
 }
+
+// seeded is what a test makes on the cluster before it puts it through a failure or a
+// change, to find again afterwards: keys in the default enclave and a ciphertext made under
+// the first.
+type seeded struct {
+	keys       []string
+	plaintext  []byte
+	ciphertext []byte
+	version    uint32 // the version of keys[0] that made ciphertext
+}
+
+// seed creates n keys named prefix-I-RANDOM through c's client and encrypts a plaintext
+// that says "made before "+when under the first.
+func (c *minkmsCluster) seed(ctx context.Context, t *testing.T, prefix string, n int, when string) seeded {
+	t.Helper()
+	var s seeded
+	for i := range n {
+		name := fmt.Sprintf("%s-%d-%s", prefix, i, randHex(4))
+		if err := c.client.CreateKey(ctx, "", name); err != nil {
+			t.Fatalf("create key %s: %v", name, err)
+		}
+		s.keys = append(s.keys, name)
+	}
+	s.plaintext = []byte("made before " + when + " " + randHex(8))
+	var err error
+	if s.ciphertext, s.version, err = c.client.Encrypt(ctx, "", s.keys[0], s.plaintext, nil); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
