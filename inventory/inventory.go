@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"regexp"
 	"slices"
@@ -296,13 +297,8 @@ func (b *builder) parseFile(name string, data []byte) {
 			"start the file with all: and put hosts:, vars: and children: under it")
 		return
 	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		k, v := root.Content[i], root.Content[i+1]
-		name2, ok := b.key(name, k, "", seen)
-		if !ok {
-			continue
-		}
+	for e := range b.entries(name, root, "") {
+		name2, k, v := e.name, e.key, e.value
 		switch name2 {
 		case "hosts", "vars", "children":
 			b.probs.add(yamlpos.Of(name, k), name2, "top-level "+name2+": is not allowed", "put it under all: (all: { "+name2+": ... })")
@@ -398,6 +394,46 @@ func (b *builder) key(file string, k *yaml.Node, field string, seen map[string]b
 	return k.Value, true
 }
 
+// mapping returns n, through an alias, when it is a mapping, and nil when
+// it is absent or null; anything else is a problem at field (what it must
+// be, todo what to write) and nil too.
+func (b *builder) mapping(file string, n *yaml.Node, field, what, todo string) *yaml.Node {
+	n = b.deref(n)
+	if n == nil || isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		b.probs.add(yamlpos.Of(file, n), field, what+", got "+kindName(n), todo)
+		return nil
+	}
+	return n
+}
+
+// entry is one entry of a YAML mapping whose key is a name.
+type entry struct {
+	name       string
+	key, value *yaml.Node
+}
+
+// entries yields the entries of mapping n in order; a key that is not a
+// name, or a name given twice, is a problem at field (see key) and is
+// skipped.
+func (b *builder) entries(file string, n *yaml.Node, field string) iter.Seq[entry] {
+	return func(yield func(entry) bool) {
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			name, ok := b.key(file, k, field, seen)
+			if !ok {
+				continue
+			}
+			if !yield(entry{name, k, v}) {
+				return
+			}
+		}
+	}
+}
+
 func join(field, name string) string {
 	if field == "" {
 		return name
@@ -457,13 +493,8 @@ func (b *builder) parseGroup(file, name string, n *yaml.Node, field, parent stri
 			"write "+name+": followed by hosts:, vars: or children: indented under it")
 		return
 	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		key, ok := b.key(file, k, field, seen)
-		if !ok {
-			continue
-		}
+	for e := range b.entries(file, n, field) {
+		key, k, v := e.name, e.key, e.value
 		switch key {
 		case "hosts":
 			b.parseHosts(file, g, v, join(field, key))
@@ -479,22 +510,13 @@ func (b *builder) parseGroup(file, name string, n *yaml.Node, field, parent stri
 }
 
 func (b *builder) parseChildren(file string, g *group, n *yaml.Node, field string, depth int) {
-	n = b.deref(n)
-	if n == nil || isNull(n) {
+	n = b.mapping(file, n, field, "children must be a mapping of group names",
+		"write each child group as a key (children: { kms: })")
+	if n == nil {
 		return
 	}
-	if n.Kind != yaml.MappingNode {
-		b.probs.add(yamlpos.Of(file, n), field, "children must be a mapping of group names, got "+kindName(n),
-			"write each child group as a key (children: { kms: })")
-		return
-	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		name, ok := b.key(file, k, field, seen)
-		if !ok {
-			continue
-		}
+	for e := range b.entries(file, n, field) {
+		name, k, v := e.name, e.key, e.value
 		cf := join(field, name)
 		if name == GroupAll {
 			b.probs.add(yamlpos.Of(file, k), cf, "group all cannot be a child group", "all contains every host already; remove it here")
@@ -508,22 +530,13 @@ func (b *builder) parseChildren(file string, g *group, n *yaml.Node, field strin
 }
 
 func (b *builder) parseHosts(file string, g *group, n *yaml.Node, field string) {
-	n = b.deref(n)
-	if n == nil || isNull(n) {
+	n = b.mapping(file, n, field, "hosts must be a mapping of host names to variables",
+		"write each host as a key (hosts: { kms1: , kms2: { ansible_host: 10.0.0.2 } })")
+	if n == nil {
 		return
 	}
-	if n.Kind != yaml.MappingNode {
-		b.probs.add(yamlpos.Of(file, n), field, "hosts must be a mapping of host names to variables, got "+kindName(n),
-			"write each host as a key (hosts: { kms1: , kms2: { ansible_host: 10.0.0.2 } })")
-		return
-	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		pattern, ok := b.key(file, k, field, seen)
-		if !ok {
-			continue
-		}
+	for e := range b.entries(file, n, field) {
+		pattern, k, v := e.name, e.key, e.value
 		hf := join(field, pattern)
 		names, err := expandHostRange(pattern)
 		if err != nil {
@@ -587,22 +600,13 @@ var varNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // parseVars reads a mapping of variables, checking names and the types and
 // values of the variables kmsctl knows.
 func (b *builder) parseVars(file string, dst map[string]variable, n *yaml.Node, field string) {
-	n = b.deref(n)
-	if n == nil || isNull(n) {
+	n = b.mapping(file, n, field, "vars must be a mapping of variable names to values",
+		"write each variable as name: value")
+	if n == nil {
 		return
 	}
-	if n.Kind != yaml.MappingNode {
-		b.probs.add(yamlpos.Of(file, n), field, "vars must be a mapping of variable names to values, got "+kindName(n),
-			"write each variable as name: value")
-		return
-	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		name, ok := b.key(file, k, field, seen)
-		if !ok {
-			continue
-		}
+	for e := range b.entries(file, n, field) {
+		name, k, v := e.name, e.key, e.value
 		vf := join(field, name)
 		if !varNameRe.MatchString(name) {
 			b.probs.add(yamlpos.Of(file, k), vf, fmt.Sprintf("invalid variable name %q", name),
