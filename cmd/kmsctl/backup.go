@@ -107,7 +107,7 @@ func backup(ctx context.Context, e env, o options, bo backupOptions) (err error)
 		}
 	}()
 
-	g := &gathered{results: map[string]map[string]gatheredResult{}, unreachable: map[string]string{}}
+	g := newGathered()
 	base := newRegistry(e, o)
 	reg, err := g.registry(base)
 	if err != nil {
@@ -125,11 +125,7 @@ func backup(ctx context.Context, e env, o options, bo backupOptions) (err error)
 	r.s.rerun = "backup is safe to run again: its files are written atomically, and on the cluster it only creates its canary key once"
 	r.engine.Forks = max(o.Forks, len(hosts))
 	r.s.hosts = len(hosts) // for the journal: the nodes asked
-	sink := r.engine.Sink
-	r.engine.Sink = tasks.SinkFunc(func(ev tasks.Event) {
-		g.event(ev)
-		sink.Event(ev)
-	})
+	g.listen(r.engine)
 	if err := checkHostKeys(inv, []tasks.Play{{Hosts: hosts}}); err != nil {
 		return r.s.finish(err)
 	}

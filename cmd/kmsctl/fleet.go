@@ -138,23 +138,16 @@ func statusFleet(ctx context.Context, e env, o options) error {
 	if err := checkAPIKeys(e, o, nodes); err != nil {
 		return err
 	}
-	g := &gathered{results: map[string]map[string]gatheredResult{}, unreachable: map[string]string{}}
+	g := newGathered()
 	reg, err := g.registry(newRegistry(e, o))
 	if err != nil {
 		return err
 	}
-	r, err := newRunner(e, o, "status --all", inv, reg, true)
+	r, err := newReadRunner(e, o, "status --all", inv, reg, g, len(hosts))
 	if err != nil {
 		return err
 	}
 	r.s.rerun = "status only reads: run it again"
-	r.engine.Forks = max(o.Forks, len(hosts))
-	r.engine.Check = false
-	sink := r.engine.Sink
-	r.engine.Sink = tasks.SinkFunc(func(ev tasks.Event) {
-		g.event(ev)
-		sink.Event(ev)
-	})
 	// The play reads each node's lease too, as status does: who holds
 	// each cluster.
 	play := statusPlay(hosts)

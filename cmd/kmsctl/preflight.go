@@ -33,7 +33,7 @@ type preflight struct {
 // an interrupted run is an error (exit.Interrupted). The runner is
 // returned for what its dialer saw (host keys).
 func runPreflight(ctx context.Context, e env, o options, inv *inventory.Inventory, p preflight) (*gathered, *runner, error) {
-	g := &gathered{results: map[string]map[string]gatheredResult{}, unreachable: map[string]string{}}
+	g := newGathered()
 	for i := range p.play.Tasks {
 		if _, ok := p.modules[p.play.Tasks[i].Name]; ok {
 			p.play.Tasks[i].Module = p.play.Tasks[i].Name
@@ -48,18 +48,11 @@ func runPreflight(ctx context.Context, e env, o options, inv *inventory.Inventor
 		}
 		reg.Register(task, recorded{Module: m, g: g, task: task})
 	}
-	r, err := newRunner(e, o, p.command, inv, reg, true)
+	r, err := newReadRunner(e, o, p.command, inv, reg, g, len(p.play.Hosts))
 	if err != nil {
 		return nil, nil, err
 	}
 	r.s.rerun = p.rerun
-	r.engine.Forks = max(o.Forks, len(p.play.Hosts))
-	r.engine.Check = false
-	sink := r.engine.Sink
-	r.engine.Sink = tasks.SinkFunc(func(ev tasks.Event) {
-		g.event(ev)
-		sink.Event(ev)
-	})
 	err = r.runWith(ctx, []tasks.Play{p.play}, func(ctx context.Context, _ tasks.Recap, err error) error {
 		if err != nil && ctx.Err() != nil {
 			return exit.With(exit.Interrupted, err)

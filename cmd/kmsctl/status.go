@@ -78,25 +78,16 @@ func status(ctx context.Context, e env, o options, group string) error {
 	if err != nil {
 		return err
 	}
-	g := &gathered{results: map[string]map[string]gatheredResult{}, unreachable: map[string]string{}}
+	g := newGathered()
 	reg, err := g.registry(newRegistry(e, o))
 	if err != nil {
 		return err
 	}
-	r, err := newRunner(e, o, "status --cluster "+group, inv, reg, true)
+	r, err := newReadRunner(e, o, "status --cluster "+group, inv, reg, g, len(hosts))
 	if err != nil {
 		return err
 	}
 	r.s.rerun = "status only reads: run it again"
-	// Every node at once: the answer takes as long as the slowest node,
-	// whatever their number.
-	r.engine.Forks = max(o.Forks, len(hosts))
-	r.engine.Check = false
-	sink := r.engine.Sink
-	r.engine.Sink = tasks.SinkFunc(func(ev tasks.Event) {
-		g.event(ev)
-		sink.Event(ev)
-	})
 	// The play reads each node's lease too: status takes no lock, but
 	// shows who holds the cluster.
 	play := statusPlay(hosts)
@@ -340,6 +331,38 @@ type gathered struct {
 	mu          sync.Mutex
 	results     map[string]map[string]gatheredResult // host → task → result
 	unreachable map[string]string                    // host → why
+}
+
+// newGathered returns a gathered with nothing recorded yet.
+func newGathered() *gathered {
+	return &gathered{results: map[string]map[string]gatheredResult{}, unreachable: map[string]string{}}
+}
+
+// newReadRunner is newRunner, quiet, for a play that only reads and whose
+// results g gathers (reg's modules record into g): it runs on every one of
+// its hosts at once whatever --forks, so that the answer takes as long as
+// the slowest node whatever their number, and not in check mode (reading
+// is what --check would do too), and g records the hosts its events find
+// unreachable.
+func newReadRunner(e env, o options, command string, inv *inventory.Inventory, reg *tasks.Registry, g *gathered, hosts int) (*runner, error) {
+	r, err := newRunner(e, o, command, inv, reg, true)
+	if err != nil {
+		return nil, err
+	}
+	r.engine.Forks = max(o.Forks, hosts)
+	r.engine.Check = false
+	g.listen(r.engine)
+	return r, nil
+}
+
+// listen makes eng record in g the hosts its events find unreachable; the
+// events still go to eng's sink.
+func (g *gathered) listen(eng *tasks.Engine) {
+	sink := eng.Sink
+	eng.Sink = tasks.SinkFunc(func(ev tasks.Event) {
+		g.event(ev)
+		sink.Event(ev)
+	})
 }
 
 type gatheredResult struct {
