@@ -148,8 +148,7 @@ func recoverNode(ctx context.Context, e env, o options, group string, targets []
 		}
 	}
 	if len(changes) > 0 && yes && !f.allowVersionChange {
-		ref = refusal{"the version would change: " + strings.Join(changes, "; "),
-			"Install the survivors' version (kms_binary_src, or kms_binary_from: peer), or accept the change with --allow-version-change"}
+		ref = versionRefusal(changes)
 		return refuse("--yes", ref)
 	}
 	if !yes {
@@ -166,7 +165,14 @@ func recoverNode(ctx context.Context, e env, o options, group string, targets []
 			return exit.Silent{Code: exit.Refused}
 		}
 	}
-	return recoverRun(ctx, e, o, group, inv, hosts, recoverRecord{Plan: plan, Force: force}, nil)
+	return recoverRun(ctx, e, o, group, inv, hosts, recoverRecord{Plan: plan, Force: force, AllowVersionChange: f.allowVersionChange}, nil)
+}
+
+// versionRefusal is why --yes alone refuses a binary whose version is not
+// the survivors': changes are "HOST: how it differs".
+func versionRefusal(changes []string) refusal {
+	return refusal{"the version would change: " + strings.Join(changes, "; "),
+		"Install the survivors' version (kms_binary_src, or kms_binary_from: peer), or accept the change with --allow-version-change"}
 }
 
 // recoverLockFree refuses (exit 5, before anything is asked) when another
@@ -377,10 +383,12 @@ func anySlice(s []string) []any {
 }
 
 // recoverRecord is what recover node records in its journal (the plan's
-// Data) for kmsctl resume: the plan it runs and whether --force was given.
+// Data) for kmsctl resume: the plan it runs and whether --force and
+// --allow-version-change were given.
 type recoverRecord struct {
-	Plan  recoverPlan `json:"plan"`
-	Force bool        `json:"force,omitempty"`
+	Plan               recoverPlan `json:"plan"`
+	Force              bool        `json:"force,omitempty"`
+	AllowVersionChange bool        `json:"allow_version_change,omitempty"`
 }
 
 // recoverRun runs the recover-node playbook's phases as the plan says, in

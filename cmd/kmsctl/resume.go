@@ -29,6 +29,7 @@ func newResumeCommand(e env, opts optionsFunc) *cli.Command {
 		ArgsUsage: "RUN-ID",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "yes", Usage: "change the hosts without asking (for scripts)"},
+			&cli.BoolFlag{Name: "allow-version-change", Usage: "accept, with --yes, a binary still to push whose version is not the survivors' (or unknown), as recover node's flag does; a run begun with it keeps it"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -38,16 +39,24 @@ func newResumeCommand(e env, opts optionsFunc) *cli.Command {
 			if err != nil {
 				return err
 			}
-			return resumeRun(c.Context, e, o, c.Args().First(), c.Bool("yes"))
+			return resumeRun(c.Context, e, o, c.Args().First(), resumeFlags{yes: c.Bool("yes"), allowVersionChange: c.Bool("allow-version-change")})
 		},
 	}
+}
+
+// resumeFlags are resume's own flags.
+type resumeFlags struct {
+	// yes changes the hosts without asking; allowVersionChange accepts
+	// with it a binary still to push whose version is not the
+	// survivors' (recover node).
+	yes, allowVersionChange bool
 }
 
 // resumeHook continues an unfinished run of one command: it checks again
 // the preconditions of the steps still to run, then runs them under the
 // run's ID (o.Resume), appending to its journal. Each resumable command
 // records a journal.Plan naming itself and has a hook here.
-type resumeHook func(ctx context.Context, e env, o options, run *journal.Run, yes bool) error
+type resumeHook func(ctx context.Context, e env, o options, run *journal.Run, f resumeFlags) error
 
 // resumeHookFor returns the hook of a journal.Plan's command, nil when
 // this kmsctl cannot resume it.
@@ -64,7 +73,7 @@ func resumeHookFor(command string) resumeHook {
 // resumeRun reads the journal of run id and hands it to its command's
 // resume hook. An unknown run, one without a plan (a play) and one that
 // ended ok are usage errors; one still going exits 5.
-func resumeRun(ctx context.Context, e env, o options, id string, yes bool) error {
+func resumeRun(ctx context.Context, e env, o options, id string, f resumeFlags) error {
 	path, err := journal.Path(e.stateDir, id)
 	if err != nil {
 		return exit.With(exit.Usage, err)
@@ -90,7 +99,7 @@ func resumeRun(ctx context.Context, e env, o options, id string, yes bool) error
 	if hook == nil {
 		return exit.Usagef("resume: run %s is a %q run, which this kmsctl (%s) cannot resume", id, run.Plan.Command, version)
 	}
-	return hook(ctx, e, o, run, yes)
+	return hook(ctx, e, o, run, f)
 }
 
 // runAlive reports whether the process that ran (or last resumed) run is
@@ -118,8 +127,13 @@ func runAlive(run *journal.Run) (bool, string) {
 // still say what the run began with (targets, endpoints, storage paths,
 // cluster), the same read-only preflight runs again, and planResume
 // checks the preconditions of the phases not done; then the plan is shown
-// (the phases done marked), confirmed, and run under the same ID.
-func resumeRecoverNode(ctx context.Context, e env, o options, run *journal.Run, yes bool) error {
+// (the phases done marked), confirmed, and run under the same ID. A
+// binary still to push whose version is not the survivors' is refused with
+// --yes, as recover node refuses it, unless the run began with
+// --allow-version-change, the resume is given it, or the run's plan showed
+// that very change (it was accepted when the run began); a terminal asks.
+func resumeRecoverNode(ctx context.Context, e env, o options, run *journal.Run, f resumeFlags) error {
+	yes := f.yes
 	var rec recoverRecord
 	if err := json.Unmarshal(run.Plan.Data, &rec); err != nil {
 		return fmt.Errorf("resume: read run %s's plan: %w", run.ID, err)
@@ -176,8 +190,15 @@ func resumeRecoverNode(ctx context.Context, e env, o options, run *journal.Run, 
 	if err != nil {
 		return refuse(err)
 	}
+	ask := resumeAsk{yes: yes}
+	if changes := versionChangesLeft(rec.Plan, plan, done); len(changes) > 0 {
+		ask.note = fmt.Sprintf("The Key Manager's version changes on %s (VERSION CHANGE above). ", strings.Join(changedHosts(changes), ", "))
+		if !f.allowVersionChange && !rec.AllowVersionChange {
+			ask.refuseYes = func() error { return refuse(versionRefusal(changes)) }
+		}
+	}
 	rec.Plan = plan
-	if ok, err := confirmResume(e, o, run, plan, planTextDone(plan, done), yes); !ok {
+	if ok, err := confirmResume(e, o, run, plan, planTextDone(plan, done), ask); !ok {
 		return err
 	}
 	o.Resume = run.ID
@@ -188,8 +209,11 @@ func resumeRecoverNode(ctx context.Context, e env, o options, run *journal.Run, 
 // resume_plan event with plan) after what the run did and how it ended.
 // With --check it stops there: false and nil. Else, unless yes, it asks on
 // the terminal (none, or --output json: a usage error) and a "no" stops
-// it: false and exit.Refused. True: the resume goes on.
-func confirmResume(e env, o options, run *journal.Run, plan any, planText string, yes bool) (bool, error) {
+// it: false and exit.Refused. With yes, ask.refuseYes, when set, stops it
+// instead (what it returns); ask.note comes before the question. True: the
+// resume goes on.
+func confirmResume(e env, o options, run *journal.Run, plan any, planText string, ask resumeAsk) (bool, error) {
+	yes := ask.yes
 	asJSON := o.Output == "json"
 	ended := "it has no end (kmsctl was killed)"
 	if run.End != nil {
@@ -208,11 +232,14 @@ func confirmResume(e env, o options, run *journal.Run, plan any, planText string
 		}
 		return false, nil
 	}
+	if yes && ask.refuseYes != nil {
+		return false, ask.refuseYes()
+	}
 	if !yes {
 		if !e.terminal || e.stdin == nil || asJSON {
 			return false, exit.Usagef("resume changes hosts: confirm on a terminal, or pass --yes (nothing was changed)")
 		}
-		fmt.Fprintf(e.stdout, "Resume run %s now? [y/N] ", run.ID)
+		fmt.Fprintf(e.stdout, "%sResume run %s now? [y/N] ", ask.note, run.ID)
 		answer, _ := bufio.NewReader(e.stdin).ReadString('\n')
 		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
 			fmt.Fprintln(e.stdout, "nothing was changed")
@@ -220,6 +247,15 @@ func confirmResume(e env, o options, run *journal.Run, plan any, planText string
 		}
 	}
 	return true, nil
+}
+
+// resumeAsk is what confirmResume asks: yes goes on without asking,
+// unless refuseYes is set (it says what --yes alone does not accept and
+// returns the error); note comes before the question on a terminal.
+type resumeAsk struct {
+	yes       bool
+	refuseYes func() error
+	note      string
 }
 
 func nonNil(s []string) []string {
@@ -234,6 +270,35 @@ func doneText(done []string) string {
 		return "no phase yet"
 	}
 	return strings.Join(done, ", ")
+}
+
+// versionChangesLeft are the targets of plan (the resume's) whose binary is
+// still to push and whose version is not the survivors' (or unknown),
+// when the plan the run began with (began) did not show that same change:
+// a change shown then was accepted then (--allow-version-change, or on a
+// terminal). Each is "HOST: how it differs", as recover node names them.
+func versionChangesLeft(began, plan recoverPlan, done func(host, phase string) bool) []string {
+	var changes []string
+	for _, t := range plan.Targets {
+		if !t.Reachable || done(t.Host, "push") || t.VersionChange == "" {
+			continue
+		}
+		if slices.ContainsFunc(began.Targets, func(b recoverTarget) bool { return b.Host == t.Host && b.VersionChange == t.VersionChange }) {
+			continue
+		}
+		changes = append(changes, t.Host+": "+t.VersionChange)
+	}
+	return changes
+}
+
+// changedHosts are the hosts of versionChangesLeft's changes.
+func changedHosts(changes []string) []string {
+	var hosts []string
+	for _, c := range changes {
+		h, _, _ := strings.Cut(c, ": ")
+		hosts = append(hosts, h)
+	}
+	return hosts
 }
 
 // resumeInventoryChanged refuses a resume when the inventory no longer says
@@ -298,6 +363,12 @@ func planResume(in recoverInput, rec recoverRecord, done func(host, phase string
 	if err != nil {
 		return p, err
 	}
+	for _, s := range survivors {
+		if s.Version != "" && !slices.Contains(p.Versions, s.Version) {
+			p.Versions = append(p.Versions, s.Version)
+		}
+	}
+	slices.Sort(p.Versions)
 	p.HSM = rec.Plan.HSM
 	pushLeft := slices.ContainsFunc(rec.Plan.Targets, func(t recoverTarget) bool { return t.Reachable && !done(t.Host, "push") })
 	if pushLeft {
@@ -352,6 +423,10 @@ func planResume(in recoverInput, rec recoverRecord, done func(host, phase string
 			if err := checkPeerFiles(t, p.Via, in); err != nil {
 				return p, err
 			}
+			// The binary pushed is the one the inventory names now:
+			// its version is checked again, as recover node checks it.
+			t.BinaryVersion, t.VersionChange = "", ""
+			checkVersion(&t, p, byHost, in)
 		}
 		p.Targets = append(p.Targets, t)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/kmsctl/kmsctl/cmd/kmsctl/internal/exit"
 	"github.com/kmsctl/kmsctl/journal"
 	"github.com/kmsctl/kmsctl/kms"
+	"github.com/kmsctl/kmsctl/kms/kmsim"
 	"github.com/kmsctl/kmsctl/lock"
 )
 
@@ -50,10 +51,10 @@ func (w *cutWriter) String() string {
 	return w.buf.String()
 }
 
-// recoverCut runs recover node kms3 and stops it when task cut starts; it
-// returns the run's ID and state directory. kill leaves the journal as
-// SIGKILL does: without its end record.
-func (l *recoverLab) recoverCut(t *testing.T, stateDir, cut string, kill bool) string {
+// recoverCut runs recover node kms3 (with the flags of extra) and stops it
+// when task cut starts; it returns the run's ID. kill leaves the journal
+// as SIGKILL does: without its end record.
+func (l *recoverLab) recoverCut(t *testing.T, stateDir, cut string, kill bool, extra ...string) string {
 	t.Helper()
 	te := testEnv(t)
 	te.env.stateDir = stateDir
@@ -61,7 +62,7 @@ func (l *recoverLab) recoverCut(t *testing.T, stateDir, cut string, kill bool) s
 	defer cancel()
 	w := &cutWriter{cut: cut, cancel: cancel}
 	te.env.stdout = w
-	code := run(ctx, te.env, []string{"kmsctl", "recover", "node", "kms3", "-i", l.inventory, "--ssh-config", "none", "--yes", "--output", "json"})
+	code := run(ctx, te.env, append([]string{"kmsctl", "recover", "node", "kms3", "-i", l.inventory, "--ssh-config", "none", "--yes", "--output", "json"}, extra...))
 	if !w.fired || code != exit.Interrupted {
 		t.Fatalf("recover node kms3 cut at %q: fired %v, exit %d, want %d\n%s\n%s", cut, w.fired, code, exit.Interrupted, w, te.errOut)
 	}
@@ -360,5 +361,74 @@ func TestResumeMisuse(t *testing.T) {
 	st.run(t, "status", "-i", l.inventory, "--ssh-config", "none")
 	if strings.Contains(st.errOut.String(), "stopped unfinished") {
 		t.Errorf("status still says a run stopped unfinished after it was resumed:\n%s", st.errOut)
+	}
+}
+
+// TestResumeChecksBinaryVersion: a recover node stopped before its push
+// (killed at the env file), then the binary source swapped for one that
+// reports another version: `resume --yes` refuses (exit 4) with recover
+// node's message and changes nothing, and on a terminal it names the
+// change before asking; with the source put back the resume completes. A
+// run begun with --allow-version-change keeps it: its resume installs the
+// other version.
+func TestResumeChecksBinaryVersion(t *testing.T) {
+	l := newRecoverLab(t)
+	stateDir := filepath.Join(t.TempDir(), "state")
+	resume := func(args ...string) (*testEnvT, int) {
+		te := testEnv(t)
+		te.env.stateDir = stateDir
+		return te, te.run(t, append([]string{"resume", "--ssh-config", "none"}, args...)...)
+	}
+	cut := "environment file with the operator's HSM key (0600)"
+	src := filepath.Join(l.src, "minkms")
+	newer := "2026-06-01T00-00-00Z"
+	onKMS3 := func() string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(l.dirs[2], "minkms"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+
+	l.loseKMS3(t)
+	id := l.recoverCut(t, stateDir, cut, true)
+	path, _ := journal.Path(stateDir, id)
+	undo := l.swapFile(t, src, "", l.binary(newer))
+	before := l.snapshot()
+	te, code := resume(id, "--yes")
+	want := "the version would change: kms3: the binary to install (kms_binary_src " + src + " on this machine) is version " + newer +
+		"; the survivors run " + kmsim.DefaultVersion + ".\n  Install the survivors' version (kms_binary_src, or kms_binary_from: peer), or accept the change with --allow-version-change"
+	if code != exit.Refused || !strings.Contains(te.out.String(), want) || !strings.Contains(te.out.String(), "nothing was changed") {
+		t.Fatalf("resume --yes with another binary: exit %d, want %d and %q\n%s\n%s", code, exit.Refused, want, te.out, te.errOut)
+	}
+	if !strings.Contains(te.out.String(), "VERSION CHANGE: the binary to install") {
+		t.Errorf("the resume's plan does not show the version change:\n%s", te.out)
+	}
+	asked := testEnv(t)
+	asked.env.stateDir = stateDir
+	asked.env.terminal = true
+	asked.env.stdin = strings.NewReader("n\n")
+	code = asked.run(t, "resume", id, "--ssh-config", "none")
+	if want := "The Key Manager's version changes on kms3 (VERSION CHANGE above). Resume run " + id + " now? [y/N] nothing was changed"; code != exit.Refused || !strings.Contains(asked.out.String(), want) {
+		t.Errorf("resume on a terminal with another binary: exit %d, want %q\n%s\n%s", code, want, asked.out, asked.errOut)
+	}
+	if after := l.snapshot(); after != before {
+		t.Fatalf("a refused resume changed files:\n%s\n---\n%s", before, after)
+	}
+	if r, err := journal.Read(path); err != nil || len(r.Resumes) != 0 || r.End != nil {
+		t.Fatalf("a refused resume wrote to the run's journal: %+v, %v", r, err)
+	}
+	undo()
+	if te, code = resume(id, "--yes"); code != 0 || !strings.Contains(te.out.String(), "RECOVERED kms3") || !strings.Contains(onKMS3(), kmsim.DefaultVersion) {
+		t.Fatalf("resume with the binary put back: exit %d, kms3's binary %q\n%s\n%s", code, onKMS3(), te.out, te.errOut)
+	}
+
+	// Begun with --allow-version-change: the resume keeps it.
+	l.loseKMS3(t)
+	id = l.recoverCut(t, stateDir, cut, true, "--allow-version-change")
+	defer l.swapFile(t, src, "", l.binary(newer))()
+	if te, code = resume(id, "--yes"); code != 0 || !strings.Contains(te.out.String(), "RECOVERED kms3") || !strings.Contains(onKMS3(), newer) {
+		t.Fatalf("resume of a run begun with --allow-version-change: exit %d, kms3's binary %q\n%s\n%s", code, onKMS3(), te.out, te.errOut)
 	}
 }

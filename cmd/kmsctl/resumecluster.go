@@ -18,7 +18,8 @@ import (
 // read-only preflight runs again and planClusterResume checks what the
 // phases not done need; then the plan is shown (the phases done listed),
 // confirmed, and run under the same ID.
-func resumeRecoverCluster(ctx context.Context, e env, o options, run *journal.Run, yes bool) error {
+func resumeRecoverCluster(ctx context.Context, e env, o options, run *journal.Run, f resumeFlags) error {
+	yes := f.yes
 	var rec clusterRecord
 	if err := json.Unmarshal(run.Plan.Data, &rec); err != nil {
 		return fmt.Errorf("resume: read run %s's plan: %w", run.ID, err)
@@ -81,7 +82,7 @@ func resumeRecoverCluster(ctx context.Context, e env, o options, run *journal.Ru
 		return refuse(err)
 	}
 	rec.Plan = plan
-	if ok, err := confirmResume(e, o, run, plan, clusterPlanText(plan), yes); !ok {
+	if ok, err := confirmResume(e, o, run, plan, clusterPlanText(plan), resumeAsk{yes: yes}); !ok {
 		return err
 	}
 	o.Resume = run.ID
