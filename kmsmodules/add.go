@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/kmsctl/kmsctl/kms"
 	"github.com/kmsctl/kmsctl/tasks"
@@ -14,7 +15,9 @@ import (
 // node (CLUSTER:ADDNODE through it). The member must be ready for writes;
 // the new node must answer, reached the way the member reaches its peers,
 // and be clean: a one-node cluster with no history. It is ok, changing
-// nothing, when the member already lists endpoint. Adding a node that holds
+// nothing, when the member already lists endpoint, unless that entry is a
+// dead node's (seen down, while a fresh node answers at endpoint): that
+// fails, naming the ID to remove first. Adding a node that holds
 // state is refused (a safety refusal): joining needs a wiped data
 // directory.
 type addNodeModule struct{ m *mods }
@@ -87,6 +90,25 @@ func (ad addition) memberMsg(a *access) string {
 	return fmt.Sprintf("%s is already node %d of the cluster of %s (%s)", ad.endpoint, ad.memberID, a.host, a.self)
 }
 
+// staleEntry is an error when endpoint, listed by the task host's node
+// (its view self) as node id, is an entry left by a dead node rather than
+// a member: the task host's node sees id down, and the node answering at
+// endpoint is fresh (a one-node cluster with no history: the machine was
+// wiped and started again). That node is not node id and can never become
+// it, so "already a member" would leave kms_wait waiting in vain: id must
+// be removed first (kms_remove_node), then the node added.
+func (a *access) staleEntry(ctx context.Context, self kms.NodeView, endpoint string, id uint32) error {
+	if !slices.Contains(self.DownIDs, id) {
+		return nil
+	}
+	nv := a.view(ctx, endpoint)
+	if nv.Err != nil || len(nv.Members) != 1 || nv.Commit != 0 {
+		return nil
+	}
+	return fmt.Errorf("%s is listed by %s (%s) as node %d, which it sees down, and the node answering there is fresh (a cluster of its own with no history): "+
+		"it is not node %d and cannot rejoin as it; remove node %d first (kms_remove_node id: %d), then add the node", endpoint, a.host, a.self, id, id, id, id)
+}
+
 // plan checks that the member is healthy and the new node clean; a node
 // holding state is refused.
 func (m addNodeModule) plan(ctx context.Context, env *tasks.Env, a *access) (addition, error) {
@@ -103,6 +125,9 @@ func (m addNodeModule) plan(ctx context.Context, env *tasks.Env, a *access) (add
 		return addition{}, err
 	}
 	if id, ok := self.Lists(ad.endpoint); ok {
+		if err := a.staleEntry(ctx, self, ad.endpoint, id); err != nil {
+			return addition{}, err
+		}
 		ad.member, ad.memberID = true, id
 		return ad, nil
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -136,5 +138,39 @@ func TestWaitNeverListed(t *testing.T) {
 	r, err = l.run("kms_wait", kms1, map[string]any{"endpoint": "127.0.0.1:1", "timeout": "1h"}, true)
 	if err != nil || !strings.Contains(r.Msg, "cannot be met: no member lists 127.0.0.1:1") {
 		t.Errorf("kms_wait in check mode for a node never added: %+v, %v", r, err)
+	}
+}
+
+// TestAddNodeStaleEntry: an endpoint the member still lists under a dead
+// node's ID (seen down), where a fresh node now answers (the machine wiped
+// and restarted, its ID never removed), is not "already a member": the add
+// fails, changing nothing and naming the ID to remove first, rather than
+// leaving kms_wait to wait for a node that can never rejoin as that ID.
+func TestAddNodeStaleEntry(t *testing.T) {
+	l := newLab(t)
+	nodes := l.cluster(3)
+	c := l.client(nodes[0])
+	id := kms.View(t.Context(), c, nodes[2].Host()).ID
+	addr := nodes[2].Host()
+	nodes[2].Close()
+	kmsimtest.Eventually(t, "kms1 sees kms3 down", func() error {
+		v := kms.View(context.Background(), c, nodes[0].Host())
+		if !slices.Contains(v.DownIDs, id) {
+			return fmt.Errorf("kms1 sees down %v", v.DownIDs)
+		}
+		return nil
+	})
+	fresh := l.startIn(filepath.Join(t.TempDir(), "data"), addr)
+	waitReady(t, l.client(fresh), fresh.Host())
+	kms1 := l.sshHost("kms1", nodes[0])
+	for _, check := range []bool{true, false} {
+		_, err := l.run("kms_add_node", kms1, map[string]any{"endpoint": addr}, check)
+		want := fmt.Sprintf("remove node %d first (kms_remove_node id: %d)", id, id)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("adding %s listed as dead node %d (check %v): %v; want a failure with %q", addr, id, check, err, want)
+		}
+	}
+	if v := kms.View(t.Context(), c, nodes[0].Host()); len(v.Members) != 3 {
+		t.Errorf("the failed add changed the cluster: %v", v.Members)
 	}
 }
