@@ -227,8 +227,8 @@ func verdict(c cluster) []reason {
 			// The others pass verification: a certificate problem of this
 			// node, not a node down (a wrong kms_ca_file fails them all,
 			// which status reports as a setup error before any verdict).
-			add(reasonCert, []string{n.Host}, "the TLS certificate of %s (%s) is not signed by %s (its issuer: %s): a certificate problem, not a node down; "+
-				"give %s a certificate issued by the cluster's CA; %s", n.Host, n.Endpoint, caName(n.CAFile), orUnknown(n.CertIssuer), n.Host, serviceCondition(n))
+			add(reasonCert, []string{n.Host}, "the TLS certificate of %s (%s) is not signed by %s (its issuer: %s): a certificate problem, not a node down "+
+				"(%s's certificate is not from the CA that signed the others', or its kms_ca_file is not theirs); %s", n.Host, n.Endpoint, caName(n.CAFile), orUnknown(n.CertIssuer), n.Host, serviceCondition(n))
 			continue
 		case n.View == nil:
 			add(reasonAPI, []string{n.Host}, "the Key Manager API of %s (%s) gave no status: %s; %s", n.Host, n.Endpoint, orUnknown(n.APIError), serviceCondition(n))
