@@ -1,8 +1,10 @@
 # bench/lab.sh: the setup the lab benches share, sourced by bench/keys10k/run.sh and
 # bench/recovery/run.sh after they set root (the repository), REUSE, and export LAB_DIR and
-# LAB_NAME (e2e/lab.sh's lab of their own). It checks that it runs as root with docker, bc and
-# python3, builds bin/ when it is not there, and makes the lab (REUSE=1: uses the one at
-# LAB_DIR and leaves it up); the lab is removed and the scratch directory deleted on exit.
+# LAB_NAME (e2e/lab.sh's lab of their own; LAB_SCRATCH=1 exported: with scratch1, in group
+# scratch with nothing installed, for kmsctl drill). It checks that it runs as root with
+# docker, bc and python3, builds bin/ when it is not there, and makes the lab (REUSE=1: uses
+# the one at LAB_DIR and leaves it up); the lab is removed and the scratch directory deleted
+# on exit.
 #
 #   storage      the Key Manager's storage path on the nodes
 #   work         a scratch directory; XDG_STATE_HOME (kmsctl's own state) is below it
@@ -10,7 +12,7 @@
 #   kmsctl_ ...  kmsctl with an ssh_config of its own (SSH_CONNECT_TIMEOUT, default 60 s)
 #   inv          the lab's inventory
 #   ssh_         plain ssh to a lab node, an array: "${ssh_[@]}" HOST CMD
-#   nodes        the lab's hosts
+#   nodes        the lab's cluster nodes (kms1..kmsN; not scratch1)
 #   vendor HOST ARGS...  the vendor CLI on HOST against itself, the API key through stdin
 #   work/kmsdemo the lab's client (e2e/lab/kmsdemo), built
 # and bench/cgroup.sh's functions, cg_init done. The vendor CLI on every node trusts the lab CA.
@@ -52,7 +54,7 @@ else
 fi
 inv=$LAB_DIR/inventory.yml
 ssh_=(ssh -F "$LAB_DIR/ssh_config" -o BatchMode=yes -o ControlPath=none)
-nodes=$(awk '/^Host / { print $2 }' "$LAB_DIR/ssh_config")
+nodes=$(awk '/^Host kms/ { print $2 }' "$LAB_DIR/ssh_config")
 
 # vendor HOST ARGS...: the vendor CLI on HOST against itself, the API key through stdin
 vendor() {

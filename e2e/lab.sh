@@ -3,7 +3,9 @@
 # trying kmsctl by hand. Unlike the e2e suite's harness, the lab stays up until `down`.
 #
 #   e2e/lab.sh kms [N]    (make lab) N hosts kms1..kmsN (default 3) running the Key Manager
-#                         simulator (bin/kmsim) as minkms.service, joined into one cluster
+#                         simulator (bin/kmsim) as minkms.service, joined into one cluster;
+#                         LAB_SCRATCH=1 adds scratch1 (group scratch, nothing installed) for
+#                         kmsctl drill (make bench-10k)
 #   e2e/lab.sh up [N]     N bare hosts kms1..kmsN (no Key Manager)
 #   e2e/lab.sh hosts [N]  N hosts kms1..kmsN with the Key Manager's files made here but nothing
 #                         installed, and scratch1 (group scratch): for kmsctl provision, scale
@@ -318,11 +320,15 @@ build_kmsdemo() {
 }
 
 kms() {
-	local n=${1:-3}
+	local n=${1:-3} scratch=${LAB_SCRATCH:-0}
+	local -a limit=()
+	[[ $scratch =~ ^[01]$ ]] || fail "LAB_SCRATCH must be 0 or 1, got \"$scratch\""
 	build_kmsdemo
-	start "$n" kms
+	start "$n" kms "$scratch"
+	# scratch1 gets nothing installed: kmsctl drill provisions it and refuses one that answers
+	[ "$scratch" = 0 ] || limit=(--limit kms)
 	say $'\n--- install minkms.service on every node (e2e/lab.sh install: kmsctl play e2e/lab/install-minkms.yml)'
-	install
+	install "${limit[@]}"
 	say $'\n--- join the nodes into one cluster (kmsdemo join: CLUSTER:ADDNODE through SSH tunnels)'
 	MINIO_KMS_API_KEY=$(<"$dir/api.key") "$work/kmsdemo" join --ssh-config "$dir/ssh_config" --ca "$dir/ca.crt" "${lab_nodes[@]}"
 	started=0
@@ -351,10 +357,14 @@ line() { printf '  %-60s # %s\n' "$1" "$2"; }
 hint() {
 	local nodes down="$labsh down"
 	[ "$labsh" = e2e/lab.sh ] && down="make lab-down"
-	nodes=$(awk '/^Host / {printf "%s ", $2}' "$dir/ssh_config")
+	nodes=$(awk '/^Host kms/ {printf "%s ", $2}' "$dir/ssh_config")
 	nodes=${nodes% }
 	{
-		printf '\nA Key Manager cluster of %s is up; its files are in %s/ (api.key is the admin API key).\nWhat now:\n' "$nodes" "$show"
+		printf '\nA Key Manager cluster of %s is up; its files are in %s/ (api.key is the admin API key).\n' "$nodes" "$show"
+		if grep -q '^Host scratch1$' "$dir/ssh_config"; then
+			printf 'scratch1 (group scratch) has nothing installed: bin/kmsctl -i %s/inventory.yml backup, then drill --scratch scratch1\n' "$show"
+		fi
+		printf 'What now:\n'
 		line "bin/kmsctl -i $show/inventory.yml ping" "every node over SSH"
 		line "bin/kmsctl -i $show/inventory.yml inventory list" "the nodes and their variables"
 		line "bin/kmsctl -i $show/inventory.yml play e2e/lab/kms-status.yml -v" "each node's view (kms_status), keys from the inventory's files"
