@@ -52,7 +52,8 @@ bench-ansible: build
 ## bench-recovery: recover node vs the vendor's steps by hand, in a lab of its own (prints figures)
 bench-recovery: build
 	./bench/recovery/run.sh
-## bench-10k: backup and recover cluster on a lab cluster holding 10,000 keys (prints figures)
+## bench-10k: backup, recover cluster and drill (onto the lab's scratch1) on a lab cluster
+## holding 10,000 keys (prints figures)
 bench-10k: build
 	./bench/keys10k/run.sh
 
