@@ -448,7 +448,7 @@ func interruptedRuns(stateDir string, clusters []string) ([]*journal.Run, error)
 	}
 	var out []*journal.Run
 	for i, r := range runs {
-		if r.Plan == nil || r.End != nil || !slices.ContainsFunc(r.Plan.Clusters, func(c string) bool { return slices.Contains(clusters, c) }) {
+		if r.Plan == nil || !unfinished(r) || !slices.ContainsFunc(r.Plan.Clusters, func(c string) bool { return slices.Contains(clusters, c) }) {
 			continue
 		}
 		if alive, _ := runAlive(r); alive || lockedBy(stateDir, r) {
@@ -463,6 +463,22 @@ func interruptedRuns(stateDir string, clusters []string) ([]*journal.Run, error)
 		}
 	}
 	return out, nil
+}
+
+// unfinished reports whether run r stopped before its plan's end: killed
+// (its journal has no end), interrupted by Ctrl-C or SIGTERM (an end with
+// exit 130), or stopped by a failed or unreachable host. A run that ended
+// well, was refused or found the cluster locked (it changed nothing) or
+// stopped on a usage error is not.
+func unfinished(r *journal.Run) bool {
+	if r.End == nil {
+		return true
+	}
+	switch r.End.ExitCode {
+	case exit.OK, exit.Usage, exit.Refused, exit.Locked:
+		return false
+	}
+	return true
 }
 
 // lockedBy reports whether run r holds the lock of one of its clusters on

@@ -152,7 +152,7 @@ func showRun(w io.Writer, stateDir, id string, asJSON bool) error {
 	}
 	if r.Plan != nil {
 		fmt.Fprintf(w, "phases done: %s\n", doneText(r.Done))
-		if r.End == nil || r.End.ExitCode != exit.OK {
+		if unfinished(r) {
 			fmt.Fprintf(w, "to finish it: kmsctl resume %s\n", r.ID)
 		}
 	}
