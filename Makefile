@@ -18,7 +18,7 @@ test: lint unit e2e
 
 ## unit: fast tests on fakes and on in-process SSH/KMS servers, with the race detector
 unit:
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 ## e2e: the real kmsctl binary against Debian containers running systemd and sshd
 e2e: build

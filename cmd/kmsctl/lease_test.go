@@ -66,8 +66,10 @@ func TestLeaseSeenFromAnotherBastion(t *testing.T) {
 	first.vars[envAPIKey] = l.admin.Secret()
 	done := make(chan int, 1)
 	go func() { done <- first.run(t, "play", pb, "-i", l.inventory, "--ssh-config", "none") }()
-	eventually(t, "the first run's lease with its step", func() bool {
-		return strings.Contains(l.leaseOn(t, 1), `wait for the gate`)
+	// Each node's lease is rewritten with the step on its own: wait for
+	// both, since the second run names the one it finds first.
+	eventually(t, "the first run's lease with its step on kms1 and kms2", func() bool {
+		return strings.Contains(l.leaseOn(t, 0), `wait for the gate`) && strings.Contains(l.leaseOn(t, 1), `wait for the gate`)
 	})
 	runs, err := journal.List(first.stateDir)
 	if err != nil || len(runs) != 1 {
