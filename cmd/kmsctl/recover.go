@@ -468,60 +468,23 @@ func recoverRun(ctx context.Context, e env, o options, group string, inv *invent
 	if err != nil {
 		return err
 	}
-	clusters := map[string]bool{}
-	for _, h := range hosts {
-		clusters[clusterOf(h)] = true
+	if err := r.beginResumable(o, hosts, prior, journal.Plan{Command: "recover node", Args: targetNames(plan), Group: group, Phases: keys}, rec); err != nil {
+		return r.s.finish(err)
 	}
-	r.locks = slices.Sorted(maps.Keys(clusters))
-	if prior == nil {
-		data, err := json.Marshal(rec)
-		if err != nil {
-			return r.s.finish(fmt.Errorf("record the plan: %w", err))
-		}
-		if err := r.s.journal.Plan(journal.Plan{Command: "recover node", Args: targetNames(plan), Group: group, Clusters: r.locks,
-			Inventories: o.Inventories, Phases: keys, Data: data}); err != nil {
-			return r.s.finish(err)
-		}
-	}
-	r.s.rerun = fmt.Sprintf("Finish it with `kmsctl resume %s`: it checks again what the steps left need and skips the phases already done", r.s.log.ID)
-	times := &phaseTimes{tagOf: map[string]string{}, task: map[string]time.Duration{}, took: map[string]time.Duration{}}
-	for _, p := range plays {
-		for _, t := range p.Tasks {
-			times.tagOf[p.Name+"\x00"+t.Name] = phaseOf[p.Name] + " " + t.Tags[0]
-		}
-	}
-	marks := phaseMarks{want: map[string]int{}, got: map[string]int{}}
-	for _, p := range plays {
-		for _, t := range p.Tasks {
-			marks.want[times.tagOf[p.Name+"\x00"+t.Name]] += len(p.Hosts)
-		}
-	}
+	times, marks := newPhases(plays, phaseOf)
 	sink := r.engine.Sink
 	r.engine.Sink = tasks.SinkFunc(func(ev tasks.Event) {
 		times.event(ev)
 		sink.Event(ev)
-		if k, ok := marks.event(ev, times.tagOf); ok {
-			// Unrecorded, the phase runs again on resume: safe, each
-			// task is idempotent.
-			if err := r.s.journal.Done(k); err != nil {
-				r.s.logger.Warn().Err(err).Str("phase", k).Msg("phase done, not recorded in the journal")
-			}
-		}
+		// Unrecorded, a phase runs again on resume: safe, each task is
+		// idempotent.
+		r.journalPhase(marks, times, ev)
 	})
-	if o.Output == "json" {
-		jsonLine(e.stdout, "recover_start").Str("run", r.s.log.ID).Bool("resumed", prior != nil).Send()
-	} else {
-		fmt.Fprintf(e.stdout, "run %s (its journal: kmsctl runs show %[1]s)\n", r.s.log.ID)
-	}
+	r.announceRun(e, o, prior != nil)
 	start := time.Now()
 	return r.runWith(ctx, plays, func(ctx context.Context, recap tasks.Recap, err error) error {
 		if err != nil {
-			err = exitError(ctx, recap, err)
-			if ctx.Err() == nil {
-				fmt.Fprintf(e.stderr, "kmsctl: run %s stopped; once the cause below is fixed, finish it with `kmsctl resume %[1]s` "+
-					"(it checks again what the steps left need and skips the phases already done)\n", r.s.log.ID)
-			}
-			return err
+			return r.stopped(ctx, e, recap, err)
 		}
 		if o.Output == "json" {
 			times.json(e.stdout, r.s.log.ID, plan, unreachable, time.Since(start))
@@ -563,6 +526,81 @@ func clusterOf(h tasks.Host) string {
 		return ih.KMS.Cluster
 	}
 	return inventory.DefaultCluster
+}
+
+// beginResumable readies r for a resumable run of hosts: it holds the
+// locks of the hosts' clusters to the run's end, records plan (with those
+// clusters, the inventories and rec as its data) in a new run's journal (a
+// resume, prior, goes on under the plan it has), and names the resume in
+// the advice for a run stopped early.
+func (r *runner) beginResumable(o options, hosts []tasks.Host, prior *journal.Run, plan journal.Plan, rec any) error {
+	clusters := map[string]bool{}
+	for _, h := range hosts {
+		clusters[clusterOf(h)] = true
+	}
+	r.locks = slices.Sorted(maps.Keys(clusters))
+	if prior == nil {
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("record the plan: %w", err)
+		}
+		plan.Clusters, plan.Inventories, plan.Data = r.locks, o.Inventories, data
+		if err := r.s.journal.Plan(plan); err != nil {
+			return err
+		}
+	}
+	r.s.rerun = fmt.Sprintf("Finish it with `kmsctl resume %s`: it checks again what the steps left need and skips the phases already done", r.s.log.ID)
+	return nil
+}
+
+// newPhases returns the phase times of plays, each task's phase being its
+// play's phaseOf and its first tag ("HOST phase"), and the marks that
+// find each phase done on every host of its play.
+func newPhases(plays []tasks.Play, phaseOf map[string]string) (*phaseTimes, phaseMarks) {
+	times := &phaseTimes{tagOf: map[string]string{}, task: map[string]time.Duration{}, took: map[string]time.Duration{}}
+	for _, p := range plays {
+		for _, t := range p.Tasks {
+			times.tagOf[p.Name+"\x00"+t.Name] = phaseOf[p.Name] + " " + t.Tags[0]
+		}
+	}
+	marks := phaseMarks{want: map[string]int{}, got: map[string]int{}}
+	for _, p := range plays {
+		for _, t := range p.Tasks {
+			marks.want[times.tagOf[p.Name+"\x00"+t.Name]] += len(p.Hosts)
+		}
+	}
+	return times, marks
+}
+
+// journalPhase records in the run's journal the phase that ev completes,
+// if any; a phase it cannot record is a warning in the run log.
+func (r *runner) journalPhase(marks phaseMarks, times *phaseTimes, ev tasks.Event) {
+	if k, ok := marks.event(ev, times.tagOf); ok {
+		if err := r.s.journal.Done(k); err != nil {
+			r.s.logger.Warn().Err(err).Str("phase", k).Msg("phase done, not recorded in the journal")
+		}
+	}
+}
+
+// announceRun prints the ID of a resumable run as it starts (--output
+// json: a recover_start event).
+func (r *runner) announceRun(e env, o options, resumed bool) {
+	if o.Output == "json" {
+		jsonLine(e.stdout, "recover_start").Str("run", r.s.log.ID).Bool("resumed", resumed).Send()
+	} else {
+		fmt.Fprintf(e.stdout, "run %s (its journal: kmsctl runs show %[1]s)\n", r.s.log.ID)
+	}
+}
+
+// stopped is the error of a resumable run the engine stopped with err: its
+// exit code, and, unless interrupted, how to finish the run on stderr.
+func (r *runner) stopped(ctx context.Context, e env, recap tasks.Recap, err error) error {
+	err = exitError(ctx, recap, err)
+	if ctx.Err() == nil {
+		fmt.Fprintf(e.stderr, "kmsctl: run %s stopped; once the cause below is fixed, finish it with `kmsctl resume %[1]s` "+
+			"(it checks again what the steps left need and skips the phases already done)\n", r.s.log.ID)
+	}
+	return err
 }
 
 // phaseMarks finds, from the engine's events, the phases ("HOST phase")

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -393,34 +392,10 @@ func recoverClusterRun(ctx context.Context, e env, o options, inv *inventory.Inv
 	if err != nil {
 		return err
 	}
-	clusters := map[string]bool{}
-	for _, h := range hosts {
-		clusters[clusterOf(h)] = true
+	if err := r.beginResumable(o, hosts, prior, journal.Plan{Command: "recover cluster", Args: names, Group: co.Group, Phases: keys}, rec); err != nil {
+		return r.s.finish(err)
 	}
-	r.locks = slices.Sorted(maps.Keys(clusters))
-	if prior == nil {
-		data, err := json.Marshal(rec)
-		if err != nil {
-			return r.s.finish(fmt.Errorf("record the plan: %w", err))
-		}
-		if err := r.s.journal.Plan(journal.Plan{Command: "recover cluster", Args: names, Group: co.Group, Clusters: r.locks,
-			Inventories: o.Inventories, Phases: keys, Data: data}); err != nil {
-			return r.s.finish(err)
-		}
-	}
-	r.s.rerun = fmt.Sprintf("Finish it with `kmsctl resume %s`: it checks again what the steps left need and skips the phases already done", r.s.log.ID)
-	times := &phaseTimes{tagOf: map[string]string{}, task: map[string]time.Duration{}, took: map[string]time.Duration{}}
-	for _, p := range plays {
-		for _, t := range p.Tasks {
-			times.tagOf[p.Name+"\x00"+t.Name] = phaseOf[p.Name] + " " + t.Tags[0]
-		}
-	}
-	marks := phaseMarks{want: map[string]int{}, got: map[string]int{}}
-	for _, p := range plays {
-		for _, t := range p.Tasks {
-			marks.want[times.tagOf[p.Name+"\x00"+t.Name]] += len(p.Hosts)
-		}
-	}
+	times, marks := newPhases(plays, phaseOf)
 	var restored string // what kms_restore reported
 	sink := r.engine.Sink
 	r.engine.Sink = tasks.SinkFunc(func(ev tasks.Event) {
@@ -433,29 +408,16 @@ func recoverClusterRun(ctx context.Context, e env, o options, inv *inventory.Inv
 			restored = ev.Msg
 		}
 		sink.Event(ev)
-		if k, ok := marks.event(ev, times.tagOf); ok {
-			// Unrecorded, the phase runs again on resume: safe, each
-			// task is idempotent (kms_restore is ok on a seed that holds
-			// exactly the backup).
-			if err := r.s.journal.Done(k); err != nil {
-				r.s.logger.Warn().Err(err).Str("phase", k).Msg("phase done, not recorded in the journal")
-			}
-		}
+		// Unrecorded, a phase runs again on resume: safe, each task is
+		// idempotent (kms_restore is ok on a seed that holds exactly the
+		// backup).
+		r.journalPhase(marks, times, ev)
 	})
-	if o.Output == "json" {
-		jsonLine(e.stdout, "recover_start").Str("run", r.s.log.ID).Bool("resumed", prior != nil).Send()
-	} else {
-		fmt.Fprintf(e.stdout, "run %s (its journal: kmsctl runs show %[1]s)\n", r.s.log.ID)
-	}
+	r.announceRun(e, o, prior != nil)
 	start := time.Now()
 	return r.runWith(ctx, plays, func(ctx context.Context, recap tasks.Recap, err error) error {
 		if err != nil {
-			err = exitError(ctx, recap, err)
-			if ctx.Err() == nil {
-				fmt.Fprintf(e.stderr, "kmsctl: run %s stopped; once the cause below is fixed, finish it with `kmsctl resume %[1]s` "+
-					"(it checks again what the steps left need and skips the phases already done)\n", r.s.log.ID)
-			}
-			return err
+			return r.stopped(ctx, e, recap, err)
 		}
 		if o.Output == "json" {
 			clusterRecapJSON(e.stdout, r.s.log.ID, times, plan, names, restored, time.Since(start))
