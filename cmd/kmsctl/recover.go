@@ -285,7 +285,7 @@ func recoverPreflight(ctx context.Context, e env, o options, group string, inv *
 		return in, err
 	}
 	in.Nodes = g.states(nodes)
-	if err := caUnknown(in.Nodes); err != nil {
+	if err := localSetupError(in.Nodes); err != nil {
 		return in, err
 	}
 	in.Leases = g.heldLeases(nodes, time.Now())

@@ -852,3 +852,44 @@ func TestRecoverPlaybookByHandWrongID(t *testing.T) {
 		t.Errorf("files changed:\nbefore %s\nafter %s", before, after)
 	}
 }
+
+// TestRecoverWrongAPIKey: an admin API key that is not the cluster's
+// (every survivor answers 403) is a local setup error (exit 1) that names
+// the key's sources, not "no survivor answers" with advice to restore
+// from a backup; nothing is changed on any host.
+func TestRecoverWrongAPIKey(t *testing.T) {
+	l := newRecoverLab(t)
+	l.kill(2)
+	other, err := kms.GenerateAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "other.key")
+	if err := os.WriteFile(keyFile, []byte(other.Secret()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(l.inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := filepath.Join(dir, "inventory.yml")
+	text := regexp.MustCompile(`kms_api_key_file: \S+`).ReplaceAllString(string(b), "kms_api_key_file: "+keyFile)
+	if err := os.WriteFile(inv, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := l.snapshot()
+	te := testEnv(t)
+	code := te.run(t, "recover", "node", "kms3", "-i", inv, "--ssh-config", "none", "--yes")
+	errOut := te.errOut.String()
+	if code != exit.Usage || !strings.Contains(errOut, "kms1 and kms2 refused the admin API key (HTTP 403 access denied)") ||
+		!strings.Contains(errOut, "kms_api_key_file") || strings.Contains(te.out.String()+errOut, "no survivor answers") {
+		t.Fatalf("wrong API key: exit %d, want %d\n%s\n%s", code, exit.Usage, te.out, errOut)
+	}
+	if strings.Contains(te.out.String()+errOut, other.Secret()) {
+		t.Error("the wrong key's secret was printed")
+	}
+	if after := l.snapshot(); after != before {
+		t.Fatalf("wrong API key, files changed:\n%s\n---\n%s", before, after)
+	}
+}

@@ -273,7 +273,7 @@ func clusterPreflight(ctx context.Context, e env, o options, group string, inv *
 		return in, err
 	}
 	in.Nodes = g.states(nodes)
-	if err := caUnknown(in.Nodes); err != nil {
+	if err := localSetupError(in.Nodes); err != nil {
 		return in, err
 	}
 	g.mu.Lock()

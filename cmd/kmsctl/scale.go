@@ -171,7 +171,7 @@ func gatherScale(ctx context.Context, e env, o options, command string, inv *inv
 		return in, err
 	}
 	in.Nodes = g.states(nodes)
-	if err := caUnknown(in.Nodes); err != nil {
+	if err := localSetupError(in.Nodes); err != nil {
 		return in, err
 	}
 	g.mu.Lock()
