@@ -90,7 +90,7 @@ func recoverNode(ctx context.Context, e env, o options, group string, targets []
 			return exit.Usagef("recover node: %s is named twice", t)
 		}
 		if !slices.ContainsFunc(nodes, func(n inventory.KMSNode) bool { return n.Host == t }) {
-			return exit.Usagef("recover node: %s is not a host of group %s (--cluster GROUP)", t, group)
+			return notAHost("recover node", "", t, group, nodes)
 		}
 	}
 	if err := recoverLockFree(e, o, nodes); err != nil {

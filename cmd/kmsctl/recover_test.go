@@ -360,7 +360,8 @@ func TestRecoverNode(t *testing.T) {
 	}
 	for want, args := range map[string][]string{
 		"kms3 is named twice":         {"kms3", "kms3"},
-		"kms9 is not a host of group": {"kms9"},
+		"kms9 is not a host of group kms (its hosts: kms1, kms2, kms3). Name a host": {"kms9"},
+		"kms22 is not a host of group kms (its hosts: kms1, kms2, kms3). Did you mean kms2?": {"kms22"},
 		"--limit is not taken":        {"kms3", "--limit", "kms1,kms3"},
 	} {
 		te, code = l.recover(t, append(args, "--yes")...)

@@ -89,14 +89,14 @@ func recoverCluster(ctx context.Context, e env, o options, co recoverClusterOpti
 		return slices.ContainsFunc(nodes, func(n inventory.KMSNode) bool { return n.Host == h })
 	}
 	if co.Seed != "" && !isNode(co.Seed) {
-		return exit.Usagef("recover cluster: --seed %s is not a host of group %s (--cluster GROUP)", co.Seed, co.Group)
+		return notAHost("recover cluster", "--seed", co.Seed, co.Group, nodes)
 	}
 	for i, d := range co.Discard {
 		if slices.Contains(co.Discard[:i], d) {
 			return exit.Usagef("recover cluster: --discard %s is given twice", d)
 		}
 		if !isNode(d) {
-			return exit.Usagef("recover cluster: --discard %s is not a host of group %s (--cluster GROUP)", d, co.Group)
+			return notAHost("recover cluster", "--discard", d, co.Group, nodes)
 		}
 	}
 	if err := recoverLockFree(e, o, nodes); err != nil {

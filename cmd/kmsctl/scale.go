@@ -68,7 +68,7 @@ func scale(ctx context.Context, e env, o options, op, group, target string, yes 
 		return err
 	}
 	if !slices.ContainsFunc(nodes, func(n inventory.KMSNode) bool { return n.Host == target }) {
-		return exit.Usagef("scale %s: %s is not a host of group %s (--cluster GROUP)", op, target, group)
+		return notAHost("scale "+op, "", target, group, nodes)
 	}
 	for i := range hosts {
 		hosts[i] = layoutHost(hosts[i])
