@@ -359,10 +359,10 @@ func TestRecoverNode(t *testing.T) {
 		t.Fatalf("without --yes nor a terminal: exit %d\n%s\n%s", code, te.out, te.errOut)
 	}
 	for want, args := range map[string][]string{
-		"kms3 is named twice":         {"kms3", "kms3"},
-		"kms9 is not a host of group kms (its hosts: kms1, kms2, kms3). Name a host": {"kms9"},
+		"kms3 is named twice": {"kms3", "kms3"},
+		"kms9 is not a host of group kms (its hosts: kms1, kms2, kms3). Name a host":         {"kms9"},
 		"kms22 is not a host of group kms (its hosts: kms1, kms2, kms3). Did you mean kms2?": {"kms22"},
-		"--limit is not taken":        {"kms3", "--limit", "kms1,kms3"},
+		"--limit is not taken": {"kms3", "--limit", "kms1,kms3"},
 	} {
 		te, code = l.recover(t, append(args, "--yes")...)
 		if code != exit.Usage || !strings.Contains(te.errOut.String(), want) {
