@@ -292,7 +292,7 @@ func (c *Client) Upload(ctx context.Context, target string, src io.Reader, known
 	}
 	if tmpDir != "" {
 		if err := sf.RemoveDirectory(tmpDir); err != nil {
-			return "", c.fail(sc, op, fmt.Errorf("%s is in place, but its empty temp directory %s could not be removed (an upload of %s an hour or more from now removes it, or remove it yourself): %w", target, tmpDir, target, err))
+			return "", c.fail(sc, op, fmt.Errorf("%s is in place, but its empty temp directory %s could not be removed (the next upload of %s removes it): %w", target, tmpDir, target, err))
 		}
 	}
 	return sum, nil
