@@ -3,7 +3,6 @@ package modules
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -11,9 +10,7 @@ import (
 	"io/fs"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/kmsctl/kmsctl/tasks"
 )
@@ -358,18 +355,10 @@ func applyPut(ctx context.Context, env *tasks.Env, dest string, data payload) (t
 // renames it into place. A failed validation is a failed Result with the
 // command's output; the temporary file is removed in every failing case.
 func validatedPut(ctx context.Context, env *tasks.Env, p putPlan, data payload, validate string) (tasks.Result, error) {
-	// A name of its own per copy, in the temp file pattern of Conn.Upload
-	// (".BASE.kmsctl-tmp-"), so that concurrent copies to dest never
-	// validate, move or remove each other's file.
-	stem := "." + path.Base(p.dest) + ".kmsctl-tmp-validate-"
-	suffix := make([]byte, 8)
-	if _, err := rand.Read(suffix); err != nil {
-		return p.result, fmt.Errorf("name the temporary copy of %s: %w", p.dest, err)
-	}
-	tmp := path.Join(path.Dir(p.dest), stem+hex.EncodeToString(suffix))
-	if err := removeStaleValidateCopies(ctx, env.Conn, path.Dir(p.dest), stem); err != nil {
-		return p.result, err
-	}
+	// One fixed name per dest, in the temp file pattern of Conn.Upload
+	// (".BASE.kmsctl-tmp-"): a copy left by an interrupted run is replaced
+	// by the next validated copy, or removed by the next plain upload.
+	tmp := path.Join(path.Dir(p.dest), "."+path.Base(p.dest)+".kmsctl-tmp-validate")
 	cleanup := func(cause error) error {
 		if err := env.Conn.Remove(context.WithoutCancel(ctx), tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return errors.Join(cause, fmt.Errorf("remove %s: %w", tmp, err))
@@ -403,36 +392,4 @@ func validatedPut(ctx context.Context, env *tasks.Env, p putPlan, data payload, 
 		return p.result, cleanup(fmt.Errorf("rename %s into place: %w", p.dest, err))
 	}
 	return p.result, nil
-}
-
-// staleTempAge is how long a validated copy's temporary file must have gone
-// unmodified before a later copy to the same dest removes it as the
-// leftover of an interrupted run (remote.StaleTempAge, which an upload's
-// own temp files get): a fresher one may be a concurrent copy's.
-const staleTempAge = time.Hour
-
-// removeStaleValidateCopies removes the temporary files named stem* in dir
-// (left by interrupted validated copies to one dest) that nothing modified
-// for staleTempAge.
-func removeStaleValidateCopies(ctx context.Context, c tasks.Conn, dir, stem string) error {
-	pattern := globEscape(stem) + "*"
-	res, err := mustRun(ctx, c, "find "+Quote(dir)+" -maxdepth 1 -type f -name "+Quote(pattern)+
-		" -mmin +"+strconv.Itoa(int(staleTempAge/time.Minute))+" -print")
-	if err != nil {
-		return fmt.Errorf("list leftover temporary copies %s* in %s: %w", stem, dir, err)
-	}
-	for _, p := range strings.Split(strings.TrimSuffix(res.Stdout, "\n"), "\n") {
-		if !strings.HasPrefix(p, path.Join(dir, stem)) {
-			continue
-		}
-		if err := c.Remove(ctx, p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("remove leftover temporary copy %s: %w", p, err)
-		}
-	}
-	return nil
-}
-
-// globEscape escapes the characters special in find -name patterns.
-func globEscape(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`).Replace(s)
 }

@@ -384,35 +384,3 @@ func TestCopyFromHostOverSSH(t *testing.T) {
 		t.Errorf("the peer's file was not read as the become user: %q", srv.Commands())
 	}
 }
-
-// TestConcurrentValidatedCopiesOverSSH: two validated copies of different
-// contents to one dest at once (two hosts that are this machine): host a's
-// validation starts, then host b's copy runs from upload to rename, then
-// a's validation ends. Each validates and renames its own temporary file:
-// both succeed, dest holds a's content whole, and no temporary file is
-// left.
-func TestConcurrentValidatedCopiesOverSSH(t *testing.T) {
-	eng, _ := sshHost(t)
-	dir := t.TempDir()
-	dest, started := filepath.Join(dir, "conf"), filepath.Join(dir, "a-validating")
-	// Each wait is bounded (20 s), not timed: it ends as soon as the other
-	// host got there.
-	waitA := "sh -c " + modules.Quote("touch "+modules.Quote(started)+`; i=0; until grep -qx b `+modules.Quote(dest)+` || [ $i -ge 400 ]; do sleep 0.05; i=$((i+1)); done; grep -qx a "$0"`) + " %s"
-	waitB := "sh -c " + modules.Quote(`i=0; until [ -e `+modules.Quote(started)+` ] || [ $i -ge 400 ]; do sleep 0.05; i=$((i+1)); done; grep -qx b "$0"`) + " %s"
-	play := tasks.Play{Name: "race", Hosts: []tasks.Host{
-		{Name: "a", Vars: map[string]any{"content": "a\n", "check": waitA}},
-		{Name: "b", Vars: map[string]any{"content": "b\n", "check": waitB}},
-	}, Tasks: []tasks.Task{
-		{Name: "conf", Module: "copy", Args: map[string]any{"content": "{{ content }}", "dest": dest, "mode": "0600", "validate": "{{ check }}"}},
-	}}
-	if _, err := eng.Run(context.Background(), []tasks.Play{play}); err != nil {
-		t.Fatalf("run: %v", err)
-	}
-	if b, err := os.ReadFile(dest); err != nil || string(b) != "a\n" {
-		t.Fatalf("dest = %q %v; want a's content, renamed last", b, err)
-	}
-	left, err := filepath.Glob(filepath.Join(dir, ".conf.kmsctl-tmp-*"))
-	if err != nil || len(left) != 0 {
-		t.Errorf("temporary files left: %v %v", left, err)
-	}
-}

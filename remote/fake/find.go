@@ -1,17 +1,12 @@
 package fake
 
 import (
-	"path"
-	"strconv"
 	"strings"
-	"time"
 )
 
-// compileFind emulates find START... EXPRESSION with the option -maxdepth N
-// (first in the expression), the primaries -type f|d, -user, -group, -perm
-// MODE (exact octal), -name PATTERN, -mmin +N|-N, the operators ( ) ! -a
-// -o, and the actions -print, -printf (%p and \n), -quit and
-// -exec sha256sum -- {} +.
+// compileFind emulates find START... EXPRESSION with the primaries -type f|d,
+// -user, -group, -perm MODE (exact octal), the operators ( ) ! -a -o, and
+// the actions -print, -printf (%p and \n), -quit and -exec sha256sum -- {} +.
 // The tree is walked depth-first with each directory's entries in name
 // order; the real find uses the order of readdir, so with -quit the fake
 // may name another one of several matching paths (kmsctl uses -quit only to
@@ -25,14 +20,7 @@ func compileFind(args []string, cd bool) (prog, bool) {
 	if !pathsOK(starts, cd) {
 		return nil, false
 	}
-	p := &findParser{args: args[i:], maxDepth: -1}
-	if len(p.args) >= 2 && p.args[0] == "-maxdepth" {
-		d, err := strconv.Atoi(p.args[1])
-		if err != nil || d < 0 {
-			return nil, false
-		}
-		p.maxDepth, p.args = d, p.args[2:]
-	}
+	p := &findParser{args: args[i:]}
 	var expr findExpr = findTrue
 	if len(p.args) > 0 {
 		expr = p.or()
@@ -45,14 +33,14 @@ func compileFind(args []string, cd bool) (prog, bool) {
 		expr = func(w *findWalk, n findNode) bool { return e(w, n) && findPrint("%p\n")(w, n) }
 	}
 	return func(sh *shell) (r result) {
-		w := &findWalk{c: sh.c, maxDepth: p.maxDepth, now: time.Now()}
+		w := &findWalk{c: sh.c}
 		for _, s := range starts {
 			a := sh.abs(s)
 			if _, err := sh.c.lookupPath(a); err != nil {
 				r.fail(1, "find: '%s': %v", s, err)
 				continue
 			}
-			w.walk(expr, findNode{abs: a, shown: s}, 0)
+			w.walk(expr, findNode{abs: a, shown: s})
 			if w.quit {
 				break
 			}
@@ -78,17 +66,15 @@ type findNode struct{ abs, shown string }
 // findWalk is the state of one find run.
 type findWalk struct {
 	c        *Conn
-	maxDepth int       // -maxdepth; -1 = none
-	now      time.Time // when find started (-mmin)
 	out, err string
 	quit     bool
 	sha256   []findNode // the operands of -exec sha256sum -- {} +
 }
 
-func (w *findWalk) walk(e findExpr, n findNode, depth int) {
+func (w *findWalk) walk(e findExpr, n findNode) {
 	e(w, n)
 	f := w.c.files[n.abs]
-	if w.quit || !f.Dir || depth == w.maxDepth {
+	if w.quit || !f.Dir {
 		return
 	}
 	for _, name := range w.c.children(n.abs) {
@@ -96,7 +82,7 @@ func (w *findWalk) walk(e findExpr, n findNode, depth int) {
 		if n.shown == "/" {
 			child.shown = "/" + name
 		}
-		w.walk(e, child, depth+1)
+		w.walk(e, child)
 		if w.quit {
 			return
 		}
@@ -117,11 +103,10 @@ func findPrint(format string) findExpr {
 
 // findParser parses find's expression by recursive descent.
 type findParser struct {
-	args     []string
-	maxDepth int // -maxdepth; -1 = none
-	pos      int
-	bad      bool // something the fake does not emulate
-	action   bool // the expression has an action (no implicit -print)
+	args   []string
+	pos    int
+	bad    bool // something the fake does not emulate
+	action bool // the expression has an action (no implicit -print)
 }
 
 func (p *findParser) peek() string {
@@ -197,28 +182,6 @@ func (p *findParser) primary() findExpr {
 		m, ok := parseOctal(p.next())
 		if ok {
 			return func(w *findWalk, n findNode) bool { return unixMode(w.c.files[n.abs].Mode) == m }
-		}
-	case "-name":
-		pat := p.next()
-		if _, err := path.Match(pat, ""); err == nil {
-			return func(w *findWalk, n findNode) bool {
-				ok, _ := path.Match(pat, path.Base(n.abs))
-				return ok
-			}
-		}
-	case "-mmin":
-		arg := p.next()
-		m, err := strconv.Atoi(strings.TrimLeft(arg, "+-"))
-		if err == nil && m >= 0 && (arg[0] == '+' || arg[0] == '-') {
-			limit := time.Duration(m) * time.Minute
-			older := arg[0] == '+'
-			return func(w *findWalk, n findNode) bool {
-				age := w.now.Sub(w.c.files[n.abs].ModTime)
-				if older {
-					return age > limit
-				}
-				return age < limit
-			}
 		}
 	case "-print":
 		p.action = true
