@@ -109,8 +109,7 @@ func (b *becomeConn) run(ctx context.Context, cmd string, stdin io.Reader, stdou
 // sudo command sets owner and mode and renames it over target, otherwise
 // the temp file is removed. target is untouched on failure, and the temp
 // file (or, of a plain upload, directory) of an upload of target that was
-// cut off is removed by the next upload of target once nothing of it was
-// modified for StaleTempAge (a fresh one may be a concurrent upload's).
+// cut off is removed by the next upload of target.
 //
 // No copy is ever staged elsewhere, such as in /tmp as the login user: a
 // name there can be predicted (and pre-created, or replaced by a symlink)
@@ -126,17 +125,11 @@ func (b *becomeConn) Upload(ctx context.Context, target string, src io.Reader, k
 	var write strings.Builder
 	write.WriteString("set -e\numask 077\n")
 	write.WriteString("prefix=" + Quote(tempPrefix(target)) + "\n")
+	// The temp files, and the private temp directories of plain uploads
+	// (Client.Upload), that interrupted uploads of target left.
+	write.WriteString(`rm -rf -- "$prefix"*` + "\n")
 	write.WriteString(`tmp=$(mktemp "${prefix}XXXXXXXXXXXXXXXX")` + "\n")
 	write.WriteString(`trap 'rm -f -- "$tmp"' EXIT` + "\n")
-	// The temp files, and the private temp directories of plain uploads
-	// (Client.Upload), that interrupted uploads of target left: those of
-	// which nothing was modified for StaleTempAge (others may be
-	// concurrent uploads').
-	write.WriteString(`for old in "$prefix"*; do` + "\n")
-	write.WriteString(`  if [ "$old" = "$tmp" ] || [ ! -e "$old" ]; then continue; fi` + "\n")
-	write.WriteString(`  if [ -n "$(find "$old" -mmin -` + strconv.Itoa(int(StaleTempAge/time.Minute)) + ` -print 2>/dev/null | head -n 1)" ]; then continue; fi` + "\n")
-	write.WriteString(`  rm -rf -- "$old"` + "\n")
-	write.WriteString(`done` + "\n")
 	write.WriteString(`cat > "$tmp"` + "\n")
 	write.WriteString(`sync -- "$tmp" 2>/dev/null || sync` + "\n")
 	write.WriteString(`sum=$( { ` + SHA256Script + `; } < "$tmp")` + "\n")

@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"path"
-	"slices"
 	"strings"
 	"time"
 
@@ -24,15 +23,6 @@ import (
 // tempMarker is the infix of upload temp files and directories:
 // ".<base>.kmsctl-tmp-<random>".
 const tempMarker = ".kmsctl-tmp-"
-
-// StaleTempAge is how long the temp file or directory of an upload must
-// have gone unmodified (it, or the file in it) before another upload of the
-// same target removes it as the leftover of an interrupted upload. The temp
-// of an upload in progress is being written or was written moments ago
-// (then fsync, the hash, chown, chmod and the rename follow), so concurrent
-// uploads to one path never remove each other's; an hour is far beyond the
-// pause of any live upload. The age is measured on the host's clock.
-const StaleTempAge = time.Hour
 
 // tempPrefix returns the prefix of the temp files and directories of an
 // upload to target.
@@ -138,9 +128,10 @@ func (c *Client) fail(sc *sshConn, op string, err error) error {
 // that hash, so a source that changed since it was hashed fails the check
 // below and leaves target alone. With known "" src is hashed as it streams.
 //
-//  1. a new temp file, with a random name of its own, is created
-//     exclusively next to target, and src is streamed into it with
-//     concurrent SFTP writes while being hashed.
+//  1. stale temp files and directories of earlier interrupted uploads to
+//     target (".<base>.kmsctl-tmp-*" in its directory) are removed;
+//  2. a new temp file is created exclusively next to target and src is
+//     streamed into it with concurrent SFTP writes while being hashed.
 //     SFTP creates files with the server's umask (0644, typically) and
 //     pkg/sftp cannot ask for another mode, so when perm does not let
 //     others read target (a key, a secret) the temp file is created in a
@@ -150,11 +141,6 @@ func (c *Client) fail(sc *sshConn, op string, err error) error {
 //     gives no way in: the search permission is checked at each lookup).
 //     Otherwise (the fast path) it is ".<base>.kmsctl-tmp-<random>" itself,
 //     chmod'ed 0600 before the first write;
-//  2. before the first write, the temp files and directories that earlier
-//     interrupted uploads of target left (".<base>.kmsctl-tmp-*" in its
-//     directory) are removed when nothing of them was modified for
-//     StaleTempAge, measured against the new temp's time on the host: a
-//     concurrent upload's temp is fresh and is left alone;
 //  3. the file is fsync'ed (fsync@openssh.com; when the server lacks that
 //     extension, `sync -- TEMP` is run instead) and closed;
 //  4. while the fsync runs, the temp file is hashed (see Checksum: read
@@ -166,9 +152,9 @@ func (c *Client) fail(sc *sshConn, op string, err error) error {
 //     `mv -f` when the server lacks it), and the private directory, if
 //     any, removed.
 //
-// target is not touched before step 6; on any failure the upload removes
-// its own temp file and directory, and nothing else (when the connection
-// died, an upload of target after StaleTempAge does, or kms_teardown).
+// target is not touched before step 6; on any failure the temp file and
+// directory are removed (or, when the connection died, by the next upload
+// of target).
 func (c *Client) Upload(ctx context.Context, target string, src io.Reader, known string, perm fs.FileMode, owner string) (sum string, err error) {
 	op := "upload " + target
 	if !path.IsAbs(target) {
@@ -179,6 +165,9 @@ func (c *Client) Upload(ctx context.Context, target string, src io.Reader, known
 		return "", err
 	}
 	prefix := tempPrefix(target)
+	if err := removeStale(sf, prefix); err != nil {
+		return "", c.fail(sc, op, err)
+	}
 	tmp, tmpDir := prefix+randomSuffix(), ""
 	if perm&0o004 == 0 {
 		tmpDir, tmp = tmp, path.Join(tmp, path.Base(target))
@@ -212,13 +201,6 @@ func (c *Client) Upload(ctx context.Context, target string, src io.Reader, known
 		if err := f.Chmod(0o600); err != nil {
 			return "", c.fail(sc, op, fmt.Errorf("chmod temp file: %w", err))
 		}
-	}
-	own := tmp
-	if tmpDir != "" {
-		own = tmpDir
-	}
-	if err := removeStale(sf, prefix, path.Base(own)); err != nil {
-		return "", c.fail(sc, op, err)
 	}
 	var r io.Reader = ctxReader{ctx, src}
 	var h hash.Hash
@@ -352,31 +334,24 @@ func unsupported(err error) bool {
 
 // removeStale deletes the leftovers of earlier uploads whose path starts
 // with prefix: temp files, and private temp directories (prefix and 16 hex
-// digits) with what they hold, unless they are own (the name of this
-// upload's temp file or directory) or were modified less than StaleTempAge
-// before own was made (they may belong to an upload in progress).
-func removeStale(sf *sftp.Client, prefix, own string) error {
+// digits) with what they hold.
+func removeStale(sf *sftp.Client, prefix string) error {
 	dir, base := path.Split(prefix)
 	entries, err := sf.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("list directory %s: %w", dir, err)
 	}
-	i := slices.IndexFunc(entries, func(e fs.FileInfo) bool { return e.Name() == own })
-	if i < 0 {
-		return fmt.Errorf("list directory %s: the new temp %s is missing from it (removed by another program?)", dir, own)
-	}
-	cutoff := entries[i].ModTime().Add(-StaleTempAge)
 	for _, e := range entries {
 		name, ok := strings.CutPrefix(e.Name(), base)
 		p := path.Join(dir, e.Name())
 		switch {
-		case !ok || e.Name() == own || e.ModTime().After(cutoff):
+		case !ok:
 		case e.Mode().IsRegular():
 			if err := sf.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("remove stale temp file %s: %w", p, err)
 			}
 		case e.IsDir() && isRandomSuffix(name):
-			if err := removeStaleDir(sf, p, cutoff); err != nil {
+			if err := removeStaleDir(sf, p); err != nil {
 				return err
 			}
 		}
@@ -385,19 +360,15 @@ func removeStale(sf *sftp.Client, prefix, own string) error {
 }
 
 // removeStaleDir removes the private temp directory p of an interrupted
-// upload: the files in it, then p; unless a file in it was modified after
-// cutoff (an upload in progress). It holds at most the temp file; a
+// upload: the files in it, then p. It holds at most the temp file; a
 // directory in it is left, and fails the removal of p.
-func removeStaleDir(sf *sftp.Client, p string, cutoff time.Time) error {
+func removeStaleDir(sf *sftp.Client, p string) error {
 	entries, err := sf.ReadDir(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("list stale temp directory %s: %w", p, err)
-	}
-	if slices.ContainsFunc(entries, func(e fs.FileInfo) bool { return e.ModTime().After(cutoff) }) {
-		return nil
 	}
 	for _, e := range entries {
 		if e.IsDir() {

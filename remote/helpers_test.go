@@ -133,22 +133,3 @@ func tempFiles(t *testing.T, dir string) []string {
 	}
 	return m
 }
-
-// backdate sets the modification time of each path, and of what a
-// directory among them holds, to before remote.StaleTempAge: the leftover
-// of an upload interrupted long ago.
-func backdate(t *testing.T, paths ...string) {
-	t.Helper()
-	old := time.Now().Add(-remote.StaleTempAge - time.Hour)
-	for _, p := range paths {
-		entries, _ := os.ReadDir(p) // none for a file
-		for _, e := range entries {
-			if err := os.Chtimes(filepath.Join(p, e.Name()), old, old); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := os.Chtimes(p, old, old); err != nil {
-			t.Fatal(err)
-		}
-	}
-}

@@ -263,38 +263,23 @@ func compileRmdir(args []string, cd bool) (prog, bool) {
 	}, true
 }
 
-// compileTouch emulates touch [-d @SECONDS] FILE...: creates missing files
-// and sets the modification time (to now, or to the time -d gives).
 func compileTouch(args []string, cd bool) (prog, bool) {
-	var at time.Time // -d @SECONDS: that time instead of now
-	if len(args) >= 2 && args[0] == "-d" {
-		secs, ok := strings.CutPrefix(args[1], "@")
-		n, err := strconv.ParseInt(secs, 10, 64)
-		if !ok || err != nil {
-			return nil, false
-		}
-		at, args = time.Unix(n, 0), args[2:]
-	}
 	_, ops, ok := options(args, "")
 	if !ok || !pathsOK(ops, cd) {
 		return nil, false
 	}
 	return func(sh *shell) (r result) {
-		t := at
-		if t.IsZero() {
-			t = time.Now()
-		}
 		for _, p := range ops {
 			a := sh.abs(p)
 			if f, ok := sh.c.files[a]; ok {
-				f.ModTime = t
+				f.ModTime = time.Now()
 				continue
 			}
 			if err := sh.c.checkParent(a); err != nil {
 				r.fail(1, "touch: cannot touch '%s': %v", p, err)
 				continue
 			}
-			sh.c.files[a] = &File{Mode: 0o644, Owner: sh.c.user, Group: sh.c.group, ModTime: t}
+			sh.c.files[a] = &File{Mode: 0o644, Owner: sh.c.user, Group: sh.c.group, ModTime: time.Now()}
 		}
 		return r
 	}, true

@@ -6,7 +6,7 @@
 // The fake host has a file system (directories and regular files with mode,
 // owner and group), used by Upload, Download, Stat, Remove and Checksum and
 // by the commands it emulates: the command lines kmsctl's modules send
-// (stat -c, chmod, chown, chgrp, mkdir, rm, rmdir, touch [-d @SECONDS], mv, find, sync, true,
+// (stat -c, chmod, chown, chgrp, mkdir, rm, rmdir, touch, mv, find, sync, true,
 // false, echo, lists joined by &&, cd, the checksum script, and systemctl on
 // the host's systemd units), answered as the real commands answer them. Any other command line
 // must be scripted with Expect or ExpectMatch (expectations are consulted
@@ -406,8 +406,7 @@ func write(w io.Writer, s string) {
 
 // Upload first removes what interrupted uploads of p left next to it, as
 // the real client does: files ".<base>.kmsctl-tmp-*" and directories
-// ".<base>.kmsctl-tmp-<16 hex digits>" with the files in them, of which
-// nothing was modified for remote.StaleTempAge. It then
+// ".<base>.kmsctl-tmp-<16 hex digits>" with the files in them. It then
 // reads src and, only if reading succeeds to EOF, replaces the file
 // at p with it, as the real client does (a new file, renamed over p): mode
 // perm, owned by owner ("user" or "user:group") or else by the fake's user

@@ -7,8 +7,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/kmsctl/kmsctl/remote"
 )
 
 // File is one entry of the in-memory file system: a regular file or a
@@ -280,27 +278,18 @@ func (c *Conn) mkdirAll(p string, perm fs.FileMode) error {
 }
 
 // removeStaleTemps deletes the temp files and private temp directories
-// that interrupted uploads of p left in p's directory (see Conn.Upload)
-// and of which nothing was modified for remote.StaleTempAge; a directory in
-// such a temp directory fails the removal, as rmdir would.
+// that interrupted uploads of p left in p's directory (see Conn.Upload); a
+// directory in such a temp directory fails the removal, as rmdir would.
 func (c *Conn) removeStaleTemps(p string) error {
 	dir, prefix := path.Dir(p), "."+path.Base(p)+".kmsctl-tmp-"
-	cutoff := time.Now().Add(-remote.StaleTempAge)
 	for _, name := range c.children(dir) {
 		suffix, ok := strings.CutPrefix(name, prefix)
 		q := path.Join(dir, name)
 		switch f := c.files[q]; {
-		case !ok || f.ModTime.After(cutoff):
+		case !ok:
 		case !f.Dir:
 			delete(c.files, q)
 		case isRandomSuffix(suffix):
-			fresh := false
-			for _, n := range c.children(q) {
-				fresh = fresh || c.files[path.Join(q, n)].ModTime.After(cutoff)
-			}
-			if fresh {
-				continue
-			}
 			for _, n := range c.children(q) {
 				if c.files[path.Join(q, n)].Dir {
 					return fmt.Errorf("remove stale temp directory %s: %w", q, errNotEmpty)
