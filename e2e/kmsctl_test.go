@@ -16,7 +16,7 @@ import (
 )
 
 // cliTimeout bounds one kmsctl invocation; it is a hang guard, not a speed assertion.
-const cliTimeout = 3 * time.Minute
+const cliTimeout = 6 * time.Minute
 
 // Exit codes of the kmsctl CLI contract.
 const (
