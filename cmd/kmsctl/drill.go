@@ -163,15 +163,23 @@ func drill(ctx context.Context, e env, o options, do drillOptions, rep *drillRep
 	if err := checkAPIKeys(e, o, nodes); err != nil {
 		return err
 	}
-	states, err := gatherStates(ctx, e, o, "drill preflight --scratch "+do.Scratch, inv, hosts, nodes, nil)
+	reg := newRegistry(e, o)
+	// One run, its preflight included: one run log, one journal.
+	r, err := newRunner(e, o, "drill --scratch "+do.Scratch+" --cluster "+do.Group, inv, reg, true)
 	if err != nil {
 		return err
 	}
+	r.s.rerun = "a drill is safe to run again once its scratch host runs no Key Manager"
+	r.s.hosts = 1
+	states, err := gatherStates(ctx, e, o, r, inv, hosts, nodes)
+	if err != nil {
+		return r.s.finish(err)
+	}
 	if s := states[0]; !s.SSH {
-		return exit.With(exit.Unreachable, fmt.Errorf("drill: scratch host %s does not answer SSH (%s); nothing was changed", s.Host, orUnknown(s.SSHError)))
+		return r.s.finish(exit.With(exit.Unreachable, fmt.Errorf("drill: scratch host %s does not answer SSH (%s); nothing was changed", s.Host, orUnknown(s.SSHError))))
 	} else if s.View != nil || s.Live {
-		return exit.With(exit.Refused, fmt.Errorf("drill: refused: scratch host %s runs a Key Manager (its API answers at %s): a drill restores only onto a host that runs none; "+
-			"if it is a scratch node left by an earlier drill, stop %s and tear it down (kmsctl scale remove, or by hand); nothing was changed", s.Host, s.Endpoint, s.Service))
+		return r.s.finish(exit.With(exit.Refused, fmt.Errorf("drill: refused: scratch host %s runs a Key Manager (its API answers at %s): a drill restores only onto a host that runs none; "+
+			"if it is a scratch node left by an earlier drill, stop %s and tear it down (kmsctl scale remove, or by hand); nothing was changed", s.Host, s.Endpoint, s.Service)))
 	}
 
 	// Only the scratch host's lock: a long drill never blocks a recovery
@@ -180,13 +188,6 @@ func drill(ctx context.Context, e env, o options, do drillOptions, rep *drillRep
 	ih := scratch.Target.(inventory.Host)
 	ih.KMS.Cluster = scratchLock(do.Scratch)
 	scratch.Target = ih
-	reg := newRegistry(e, o)
-	r, err := newRunner(e, o, "drill --scratch "+do.Scratch+" --cluster "+do.Group, inv, reg, true)
-	if err != nil {
-		return err
-	}
-	r.s.rerun = "a drill is safe to run again once its scratch host runs no Key Manager"
-	r.s.hosts = 1
 	if err := checkHostKeys(inv, []tasks.Play{{Hosts: hosts}}); err != nil {
 		return r.s.finish(err)
 	}

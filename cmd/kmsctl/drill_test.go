@@ -120,6 +120,11 @@ func TestDrill(t *testing.T) {
 			t.Errorf("phase %s not ok", p.Phase)
 		}
 	}
+	// One drill, one run: its preflight writes no run log or journal of
+	// its own.
+	if r := oneRun(t, te); r.Command != "drill --scratch kms3 --cluster kms" || r.End == nil || r.End.ExitCode != 0 {
+		t.Errorf("the drill's run: %s, end %+v", r.Command, r.End)
+	}
 	mfs, err := metrics.Read(prom)
 	if err != nil {
 		t.Fatal(err)

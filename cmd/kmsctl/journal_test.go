@@ -38,6 +38,23 @@ func onlyRun(t *testing.T, te *testEnvT) *journal.Run {
 	return runs[0]
 }
 
+// oneRun returns the one run of te's state directory, failing unless it
+// holds one run log and one journal, of the same run ID: a command's
+// preflight is part of its run, not a run of its own.
+func oneRun(t *testing.T, te *testEnvT) *journal.Run {
+	t.Helper()
+	logs, err := os.ReadDir(filepath.Join(te.stateDir, "runs"))
+	r := onlyRun(t, te)
+	if err != nil || len(logs) != 1 || logs[0].Name() != r.ID+".log" {
+		var names []string
+		for _, l := range logs {
+			names = append(names, l.Name())
+		}
+		t.Fatalf("run logs: %v (%v), want one: %s.log", names, err, r.ID)
+	}
+	return r
+}
+
 // stepList describes a run's steps as "host task module status", sorted.
 func stepList(r *journal.Run) []string {
 	var out []string

@@ -20,6 +20,10 @@ type preflight struct {
 	// early (see session.rerun).
 	rerun string
 	play  tasks.Play
+	// within, when set, is the run the play is the preflight of: it runs
+	// in that run's session (one run log and journal for the command),
+	// not as a run of its own (command and rerun are then unused).
+	within *runner
 	// modules gives, by task name, the module each task of play so named
 	// runs; those results are recorded.
 	modules map[string]string
@@ -47,6 +51,12 @@ func runPreflight(ctx context.Context, e env, o options, inv *inventory.Inventor
 			return nil, nil, fmt.Errorf("%s: module %s is not registered", p.who, module)
 		}
 		reg.Register(task, recorded{Module: m, g: g, task: task})
+	}
+	if p.within != nil {
+		if err := p.within.gatherWithin(ctx, reg, p.play, g); err != nil {
+			return nil, nil, err
+		}
+		return g, p.within, nil
 	}
 	r, err := newReadRunner(e, o, p.command, inv, reg, g, len(p.play.Hosts))
 	if err != nil {

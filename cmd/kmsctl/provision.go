@@ -57,15 +57,25 @@ func provision(ctx context.Context, e env, o options, targets []string) error {
 	if err := checkAPIKeys(e, o, nodes); err != nil {
 		return err
 	}
-	states, err := gatherStates(ctx, e, o, "provision preflight "+strings.Join(targets, " "), inv, hosts, nodes, nil)
+	reg := newRegistry(e, o)
+	plays, err := builtinPlays(reg, "provision", func(string) []tasks.Host { return hosts }, map[string]any{"provision_hosts": strings.Join(targets, ",")}, nil)
 	if err != nil {
 		return err
+	}
+	// One run, its preflight included: one run log, one journal.
+	r, err := newRunner(e, o, "provision "+strings.Join(targets, " "), inv, reg, false)
+	if err != nil {
+		return err
+	}
+	states, err := gatherStates(ctx, e, o, r, inv, hosts, nodes)
+	if err != nil {
+		return r.s.finish(err)
 	}
 	if err := provisionRefusal(states); err != nil {
 		var ref refusal
 		errors.As(err, &ref)
 		printRefusal(e, asJSON, "provision_refused", ref)
-		return exit.With(exit.Refused, fmt.Errorf("provision %s: refused: %w", strings.Join(targets, " "), err))
+		return r.s.finish(exit.With(exit.Refused, fmt.Errorf("provision %s: refused: %w", strings.Join(targets, " "), err)))
 	}
 	var unreachable []string
 	for _, s := range states {
@@ -74,16 +84,7 @@ func provision(ctx context.Context, e env, o options, targets []string) error {
 		}
 	}
 	if len(unreachable) > 0 {
-		return exit.With(exit.Unreachable, fmt.Errorf("provision: %s did not answer SSH; nothing was changed", joinAnd(unreachable)))
-	}
-	reg := newRegistry(e, o)
-	plays, err := builtinPlays(reg, "provision", func(string) []tasks.Host { return hosts }, map[string]any{"provision_hosts": strings.Join(targets, ",")}, nil)
-	if err != nil {
-		return err
-	}
-	r, err := newRunner(e, o, "provision "+strings.Join(targets, " "), inv, reg, false)
-	if err != nil {
-		return err
+		return r.s.finish(exit.With(exit.Unreachable, fmt.Errorf("provision: %s did not answer SSH; nothing was changed", joinAnd(unreachable))))
 	}
 	return r.runWith(ctx, plays, func(ctx context.Context, recap tasks.Recap, err error) error {
 		if err != nil {

@@ -190,6 +190,36 @@ func (r *runner) runWith(ctx context.Context, plays []tasks.Play, outcome func(c
 	return r.s.finish(outcome(ctx, recap, err))
 }
 
+// gatherWithin runs play, a command's read-only preflight, within r's
+// session before the command's own plays and without ending the session:
+// the command is one run, with one run log and one journal. It runs as
+// newReadRunner's runs do (every host at once, not in check mode), with
+// reg's modules, g recording the hosts found unreachable; its events go to
+// the run log only (the command prints what it found). Only an
+// interruption (or --timeout) is an error: what the hosts answered is the
+// command's to judge.
+func (r *runner) gatherWithin(ctx context.Context, reg *tasks.Registry, play tasks.Play, g *gathered) error {
+	plays := []tasks.Play{play}
+	if err := checkHostKeys(r.inv, plays); err != nil {
+		return err
+	}
+	if err := checkExpectHostKeys(r.s.o, r.inv, plays); err != nil {
+		return err
+	}
+	ctx, cancel := withTimeout(ctx, r.s.o)
+	defer cancel()
+	eng := *r.engine
+	eng.Modules = reg
+	eng.Forks = max(r.s.o.Forks, len(play.Hosts))
+	eng.Check = false
+	eng.Sink = r.s.logSink
+	g.listen(&eng)
+	if _, err := eng.Run(ctx, plays); err != nil && ctx.Err() != nil {
+		return exit.With(exit.Interrupted, err)
+	}
+	return nil
+}
+
 // countHosts counts the distinct hosts of plays.
 func countHosts(plays []tasks.Play) int {
 	seen := map[string]bool{}

@@ -92,7 +92,7 @@ func scale(ctx context.Context, e env, o options, op, group, target string, yes 
 			}
 		}
 	}
-	in, err := gatherScale(ctx, e, o, fmt.Sprintf("scale %s %s preflight --cluster %s", op, target, group), inv, hosts, nodes, operatorOn)
+	in, err := gatherScale(ctx, e, o, fmt.Sprintf("scale %s %s preflight --cluster %s", op, target, group), nil, inv, hosts, nodes, operatorOn)
 	if err != nil {
 		return err
 	}
@@ -152,8 +152,9 @@ func scale(ctx context.Context, e env, o options, op, group, target string, yes 
 
 // gatherScale runs status's read-only play on every node at once, plus
 // kms_hsm_check (the operator's HSM key against the node's) on the hosts
-// of operatorOn, and returns what it learned.
-func gatherScale(ctx context.Context, e env, o options, command string, inv *inventory.Inventory, hosts []tasks.Host, nodes []inventory.KMSNode, operatorOn []string) (scaleInput, error) {
+// of operatorOn, and returns what it learned. It runs as a run of its own
+// (command) when within is nil, else as the preflight of within's run.
+func gatherScale(ctx context.Context, e env, o options, command string, within *runner, inv *inventory.Inventory, hosts []tasks.Host, nodes []inventory.KMSNode, operatorOn []string) (scaleInput, error) {
 	var in scaleInput
 	mods := map[string]string{taskService: "service", taskHSM: "kms_hsm_fingerprint", taskAPI: "kms_status", taskScaleHSM: "kms_hsm_check", taskScaleStorage: "command"}
 	play := statusPlay(hosts)
@@ -166,7 +167,7 @@ func gatherScale(ctx context.Context, e env, o options, command string, inv *inv
 				Args: map[string]any{"cmd": "find {{ " + inventory.VarStoragePath + " }} -mindepth 1 -maxdepth 1 -print -quit"}})
 	}
 	play.Vars = map[string]any{"scale_operator_on": anySlice(operatorOn)}
-	g, _, err := runPreflight(ctx, e, o, inv, preflight{who: "scale", command: command, rerun: "the preflight only reads: run it again", play: play, modules: mods})
+	g, _, err := runPreflight(ctx, e, o, inv, preflight{who: "scale", command: command, rerun: "the preflight only reads: run it again", play: play, modules: mods, within: within})
 	if err != nil {
 		return in, err
 	}
@@ -207,9 +208,10 @@ func gatherScale(ctx context.Context, e env, o options, command string, inv *inv
 }
 
 // gatherStates is gatherScale for commands that need only each node's
-// state (provision).
-func gatherStates(ctx context.Context, e env, o options, command string, inv *inventory.Inventory, hosts []tasks.Host, nodes []inventory.KMSNode, operatorOn []string) ([]nodeState, error) {
-	in, err := gatherScale(ctx, e, o, command, inv, hosts, nodes, operatorOn)
+// state (provision, drill), run as the preflight of r's run: the command
+// writes one run log and one journal.
+func gatherStates(ctx context.Context, e env, o options, r *runner, inv *inventory.Inventory, hosts []tasks.Host, nodes []inventory.KMSNode) ([]nodeState, error) {
+	in, err := gatherScale(ctx, e, o, "", r, inv, hosts, nodes, nil)
 	return in.Nodes, err
 }
 

@@ -130,6 +130,11 @@ func TestScaleRemoveProvisionAdd(t *testing.T) {
 	if code != 0 || !strings.Contains(te.out.String(), "PROVISIONED kms3") {
 		t.Fatalf("provision kms3: exit %d\n%s\n%s", code, te.out, te.errOut)
 	}
+	// One provision, one run: its preflight writes no run log or journal
+	// of its own.
+	if r := oneRun(t, te); r.Command != "provision kms3" || r.End == nil || r.End.ExitCode != 0 || r.End.Hosts != 1 {
+		t.Errorf("the provision's run: %s, end %+v", r.Command, r.End)
+	}
 	if fi, err := os.Stat(filepath.Join(l.dirs[2], "minkms.env")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("env file after provision: %v, %v", fi, err)
 	}
@@ -208,6 +213,13 @@ func TestScaleRefusals(t *testing.T) {
 		te, code := l.kmsctl(t, c.args...)
 		if code != c.code || !strings.Contains(te.out.String()+te.errOut.String(), c.want) {
 			t.Errorf("%v: exit %d, want %d and %q\n%s\n%s", c.args, code, c.code, c.want, te.out, te.errOut)
+		}
+		// A refused provision is one run, refused: its preflight
+		// writes no run log or journal of its own.
+		if c.code == exit.Refused {
+			if r := oneRun(t, te); r.End == nil || r.End.ExitCode != exit.Refused {
+				t.Errorf("%v: the run's end %+v, want refused", c.args, r.End)
+			}
 		}
 	}
 	l.kill(2)

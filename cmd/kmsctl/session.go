@@ -47,6 +47,9 @@ type session struct {
 	display output.Display
 	// sink renders events and records them in the run log, masked.
 	sink tasks.Sink
+	// logSink records events in the run log only, masked: a command's
+	// read-only preflight within the session (runner.gatherWithin).
+	logSink tasks.Sink
 	// progress is what each host finished, for a run that stops early.
 	progress *progress
 	// rerun, for a command that is safe to run again after it stopped
@@ -131,6 +134,12 @@ func newSession(e env, o options, command string, quiet bool) (*session, error) 
 	events := zerolog.New(log).With().Str("run", log.ID).Logger()
 	runLog := tasks.SinkFunc(func(ev tasks.Event) { output.LogEvent(events, zerolog.DebugLevel, ev) })
 	disp := output.Tee(s.display, runLog)
+	s.logSink = tasks.SinkFunc(func(ev tasks.Event) {
+		if s.aborted.Load() {
+			return
+		}
+		runLog.Event(redactEvent(s.red, ev))
+	})
 	s.progress = newProgress()
 	s.sink = tasks.SinkFunc(func(ev tasks.Event) {
 		if s.aborted.Load() {
