@@ -231,7 +231,14 @@ func verdict(c cluster) []reason {
 				"(%s's certificate is not from the CA that signed the others', or its kms_ca_file is not theirs); %s", n.Host, n.Endpoint, caName(n.CAFile), orUnknown(n.CertIssuer), n.Host, serviceCondition(n))
 			continue
 		case n.View == nil:
-			add(reasonAPI, []string{n.Host}, "the Key Manager API of %s (%s) gave no status: %s; %s", n.Host, n.Endpoint, orUnknown(n.APIError), serviceCondition(n))
+			kind, text := reasonAPI, fmt.Sprintf("the Key Manager API of %s (%s) gave no status: %s; %s", n.Host, n.Endpoint, orUnknown(n.APIError), serviceCondition(n))
+			if len(members) > 0 && !slices.ContainsFunc(members, func(m *nodeState) bool { _, ok := m.View.lists(n.Endpoint); return ok }) {
+				// Its ID was removed (recover node stopped after the edit,
+				// or by hand): not a member until rebuilt and added.
+				kind = reasonNotMember
+				text += fmt.Sprintf("; no member lists %s: its node ID was removed, so it is not in the cluster until it is rebuilt and added", n.Endpoint)
+			}
+			add(kind, []string{n.Host}, "%s", text)
 			continue
 		}
 		if n.SSH && n.ServiceError != "" {

@@ -101,6 +101,20 @@ func TestVerdict(t *testing.T) {
 			nodes: [][]string{{"kms2"}}, kinds: []string{reasonAPI},
 		},
 		{
+			name: "a node whose ID was removed, service inactive",
+			change: func(n []nodeState) []nodeState {
+				n[2].View, n[2].Live, n[2].Ready, n[2].ReadyWrite, n[2].Version, n[2].CertNotAfter = nil, false, false, false, "", nil
+				n[2].ServiceState, n[2].APIError = "inactive", "connection refused"
+				for _, m := range n[:2] {
+					m.View.Members = slices.DeleteFunc(slices.Clone(m.View.Members), func(mm member) bool { return mm.ID == 2 })
+				}
+				return n
+			},
+			want: []string{"the Key Manager API of kms3 (kms3:7373) gave no status: connection refused; minkms.service is inactive on kms3; " +
+				"no member lists kms3:7373: its node ID was removed, so it is not in the cluster until it is rebuilt and added"},
+			nodes: [][]string{{"kms3"}}, kinds: []string{reasonNotMember},
+		},
+		{
 			name: "service failed although the API answers",
 			change: func(n []nodeState) []nodeState {
 				n[0].ServiceState = "failed"
