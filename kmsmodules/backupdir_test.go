@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -245,5 +247,45 @@ func TestBackupInfo(t *testing.T) {
 	}
 	if _, err := (kmsmodules.Backup{Manifest: filepath.Join(dir, "none")}).Info(); err == nil {
 		t.Error("Info of a missing manifest: no error")
+	}
+}
+
+// TestReserveBackupAtOnce: reservations made at the same time for the same
+// second each get a name of their own, the vendor's name and -2 .. -N.
+func TestReserveBackupAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	at := time.Date(2026, 12, 2, 8, 30, 5, 0, time.UTC)
+	const n = 8
+	names := make([]string, n)
+	releases := make([]func() error, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { names[i], releases[i], errs[i] = kmsmodules.ReserveBackup(dir, at) })
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("reservation %d: %v", i, errs[i])
+		}
+		seen[filepath.Base(names[i])] = true
+	}
+	want := []string{"20261202_083005_kms.db.gzip"}
+	for i := 2; i <= n; i++ {
+		want = append(want, fmt.Sprintf("20261202_083005-%d_kms.db.gzip", i))
+	}
+	for _, w := range want {
+		if !seen[w] {
+			t.Errorf("no reservation got %s; got %v", w, names)
+		}
+	}
+	for _, release := range releases {
+		if err := release(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("released, %d entries left: %v", len(entries), entries)
 	}
 }
