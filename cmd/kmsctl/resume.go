@@ -468,13 +468,9 @@ func interruptedRuns(stateDir string, clusters []string) ([]*journal.Run, error)
 // unfinished reports whether run r stopped before its plan's end: killed
 // (its journal has no end), interrupted by Ctrl-C or SIGTERM (an end with
 // exit 130), or stopped by a failed or unreachable host. A run that ended
-// well, was refused or found the cluster locked or stopped on a usage
-// error is not, nor one that stopped before its first mutating step (its
-// journal records none: it changed nothing).
+// well, was refused or found the cluster locked (it changed nothing) or
+// stopped on a usage error is not.
 func unfinished(r *journal.Run) bool {
-	if len(r.Steps) == 0 {
-		return false
-	}
 	if r.End == nil {
 		return true
 	}
