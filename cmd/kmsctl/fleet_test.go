@@ -115,13 +115,7 @@ func parseFleet(t *testing.T, out string) fleetDoc {
 // cluster is named as such.
 func TestStatusFleet(t *testing.T) {
 	f := newFleetLab(t, 2, "kms-a", "kms-b")
-	var te *testEnvT
-	var code int
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if te, code = f.status(t); code == 0 || time.Now().After(deadline) {
-			break
-		}
-	}
+	te, code := f.statusSettled(t)
 	out := te.out.String()
 	if code != 0 || !strings.Contains(out, "fleet of 2 clusters") || !strings.Contains(out, ": 2 healthy\n") {
 		t.Fatalf("healthy fleet: exit %d\n%s\n%s", code, out, te.errOut)
@@ -225,13 +219,7 @@ func TestStatusFleetShowsLease(t *testing.T) {
 	f := newFleetLab(t, 2, "kms-a", "kms-b")
 	rec := aliceLease()
 	writeLeaseOf(t, f.labs["kms-b"].leaseDirs[1], "kms-b", rec)
-	var te *testEnvT
-	var code int
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if te, code = f.status(t); code == 0 || time.Now().After(deadline) {
-			break
-		}
-	}
+	te, code := f.statusSettled(t)
 	out := te.out.String()
 	holder := "alice@bastion1 `kmsctl recover node kms2` since " + rec.Since.UTC().Format("2006-01-02 15:04") + " UTC"
 	rowB := regexp.MustCompile(`(?m)^kms-b  .*$`).FindString(out)
@@ -271,5 +259,16 @@ func TestStatusFleetShowsLease(t *testing.T) {
 	}
 	if !strings.Contains(line, `"leases":[]`) {
 		t.Errorf("kms-a's leases are not [] in\n%s", line)
+	}
+}
+
+// statusSettled runs status --all until it exits 0 (the labs' clusters have
+// elected their leaders) or 20 s have passed, and returns the last run.
+func (f *fleetLab) statusSettled(t *testing.T) (*testEnvT, int) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if te, code := f.status(t); code == 0 || time.Now().After(deadline) {
+			return te, code
+		}
 	}
 }
