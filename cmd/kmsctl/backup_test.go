@@ -281,14 +281,7 @@ func TestBackupKeep(t *testing.T) {
 			t.Fatalf("run %d: exit %d\n%s\n%s", i, code, te.out, te.errOut)
 		}
 	}
-	bs, err := kmsmodules.ListBackups(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, b := range bs {
-		got = append(got, filepath.Base(b.Snapshot))
-	}
+	_, got := listBackups(t, dir)
 	if want := []string{names[4], names[3], names[2]}; !slices.Equal(got, want) {
 		t.Errorf("after 5 runs with --keep 3: %v, want %v", got, want)
 	}
@@ -462,13 +455,8 @@ func TestBackupSameSecond(t *testing.T) {
 			t.Errorf("backup %d in the same second: exit %d\n%s", i+2, code, te.errOut)
 		}
 	}
-	bs, err := kmsmodules.ListBackups(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
+	bs, got := listBackups(t, dir)
 	for _, b := range bs {
-		got = append(got, filepath.Base(b.Snapshot))
 		if err := b.Check(); err != nil {
 			t.Errorf("%s does not check out: %v", b.Snapshot, err)
 		}
@@ -484,4 +472,19 @@ func TestBackupSameSecond(t *testing.T) {
 	if len(entries) != 6 {
 		t.Errorf("%d entries in %s, want three pairs and nothing else: %v", len(entries), dir, entries)
 	}
+}
+
+// listBackups returns the backups in dir, newest first, and their
+// snapshots' file names.
+func listBackups(t *testing.T, dir string) ([]kmsmodules.Backup, []string) {
+	t.Helper()
+	bs, err := kmsmodules.ListBackups(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, b := range bs {
+		names = append(names, filepath.Base(b.Snapshot))
+	}
+	return bs, names
 }
